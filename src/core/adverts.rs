@@ -1,0 +1,87 @@
+//! Link-state adverts: originating this node's own and flooding everyone else's.
+//!
+//! A node re-advertises when one of its links comes up or goes down and when its
+//! subscriptions change (at most every `ADVERT_MIN_INTERVAL`), and refreshes its advert at a
+//! third of the advert lifetime. A received advert newer than the held one is stored and sent
+//! on over every other link; an older or equal one stops there, which ends the flood.
+
+use std::time::Duration;
+
+use super::frame::{Advert, AdvertLink, Frame};
+use super::link::LinkId;
+use super::node::{Node, Transmit};
+use super::store::{StoreError, Table};
+use super::types::Time;
+use crate::wire;
+
+impl Node {
+    /// This node's advert as it stands.
+    pub(super) fn own_advert(&self, _now: Time) -> Advert {
+        Advert {
+            node: self.cfg.node.clone(),
+            role: self.cfg.role,
+            seq: self.advert_seq,
+            lifetime: self.cfg.advert_lifetime,
+            age: Duration::ZERO,
+            links: self
+                .links
+                .values()
+                .map(|l| AdvertLink {
+                    neighbour: l.info.peer.clone(),
+                    medium: l.info.medium,
+                    rtt: l.srtt.unwrap_or_else(|| l.one_way_delay() * 2),
+                    loss_ppm: (l.loss * 1e6) as u32,
+                    bandwidth_bps: l.cfg.bandwidth_bps,
+                    up: l.up,
+                })
+                .collect(),
+            groups: self.cfg.groups.clone(),
+            subscriptions: self.subscriptions.iter().cloned().collect(),
+        }
+    }
+
+    /// Issues a new advert (next sequence number) to every neighbour.
+    pub(super) fn originate_advert(&mut self, now: Time) -> Result<(), StoreError> {
+        self.advert_seq += 1;
+        self.meta_dirty = true;
+        let advert = self.own_advert(now);
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        self.send_advert(&advert, &ids);
+        self.advert_wanted = false;
+        self.last_advert = Some(now);
+        self.next_advert = now + self.cfg.advert_lifetime / 3;
+        Ok(())
+    }
+
+    /// Sends `advert` on `links`, each copy aged by that link's one-way delay.
+    fn send_advert(&mut self, advert: &Advert, links: &[LinkId]) {
+        for id in links {
+            let Some(l) = self.links.get(id) else { continue };
+            let mut a = advert.clone();
+            a.age += l.one_way_delay();
+            self.transmits.push_back(Transmit { link: *id, frame: Frame::LinkState(a) });
+        }
+    }
+
+    /// An advert from the neighbour on `link`.
+    pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, advert: Advert) {
+        if advert.node == self.cfg.node {
+            // Our own advert, from before a restart that lost its sequence number: jump past it.
+            if advert.seq >= self.advert_seq {
+                self.advert_seq = advert.seq;
+                self.advert_wanted = true;
+                self.meta_dirty = true;
+            }
+            return;
+        }
+        if !self.routing.accept(advert.clone(), now) {
+            return;
+        }
+        let node = advert.node.clone();
+        self.guarded(|n| {
+            n.store.put(Table::Lsdb, node.as_str().as_bytes(), &wire::encode_advert(&advert))
+        });
+        let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
+        self.send_advert(&advert, &others);
+    }
+}

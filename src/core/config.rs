@@ -1,0 +1,131 @@
+//! The parts of a node's configuration the core acts on. The shell builds it from `node.toml`
+//! (`crate::shell::config`); the simulator builds it from a scenario.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::policy::Policy;
+use super::types::{Medium, NodeId, Precedence, Role};
+
+/// Per-medium behaviour of links.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediumConfig {
+    /// Routing cost of one hop over this medium (added to the measured delay, in milliseconds).
+    pub cost: u32,
+    /// Lowest precedence that may use this medium while another path exists.
+    pub min_precedence: Precedence,
+    /// Interval between link probes.
+    pub probe_interval: Duration,
+    /// Consecutive unanswered probes after which the link is declared down.
+    pub probe_misses: u32,
+    /// Unacknowledged custody bytes allowed in flight per precedence class (see `core::link`).
+    pub window_bytes: u64,
+    /// Rate at which held messages are offered on the link, bytes per second (`None`: no limit).
+    pub rate_bytes_per_s: Option<u64>,
+    /// An offer not answered within this time is offered again.
+    pub ack_timeout: Duration,
+    /// Nominal bandwidth, advertised in link state (bits per second).
+    pub bandwidth_bps: u64,
+}
+
+impl MediumConfig {
+    /// Defaults for a medium, chosen for its usual delay and cost.
+    pub fn default_for(medium: Medium) -> MediumConfig {
+        match medium {
+            Medium::Satellite => MediumConfig {
+                cost: 50,
+                min_precedence: Precedence::Priority,
+                probe_interval: Duration::from_secs(5),
+                probe_misses: 3,
+                window_bytes: 256 * 1024,
+                rate_bytes_per_s: None,
+                ack_timeout: Duration::from_secs(60),
+                bandwidth_bps: 1_000_000,
+            },
+            Medium::Wireless => MediumConfig {
+                cost: 10,
+                min_precedence: Precedence::Routine,
+                probe_interval: Duration::from_secs(1),
+                probe_misses: 3,
+                window_bytes: 512 * 1024,
+                rate_bytes_per_s: None,
+                ack_timeout: Duration::from_secs(30),
+                bandwidth_bps: 10_000_000,
+            },
+            Medium::Public => MediumConfig {
+                cost: 5,
+                min_precedence: Precedence::Routine,
+                probe_interval: Duration::from_secs(1),
+                probe_misses: 3,
+                window_bytes: 4 * 1024 * 1024,
+                rate_bytes_per_s: None,
+                ack_timeout: Duration::from_secs(30),
+                bandwidth_bps: 50_000_000,
+            },
+        }
+    }
+}
+
+/// How full the store may get before each precedence is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreLimits {
+    /// Bytes of held and undelivered messages the node accepts at most.
+    pub max_bytes: u64,
+    /// Fraction of `max_bytes` up to which each precedence is admitted, indexed by
+    /// `Precedence::index()` (ROUTINE first). FLASH is admitted until the store is full.
+    pub admit_ratio: [f64; 4],
+}
+
+impl Default for StoreLimits {
+    fn default() -> StoreLimits {
+        StoreLimits { max_bytes: 4 << 30, admit_ratio: [0.70, 0.80, 0.90, 1.0] }
+    }
+}
+
+/// Everything the core needs to know about its node.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub node: NodeId,
+    pub role: Role,
+    /// Named groups this node belongs to (besides `all` and `role:<role>`).
+    pub groups: Vec<String>,
+    pub media: BTreeMap<Medium, MediumConfig>,
+    pub limits: StoreLimits,
+    /// Largest payload accepted, in bytes.
+    pub max_payload: usize,
+    /// Longest lifetime accepted.
+    pub max_lifetime: Duration,
+    /// Hops after which a message is refused (a routing loop that did not converge).
+    pub max_hops: u32,
+    /// Read inbox messages kept; older read ones are pruned.
+    pub inbox_keep: u64,
+    /// How long the origin keeps the status of a message after accepting it.
+    pub status_keep: Duration,
+    /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
+    pub advert_lifetime: Duration,
+    /// Who may send what to where.
+    pub policy: Policy,
+}
+
+impl CoreConfig {
+    pub fn new(node: NodeId, role: Role) -> CoreConfig {
+        CoreConfig {
+            node,
+            role,
+            groups: Vec::new(),
+            media: Medium::ALL.into_iter().map(|m| (m, MediumConfig::default_for(m))).collect(),
+            limits: StoreLimits::default(),
+            max_payload: 1024 * 1024,
+            max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            max_hops: 32,
+            inbox_keep: 100_000,
+            status_keep: Duration::from_secs(7 * 24 * 3600),
+            advert_lifetime: Duration::from_secs(30 * 60),
+            policy: Policy::default(),
+        }
+    }
+
+    pub fn medium(&self, m: Medium) -> MediumConfig {
+        self.media.get(&m).cloned().unwrap_or_else(|| MediumConfig::default_for(m))
+    }
+}

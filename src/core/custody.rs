@@ -1,0 +1,624 @@
+//! Custody: taking messages in (from applications and neighbours), holding them durably,
+//! delivering them exactly once, settling them when a neighbour takes over, expiring them, and
+//! reporting their fate to their origin.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::frame::{CustodyCode, CustodyResult, StatusRecord, StatusReport, StoredMessage};
+use super::link::{LinkId, Offer};
+use super::node::{Event, Node, Submission, SubmitError};
+use super::schema;
+use super::store::{StoreError, Table};
+use super::types::{Address, Body, Envelope, MessageId, NodeId, Outcome, Precedence, Report, Time};
+use crate::wire;
+
+/// Free space kept back on the store's device for commits, the inbox and metadata.
+const DISK_RESERVE: u64 = 16 * 1024 * 1024;
+/// Dedup records outlive a message's remaining lifetime by this much, for clock slop.
+const DEDUP_MARGIN: Duration = Duration::from_secs(600);
+/// Content type of end-to-end reports.
+pub const REPORT_CONTENT_TYPE: &str = "application/vnd.relaymesh.report";
+/// Reports live at least this long, so a report about an expired message can still travel.
+const MIN_REPORT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What is needed to delete a held message without reading it back.
+struct HeldRef {
+    seq: u64,
+    precedence: Precedence,
+    deadline: Time,
+    weight: u64,
+    multi: bool,
+}
+
+impl Node {
+    /// An application's message. Accepted means durable once the batch commits.
+    pub fn handle_submit(&mut self, now: Time, sub: Submission) -> Result<MessageId, SubmitError> {
+        if let Some(e) = &self.poisoned {
+            return Err(SubmitError::Storage(e.clone()));
+        }
+        if sub.payload.len() > self.cfg.max_payload {
+            return Err(SubmitError::Invalid(format!(
+                "payload of {} bytes exceeds the limit of {}",
+                sub.payload.len(),
+                self.cfg.max_payload
+            )));
+        }
+        if sub.lifetime.is_zero() || sub.lifetime > self.cfg.max_lifetime {
+            return Err(SubmitError::Invalid(format!(
+                "lifetime must be between 1 ms and {} s",
+                self.cfg.max_lifetime.as_secs()
+            )));
+        }
+        if sub.content_type.len() > 128 || sub.content_type.is_empty() {
+            return Err(SubmitError::Invalid("content type must be 1 to 128 bytes".into()));
+        }
+        let me = self.cfg.node.clone();
+        self.cfg
+            .policy
+            .check(&me, Some(self.cfg.role), &sub.to, sub.precedence)
+            .map_err(SubmitError::Refused)?;
+        let local = match &sub.to {
+            Address::Node(n) => n == &me,
+            Address::Topic(t) => self.subscriptions.iter().any(|p| p.matches(t)),
+            Address::Group(_) => false,
+        };
+        let destinations = self.routing.resolve(&sub.to);
+        let envelope = Envelope {
+            id: self.new_id(),
+            origin: me.clone(),
+            to: sub.to,
+            precedence: sub.precedence,
+            lifetime: sub.lifetime,
+            content_type: sub.content_type,
+            payload: sub.payload,
+            receipt: sub.receipt,
+            body: Body::Data,
+            status: sub.status,
+            created: now,
+            age: Duration::ZERO,
+            hop_count: 0,
+            destinations,
+            signature: Bytes::new(),
+        };
+        self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
+        let id = envelope.id;
+        let result = self.accept_local(now, envelope, local);
+        if let Err(e) = result {
+            self.poison(e.clone());
+            return Err(SubmitError::Storage(e));
+        }
+        Ok(id)
+    }
+
+    fn accept_local(
+        &mut self,
+        now: Time,
+        envelope: Envelope,
+        local: bool,
+    ) -> Result<(), StoreError> {
+        let p = envelope.precedence;
+        let mut dests = envelope.destinations.clone();
+        if local {
+            dests.push(self.cfg.node.clone());
+            dests.sort();
+        }
+        let record = StatusRecord {
+            id: envelope.id,
+            to: envelope.to.to_string(),
+            precedence: Some(p),
+            accepted_at: now,
+            lifetime: envelope.lifetime,
+            receipt: envelope.receipt,
+            destinations: dests,
+            custody_at: Some(self.cfg.node.clone()),
+            reports: Vec::new(),
+        };
+        self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
+        self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;
+        self.counters.submitted[p.index()] += 1;
+        if local {
+            self.deliver_here(now, &envelope, Duration::ZERO)?;
+        }
+        if !envelope.destinations.is_empty() {
+            self.hold(now, envelope, None)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the store may hold: the configured limit, or less if the disk is fuller.
+    pub(super) fn capacity(&self) -> u64 {
+        let by_disk = self
+            .disk_free
+            .map_or(u64::MAX, |free| self.held_bytes + free.saturating_sub(DISK_RESERVE));
+        self.cfg.limits.max_bytes.min(by_disk)
+    }
+
+    /// Quota check: a precedence is refused once the store is fuller than its share.
+    pub(super) fn admit(&self, p: Precedence, weight: u64) -> Result<(), String> {
+        let cap = self.capacity();
+        let ratio = self.cfg.limits.admit_ratio[p.index()];
+        let limit = (cap as f64 * ratio) as u64;
+        if self.held_bytes.saturating_add(weight) <= limit {
+            return Ok(());
+        }
+        let full = if cap == 0 { 100.0 } else { self.held_bytes as f64 * 100.0 / cap as f64 };
+        Err(format!(
+            "store {full:.0}% full ({} of {} bytes): {p} is refused above {:.0}%",
+            self.held_bytes,
+            cap,
+            ratio * 100.0
+        ))
+    }
+
+    /// A custody offer from a neighbour.
+    pub(super) fn receive_offer(&mut self, now: Time, link: LinkId, offer: u64, env: Envelope) {
+        let answer =
+            |code: CustodyCode, reason: String| CustodyResult { offer, id: env.id, code, reason };
+        let result = if self.poisoned.is_some() {
+            answer(CustodyCode::Busy, "storage failure".into())
+        } else {
+            match self.judge_offer(now, link, &env) {
+                Ok(()) => {
+                    let from = self.links.get(&link).map(|l| l.info.peer.clone());
+                    self.counters.received[env.precedence.index()] += 1;
+                    let id = env.id;
+                    self.guarded(|n| n.take_custody(now, env, from));
+                    CustodyResult { offer, id, code: CustodyCode::Accepted, reason: String::new() }
+                }
+                Err((code, reason)) => answer(code, reason),
+            }
+        };
+        self.pending_custody.push((link, result));
+    }
+
+    /// Whether to take custody of an offered envelope, and if not, why.
+    fn judge_offer(
+        &mut self,
+        now: Time,
+        link: LinkId,
+        env: &Envelope,
+    ) -> Result<(), (CustodyCode, String)> {
+        let p = env.precedence;
+        if env.destinations.is_empty() {
+            self.counters.bad_frames += 1;
+            return Err((CustodyCode::Invalid, "offer without destinations".into()));
+        }
+        if matches!(env.body, Body::Data) {
+            let role = if self.links.get(&link).is_some_and(|l| l.info.peer == env.origin) {
+                self.links.get(&link).map(|l| l.info.role)
+            } else {
+                self.routing.role_of(&env.origin)
+            };
+            if let Err(reason) = self.cfg.policy.check(&env.origin, role, &env.to, p) {
+                self.counters.refused[p.index()] += 1;
+                return Err((CustodyCode::Policy, reason));
+            }
+        }
+        if env.hop_count > self.cfg.max_hops {
+            self.counters.refused[p.index()] += 1;
+            return Err((
+                CustodyCode::Policy,
+                format!("hop limit of {} exceeded", self.cfg.max_hops),
+            ));
+        }
+        if env.age >= env.lifetime {
+            self.counters.expired[p.index()] += 1;
+            self.pending_events.push(Event::Expired {
+                id: env.id,
+                origin: env.origin.clone(),
+                precedence: p,
+                destinations: env.destinations.len(),
+            });
+            let age = env.age;
+            self.guarded(|n| n.report(now, env, Outcome::Expired, "arrived expired", age));
+            return Err((CustodyCode::Expired, "lifetime ended in transit".into()));
+        }
+        self.admit(p, env.weight()).map_err(|why| (CustodyCode::Busy, why))
+    }
+
+    fn take_custody(
+        &mut self,
+        now: Time,
+        mut env: Envelope,
+        from: Option<NodeId>,
+    ) -> Result<(), StoreError> {
+        let me = self.cfg.node.clone();
+        if let Ok(i) = env.destinations.binary_search(&me) {
+            env.destinations.remove(i);
+            let age = env.age;
+            self.deliver_here(now, &env, age)?;
+        }
+        if !env.destinations.is_empty() {
+            self.hold(now, env, from)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers to this node's applications (data) or status (reports), exactly once.
+    fn deliver_here(&mut self, now: Time, env: &Envelope, age: Duration) -> Result<(), StoreError> {
+        let p = env.precedence;
+        let key = schema::delivered_key(&env.id, &env.origin);
+        if self.store.get(Table::Delivered, &key)?.is_some() {
+            self.counters.duplicates[p.index()] += 1;
+            self.pending_events.push(Event::Duplicate { id: env.id, origin: env.origin.clone() });
+            return Ok(());
+        }
+        let remaining = env.lifetime.saturating_sub(age);
+        let forget_at = now + remaining + DEDUP_MARGIN.max(remaining / 10);
+        self.store.put(Table::Delivered, &key, &forget_at.as_micros().to_be_bytes())?;
+        self.store.put(Table::DeliveredExpiry, &schema::time_prefixed(forget_at, &key), b"")?;
+        match &env.body {
+            Body::Report(r) => self.apply_report(now, r),
+            Body::Data => {
+                let cursor = self.next_cursor;
+                self.next_cursor += 1;
+                self.meta_dirty = true;
+                let record =
+                    super::frame::InboxRecord { envelope: env.clone(), delivered_at: now, age };
+                self.store.put(
+                    Table::Inbox,
+                    &cursor.to_be_bytes(),
+                    &wire::encode_inbox(&record),
+                )?;
+                self.counters.delivered[p.index()] += 1;
+                self.pending_events.push(Event::Delivered {
+                    cursor,
+                    id: env.id,
+                    origin: env.origin.clone(),
+                    to: env.to.clone(),
+                    precedence: p,
+                    age,
+                    status: env.status,
+                });
+                self.report(now, env, Outcome::Delivered, "", age)
+            }
+        }
+    }
+
+    /// Stores an envelope this node now owes to `env.destinations`.
+    pub(super) fn hold(
+        &mut self,
+        now: Time,
+        env: Envelope,
+        from: Option<NodeId>,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.meta_dirty = true;
+        let p = env.precedence;
+        let weight = env.weight();
+        let deadline = now + env.lifetime.saturating_sub(env.age);
+        for d in &env.destinations {
+            self.store.put(Table::Queue, &schema::queue_key(d, p, seq), b"")?;
+            self.queue.push(d, p, seq);
+        }
+        if env.destinations.len() > 1 {
+            let n = env.destinations.len() as u64;
+            self.store.put(Table::Refs, &schema::seq_key(seq), &n.to_be_bytes())?;
+        }
+        self.store.put(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
+        let stored = StoredMessage { envelope: env, received_at: now, from };
+        self.store.put(Table::Messages, &schema::seq_key(seq), &wire::encode_stored(&stored))?;
+        self.held_bytes += weight;
+        self.held_count[p.index()] += 1;
+        self.next_expiry = Some(self.next_expiry.map_or(deadline, |t| t.min(deadline)));
+        Ok(())
+    }
+
+    /// Removes what this node owes `dests` of a held message, and the message once nothing
+    /// is owed. Tolerates a message that is already gone (expired while an offer was out).
+    ///
+    /// Only destinations whose queue entry still exists count, so an answer that arrives twice
+    /// (an offer made again after a timeout, both accepted) cannot release a copy still owed
+    /// to someone else. `force` deletes the message whatever is still owed (expiry).
+    fn settle(&mut self, held: &HeldRef, dests: &[NodeId], force: bool) -> Result<(), StoreError> {
+        let p = held.precedence;
+        let mut settled = 0u64;
+        for d in dests {
+            if self.store.delete(Table::Queue, &schema::queue_key(d, p, held.seq))? {
+                settled += 1;
+            }
+            self.queue.take(d, p, held.seq);
+            self.inflight.remove(&(held.seq, d.clone()));
+        }
+        if settled == 0 && !force {
+            return Ok(());
+        }
+        if held.multi {
+            let key = schema::seq_key(held.seq);
+            let left = self.store.get(Table::Refs, &key)?.as_deref().and_then(schema::read_u64);
+            let left = left.unwrap_or(0).saturating_sub(settled);
+            if left > 0 && !force {
+                self.store.put(Table::Refs, &key, &left.to_be_bytes())?;
+                return Ok(());
+            }
+            self.store.delete(Table::Refs, &key)?;
+        }
+        if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
+            self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
+            self.held_bytes = self.held_bytes.saturating_sub(held.weight);
+            let c = &mut self.held_count[p.index()];
+            *c = c.saturating_sub(1);
+            self.meta_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// A neighbour's answer to one of this node's offers.
+    pub(super) fn custody_result(&mut self, now: Time, link: LinkId, r: CustodyResult) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let Some(offer) = l.complete(r.offer) else { return };
+        let peer = l.info.peer.clone();
+        if offer.id != r.id {
+            // A confused or hostile neighbour: keep the message and offer it again.
+            self.counters.bad_frames += 1;
+            self.requeue(vec![offer]);
+            return;
+        }
+        for d in &offer.dests {
+            self.inflight.remove(&(offer.seq, d.clone()));
+        }
+        let p = offer.precedence;
+        match r.code {
+            CustodyCode::Accepted => {
+                l.accepted();
+                self.counters.forwarded[p.index()] += 1;
+                self.guarded(|n| {
+                    n.settle(&held_ref(&offer), &offer.dests, false)?;
+                    if offer.local_origin {
+                        n.update_status(&offer.id, |s| s.custody_at = Some(peer.clone()))?;
+                    }
+                    Ok(())
+                });
+            }
+            CustodyCode::Expired => {
+                // The neighbour counted and reported it.
+                self.guarded(|n| n.settle(&held_ref(&offer), &offer.dests, false));
+            }
+            CustodyCode::Busy => {
+                l.busy(now);
+                self.requeue(vec![offer]);
+            }
+            CustodyCode::Policy | CustodyCode::Invalid => {
+                self.counters.refused[p.index()] += 1;
+                let reason = format!("refused by {peer}: {}", r.reason);
+                self.guarded(|n| n.refuse_held(now, &offer, &reason));
+            }
+        }
+    }
+
+    fn refuse_held(&mut self, now: Time, offer: &Offer, reason: &str) -> Result<(), StoreError> {
+        let stored = self.load_message(offer.seq)?;
+        self.settle(&held_ref(offer), &offer.dests, false)?;
+        if let Some(m) = stored {
+            let age = m.envelope.age + now.saturating_since(m.received_at);
+            self.pending_events.push(Event::Refused {
+                id: m.envelope.id,
+                origin: m.envelope.origin.clone(),
+                precedence: m.envelope.precedence,
+                reason: reason.to_owned(),
+            });
+            self.report(now, &m.envelope, Outcome::Refused, reason, age)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn load_message(&mut self, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
+        match self.store.get(Table::Messages, &schema::seq_key(seq))? {
+            None => Ok(None),
+            Some(raw) => wire::decode_stored(&raw)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("message {seq}: {e}"))),
+        }
+    }
+
+    /// Tells the origin what became of `original` (if it asked), or records it if that is us.
+    fn report(
+        &mut self,
+        now: Time,
+        original: &Envelope,
+        outcome: Outcome,
+        reason: &str,
+        age: Duration,
+    ) -> Result<(), StoreError> {
+        if !original.receipt || !matches!(original.body, Body::Data) {
+            return Ok(());
+        }
+        let report = Report {
+            of: original.id,
+            outcome,
+            at_node: self.cfg.node.clone(),
+            age,
+            reason: reason.to_owned(),
+        };
+        if original.origin == self.cfg.node {
+            return self.apply_report(now, &report);
+        }
+        let env = Envelope {
+            id: self.new_id(),
+            origin: self.cfg.node.clone(),
+            to: Address::Node(original.origin.clone()),
+            precedence: original.precedence,
+            lifetime: original.lifetime.max(MIN_REPORT_LIFETIME),
+            content_type: REPORT_CONTENT_TYPE.into(),
+            payload: Bytes::new(),
+            receipt: false,
+            body: Body::Report(report),
+            status: original.status,
+            created: now,
+            age: Duration::ZERO,
+            hop_count: 0,
+            destinations: vec![original.origin.clone()],
+            signature: Bytes::new(),
+        };
+        self.hold(now, env, None)
+    }
+
+    /// Records a report about a message this node originated.
+    fn apply_report(&mut self, now: Time, r: &Report) -> Result<(), StoreError> {
+        let mut fresh = false;
+        self.update_status(&r.of, |s| {
+            if !s.reports.iter().any(|x| x.node == r.at_node) {
+                s.reports.push(StatusReport {
+                    node: r.at_node.clone(),
+                    outcome: r.outcome,
+                    age: r.age,
+                    reason: r.reason.clone(),
+                    at: now,
+                });
+                fresh = true;
+            }
+        })?;
+        if fresh {
+            self.pending_events.push(Event::Reported {
+                of: r.of,
+                node: r.at_node.clone(),
+                outcome: r.outcome,
+                reason: r.reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn update_status(
+        &mut self,
+        id: &MessageId,
+        f: impl FnOnce(&mut StatusRecord),
+    ) -> Result<(), StoreError> {
+        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
+        let mut record = wire::decode_status(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        f(&mut record);
+        self.store.put(Table::Status, &id.0, &wire::encode_status(&record))
+    }
+
+    /// Drops every held message whose lifetime has run out.
+    pub(super) fn expire_held(&mut self, now: Time) -> Result<(), StoreError> {
+        loop {
+            let mut due = Vec::new();
+            self.store.scan(Table::Expiry, b"", Some(&schema::time_bound(now)), &mut |k, _| {
+                if let (Some(t), Some(seq)) = (schema::read_u64(k), schema::read_u64(&k[8..])) {
+                    due.push((Time(t), seq));
+                }
+                due.len() < 1024
+            })?;
+            if due.is_empty() {
+                break;
+            }
+            for (deadline, seq) in due {
+                self.expire_one(now, deadline, seq)?;
+            }
+        }
+        self.next_expiry = self.peek_expiry()?;
+        Ok(())
+    }
+
+    pub(super) fn expire_one(
+        &mut self,
+        now: Time,
+        deadline: Time,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let Some(m) = self.load_message(seq)? else {
+            self.store.delete(Table::Expiry, &schema::expiry_key(deadline, seq))?;
+            return Ok(());
+        };
+        let env = &m.envelope;
+        let p = env.precedence;
+        // Only the destinations still owed: others were settled already.
+        let mut owed = Vec::new();
+        for d in &env.destinations {
+            if self.store.get(Table::Queue, &schema::queue_key(d, p, seq))?.is_some() {
+                owed.push(d.clone());
+            }
+        }
+        let held = HeldRef {
+            seq,
+            precedence: p,
+            deadline,
+            weight: env.weight(),
+            multi: env.destinations.len() > 1,
+        };
+        let all = env.destinations.clone();
+        self.settle(&held, &all, true)?;
+        self.counters.expired[p.index()] += 1;
+        self.pending_events.push(Event::Expired {
+            id: env.id,
+            origin: env.origin.clone(),
+            precedence: p,
+            destinations: owed.len(),
+        });
+        let age = env.age + now.saturating_since(m.received_at);
+        self.report(
+            now,
+            env,
+            Outcome::Expired,
+            &format!("lifetime ended while held at {}", self.cfg.node),
+            age,
+        )
+    }
+
+    pub(super) fn peek_expiry(&mut self) -> Result<Option<Time>, StoreError> {
+        let mut first = None;
+        self.store.scan(Table::Expiry, b"", None, &mut |k, _| {
+            first = schema::read_u64(k).map(Time);
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// Forgets dedup records past their time, prunes read inbox messages and old statuses.
+    pub(super) fn housekeeping(&mut self, now: Time) -> Result<(), StoreError> {
+        let mut old = Vec::new();
+        self.store.scan(
+            Table::DeliveredExpiry,
+            b"",
+            Some(&schema::time_bound(now)),
+            &mut |k, _| {
+                old.push(k.to_vec());
+                old.len() < 10_000
+            },
+        )?;
+        for k in old {
+            self.store.delete(Table::DeliveredExpiry, &k)?;
+            self.store.delete(Table::Delivered, &k[8..])?;
+        }
+        let keep_from = self.next_cursor.saturating_sub(self.cfg.inbox_keep).min(self.read_cursor);
+        let mut inbox = Vec::new();
+        self.store.scan(Table::Inbox, b"", Some(&keep_from.to_be_bytes()), &mut |k, _| {
+            inbox.push(k.to_vec());
+            inbox.len() < 10_000
+        })?;
+        for k in inbox {
+            self.store.delete(Table::Inbox, &k)?;
+        }
+        let cutoff = Time(now.as_micros().saturating_sub(self.cfg.status_keep.as_micros() as u64));
+        let mut statuses = Vec::new();
+        self.store.scan(
+            Table::StatusAge,
+            b"",
+            Some(&schema::time_bound(cutoff)),
+            &mut |k, _| {
+                statuses.push(k.to_vec());
+                statuses.len() < 10_000
+            },
+        )?;
+        for k in statuses {
+            self.store.delete(Table::StatusAge, &k)?;
+            self.store.delete(Table::Status, &k[8..])?;
+        }
+        Ok(())
+    }
+}
+
+fn held_ref(o: &Offer) -> HeldRef {
+    HeldRef {
+        seq: o.seq,
+        precedence: o.precedence,
+        deadline: o.deadline,
+        weight: o.held_weight,
+        multi: o.multi,
+    }
+}

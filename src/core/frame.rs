@@ -1,0 +1,131 @@
+//! What relays say to each other, as domain values, and what the core keeps in its store.
+//!
+//! `crate::wire` turns these into protobuf and back; nothing else sees the generated types.
+
+use std::time::Duration;
+
+use super::types::{Envelope, Medium, MessageId, NodeId, Role, Time, TopicPattern};
+
+/// A frame exchanged with a neighbour after the `Hello` handshake.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// A custody offer: the sender keeps its copy until the receiver answers offer number
+    /// `offer` (unique per link and direction) with a [`CustodyResult`].
+    Offer { offer: u64, envelope: Envelope },
+    /// The receiver's answers to custody offers.
+    Custody(Vec<CustodyResult>),
+    /// Link probe (sent as a datagram).
+    Probe { seq: u64 },
+    /// Answer to a probe.
+    ProbeAck { seq: u64 },
+    /// A node's link-state advert, flooded hop by hop.
+    LinkState(Advert),
+    /// The (node, seq) pairs of the sender's link-state database.
+    LsdbSummary(Vec<(NodeId, u64)>),
+}
+
+impl Frame {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Offer { .. } => "offer",
+            Frame::Custody(_) => "custody",
+            Frame::Probe { .. } => "probe",
+            Frame::ProbeAck { .. } => "probe_ack",
+            Frame::LinkState(_) => "link_state",
+            Frame::LsdbSummary(_) => "lsdb_summary",
+        }
+    }
+}
+
+/// The receiver's answer to one custody offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustodyResult {
+    pub offer: u64,
+    pub id: MessageId,
+    pub code: CustodyCode,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustodyCode {
+    /// Stored durably: the sender may delete its copy.
+    Accepted,
+    /// Temporarily refused (storage full or failing): try later or elsewhere.
+    Busy,
+    /// Refused by policy, permanently.
+    Policy,
+    /// Arrived expired; the receiver counted and dropped it.
+    Expired,
+    /// Malformed or not acceptable from this sender.
+    Invalid,
+}
+
+/// One node's advert in the link-state database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advert {
+    pub node: NodeId,
+    pub role: Role,
+    pub seq: u64,
+    /// How long the advert is valid without a refresh.
+    pub lifetime: Duration,
+    /// Accumulated age in the network.
+    pub age: Duration,
+    pub links: Vec<AdvertLink>,
+    pub groups: Vec<String>,
+    pub subscriptions: Vec<TopicPattern>,
+}
+
+/// One of the advertising node's links.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdvertLink {
+    pub neighbour: NodeId,
+    pub medium: Medium,
+    pub rtt: Duration,
+    /// Loss ratio in parts per million.
+    pub loss_ppm: u32,
+    pub bandwidth_bps: u64,
+    pub up: bool,
+}
+
+/// A held envelope as stored: `envelope.destinations` are the nodes this node still owes it to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub envelope: Envelope,
+    pub received_at: Time,
+    /// Previous hop; `None` when it was submitted here.
+    pub from: Option<NodeId>,
+}
+
+/// A message delivered to this node's applications.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboxRecord {
+    pub envelope: Envelope,
+    pub delivered_at: Time,
+    pub age: Duration,
+}
+
+/// What the origin knows about a message it sent.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct StatusRecord {
+    pub id: MessageId,
+    pub to: String,
+    pub precedence: Option<super::types::Precedence>,
+    pub accepted_at: Time,
+    pub lifetime: Duration,
+    pub receipt: bool,
+    /// The nodes the address resolved to when it was accepted.
+    pub destinations: Vec<NodeId>,
+    /// The last node known to hold custody of it (this node until a neighbour accepts it).
+    pub custody_at: Option<NodeId>,
+    pub reports: Vec<StatusReport>,
+}
+
+/// One end-to-end report received (or produced locally) about a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    pub node: NodeId,
+    pub outcome: super::types::Outcome,
+    pub age: Duration,
+    pub reason: String,
+    pub at: Time,
+}

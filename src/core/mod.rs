@@ -1,0 +1,49 @@
+//! The sans-IO core of a relay: routing, queues, custody, dedup, expiry and policy.
+//!
+//! Nothing in here performs I/O or reads a clock. Like quinn-proto, the core is a state machine
+//! ([`Node`]) that takes inputs through `handle_*(now, ..)` methods and hands its outputs back
+//! through `poll_*()` methods; the shell (`crate::shell`) or the simulator carries them out.
+//! Storage is reached through the small [`store::Store`] trait, so the core runs unchanged on
+//! redb in production and on the in-memory [`store::MemStore`] in tests and simulations.
+//!
+//! Layout:
+//! - [`types`]: identities, addresses, precedence, envelopes, the node clock.
+//! - [`frame`]: what relays say to each other and what the store keeps, as domain values.
+//! - [`node`]: the [`Node`] state machine and its calling contract.
+//! - `custody`: taking, holding, delivering, settling, expiring and reporting messages.
+//! - `scheduler`: what each link carries next.
+//! - [`link`]: one link's health, window and offers in flight.
+//! - [`queue`]: the in-memory window over the durable queue.
+//! - [`routing`]: the link-state database and shortest paths.
+//! - `adverts`: originating and flooding link-state adverts.
+//! - [`policy`]: who may send what to where.
+//! - [`store`], [`schema`]: the storage contract and key layouts.
+//! - `status`: read-only views for the API and reports.
+
+mod adverts;
+pub mod config;
+mod custody;
+pub mod frame;
+pub mod link;
+pub mod node;
+pub mod policy;
+pub mod queue;
+pub mod routing;
+mod scheduler;
+pub mod schema;
+pub mod status;
+pub mod store;
+pub mod types;
+
+pub use config::{CoreConfig, MediumConfig, StoreLimits};
+pub use custody::REPORT_CONTENT_TYPE;
+pub use link::{LinkId, LinkInfo};
+pub use node::{Counters, Event, Node, Submission, SubmitError, Transmit};
+pub use status::{InboxItem, LinkView, MessageView, NodeStatus};
+pub use types::{
+    Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Time, TopicPattern,
+    TrafficStatus,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,585 @@
+//! [`Node`]: one relay's protocol state machine.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::config::CoreConfig;
+use super::frame::{CustodyCode, CustodyResult, Frame};
+use super::link::{Link, LinkId, LinkInfo};
+use super::queue::QueueIndex;
+use super::routing::{LocalLink, Routing};
+use super::schema::{self, meta};
+use super::store::{Store, StoreError, Table};
+use super::types::{
+    Address, MessageId, NodeId, Outcome, Precedence, Time, TopicPattern, TrafficStatus,
+};
+
+/// Something the shell must send to a neighbour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transmit {
+    pub link: LinkId,
+    pub frame: Frame,
+}
+
+/// Something that happened, for applications, the shell and the simulator.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A message was delivered to this node's applications (durably, in the inbox).
+    Delivered {
+        cursor: u64,
+        id: MessageId,
+        origin: NodeId,
+        to: Address,
+        precedence: Precedence,
+        age: Duration,
+        status: TrafficStatus,
+    },
+    /// A copy of a message already delivered here arrived again and was suppressed.
+    Duplicate { id: MessageId, origin: NodeId },
+    /// The fate of a message this node originated became known.
+    Reported { of: MessageId, node: NodeId, outcome: Outcome, reason: String },
+    /// A held message's lifetime ran out here.
+    Expired { id: MessageId, origin: NodeId, precedence: Precedence, destinations: usize },
+    /// A message was refused here or by a neighbour, for good.
+    Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
+    /// A link became usable or unusable.
+    LinkChanged { link: LinkId, peer: NodeId, up: bool },
+}
+
+/// A message an application hands to its node.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub to: Address,
+    pub precedence: Precedence,
+    pub lifetime: Duration,
+    pub content_type: String,
+    pub payload: Bytes,
+    /// Ask for end-to-end reports (delivered, expired, refused).
+    pub receipt: bool,
+    pub status: TrafficStatus,
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The submission itself is wrong (bad address, lifetime, size): fix it and resend.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The node will not take it now or ever (policy, quota): the reason says which.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The store failed; nothing was kept.
+    #[error("storage failure: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// Per-precedence counters since start.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub submitted: [u64; 4],
+    pub received: [u64; 4],
+    pub forwarded: [u64; 4],
+    pub delivered: [u64; 4],
+    pub duplicates: [u64; 4],
+    pub expired: [u64; 4],
+    pub refused: [u64; 4],
+    pub store_failures: u64,
+    pub bad_frames: u64,
+}
+
+/// One relay's protocol state machine: routing, queues, custody, dedup, expiry, policy.
+///
+/// It does no I/O and reads no clock: the shell (or the simulator, or a test) feeds it events
+/// with the current time and carries out what it asks for.
+///
+/// # Calling contract
+///
+/// 1. Create it with [`Node::open`] on a store; it resumes whatever the store holds.
+/// 2. Feed it any number of inputs: `handle_link_up`, `handle_link_down`, `handle_frame`,
+///    `handle_submit`, `handle_subscription`, `handle_inbox_read`, `handle_disk_space`, and
+///    `handle_timeout` once `now` reaches [`Node::poll_timeout`].
+/// 3. Call [`Node::commit`]. It makes the batch durable (one fsync for the whole batch: group
+///    commit), and only then releases custody acknowledgements and events, and schedules new
+///    offers. If it fails, the batch is rolled back as a whole: offers received in it are
+///    answered "busy" (their senders keep them), submissions in it must be reported failed.
+/// 4. Drain [`Node::poll_transmit`] and [`Node::poll_event`], read [`Node::poll_timeout`],
+///    and go back to 2.
+///
+/// Queries (`message_status`, `inbox`, `status`, ...) may be made between batches.
+#[derive(Debug)]
+pub struct Node {
+    pub(super) cfg: CoreConfig,
+    pub(super) store: Box<dyn Store>,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) next_seq: u64,
+    pub(super) next_cursor: u64,
+    pub(super) read_cursor: u64,
+    pub(super) held_bytes: u64,
+    pub(super) held_count: [u64; 4],
+    pub(super) advert_seq: u64,
+    pub(super) links: BTreeMap<LinkId, Link>,
+    pub(super) queue: QueueIndex,
+    /// (seq, destination) pairs currently offered on some link.
+    pub(super) inflight: HashSet<(u64, NodeId)>,
+    pub(super) routing: Routing,
+    pub(super) subscriptions: BTreeSet<TopicPattern>,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) events: VecDeque<Event>,
+    /// Custody answers and events that wait for the next successful commit.
+    pub(super) pending_custody: Vec<(LinkId, CustodyResult)>,
+    pub(super) pending_events: Vec<Event>,
+    /// The first store error of the open batch; the batch will be rolled back.
+    pub(super) poisoned: Option<StoreError>,
+    pub(super) meta_dirty: bool,
+    pub(super) counters: Counters,
+    pub(super) disk_free: Option<u64>,
+    pub(super) next_expiry: Option<Time>,
+    pub(super) next_housekeeping: Time,
+    pub(super) next_advert: Time,
+    pub(super) advert_wanted: bool,
+    pub(super) last_advert: Option<Time>,
+}
+
+/// Interval of the housekeeping sweep (dedup records, inbox and status pruning).
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// Minimum spacing of link-state adverts triggered by changes.
+const ADVERT_MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Node {
+    /// Opens a node on `store`, resuming what it holds. `seed` seeds message ids and any
+    /// other randomness; the shell draws it from the OS, the simulator from the scenario seed.
+    pub fn open(
+        cfg: CoreConfig,
+        store: Box<dyn Store>,
+        seed: u64,
+        now: Time,
+    ) -> Result<Node, StoreError> {
+        let routing = Routing::new(cfg.node.clone(), cfg.media.clone());
+        let mut node = Node {
+            cfg,
+            store,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_seq: 0,
+            next_cursor: 0,
+            read_cursor: 0,
+            held_bytes: 0,
+            held_count: [0; 4],
+            advert_seq: 0,
+            links: BTreeMap::new(),
+            queue: QueueIndex::default(),
+            inflight: HashSet::new(),
+            routing,
+            subscriptions: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pending_custody: Vec::new(),
+            pending_events: Vec::new(),
+            poisoned: None,
+            meta_dirty: false,
+            counters: Counters::default(),
+            disk_free: None,
+            next_expiry: None,
+            next_housekeeping: now,
+            next_advert: now,
+            advert_wanted: true,
+            last_advert: None,
+        };
+        node.load(now)?;
+        Ok(node)
+    }
+
+    /// (Re)builds every in-memory index from the store's committed state.
+    fn load(&mut self, now: Time) -> Result<(), StoreError> {
+        self.store.rollback();
+        let get = |s: &mut dyn Store, k: &[u8]| -> Result<u64, StoreError> {
+            Ok(s.get(Table::Meta, k)?.as_deref().and_then(schema::read_u64).unwrap_or(0))
+        };
+        self.next_seq = get(self.store.as_mut(), meta::NEXT_SEQ)?;
+        self.next_cursor = get(self.store.as_mut(), meta::NEXT_CURSOR)?;
+        self.read_cursor = get(self.store.as_mut(), meta::READ_CURSOR)?;
+        self.held_bytes = get(self.store.as_mut(), meta::HELD_BYTES)?;
+        for p in Precedence::DESCENDING {
+            self.held_count[p.index()] = get(self.store.as_mut(), &held_count_key(p))?;
+        }
+        self.advert_seq = get(self.store.as_mut(), meta::ADVERT_SEQ)?;
+        self.queue = QueueIndex::load(self.store.as_mut())?;
+        self.inflight.clear();
+        for link in self.links.values_mut() {
+            link.take_inflight();
+        }
+        self.transmits.retain(|t| !matches!(t.frame, Frame::Offer { .. }));
+        let mut subs = BTreeSet::new();
+        self.store.scan(Table::Subscriptions, b"", None, &mut |k, _| {
+            if let Some(p) = std::str::from_utf8(k).ok().and_then(|s| TopicPattern::new(s).ok()) {
+                subs.insert(p);
+            }
+            true
+        })?;
+        self.subscriptions = subs;
+        let mut adverts = Vec::new();
+        self.store.scan(Table::Lsdb, b"", None, &mut |_, v| {
+            if let Ok(a) = crate::wire::decode_advert(v) {
+                adverts.push(a);
+            }
+            true
+        })?;
+        for a in adverts {
+            // Stored adverts are as old as they were when stored plus however long this node
+            // was down, which it cannot know: they age from now and are replaced by fresh ones.
+            self.routing.accept(a, now);
+        }
+        self.next_expiry = self.peek_expiry()?;
+        self.meta_dirty = false;
+        Ok(())
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.cfg.node
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Records the first store error of the batch; the batch will be rolled back.
+    pub(super) fn poison(&mut self, e: StoreError) {
+        if self.poisoned.is_none() {
+            self.counters.store_failures += 1;
+            self.poisoned = Some(e);
+        }
+    }
+
+    /// Runs `f` unless the batch is already doomed; a store error dooms it.
+    pub(super) fn guarded(&mut self, f: impl FnOnce(&mut Node) -> Result<(), StoreError>) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        if let Err(e) = f(self) {
+            self.poison(e);
+        }
+    }
+
+    /// A link finished its handshake and `Hello` exchange and may carry traffic.
+    pub fn handle_link_up(&mut self, now: Time, link: LinkId, info: LinkInfo) {
+        let cfg = self.cfg.medium(info.medium);
+        let peer = info.peer.clone();
+        self.links.insert(link, Link::new(link, info, cfg, now));
+        self.pending_events.push(Event::LinkChanged { link, peer, up: true });
+        self.links_changed();
+        // Tell the new neighbour what this node knows; it answers with what is newer.
+        let summary = self.routing.summary();
+        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+        self.advert_wanted = true;
+    }
+
+    /// A link's connection is gone. Whatever was offered on it and not accepted is owed again.
+    pub fn handle_link_down(&mut self, _now: Time, link: LinkId) {
+        let Some(mut l) = self.links.remove(&link) else { return };
+        self.requeue(l.take_inflight());
+        self.pending_events.push(Event::LinkChanged { link, peer: l.info.peer, up: false });
+        self.links_changed();
+        self.advert_wanted = true;
+    }
+
+    /// Puts offers that will not be answered back into their lanes.
+    pub(super) fn requeue(&mut self, offers: Vec<super::link::Offer>) {
+        for o in offers {
+            for d in &o.dests {
+                self.inflight.remove(&(o.seq, d.clone()));
+                self.queue.restore(d, o.precedence, o.seq);
+            }
+        }
+    }
+
+    /// Tells routing about this node's links after any change.
+    pub(super) fn links_changed(&mut self) {
+        let local = self
+            .links
+            .values()
+            .map(|l| LocalLink {
+                neighbour: l.info.peer.clone(),
+                role: l.info.role,
+                medium: l.info.medium,
+                rtt: l.srtt.unwrap_or_else(|| l.one_way_delay() * 2),
+                loss_ppm: (l.loss * 1e6) as u32,
+                usable: l.up,
+            })
+            .collect();
+        self.routing.set_local_links(local);
+    }
+
+    /// A frame from the neighbour on `link` (already decoded and authenticated by the shell).
+    pub fn handle_frame(&mut self, now: Time, link: LinkId, frame: Frame) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        match frame {
+            Frame::Offer { offer, envelope } => self.receive_offer(now, link, offer, envelope),
+            Frame::Custody(results) => {
+                for r in results {
+                    self.custody_result(now, link, r);
+                }
+            }
+            Frame::Probe { seq } => {
+                self.transmits.push_back(Transmit { link, frame: Frame::ProbeAck { seq } });
+            }
+            Frame::ProbeAck { seq } => {
+                let Some(l) = self.links.get_mut(&link) else { return };
+                let had_rtt = l.srtt;
+                if l.probe_ack(seq, now) {
+                    let peer = l.info.peer.clone();
+                    self.pending_events.push(Event::LinkChanged { link, peer, up: true });
+                    self.advert_wanted = true;
+                    self.links_changed();
+                } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
+                    self.links_changed();
+                }
+            }
+            Frame::LinkState(advert) => self.receive_advert(now, link, advert),
+            Frame::LsdbSummary(summary) => {
+                for a in self.routing.newer_than(&summary, now) {
+                    self.transmits.push_back(Transmit { link, frame: Frame::LinkState(a) });
+                }
+                // Our own advert is never in our database; send it if theirs is older.
+                let ours = summary.iter().find(|(n, _)| n == &self.cfg.node).map(|(_, s)| *s);
+                if ours.is_none_or(|s| s < self.advert_seq) && self.advert_seq > 0 {
+                    let a = self.own_advert(now);
+                    self.transmits.push_back(Transmit { link, frame: Frame::LinkState(a) });
+                }
+            }
+        }
+    }
+
+    /// Free space on the store's device, as last measured by the shell (`None`: unknown).
+    pub fn handle_disk_space(&mut self, free_bytes: Option<u64>) {
+        self.disk_free = free_bytes;
+    }
+
+    /// Adds or removes a durable topic subscription; returns whether anything changed.
+    pub fn handle_subscription(
+        &mut self,
+        pattern: TopicPattern,
+        subscribe: bool,
+    ) -> Result<bool, StoreError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let result = self.change_subscription(pattern, subscribe);
+        if let Err(e) = &result {
+            self.poison(e.clone());
+        }
+        result
+    }
+
+    fn change_subscription(
+        &mut self,
+        pattern: TopicPattern,
+        subscribe: bool,
+    ) -> Result<bool, StoreError> {
+        let key = pattern.as_str().as_bytes().to_vec();
+        let changed = if subscribe {
+            let new = self.subscriptions.insert(pattern);
+            if new {
+                self.store.put(Table::Subscriptions, &key, b"")?;
+            }
+            new
+        } else {
+            let had = self.subscriptions.remove(&pattern);
+            if had {
+                self.store.delete(Table::Subscriptions, &key)?;
+            }
+            had
+        };
+        if changed {
+            self.advert_wanted = true;
+        }
+        Ok(changed)
+    }
+
+    /// Marks every inbox message up to and including `cursor` as read.
+    pub fn handle_inbox_read(&mut self, cursor: u64) {
+        let next = cursor.saturating_add(1).min(self.next_cursor);
+        if next > self.read_cursor {
+            self.read_cursor = next;
+            self.meta_dirty = true;
+        }
+    }
+
+    /// Timers: probes, ack timeouts, expiry, housekeeping, adverts.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        let mut changed = false;
+        for id in ids {
+            let Some(l) = self.links.get_mut(&id) else { continue };
+            l.tick(now);
+            let tick = l.probe_tick(now);
+            let late = l.timed_out(now);
+            let peer = l.info.peer.clone();
+            if let Some(seq) = tick.send {
+                self.transmits.push_back(Transmit { link: id, frame: Frame::Probe { seq } });
+            }
+            if tick.went_down {
+                let offers = l.take_inflight();
+                self.requeue(offers);
+                self.pending_events.push(Event::LinkChanged { link: id, peer, up: false });
+                changed = true;
+            }
+            self.requeue(late);
+        }
+        if changed {
+            self.links_changed();
+            self.advert_wanted = true;
+        }
+        if self.next_expiry.is_some_and(|t| t <= now) {
+            self.guarded(|n| n.expire_held(now));
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.guarded(|n| n.housekeeping(now));
+        }
+        let forgotten = self.routing.expire(now);
+        if !forgotten.is_empty() {
+            self.advert_wanted = true;
+            self.guarded(|n| {
+                for node in &forgotten {
+                    n.store.delete(Table::Lsdb, node.as_str().as_bytes())?;
+                }
+                Ok(())
+            });
+        }
+        if now >= self.next_advert {
+            self.advert_wanted = true;
+        }
+    }
+
+    /// Makes the batch durable, then releases custody answers and events and schedules offers.
+    /// See the calling contract on [`Node`].
+    pub fn commit(&mut self, now: Time) -> Result<(), StoreError> {
+        if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
+            self.guarded(|n| n.originate_advert(now));
+        }
+        if self.poisoned.is_none() && self.meta_dirty {
+            self.guarded(Node::write_meta);
+        }
+        let result = match self.poisoned.take() {
+            Some(e) => Err(e),
+            None if self.store.dirty() => self.store.commit(),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.release_custody(None);
+                self.events.extend(self.pending_events.drain(..));
+                // The batch is durable whatever happens now. A store error while scheduling
+                // dooms the next batch instead, which rolls back and reloads.
+                if let Err(e) = self.fill(now) {
+                    self.poison(e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.store_failures += 1;
+                self.pending_events.clear();
+                self.release_custody(Some(&e));
+                if let Err(reload) = self.load(now) {
+                    self.poisoned = Some(reload);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the batch's custody answers, turned into "busy" refusals if the batch failed.
+    fn release_custody(&mut self, failure: Option<&StoreError>) {
+        let mut by_link: BTreeMap<LinkId, Vec<CustodyResult>> = BTreeMap::new();
+        for (link, mut r) in self.pending_custody.drain(..) {
+            if let Some(e) = failure {
+                r.code = CustodyCode::Busy;
+                r.reason = format!("storage failure: {e}");
+            }
+            by_link.entry(link).or_default().push(r);
+        }
+        for (link, results) in by_link {
+            if self.links.contains_key(&link) {
+                for chunk in results.chunks(4096) {
+                    let frame = Frame::Custody(chunk.to_vec());
+                    self.transmits.push_back(Transmit { link, frame });
+                }
+            }
+        }
+    }
+
+    fn write_meta(&mut self) -> Result<(), StoreError> {
+        let s = self.store.as_mut();
+        s.put(Table::Meta, meta::NEXT_SEQ, &self.next_seq.to_be_bytes())?;
+        s.put(Table::Meta, meta::NEXT_CURSOR, &self.next_cursor.to_be_bytes())?;
+        s.put(Table::Meta, meta::READ_CURSOR, &self.read_cursor.to_be_bytes())?;
+        s.put(Table::Meta, meta::HELD_BYTES, &self.held_bytes.to_be_bytes())?;
+        for p in Precedence::DESCENDING {
+            s.put(Table::Meta, &held_count_key(p), &self.held_count[p.index()].to_be_bytes())?;
+        }
+        s.put(Table::Meta, meta::ADVERT_SEQ, &self.advert_seq.to_be_bytes())?;
+        self.meta_dirty = false;
+        Ok(())
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = Some(self.next_housekeeping.min(self.next_advert));
+        let mut earliest = |x: Option<Time>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        earliest(self.next_expiry);
+        earliest(self.routing.next_expiry());
+        for l in self.links.values() {
+            earliest(Some(l.next_timeout()));
+        }
+        if self.advert_wanted {
+            earliest(self.last_advert.map(|t| t + ADVERT_MIN_INTERVAL));
+        }
+        t
+    }
+
+    pub(super) fn advert_due(&self, now: Time) -> bool {
+        self.last_advert.is_none_or(|t| now >= t + ADVERT_MIN_INTERVAL)
+    }
+
+    /// The next message id: random, so ids stay unique across restarts and nodes.
+    pub(super) fn new_id(&mut self) -> MessageId {
+        use rand::RngCore;
+        let mut id = [0u8; 16];
+        self.rng.fill_bytes(&mut id);
+        MessageId(id)
+    }
+}
+
+pub(super) fn held_count_key(p: Precedence) -> Vec<u8> {
+    format!("held_count_{}", p.as_str()).into_bytes()
+}
+
+/// Whether the smoothed RTT moved enough (25%) to matter for routing.
+fn rtt_moved(before: Option<Duration>, after: Option<Duration>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let (b, a) = (b.as_micros() as f64, a.as_micros() as f64);
+            (a - b).abs() > 0.25 * b.max(1000.0)
+        }
+        _ => true,
+    }
+}

@@ -1,0 +1,307 @@
+//! The link-state database and the routes computed from it.
+//!
+//! Every node floods an [`Advert`] of its links, groups and subscriptions; each node keeps the
+//! newest advert of every other node (by sequence number), ages it like an envelope, and forgets
+//! it when its lifetime runs out. Routes are shortest paths (Dijkstra) over the links that both
+//! ends advertise as up, with a cost per precedence:
+//!
+//! * FLASH: the measured round-trip time plus one per hop: the fastest path.
+//! * Other precedences: the medium's configured cost plus the round-trip time in milliseconds,
+//!   scaled up by loss. A medium whose `min_precedence` is above the message's precedence costs
+//!   [`AVOID`] extra: it is used only when no other path exists (ROUTINE avoids satellite).
+//!
+//! Ties break on node id, so every node computes the same routes from the same database.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+use super::config::MediumConfig;
+use super::frame::{Advert, AdvertLink};
+use super::types::{Address, Group, Medium, NodeId, Precedence, Role, Time, TopicPattern};
+
+/// Extra cost of a hop over a medium the precedence should avoid.
+pub const AVOID: u64 = 1_000_000;
+
+/// Cost of one hop over a link for precedence `p`.
+pub fn edge_cost(cfg: &MediumConfig, rtt: Duration, loss_ppm: u32, p: Precedence) -> u64 {
+    let rtt_ms = (rtt.as_micros() / 1000) as u64;
+    let base = if p == Precedence::Flash { rtt_ms + 1 } else { u64::from(cfg.cost) + rtt_ms };
+    // Loss inflates the cost: at 50% loss a hop costs about twice as much.
+    let loss = u64::from(loss_ppm.min(900_000));
+    let cost = base * 1_000_000 / (1_000_000 - loss);
+    if p < cfg.min_precedence { cost + AVOID } else { cost }
+}
+
+/// One of this node's own links, as routing sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalLink {
+    pub neighbour: NodeId,
+    pub role: Role,
+    pub medium: Medium,
+    pub rtt: Duration,
+    pub loss_ppm: u32,
+    /// Usable for traffic (up and past any hold-down).
+    pub usable: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    advert: Advert,
+    received_at: Time,
+}
+
+impl Held {
+    fn expires_at(&self) -> Time {
+        self.received_at + self.advert.lifetime.saturating_sub(self.advert.age)
+    }
+}
+
+/// The link-state database and route table of one node.
+#[derive(Debug)]
+pub struct Routing {
+    me: NodeId,
+    media: BTreeMap<Medium, MediumConfig>,
+    local: Vec<LocalLink>,
+    adverts: BTreeMap<NodeId, Held>,
+    /// Per precedence index: destination -> (next-hop neighbour, path cost).
+    table: [BTreeMap<NodeId, (NodeId, u64)>; 4],
+    dirty: bool,
+}
+
+impl Routing {
+    pub fn new(me: NodeId, media: BTreeMap<Medium, MediumConfig>) -> Routing {
+        Routing {
+            me,
+            media,
+            local: Vec::new(),
+            adverts: BTreeMap::new(),
+            table: Default::default(),
+            dirty: true,
+        }
+    }
+
+    fn medium(&self, m: Medium) -> MediumConfig {
+        self.media.get(&m).cloned().unwrap_or_else(|| MediumConfig::default_for(m))
+    }
+
+    /// Replaces this node's own links (called whenever one changes).
+    pub fn set_local_links(&mut self, mut links: Vec<LocalLink>) {
+        links.sort_by(|a, b| (&a.neighbour, a.medium).cmp(&(&b.neighbour, b.medium)));
+        if links != self.local {
+            self.local = links;
+            self.dirty = true;
+        }
+    }
+
+    /// Stores `advert` if it is newer than what is held; returns whether it was.
+    pub fn accept(&mut self, advert: Advert, now: Time) -> bool {
+        if advert.node == self.me || advert.age >= advert.lifetime {
+            return false;
+        }
+        if self.adverts.get(&advert.node).is_some_and(|h| h.advert.seq >= advert.seq) {
+            return false;
+        }
+        self.adverts.insert(advert.node.clone(), Held { advert, received_at: now });
+        self.dirty = true;
+        true
+    }
+
+    /// Forgets adverts whose lifetime ran out; returns the nodes forgotten.
+    pub fn expire(&mut self, now: Time) -> Vec<NodeId> {
+        let gone: Vec<NodeId> = self
+            .adverts
+            .iter()
+            .filter(|(_, h)| h.expires_at() <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &gone {
+            self.adverts.remove(n);
+            self.dirty = true;
+        }
+        gone
+    }
+
+    /// When the next advert expires.
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.adverts.values().map(Held::expires_at).min()
+    }
+
+    /// The held advert of `node`, aged to `now`.
+    pub fn advert(&self, node: &NodeId, now: Time) -> Option<Advert> {
+        let h = self.adverts.get(node)?;
+        let mut a = h.advert.clone();
+        a.age += now.saturating_since(h.received_at);
+        Some(a)
+    }
+
+    /// Every held advert's (node, seq).
+    pub fn summary(&self) -> Vec<(NodeId, u64)> {
+        self.adverts.iter().map(|(n, h)| (n.clone(), h.advert.seq)).collect()
+    }
+
+    /// Adverts held here that are newer than (or missing from) a neighbour's summary.
+    pub fn newer_than(&self, summary: &[(NodeId, u64)], now: Time) -> Vec<Advert> {
+        let theirs: BTreeMap<&NodeId, u64> = summary.iter().map(|(n, s)| (n, *s)).collect();
+        self.adverts
+            .keys()
+            .filter(|n| theirs.get(n).is_none_or(|s| *s < self.adverts[*n].advert.seq))
+            .filter_map(|n| self.advert(n, now))
+            .collect()
+    }
+
+    pub fn role_of(&self, node: &NodeId) -> Option<Role> {
+        if let Some(h) = self.adverts.get(node) {
+            return Some(h.advert.role);
+        }
+        self.local.iter().find(|l| &l.neighbour == node).map(|l| l.role)
+    }
+
+    /// Every node this node knows of (itself excluded), from adverts and its own links.
+    pub fn known_nodes(&self) -> BTreeSet<NodeId> {
+        let mut all: BTreeSet<NodeId> = self.adverts.keys().cloned().collect();
+        all.extend(self.local.iter().map(|l| l.neighbour.clone()));
+        all
+    }
+
+    /// The nodes (other than this one) an address resolves to in the current database.
+    pub fn resolve(&self, to: &Address) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = match to {
+            Address::Node(n) if n == &self.me => vec![],
+            Address::Node(n) => vec![n.clone()],
+            Address::Group(Group::All) => self.known_nodes().into_iter().collect(),
+            Address::Group(Group::Role(r)) => {
+                self.known_nodes().into_iter().filter(|n| self.role_of(n) == Some(*r)).collect()
+            }
+            Address::Group(Group::Named(g)) => self
+                .adverts
+                .iter()
+                .filter(|(_, h)| h.advert.groups.iter().any(|x| x == g))
+                .map(|(n, _)| n.clone())
+                .collect(),
+            Address::Topic(t) => self
+                .adverts
+                .iter()
+                .filter(|(_, h)| h.advert.subscriptions.iter().any(|p| p.matches(t)))
+                .map(|(n, _)| n.clone())
+                .collect(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether `node` subscribes to a pattern matching `topic`, per its advert.
+    pub fn subscribes(&self, node: &NodeId, topic: &str) -> bool {
+        self.adverts
+            .get(node)
+            .is_some_and(|h| h.advert.subscriptions.iter().any(|p: &TopicPattern| p.matches(topic)))
+    }
+
+    /// The neighbour to hand a message for `dest` of precedence `p` to.
+    pub fn next_hop(&mut self, dest: &NodeId, p: Precedence) -> Option<&NodeId> {
+        self.recompute_if_dirty();
+        self.table[p.index()].get(dest).map(|(hop, _)| hop)
+    }
+
+    /// Path cost to `dest` for `p`, if reachable.
+    pub fn cost(&mut self, dest: &NodeId, p: Precedence) -> Option<u64> {
+        self.recompute_if_dirty();
+        self.table[p.index()].get(dest).map(|(_, c)| *c)
+    }
+
+    /// The whole table for `p`: destination -> (next hop, cost).
+    pub fn routes(&mut self, p: Precedence) -> &BTreeMap<NodeId, (NodeId, u64)> {
+        self.recompute_if_dirty();
+        &self.table[p.index()]
+    }
+
+    /// Marks the routes stale (e.g. after a link metric changed).
+    pub fn invalidate(&mut self) {
+        self.dirty = true;
+    }
+
+    fn recompute_if_dirty(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let graph = self.graph();
+        for p in Precedence::DESCENDING {
+            self.table[p.index()] = self.dijkstra(&graph, p);
+        }
+    }
+
+    /// Adjacency: node -> [(neighbour, medium, rtt, loss)], only links both ends report up.
+    fn graph(&self) -> BTreeMap<NodeId, Vec<(NodeId, Medium, Duration, u32)>> {
+        let mut g: BTreeMap<NodeId, Vec<_>> = BTreeMap::new();
+        for l in self.local.iter().filter(|l| l.usable) {
+            g.entry(self.me.clone()).or_default().push((
+                l.neighbour.clone(),
+                l.medium,
+                l.rtt,
+                l.loss_ppm,
+            ));
+        }
+        let reports_up = |from: &NodeId, to: &NodeId, m: Medium| -> bool {
+            if from == &self.me {
+                return self.local.iter().any(|l| l.usable && &l.neighbour == to && l.medium == m);
+            }
+            self.adverts.get(from).is_some_and(|h| {
+                h.advert.links.iter().any(|l| l.up && &l.neighbour == to && l.medium == m)
+            })
+        };
+        for (node, h) in &self.adverts {
+            for AdvertLink { neighbour, medium, rtt, loss_ppm, up, .. } in &h.advert.links {
+                if *up && reports_up(neighbour, node, *medium) {
+                    g.entry(node.clone()).or_default().push((
+                        neighbour.clone(),
+                        *medium,
+                        *rtt,
+                        *loss_ppm,
+                    ));
+                }
+            }
+        }
+        g
+    }
+
+    fn dijkstra(
+        &self,
+        graph: &BTreeMap<NodeId, Vec<(NodeId, Medium, Duration, u32)>>,
+        p: Precedence,
+    ) -> BTreeMap<NodeId, (NodeId, u64)> {
+        let media: BTreeMap<Medium, MediumConfig> =
+            Medium::ALL.into_iter().map(|m| (m, self.medium(m))).collect();
+        let mut best: BTreeMap<NodeId, (u64, NodeId)> = BTreeMap::new();
+        let mut dist: BTreeMap<NodeId, u64> = BTreeMap::new();
+        let mut done: BTreeSet<NodeId> = BTreeSet::new();
+        // (cost, node, first hop); Reverse makes the max-heap a min-heap, ties by id.
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse((0u64, self.me.clone(), None::<NodeId>)));
+        while let Some(Reverse((cost, node, first))) = heap.pop() {
+            if !done.insert(node.clone()) {
+                continue;
+            }
+            if let Some(hop) = &first {
+                best.insert(node.clone(), (cost, hop.clone()));
+            }
+            for (next, medium, rtt, loss) in graph.get(&node).into_iter().flatten() {
+                if done.contains(next) {
+                    continue;
+                }
+                let c = cost + edge_cost(&media[medium], *rtt, *loss, p);
+                if dist.get(next).is_some_and(|d| c > *d) {
+                    continue;
+                }
+                dist.insert(next.clone(), c);
+                let hop = first.clone().unwrap_or_else(|| next.clone());
+                heap.push(Reverse((c, next.clone(), Some(hop))));
+            }
+        }
+        best.into_iter().map(|(dest, (cost, hop))| (dest, (hop, cost))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

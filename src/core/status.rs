@@ -1,0 +1,220 @@
+//! Read-only views of a node: its links, routes, queues and counters; a message's fate; the
+//! inbox. Used by the local API, `relaymesh status` and the simulator's report.
+
+use std::time::Duration;
+
+use super::frame::{InboxRecord, StatusRecord};
+use super::link::{LinkCounters, LinkId};
+use super::node::{Counters, Node};
+use super::schema;
+use super::store::{StoreError, Table};
+use super::types::{Medium, MessageId, NodeId, Outcome, Precedence, Role, Time};
+use crate::wire;
+
+/// One link's state.
+#[derive(Clone, Debug)]
+pub struct LinkView {
+    pub id: LinkId,
+    pub peer: NodeId,
+    pub role: Role,
+    pub medium: Medium,
+    pub up: bool,
+    pub since: Time,
+    pub rtt: Option<Duration>,
+    pub loss: f64,
+    pub inflight: usize,
+    pub counters: LinkCounters,
+}
+
+/// One route.
+#[derive(Clone, Debug)]
+pub struct RouteView {
+    pub destination: NodeId,
+    pub precedence: Precedence,
+    pub next_hop: NodeId,
+    pub link: Option<LinkId>,
+    pub cost: u64,
+}
+
+/// A node at a glance.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    pub role: Role,
+    pub links: Vec<LinkView>,
+    pub routes: Vec<RouteView>,
+    /// Messages held, by `Precedence::index()`.
+    pub held: [u64; 4],
+    pub held_bytes: u64,
+    pub capacity: u64,
+    pub counters: Counters,
+    pub subscriptions: Vec<String>,
+    pub known_nodes: Vec<NodeId>,
+    pub inbox_next: u64,
+    pub inbox_read: u64,
+}
+
+/// What became of a message at one destination.
+#[derive(Clone, Debug)]
+pub struct DestinationView {
+    pub node: NodeId,
+    /// `None` until a report arrives.
+    pub outcome: Option<Outcome>,
+    pub age: Option<Duration>,
+    pub reason: String,
+}
+
+/// A message this node originated, as far as it knows.
+#[derive(Clone, Debug)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub to: String,
+    pub precedence: Precedence,
+    /// `held` (not yet handed on), `forwarded`, `delivered`, `partially_delivered`,
+    /// `expired` or `refused`.
+    pub state: &'static str,
+    pub accepted_at: Time,
+    pub custody_at: Option<NodeId>,
+    pub receipt: bool,
+    pub destinations: Vec<DestinationView>,
+}
+
+/// A delivered message with its inbox position.
+#[derive(Clone, Debug)]
+pub struct InboxItem {
+    pub cursor: u64,
+    pub record: InboxRecord,
+}
+
+impl Node {
+    pub fn status(&mut self) -> NodeStatus {
+        let links = self
+            .links
+            .values()
+            .map(|l| LinkView {
+                id: l.id,
+                peer: l.info.peer.clone(),
+                role: l.info.role,
+                medium: l.info.medium,
+                up: l.up,
+                since: l.since,
+                rtt: l.srtt,
+                loss: l.loss,
+                inflight: l.inflight.len(),
+                counters: l.counters.clone(),
+            })
+            .collect();
+        let mut routes = Vec::new();
+        for p in Precedence::DESCENDING {
+            let table: Vec<(NodeId, (NodeId, u64))> =
+                self.routing.routes(p).iter().map(|(d, r)| (d.clone(), r.clone())).collect();
+            for (destination, (next_hop, cost)) in table {
+                let link = self.link_for(&next_hop, p);
+                routes.push(RouteView { destination, precedence: p, next_hop, link, cost });
+            }
+        }
+        NodeStatus {
+            node: self.cfg.node.clone(),
+            role: self.cfg.role,
+            links,
+            routes,
+            held: self.held_count,
+            held_bytes: self.held_bytes,
+            capacity: self.capacity(),
+            counters: self.counters.clone(),
+            subscriptions: self.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
+            known_nodes: self.routing.known_nodes().into_iter().collect(),
+            inbox_next: self.next_cursor,
+            inbox_read: self.read_cursor,
+        }
+    }
+
+    /// Messages held here, all precedences.
+    pub fn held_messages(&self) -> u64 {
+        self.held_count.iter().sum()
+    }
+
+    /// The status of a message this node originated.
+    pub fn message_status(&mut self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
+        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(None) };
+        let r: StatusRecord = wire::decode_status(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let destinations: Vec<DestinationView> = r
+            .destinations
+            .iter()
+            .map(|d| {
+                let report = r.reports.iter().find(|x| &x.node == d);
+                DestinationView {
+                    node: d.clone(),
+                    outcome: report.map(|x| x.outcome),
+                    age: report.map(|x| x.age),
+                    reason: report.map(|x| x.reason.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        // Reports from relays (expired or refused on the way) name the relay, not a destination.
+        let relay_fate = r
+            .reports
+            .iter()
+            .filter(|x| !r.destinations.contains(&x.node))
+            .map(|x| x.outcome)
+            .next();
+        let delivered =
+            destinations.iter().filter(|d| d.outcome == Some(Outcome::Delivered)).count();
+        let failed = destinations
+            .iter()
+            .filter_map(|d| d.outcome)
+            .chain(relay_fate)
+            .find(|o| *o != Outcome::Delivered);
+        let state = match (delivered, failed) {
+            (n, None) if n == destinations.len() => "delivered",
+            (0, Some(Outcome::Expired)) => "expired",
+            (0, Some(_)) => "refused",
+            (_, Some(_)) => "partially_delivered",
+            (n, None) if n > 0 => "partially_delivered",
+            _ if r.custody_at.as_ref() == Some(&self.cfg.node) => "held",
+            _ => "forwarded",
+        };
+        Ok(Some(MessageView {
+            id: r.id,
+            to: r.to,
+            precedence: r.precedence.unwrap_or(Precedence::Routine),
+            state,
+            accepted_at: r.accepted_at,
+            custody_at: r.custody_at,
+            receipt: r.receipt,
+            destinations,
+        }))
+    }
+
+    /// Up to `limit` inbox messages after `cursor` (`None`: after the last one marked read).
+    pub fn inbox(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let from = match after {
+            Some(c) => c.saturating_add(1),
+            None => self.read_cursor,
+        };
+        let mut raw = Vec::new();
+        self.store.scan(Table::Inbox, &from.to_be_bytes(), None, &mut |k, v| {
+            if let Some(c) = schema::read_u64(k) {
+                raw.push((c, v.to_vec()));
+            }
+            raw.len() < limit
+        })?;
+        raw.into_iter()
+            .map(|(cursor, v)| {
+                wire::decode_inbox(&v)
+                    .map(|record| InboxItem { cursor, record })
+                    .map_err(|e| StoreError::Corrupt(format!("inbox {cursor}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The cursor up to which the inbox was marked read (exclusive).
+    pub fn read_cursor(&self) -> u64 {
+        self.read_cursor
+    }
+}

@@ -1,0 +1,458 @@
+//! The storage contract the core relies on, with an in-memory implementation and a
+//! fault-injecting wrapper.
+//!
+//! The core sees a handful of ordered byte-keyed tables and one open transaction: every `put` and
+//! `delete` since the last `commit` is visible to reads at once and becomes durable at the next
+//! `commit`, or disappears at `rollback` (or at a crash). That is exactly what redb gives the shell
+//! (`crate::shell::redb_store`), what [`MemStore`] gives the core's tests and the simulator, and
+//! what [`FaultStore`] breaks on purpose.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The tables of a node's store. Key layouts live in `core::schema`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// seq -> StoredMessage: every envelope this node holds custody of.
+    Messages,
+    /// (destination, rank, seq) -> (): what is owed to whom, in drain order.
+    Queue,
+    /// (deadline, seq) -> (): held messages by local expiry deadline.
+    Expiry,
+    /// seq -> remaining destination count, for copies owed to more than one node.
+    Refs,
+    /// cursor -> InboxRecord: messages delivered to this node's applications.
+    Inbox,
+    /// (message id, origin) -> deadline: messages already delivered here (exactly-once).
+    Delivered,
+    /// (deadline, id, origin) -> (): `Delivered` entries by the time they may be forgotten.
+    DeliveredExpiry,
+    /// message id -> StatusRecord: messages this node originated.
+    Status,
+    /// (accepted_at, id) -> (): `Status` entries by age, for pruning.
+    StatusAge,
+    /// pattern -> (): this node's durable topic subscriptions.
+    Subscriptions,
+    /// node -> LinkState: the link-state database.
+    Lsdb,
+    /// name -> value: counters and cursors.
+    Meta,
+}
+
+impl Table {
+    pub const ALL: [Table; 12] = [
+        Table::Messages,
+        Table::Queue,
+        Table::Expiry,
+        Table::Refs,
+        Table::Inbox,
+        Table::Delivered,
+        Table::DeliveredExpiry,
+        Table::Status,
+        Table::StatusAge,
+        Table::Subscriptions,
+        Table::Lsdb,
+        Table::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Messages => "messages",
+            Table::Queue => "queue",
+            Table::Expiry => "expiry",
+            Table::Refs => "refs",
+            Table::Inbox => "inbox",
+            Table::Delivered => "delivered",
+            Table::DeliveredExpiry => "delivered_expiry",
+            Table::Status => "status",
+            Table::StatusAge => "status_age",
+            Table::Subscriptions => "subscriptions",
+            Table::Lsdb => "lsdb",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The device reported an error; nothing of the open transaction was kept.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// No space left; nothing of the open transaction was kept, and what was stored is intact.
+    #[error("storage is full")]
+    Full,
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Visitor for [`Store::scan`]: return `false` to stop.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
+
+/// Ordered byte-keyed tables with one open transaction (see the module docs).
+pub trait Store: Send + fmt::Debug {
+    fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Deletes a key; returns whether it existed.
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError>;
+    /// Visits the entries with `from <= key < to` (no upper bound when `to` is `None`) in key
+    /// order, until `visit` returns `false`.
+    fn scan(
+        &mut self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError>;
+    /// Makes every change since the last commit durable (fsync). On error nothing of them is
+    /// kept and the store is as it was after the previous commit.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Drops every change since the last commit.
+    fn rollback(&mut self);
+    /// Whether there are changes since the last commit.
+    fn dirty(&self) -> bool;
+}
+
+type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+#[derive(Default)]
+struct MemDisk {
+    tables: Tables,
+    /// Previous values of everything written since the last commit, oldest first.
+    undo: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl MemDisk {
+    fn table(&mut self, t: Table) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
+        self.tables.entry(t).or_default()
+    }
+
+    fn rollback(&mut self) {
+        while let Some((t, k, old)) = self.undo.pop() {
+            match old {
+                Some(v) => {
+                    self.table(t).insert(k, v);
+                }
+                None => {
+                    self.table(t).remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// An in-memory store with real transaction semantics.
+///
+/// Handles made with [`MemStore::handle`] share one "disk": a simulator keeps a handle, drops
+/// the node on a crash (which loses what was not committed, see [`MemStore::crash`]) and
+/// reopens the node on the same disk.
+#[derive(Clone, Default)]
+pub struct MemStore {
+    disk: Arc<Mutex<MemDisk>>,
+}
+
+impl fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemStore").finish_non_exhaustive()
+    }
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Another handle on the same disk.
+    pub fn handle(&self) -> MemStore {
+        self.clone()
+    }
+
+    /// What survives power loss: the disk as of the last commit.
+    pub fn crash(&self) {
+        self.lock().rollback();
+    }
+
+    /// Number of entries in `table` (committed or not), for tests and reports.
+    pub fn len(&self, table: Table) -> usize {
+        self.lock().tables.get(&table).map_or(0, BTreeMap::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().tables.values().all(BTreeMap::is_empty)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemDisk> {
+        // A poisoned lock only means another thread panicked mid-operation in a test; the
+        // tables themselves are always consistent between calls.
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().tables.get(&table).and_then(|t| t.get(key)).cloned())
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut d = self.lock();
+        let old = d.table(table).insert(key.to_vec(), value.to_vec());
+        d.undo.push((table, key.to_vec(), old));
+        Ok(())
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
+        let mut d = self.lock();
+        match d.table(table).remove(key) {
+            Some(old) => {
+                d.undo.push((table, key.to_vec(), Some(old)));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn scan(
+        &mut self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let d = self.lock();
+        let Some(t) = d.tables.get(&table) else {
+            return Ok(());
+        };
+        let upper = match to {
+            Some(to) => Bound::Excluded(to),
+            None => Bound::Unbounded,
+        };
+        if to.is_some_and(|to| to <= from) {
+            return Ok(());
+        }
+        for (k, v) in t.range::<[u8], _>((Bound::Included(from), upper)) {
+            if !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.lock().undo.clear();
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        self.lock().rollback();
+    }
+
+    fn dirty(&self) -> bool {
+        !self.lock().undo.is_empty()
+    }
+}
+
+/// What a [`FaultStore`] does wrong, changeable while the node runs.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// Fail every operation after this many more have succeeded.
+    pub fail_after_ops: Option<u64>,
+    /// Refuse every `put` with [`StoreError::Full`] (deletes still work, as on a full disk).
+    pub full: bool,
+    /// Fail every commit with an I/O error.
+    pub fail_commits: bool,
+}
+
+/// Wraps a store and injects the faults of a shared [`FaultPlan`].
+///
+/// A failed operation leaves the transaction poisoned: the next commit fails and rolls back,
+/// as a real database does after a write error.
+#[derive(Debug)]
+pub struct FaultStore<S> {
+    inner: S,
+    plan: Arc<Mutex<FaultPlan>>,
+    poisoned: bool,
+}
+
+impl<S: Store> FaultStore<S> {
+    pub fn new(inner: S) -> (FaultStore<S>, Arc<Mutex<FaultPlan>>) {
+        let plan = Arc::new(Mutex::new(FaultPlan::default()));
+        let store = FaultStore { inner, plan: plan.clone(), poisoned: false };
+        (store, plan)
+    }
+
+    fn plan(&self) -> MutexGuard<'_, FaultPlan> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tick(&mut self) -> Result<(), StoreError> {
+        let mut plan = self.plan();
+        match plan.fail_after_ops {
+            Some(0) => {
+                drop(plan);
+                self.poisoned = true;
+                Err(StoreError::Io("injected I/O error".into()))
+            }
+            Some(ref mut n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S: Store> Store for FaultStore<S> {
+    fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tick()?;
+        self.inner.get(table, key)
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tick()?;
+        if self.plan().full {
+            self.poisoned = true;
+            return Err(StoreError::Full);
+        }
+        self.inner.put(table, key, value)
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
+        self.tick()?;
+        self.inner.delete(table, key)
+    }
+
+    fn scan(
+        &mut self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        self.tick()?;
+        self.inner.scan(table, from, to, visit)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let failure = if self.poisoned {
+            Some(if self.plan().full {
+                StoreError::Full
+            } else {
+                StoreError::Io("transaction failed earlier".into())
+            })
+        } else if self.plan().fail_commits {
+            Some(StoreError::Io("injected commit failure".into()))
+        } else {
+            self.tick().err()
+        };
+        self.poisoned = false;
+        match failure {
+            Some(e) => {
+                self.inner.rollback();
+                Err(e)
+            }
+            None => self.inner.commit(),
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.poisoned = false;
+        self.inner.rollback();
+    }
+
+    fn dirty(&self) -> bool {
+        self.inner.dirty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(s: &mut dyn Store, t: Table) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        s.scan(t, b"", None, &mut |k, _| {
+            out.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn rollback_restores_the_last_commit() {
+        let mut s = MemStore::new();
+        s.put(Table::Meta, b"a", b"1").unwrap();
+        s.commit().unwrap();
+        s.put(Table::Meta, b"a", b"2").unwrap();
+        s.put(Table::Meta, b"b", b"3").unwrap();
+        s.delete(Table::Meta, b"a").unwrap();
+        assert!(s.dirty());
+        s.rollback();
+        assert_eq!(s.get(Table::Meta, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(Table::Meta, b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn crash_keeps_only_committed_writes_on_the_shared_disk() {
+        let mut s = MemStore::new();
+        let disk = s.handle();
+        s.put(Table::Queue, b"k1", b"").unwrap();
+        s.commit().unwrap();
+        s.put(Table::Queue, b"k2", b"").unwrap();
+        drop(s);
+        disk.crash();
+        let mut reopened = disk.handle();
+        assert_eq!(keys(&mut reopened, Table::Queue), vec![b"k1".to_vec()]);
+    }
+
+    #[test]
+    fn scan_respects_bounds_and_stops() {
+        let mut s = MemStore::new();
+        for k in [b"a", b"b", b"c", b"d"] {
+            s.put(Table::Meta, k, b"").unwrap();
+        }
+        let mut seen = Vec::new();
+        s.scan(Table::Meta, b"b", Some(b"d"), &mut |k, _| {
+            seen.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"b".to_vec(), b"c".to_vec()]);
+        let mut first = None;
+        s.scan(Table::Meta, b"", None, &mut |k, _| {
+            first = Some(k.to_vec());
+            false
+        })
+        .unwrap();
+        assert_eq!(first, Some(b"a".to_vec()));
+    }
+
+    #[test]
+    fn full_disk_refuses_puts_and_keeps_what_was_committed() {
+        let (mut s, plan) = FaultStore::new(MemStore::new());
+        s.put(Table::Meta, b"kept", b"1").unwrap();
+        s.commit().unwrap();
+        plan.lock().unwrap().full = true;
+        assert_eq!(s.put(Table::Meta, b"new", b"2"), Err(StoreError::Full));
+        assert_eq!(s.commit(), Err(StoreError::Full));
+        plan.lock().unwrap().full = false;
+        assert_eq!(s.get(Table::Meta, b"kept").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(Table::Meta, b"new").unwrap(), None);
+    }
+
+    #[test]
+    fn io_error_after_n_ops_poisons_the_transaction() {
+        let (mut s, plan) = FaultStore::new(MemStore::new());
+        plan.lock().unwrap().fail_after_ops = Some(2);
+        s.put(Table::Meta, b"a", b"1").unwrap();
+        s.put(Table::Meta, b"b", b"1").unwrap();
+        assert!(matches!(s.put(Table::Meta, b"c", b"1"), Err(StoreError::Io(_))));
+        plan.lock().unwrap().fail_after_ops = None;
+        assert!(s.commit().is_err());
+        assert_eq!(s.get(Table::Meta, b"a").unwrap(), None);
+    }
+}

@@ -1,0 +1,617 @@
+//! Domain types: identities, addresses, precedence, envelopes and the node clock.
+//!
+//! Everything here is parsed once at the edge ("parse, don't validate"): a `NodeId` is always a
+//! valid id, an `Address` always well formed, so the rest of the core never re-checks.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// A point on a node's clock, in microseconds.
+///
+/// The shell derives it from tokio's clock anchored to the wall clock at start, the simulator
+/// from virtual time. The core never reads a clock itself; it is handed `now` on every call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(pub u64);
+
+impl Time {
+    pub const ZERO: Time = Time(0);
+
+    pub fn from_micros(us: u64) -> Time {
+        Time(us)
+    }
+
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// Time elapsed since `earlier`, zero if `earlier` is later (a clock that stepped back).
+    pub fn saturating_since(self, earlier: Time) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0.saturating_add(duration_micros(d)))
+    }
+}
+
+impl std::ops::Sub<Duration> for Time {
+    type Output = Time;
+    fn sub(self, d: Duration) -> Time {
+        Time(self.0.saturating_sub(duration_micros(d)))
+    }
+}
+
+/// A duration as whole microseconds, saturating at `u64::MAX`.
+pub fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Why a piece of input was not accepted as a domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Node ids are `[a-z0-9][a-z0-9-]{0,62}`.
+    #[error("invalid node id {0:?}: expected [a-z0-9][a-z0-9-]{{0,62}}")]
+    NodeId(String),
+    /// Roles are command, township, field or relay.
+    #[error("invalid role {0:?}: expected command, township, field or relay")]
+    Role(String),
+    /// Media are satellite, wireless or public.
+    #[error("invalid medium {0:?}: expected satellite, wireless or public")]
+    Medium(String),
+    /// Precedences are flash, immediate, priority or routine.
+    #[error("invalid precedence {0:?}: expected flash, immediate, priority or routine")]
+    Precedence(String),
+    /// Addresses are node:<id>, group:<name> or topic:<path>.
+    #[error("invalid address {0:?}: {1}")]
+    Address(String, &'static str),
+    /// Topic patterns use `+` for one level and a trailing `#` for the rest.
+    #[error("invalid topic pattern {0:?}: {1}")]
+    TopicPattern(String, &'static str),
+    /// Message ids are 16 bytes, written as 32 hex digits.
+    #[error("invalid message id {0:?}: expected 32 hex digits")]
+    MessageId(String),
+}
+
+/// A node's identity: `[a-z0-9][a-z0-9-]{0,62}`, e.g. `county-hq`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(s: &str) -> Result<NodeId, ParseError> {
+        let b = s.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        if ok { Ok(NodeId(s.to_owned())) } else { Err(ParseError::NodeId(s.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeId::new(s)
+    }
+}
+
+/// What a node is for; carried in its certificate and used by groups and policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Command,
+    Township,
+    Field,
+    Relay,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Command, Role::Township, Role::Field, Role::Relay];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Command => "command",
+            Role::Township => "township",
+            Role::Field => "field",
+            Role::Relay => "relay",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| ParseError::Role(s.to_owned()))
+    }
+}
+
+/// The kind of network a link runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Medium {
+    Satellite,
+    Wireless,
+    Public,
+}
+
+impl Medium {
+    pub const ALL: [Medium; 3] = [Medium::Satellite, Medium::Wireless, Medium::Public];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Medium::Satellite => "satellite",
+            Medium::Wireless => "wireless",
+            Medium::Public => "public",
+        }
+    }
+}
+
+impl fmt::Display for Medium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Medium {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Medium::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| ParseError::Medium(s.to_owned()))
+    }
+}
+
+/// Message precedence; `Ord` puts FLASH highest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Precedence {
+    Routine = 0,
+    Priority = 1,
+    Immediate = 2,
+    Flash = 3,
+}
+
+impl Precedence {
+    /// Highest first: the order every queue drains in.
+    pub const DESCENDING: [Precedence; 4] =
+        [Precedence::Flash, Precedence::Immediate, Precedence::Priority, Precedence::Routine];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precedence::Flash => "flash",
+            Precedence::Immediate => "immediate",
+            Precedence::Priority => "priority",
+            Precedence::Routine => "routine",
+        }
+    }
+
+    /// 0 for FLASH .. 3 for ROUTINE: sorts highest first in byte-ordered keys.
+    pub fn rank(self) -> u8 {
+        3 - self as u8
+    }
+
+    /// Index 0..4 with ROUTINE = 0, for per-precedence arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn from_index(i: usize) -> Option<Precedence> {
+        match i {
+            0 => Some(Precedence::Routine),
+            1 => Some(Precedence::Priority),
+            2 => Some(Precedence::Immediate),
+            3 => Some(Precedence::Flash),
+            _ => None,
+        }
+    }
+
+    pub fn from_rank(r: u8) -> Option<Precedence> {
+        3u8.checked_sub(r).and_then(|i| Precedence::from_index(i as usize))
+    }
+}
+
+impl fmt::Display for Precedence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Precedence {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Precedence::DESCENDING
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| ParseError::Precedence(s.to_owned()))
+    }
+}
+
+/// A group: the built-in `all` and `role:<role>`, or a name from configuration.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    All,
+    Role(Role),
+    Named(String),
+}
+
+impl Group {
+    pub fn parse(s: &str) -> Result<Group, ParseError> {
+        if s == "all" {
+            return Ok(Group::All);
+        }
+        if let Some(r) = s.strip_prefix("role:") {
+            return Ok(Group::Role(r.parse()?));
+        }
+        let valid = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
+        if valid {
+            Ok(Group::Named(s.to_owned()))
+        } else {
+            Err(ParseError::Address(
+                format!("group:{s}"),
+                "group names are [a-z0-9_-]{1,63}, `all` or `role:<role>`",
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Group::All => f.write_str("all"),
+            Group::Role(r) => write!(f, "role:{r}"),
+            Group::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Where a message is going.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Address {
+    Node(NodeId),
+    Group(Group),
+    /// A concrete topic path (no wildcards), e.g. `alerts/flood/north`.
+    Topic(String),
+}
+
+impl Address {
+    pub fn parse(s: &str) -> Result<Address, ParseError> {
+        if let Some(id) = s.strip_prefix("node:") {
+            return NodeId::new(id)
+                .map(Address::Node)
+                .map_err(|_| ParseError::Address(s.to_owned(), "node:<id> needs a valid node id"));
+        }
+        if let Some(g) = s.strip_prefix("group:") {
+            return Group::parse(g).map(Address::Group);
+        }
+        if let Some(t) = s.strip_prefix("topic:") {
+            validate_topic(t, false).map_err(|why| ParseError::Address(s.to_owned(), why))?;
+            return Ok(Address::Topic(t.to_owned()));
+        }
+        Err(ParseError::Address(s.to_owned(), "expected node:<id>, group:<name> or topic:<path>"))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Node(n) => write!(f, "node:{n}"),
+            Address::Group(g) => write!(f, "group:{g}"),
+            Address::Topic(t) => write!(f, "topic:{t}"),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Address::parse(s)
+    }
+}
+
+/// Checks a topic path or (with `wildcards`) a subscription pattern.
+fn validate_topic(t: &str, wildcards: bool) -> Result<(), &'static str> {
+    if t.is_empty() || t.len() > 255 {
+        return Err("topics are 1 to 255 bytes");
+    }
+    let levels: Vec<&str> = t.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.chars().any(|c| c.is_control()) {
+            return Err("topics may not contain control characters");
+        }
+        let has_wild = level.contains('+') || level.contains('#');
+        if !has_wild {
+            continue;
+        }
+        if !wildcards {
+            return Err("a published topic may not contain `+` or `#`");
+        }
+        match *level {
+            "+" => {}
+            "#" if i == levels.len() - 1 => {}
+            "#" => return Err("`#` is only allowed as the last level"),
+            _ => return Err("`+` and `#` must stand alone in their level"),
+        }
+    }
+    Ok(())
+}
+
+/// A subscription pattern with MQTT-style wildcards: `+` one level, `#` the rest.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPattern(String);
+
+impl TopicPattern {
+    pub fn new(s: &str) -> Result<TopicPattern, ParseError> {
+        validate_topic(s, true).map_err(|why| ParseError::TopicPattern(s.to_owned(), why))?;
+        Ok(TopicPattern(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the concrete `topic` matches this pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        let mut pat = self.0.split('/');
+        let mut top = topic.split('/');
+        loop {
+            match (pat.next(), top.next()) {
+                (Some("#"), _) => return true,
+                (Some("+"), Some(_)) => {}
+                (Some(p), Some(t)) if p == t => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl fmt::Display for TopicPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message id: 16 bytes, unique per origin, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    pub fn from_slice(b: &[u8]) -> Option<MessageId> {
+        <[u8; 16]>::try_from(b).ok().map(MessageId)
+    }
+
+    pub fn parse_hex(s: &str) -> Result<MessageId, ParseError> {
+        let err = || ParseError::MessageId(s.to_owned());
+        if s.len() != 32 {
+            return Err(err());
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(err)?, 16)
+                .map_err(|_| err())?;
+        }
+        Ok(MessageId(out))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Application message or end-to-end report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Data,
+    Report(Report),
+}
+
+/// CAP-style message status; exercise and test traffic is never shown as actual.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TrafficStatus {
+    #[default]
+    Actual,
+    Exercise,
+    Test,
+}
+
+impl TrafficStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficStatus::Actual => "actual",
+            TrafficStatus::Exercise => "exercise",
+            TrafficStatus::Test => "test",
+        }
+    }
+}
+
+impl FromStr for TrafficStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "actual" => Ok(TrafficStatus::Actual),
+            "exercise" => Ok(TrafficStatus::Exercise),
+            "test" => Ok(TrafficStatus::Test),
+            _ => Err(format!("invalid status {s:?}: expected actual, exercise or test")),
+        }
+    }
+}
+
+/// The fate of a message, reported end to end back to its origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Delivered,
+    Expired,
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Expired => "expired",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// An end-to-end report about message `of`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub of: MessageId,
+    pub outcome: Outcome,
+    pub at_node: NodeId,
+    pub age: Duration,
+    pub reason: String,
+}
+
+/// A message in transit, as the core sees it.
+///
+/// `id` .. `created` and `signature` are fixed by the origin; `age`, `hop_count` and
+/// `destinations` change at every hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: MessageId,
+    pub origin: NodeId,
+    pub to: Address,
+    pub precedence: Precedence,
+    pub lifetime: Duration,
+    pub content_type: String,
+    pub payload: Bytes,
+    pub receipt: bool,
+    pub body: Body,
+    pub status: TrafficStatus,
+    /// Origin's clock at submission: informative only, never used for expiry.
+    pub created: Time,
+    pub age: Duration,
+    pub hop_count: u32,
+    /// Nodes this copy still has to reach (sorted, no duplicates).
+    pub destinations: Vec<NodeId>,
+    pub signature: Bytes,
+}
+
+impl Envelope {
+    /// Bytes this envelope occupies for quota and window accounting (payload plus headers).
+    pub fn weight(&self) -> u64 {
+        self.payload.len() as u64
+            + self.content_type.len() as u64
+            + 64
+            + self.destinations.iter().map(|d| d.as_str().len() as u64 + 2).sum::<u64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids() {
+        for ok in ["a", "county-hq", "team-rescue-7", "0", &"x".repeat(63)] {
+            assert!(NodeId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a_b", "a.b", &"x".repeat(64), "é"] {
+            assert!(NodeId::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_round_trip() {
+        for s in [
+            "node:county-hq",
+            "group:all",
+            "group:role:township",
+            "group:medical",
+            "topic:alerts/flood/north",
+        ] {
+            let a = Address::parse(s).unwrap();
+            assert_eq!(a.to_string(), s);
+        }
+        for bad in ["county-hq", "node:", "group:role:mayor", "group:Bad", "topic:a/+/b", "topic:"]
+        {
+            assert!(Address::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topic_patterns() {
+        let check = |pat: &str, topic: &str, want: bool| {
+            let p = TopicPattern::new(pat).unwrap();
+            assert_eq!(p.matches(topic), want, "{pat} vs {topic}");
+        };
+        check("alerts/#", "alerts/flood/north", true);
+        check("alerts/#", "alerts", true);
+        check("alerts/+/north", "alerts/flood/north", true);
+        check("alerts/+/north", "alerts/flood/south", false);
+        check("alerts/+", "alerts/flood/north", false);
+        check("#", "anything/at/all", true);
+        check("a/b", "a/b", true);
+        check("a/b", "a/b/c", false);
+        for bad in ["a/#/b", "a/b+", "", "a/#x"] {
+            assert!(TopicPattern::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn precedence_order_and_rank() {
+        assert!(Precedence::Flash > Precedence::Routine);
+        assert_eq!(Precedence::Flash.rank(), 0);
+        assert_eq!(Precedence::Routine.rank(), 3);
+        for p in Precedence::DESCENDING {
+            assert_eq!(Precedence::from_rank(p.rank()), Some(p));
+            assert_eq!(Precedence::from_index(p.index()), Some(p));
+            assert_eq!(p.as_str().parse::<Precedence>(), Ok(p));
+        }
+    }
+
+    #[test]
+    fn message_id_hex() {
+        let id = MessageId([0xab; 16]);
+        let s = id.to_string();
+        assert_eq!(s.len(), 32);
+        assert_eq!(MessageId::parse_hex(&s), Ok(id));
+        assert!(MessageId::parse_hex("zz").is_err());
+        assert!(MessageId::parse_hex(&"g".repeat(32)).is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! Conversions between generated protobuf types and domain types.
+
+use std::time::Duration;
+
+use prost::Message;
+
+use super::{Hello, WireError, pb};
+use crate::core::frame::{
+    Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord, StatusReport,
+    StoredMessage,
+};
+use crate::core::types::{
+    Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role, Time,
+    TopicPattern, TrafficStatus, duration_micros,
+};
+
+const MAX_CONTENT_TYPE: usize = 128;
+const MAX_DESTINATIONS: usize = 4096;
+const MAX_REASON: usize = 1024;
+const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn us(d: Duration) -> u64 {
+    duration_micros(d)
+}
+
+fn node(what: &'static str, s: &str) -> Result<NodeId, WireError> {
+    NodeId::new(s).map_err(|e| WireError::invalid(what, e))
+}
+
+fn id(what: &'static str, b: &[u8]) -> Result<MessageId, WireError> {
+    MessageId::from_slice(b).ok_or_else(|| WireError::invalid(what, "must be 16 bytes"))
+}
+
+fn precedence_to_pb(p: Precedence) -> pb::Precedence {
+    match p {
+        Precedence::Flash => pb::Precedence::Flash,
+        Precedence::Immediate => pb::Precedence::Immediate,
+        Precedence::Priority => pb::Precedence::Priority,
+        Precedence::Routine => pb::Precedence::Routine,
+    }
+}
+
+fn precedence_from_pb(v: i32) -> Result<Precedence, WireError> {
+    match pb::Precedence::try_from(v) {
+        Ok(pb::Precedence::Flash) => Ok(Precedence::Flash),
+        Ok(pb::Precedence::Immediate) => Ok(Precedence::Immediate),
+        Ok(pb::Precedence::Priority) => Ok(Precedence::Priority),
+        Ok(pb::Precedence::Routine) => Ok(Precedence::Routine),
+        Err(_) => Err(WireError::invalid("precedence", v)),
+    }
+}
+
+fn outcome_to_pb(o: Outcome) -> pb::report::Outcome {
+    match o {
+        Outcome::Delivered => pb::report::Outcome::Delivered,
+        Outcome::Expired => pb::report::Outcome::Expired,
+        Outcome::Refused => pb::report::Outcome::Refused,
+    }
+}
+
+fn outcome_from_pb(v: i32) -> Result<Outcome, WireError> {
+    match pb::report::Outcome::try_from(v) {
+        Ok(pb::report::Outcome::Delivered) => Ok(Outcome::Delivered),
+        Ok(pb::report::Outcome::Expired) => Ok(Outcome::Expired),
+        Ok(pb::report::Outcome::Refused) => Ok(Outcome::Refused),
+        Err(_) => Err(WireError::invalid("report outcome", v)),
+    }
+}
+
+fn status_to_pb_enum(s: TrafficStatus) -> pb::Status {
+    match s {
+        TrafficStatus::Actual => pb::Status::Actual,
+        TrafficStatus::Exercise => pb::Status::Exercise,
+        TrafficStatus::Test => pb::Status::Test,
+    }
+}
+
+fn bounded(what: &'static str, s: String, max: usize) -> Result<String, WireError> {
+    if s.len() > max {
+        return Err(WireError::invalid(what, format!("longer than {max} bytes")));
+    }
+    Ok(s)
+}
+
+pub(super) fn hello_to_pb(h: &Hello) -> pb::Hello {
+    pb::Hello {
+        version: h.version,
+        node: h.node.to_string(),
+        role: h.role.to_string(),
+        capabilities: h.capabilities.clone(),
+        medium: h.medium.to_string(),
+    }
+}
+
+pub(super) fn hello_from_pb(h: pb::Hello) -> Result<Hello, WireError> {
+    if h.capabilities.len() > 64 || h.capabilities.iter().any(|c| c.len() > 64) {
+        return Err(WireError::invalid("hello", "too many or too long capabilities"));
+    }
+    Ok(Hello {
+        version: h.version,
+        node: node("hello node", &h.node)?,
+        role: h.role.parse().map_err(|e| WireError::invalid("hello role", e))?,
+        capabilities: h.capabilities,
+        medium: h.medium.parse().map_err(|e| WireError::invalid("hello medium", e))?,
+    })
+}
+
+pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
+    let (kind, report) = match &e.body {
+        Body::Data => (pb::Kind::Data, None),
+        Body::Report(r) => (
+            pb::Kind::Report,
+            Some(pb::Report {
+                of: r.of.0.to_vec().into(),
+                outcome: outcome_to_pb(r.outcome) as i32,
+                at_node: r.at_node.to_string(),
+                age_us: us(r.age),
+                reason: r.reason.clone(),
+            }),
+        ),
+    };
+    pb::Envelope {
+        id: e.id.0.to_vec().into(),
+        origin: e.origin.to_string(),
+        to: e.to.to_string(),
+        precedence: precedence_to_pb(e.precedence) as i32,
+        lifetime_us: us(e.lifetime),
+        content_type: e.content_type.clone(),
+        payload: e.payload.clone(),
+        receipt: e.receipt,
+        kind: kind as i32,
+        status: status_to_pb_enum(e.status) as i32,
+        created_us: e.created.as_micros(),
+        age_us: us(e.age),
+        hop_count: e.hop_count,
+        destinations: e.destinations.iter().map(ToString::to_string).collect(),
+        signature: e.signature.clone(),
+        report,
+        offer: 0,
+    }
+}
+
+pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
+    let lifetime = Duration::from_micros(e.lifetime_us);
+    if lifetime > MAX_LIFETIME {
+        return Err(WireError::invalid("envelope lifetime", "longer than a year"));
+    }
+    if e.destinations.len() > MAX_DESTINATIONS {
+        return Err(WireError::invalid("envelope destinations", "too many"));
+    }
+    let mut destinations = e
+        .destinations
+        .iter()
+        .map(|d| node("envelope destination", d))
+        .collect::<Result<Vec<_>, _>>()?;
+    destinations.sort();
+    destinations.dedup();
+    let body = match pb::Kind::try_from(e.kind) {
+        Ok(pb::Kind::Data) => Body::Data,
+        Ok(pb::Kind::Report) => {
+            let r = e
+                .report
+                .ok_or_else(|| WireError::invalid("envelope", "report kind without a report"))?;
+            Body::Report(Report {
+                of: id("report id", &r.of)?,
+                outcome: outcome_from_pb(r.outcome)?,
+                at_node: node("report node", &r.at_node)?,
+                age: Duration::from_micros(r.age_us),
+                reason: bounded("report reason", r.reason, MAX_REASON)?,
+            })
+        }
+        Err(_) => return Err(WireError::invalid("envelope kind", e.kind)),
+    };
+    let status = match pb::Status::try_from(e.status) {
+        Ok(pb::Status::Actual) => TrafficStatus::Actual,
+        Ok(pb::Status::Exercise) => TrafficStatus::Exercise,
+        Ok(pb::Status::Test) => TrafficStatus::Test,
+        Err(_) => return Err(WireError::invalid("envelope status", e.status)),
+    };
+    if e.signature.len() > 128 {
+        return Err(WireError::invalid("envelope signature", "longer than 128 bytes"));
+    }
+    Ok(Envelope {
+        id: id("envelope id", &e.id)?,
+        origin: node("envelope origin", &e.origin)?,
+        to: Address::parse(&e.to).map_err(|err| WireError::invalid("envelope address", err))?,
+        precedence: precedence_from_pb(e.precedence)?,
+        lifetime,
+        content_type: bounded("content type", e.content_type, MAX_CONTENT_TYPE)?,
+        payload: e.payload,
+        receipt: e.receipt,
+        body,
+        status,
+        created: Time::from_micros(e.created_us),
+        age: Duration::from_micros(e.age_us),
+        hop_count: e.hop_count,
+        destinations,
+        signature: e.signature,
+    })
+}
+
+/// The immutable fields, encoded deterministically (prost writes fields in tag order).
+pub(super) fn signed_bytes(e: &Envelope) -> Vec<u8> {
+    let mut pb = envelope_to_pb(e);
+    pb.age_us = 0;
+    pb.hop_count = 0;
+    pb.destinations.clear();
+    pb.signature = Default::default();
+    pb.encode_to_vec()
+}
+
+fn code_to_pb(c: CustodyCode) -> pb::custody_result::Code {
+    use pb::custody_result::Code;
+    match c {
+        CustodyCode::Accepted => Code::Accepted,
+        CustodyCode::Busy => Code::RefusedBusy,
+        CustodyCode::Policy => Code::RefusedPolicy,
+        CustodyCode::Expired => Code::RefusedExpired,
+        CustodyCode::Invalid => Code::RefusedInvalid,
+    }
+}
+
+fn code_from_pb(v: i32) -> Result<CustodyCode, WireError> {
+    use pb::custody_result::Code;
+    Ok(match Code::try_from(v).map_err(|_| WireError::invalid("custody code", v))? {
+        Code::Accepted => CustodyCode::Accepted,
+        Code::RefusedBusy => CustodyCode::Busy,
+        Code::RefusedPolicy => CustodyCode::Policy,
+        Code::RefusedExpired => CustodyCode::Expired,
+        Code::RefusedInvalid => CustodyCode::Invalid,
+    })
+}
+
+pub(super) fn advert_to_pb(a: &Advert) -> pb::LinkState {
+    pb::LinkState {
+        node: a.node.to_string(),
+        role: a.role.to_string(),
+        seq: a.seq,
+        lifetime_us: us(a.lifetime),
+        links: a
+            .links
+            .iter()
+            .map(|l| pb::AdvertLink {
+                neighbour: l.neighbour.to_string(),
+                medium: l.medium.to_string(),
+                rtt_us: u32::try_from(us(l.rtt)).unwrap_or(u32::MAX),
+                loss_ppm: l.loss_ppm,
+                bandwidth_bps: l.bandwidth_bps,
+                up: l.up,
+            })
+            .collect(),
+        groups: a.groups.clone(),
+        subscriptions: a.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
+        age_us: us(a.age),
+    }
+}
+
+pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
+    if a.links.len() > 1024 || a.groups.len() > 256 || a.subscriptions.len() > 4096 {
+        return Err(WireError::invalid("link state", "too many entries"));
+    }
+    let links = a
+        .links
+        .into_iter()
+        .map(|l| {
+            Ok(AdvertLink {
+                neighbour: node("advert neighbour", &l.neighbour)?,
+                medium: l
+                    .medium
+                    .parse::<Medium>()
+                    .map_err(|e| WireError::invalid("advert medium", e))?,
+                rtt: Duration::from_micros(u64::from(l.rtt_us)),
+                loss_ppm: l.loss_ppm.min(1_000_000),
+                bandwidth_bps: l.bandwidth_bps,
+                up: l.up,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    for g in &a.groups {
+        crate::core::types::Group::parse(g).map_err(|e| WireError::invalid("advert group", e))?;
+    }
+    let subscriptions = a
+        .subscriptions
+        .iter()
+        .map(|s| TopicPattern::new(s).map_err(|e| WireError::invalid("advert subscription", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Advert {
+        node: node("advert node", &a.node)?,
+        role: a.role.parse::<Role>().map_err(|e| WireError::invalid("advert role", e))?,
+        seq: a.seq,
+        lifetime: Duration::from_micros(a.lifetime_us),
+        age: Duration::from_micros(a.age_us),
+        links,
+        groups: a.groups,
+        subscriptions,
+    })
+}
+
+pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
+    use pb::frame::Kind;
+    let kind = match f {
+        Frame::Offer { offer, envelope } => {
+            Kind::Envelope(pb::Envelope { offer: *offer, ..envelope_to_pb(envelope) })
+        }
+        Frame::Custody(results) => Kind::Custody(pb::Custody {
+            results: results
+                .iter()
+                .map(|r| pb::CustodyResult {
+                    id: r.id.0.to_vec().into(),
+                    code: code_to_pb(r.code) as i32,
+                    reason: r.reason.clone(),
+                    offer: r.offer,
+                })
+                .collect(),
+        }),
+        Frame::Probe { seq } => Kind::Probe(pb::Probe { seq: *seq }),
+        Frame::ProbeAck { seq } => Kind::ProbeAck(pb::ProbeAck { seq: *seq }),
+        Frame::LinkState(a) => Kind::LinkState(advert_to_pb(a)),
+        Frame::LsdbSummary(entries) => Kind::LsdbSummary(pb::LsdbSummary {
+            entries: entries
+                .iter()
+                .map(|(n, seq)| pb::LsdbEntry { node: n.to_string(), seq: *seq })
+                .collect(),
+        }),
+    };
+    pb::Frame { kind: Some(kind) }
+}
+
+pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
+    use pb::frame::Kind;
+    match f.kind {
+        None => Err(WireError::invalid("frame", "empty or of an unknown kind")),
+        Some(Kind::Hello(_)) => Err(WireError::invalid("frame", "hello after the handshake")),
+        Some(Kind::Envelope(e)) => {
+            let offer = e.offer;
+            envelope_from_pb(e).map(|envelope| Frame::Offer { offer, envelope })
+        }
+        Some(Kind::Custody(c)) => {
+            let results = c
+                .results
+                .into_iter()
+                .map(|r| {
+                    Ok(CustodyResult {
+                        offer: r.offer,
+                        id: id("custody id", &r.id)?,
+                        code: code_from_pb(r.code)?,
+                        reason: bounded("custody reason", r.reason, MAX_REASON)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, WireError>>()?;
+            Ok(Frame::Custody(results))
+        }
+        Some(Kind::Probe(p)) => Ok(Frame::Probe { seq: p.seq }),
+        Some(Kind::ProbeAck(p)) => Ok(Frame::ProbeAck { seq: p.seq }),
+        Some(Kind::LinkState(a)) => advert_from_pb(a).map(Frame::LinkState),
+        Some(Kind::LsdbSummary(s)) => {
+            if s.entries.len() > 100_000 {
+                return Err(WireError::invalid("lsdb summary", "too many entries"));
+            }
+            let entries = s
+                .entries
+                .into_iter()
+                .map(|e| Ok((node("lsdb node", &e.node)?, e.seq)))
+                .collect::<Result<Vec<_>, WireError>>()?;
+            Ok(Frame::LsdbSummary(entries))
+        }
+    }
+}
+
+fn optional_node(what: &'static str, s: &str) -> Result<Option<NodeId>, WireError> {
+    if s.is_empty() { Ok(None) } else { node(what, s).map(Some) }
+}
+
+pub(super) fn stored_to_pb(m: &StoredMessage) -> pb::StoredMessage {
+    pb::StoredMessage {
+        envelope: Some(envelope_to_pb(&m.envelope)),
+        received_at_us: m.received_at.as_micros(),
+        from_node: m.from.as_ref().map(ToString::to_string).unwrap_or_default(),
+    }
+}
+
+pub(super) fn stored_from_pb(m: pb::StoredMessage) -> Result<StoredMessage, WireError> {
+    let envelope = m.envelope.ok_or_else(|| WireError::invalid("stored message", "no envelope"))?;
+    Ok(StoredMessage {
+        envelope: envelope_from_pb(envelope)?,
+        received_at: Time::from_micros(m.received_at_us),
+        from: optional_node("stored from", &m.from_node)?,
+    })
+}
+
+pub(super) fn inbox_to_pb(r: &InboxRecord) -> pb::InboxRecord {
+    pb::InboxRecord {
+        envelope: Some(envelope_to_pb(&r.envelope)),
+        delivered_at_us: r.delivered_at.as_micros(),
+        age_us: us(r.age),
+    }
+}
+
+pub(super) fn inbox_from_pb(r: pb::InboxRecord) -> Result<InboxRecord, WireError> {
+    let envelope = r.envelope.ok_or_else(|| WireError::invalid("inbox record", "no envelope"))?;
+    Ok(InboxRecord {
+        envelope: envelope_from_pb(envelope)?,
+        delivered_at: Time::from_micros(r.delivered_at_us),
+        age: Duration::from_micros(r.age_us),
+    })
+}
+
+pub(super) fn status_to_pb(s: &StatusRecord) -> pb::StatusRecord {
+    pb::StatusRecord {
+        id: s.id.0.to_vec().into(),
+        to: s.to.clone(),
+        precedence: s.precedence.map_or(0, |p| precedence_to_pb(p) as i32),
+        accepted_at_us: s.accepted_at.as_micros(),
+        destinations: s.destinations.iter().map(ToString::to_string).collect(),
+        reports: s
+            .reports
+            .iter()
+            .map(|r| pb::StatusReport {
+                node: r.node.to_string(),
+                outcome: outcome_to_pb(r.outcome) as i32,
+                age_us: us(r.age),
+                reason: r.reason.clone(),
+                at_us: r.at.as_micros(),
+            })
+            .collect(),
+        custody_at: s.custody_at.as_ref().map(ToString::to_string).unwrap_or_default(),
+        lifetime_us: us(s.lifetime),
+        receipt: s.receipt,
+    }
+}
+
+pub(super) fn status_from_pb(s: pb::StatusRecord) -> Result<StatusRecord, WireError> {
+    Ok(StatusRecord {
+        id: id("status id", &s.id)?,
+        to: s.to,
+        precedence: Some(precedence_from_pb(s.precedence)?),
+        accepted_at: Time::from_micros(s.accepted_at_us),
+        lifetime: Duration::from_micros(s.lifetime_us),
+        receipt: s.receipt,
+        destinations: s
+            .destinations
+            .iter()
+            .map(|d| node("status destination", d))
+            .collect::<Result<_, _>>()?,
+        custody_at: optional_node("status custody", &s.custody_at)?,
+        reports: s
+            .reports
+            .into_iter()
+            .map(|r| {
+                Ok(StatusReport {
+                    node: node("status report node", &r.node)?,
+                    outcome: outcome_from_pb(r.outcome)?,
+                    age: Duration::from_micros(r.age_us),
+                    reason: r.reason,
+                    at: Time::from_micros(r.at_us),
+                })
+            })
+            .collect::<Result<_, WireError>>()?,
+    })
+}

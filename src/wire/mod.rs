@@ -1,0 +1,231 @@
+//! The wire protocol (`proto/relaymesh.proto`, package `relaymesh.v1`): framing and conversion
+//! between the generated protobuf types and the core's domain types.
+//!
+//! This is the only module that sees the generated types. Everything leaving it is a parsed
+//! domain value; anything that does not parse is a [`WireError`], never a panic.
+
+mod convert;
+
+use bytes::{Buf, Bytes, BytesMut};
+use prost::Message;
+
+use crate::core::frame::{Frame, InboxRecord, StatusRecord, StoredMessage};
+use crate::core::types::{Medium, NodeId, Role};
+
+#[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+mod pb {
+    include!(concat!(env!("OUT_DIR"), "/relaymesh.v1.rs"));
+}
+
+/// Protocol version carried in `Hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// TLS ALPN identifier of this protocol.
+pub const ALPN: &[u8] = b"relaymesh/1";
+/// Default limit on one frame's encoded size.
+pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024 + 16 * 1024;
+
+/// QUIC application error codes used when a stream or connection is closed.
+pub mod codes {
+    /// Normal shutdown.
+    pub const CLOSE_NORMAL: u32 = 0;
+    /// The peer's `Hello` was missing, malformed or did not match its certificate.
+    pub const BAD_HELLO: u32 = 0x10;
+    /// The peer speaks a protocol version we do not.
+    pub const BAD_VERSION: u32 = 0x11;
+    /// The peer is not the node this link was configured for.
+    pub const WRONG_PEER: u32 = 0x12;
+    /// A frame did not decode or was not a valid value.
+    pub const MALFORMED: u32 = 0x20;
+    /// A frame exceeded the size limit.
+    pub const OVERSIZED: u32 = 0x21;
+    /// A frame was of a kind not allowed on that stream.
+    pub const UNEXPECTED: u32 = 0x22;
+    /// The peer broke its resource limits.
+    pub const ABUSE: u32 = 0x30;
+    /// The peer's certificate was revoked.
+    pub const REVOKED: u32 = 0x31;
+}
+
+/// Why bytes from a peer were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The frame is longer than the limit.
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    Oversized { size: u64, limit: usize },
+    /// The bytes are not a protobuf frame.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    /// The frame decoded but holds an invalid value.
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+    /// A length prefix was longer than ten bytes.
+    #[error("malformed length prefix")]
+    BadLength,
+}
+
+impl WireError {
+    /// The QUIC error code a stream carrying this error is reset with.
+    pub fn code(&self) -> u32 {
+        match self {
+            WireError::Oversized { .. } => codes::OVERSIZED,
+            _ => codes::MALFORMED,
+        }
+    }
+
+    fn invalid(what: &'static str, why: impl std::fmt::Display) -> WireError {
+        WireError::Invalid { what, why: why.to_string() }
+    }
+}
+
+/// The first frame on a link's control stream, in each direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u32,
+    pub node: NodeId,
+    pub role: Role,
+    pub capabilities: Vec<String>,
+    pub medium: Medium,
+}
+
+/// Appends `frame`, length-prefixed, to `out`.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
+    encode_pb(&convert::frame_to_pb(frame), out);
+}
+
+/// Appends `hello`, length-prefixed, to `out`.
+pub fn encode_hello(hello: &Hello, out: &mut BytesMut) {
+    let pb = pb::Frame { kind: Some(pb::frame::Kind::Hello(convert::hello_to_pb(hello))) };
+    encode_pb(&pb, out);
+}
+
+fn encode_pb(frame: &pb::Frame, out: &mut BytesMut) {
+    let len = frame.encoded_len();
+    out.reserve(len + 10);
+    prost::encoding::encode_varint(len as u64, out);
+    // Encoding into a BytesMut only fails for lack of capacity, and it grows.
+    let _ = frame.encode(out);
+}
+
+/// A frame without length prefix, for a QUIC datagram.
+pub fn encode_datagram(frame: &Frame) -> Bytes {
+    convert::frame_to_pb(frame).encode_to_vec().into()
+}
+
+/// Parses a datagram's frame.
+pub fn decode_datagram(bytes: Bytes) -> Result<Frame, WireError> {
+    let pb = pb::Frame::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+    convert::frame_from_pb(pb)
+}
+
+/// Either a `Hello` or any other frame, as read from a stream.
+#[derive(Debug)]
+pub enum Incoming {
+    Hello(Hello),
+    Frame(Frame),
+}
+
+/// Splits a byte stream into frames, enforcing the size limit before buffering a frame.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame: usize) -> FrameDecoder {
+        FrameDecoder { buf: BytesMut::new(), max: max_frame }
+    }
+
+    /// Adds bytes read from the stream.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    pub fn next(&mut self) -> Result<Option<Incoming>, WireError> {
+        let Some((len, prefix)) = peek_varint(&self.buf)? else {
+            return Ok(None);
+        };
+        if len > self.max as u64 {
+            return Err(WireError::Oversized { size: len, limit: self.max });
+        }
+        let len = len as usize;
+        if self.buf.len() < prefix + len {
+            self.buf.reserve(prefix + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(prefix);
+        let bytes = self.buf.split_to(len).freeze();
+        let pb = pb::Frame::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+        let incoming = match pb.kind {
+            Some(pb::frame::Kind::Hello(h)) => Incoming::Hello(convert::hello_from_pb(h)?),
+            kind => Incoming::Frame(convert::frame_from_pb(pb::Frame { kind })?),
+        };
+        Ok(Some(incoming))
+    }
+}
+
+/// Reads a varint at the start of `buf`: `(value, bytes used)`, or `None` if incomplete.
+fn peek_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, WireError> {
+    let mut value = 0u64;
+    for (i, b) in buf.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() >= 10 { Err(WireError::BadLength) } else { Ok(None) }
+}
+
+/// Encodes a held message for the store.
+pub fn encode_stored(m: &StoredMessage) -> Vec<u8> {
+    convert::stored_to_pb(m).encode_to_vec()
+}
+
+pub fn decode_stored(b: &[u8]) -> Result<StoredMessage, WireError> {
+    convert::stored_from_pb(
+        pb::StoredMessage::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
+pub fn encode_inbox(r: &InboxRecord) -> Vec<u8> {
+    convert::inbox_to_pb(r).encode_to_vec()
+}
+
+pub fn decode_inbox(b: &[u8]) -> Result<InboxRecord, WireError> {
+    convert::inbox_from_pb(
+        pb::InboxRecord::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
+pub fn encode_status(r: &StatusRecord) -> Vec<u8> {
+    convert::status_to_pb(r).encode_to_vec()
+}
+
+pub fn decode_status(b: &[u8]) -> Result<StatusRecord, WireError> {
+    convert::status_from_pb(
+        pb::StatusRecord::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
+pub fn encode_advert(a: &crate::core::frame::Advert) -> Vec<u8> {
+    convert::advert_to_pb(a).encode_to_vec()
+}
+
+pub fn decode_advert(b: &[u8]) -> Result<crate::core::frame::Advert, WireError> {
+    convert::advert_from_pb(pb::LinkState::decode(b).map_err(|e| WireError::Decode(e.to_string()))?)
+}
+
+/// The bytes an origin signs: every field of the envelope that no relay may change.
+pub fn signed_bytes(e: &crate::core::types::Envelope) -> Vec<u8> {
+    convert::signed_bytes(e)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::{Rng, RngCore, SeedableRng};
+
+use super::*;
+use crate::core::frame::{CustodyCode, CustodyResult};
+use crate::core::types::{
+    Address, Body, Envelope, MessageId, Outcome, Precedence, Report, Time, TrafficStatus,
+};
+
+fn sample_envelope() -> Envelope {
+    Envelope {
+        id: MessageId([7; 16]),
+        origin: NodeId::new("county-hq").unwrap(),
+        to: Address::parse("group:role:township").unwrap(),
+        precedence: Precedence::Flash,
+        lifetime: Duration::from_secs(3600),
+        content_type: "text/plain".into(),
+        payload: Bytes::from_static(b"evacuate sector 4"),
+        receipt: true,
+        body: Body::Data,
+        status: TrafficStatus::Exercise,
+        created: Time(1_700_000_000_000_000),
+        age: Duration::from_millis(320),
+        hop_count: 2,
+        destinations: vec![
+            NodeId::new("township-01").unwrap(),
+            NodeId::new("township-02").unwrap(),
+        ],
+        signature: Bytes::from_static(&[1; 64]),
+    }
+}
+
+fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Incoming>, WireError> {
+    let mut d = FrameDecoder::new(max);
+    d.extend(bytes);
+    let mut out = Vec::new();
+    while let Some(f) = d.next()? {
+        out.push(f);
+    }
+    Ok(out)
+}
+
+#[test]
+fn frames_round_trip_through_the_stream_codec() {
+    let report = Envelope {
+        body: Body::Report(Report {
+            of: MessageId([9; 16]),
+            outcome: Outcome::Expired,
+            at_node: NodeId::new("relay-2").unwrap(),
+            age: Duration::from_secs(5),
+            reason: "lifetime ended while held".into(),
+        }),
+        ..sample_envelope()
+    };
+    let frames = vec![
+        Frame::Offer { offer: 1, envelope: sample_envelope() },
+        Frame::Offer { offer: 2, envelope: report },
+        Frame::Custody(vec![CustodyResult {
+            offer: 2,
+            id: MessageId([3; 16]),
+            code: CustodyCode::Busy,
+            reason: "store near full".into(),
+        }]),
+        Frame::LsdbSummary(vec![(NodeId::new("a").unwrap(), 4)]),
+    ];
+    let mut buf = BytesMut::new();
+    for f in &frames {
+        encode_frame(f, &mut buf);
+    }
+    // Feed the bytes one at a time: frames must come out whole and in order.
+    let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    let mut got = Vec::new();
+    for b in buf.iter() {
+        d.extend(&[*b]);
+        while let Some(Incoming::Frame(f)) = d.next().unwrap() {
+            got.push(f);
+        }
+    }
+    assert_eq!(got, frames);
+}
+
+#[test]
+fn hello_round_trips() {
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        node: NodeId::new("township-03").unwrap(),
+        role: Role::Township,
+        capabilities: vec!["lsdb".into()],
+        medium: Medium::Satellite,
+    };
+    let mut buf = BytesMut::new();
+    encode_hello(&hello, &mut buf);
+    match decode_all(&buf, DEFAULT_MAX_FRAME).unwrap().pop() {
+        Some(Incoming::Hello(h)) => assert_eq!(h, hello),
+        other => panic!("expected a hello, got {other:?}"),
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_before_they_are_buffered() {
+    let mut buf = BytesMut::new();
+    prost::encoding::encode_varint(10_000_000, &mut buf);
+    let err = decode_all(&buf, 1024).unwrap_err();
+    assert_eq!(err, WireError::Oversized { size: 10_000_000, limit: 1024 });
+    assert_eq!(err.code(), codes::OVERSIZED);
+}
+
+#[test]
+fn invalid_values_are_errors() {
+    let check = |mutate: fn(&mut pb::Envelope), what: &str| {
+        let mut e = convert::envelope_to_pb(&sample_envelope());
+        mutate(&mut e);
+        let err = convert::envelope_from_pb(e).unwrap_err();
+        assert!(err.to_string().contains(what), "{err} should mention {what}");
+    };
+    check(|e| e.id = Bytes::from_static(b"short"), "envelope id");
+    check(|e| e.origin = "Not A Node".into(), "envelope origin");
+    check(|e| e.to = "somewhere".into(), "envelope address");
+    check(|e| e.precedence = 42, "precedence");
+    check(|e| e.kind = pb::Kind::Report as i32, "report kind");
+    check(|e| e.destinations = vec!["bad id".into()], "destination");
+    check(|e| e.content_type = "x".repeat(1000), "content type");
+}
+
+#[test]
+fn an_empty_frame_is_refused() {
+    let mut buf = BytesMut::new();
+    prost::encoding::encode_varint(0, &mut buf);
+    assert!(decode_all(&buf, 1024).is_err());
+}
+
+#[test]
+fn random_bytes_never_panic_the_decoder() {
+    let seed = 0x5eed_u64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut valid = BytesMut::new();
+    encode_frame(&Frame::Offer { offer: 1, envelope: sample_envelope() }, &mut valid);
+    for round in 0..20_000 {
+        let mut bytes = if round % 2 == 0 {
+            let mut b = vec![0u8; rng.random_range(0..512)];
+            rng.fill_bytes(&mut b);
+            b
+        } else {
+            // Valid frames with a few bytes flipped exercise the deeper parsing paths.
+            let mut b = valid.to_vec();
+            for _ in 0..rng.random_range(1..6) {
+                let i = rng.random_range(0..b.len());
+                b[i] = rng.random();
+            }
+            b
+        };
+        if round % 7 == 0 {
+            bytes.truncate(rng.random_range(0..=bytes.len()));
+        }
+        let _ = decode_all(&bytes, 4096);
+        let _ = decode_datagram(Bytes::from(bytes));
+    }
+}
+
+#[test]
+fn records_round_trip() {
+    let stored = StoredMessage {
+        envelope: sample_envelope(),
+        received_at: Time(42),
+        from: Some(NodeId::new("relay-1").unwrap()),
+    };
+    assert_eq!(decode_stored(&encode_stored(&stored)).unwrap(), stored);
+    let local = StoredMessage { from: None, ..stored };
+    assert_eq!(decode_stored(&encode_stored(&local)).unwrap(), local);
+    assert!(decode_stored(b"\xff\xff\xff").is_err());
+}
+
+#[test]
+fn signed_bytes_ignore_the_mutable_fields() {
+    let a = sample_envelope();
+    let mut b = a.clone();
+    b.age = Duration::from_secs(99);
+    b.hop_count = 9;
+    b.destinations.pop();
+    b.signature = Bytes::new();
+    assert_eq!(signed_bytes(&a), signed_bytes(&b));
+    b.payload = Bytes::from_static(b"evacuate sector 5");
+    assert_ne!(signed_bytes(&a), signed_bytes(&b));
+}
