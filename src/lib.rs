@@ -17,8 +17,9 @@
 //! applications. Time comes from tokio's clock and the UDP socket under quinn is injectable,
 //! so the simulator runs the same shell over a virtual network in virtual time.
 
-//TMP pub mod cli;
+pub mod cli;
 pub mod core;
-//TMP pub mod pki;
-//TMP pub mod shell;
+pub mod pki;
+pub mod shell;
+pub mod units;
 pub mod wire;

@@ -212,7 +212,8 @@ impl Node {
                 destinations: env.destinations.len(),
             });
             let age = env.age;
-            self.guarded(|n| n.report(now, env, Outcome::Expired, "arrived expired", age));
+            let dests = env.destinations.clone();
+            self.guarded(|n| n.report(now, env, Outcome::Expired, "arrived expired", age, &dests));
             return Err((CustodyCode::Expired, "lifetime ended in transit".into()));
         }
         self.admit(p, env.weight()).map_err(|why| (CustodyCode::Busy, why))
@@ -272,7 +273,8 @@ impl Node {
                     age,
                     status: env.status,
                 });
-                self.report(now, env, Outcome::Delivered, "", age)
+                let me = [self.cfg.node.clone()];
+                self.report(now, env, Outcome::Delivered, "", age, &me)
             }
         }
     }
@@ -400,7 +402,7 @@ impl Node {
                 precedence: m.envelope.precedence,
                 reason: reason.to_owned(),
             });
-            self.report(now, &m.envelope, Outcome::Refused, reason, age)?;
+            self.report(now, &m.envelope, Outcome::Refused, reason, age, &offer.dests)?;
         }
         Ok(())
     }
@@ -422,6 +424,7 @@ impl Node {
         outcome: Outcome,
         reason: &str,
         age: Duration,
+        destinations: &[NodeId],
     ) -> Result<(), StoreError> {
         if !original.receipt || !matches!(original.body, Body::Data) {
             return Ok(());
@@ -432,6 +435,7 @@ impl Node {
             at_node: self.cfg.node.clone(),
             age,
             reason: reason.to_owned(),
+            destinations: destinations.to_vec(),
         };
         if original.origin == self.cfg.node {
             return self.apply_report(now, &report);
@@ -460,13 +464,16 @@ impl Node {
     fn apply_report(&mut self, now: Time, r: &Report) -> Result<(), StoreError> {
         let mut fresh = false;
         self.update_status(&r.of, |s| {
-            if !s.reports.iter().any(|x| x.node == r.at_node) {
+            let known =
+                s.reports.iter().any(|x| x.node == r.at_node && x.destinations == r.destinations);
+            if !known {
                 s.reports.push(StatusReport {
                     node: r.at_node.clone(),
                     outcome: r.outcome,
                     age: r.age,
                     reason: r.reason.clone(),
                     at: now,
+                    destinations: r.destinations.clone(),
                 });
                 fresh = true;
             }
@@ -551,13 +558,8 @@ impl Node {
             destinations: owed.len(),
         });
         let age = env.age + now.saturating_since(m.received_at);
-        self.report(
-            now,
-            env,
-            Outcome::Expired,
-            &format!("lifetime ended while held at {}", self.cfg.node),
-            age,
-        )
+        let reason = format!("lifetime ended while held at {}", self.cfg.node);
+        self.report(now, env, Outcome::Expired, &reason, age, &owed)
     }
 
     pub(super) fn peek_expiry(&mut self) -> Result<Option<Time>, StoreError> {

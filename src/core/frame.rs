@@ -123,9 +123,12 @@ pub struct StatusRecord {
 /// One end-to-end report received (or produced locally) about a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusReport {
+    /// Where the message's fate was decided.
     pub node: NodeId,
     pub outcome: super::types::Outcome,
     pub age: Duration,
     pub reason: String,
     pub at: Time,
+    /// The destinations this fate applies to.
+    pub destinations: Vec<NodeId>,
 }

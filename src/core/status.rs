@@ -73,6 +73,8 @@ pub struct MessageView {
     /// `held` (not yet handed on), `forwarded`, `delivered`, `partially_delivered`,
     /// `expired` or `refused`.
     pub state: &'static str,
+    /// Every destination's fate is known: the state will not change any more.
+    pub settled: bool,
     pub accepted_at: Time,
     pub custody_at: Option<NodeId>,
     pub receipt: bool,
@@ -143,7 +145,12 @@ impl Node {
             .destinations
             .iter()
             .map(|d| {
-                let report = r.reports.iter().find(|x| &x.node == d);
+                // A delivery report wins over an expiry reported for the same copy elsewhere.
+                let report = r
+                    .reports
+                    .iter()
+                    .filter(|x| x.destinations.contains(d))
+                    .min_by_key(|x| x.outcome != Outcome::Delivered);
                 DestinationView {
                     node: d.clone(),
                     outcome: report.map(|x| x.outcome),
@@ -152,34 +159,29 @@ impl Node {
                 }
             })
             .collect();
-        // Reports from relays (expired or refused on the way) name the relay, not a destination.
-        let relay_fate = r
-            .reports
-            .iter()
-            .filter(|x| !r.destinations.contains(&x.node))
-            .map(|x| x.outcome)
-            .next();
-        let delivered =
-            destinations.iter().filter(|d| d.outcome == Some(Outcome::Delivered)).count();
-        let failed = destinations
-            .iter()
-            .filter_map(|d| d.outcome)
-            .chain(relay_fate)
-            .find(|o| *o != Outcome::Delivered);
-        let state = match (delivered, failed) {
-            (n, None) if n == destinations.len() => "delivered",
-            (0, Some(Outcome::Expired)) => "expired",
-            (0, Some(_)) => "refused",
-            (_, Some(_)) => "partially_delivered",
-            (n, None) if n > 0 => "partially_delivered",
-            _ if r.custody_at.as_ref() == Some(&self.cfg.node) => "held",
-            _ => "forwarded",
+        let count = |o: Outcome| destinations.iter().filter(|d| d.outcome == Some(o)).count();
+        let (delivered, expired, refused) =
+            (count(Outcome::Delivered), count(Outcome::Expired), count(Outcome::Refused));
+        let all = destinations.len();
+        let state = if delivered == all {
+            "delivered"
+        } else if expired == all {
+            "expired"
+        } else if refused == all || expired + refused == all {
+            "refused"
+        } else if delivered + expired + refused > 0 {
+            "partially_delivered"
+        } else if r.custody_at.as_ref() == Some(&self.cfg.node) {
+            "held"
+        } else {
+            "forwarded"
         };
         Ok(Some(MessageView {
             id: r.id,
             to: r.to,
             precedence: r.precedence.unwrap_or(Precedence::Routine),
             state,
+            settled: delivered + expired + refused == all,
             accepted_at: r.accepted_at,
             custody_at: r.custody_at,
             receipt: r.receipt,
@@ -213,8 +215,13 @@ impl Node {
             .collect()
     }
 
-    /// The cursor up to which the inbox was marked read (exclusive).
+    /// The first inbox cursor not yet marked read.
     pub fn read_cursor(&self) -> u64 {
         self.read_cursor
+    }
+
+    /// The cursor the next delivered message will get.
+    pub fn inbox_next(&self) -> u64 {
+        self.next_cursor
     }
 }

@@ -505,6 +505,8 @@ pub struct Report {
     pub at_node: NodeId,
     pub age: Duration,
     pub reason: String,
+    /// The destinations this fate applies to.
+    pub destinations: Vec<NodeId>,
 }
 
 /// A message in transit, as the core sees it.

@@ -27,6 +27,13 @@ fn node(what: &'static str, s: &str) -> Result<NodeId, WireError> {
     NodeId::new(s).map_err(|e| WireError::invalid(what, e))
 }
 
+fn nodes(what: &'static str, list: &[String]) -> Result<Vec<NodeId>, WireError> {
+    if list.len() > MAX_DESTINATIONS {
+        return Err(WireError::invalid(what, "too many"));
+    }
+    list.iter().map(|s| node(what, s)).collect()
+}
+
 fn id(what: &'static str, b: &[u8]) -> Result<MessageId, WireError> {
     MessageId::from_slice(b).ok_or_else(|| WireError::invalid(what, "must be 16 bytes"))
 }
@@ -116,6 +123,7 @@ pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
                 at_node: r.at_node.to_string(),
                 age_us: us(r.age),
                 reason: r.reason.clone(),
+                destinations: r.destinations.iter().map(ToString::to_string).collect(),
             }),
         ),
     };
@@ -167,6 +175,7 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
                 at_node: node("report node", &r.at_node)?,
                 age: Duration::from_micros(r.age_us),
                 reason: bounded("report reason", r.reason, MAX_REASON)?,
+                destinations: nodes("report destination", &r.destinations)?,
             })
         }
         Err(_) => return Err(WireError::invalid("envelope kind", e.kind)),
@@ -421,6 +430,7 @@ pub(super) fn status_to_pb(s: &StatusRecord) -> pb::StatusRecord {
                 age_us: us(r.age),
                 reason: r.reason.clone(),
                 at_us: r.at.as_micros(),
+                destinations: r.destinations.iter().map(ToString::to_string).collect(),
             })
             .collect(),
         custody_at: s.custody_at.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -453,6 +463,7 @@ pub(super) fn status_from_pb(s: pb::StatusRecord) -> Result<StatusRecord, WireEr
                     age: Duration::from_micros(r.age_us),
                     reason: r.reason,
                     at: Time::from_micros(r.at_us),
+                    destinations: nodes("status report destination", &r.destinations)?,
                 })
             })
             .collect::<Result<_, WireError>>()?,

@@ -51,6 +51,7 @@ fn frames_round_trip_through_the_stream_codec() {
             at_node: NodeId::new("relay-2").unwrap(),
             age: Duration::from_secs(5),
             reason: "lifetime ended while held".into(),
+            destinations: vec![NodeId::new("township-01").unwrap()],
         }),
         ..sample_envelope()
     };

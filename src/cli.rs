@@ -1,0 +1,622 @@
+//! The `relaymesh` command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad
+//! input, always with a one-line reason on stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::core::{NodeId, Precedence, Role};
+use crate::pki;
+use crate::shell::{self, Dial, Listener, RelaySpec, clock::Clock, config, redb_store::RedbStore};
+use crate::units::parse_duration;
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(m: impl std::fmt::Display) -> Failure {
+        Failure { code: 2, message: m.to_string() }
+    }
+    pub fn runtime(m: impl std::fmt::Display) -> Failure {
+        Failure { code: 1, message: m.to_string() }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "relaymesh",
+    version,
+    about = "Mesh relay and message bus for emergency command networks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Deployment CA and node certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Run a relay node.
+    Run {
+        /// Node configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Send a message through the local node; prints its id.
+    Send(SendArgs),
+    /// Print the unread inbox, then follow new messages.
+    Listen(ListenArgs),
+    /// Neighbours, links, routes and queues of the local node.
+    Status(StatusArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCommand {
+    /// Create the deployment CA (DIR/ca.crt, DIR/ca.key).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replace an existing CA key.
+        #[arg(long)]
+        force: bool,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u64,
+    },
+    /// Issue a node certificate (DIR/<id>.crt, DIR/<id>.key).
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// command, township, field or relay.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        force: bool,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u64,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ApiArgs {
+    /// The node's local API.
+    #[arg(long, env = "RELAYMESH_API", default_value = "http://127.0.0.1:7480")]
+    api: String,
+    /// API token, if the node requires one.
+    #[arg(long, env = "RELAYMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    /// node:<id>, group:<name> or topic:<path>.
+    #[arg(long)]
+    to: String,
+    /// flash, immediate, priority or routine.
+    #[arg(long, short, default_value = "routine")]
+    precedence: String,
+    /// How long the message may take to arrive (e.g. 90s, 1h).
+    #[arg(long, default_value = "1h")]
+    lifetime: String,
+    /// Wait for the delivery report; exit 1 if the message expires or is refused.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long (default: the lifetime).
+    #[arg(long)]
+    timeout: Option<String>,
+    #[arg(long)]
+    content_type: Option<String>,
+    /// actual, exercise or test.
+    #[arg(long, default_value = "actual")]
+    status: String,
+    /// Do not ask for delivery reports.
+    #[arg(long, conflicts_with = "wait")]
+    no_receipt: bool,
+    /// Send this file's contents instead of TEXT.
+    #[arg(long, conflicts_with = "text")]
+    file: Option<PathBuf>,
+    /// The message text.
+    #[arg(required_unless_present = "file")]
+    text: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// Only messages published to topics matching this pattern (repeatable); also subscribes.
+    #[arg(long)]
+    topic: Vec<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("relaymesh: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Pki { command } => pki_command(command),
+        Command::Run { config } => run(&config),
+        Command::Send(a) => client_runtime()?.block_on(send(a)),
+        Command::Listen(a) => client_runtime()?.block_on(listen(a)),
+        Command::Status(a) => client_runtime()?.block_on(status(a)),
+    }
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Failure::runtime)
+}
+
+fn pki_command(c: PkiCommand) -> Outcome {
+    let fail = |e: pki::PkiError| match e {
+        pki::PkiError::Exists(_) | pki::PkiError::Pem { .. } => Failure::usage(e),
+        pki::PkiError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Failure::usage(e)
+        }
+        _ => Failure::runtime(e),
+    };
+    match c {
+        PkiCommand::Init { dir, force, days } => {
+            let path = pki::init(&dir, force, days).map_err(fail)?;
+            println!("{}", path.display());
+        }
+        PkiCommand::Issue { dir, node, role, force, days } => {
+            let node = NodeId::new(&node).map_err(Failure::usage)?;
+            let role: Role = role.parse().map_err(Failure::usage)?;
+            let validity = pki::Validity::days_from(SystemTime::now(), days);
+            let path = pki::issue(&dir, &node, role, force, validity).map_err(fail)?;
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+fn run(config_path: &Path) -> Outcome {
+    init_tracing("info");
+    let cfg = config::load(config_path).map_err(Failure::usage)?;
+    let creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
+        .map_err(Failure::usage)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Failure::runtime)?;
+    rt.block_on(async move {
+        let store = RedbStore::open(&cfg.data_dir.join("store.redb"), 64 << 20)
+            .map_err(|e| Failure::runtime(format!("store {}: {e}", cfg.data_dir.display())))?;
+        let mut listeners = Vec::new();
+        for l in &cfg.listen {
+            let socket = shell::transport::udp_socket(l.addr)
+                .map_err(|e| Failure::runtime(format!("listen {}: {e}", l.addr)))?;
+            listeners.push(Listener { medium: l.medium, socket });
+        }
+        let dials = cfg
+            .peers
+            .iter()
+            .map(|p| Dial { node: p.node.clone(), addr: p.addr, medium: p.medium })
+            .collect();
+        let seed = {
+            use rand::TryRngCore;
+            rand::rngs::OsRng.try_next_u64().map_err(Failure::runtime)?
+        };
+        let spec = RelaySpec {
+            core: cfg.core.clone(),
+            creds,
+            transport: cfg.transport.clone(),
+            listeners,
+            dials,
+            store: Box::new(store),
+            clock: Clock::wall(),
+            seed,
+            max_batch: cfg.max_batch,
+            data_dir: Some(cfg.data_dir.clone()),
+            observer: None,
+            dedicated_driver_thread: true,
+            client_socket: Some(Box::new(|| {
+                shell::transport::udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))
+            })),
+        };
+        let relay = shell::Relay::start(spec).map_err(Failure::runtime)?;
+        for (medium, addr) in relay.local_addrs() {
+            tracing::info!(%medium, %addr, "listening");
+        }
+        let api = shell::api::bind(cfg.api)
+            .await
+            .map_err(|e| Failure::runtime(format!("api {}: {e}", cfg.api)))?;
+        tracing::info!(addr = %cfg.api, "local API");
+        let server =
+            tokio::spawn(shell::api::serve(api, relay.handle().clone(), cfg.api_token.clone()));
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        server.abort();
+        relay.stop().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// A small client for the local API.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(a: &ApiArgs) -> Result<Client, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(330))
+            .build()
+            .map_err(Failure::runtime)?;
+        Ok(Client { http, base: a.api.trim_end_matches('/').to_owned(), token: a.token.clone() })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends a request; maps HTTP errors to exit codes (400 is bad input, the rest runtime).
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let resp = req.send().await.map_err(|e| {
+            Failure::runtime(format!("cannot reach the node at {}: {e}", self.base))
+        })?;
+        let code = resp.status();
+        let body: Value = if code == reqwest::StatusCode::NO_CONTENT {
+            Value::Null
+        } else {
+            resp.json()
+                .await
+                .map_err(|e| Failure::runtime(format!("bad answer from the node: {e}")))?
+        };
+        if code.is_success() {
+            return Ok(body);
+        }
+        let reason = body["error"].as_str().map_or_else(|| code.to_string(), str::to_owned);
+        if code == reqwest::StatusCode::BAD_REQUEST {
+            Err(Failure::usage(reason))
+        } else {
+            Err(Failure::runtime(reason))
+        }
+    }
+}
+
+async fn send(a: SendArgs) -> Outcome {
+    a.precedence.parse::<Precedence>().map_err(Failure::usage)?;
+    let lifetime =
+        parse_duration(&a.lifetime).map_err(|e| Failure::usage(format!("--lifetime: {e}")))?;
+    let timeout = match &a.timeout {
+        Some(t) => parse_duration(t).map_err(|e| Failure::usage(format!("--timeout: {e}")))?,
+        None => lifetime + Duration::from_secs(10),
+    };
+    let mut body = json!({
+        "to": a.to,
+        "precedence": a.precedence,
+        "lifetime": a.lifetime,
+        "receipt": !a.no_receipt,
+        "status": a.status,
+    });
+    if let Some(ct) = &a.content_type {
+        body["content_type"] = json!(ct);
+    }
+    match (&a.file, &a.text) {
+        (Some(f), _) => {
+            let bytes =
+                std::fs::read(f).map_err(|e| Failure::usage(format!("{}: {e}", f.display())))?;
+            match String::from_utf8(bytes) {
+                Ok(text) => body["body"] = json!(text),
+                Err(e) => {
+                    use base64::Engine;
+                    body["body_b64"] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()));
+                }
+            }
+        }
+        (None, Some(t)) => body["body"] = json!(t),
+        (None, None) => return Err(Failure::usage("give the message text or --file")),
+    }
+    let client = Client::new(&a.api)?;
+    let answer =
+        client.call(client.request(reqwest::Method::POST, "/v1/messages").json(&body)).await?;
+    let id = answer["id"]
+        .as_str()
+        .ok_or_else(|| Failure::runtime("the node returned no id"))?
+        .to_owned();
+    println!("{id}");
+    let _ = std::io::stdout().flush();
+    if !a.wait {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = left.min(Duration::from_secs(60));
+        let path = format!("/v1/messages/{id}?wait={}ms", wait.as_millis().max(1));
+        let view = client.call(client.request(reqwest::Method::GET, &path)).await?;
+        if view["settled"].as_bool() == Some(true) {
+            return match view["state"].as_str() {
+                Some("delivered") => {
+                    eprintln!("delivered to {}", destinations(&view, "delivered"));
+                    Ok(())
+                }
+                Some(state) => Err(Failure::runtime(format!("{id} {state}: {}", fates(&view)))),
+                None => Err(Failure::runtime("the node returned no state")),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Failure::runtime(format!(
+                "{id}: no delivery report within {}",
+                crate::units::format_duration(timeout)
+            )));
+        }
+    }
+}
+
+fn destinations(view: &Value, outcome: &str) -> String {
+    let names: Vec<&str> = view["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["outcome"].as_str() == Some(outcome))
+        .filter_map(|d| d["node"].as_str())
+        .collect();
+    if names.is_empty() { "no one".into() } else { names.join(", ") }
+}
+
+fn fates(view: &Value) -> String {
+    view["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let reason = d["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{reason}",
+                d["node"].as_str().unwrap_or("?"),
+                d["outcome"].as_str().unwrap_or("pending")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn listen(a: ListenArgs) -> Outcome {
+    let client = Client::new(&a.api)?;
+    for t in &a.topic {
+        crate::core::TopicPattern::new(t).map_err(Failure::usage)?;
+        client
+            .call(
+                client
+                    .request(reqwest::Method::POST, "/v1/subscriptions")
+                    .json(&json!({ "pattern": t })),
+            )
+            .await?;
+    }
+    let topics: String = a
+        .topic
+        .iter()
+        .map(|t| {
+            format!("&topic={}", form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>())
+        })
+        .collect();
+    let mut after: Option<u64> = None;
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let after_q = after.map(|c| format!("&after={c}")).unwrap_or_default();
+        let path = format!("/v1/inbox?wait=30s&limit=1000{after_q}{topics}");
+        let page = client.call(client.request(reqwest::Method::GET, &path)).await?;
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        {
+            let mut out = stdout.lock();
+            for m in &messages {
+                let line = if a.json { m.to_string() } else { text_line(m) };
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(()); // stdout closed: the reader is gone
+                }
+                printed += 1;
+                if a.count.is_some_and(|c| printed >= c) {
+                    let _ = out.flush();
+                    if a.topic.is_empty() {
+                        if let Some(c) = m["cursor"].as_u64() {
+                            mark_read(&client, c).await?;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            let _ = out.flush();
+        }
+        if let Some(last) = page["last"].as_u64() {
+            // Filtered listening must not mark other messages read.
+            if a.topic.is_empty() && !messages.is_empty() {
+                mark_read(&client, last).await?;
+            }
+            after = Some(last);
+        }
+    }
+}
+
+async fn mark_read(client: &Client, cursor: u64) -> Outcome {
+    client
+        .call(
+            client
+                .request(reqwest::Method::POST, "/v1/inbox/read")
+                .json(&json!({ "cursor": cursor })),
+        )
+        .await
+        .map(|_| ())
+}
+
+fn text_line(m: &Value) -> String {
+    let body = m["body"].as_str().map_or_else(
+        || {
+            format!(
+                "<{} bytes of {}>",
+                m["body_b64"].as_str().map_or(0, |b| b.len() * 3 / 4),
+                m["content_type"].as_str().unwrap_or("?")
+            )
+        },
+        str::to_owned,
+    );
+    let status = match m["status"].as_str() {
+        Some("actual") | None => String::new(),
+        Some(s) => format!(" [{}]", s.to_uppercase()),
+    };
+    format!(
+        "{} {} -> {} ({:.0} ms){status}: {body}",
+        m["precedence"].as_str().unwrap_or("?").to_uppercase(),
+        m["origin"].as_str().unwrap_or("?"),
+        m["to"].as_str().unwrap_or("?"),
+        m["age_ms"].as_f64().unwrap_or(0.0),
+    )
+}
+
+async fn status(a: StatusArgs) -> Outcome {
+    let client = Client::new(&a.api)?;
+    let s = client.call(client.request(reqwest::Method::GET, "/v1/status")).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s).map_err(Failure::runtime)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({}), up {:.0} s",
+        s["node"].as_str().unwrap_or("?"),
+        s["role"].as_str().unwrap_or("?"),
+        s["uptime_s"].as_f64().unwrap_or(0.0)
+    );
+    println!("\nlinks:");
+    for l in s["links"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<20} {:<9} {:<4} rtt {:>8} loss {:>5.1}%  in flight {:>4}  {}",
+            l["peer"].as_str().unwrap_or("?"),
+            l["medium"].as_str().unwrap_or("?"),
+            if l["up"].as_bool() == Some(true) { "up" } else { "down" },
+            l["rtt_ms"].as_f64().map_or("-".into(), |r| format!("{r:.1} ms")),
+            l["loss"].as_f64().unwrap_or(0.0) * 100.0,
+            l["inflight"].as_u64().unwrap_or(0),
+            l["addr"].as_str().unwrap_or(""),
+        );
+    }
+    println!("\nroutes (flash / routine next hop):");
+    let routes = s["routes"].as_array().cloned().unwrap_or_default();
+    let hop = |dest: &str, p: &str| {
+        routes
+            .iter()
+            .find(|r| r["destination"] == dest && r["precedence"] == p)
+            .and_then(|r| r["next_hop"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut dests: Vec<&str> = routes.iter().filter_map(|r| r["destination"].as_str()).collect();
+    dests.sort();
+    dests.dedup();
+    for d in dests {
+        println!("  {:<20} {:<20} {}", d, hop(d, "flash"), hop(d, "routine"));
+    }
+    println!("\nheld:");
+    for p in Precedence::DESCENDING {
+        let c = &s["counters"][p.as_str()];
+        println!(
+            "  {:<9} held {:>7}  submitted {:>7}  delivered {:>7}  forwarded {:>7}  expired {:>5}  refused {:>5}",
+            p.as_str(),
+            s["queues"][p.as_str()].as_u64().unwrap_or(0),
+            c["submitted"].as_u64().unwrap_or(0),
+            c["delivered"].as_u64().unwrap_or(0),
+            c["forwarded"].as_u64().unwrap_or(0),
+            c["expired"].as_u64().unwrap_or(0),
+            c["refused"].as_u64().unwrap_or(0),
+        );
+    }
+    let refused = s["refused_links"].as_array().cloned().unwrap_or_default();
+    if !refused.is_empty() {
+        println!("\nrefused links:");
+        for r in refused.iter().rev().take(10) {
+            println!(
+                "  {} {} {}: {}",
+                r["addr"].as_str().unwrap_or("?"),
+                r["medium"].as_str().unwrap_or("?"),
+                r["peer"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}

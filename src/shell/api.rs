@@ -1,0 +1,636 @@
+//! The local HTTP API (JSON), loopback by default.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/messages` | submit; `201 {"id"}` once durable, `400` bad input, `403` policy, `503` refused |
+//! | `GET /v1/messages/{id}[?wait=30s]` | status; with `wait`, until settled or the time runs out |
+//! | `GET /v1/inbox[?after=N][&limit=M][&wait=30s][&topic=P]...` | delivered messages after a cursor (default: the unread ones) |
+//! | `POST /v1/inbox/read {"cursor": N}` | marks everything up to `N` read |
+//! | `GET /v1/inbox/stream[?after=N][&topic=P]...` | the same as server-sent events, following |
+//! | `GET/POST/DELETE /v1/subscriptions` | durable topic subscriptions (`{"pattern": "alerts/#"}`) |
+//! | `GET /v1/status` | links, routes, queues, counters, refused links |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /` | a status page |
+//!
+//! When a token is configured every route requires `Authorization: Bearer <token>`. No CORS
+//! headers are ever sent, so a web page elsewhere cannot read the API.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::driver::{NodeHandle, Snapshot};
+use crate::core::{
+    Address, Event, InboxItem, MessageId, MessageView, Precedence, Submission, SubmitError,
+    TopicPattern, TrafficStatus,
+};
+use crate::units::parse_duration;
+
+#[derive(Clone)]
+struct Api {
+    node: NodeHandle,
+    token: Option<String>,
+}
+
+/// The API's router for a node.
+pub fn router(node: NodeHandle, token: Option<String>) -> Router {
+    let api = Api { node, token };
+    Router::new()
+        .route("/", get(page))
+        .route("/v1/messages", post(submit))
+        .route("/v1/messages/{id}", get(message))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/inbox/read", post(mark_read))
+        .route("/v1/inbox/stream", get(stream))
+        .route("/v1/subscriptions", get(subscriptions).post(subscribe).delete(unsubscribe))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: NodeHandle,
+    token: Option<String>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node, token)).await
+}
+
+async fn authorize(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &api.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+        }
+    }
+    next.run(req).await
+}
+
+fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
+    (code, Json(json!({ "error": reason.to_string() }))).into_response()
+}
+
+fn stopped() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping")
+}
+
+/// A submission as JSON.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    to: String,
+    #[serde(default)]
+    precedence: Option<String>,
+    /// `"1h"`, `"90s"`, ... (default 1h)
+    #[serde(default)]
+    lifetime: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    body_b64: Option<String>,
+    #[serde(default = "yes")]
+    receipt: bool,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn parse_submission(b: SubmitBody) -> Result<Submission, String> {
+    let to = Address::parse(&b.to).map_err(|e| e.to_string())?;
+    let precedence = match &b.precedence {
+        Some(p) => p.parse::<Precedence>().map_err(|e| e.to_string())?,
+        None => Precedence::Routine,
+    };
+    let lifetime = match &b.lifetime {
+        Some(l) => parse_duration(l)?,
+        None => Duration::from_secs(3600),
+    };
+    let (payload, default_type) = match (b.body, b.body_b64) {
+        (Some(_), Some(_)) => return Err("give body or body_b64, not both".into()),
+        (Some(text), None) => (Bytes::from(text), "text/plain; charset=utf-8"),
+        (None, Some(b64)) => (
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(Bytes::from)
+                .map_err(|e| format!("body_b64: {e}"))?,
+            "application/octet-stream",
+        ),
+        (None, None) => (Bytes::new(), "text/plain; charset=utf-8"),
+    };
+    let status = match &b.status {
+        Some(s) => s.parse::<TrafficStatus>()?,
+        None => TrafficStatus::Actual,
+    };
+    Ok(Submission {
+        to,
+        precedence,
+        lifetime,
+        content_type: b.content_type.unwrap_or_else(|| default_type.to_owned()),
+        payload,
+        receipt: b.receipt,
+        status,
+    })
+}
+
+async fn submit(
+    State(api): State<Api>,
+    body: Result<Json<SubmitBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let sub = match parse_submission(body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match api.node.submit(sub).await {
+        Err(_) => stopped(),
+        Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({ "id": id.to_string() }))).into_response(),
+        Ok(Err(SubmitError::Invalid(e))) => error(StatusCode::BAD_REQUEST, e),
+        Ok(Err(SubmitError::Refused(e))) if e.contains("policy") || e.contains("may not") => {
+            error(StatusCode::FORBIDDEN, e)
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Query parameters as (key, value) pairs, repeats kept.
+fn params(q: &Option<String>) -> Vec<(String, String)> {
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(ps: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    ps.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn wait_param(ps: &[(String, String)]) -> Result<Duration, Response> {
+    match param(ps, "wait") {
+        None => Ok(Duration::ZERO),
+        Some(w) => parse_duration(w)
+            .map(|d| d.min(Duration::from_secs(300)))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e)),
+    }
+}
+
+pub fn message_json(v: &MessageView) -> Value {
+    json!({
+        "id": v.id.to_string(),
+        "to": v.to,
+        "precedence": v.precedence.as_str(),
+        "state": v.state,
+        "settled": v.settled,
+        "accepted_at_us": v.accepted_at.as_micros(),
+        "custody_at": v.custody_at.as_ref().map(ToString::to_string),
+        "receipt": v.receipt,
+        "destinations": v.destinations.iter().map(|d| json!({
+            "node": d.node.to_string(),
+            "outcome": d.outcome.map(|o| o.as_str()),
+            "age_ms": d.age.map(|a| a.as_secs_f64() * 1000.0),
+            "reason": d.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn message(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let id = match MessageId::parse_hex(&id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let ps = params(&q);
+    let wait = match wait_param(&ps) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut events = api.node.events();
+    loop {
+        let view = match api.node.message(id).await {
+            Err(_) => return stopped(),
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Ok(Ok(None)) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no message {id} was sent from this node"),
+                );
+            }
+            Ok(Ok(Some(v))) => v,
+        };
+        if view.settled || tokio::time::Instant::now() >= deadline {
+            return Json(message_json(&view)).into_response();
+        }
+        // Wait for a report about this message (or anything that might have been missed).
+        let wake = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Reported { of, .. }) if of == id => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, wake).await;
+    }
+}
+
+/// One inbox message as JSON (the `listen --json` format).
+pub fn inbox_json(item: &InboxItem) -> Value {
+    let e = &item.record.envelope;
+    let mut v = json!({
+        "id": e.id.to_string(),
+        "origin": e.origin.to_string(),
+        "to": e.to.to_string(),
+        "precedence": e.precedence.as_str(),
+        "content_type": e.content_type,
+        "age_ms": item.record.age.as_secs_f64() * 1000.0,
+        "cursor": item.cursor,
+        "status": e.status.as_str(),
+    });
+    match std::str::from_utf8(&e.payload) {
+        Ok(text) => v["body"] = json!(text),
+        Err(_) => {
+            v["body_b64"] = json!(base64::engine::general_purpose::STANDARD.encode(&e.payload))
+        }
+    }
+    v
+}
+
+fn topic_filter(ps: &[(String, String)]) -> Result<Vec<TopicPattern>, Response> {
+    ps.iter()
+        .filter(|(k, _)| k == "topic")
+        .map(|(_, v)| TopicPattern::new(v).map_err(|e| error(StatusCode::BAD_REQUEST, e)))
+        .collect()
+}
+
+fn wanted(item: &InboxItem, topics: &[TopicPattern]) -> bool {
+    if topics.is_empty() {
+        return true;
+    }
+    match &item.record.envelope.to {
+        Address::Topic(t) => topics.iter().any(|p| p.matches(t)),
+        _ => false,
+    }
+}
+
+async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let ps = params(&q);
+    let after = match param(&ps, "after").map(str::parse::<u64>).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("after: {e}")),
+    };
+    let limit =
+        param(&ps, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000usize).clamp(1, 10_000);
+    let (wait, topics) = match (wait_param(&ps), topic_filter(&ps)) {
+        (Ok(w), Ok(t)) => (w, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut watch = api.node.inbox_watch();
+    let mut after = after;
+    loop {
+        watch.borrow_and_update();
+        let items = match api.node.inbox(after, limit).await {
+            Err(_) => return stopped(),
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Ok(Ok(items)) => items,
+        };
+        let next = items.last().map(|i| i.cursor).or(after);
+        let shown: Vec<Value> =
+            items.iter().filter(|i| wanted(i, &topics)).map(inbox_json).collect();
+        if !shown.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Json(json!({ "messages": shown, "last": next })).into_response();
+        }
+        after = next;
+        if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+            return Json(json!({ "messages": [], "last": after })).into_response();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    cursor: u64,
+}
+
+async fn mark_read(State(api): State<Api>, Json(b): Json<ReadBody>) -> Response {
+    match api.node.mark_read(b.cursor) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let ps = params(&q);
+    let after = match param(&ps, "after").map(str::parse::<u64>).transpose() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("after: {e}")),
+    };
+    let topics = match topic_filter(&ps) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let node = api.node.clone();
+    let state = (node, after, topics, Vec::<InboxItem>::new().into_iter());
+    let events =
+        futures_util::stream::unfold(state, |(node, mut after, topics, mut pending)| async move {
+            loop {
+                if let Some(item) = pending.next() {
+                    after = Some(item.cursor);
+                    if !wanted(&item, &topics) {
+                        continue;
+                    }
+                    let ev = SseEvent::default()
+                        .id(item.cursor.to_string())
+                        .event("message")
+                        .data(inbox_json(&item).to_string());
+                    return Some((Ok::<_, Infallible>(ev), (node, after, topics, pending)));
+                }
+                let mut watch = node.inbox_watch();
+                watch.borrow_and_update();
+                let items = match node.inbox(after, 1000).await {
+                    Ok(Ok(items)) => items,
+                    _ => return None,
+                };
+                if items.is_empty() {
+                    if watch.changed().await.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+                pending = items.into_iter();
+            }
+        });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+#[derive(Deserialize)]
+struct PatternBody {
+    pattern: String,
+}
+
+async fn subscriptions(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(s) => Json(json!({ "subscriptions": s.node.subscriptions })).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+async fn change_subscription(api: Api, body: PatternBody, subscribe: bool) -> Response {
+    let pattern = match TopicPattern::new(&body.pattern) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match api.node.subscribe(pattern, subscribe).await {
+        Err(_) => stopped(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Ok(changed)) => {
+            Json(json!({ "pattern": body.pattern, "changed": changed })).into_response()
+        }
+    }
+}
+
+async fn subscribe(State(api): State<Api>, Json(body): Json<PatternBody>) -> Response {
+    change_subscription(api, body, true).await
+}
+
+async fn unsubscribe(State(api): State<Api>, Json(body): Json<PatternBody>) -> Response {
+    change_subscription(api, body, false).await
+}
+
+/// The `status --json` document.
+pub fn status_json(s: &Snapshot) -> Value {
+    let n = &s.node;
+    let per_precedence = |f: &dyn Fn(usize) -> Value| -> Value {
+        Precedence::DESCENDING
+            .iter()
+            .map(|p| (p.as_str().to_owned(), f(p.index())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let c = &n.counters;
+    json!({
+        "node": n.node.to_string(),
+        "role": n.role.as_str(),
+        "uptime_s": s.now.saturating_since(s.started).as_secs_f64(),
+        "links": n.links.iter().map(|l| json!({
+            "id": l.id.0,
+            "peer": l.peer.to_string(),
+            "role": l.role.as_str(),
+            "medium": l.medium.as_str(),
+            "up": l.up,
+            "addr": s.links.get(&l.id).map(ToString::to_string),
+            "since_s": s.now.saturating_since(l.since).as_secs_f64(),
+            "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1000.0),
+            "loss": l.loss,
+            "inflight": l.inflight,
+            "offered": l.counters.offered,
+            "accepted": l.counters.accepted,
+            "refused": l.counters.refused,
+            "bytes_offered": l.counters.bytes_offered,
+            "probes_sent": l.counters.probes_sent,
+            "probes_answered": l.counters.probes_answered,
+        })).collect::<Vec<_>>(),
+        "routes": n.routes.iter().map(|r| json!({
+            "destination": r.destination.to_string(),
+            "precedence": r.precedence.as_str(),
+            "next_hop": r.next_hop.to_string(),
+            "cost": r.cost,
+        })).collect::<Vec<_>>(),
+        "queues": per_precedence(&|i| json!(n.held[i])),
+        "held_bytes": n.held_bytes,
+        "capacity_bytes": n.capacity,
+        "counters": per_precedence(&|i| json!({
+            "submitted": c.submitted[i],
+            "received": c.received[i],
+            "forwarded": c.forwarded[i],
+            "delivered": c.delivered[i],
+            "duplicates": c.duplicates[i],
+            "expired": c.expired[i],
+            "refused": c.refused[i],
+        })),
+        "store_failures": c.store_failures,
+        "refused_links": s.refusals.iter().map(|r| json!({
+            "at_unix_s": r.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            "addr": r.addr.to_string(),
+            "medium": r.medium.as_str(),
+            "peer": r.peer.as_ref().map(ToString::to_string),
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
+        "bad_frames": s.bad_frames.iter().map(|(l, why)| json!({"link": l.0, "reason": why})).collect::<Vec<_>>(),
+        "subscriptions": n.subscriptions,
+        "known_nodes": n.known_nodes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "inbox": { "next": n.inbox_next, "unread": n.inbox_next.saturating_sub(n.inbox_read) },
+    })
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(s) => Json(status_json(&s)).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+/// Prometheus text exposition of a snapshot.
+pub fn metrics_text(s: &Snapshot) -> String {
+    use std::fmt::Write;
+    let n = &s.node;
+    let mut out = String::new();
+    let c = &n.counters;
+    let _ = writeln!(out, "# TYPE relaymesh_messages_total counter");
+    for p in Precedence::DESCENDING {
+        let i = p.index();
+        for (event, v) in [
+            ("submitted", c.submitted[i]),
+            ("received", c.received[i]),
+            ("forwarded", c.forwarded[i]),
+            ("delivered", c.delivered[i]),
+            ("duplicate", c.duplicates[i]),
+            ("expired", c.expired[i]),
+            ("refused", c.refused[i]),
+        ] {
+            let _ = writeln!(
+                out,
+                "relaymesh_messages_total{{precedence=\"{p}\",event=\"{event}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE relaymesh_held_messages gauge");
+    for p in Precedence::DESCENDING {
+        let _ =
+            writeln!(out, "relaymesh_held_messages{{precedence=\"{p}\"}} {}", n.held[p.index()]);
+    }
+    let _ =
+        writeln!(out, "# TYPE relaymesh_held_bytes gauge\nrelaymesh_held_bytes {}", n.held_bytes);
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_store_capacity_bytes gauge\nrelaymesh_store_capacity_bytes {}",
+        n.capacity
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_store_failures_total counter\nrelaymesh_store_failures_total {}",
+        c.store_failures
+    );
+    let _ = writeln!(out, "# TYPE relaymesh_link_up gauge");
+    for l in &n.links {
+        let labels = format!("peer=\"{}\",medium=\"{}\",link=\"{}\"", l.peer, l.medium, l.id.0);
+        let _ = writeln!(out, "relaymesh_link_up{{{labels}}} {}", u8::from(l.up));
+        if let Some(rtt) = l.rtt {
+            let _ = writeln!(out, "relaymesh_link_rtt_seconds{{{labels}}} {}", rtt.as_secs_f64());
+        }
+        let _ = writeln!(out, "relaymesh_link_loss_ratio{{{labels}}} {}", l.loss);
+        let _ = writeln!(out, "relaymesh_link_offers_total{{{labels}}} {}", l.counters.offered);
+        let _ = writeln!(out, "relaymesh_link_accepted_total{{{labels}}} {}", l.counters.accepted);
+        let _ = writeln!(
+            out,
+            "relaymesh_link_bytes_offered_total{{{labels}}} {}",
+            l.counters.bytes_offered
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_refused_links gauge\nrelaymesh_refused_links {}",
+        s.refusals.len()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_inbox_unread gauge\nrelaymesh_inbox_unread {}",
+        n.inbox_next.saturating_sub(n.inbox_read)
+    );
+    out
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(s) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_text(&s))
+            .into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn page(State(api): State<Api>) -> Response {
+    let s = match api.node.status().await {
+        Ok(s) => s,
+        Err(_) => return stopped(),
+    };
+    let n = &s.node;
+    let mut rows = String::new();
+    for l in &n.links {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}%</td><td>{}</td></tr>",
+            escape(l.peer.as_str()),
+            l.medium,
+            if l.up { "up" } else { "down" },
+            l.role,
+            l.rtt.map_or(0.0, |r| r.as_secs_f64() * 1000.0),
+            l.loss * 100.0,
+            l.inflight
+        ));
+    }
+    let mut refused = String::new();
+    for r in &s.refusals {
+        refused.push_str(&format!("<li>{} ({}): {}</li>", r.addr, r.medium, escape(&r.reason)));
+    }
+    let queues: Vec<String> =
+        Precedence::DESCENDING.iter().map(|p| format!("{p}: {}", n.held[p.index()])).collect();
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>relaymesh {node}</title>\
+         <meta http-equiv=refresh content=5><style>body{{font-family:sans-serif;margin:2em}}\
+         td,th{{padding:.2em .8em;text-align:left}}</style></head><body>\
+         <h1>{node} <small>({role})</small></h1>\
+         <p>Held: {queues} ({bytes} bytes). Unread inbox: {unread}.</p>\
+         <h2>Links</h2><table><tr><th>peer</th><th>medium</th><th>state</th><th>role</th><th>rtt ms</th><th>loss</th><th>in flight</th></tr>{rows}</table>\
+         <h2>Refused links</h2><ul>{refused}</ul></body></html>",
+        node = escape(n.node.as_str()),
+        role = n.role,
+        queues = queues.join(", "),
+        bytes = n.held_bytes,
+        unread = n.inbox_next.saturating_sub(n.inbox_read),
+    ))
+    .into_response()
+}
+
+/// Binds the API address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

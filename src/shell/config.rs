@@ -1,0 +1,524 @@
+//! `node.toml`: parsed once, checked completely, with errors that name the file, the key and
+//! the reason. Relative paths are resolved against the directory of the configuration file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::transport::{Congestion, TransportSettings};
+use crate::core::config::{CoreConfig, MediumConfig};
+use crate::core::policy::{AddressPattern, Policy, Rule};
+use crate::core::types::{Group, Medium, NodeId, Precedence, Role};
+use crate::units::{parse_duration, parse_rate, parse_size};
+
+/// A configuration problem: which file, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// One `[[listen]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub medium: Medium,
+}
+
+/// One `[[peer]]` entry: a link this node dials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    pub medium: Medium,
+}
+
+/// Everything `relaymesh run` needs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub core: CoreConfig,
+    pub data_dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Revocation list to load at start (default: `revoked.crl` beside the CA certificate).
+    pub crl: Option<PathBuf>,
+    pub api: SocketAddr,
+    /// Bearer token the local API requires (mandatory when `api` is not loopback).
+    pub api_token: Option<String>,
+    pub listen: Vec<Listen>,
+    pub peers: Vec<Peer>,
+    pub transport: BTreeMap<Medium, TransportSettings>,
+    /// Group commit: at most this many events per store commit.
+    pub max_batch: usize,
+}
+
+impl RelayConfig {
+    pub fn transport(&self, m: Medium) -> TransportSettings {
+        self.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    node: String,
+    role: String,
+    data_dir: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    crl: Option<PathBuf>,
+    #[serde(default = "default_api")]
+    api: String,
+    api_token: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    peer: Vec<RawPeer>,
+    #[serde(default)]
+    media: BTreeMap<String, RawMedium>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+fn default_api() -> String {
+    "127.0.0.1:7480".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    addr: String,
+    medium: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    node: String,
+    addr: String,
+    medium: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMedium {
+    cost: Option<u32>,
+    min_precedence: Option<String>,
+    probe_interval: Option<String>,
+    probe_misses: Option<u32>,
+    window: Option<String>,
+    rate: Option<String>,
+    ack_timeout: Option<String>,
+    bandwidth: Option<String>,
+    initial_rtt: Option<String>,
+    idle_timeout: Option<String>,
+    keep_alive: Option<String>,
+    congestion: Option<String>,
+    initial_window: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    max_bytes: Option<String>,
+    #[serde(default)]
+    admit: BTreeMap<String, f64>,
+    max_batch: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "yes")]
+    defaults: bool,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+impl Default for RawPolicy {
+    fn default() -> RawPolicy {
+        RawPolicy { defaults: true, rule: Vec::new() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    action: String,
+    #[serde(default)]
+    from_role: Vec<String>,
+    #[serde(default)]
+    from_node: Vec<String>,
+    to: String,
+    precedence: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_payload: Option<String>,
+    max_lifetime: Option<String>,
+    max_hops: Option<u32>,
+    inbox_keep: Option<u64>,
+    status_keep: Option<String>,
+    advert_lifetime: Option<String>,
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        key: "-".into(),
+        reason: e.to_string(),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses configuration text; `path` names the file in errors and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<RelayConfig, ConfigError> {
+    let file = path.display().to_string();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let err =
+        |key: &str, reason: String| ConfigError { file: file.clone(), key: key.into(), reason };
+    let de = toml::Deserializer::parse(text).map_err(|e| err("-", syntax(text, &e)))?;
+    let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        err(if key == "." { "-" } else { &key }, syntax(text, &inner))
+    })?;
+    build(raw, &base).map_err(|(key, reason)| err(&key, reason))
+}
+
+/// A toml error as one line, with its line number when known.
+fn syntax(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{msg} (line {line})")
+        }
+        None => msg,
+    }
+}
+
+type Fail = (String, String);
+
+fn field<T, E: std::fmt::Display>(key: &str, r: Result<T, E>) -> Result<T, Fail> {
+    r.map_err(|e| (key.to_owned(), e.to_string()))
+}
+
+fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
+    let node = field("node", NodeId::new(&raw.node))?;
+    let role: Role = field("role", raw.role.parse())?;
+    let mut core = CoreConfig::new(node, role);
+    for (i, g) in raw.groups.iter().enumerate() {
+        match field(&format!("groups[{i}]"), Group::parse(g))? {
+            Group::Named(_) => {}
+            _ => {
+                return Err((
+                    format!("groups[{i}]"),
+                    format!("{g:?} is built in, not a group to join"),
+                ));
+            }
+        }
+    }
+    core.groups = raw.groups;
+    let mut transport = BTreeMap::new();
+    for (name, m) in raw.media {
+        let key = format!("media.{name}");
+        let medium: Medium = field(&key, name.parse())?;
+        let (mc, ts) = medium_config(&key, medium, m)?;
+        core.media.insert(medium, mc);
+        transport.insert(medium, ts);
+    }
+    if let Some(s) = &raw.store.max_bytes {
+        core.limits.max_bytes = field("store.max_bytes", parse_size(s))?;
+    }
+    for (p, ratio) in raw.store.admit {
+        let key = format!("store.admit.{p}");
+        let prec: Precedence = field(&key, p.parse())?;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err((key, format!("{ratio} is not between 0 and 1")));
+        }
+        core.limits.admit_ratio[prec.index()] = ratio;
+    }
+    let l = raw.limits;
+    if let Some(s) = l.max_payload {
+        core.max_payload = field("limits.max_payload", parse_size(&s))? as usize;
+    }
+    if let Some(s) = l.max_lifetime {
+        core.max_lifetime = field("limits.max_lifetime", parse_duration(&s))?;
+    }
+    if let Some(h) = l.max_hops {
+        core.max_hops = h;
+    }
+    if let Some(k) = l.inbox_keep {
+        core.inbox_keep = k;
+    }
+    if let Some(s) = l.status_keep {
+        core.status_keep = field("limits.status_keep", parse_duration(&s))?;
+    }
+    if let Some(s) = l.advert_lifetime {
+        core.advert_lifetime = field("limits.advert_lifetime", parse_duration(&s))?;
+    }
+    let mut rules = Vec::new();
+    for (i, r) in raw.policy.rule.into_iter().enumerate() {
+        rules.push(rule(&format!("policy.rule[{i}]"), r)?);
+    }
+    core.policy = if raw.policy.defaults { Policy::with_defaults(rules) } else { Policy { rules } };
+
+    let api: SocketAddr = field("api", raw.api.parse())?;
+    if !api.ip().is_loopback() && raw.api_token.is_none() {
+        return Err((
+            "api".into(),
+            format!("{api} is not a loopback address: set api_token to protect the API"),
+        ));
+    }
+    let mut listen = Vec::new();
+    for (i, l) in raw.listen.into_iter().enumerate() {
+        let key = format!("listen[{i}]");
+        listen.push(Listen {
+            addr: field(&format!("{key}.addr"), l.addr.parse())?,
+            medium: field(&format!("{key}.medium"), l.medium.parse())?,
+        });
+    }
+    let mut peers = Vec::new();
+    for (i, p) in raw.peer.into_iter().enumerate() {
+        let key = format!("peer[{i}]");
+        let peer = Peer {
+            node: field(&format!("{key}.node"), NodeId::new(&p.node))?,
+            addr: field(&format!("{key}.addr"), p.addr.parse::<SocketAddr>())?,
+            medium: field(&format!("{key}.medium"), p.medium.parse())?,
+        };
+        if peer.node == core.node {
+            return Err((format!("{key}.node"), "a node cannot peer with itself".into()));
+        }
+        if peers.iter().any(|q: &Peer| q.node == peer.node && q.medium == peer.medium) {
+            return Err((key, format!("{} over {} is configured twice", peer.node, peer.medium)));
+        }
+        peers.push(peer);
+    }
+    let max_batch = raw.store.max_batch.unwrap_or(4096).max(1);
+    Ok(RelayConfig {
+        core,
+        data_dir: base.join(raw.data_dir),
+        ca: base.join(raw.ca),
+        cert: base.join(raw.cert),
+        key: base.join(raw.key),
+        crl: raw.crl.map(|c| base.join(c)),
+        api,
+        api_token: raw.api_token,
+        listen,
+        peers,
+        transport,
+        max_batch,
+    })
+}
+
+fn medium_config(
+    key: &str,
+    medium: Medium,
+    m: RawMedium,
+) -> Result<(MediumConfig, TransportSettings), Fail> {
+    let k = |f: &str| format!("{key}.{f}");
+    let mut c = MediumConfig::default_for(medium);
+    let mut t = TransportSettings::default_for(medium);
+    let dur = |f: &str, v: &Option<String>| -> Result<Option<Duration>, Fail> {
+        v.as_deref().map(|s| field(&k(f), parse_duration(s))).transpose()
+    };
+    if let Some(cost) = m.cost {
+        c.cost = cost;
+    }
+    if let Some(p) = &m.min_precedence {
+        c.min_precedence = field(&k("min_precedence"), p.parse())?;
+    }
+    if let Some(d) = dur("probe_interval", &m.probe_interval)? {
+        if d < Duration::from_millis(10) {
+            return Err((k("probe_interval"), "must be at least 10ms".into()));
+        }
+        c.probe_interval = d;
+    }
+    if let Some(n) = m.probe_misses {
+        if n == 0 {
+            return Err((k("probe_misses"), "must be at least 1".into()));
+        }
+        c.probe_misses = n;
+    }
+    if let Some(w) = &m.window {
+        c.window_bytes = field(&k("window"), parse_size(w))?.max(1);
+    }
+    if let Some(r) = &m.rate {
+        c.rate_bytes_per_s = Some(field(&k("rate"), parse_rate(r))? / 8);
+    }
+    if let Some(d) = dur("ack_timeout", &m.ack_timeout)? {
+        c.ack_timeout = d;
+    }
+    if let Some(b) = &m.bandwidth {
+        c.bandwidth_bps = field(&k("bandwidth"), parse_rate(b))?;
+    }
+    if let Some(d) = dur("initial_rtt", &m.initial_rtt)? {
+        t.initial_rtt = d;
+    }
+    if let Some(d) = dur("idle_timeout", &m.idle_timeout)? {
+        t.idle_timeout = d;
+    }
+    if let Some(d) = dur("keep_alive", &m.keep_alive)? {
+        t.keep_alive = Some(d).filter(|d| !d.is_zero());
+    }
+    if let Some(cc) = &m.congestion {
+        t.congestion = field(&k("congestion"), cc.parse::<Congestion>())?;
+    }
+    if let Some(w) = &m.initial_window {
+        t.initial_window = Some(field(&k("initial_window"), parse_size(w))?);
+    }
+    Ok((c, t))
+}
+
+fn rule(key: &str, r: RawRule) -> Result<Rule, Fail> {
+    let allow = match r.action.as_str() {
+        "allow" => true,
+        "deny" => false,
+        other => {
+            return Err((format!("{key}.action"), format!("{other:?}: expected allow or deny")));
+        }
+    };
+    let from_roles = r
+        .from_role
+        .iter()
+        .map(|s| field(&format!("{key}.from_role"), s.parse::<Role>()))
+        .collect::<Result<_, _>>()?;
+    let from_nodes = r
+        .from_node
+        .iter()
+        .map(|s| field(&format!("{key}.from_node"), NodeId::new(s)))
+        .collect::<Result<_, _>>()?;
+    Ok(Rule {
+        allow,
+        from_roles,
+        from_nodes,
+        to: field(&format!("{key}.to"), AddressPattern::parse(&r.to))?,
+        min_precedence: r
+            .precedence
+            .map(|p| field(&format!("{key}.precedence"), p.parse::<Precedence>()))
+            .transpose()?,
+        reason: r.reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "township-03"
+role = "township"
+data_dir = "data/township-03"
+ca = "pki/ca.crt"
+cert = "pki/township-03.crt"
+key = "pki/township-03.key"
+api = "127.0.0.1:7480"
+groups = ["medical"]
+
+[[listen]]
+addr = "0.0.0.0:7400"
+medium = "wireless"
+
+[[peer]]
+node = "county-hq"
+addr = "203.0.113.7:7400"
+medium = "satellite"
+
+[media.satellite]
+cost = 10
+min_precedence = "priority"
+rate = "2Mbps"
+congestion = "bbr"
+
+[store]
+max_bytes = "1GiB"
+admit = { routine = 0.5 }
+
+[[policy.rule]]
+action = "deny"
+from_role = ["field"]
+to = "topic:logistics/#"
+reason = "no"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(GOOD, Path::new("/etc/relaymesh/node.toml")).unwrap();
+        assert_eq!(c.core.node.as_str(), "township-03");
+        assert_eq!(c.data_dir, PathBuf::from("/etc/relaymesh/data/township-03"));
+        assert_eq!(c.peers[0].medium, Medium::Satellite);
+        assert_eq!(c.core.medium(Medium::Satellite).cost, 10);
+        assert_eq!(c.core.medium(Medium::Satellite).rate_bytes_per_s, Some(250_000));
+        assert_eq!(c.transport(Medium::Satellite).congestion, Congestion::Bbr);
+        assert_eq!(c.core.limits.max_bytes, 1 << 30);
+        assert_eq!(c.core.limits.admit_ratio[Precedence::Routine.index()], 0.5);
+        assert_eq!(c.core.policy.rules.len(), 1 + Policy::safe_defaults().len());
+    }
+
+    fn check(text: &str, key: &str, reason: &str) {
+        let e = parse(text, Path::new("node.toml")).unwrap_err();
+        assert_eq!(e.file, "node.toml");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains(reason), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_reason() {
+        let replace = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+        check(
+            &replace(r#"node = "township-03""#, r#"node = "Township 3""#),
+            "node",
+            "invalid node id",
+        );
+        check(&replace(r#"role = "township""#, r#"role = "mayor""#), "role", "invalid role");
+        check(&replace("cost = 10", r#"cost = "cheap""#), "media.satellite.cost", "invalid type");
+        check(&replace("cost = 10", "colour = 10"), "media.satellite", "unknown field `colour`");
+        check(
+            &replace(r#"rate = "2Mbps""#, r#"rate = "2MB""#),
+            "media.satellite.rate",
+            "expected a unit",
+        );
+        check(
+            &replace(r#"addr = "203.0.113.7:7400""#, r#"addr = "nowhere""#),
+            "peer[0].addr",
+            "invalid socket address",
+        );
+        check(
+            &replace("[media.satellite]", "[media.carrier-pigeon]"),
+            "media.carrier-pigeon",
+            "invalid medium",
+        );
+        check(&replace(r#"api = "127.0.0.1:7480""#, r#"api = "0.0.0.0:7480""#), "api", "api_token");
+        check(
+            &replace(r#"action = "deny""#, r#"action = "maybe""#),
+            "policy.rule[0].action",
+            "allow or deny",
+        );
+        check("node = ", "-", "line 1");
+        let e = parse(&replace("ca = ", "# ca = "), Path::new("node.toml")).unwrap_err();
+        assert!(e.reason.contains("missing field `ca`"), "{e}");
+    }
+}

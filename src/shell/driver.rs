@@ -1,0 +1,383 @@
+//! The driver task: owns a node's [`Node`] and its store, and feeds it everything that happens.
+//!
+//! Each turn it takes every command waiting (up to `max_batch`), hands them to the core, then
+//! commits once: one fsync for the whole batch (group commit). Only after the commit does it
+//! answer submissions and release custody acknowledgements, then it sends what the core asks
+//! and publishes events. Timers come from tokio's clock, so under a paused clock (the
+//! simulator) the driver runs in virtual time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use super::clock::Clock;
+use super::link::{LinkHandle, Refusal};
+use crate::core::frame::Frame;
+use crate::core::link::{LinkId, LinkInfo};
+use crate::core::{
+    Event, InboxItem, MessageId, MessageView, Node, NodeStatus, Submission, SubmitError, Time,
+    TopicPattern,
+};
+
+/// Everything that reaches the driver.
+#[derive(Debug)]
+pub enum Command {
+    LinkUp {
+        link: LinkId,
+        info: LinkInfo,
+        handle: LinkHandle,
+    },
+    Frames {
+        link: LinkId,
+        frames: Vec<Frame>,
+    },
+    LinkDown {
+        link: LinkId,
+        reason: String,
+    },
+    BadFrame {
+        link: LinkId,
+        reason: String,
+    },
+    Refused(Refusal),
+    Submit {
+        sub: Submission,
+        reply: oneshot::Sender<Result<MessageId, SubmitError>>,
+    },
+    Subscribe {
+        pattern: TopicPattern,
+        subscribe: bool,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    MarkRead {
+        cursor: u64,
+    },
+    Status {
+        reply: oneshot::Sender<Snapshot>,
+    },
+    Message {
+        id: MessageId,
+        reply: oneshot::Sender<Result<Option<MessageView>, String>>,
+    },
+    Inbox {
+        after: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<InboxItem>, String>>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The node's status plus what only the shell knows.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub node: NodeStatus,
+    pub refusals: Vec<Refusal>,
+    pub bad_frames: Vec<(LinkId, String)>,
+    pub links: BTreeMap<LinkId, std::net::SocketAddr>,
+    pub now: Time,
+    pub started: Time,
+}
+
+/// A cheap, clonable way to talk to a running node.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    inbox: watch::Receiver<u64>,
+    events: broadcast::Sender<Event>,
+}
+
+/// The driver stopped (the node is shutting down or crashed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the node is not running")]
+pub struct Stopped;
+
+impl NodeHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Submits a message; resolves once it is durable (or refused).
+    pub async fn submit(&self, sub: Submission) -> Result<Result<MessageId, SubmitError>, Stopped> {
+        self.ask(|reply| Command::Submit { sub, reply }).await
+    }
+
+    pub async fn subscribe(
+        &self,
+        pattern: TopicPattern,
+        subscribe: bool,
+    ) -> Result<Result<bool, String>, Stopped> {
+        self.ask(|reply| Command::Subscribe { pattern, subscribe, reply }).await
+    }
+
+    pub async fn status(&self) -> Result<Snapshot, Stopped> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    pub async fn message(
+        &self,
+        id: MessageId,
+    ) -> Result<Result<Option<MessageView>, String>, Stopped> {
+        self.ask(|reply| Command::Message { id, reply }).await
+    }
+
+    pub async fn inbox(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Result<Vec<InboxItem>, String>, Stopped> {
+        self.ask(|reply| Command::Inbox { after, limit, reply }).await
+    }
+
+    pub fn mark_read(&self, cursor: u64) -> Result<(), Stopped> {
+        self.tx.send(Command::MarkRead { cursor }).map_err(|_| Stopped)
+    }
+
+    /// Watches the inbox's next cursor: it changes whenever something is delivered.
+    pub fn inbox_watch(&self) -> watch::Receiver<u64> {
+        self.inbox.clone()
+    }
+
+    /// Every core event from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Asks the driver to commit and stop.
+    pub async fn stop(&self) {
+        let _ = self.ask(|reply| Command::Stop { reply }).await;
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Command> {
+        self.tx.clone()
+    }
+}
+
+/// Receives every event with the time it happened (the simulator's observer).
+pub type Observer = mpsc::UnboundedSender<(Time, Event)>;
+
+/// How the driver runs.
+#[derive(Debug)]
+pub struct DriverOptions {
+    pub clock: Clock,
+    pub max_batch: usize,
+    /// Directory whose free space limits the store (`None`: unlimited, as in simulations).
+    pub data_dir: Option<PathBuf>,
+    pub observer: Option<Observer>,
+}
+
+/// Creates the driver's channels; run the returned future to drive the node.
+pub fn driver(
+    node: Node,
+    opts: DriverOptions,
+) -> (NodeHandle, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox_rx) = watch::channel(0);
+    let (events_tx, _) = broadcast::channel(4096);
+    let handle = NodeHandle { tx, inbox: inbox_rx, events: events_tx.clone() };
+    let started = opts.clock.now();
+    let d = Driver {
+        node,
+        links: BTreeMap::new(),
+        refusals: VecDeque::new(),
+        bad_frames: VecDeque::new(),
+        inbox: inbox_tx,
+        events: events_tx,
+        started,
+        opts,
+    };
+    (handle, d.run(rx))
+}
+
+struct Driver {
+    node: Node,
+    links: BTreeMap<LinkId, LinkHandle>,
+    refusals: VecDeque<Refusal>,
+    bad_frames: VecDeque<(LinkId, String)>,
+    inbox: watch::Sender<u64>,
+    events: broadcast::Sender<Event>,
+    started: Time,
+    opts: DriverOptions,
+}
+
+/// Replies that wait for the batch's commit.
+#[derive(Default)]
+struct AfterCommit {
+    submits: Vec<(oneshot::Sender<Result<MessageId, SubmitError>>, Result<MessageId, SubmitError>)>,
+    subscribes: Vec<(oneshot::Sender<Result<bool, String>>, Result<bool, String>)>,
+    queries: Vec<Command>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+const KEEP_REFUSALS: usize = 64;
+const DISK_CHECK: Duration = Duration::from_secs(10);
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut batch = Vec::with_capacity(self.opts.max_batch);
+        let mut next_disk_check = tokio::time::Instant::now();
+        loop {
+            let clock = self.opts.clock;
+            let timer = self.node.poll_timeout().map(|t| clock.instant(t));
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, self.opts.max_batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                _ = sleep_until(timer), if timer.is_some() => {}
+            }
+            let now = clock.now();
+            if tokio::time::Instant::now() >= next_disk_check {
+                next_disk_check = tokio::time::Instant::now() + DISK_CHECK;
+                self.check_disk();
+            }
+            if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
+            }
+            let mut after = AfterCommit::default();
+            for cmd in batch.drain(..) {
+                self.apply(cmd, now, &mut after);
+            }
+            let committed = self.node.commit(now);
+            if let Err(e) = &committed {
+                warn!("store commit failed, batch rolled back: {e}");
+            }
+            for (reply, result) in after.submits {
+                let result = match (&committed, result) {
+                    (Err(e), Ok(_)) => Err(SubmitError::Storage(e.clone())),
+                    (_, r) => r,
+                };
+                let _ = reply.send(result);
+            }
+            for (reply, result) in after.subscribes {
+                let result = match (&committed, result) {
+                    (Err(e), Ok(_)) => Err(e.to_string()),
+                    (_, r) => r,
+                };
+                let _ = reply.send(result);
+            }
+            self.flush(now);
+            for q in after.queries {
+                self.answer(q, now);
+            }
+            if let Some(stop) = after.stop {
+                let _ = stop.send(());
+                break;
+            }
+        }
+        for l in self.links.values() {
+            l.close(crate::wire::codes::CLOSE_NORMAL, "node stopping");
+        }
+    }
+
+    fn check_disk(&mut self) {
+        if let Some(dir) = &self.opts.data_dir {
+            let free = fs4::available_space(dir).ok();
+            self.node.handle_disk_space(free);
+        }
+    }
+
+    fn apply(&mut self, cmd: Command, now: Time, after: &mut AfterCommit) {
+        match cmd {
+            Command::LinkUp { link, info, handle } => {
+                self.links.insert(link, handle);
+                self.node.handle_link_up(now, link, info);
+            }
+            Command::Frames { link, frames } => {
+                for f in frames {
+                    self.node.handle_frame(now, link, f);
+                }
+            }
+            Command::LinkDown { link, reason } => {
+                debug!(%link, "link down: {reason}");
+                self.links.remove(&link);
+                self.node.handle_link_down(now, link);
+            }
+            Command::BadFrame { link, reason } => {
+                self.bad_frames.push_back((link, reason));
+                while self.bad_frames.len() > KEEP_REFUSALS {
+                    self.bad_frames.pop_front();
+                }
+            }
+            Command::Refused(r) => {
+                self.refusals.push_back(r);
+                while self.refusals.len() > KEEP_REFUSALS {
+                    self.refusals.pop_front();
+                }
+            }
+            Command::Submit { sub, reply } => {
+                let r = self.node.handle_submit(now, sub);
+                after.submits.push((reply, r));
+            }
+            Command::Subscribe { pattern, subscribe, reply } => {
+                let r =
+                    self.node.handle_subscription(pattern, subscribe).map_err(|e| e.to_string());
+                after.subscribes.push((reply, r));
+            }
+            Command::MarkRead { cursor } => self.node.handle_inbox_read(cursor),
+            Command::Stop { reply } => after.stop = Some(reply),
+            q @ (Command::Status { .. } | Command::Message { .. } | Command::Inbox { .. }) => {
+                after.queries.push(q);
+            }
+        }
+    }
+
+    /// Sends what the core asks and publishes its events.
+    fn flush(&mut self, now: Time) {
+        while let Some(t) = self.node.poll_transmit() {
+            if let Some(l) = self.links.get(&t.link) {
+                l.send(t.frame);
+            }
+        }
+        let mut delivered = false;
+        while let Some(e) = self.node.poll_event() {
+            delivered |= matches!(e, Event::Delivered { .. });
+            if let Some(obs) = &self.opts.observer {
+                let _ = obs.send((now, e.clone()));
+            }
+            let _ = self.events.send(e);
+        }
+        if delivered {
+            let next = self.node.inbox_next();
+            self.inbox.send_replace(next);
+        }
+    }
+
+    fn answer(&mut self, q: Command, now: Time) {
+        match q {
+            Command::Status { reply } => {
+                let snapshot = Snapshot {
+                    node: self.node.status(),
+                    refusals: self.refusals.iter().cloned().collect(),
+                    bad_frames: self.bad_frames.iter().cloned().collect(),
+                    links: self.links.iter().map(|(id, l)| (*id, l.remote_address())).collect(),
+                    now,
+                    started: self.started,
+                };
+                let _ = reply.send(snapshot);
+            }
+            Command::Message { id, reply } => {
+                let _ = reply.send(self.node.message_status(&id).map_err(|e| e.to_string()));
+            }
+            Command::Inbox { after, limit, reply } => {
+                let _ = reply.send(self.node.inbox(after, limit).map_err(|e| e.to_string()));
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,449 @@
+//! One QUIC connection to a neighbour: the `Hello` handshake and the tasks that move frames
+//! between the connection and the driver.
+//!
+//! Authentication happens here, before the core hears of the link: the TLS handshake checks
+//! the certificate chain (deployment CA, validity, and for the dialler the configured node id),
+//! then each side sends `Hello` and checks the other's against its certificate. Only then is
+//! the link announced to the driver.
+//!
+//! Streams: the dialler opens the control stream (highest priority); each side opens one
+//! unidirectional stream per precedence when it first sends one, with a QUIC priority that
+//! follows the precedence, so FLASH overtakes ROUTINE already buffered. Probes ride datagrams.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::driver::Command;
+use super::tls;
+use crate::core::frame::Frame;
+use crate::core::link::{LinkId, LinkInfo};
+use crate::core::types::{Medium, NodeId, Role};
+use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes};
+
+/// How long a peer has to complete the handshake and `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+/// Stream priority of the control stream (precedences use 0..=3).
+const CONTROL_PRIORITY: i32 = 10;
+
+/// A refused connection attempt, kept for `status`.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub at: SystemTime,
+    pub addr: SocketAddr,
+    pub medium: Medium,
+    /// Who it claimed or was expected to be, when known.
+    pub peer: Option<NodeId>,
+    pub reason: String,
+}
+
+/// What a node's link tasks share.
+#[derive(Clone, Debug)]
+pub struct LinkContext {
+    pub node: NodeId,
+    pub role: Role,
+    pub driver: mpsc::UnboundedSender<Command>,
+    pub next_link: Arc<AtomicU64>,
+    pub max_frame: usize,
+    pub clock: super::clock::Clock,
+}
+
+impl LinkContext {
+    fn refuse(&self, addr: SocketAddr, medium: Medium, peer: Option<NodeId>, reason: String) {
+        warn!(%addr, %medium, peer = ?peer, "refused link: {reason}");
+        let at = self.clock.system_time();
+        let _ = self.driver.send(Command::Refused(Refusal { at, addr, medium, peer, reason }));
+    }
+
+    fn hello(&self, medium: Medium) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            node: self.node.clone(),
+            role: self.role,
+            capabilities: vec!["custody".into(), "lsdb".into()],
+            medium,
+        }
+    }
+}
+
+/// The driver's way to send on a link.
+#[derive(Clone, Debug)]
+pub struct LinkHandle {
+    conn: Connection,
+    control: mpsc::UnboundedSender<Frame>,
+    classes: [mpsc::UnboundedSender<Frame>; 4],
+}
+
+impl LinkHandle {
+    /// Queues a frame on the stream (or datagram) it belongs to.
+    pub fn send(&self, frame: Frame) {
+        match &frame {
+            Frame::Offer { envelope, .. } => {
+                let _ = self.classes[envelope.precedence.index()].send(frame);
+            }
+            Frame::Probe { .. } | Frame::ProbeAck { .. } => {
+                // Datagrams may be dropped; that is what probes measure.
+                let _ = self.conn.send_datagram(wire::encode_datagram(&frame));
+            }
+            _ => {
+                let _ = self.control.send(frame);
+            }
+        }
+    }
+
+    pub fn close(&self, code: u32, reason: &str) {
+        self.conn.close(VarInt::from_u32(code), reason.as_bytes());
+    }
+
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+}
+
+/// Dials `peer` at `addr` over `medium` and runs the link until it ends; returns why it ended
+/// (or why it never started) and whether it was ever up.
+pub async fn dial(
+    ctx: LinkContext,
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    peer: NodeId,
+    addr: SocketAddr,
+    medium: Medium,
+) -> (bool, String) {
+    let attempt = async {
+        let connecting = endpoint
+            .connect_with(config, addr, peer.as_str())
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let conn = connecting.await.map_err(|e| format!("handshake failed: {e}"))?;
+        let (mut send, recv) =
+            conn.open_bi().await.map_err(|e| format!("handshake failed: {e}"))?;
+        let mut buf = BytesMut::new();
+        wire::encode_hello(&ctx.hello(medium), &mut buf);
+        send.write_all(&buf).await.map_err(|e| format!("handshake failed: {e}"))?;
+        let (hello, decoder, recv) = read_hello(recv, ctx.max_frame).await.map_err(|e| {
+            // A server that refused our certificate closes the connection here.
+            format!("handshake failed: {e}")
+        })?;
+        let identity = tls::peer_identity(&conn)?;
+        check_hello(&hello, &identity, Some(&peer)).map_err(|(code, why)| {
+            conn.close(VarInt::from_u32(code), why.as_bytes());
+            why
+        })?;
+        Ok::<_, String>((conn, send, recv, decoder, hello))
+    };
+    let result = match tokio::time::timeout(HELLO_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err("no answer to the handshake".to_string()),
+    };
+    match result {
+        Ok((conn, send, recv, decoder, hello)) => {
+            let reason = run(ctx, conn, send, recv, decoder, hello, medium).await;
+            (true, reason)
+        }
+        Err(reason) => {
+            ctx.refuse(addr, medium, Some(peer), reason.clone());
+            (false, reason)
+        }
+    }
+}
+
+/// Accepts connections on `endpoint` until it closes.
+pub async fn accept_loop(ctx: LinkContext, endpoint: quinn::Endpoint, medium: Medium) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        let addr = incoming.remote_address();
+        tokio::spawn(
+            async move {
+                match tokio::time::timeout(HELLO_TIMEOUT, accept_one(&ctx, incoming, medium)).await
+                {
+                    Ok(Ok((conn, send, recv, decoder, hello))) => {
+                        let reason = run(ctx, conn, send, recv, decoder, hello, medium).await;
+                        debug!(%addr, "link ended: {reason}");
+                    }
+                    Ok(Err((peer, reason))) => ctx.refuse(addr, medium, peer, reason),
+                    Err(_) => ctx.refuse(addr, medium, None, "handshake timed out".into()),
+                }
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+type Accepted = (Connection, SendStream, RecvStream, FrameDecoder, Hello);
+
+async fn accept_one(
+    ctx: &LinkContext,
+    incoming: quinn::Incoming,
+    medium: Medium,
+) -> Result<Accepted, (Option<NodeId>, String)> {
+    let conn = incoming.await.map_err(|e| (None, format!("handshake failed: {e}")))?;
+    let identity = tls::peer_identity(&conn).map_err(|e| (None, e))?;
+    let claimed = Some(identity.node.clone());
+    let (mut send, recv) =
+        conn.accept_bi().await.map_err(|e| (claimed.clone(), format!("no control stream: {e}")))?;
+    let (hello, decoder, recv) =
+        read_hello(recv, ctx.max_frame).await.map_err(|e| (claimed.clone(), e))?;
+    if let Err((code, why)) = check_hello(&hello, &identity, None) {
+        conn.close(VarInt::from_u32(code), why.as_bytes());
+        return Err((claimed, why));
+    }
+    let mut buf = BytesMut::new();
+    wire::encode_hello(&ctx.hello(medium), &mut buf);
+    send.write_all(&buf).await.map_err(|e| (claimed.clone(), format!("handshake failed: {e}")))?;
+    Ok((conn, send, recv, decoder, hello))
+}
+
+async fn read_hello(
+    mut recv: RecvStream,
+    max_frame: usize,
+) -> Result<(Hello, FrameDecoder, RecvStream), String> {
+    let mut decoder = FrameDecoder::new(max_frame);
+    loop {
+        match decoder.next() {
+            Ok(Some(Incoming::Hello(h))) => return Ok((h, decoder, recv)),
+            Ok(Some(Incoming::Frame(f))) => {
+                let _ = recv.stop(VarInt::from_u32(codes::BAD_HELLO));
+                return Err(format!("expected hello, got {}", f.kind()));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = recv.stop(VarInt::from_u32(e.code()));
+                return Err(format!("bad hello: {e}"));
+            }
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
+            Ok(None) => return Err("control stream closed before hello".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Checks a peer's `Hello` against its certificate (and the node we meant to reach).
+fn check_hello(
+    hello: &Hello,
+    cert: &crate::pki::Identity,
+    expected: Option<&NodeId>,
+) -> Result<(), (u32, String)> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err((
+            codes::BAD_VERSION,
+            format!(
+                "unsupported protocol version {} (this node speaks {PROTOCOL_VERSION})",
+                hello.version
+            ),
+        ));
+    }
+    if let Some(expected) = expected {
+        if &cert.node != expected {
+            return Err((
+                codes::WRONG_PEER,
+                format!("expected {expected} but the certificate is for {}", cert.node),
+            ));
+        }
+    }
+    if hello.node != cert.node || hello.role != cert.role {
+        return Err((
+            codes::BAD_HELLO,
+            format!(
+                "hello claims {} ({}) but the certificate is for {} ({})",
+                hello.node, hello.role, cert.node, cert.role
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs an authenticated link until the connection ends; returns why it ended.
+async fn run(
+    ctx: LinkContext,
+    conn: Connection,
+    control_send: SendStream,
+    control_recv: RecvStream,
+    decoder: FrameDecoder,
+    hello: Hello,
+    medium: Medium,
+) -> String {
+    let link = LinkId(ctx.next_link.fetch_add(1, Ordering::Relaxed));
+    let span = info_span!("link", %link, peer = %hello.node, %medium);
+    async move {
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let mut class_txs = Vec::with_capacity(4);
+        for p in 0..4 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            class_txs.push(tx);
+            tokio::spawn(class_writer(conn.clone(), p as i32, rx).in_current_span());
+        }
+        let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
+            Ok(c) => c,
+            Err(_) => unreachable!("four senders were made above"),
+        };
+        let handle = LinkHandle { conn: conn.clone(), control: control_tx, classes };
+        let info = LinkInfo { peer: hello.node.clone(), role: hello.role, medium };
+        info!(addr = %conn.remote_address(), "link up");
+        if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {
+            conn.close(VarInt::from_u32(codes::CLOSE_NORMAL), b"node stopping");
+            return "node stopping".into();
+        }
+        tokio::spawn(control_writer(conn.clone(), control_send, control_rx).in_current_span());
+        tokio::spawn(
+            read_stream(ctx.clone(), conn.clone(), link, control_recv, decoder, true)
+                .in_current_span(),
+        );
+        tokio::spawn(accept_streams(ctx.clone(), conn.clone(), link).in_current_span());
+        tokio::spawn(read_datagrams(ctx.clone(), conn.clone(), link).in_current_span());
+        let reason = conn.closed().await.to_string();
+        info!("link down: {reason}");
+        let _ = ctx.driver.send(Command::LinkDown { link, reason: reason.clone() });
+        reason
+    }
+    .instrument(span)
+    .await
+}
+
+/// Writes custody answers and link-state frames on the control stream.
+async fn control_writer(
+    conn: Connection,
+    mut send: SendStream,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+) {
+    let _ = send.set_priority(CONTROL_PRIORITY);
+    let mut batch = Vec::with_capacity(64);
+    let mut buf = BytesMut::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for f in batch.drain(..) {
+            wire::encode_frame(&f, &mut buf);
+        }
+        if let Err(e) = send.write_chunk(buf.split().freeze()).await {
+            conn.close(
+                VarInt::from_u32(codes::CLOSE_NORMAL),
+                format!("control stream: {e}").as_bytes(),
+            );
+            return;
+        }
+    }
+}
+
+/// Writes one precedence's offers on its own stream, opened when first needed.
+async fn class_writer(conn: Connection, priority: i32, mut rx: mpsc::UnboundedReceiver<Frame>) {
+    let mut stream: Option<SendStream> = None;
+    let mut batch = Vec::with_capacity(256);
+    let mut buf = BytesMut::new();
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        for f in batch.drain(..) {
+            wire::encode_frame(&f, &mut buf);
+        }
+        if stream.is_none() {
+            match conn.open_uni().await {
+                Ok(s) => {
+                    let _ = s.set_priority(priority);
+                    stream = Some(s);
+                }
+                Err(_) => return,
+            }
+        }
+        let Some(s) = stream.as_mut() else { return };
+        if let Err(e) = s.write_chunk(buf.split().freeze()).await {
+            // The peer stopped the stream (it found a frame malformed) or the connection is
+            // gone. Close the link: whatever was not acknowledged is offered again.
+            conn.close(VarInt::from_u32(codes::MALFORMED), format!("offer stream: {e}").as_bytes());
+            return;
+        }
+    }
+}
+
+/// Accepts the peer's offer streams.
+async fn accept_streams(ctx: LinkContext, conn: Connection, link: LinkId) {
+    while let Ok(recv) = conn.accept_uni().await {
+        let decoder = FrameDecoder::new(ctx.max_frame);
+        tokio::spawn(
+            read_stream(ctx.clone(), conn.clone(), link, recv, decoder, false).in_current_span(),
+        );
+    }
+}
+
+/// Reads frames from a stream and hands them to the driver in batches. The control stream
+/// carries everything but offers; offer streams carry only offers.
+async fn read_stream(
+    ctx: LinkContext,
+    conn: Connection,
+    link: LinkId,
+    mut recv: RecvStream,
+    mut decoder: FrameDecoder,
+    control: bool,
+) {
+    loop {
+        let mut frames = Vec::new();
+        let mut failure = None;
+        loop {
+            match decoder.next() {
+                Ok(Some(Incoming::Frame(f))) => {
+                    let allowed = matches!(f, Frame::Offer { .. }) != control
+                        && !matches!(f, Frame::Probe { .. } | Frame::ProbeAck { .. });
+                    if allowed {
+                        frames.push(f);
+                    } else {
+                        failure =
+                            Some((codes::UNEXPECTED, format!("unexpected {} frame", f.kind())));
+                        break;
+                    }
+                }
+                Ok(Some(Incoming::Hello(_))) => {
+                    failure = Some((codes::UNEXPECTED, "hello after the handshake".into()));
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some((e.code(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        if !frames.is_empty() && ctx.driver.send(Command::Frames { link, frames }).is_err() {
+            return;
+        }
+        if let Some((code, reason)) = failure {
+            warn!(code, "resetting stream: {reason}");
+            let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
+            let _ = recv.stop(VarInt::from_u32(code));
+            if control {
+                // Custody cannot work without the control stream.
+                conn.close(VarInt::from_u32(code), reason.as_bytes());
+            }
+            return;
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Reads probe datagrams.
+async fn read_datagrams(ctx: LinkContext, conn: Connection, link: LinkId) {
+    while let Ok(bytes) = conn.read_datagram().await {
+        match wire::decode_datagram(bytes) {
+            Ok(f @ (Frame::Probe { .. } | Frame::ProbeAck { .. })) => {
+                if ctx.driver.send(Command::Frames { link, frames: vec![f] }).is_err() {
+                    return;
+                }
+            }
+            Ok(other) => {
+                let _ = ctx.driver.send(Command::BadFrame {
+                    link,
+                    reason: format!("unexpected {} datagram", other.kind()),
+                });
+            }
+            Err(e) => {
+                let _ =
+                    ctx.driver.send(Command::BadFrame { link, reason: format!("datagram: {e}") });
+            }
+        }
+    }
+}

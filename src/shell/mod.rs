@@ -1,0 +1,256 @@
+//! The shell: tokio tasks that run a [`crate::core::Node`] over real QUIC links and a real
+//! store, and serve the local API.
+//!
+//! [`Relay::start`] wires one node together from a [`RelaySpec`]: the driver task (core and
+//! store), one quinn endpoint per listening socket, an accept loop per endpoint and a dial loop
+//! per configured peer. Sockets, clock, seed and store all come in through the spec, which is
+//! how `relaymesh run` uses real UDP and redb while the simulator uses its virtual fabric and
+//! in-memory disks, in virtual time.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod link;
+pub mod redb_store;
+pub mod tls;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use quinn::{AsyncUdpSocket, Endpoint};
+use rand::{Rng, SeedableRng};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info_span};
+
+use crate::core::store::{Store, StoreError};
+use crate::core::{CoreConfig, Medium, Node, NodeId};
+use clock::Clock;
+use driver::{DriverOptions, NodeHandle, Observer};
+use link::LinkContext;
+use tls::{Credentials, TlsError};
+use transport::{QuicConfigs, TransportSettings};
+
+/// Why a relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShellError {
+    /// TLS credentials or configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A socket or endpoint could not be created.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A peer's medium has no socket to dial from.
+    #[error("no socket to dial {peer} over {medium}")]
+    NoSocket { peer: NodeId, medium: Medium },
+}
+
+/// A socket the node listens on, for links of one medium.
+#[derive(Debug)]
+pub struct Listener {
+    pub medium: Medium,
+    pub socket: Arc<dyn AsyncUdpSocket>,
+}
+
+/// A link the node dials (and redials) itself.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    pub medium: Medium,
+}
+
+/// Makes a socket for dialling over a medium that has no listener.
+pub type SocketFactory = Box<dyn Fn() -> std::io::Result<Arc<dyn AsyncUdpSocket>> + Send>;
+
+/// Everything a relay is made of.
+pub struct RelaySpec {
+    pub core: CoreConfig,
+    pub creds: Credentials,
+    pub transport: BTreeMap<Medium, TransportSettings>,
+    pub listeners: Vec<Listener>,
+    pub dials: Vec<Dial>,
+    pub store: Box<dyn Store>,
+    pub clock: Clock,
+    /// Seeds message ids, quinn's endpoint RNG and redial jitter.
+    pub seed: u64,
+    pub max_batch: usize,
+    pub data_dir: Option<PathBuf>,
+    pub observer: Option<Observer>,
+    /// Run the driver (and its fsyncs) on its own thread, off the network runtime.
+    pub dedicated_driver_thread: bool,
+    pub client_socket: Option<SocketFactory>,
+}
+
+impl std::fmt::Debug for RelaySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySpec").field("node", &self.core.node).finish_non_exhaustive()
+    }
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    handle: NodeHandle,
+    endpoints: Vec<(Medium, Endpoint)>,
+    tasks: Vec<JoinHandle<()>>,
+    driver_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Initial and maximum pause between dial attempts.
+const REDIAL_MIN: Duration = Duration::from_millis(500);
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+
+impl Relay {
+    /// Starts a relay. Must be called within a tokio runtime.
+    pub fn start(spec: RelaySpec) -> Result<Relay, ShellError> {
+        let span = info_span!("node", id = %spec.core.node);
+        let _enter = span.enter();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
+        let node = Node::open(spec.core.clone(), spec.store, rng.random(), spec.clock.now())?;
+        let opts = DriverOptions {
+            clock: spec.clock,
+            max_batch: spec.max_batch,
+            data_dir: spec.data_dir.clone(),
+            observer: spec.observer,
+        };
+        let (handle, drive) = driver::driver(node, opts);
+        let mut tasks = Vec::new();
+        let driver_thread = if spec.dedicated_driver_thread {
+            let name = format!("driver-{}", spec.core.node);
+            let drive = drive.instrument(span.clone());
+            Some(std::thread::Builder::new().name(name).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(drive),
+                    Err(e) => tracing::error!("cannot start the driver runtime: {e}"),
+                }
+            })?)
+        } else {
+            tasks.push(tokio::spawn(drive.instrument(span.clone())));
+            None
+        };
+
+        let quic = QuicConfigs::new(&spec.creds, spec.clock)?;
+        let ctx = LinkContext {
+            node: spec.core.node.clone(),
+            role: spec.core.role,
+            driver: handle.sender(),
+            next_link: Arc::new(AtomicU64::new(1)),
+            max_frame: spec.core.max_payload + 64 * 1024,
+            clock: spec.clock,
+        };
+        let settings = |m: Medium| {
+            spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))
+        };
+        let mut endpoints: Vec<(Medium, Endpoint)> = Vec::new();
+        for l in spec.listeners {
+            let server = quic.server(&settings(l.medium));
+            let ep = transport::endpoint(l.socket, Some(server), rng.random())?;
+            tasks.push(tokio::spawn(
+                link::accept_loop(ctx.clone(), ep.clone(), l.medium).instrument(span.clone()),
+            ));
+            endpoints.push((l.medium, ep));
+        }
+        for d in spec.dials {
+            let ep = match endpoints.iter().find(|(m, _)| *m == d.medium) {
+                Some((_, ep)) => ep.clone(),
+                None => {
+                    let factory = spec.client_socket.as_ref().ok_or_else(|| {
+                        ShellError::NoSocket { peer: d.node.clone(), medium: d.medium }
+                    })?;
+                    let ep = transport::endpoint(factory()?, None, rng.random())?;
+                    endpoints.push((d.medium, ep.clone()));
+                    ep
+                }
+            };
+            let cfg = quic.client(&settings(d.medium));
+            let jitter = rand_chacha::ChaCha8Rng::seed_from_u64(rng.random());
+            tasks.push(tokio::spawn(
+                redial(ctx.clone(), ep, cfg, d, jitter).instrument(span.clone()),
+            ));
+        }
+        Ok(Relay { handle, endpoints, tasks, driver_thread })
+    }
+
+    pub fn handle(&self) -> &NodeHandle {
+        &self.handle
+    }
+
+    /// The local address of each endpoint.
+    pub fn local_addrs(&self) -> Vec<(Medium, SocketAddr)> {
+        self.endpoints.iter().filter_map(|(m, e)| e.local_addr().ok().map(|a| (*m, a))).collect()
+    }
+
+    /// Stops gracefully: the driver commits and ends, links close, tasks end.
+    pub async fn stop(mut self) {
+        self.handle.stop().await;
+        for (_, ep) in &self.endpoints {
+            ep.close(quinn::VarInt::from_u32(crate::wire::codes::CLOSE_NORMAL), b"node stopping");
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(t) = self.driver_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// Stops at once, as a crash or power loss would: nothing more is committed. Peers notice
+    /// through their idle timeouts, not through a close.
+    pub fn abort(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.endpoints.clear();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Dials a peer again and again, with exponential backoff and seeded jitter.
+async fn redial(
+    ctx: LinkContext,
+    endpoint: Endpoint,
+    cfg: quinn::ClientConfig,
+    d: Dial,
+    mut jitter: rand_chacha::ChaCha8Rng,
+) {
+    let mut pause = REDIAL_MIN;
+    loop {
+        let started = tokio::time::Instant::now();
+        let (was_up, reason) = link::dial(
+            ctx.clone(),
+            endpoint.clone(),
+            cfg.clone(),
+            d.node.clone(),
+            d.addr,
+            d.medium,
+        )
+        .await;
+        debug!(peer = %d.node, medium = %d.medium, "link attempt ended: {reason}");
+        if was_up && started.elapsed() > Duration::from_secs(60) {
+            pause = REDIAL_MIN;
+        }
+        let spread: f64 = jitter.random_range(0.75..1.25);
+        tokio::time::sleep(pause.mul_f64(spread)).await;
+        pause = (pause * 2).min(REDIAL_MAX);
+        if was_up {
+            pause = REDIAL_MIN;
+        }
+    }
+}

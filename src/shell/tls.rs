@@ -1,0 +1,114 @@
+//! Mutual TLS for every link: TLS 1.3 only, the `ring` provider, the deployment CA as the only
+//! root, and the node clock as the time source (so certificate validity follows virtual time in
+//! the simulator).
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use super::clock::Clock;
+use crate::pki::{self, Identity, PkiError};
+use crate::wire::ALPN;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate or key files are missing or unusable.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The CA could not be used as a trust anchor.
+    #[error("CA certificate: {0}")]
+    Ca(String),
+    /// The node's certificate names a different node than the configuration.
+    #[error("certificate is for {found}, but this node is {expected}")]
+    WrongIdentity { expected: String, found: String },
+}
+
+/// A node's credentials and trust anchor.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub ca: CertificateDer<'static>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+    pub identity: Identity,
+}
+
+impl Credentials {
+    /// Loads PEM files and checks that the certificate is this node's.
+    pub fn load(
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        node: &crate::core::NodeId,
+    ) -> Result<Credentials, TlsError> {
+        let ca = pki::load_certs(ca)?.remove(0);
+        let chain = pki::load_certs(cert)?;
+        let key = pki::load_key(key)?;
+        let identity = pki::identity_of(&chain[0])?;
+        if &identity.node != node {
+            return Err(TlsError::WrongIdentity {
+                expected: node.to_string(),
+                found: identity.node.to_string(),
+            });
+        }
+        Ok(Credentials { ca, chain, key: Arc::new(key), identity })
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).map_err(|e| TlsError::Ca(e.to_string()))?;
+        Ok(Arc::new(roots))
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Server side: requires a client certificate issued by the deployment CA.
+pub fn server_config(c: &Credentials, clock: Clock) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(c.roots()?, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Ca(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_details(provider, Arc::new(clock))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(c.chain.clone(), c.key.clone_key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.max_early_data_size = 0;
+    Ok(cfg)
+}
+
+/// Client side: the server must present a CA-issued certificate for the dialled node id.
+pub fn client_config(c: &Credentials, clock: Clock) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiServerVerifier::builder_with_provider(c.roots()?, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Ca(e.to_string()))?;
+    let mut cfg = rustls::ClientConfig::builder_with_details(provider, Arc::new(clock))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(c.chain.clone(), c.key.clone_key())?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.enable_early_data = false;
+    Ok(cfg)
+}
+
+/// The identity in the certificate a connected peer presented.
+pub fn peer_identity(conn: &quinn::Connection) -> Result<Identity, String> {
+    let any = conn.peer_identity().ok_or("peer presented no certificate")?;
+    let chain = any
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| "peer identity is not a certificate chain")?;
+    let leaf = chain.first().ok_or("peer presented an empty certificate chain")?;
+    pki::identity_of(leaf).map_err(|e| e.to_string())
+}

@@ -1,0 +1,176 @@
+//! QUIC endpoints and per-medium transport settings.
+//!
+//! Endpoints are always built with `Endpoint::new_with_abstract_socket` over a socket handed in
+//! by the caller: a real UDP socket in production, the simulator's virtual one in simulations.
+//! The endpoint RNG is seeded by the caller too, which the simulator needs for determinism.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{AsyncUdpSocket, Endpoint, EndpointConfig, IdleTimeout, VarInt};
+
+use super::clock::Clock;
+use super::tls::{self, Credentials, TlsError};
+use crate::core::types::Medium;
+
+/// Congestion controller of a medium's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Congestion {
+    Cubic,
+    NewReno,
+    Bbr,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cubic" => Ok(Congestion::Cubic),
+            "newreno" => Ok(Congestion::NewReno),
+            "bbr" => Ok(Congestion::Bbr),
+            _ => Err(format!("{s:?}: expected cubic, newreno or bbr")),
+        }
+    }
+}
+
+/// QUIC settings for the links of one medium.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransportSettings {
+    pub initial_rtt: Duration,
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (`None`: off; keep-alives cost airtime on thin links).
+    pub keep_alive: Option<Duration>,
+    pub congestion: Congestion,
+    /// Initial congestion window in bytes (`None`: the controller's default).
+    pub initial_window: Option<u64>,
+    pub stream_receive_window: u64,
+    pub receive_window: u64,
+    pub send_window: u64,
+}
+
+impl TransportSettings {
+    pub fn default_for(m: Medium) -> TransportSettings {
+        let base = TransportSettings {
+            initial_rtt: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(5)),
+            congestion: Congestion::Cubic,
+            initial_window: None,
+            stream_receive_window: 8 << 20,
+            receive_window: 32 << 20,
+            send_window: 32 << 20,
+        };
+        match m {
+            Medium::Satellite => TransportSettings {
+                initial_rtt: Duration::from_millis(650),
+                idle_timeout: Duration::from_secs(60),
+                keep_alive: Some(Duration::from_secs(20)),
+                initial_window: Some(64 * 1024),
+                stream_receive_window: 2 << 20,
+                receive_window: 8 << 20,
+                send_window: 8 << 20,
+                ..base
+            },
+            Medium::Wireless | Medium::Public => base,
+        }
+    }
+
+    /// The quinn transport configuration these settings describe.
+    pub fn quinn(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        t.initial_rtt(self.initial_rtt);
+        t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
+        t.keep_alive_interval(self.keep_alive);
+        t.stream_receive_window(
+            VarInt::from_u64(self.stream_receive_window).unwrap_or(VarInt::MAX),
+        );
+        t.receive_window(VarInt::from_u64(self.receive_window).unwrap_or(VarInt::MAX));
+        t.send_window(self.send_window);
+        t.max_concurrent_uni_streams(VarInt::from_u32(32));
+        t.max_concurrent_bidi_streams(VarInt::from_u32(4));
+        t.datagram_receive_buffer_size(Some(256 * 1024));
+        t.datagram_send_buffer_size(256 * 1024);
+        match self.congestion {
+            Congestion::Cubic => {
+                let mut c = CubicConfig::default();
+                if let Some(w) = self.initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c));
+            }
+            Congestion::NewReno => {
+                let mut c = NewRenoConfig::default();
+                if let Some(w) = self.initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c));
+            }
+            Congestion::Bbr => {
+                let mut c = BbrConfig::default();
+                if let Some(w) = self.initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c));
+            }
+        }
+        t
+    }
+}
+
+/// Builds quinn configurations from a node's credentials.
+#[derive(Clone)]
+pub struct QuicConfigs {
+    server: Arc<QuicServerConfig>,
+    client: Arc<QuicClientConfig>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for QuicConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicConfigs").finish_non_exhaustive()
+    }
+}
+
+impl QuicConfigs {
+    pub fn new(creds: &Credentials, clock: Clock) -> Result<QuicConfigs, TlsError> {
+        let server = QuicServerConfig::try_from(tls::server_config(creds, clock)?)
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+        let client = QuicClientConfig::try_from(tls::client_config(creds, clock)?)
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+        Ok(QuicConfigs { server: Arc::new(server), client: Arc::new(client), clock })
+    }
+
+    pub fn server(&self, t: &TransportSettings) -> quinn::ServerConfig {
+        let mut s = quinn::ServerConfig::with_crypto(self.server.clone());
+        s.transport_config(Arc::new(t.quinn()));
+        s.time_source(Arc::new(self.clock));
+        s.migration(false);
+        s
+    }
+
+    pub fn client(&self, t: &TransportSettings) -> quinn::ClientConfig {
+        let mut c = quinn::ClientConfig::new(self.client.clone());
+        c.transport_config(Arc::new(t.quinn()));
+        c
+    }
+}
+
+/// An endpoint over `socket`, accepting connections if `server` is given.
+pub fn endpoint(
+    socket: Arc<dyn AsyncUdpSocket>,
+    server: Option<quinn::ServerConfig>,
+    seed: [u8; 32],
+) -> std::io::Result<Endpoint> {
+    let mut cfg = EndpointConfig::default();
+    cfg.rng_seed(Some(seed));
+    Endpoint::new_with_abstract_socket(cfg, server, socket, Arc::new(quinn::TokioRuntime))
+}
+
+/// A real UDP socket for production endpoints.
+pub fn udp_socket(addr: std::net::SocketAddr) -> std::io::Result<Arc<dyn AsyncUdpSocket>> {
+    use quinn::Runtime;
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::TokioRuntime.wrap_udp_socket(socket)
+}
