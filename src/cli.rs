@@ -356,7 +356,9 @@ impl Client {
 }
 
 async fn send(a: SendArgs) -> Outcome {
+    crate::core::Address::parse(&a.to).map_err(Failure::usage)?;
     a.precedence.parse::<Precedence>().map_err(Failure::usage)?;
+    a.status.parse::<crate::core::TrafficStatus>().map_err(Failure::usage)?;
     let lifetime =
         parse_duration(&a.lifetime).map_err(|e| Failure::usage(format!("--lifetime: {e}")))?;
     let timeout = match &a.timeout {

@@ -32,7 +32,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
         _ => {
-            return Err(format!("size {s:?}: unknown unit {unit:?} (B, KB, MB, GB, KiB, MiB, GiB)"));
+            return Err(format!(
+                "size {s:?}: unknown unit {unit:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
         }
     };
     Ok((num * mult) as u64)

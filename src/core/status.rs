@@ -189,16 +189,9 @@ impl Node {
         }))
     }
 
-    /// Up to `limit` inbox messages after `cursor` (`None`: after the last one marked read).
-    pub fn inbox(
-        &mut self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<InboxItem>, StoreError> {
-        let from = match after {
-            Some(c) => c.saturating_add(1),
-            None => self.read_cursor,
-        };
+    /// Up to `limit` inbox messages from cursor `from` on (`None`: the unread ones).
+    pub fn inbox(&mut self, from: Option<u64>, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        let from = from.unwrap_or(self.read_cursor);
         let mut raw = Vec::new();
         self.store.scan(Table::Inbox, &from.to_be_bytes(), None, &mut |k, v| {
             if let Some(c) = schema::read_u64(k) {

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/messages` | submit; `201 {"id"}` once durable, `400` bad input, `403` policy, `503` refused |
 //! | `GET /v1/messages/{id}[?wait=30s]` | status; with `wait`, until settled or the time runs out |
-//! | `GET /v1/inbox[?after=N][&limit=M][&wait=30s][&topic=P]...` | delivered messages after a cursor (default: the unread ones) |
+//! | `GET /v1/inbox[?after=N or ?from=N][&limit=M][&wait=30s][&topic=P]...` | delivered messages after (or from) a cursor; default: the unread ones |
 //! | `POST /v1/inbox/read {"cursor": N}` | marks everything up to `N` read |
 //! | `GET /v1/inbox/stream[?after=N][&topic=P]...` | the same as server-sent events, following |
 //! | `GET/POST/DELETE /v1/subscriptions` | durable topic subscriptions (`{"pattern": "alerts/#"}`) |
@@ -308,11 +308,27 @@ fn wanted(item: &InboxItem, topics: &[TopicPattern]) -> bool {
     }
 }
 
+/// The first cursor wanted: `from=N`, `after=N` (N+1) or `None` for the unread ones.
+fn start_cursor(ps: &[(String, String)]) -> Result<Option<u64>, Response> {
+    let num = |k: &str| {
+        param(ps, k)
+            .map(str::parse::<u64>)
+            .transpose()
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{k}: {e}")))
+    };
+    match (num("from")?, num("after")?) {
+        (Some(_), Some(_)) => Err(error(StatusCode::BAD_REQUEST, "give from or after, not both")),
+        (Some(f), None) => Ok(Some(f)),
+        (None, Some(a)) => Ok(Some(a.saturating_add(1))),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let ps = params(&q);
-    let after = match param(&ps, "after").map(str::parse::<u64>).transpose() {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("after: {e}")),
+    let from = match start_cursor(&ps) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let limit =
         param(&ps, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000usize).clamp(1, 10_000);
@@ -322,23 +338,27 @@ async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut watch = api.node.inbox_watch();
-    let mut after = after;
+    let mut from = from;
+    let mut last: Option<u64> = None;
     loop {
         watch.borrow_and_update();
-        let items = match api.node.inbox(after, limit).await {
+        let items = match api.node.inbox(from, limit).await {
             Err(_) => return stopped(),
             Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
             Ok(Ok(items)) => items,
         };
-        let next = items.last().map(|i| i.cursor).or(after);
+        if let Some(i) = items.last() {
+            last = Some(i.cursor);
+            from = Some(i.cursor + 1);
+        }
         let shown: Vec<Value> =
             items.iter().filter(|i| wanted(i, &topics)).map(inbox_json).collect();
-        if !shown.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Json(json!({ "messages": shown, "last": next })).into_response();
+        // A full page may have more behind it; a filtered-out page is progress too.
+        if !shown.is_empty() || items.len() == limit || tokio::time::Instant::now() >= deadline {
+            return Json(json!({ "messages": shown, "last": last })).into_response();
         }
-        after = next;
         if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
-            return Json(json!({ "messages": [], "last": after })).into_response();
+            return Json(json!({ "messages": [], "last": last })).into_response();
         }
     }
 }
@@ -357,21 +377,21 @@ async fn mark_read(State(api): State<Api>, Json(b): Json<ReadBody>) -> Response 
 
 async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     let ps = params(&q);
-    let after = match param(&ps, "after").map(str::parse::<u64>).transpose() {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("after: {e}")),
+    let from = match start_cursor(&ps) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let topics = match topic_filter(&ps) {
         Ok(t) => t,
         Err(r) => return r,
     };
     let node = api.node.clone();
-    let state = (node, after, topics, Vec::<InboxItem>::new().into_iter());
+    let state = (node, from, topics, Vec::<InboxItem>::new().into_iter());
     let events =
-        futures_util::stream::unfold(state, |(node, mut after, topics, mut pending)| async move {
+        futures_util::stream::unfold(state, |(node, mut from, topics, mut pending)| async move {
             loop {
                 if let Some(item) = pending.next() {
-                    after = Some(item.cursor);
+                    from = Some(item.cursor + 1);
                     if !wanted(&item, &topics) {
                         continue;
                     }
@@ -379,11 +399,11 @@ async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
                         .id(item.cursor.to_string())
                         .event("message")
                         .data(inbox_json(&item).to_string());
-                    return Some((Ok::<_, Infallible>(ev), (node, after, topics, pending)));
+                    return Some((Ok::<_, Infallible>(ev), (node, from, topics, pending)));
                 }
                 let mut watch = node.inbox_watch();
                 watch.borrow_and_update();
-                let items = match node.inbox(after, 1000).await {
+                let items = match node.inbox(from, 1000).await {
                     Ok(Ok(items)) => items,
                     _ => return None,
                 };

@@ -63,7 +63,7 @@ pub enum Command {
         reply: oneshot::Sender<Result<Option<MessageView>, String>>,
     },
     Inbox {
-        after: Option<u64>,
+        from: Option<u64>,
         limit: usize,
         reply: oneshot::Sender<Result<Vec<InboxItem>, String>>,
     },
@@ -127,12 +127,13 @@ impl NodeHandle {
         self.ask(|reply| Command::Message { id, reply }).await
     }
 
+    /// Inbox messages from cursor `from` on (`None`: the unread ones).
     pub async fn inbox(
         &self,
-        after: Option<u64>,
+        from: Option<u64>,
         limit: usize,
     ) -> Result<Result<Vec<InboxItem>, String>, Stopped> {
-        self.ask(|reply| Command::Inbox { after, limit, reply }).await
+        self.ask(|reply| Command::Inbox { from, limit, reply }).await
     }
 
     pub fn mark_read(&self, cursor: u64) -> Result<(), Stopped> {
@@ -367,8 +368,8 @@ impl Driver {
             Command::Message { id, reply } => {
                 let _ = reply.send(self.node.message_status(&id).map_err(|e| e.to_string()));
             }
-            Command::Inbox { after, limit, reply } => {
-                let _ = reply.send(self.node.inbox(after, limit).map_err(|e| e.to_string()));
+            Command::Inbox { from, limit, reply } => {
+                let _ = reply.send(self.node.inbox(from, limit).map_err(|e| e.to_string()));
             }
             _ => {}
         }

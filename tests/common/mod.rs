@@ -1,0 +1,295 @@
+//! Shared helpers for end-to-end tests: a PKI made with the real CLI, relays as real
+//! processes on loopback with free ports, and waits on observable state (never fixed sleeps).
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_relaymesh");
+
+/// Runs the CLI to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run relaymesh")
+}
+
+/// Runs the CLI and insists on success; returns stdout.
+pub fn cli_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "relaymesh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `f` returns `Some`, checking often, failing after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A deployment: a PKI directory and the nodes of one test.
+pub struct Mesh {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mesh {
+    pub fn new() -> Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        cli_ok(&["pki", "init", "--dir", pki.to_str().unwrap()]);
+        Mesh { dir }
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn issue(&self, node: &str, role: &str) {
+        cli_ok(&[
+            "pki",
+            "issue",
+            "--dir",
+            self.pki().to_str().unwrap(),
+            "--node",
+            node,
+            "--role",
+            role,
+        ]);
+    }
+
+    /// A node description with fresh ports; not started.
+    pub fn node(&self, id: &str, role: &str, medium: &str) -> NodeSpec {
+        if !self.pki().join(format!("{id}.crt")).exists() {
+            self.issue(id, role);
+        }
+        NodeSpec {
+            id: id.into(),
+            role: role.into(),
+            dir: self.dir.path().to_owned(),
+            pki: self.pki(),
+            port: free_udp_port(),
+            api: free_tcp_port(),
+            medium: medium.into(),
+            peers: Vec::new(),
+            extra: String::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct NodeSpec {
+    pub id: String,
+    pub role: String,
+    pub dir: PathBuf,
+    pub pki: PathBuf,
+    pub port: u16,
+    pub api: u16,
+    pub medium: String,
+    /// (node, udp port, medium)
+    pub peers: Vec<(String, u16, String)>,
+    /// Extra TOML appended to the configuration.
+    pub extra: String,
+}
+
+impl NodeSpec {
+    pub fn peer(mut self, other: &NodeSpec) -> NodeSpec {
+        self.peers.push((other.id.clone(), other.port, other.medium.clone()));
+        self
+    }
+
+    pub fn extra(mut self, toml: &str) -> NodeSpec {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.toml", self.id))
+    }
+
+    pub fn write_config(&self) -> PathBuf {
+        let pki = self.pki.display();
+        let mut t = format!(
+            "node = \"{id}\"\nrole = \"{role}\"\ndata_dir = \"data/{id}\"\nca = \"{pki}/ca.crt\"\n\
+             cert = \"{pki}/{id}.crt\"\nkey = \"{pki}/{id}.key\"\napi = \"127.0.0.1:{api}\"\n\n\
+             [[listen]]\naddr = \"127.0.0.1:{port}\"\nmedium = \"{medium}\"\n",
+            id = self.id,
+            role = self.role,
+            api = self.api,
+            port = self.port,
+            medium = self.medium,
+        );
+        for (node, port, medium) in &self.peers {
+            let _ = write!(
+                t,
+                "\n[[peer]]\nnode = \"{node}\"\naddr = \"127.0.0.1:{port}\"\nmedium = \"{medium}\"\n"
+            );
+        }
+        t.push('\n');
+        t.push_str(&self.extra);
+        let path = self.config_path();
+        std::fs::write(&path, t).unwrap();
+        path
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    /// Starts the node and waits until its API answers.
+    pub fn start(&self) -> Relay {
+        let config = self.write_config();
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", self.id))).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info,relaymesh=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start relaymesh run");
+        let mut relay = Relay { spec: self.clone(), child: Some(child), http: http() };
+        let id = self.id.clone();
+        wait_for(&format!("{id}'s API"), Duration::from_secs(20), || {
+            relay.assert_running();
+            relay.try_status()
+        });
+        relay
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// A running relay process; killed (with SIGKILL) when dropped.
+pub struct Relay {
+    pub spec: NodeSpec,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl Relay {
+    pub fn assert_running(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!("{} exited with {status}:\n{}", self.spec.id, self.log());
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.spec.dir.join(format!("{}.log", self.spec.id)))
+            .unwrap_or_default()
+    }
+
+    pub fn try_status(&self) -> Option<Value> {
+        let r = self.http.get(format!("{}/v1/status", self.spec.api_url())).send().ok()?;
+        r.json().ok()
+    }
+
+    pub fn status(&self) -> Value {
+        self.try_status().unwrap_or_else(|| panic!("{} does not answer", self.spec.id))
+    }
+
+    /// Waits until a link to `peer` is up.
+    pub fn wait_link(&mut self, peer: &str) {
+        let id = self.spec.id.clone();
+        wait_for(&format!("{id} to link with {peer}"), Duration::from_secs(30), || {
+            self.assert_running();
+            let s = self.try_status()?;
+            let up = s["links"].as_array()?.iter().any(|l| l["peer"] == peer && l["up"] == true);
+            up.then_some(())
+        });
+    }
+
+    /// Submits through the HTTP API; returns the id or the error body.
+    pub fn submit(&self, to: &str, precedence: &str, body: &str) -> Result<String, (u16, String)> {
+        self.submit_json(json!({ "to": to, "precedence": precedence, "body": body }))
+    }
+
+    pub fn submit_json(&self, j: Value) -> Result<String, (u16, String)> {
+        let r =
+            self.http.post(format!("{}/v1/messages", self.spec.api_url())).json(&j).send().unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().unwrap();
+        if code == 201 {
+            Ok(v["id"].as_str().unwrap().to_owned())
+        } else {
+            Err((code, v["error"].as_str().unwrap_or_default().to_owned()))
+        }
+    }
+
+    /// Every inbox message (read or not), in delivery order.
+    pub fn inbox_all(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut from = 0u64;
+        loop {
+            let url = format!("{}/v1/inbox?from={from}&limit=10000", self.spec.api_url());
+            let v: Value = self.http.get(url).send().unwrap().json().unwrap();
+            let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+            match v["last"].as_u64() {
+                Some(last) if !msgs.is_empty() => from = last + 1,
+                _ => return out,
+            }
+            out.extend(msgs);
+        }
+    }
+
+    pub fn message(&self, id: &str, wait: &str) -> Value {
+        let url = format!("{}/v1/messages/{id}?wait={wait}", self.spec.api_url());
+        self.http.get(url).send().unwrap().json().unwrap()
+    }
+
+    /// kill -9: no shutdown, no final commit.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Graceful stop (SIGTERM) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the same node again (same data directory, same ports).
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = self.spec.start();
+        *self = fresh;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,354 @@
+//! End to end, with real processes and real sockets: certificates made with the CLI, relays
+//! linked over QUIC with mutual TLS, messages sent and received with the CLI.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use common::*;
+use relaymesh::core::{Medium, NodeId, Role};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
+use relaymesh::wire::{self, Hello, codes};
+use serde_json::Value;
+
+#[test]
+fn two_relays_deliver_a_message_sent_with_the_cli() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let mut hq = hq.start();
+    let mut t1 = t1.start();
+    hq.wait_link("township-01");
+    t1.wait_link("county-hq");
+
+    let id = cli_ok(&[
+        "send",
+        "--api",
+        &hq.spec.api_url(),
+        "--to",
+        "node:township-01",
+        "--precedence",
+        "flash",
+        "--wait",
+        "evacuate sector 4",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 32, "a 32-digit id: {id:?}");
+
+    let out = cli_ok(&["listen", "--api", &t1.spec.api_url(), "--json", "--count", "1"]);
+    let m: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(m["id"], id);
+    assert_eq!(m["origin"], "county-hq");
+    assert_eq!(m["to"], "node:township-01");
+    assert_eq!(m["precedence"], "flash");
+    assert_eq!(m["body"], "evacuate sector 4");
+    assert!(m["age_ms"].as_f64().unwrap() >= 0.0);
+
+    // listen marked it read: the unread inbox is empty now.
+    let status = t1.status();
+    assert_eq!(status["inbox"]["unread"], 0);
+    let view = hq.message(id, "0s");
+    assert_eq!(view["state"], "delivered");
+}
+
+#[test]
+fn a_node_from_another_ca_is_refused_and_its_message_never_arrives() {
+    let mesh = Mesh::new();
+    let other = Mesh::new(); // a different deployment CA
+    let hq = mesh.node("county-hq", "command", "public");
+    let mut hq_run = hq.start();
+    // The impostor has a valid certificate, from the wrong CA, and uses our CA as its root
+    // for the server, so only the server's check can stop it.
+    other.issue("township-01", "township");
+    let mut imp = mesh.node("township-01-imp", "township", "public").peer(&hq);
+    imp.id = "township-01".into();
+    std::fs::copy(other.pki().join("township-01.crt"), mesh.pki().join("township-01.crt")).unwrap();
+    std::fs::copy(other.pki().join("township-01.key"), mesh.pki().join("township-01.key")).unwrap();
+    let mut imp = imp.start();
+    imp.submit("node:county-hq", "flash", "forged order").unwrap();
+    let refusal = wait_for("the refusal", Duration::from_secs(20), || {
+        let s = hq_run.status();
+        s["refused_links"].as_array().and_then(|r| r.first().cloned())
+    });
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(reason.contains("UnknownIssuer") || reason.contains("certificate"), "{reason}");
+    hq_run.assert_running();
+    imp.assert_running();
+    assert!(hq_run.inbox_all().is_empty());
+    let s = imp.status();
+    assert_eq!(s["queues"]["flash"], 1, "the impostor still holds its message");
+    assert!(s["links"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let mut hq_run = hq.start();
+    // Issue an expired certificate through the library (the CLI only issues valid ones).
+    let ca = relaymesh::pki::Ca::load(&mesh.pki()).unwrap();
+    let old = SystemTime::now() - Duration::from_secs(400 * 24 * 3600);
+    let validity =
+        relaymesh::pki::Validity { not_before: old, not_after: old + Duration::from_secs(86400) };
+    let cert = ca.issue(&NodeId::new("team-7").unwrap(), Role::Field, None, validity).unwrap();
+    std::fs::write(mesh.pki().join("team-7.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(mesh.pki().join("team-7.key"), &cert.key_pem).unwrap();
+    let team = mesh.node("team-7", "field", "public").peer(&hq);
+    let _team = team.start();
+    let refusal = wait_for("the refusal", Duration::from_secs(20), || {
+        hq_run.assert_running();
+        hq_run.status()["refused_links"].as_array().and_then(|r| r.first().cloned())
+    });
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(reason.contains("certificate expired"), "{reason}");
+}
+
+#[test]
+fn a_peer_that_is_not_the_configured_node_is_refused() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let _hq = hq.start();
+    // t1 believes township-02 listens at hq's address.
+    let mut t1 = mesh.node("township-01", "township", "public");
+    t1.peers.push(("township-02".into(), hq.port, "public".into()));
+    mesh.issue("township-02", "township");
+    let t1 = t1.start();
+    let refusal = wait_for("the refusal", Duration::from_secs(20), || {
+        t1.status()["refused_links"].as_array().and_then(|r| r.first().cloned())
+    });
+    assert_eq!(refusal["peer"], "township-02");
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(reason.contains("NotValidForName") || reason.contains("township-02"), "{reason}");
+}
+
+/// A client that speaks the protocol on purpose badly, from a valid certificate.
+struct RawPeer {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+impl RawPeer {
+    async fn connect(mesh: &Mesh, id: &str, to: &NodeSpec) -> RawPeer {
+        mesh.issue(id, "field");
+        let node = NodeId::new(id).unwrap();
+        let creds = Credentials::load(
+            &mesh.pki().join("ca.crt"),
+            &mesh.pki().join(format!("{id}.crt")),
+            &mesh.pki().join(format!("{id}.key")),
+            &node,
+        )
+        .unwrap();
+        let clock = Clock::wall();
+        let quic = QuicConfigs::new(&creds, clock).unwrap();
+        let socket = transport::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let endpoint = transport::endpoint(socket, None, [7; 32]).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", to.port).parse().unwrap();
+        let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
+        let conn = endpoint.connect_with(cfg, addr, &to.id).unwrap().await.unwrap();
+        RawPeer { _endpoint: endpoint, conn }
+    }
+
+    async fn hello(&self, id: &str, version: u32) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut send, recv) = self.conn.open_bi().await.unwrap();
+        let hello = Hello {
+            version,
+            node: NodeId::new(id).unwrap(),
+            role: Role::Field,
+            capabilities: vec![],
+            medium: Medium::Public,
+        };
+        let mut buf = BytesMut::new();
+        wire::encode_hello(&hello, &mut buf);
+        send.write_all(&buf).await.unwrap();
+        (send, recv)
+    }
+}
+
+/// Runs the async part of a test on its own runtime, so the blocking helpers stay outside it.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+#[test]
+fn an_unknown_protocol_version_is_refused_with_a_reason() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let hq_run = hq.start();
+    block_on(async {
+        let peer = RawPeer::connect(&mesh, "team-9", &hq).await;
+        let _streams = peer.hello("team-9", 99).await;
+        match peer.conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(c.error_code, quinn::VarInt::from_u32(codes::BAD_VERSION));
+                let reason = String::from_utf8_lossy(&c.reason).into_owned();
+                assert!(reason.contains("unsupported protocol version 99"), "{reason}");
+            }
+            other => panic!("expected an application close, got {other}"),
+        }
+    });
+    let s = hq_run.status();
+    let reasons: Vec<&str> = s["refused_links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("unsupported protocol version 99")), "{reasons:?}");
+}
+
+#[test]
+fn a_hello_that_lies_about_the_id_is_refused() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let _hq_run = hq.start();
+    block_on(async {
+        let peer = RawPeer::connect(&mesh, "team-9", &hq).await;
+        let _streams = peer.hello("county-hq", wire::PROTOCOL_VERSION).await;
+        match peer.conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(c.error_code, quinn::VarInt::from_u32(codes::BAD_HELLO));
+            }
+            other => panic!("expected an application close, got {other}"),
+        }
+    });
+}
+
+#[test]
+fn malformed_and_oversized_frames_reset_the_stream_and_the_node_keeps_its_links() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let mut hq_run = hq.start();
+    let t1_run = t1.start();
+    hq_run.wait_link("township-01");
+
+    let peer = block_on(async {
+        let peer = RawPeer::connect(&mesh, "team-9", &hq).await;
+        let (send, mut recv) = peer.hello("team-9", wire::PROTOCOL_VERSION).await;
+        let mut buf = [0u8; 256];
+        let _ = recv.read(&mut buf).await.unwrap(); // hq's hello: the link is up
+
+        // Garbage that claims to be a 5-byte frame.
+        let mut garbage = peer.conn.open_uni().await.unwrap();
+        garbage.write_all(&[5, 0xff, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        let code = garbage.stopped().await.unwrap();
+        assert_eq!(code, Some(quinn::VarInt::from_u32(codes::MALFORMED)));
+
+        // A frame that announces 100 MB.
+        let mut big = peer.conn.open_uni().await.unwrap();
+        let mut len = BytesMut::new();
+        prost::encoding::encode_varint(100 << 20, &mut len);
+        big.write_all(&len).await.unwrap();
+        let code = big.stopped().await.unwrap();
+        assert_eq!(code, Some(quinn::VarInt::from_u32(codes::OVERSIZED)));
+        (peer, send, recv)
+    });
+    // The bad peer's connection still stands, and so does every other link.
+    assert!(peer.0.conn.close_reason().is_none());
+    hq_run.assert_running();
+    let id = t1_run.submit("node:county-hq", "immediate", "still here").unwrap();
+    assert_eq!(t1_run.message(&id, "20s")["state"], "delivered");
+    let bad: Vec<String> = hq_run.status()["bad_frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(bad.iter().any(|r| r.contains("exceeds the limit")), "{bad:?}");
+    assert!(bad.iter().any(|r| r.contains("undecodable")), "{bad:?}");
+    block_on(async move { drop(peer) });
+}
+
+#[test]
+fn flash_overtakes_a_routine_backlog_on_a_saturated_link() {
+    let mesh = Mesh::new();
+    // A thin link: 400 kbit/s of custody offers from hq.
+    let hq =
+        mesh.node("county-hq", "command", "public").extra("[media.public]\nrate = \"400kbps\"");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let mut hq = hq.start();
+    let mut t1 = t1.start();
+    hq.wait_link("township-01");
+    t1.wait_link("county-hq");
+
+    let bulk = "r".repeat(2000);
+    let routine: Vec<String> =
+        (0..100).map(|_| hq.submit("node:township-01", "routine", &bulk).unwrap()).collect();
+    let flash: Vec<String> = (0..5)
+        .map(|i| hq.submit("node:township-01", "flash", &format!("flash {i}")).unwrap())
+        .collect();
+
+    let inbox = wait_for("all 105 messages", Duration::from_secs(60), || {
+        let all = t1.inbox_all();
+        (all.len() >= 105).then_some(all)
+    });
+    assert_eq!(inbox.len(), 105);
+    let order: Vec<&str> = inbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let last_flash =
+        flash.iter().map(|f| order.iter().position(|o| o == f).unwrap()).max().unwrap();
+    let routine_before =
+        order[..last_flash].iter().filter(|o| routine.iter().any(|r| r == *o)).count();
+    assert!(
+        routine_before < 50,
+        "every FLASH should overtake the queued ROUTINE backlog; {routine_before} ROUTINE arrived first"
+    );
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_file_the_key_and_the_reason() {
+    let mesh = Mesh::new();
+    let hq =
+        mesh.node("county-hq", "command", "public").extra("[media.satellite]\ncost = \"cheap\"");
+    let path = hq.write_config();
+    let out = cli(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("county-hq.toml"), "{err}");
+    assert!(err.contains("media.satellite.cost"), "{err}");
+    assert!(err.contains("invalid type"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn cli_input_errors_exit_2_and_unreachable_nodes_exit_1() {
+    let out = cli(&["send", "--to", "nowhere", "hello"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["send", "--to", "node:x", "--precedence", "urgent", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(&[
+        "send",
+        "--api",
+        &format!("http://127.0.0.1:{}", free_tcp_port()),
+        "--to",
+        "node:x",
+        "hi",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node"));
+    let out = cli(&["pki", "issue", "--dir", "/nonexistent", "--node", "x", "--role", "relay"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn send_wait_exits_1_when_the_message_expires() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public").start();
+    let out = cli(&[
+        "send",
+        "--api",
+        &hq.spec.api_url(),
+        "--to",
+        "node:township-99",
+        "--lifetime",
+        "1s",
+        "--wait",
+        "nobody is there",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expired"), "{err}");
+}
