@@ -145,7 +145,7 @@ impl RawPeer {
         let clock = Clock::wall();
         let quic = QuicConfigs::new(&creds, clock).unwrap();
         let socket = transport::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
-        let endpoint = transport::endpoint(socket, None, [7; 32]).unwrap();
+        let endpoint = transport::endpoint(socket, None, [7; 32], creds.reset_secret()).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", to.port).parse().unwrap();
         let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
         let conn = endpoint.connect_with(cfg, addr, &to.id).unwrap().await.unwrap();

@@ -244,8 +244,27 @@ impl Driver {
                 self.node.handle_timeout(now);
             }
             let mut after = AfterCommit::default();
+            // Offers that arrived together are taken in precedence order: frames from the
+            // different precedence streams of a link reach the driver in whatever order their
+            // reader tasks ran, and FLASH should not lose that race. The sort is stable, so
+            // each stream keeps its own order; everything else is taken in arrival order.
+            let mut offers = Vec::new();
             for cmd in batch.drain(..) {
-                self.apply(cmd, now, &mut after);
+                match cmd {
+                    Command::Frames { link, frames } => {
+                        for f in frames {
+                            match precedence_of(&f) {
+                                Some(p) => offers.push((p, link, f)),
+                                None => self.node.handle_frame(now, link, f),
+                            }
+                        }
+                    }
+                    other => self.apply(other, now, &mut after),
+                }
+            }
+            offers.sort_by_key(|(p, _, _)| std::cmp::Reverse(*p));
+            for (_, link, f) in offers {
+                self.node.handle_frame(now, link, f);
             }
             let committed = self.node.commit(now);
             if let Err(e) = &committed {
@@ -373,6 +392,13 @@ impl Driver {
             }
             _ => {}
         }
+    }
+}
+
+fn precedence_of(f: &Frame) -> Option<crate::core::Precedence> {
+    match f {
+        Frame::Offer { envelope, .. } => Some(envelope.precedence),
+        _ => None,
     }
 }
 

@@ -32,6 +32,24 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 /// Stream priority of the control stream (precedences use 0..=3).
 const CONTROL_PRIORITY: i32 = 10;
 
+/// Why a dial attempt did not produce a link.
+enum DialError {
+    /// Nobody answered (the peer or the path is down): try again later, quietly.
+    Unreachable(String),
+    /// The peer answered and one side refused the other: worth a line in `status`.
+    Refused(String),
+}
+
+impl From<quinn::ConnectionError> for DialError {
+    fn from(e: quinn::ConnectionError) -> DialError {
+        use quinn::ConnectionError as E;
+        match e {
+            E::TimedOut | E::Reset | E::LocallyClosed => DialError::Unreachable(e.to_string()),
+            other => DialError::Refused(format!("handshake failed: {other}")),
+        }
+    }
+}
+
 /// A refused connection attempt, kept for `status`.
 #[derive(Clone, Debug)]
 pub struct Refusal {
@@ -115,38 +133,43 @@ pub async fn dial(
     peer: NodeId,
     addr: SocketAddr,
     medium: Medium,
+    attempt_timeout: Duration,
 ) -> (bool, String) {
     let attempt = async {
         let connecting = endpoint
             .connect_with(config, addr, peer.as_str())
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let conn = connecting.await.map_err(|e| format!("handshake failed: {e}"))?;
-        let (mut send, recv) =
-            conn.open_bi().await.map_err(|e| format!("handshake failed: {e}"))?;
+            .map_err(|e| DialError::Refused(format!("cannot connect: {e}")))?;
+        let conn = connecting.await.map_err(DialError::from)?;
+        let (mut send, recv) = conn.open_bi().await.map_err(DialError::from)?;
         let mut buf = BytesMut::new();
         wire::encode_hello(&ctx.hello(medium), &mut buf);
-        send.write_all(&buf).await.map_err(|e| format!("handshake failed: {e}"))?;
-        let (hello, decoder, recv) = read_hello(recv, ctx.max_frame).await.map_err(|e| {
-            // A server that refused our certificate closes the connection here.
-            format!("handshake failed: {e}")
+        send.write_all(&buf).await.map_err(|e| match e {
+            quinn::WriteError::ConnectionLost(c) => DialError::from(c),
+            other => DialError::Refused(format!("handshake failed: {other}")),
         })?;
-        let identity = tls::peer_identity(&conn)?;
+        // A server that refused our certificate closes the connection here.
+        let (hello, decoder, recv) = read_hello(recv, ctx.max_frame).await.map_err(|e| {
+            conn.close_reason()
+                .map_or(DialError::Refused(format!("handshake failed: {e}")), DialError::from)
+        })?;
+        let identity = tls::peer_identity(&conn).map_err(DialError::Refused)?;
         check_hello(&hello, &identity, Some(&peer)).map_err(|(code, why)| {
             conn.close(VarInt::from_u32(code), why.as_bytes());
-            why
+            DialError::Refused(why)
         })?;
-        Ok::<_, String>((conn, send, recv, decoder, hello))
+        Ok::<_, DialError>((conn, send, recv, decoder, hello))
     };
-    let result = match tokio::time::timeout(HELLO_TIMEOUT, attempt).await {
+    let result = match tokio::time::timeout(attempt_timeout, attempt).await {
         Ok(r) => r,
-        Err(_) => Err("no answer to the handshake".to_string()),
+        Err(_) => Err(DialError::Unreachable("no answer to the handshake".into())),
     };
     match result {
         Ok((conn, send, recv, decoder, hello)) => {
             let reason = run(ctx, conn, send, recv, decoder, hello, medium).await;
             (true, reason)
         }
-        Err(reason) => {
+        Err(DialError::Unreachable(reason)) => (false, reason),
+        Err(DialError::Refused(reason)) => {
             ctx.refuse(addr, medium, Some(peer), reason.clone());
             (false, reason)
         }

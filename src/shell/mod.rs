@@ -108,7 +108,7 @@ pub struct Relay {
 
 /// Initial and maximum pause between dial attempts.
 const REDIAL_MIN: Duration = Duration::from_millis(500);
-const REDIAL_MAX: Duration = Duration::from_secs(30);
+const REDIAL_MAX: Duration = Duration::from_secs(10);
 
 impl Relay {
     /// Starts a relay. Must be called within a tokio runtime.
@@ -140,6 +140,7 @@ impl Relay {
         };
 
         let quic = QuicConfigs::new(&spec.creds, spec.clock)?;
+        let reset = spec.creds.reset_secret();
         let ctx = LinkContext {
             node: spec.core.node.clone(),
             role: spec.core.role,
@@ -154,7 +155,7 @@ impl Relay {
         let mut endpoints: Vec<(Medium, Endpoint)> = Vec::new();
         for l in spec.listeners {
             let server = quic.server(&settings(l.medium));
-            let ep = transport::endpoint(l.socket, Some(server), rng.random())?;
+            let ep = transport::endpoint(l.socket, Some(server), rng.random(), reset)?;
             tasks.push(tokio::spawn(
                 link::accept_loop(ctx.clone(), ep.clone(), l.medium).instrument(span.clone()),
             ));
@@ -167,15 +168,17 @@ impl Relay {
                     let factory = spec.client_socket.as_ref().ok_or_else(|| {
                         ShellError::NoSocket { peer: d.node.clone(), medium: d.medium }
                     })?;
-                    let ep = transport::endpoint(factory()?, None, rng.random())?;
+                    let ep = transport::endpoint(factory()?, None, rng.random(), reset)?;
                     endpoints.push((d.medium, ep.clone()));
                     ep
                 }
             };
-            let cfg = quic.client(&settings(d.medium));
+            let ts = settings(d.medium);
+            let cfg = quic.client(&ts);
             let jitter = rand_chacha::ChaCha8Rng::seed_from_u64(rng.random());
             tasks.push(tokio::spawn(
-                redial(ctx.clone(), ep, cfg, d, jitter).instrument(span.clone()),
+                redial(ctx.clone(), ep, cfg, d, ts.attempt_timeout(), jitter)
+                    .instrument(span.clone()),
             ));
         }
         Ok(Relay { handle, endpoints, tasks, driver_thread })
@@ -228,6 +231,7 @@ async fn redial(
     endpoint: Endpoint,
     cfg: quinn::ClientConfig,
     d: Dial,
+    attempt: Duration,
     mut jitter: rand_chacha::ChaCha8Rng,
 ) {
     let mut pause = REDIAL_MIN;
@@ -240,6 +244,7 @@ async fn redial(
             d.node.clone(),
             d.addr,
             d.medium,
+            attempt,
         )
         .await;
         debug!(peer = %d.node, medium = %d.medium, "link attempt ended: {reason}");

@@ -62,6 +62,17 @@ impl Credentials {
         Ok(Credentials { ca, chain, key: Arc::new(key), identity })
     }
 
+    /// The secret behind this node's QUIC stateless-reset tokens, derived from its private key so
+    /// that it survives restarts: a restarted node can then tell peers at once that their old
+    /// connections are gone, instead of leaving them to idle out.
+    pub fn reset_secret(&self) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let tag = ring::hmac::sign(&key, b"relaymesh stateless reset v1");
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone()).map_err(|e| TlsError::Ca(e.to_string()))?;

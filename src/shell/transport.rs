@@ -10,6 +10,7 @@ use std::time::Duration;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{AsyncUdpSocket, Endpoint, EndpointConfig, IdleTimeout, VarInt};
+use rand::SeedableRng;
 
 use super::clock::Clock;
 use super::tls::{self, Credentials, TlsError};
@@ -51,6 +52,10 @@ pub struct TransportSettings {
 }
 
 impl TransportSettings {
+    /// How long one dial attempt (handshake and `Hello`) may take before the next one.
+    pub fn attempt_timeout(&self) -> Duration {
+        (self.initial_rtt * 10).max(Duration::from_secs(3))
+    }
     pub fn default_for(m: Medium) -> TransportSettings {
         let base = TransportSettings {
             initial_rtt: Duration::from_millis(100),
@@ -157,15 +162,72 @@ impl QuicConfigs {
     }
 }
 
-/// An endpoint over `socket`, accepting connections if `server` is given.
+/// An endpoint over `socket`, accepting connections if `server` is given. `reset_secret` keys
+/// its stateless resets (see `Credentials::reset_secret`); `seed` its RNG.
 pub fn endpoint(
     socket: Arc<dyn AsyncUdpSocket>,
     server: Option<quinn::ServerConfig>,
     seed: [u8; 32],
+    reset_secret: [u8; 32],
 ) -> std::io::Result<Endpoint> {
-    let mut cfg = EndpointConfig::default();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
+    let mut cfg = EndpointConfig::new(Arc::new(key));
+    // Connection ids are checked against a key before a stateless reset is sent for them; it
+    // must survive restarts as the reset secret does, or a restarted node drops its old
+    // connections' packets silently and peers wait for their idle timeout.
+    let cid_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
+    cfg.cid_generator(move || {
+        Box::new(KeyedCids { key: cid_key.clone(), rng: rand_chacha::ChaCha8Rng::from_seed(seed) })
+    });
     cfg.rng_seed(Some(seed));
     Endpoint::new_with_abstract_socket(cfg, server, socket, Arc::new(quinn::TokioRuntime))
+}
+
+/// Connection ids of 8 bytes: a 4-byte nonce from the seeded RNG and 4 bytes of HMAC over it.
+/// Any endpoint with the same key recognises them as its own (quinn's default generator uses a
+/// random key per endpoint, which a restart would lose).
+struct KeyedCids {
+    key: ring::hmac::Key,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+const CID_NONCE: usize = 4;
+const CID_LEN: usize = 8;
+
+impl KeyedCids {
+    fn tag(&self, nonce: &[u8]) -> [u8; CID_LEN - CID_NONCE] {
+        let tag = ring::hmac::sign(&self.key, nonce);
+        let mut out = [0u8; CID_LEN - CID_NONCE];
+        out.copy_from_slice(&tag.as_ref()[..CID_LEN - CID_NONCE]);
+        out
+    }
+}
+
+impl quinn::ConnectionIdGenerator for KeyedCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        use rand::RngCore;
+        let mut cid = [0u8; CID_LEN];
+        self.rng.fill_bytes(&mut cid[..CID_NONCE]);
+        let tag = self.tag(&cid[..CID_NONCE]);
+        cid[CID_NONCE..].copy_from_slice(&tag);
+        quinn::ConnectionId::new(&cid)
+    }
+
+    fn validate(&self, cid: &quinn::ConnectionId) -> Result<(), quinn_proto::InvalidCid> {
+        if cid.len() == CID_LEN && self.tag(&cid[..CID_NONCE]) == cid[CID_NONCE..] {
+            Ok(())
+        } else {
+            Err(quinn_proto::InvalidCid)
+        }
+    }
+
+    fn cid_len(&self) -> usize {
+        CID_LEN
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A real UDP socket for production endpoints.

@@ -293,3 +293,19 @@ impl Drop for Relay {
         self.kill();
     }
 }
+
+/// Prints the status of each relay (for diagnosing a failed wait).
+pub fn dump(relays: &[&Relay]) {
+    for r in relays {
+        eprintln!("==== {} ====", r.spec.id);
+        match r.try_status() {
+            Some(s) => eprintln!("{}", serde_json::to_string_pretty(&s).unwrap()),
+            None => eprintln!("(not answering)"),
+        }
+        let log = r.log();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        for l in tail.into_iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+}
