@@ -1,1 +1,179 @@
-fn main() {}
+//! `relaymesh-sim`: rehearse failures and size links on a virtual network.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use relaymesh_sim::scenario::{self, BUILT_IN};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "relaymesh-sim",
+    version,
+    about = "Runs real relaymesh nodes over a virtual network in virtual time"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario (default: the built-in county-flood) and report.
+    Run {
+        /// A scenario file, or the name of a built-in scenario.
+        scenario: Option<String>,
+        /// Seed for every random choice (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write report.txt, report.json and report.html here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the report as one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List the built-in scenarios.
+    List,
+}
+
+fn main() {
+    std::process::exit(match Cli::try_parse() {
+        Ok(cli) => match cli.command {
+            Command::List => list(),
+            Command::Run { scenario, seed, out, json, quiet } => {
+                run(scenario, seed, out, json, quiet)
+            }
+        },
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() { 2 } else { 0 }
+        }
+    });
+}
+
+fn list() -> i32 {
+    for (name, text) in BUILT_IN {
+        match scenario::parse(text, name) {
+            Ok(s) => println!(
+                "{name:<16} {} nodes, {} links, {}: {}",
+                s.nodes.len(),
+                s.links.len(),
+                relaymesh::units::format_duration(s.duration),
+                s.description
+            ),
+            Err(e) => println!("{name:<16} (broken: {e})"),
+        }
+    }
+    0
+}
+
+fn run(
+    name: Option<String>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    json: bool,
+    quiet: bool,
+) -> i32 {
+    let name = name.unwrap_or_else(|| "county-flood".into());
+    let path = PathBuf::from(&name);
+    let parsed = if path.exists() {
+        scenario::load(&path)
+    } else {
+        match scenario::built_in(&name) {
+            Some(s) => s,
+            None => {
+                eprintln!(
+                    "relaymesh-sim: {name}: no such file or built-in scenario (see relaymesh-sim list)"
+                );
+                return 2;
+            }
+        }
+    };
+    let sc = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("relaymesh-sim: {e}");
+            return 2;
+        }
+    };
+    init_tracing();
+    let seed = seed.unwrap_or(sc.seed);
+    let show = !quiet && std::io::stderr().is_terminal();
+    let total = sc.duration;
+    let started = Instant::now();
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let mut progress = |at: Duration| {
+        if show && (last.elapsed() >= Duration::from_millis(100) || at >= total) {
+            last = Instant::now();
+            let frac = (at.as_secs_f64() / total.as_secs_f64()).min(1.0);
+            let filled = (frac * 40.0) as usize;
+            eprint!(
+                "\r[{}{}] {:>5.1}%  virtual {}  wall {:.1}s ",
+                "#".repeat(filled),
+                ".".repeat(40 - filled),
+                frac * 100.0,
+                relaymesh::units::format_duration(at),
+                started.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let report = relaymesh_sim::run(&sc, seed, &mut progress);
+    if show {
+        eprintln!();
+    }
+    if json {
+        println!("{}", report.json);
+    } else {
+        print!("{}", report.text);
+    }
+    if let Some(dir) = out {
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            std::fs::write(dir.join("report.txt"), &report.text)?;
+            std::fs::write(dir.join("report.json"), format!("{:#}\n", report.json))?;
+            std::fs::write(dir.join("report.html"), &report.html)
+        });
+        if let Err(e) = written {
+            eprintln!("relaymesh-sim: {}: {e}", dir.display());
+            return 1;
+        }
+        if !json {
+            println!("report written to {}", dir.join("report.html").display());
+        }
+    }
+    if report.failures.is_empty() {
+        0
+    } else {
+        for f in &report.failures {
+            eprintln!("relaymesh-sim: failed: {f}");
+        }
+        1
+    }
+}
+
+/// Logs (off unless RUST_LOG asks) stamped with virtual time.
+fn init_tracing() {
+    use std::sync::OnceLock;
+    use tracing_subscriber::fmt::format::Writer;
+    struct Virtual(OnceLock<tokio::time::Instant>);
+    impl tracing_subscriber::fmt::time::FormatTime for Virtual {
+        fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+            // tokio's clock inside the simulation runtime: paused, virtual. The first log line
+            // comes from inside the run, so that is where the count starts.
+            let start = *self.0.get_or_init(tokio::time::Instant::now);
+            write!(w, "{:>12.6}s", (tokio::time::Instant::now() - start).as_secs_f64())
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(Virtual(OnceLock::new()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -66,8 +66,10 @@ impl Node {
     /// An advert from the neighbour on `link`.
     pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, advert: Advert) {
         if advert.node == self.cfg.node {
-            // Our own advert, from before a restart that lost its sequence number: jump past it.
-            if advert.seq >= self.advert_seq {
+            // Our own advert comes back around every cycle in the mesh; only one newer than
+            // ours (from before a restart that lost its sequence number) needs an answer:
+            // jump past it.
+            if advert.seq > self.advert_seq {
                 self.advert_seq = advert.seq;
                 self.advert_wanted = true;
                 self.meta_dirty = true;

@@ -16,7 +16,8 @@ pub struct MediumConfig {
     pub min_precedence: Precedence,
     /// Interval between link probes.
     pub probe_interval: Duration,
-    /// Consecutive unanswered probes after which the link is declared down.
+    /// Consecutive unanswered probes after which the link is declared down (more on a lossy
+    /// link: see `Link::misses_needed`).
     pub probe_misses: u32,
     /// Unacknowledged custody bytes allowed in flight per precedence class (see `core::link`).
     pub window_bytes: u64,
@@ -36,7 +37,7 @@ impl MediumConfig {
                 cost: 50,
                 min_precedence: Precedence::Priority,
                 probe_interval: Duration::from_secs(5),
-                probe_misses: 3,
+                probe_misses: 2,
                 window_bytes: 256 * 1024,
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(60),
@@ -46,7 +47,7 @@ impl MediumConfig {
                 cost: 10,
                 min_precedence: Precedence::Routine,
                 probe_interval: Duration::from_secs(1),
-                probe_misses: 3,
+                probe_misses: 2,
                 window_bytes: 512 * 1024,
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(30),
@@ -56,7 +57,7 @@ impl MediumConfig {
                 cost: 5,
                 min_precedence: Precedence::Routine,
                 probe_interval: Duration::from_secs(1),
-                probe_misses: 3,
+                probe_misses: 2,
                 window_bytes: 4 * 1024 * 1024,
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(30),

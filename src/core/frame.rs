@@ -14,8 +14,8 @@ pub enum Frame {
     Offer { offer: u64, envelope: Envelope },
     /// The receiver's answers to custody offers.
     Custody(Vec<CustodyResult>),
-    /// Link probe (sent as a datagram).
-    Probe { seq: u64 },
+    /// Link probe (sent as a datagram by the dialling side), with the prober's measurements.
+    Probe { seq: u64, rtt_us: u32, loss_ppm: u32 },
     /// Answer to a probe.
     ProbeAck { seq: u64 },
     /// A node's link-state advert, flooded hop by hop.

@@ -29,6 +29,9 @@ pub struct LinkInfo {
     pub peer: NodeId,
     pub role: Role,
     pub medium: Medium,
+    /// This side dialled the link, so this side probes it; the other side learns the link's
+    /// health from the probes it answers (half the probe traffic on every link).
+    pub prober: bool,
 }
 
 /// A custody offer awaiting the neighbour's answer.
@@ -74,9 +77,19 @@ pub(crate) struct Link {
     /// Smoothed probe loss ratio.
     pub loss: f64,
     probe_seq: u64,
-    outstanding: VecDeque<(u64, Time)>,
+    outstanding: VecDeque<Probe>,
     misses: u32,
     next_probe: Time,
+    /// Last time anything arrived from the peer: a link that carries traffic is alive even
+    /// when a probe is stuck behind that traffic.
+    last_heard: Time,
+    /// Answers in a row since the link went down.
+    streak: u32,
+    /// The loss estimate before the current run of misses (the run itself must not raise the
+    /// bar it is measured against).
+    baseline_loss: f64,
+    /// When the link went down lately, for flap damping.
+    downs: VecDeque<Time>,
     /// Offers awaiting an answer, by offer number.
     pub inflight: HashMap<u64, Offer>,
     inflight_bytes: [u64; 4],
@@ -95,7 +108,19 @@ pub(crate) struct ProbeTick {
     pub went_down: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    seq: u64,
+    sent: Time,
+    /// Already judged (answered in time, or counted as a miss or as covered by traffic).
+    judged: bool,
+}
+
 const PROBE_HISTORY: usize = 8;
+/// Flaps remembered for damping.
+const FLAP_WINDOW: Duration = Duration::from_secs(120);
+/// Target false-alarm probability per probe: the miss threshold grows with measured loss.
+const FALSE_DOWN: f64 = 1e-4;
 const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Link {
@@ -113,6 +138,10 @@ impl Link {
             outstanding: VecDeque::new(),
             misses: 0,
             next_probe: now,
+            last_heard: now,
+            streak: 0,
+            baseline_loss: 0.0,
+            downs: VecDeque::new(),
             inflight: HashMap::new(),
             inflight_bytes: [0; 4],
             next_offer: 0,
@@ -242,61 +271,183 @@ impl Link {
         self.backoff_until = None;
     }
 
-    /// Probe timer: count a miss for an unanswered probe and send the next one.
+    /// Something arrived from the peer.
+    pub fn heard(&mut self, now: Time) {
+        self.last_heard = now;
+    }
+
+    /// How long a probe may go unanswered before it counts as missed: four round trips,
+    /// between 50 ms and the probe interval.
+    pub fn probe_timeout(&self) -> Duration {
+        let rtt = self.srtt.unwrap_or_else(|| self.one_way_delay() * 2);
+        (rtt * 4).clamp(Duration::from_millis(50), self.cfg.probe_interval)
+    }
+
+    /// Misses in a row that take the link down: the configured number, more on a lossy link,
+    /// so that a false alarm stays rarer than [`FALSE_DOWN`] per probe.
+    pub fn misses_needed(&self) -> u32 {
+        let q = self.baseline_loss.clamp(1e-9, 0.9);
+        let by_loss = (FALSE_DOWN.ln() / q.ln()).ceil() as u32;
+        self.cfg.probe_misses.max(by_loss.min(8))
+    }
+
+    /// Answers in a row a down link needs before it is used again: 1, doubling with every
+    /// recent flap (up to 16), so a flapping link does not make routes flap with it.
+    fn answers_needed(&self) -> u32 {
+        1 << self.downs.len().saturating_sub(1).min(4)
+    }
+
+    /// Probe timer: judge the newest probe once its time is up, and send the next one. On
+    /// the answering side, judge the silence since the last probe instead.
     pub fn probe_tick(&mut self, now: Time) -> ProbeTick {
-        let mut tick = ProbeTick::default();
-        if now < self.next_probe {
-            return tick;
+        if !self.info.prober {
+            return self.silence_tick(now);
         }
-        if self.outstanding.back().is_some_and(|(_, sent)| *sent < now) {
-            // The newest probe went a whole interval unanswered.
-            self.misses += 1;
-            self.loss = self.loss * 0.9 + 0.1;
-            if self.up && self.misses >= self.cfg.probe_misses {
-                self.up = false;
-                self.since = now;
-                self.counters.went_down += 1;
-                tick.went_down = true;
+        let mut tick = ProbeTick::default();
+        let timeout = self.probe_timeout();
+        let last_heard = self.last_heard;
+        if let Some(p) =
+            self.outstanding.back_mut().filter(|p| !p.judged && now >= p.sent + timeout)
+        {
+            p.judged = true;
+            if last_heard > p.sent {
+                // The probe is late but the peer is talking: not a miss.
+            } else {
+                if self.misses == 0 {
+                    self.baseline_loss = self.loss;
+                }
+                self.misses += 1;
+                self.loss = self.loss * 0.9 + 0.1;
+                self.streak = 0;
+                if self.up && self.misses >= self.misses_needed() {
+                    self.up = false;
+                    self.since = now;
+                    self.counters.went_down += 1;
+                    self.downs.push_back(now);
+                    tick.went_down = true;
+                }
             }
         }
-        self.probe_seq += 1;
-        self.outstanding.push_back((self.probe_seq, now));
-        if self.outstanding.len() > PROBE_HISTORY {
-            self.outstanding.pop_front();
+        while self.downs.front().is_some_and(|t| now.saturating_since(*t) > FLAP_WINDOW) {
+            self.downs.pop_front();
         }
-        self.counters.probes_sent += 1;
-        self.next_probe = now + self.cfg.probe_interval;
-        tick.send = Some(self.probe_seq);
+        if now >= self.next_probe {
+            self.probe_seq += 1;
+            self.outstanding.push_back(Probe { seq: self.probe_seq, sent: now, judged: false });
+            if self.outstanding.len() > PROBE_HISTORY {
+                self.outstanding.pop_front();
+            }
+            self.counters.probes_sent += 1;
+            self.next_probe = now + self.cfg.probe_interval;
+            tick.send = Some(self.probe_seq);
+        }
         tick
+    }
+
+    /// The answering side: every probe interval without a word from the prober is a miss.
+    fn silence_tick(&mut self, now: Time) -> ProbeTick {
+        let mut tick = ProbeTick::default();
+        let silent = now.saturating_since(self.last_heard);
+        let grace = self.cfg.probe_interval + self.probe_timeout();
+        let misses = if silent >= grace {
+            1 + ((silent - grace).as_micros() / self.cfg.probe_interval.as_micros().max(1)) as u32
+        } else {
+            0
+        };
+        if misses > 0 && self.misses == 0 {
+            self.baseline_loss = self.loss;
+        }
+        if misses > self.misses {
+            self.streak = 0;
+        }
+        self.misses = misses;
+        while self.downs.front().is_some_and(|t| now.saturating_since(*t) > FLAP_WINDOW) {
+            self.downs.pop_front();
+        }
+        if self.up && misses >= self.misses_needed() {
+            self.up = false;
+            self.since = now;
+            self.counters.went_down += 1;
+            self.downs.push_back(now);
+            tick.went_down = true;
+        }
+        tick
+    }
+
+    /// A probe from the prober (answering side): the link is alive, and here is its view.
+    /// Returns whether the link came back up.
+    pub fn probed(&mut self, rtt_us: u32, loss_ppm: u32, now: Time) -> bool {
+        self.last_heard = now;
+        self.misses = 0;
+        if rtt_us > 0 {
+            self.srtt = Some(Duration::from_micros(u64::from(rtt_us)));
+        }
+        self.loss = f64::from(loss_ppm) / 1e6;
+        self.counters.probes_answered += 1;
+        if !self.up {
+            self.streak += 1;
+            if self.streak >= self.answers_needed() {
+                self.up = true;
+                self.since = now;
+                self.streak = 0;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// What this side's probes carry: its smoothed RTT and loss.
+    pub fn view(&self) -> (u32, u32) {
+        let rtt = self.srtt.map_or(0, |r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX));
+        (rtt, (self.loss * 1e6) as u32)
     }
 
     /// A probe answer; returns whether the link came back up.
     pub fn probe_ack(&mut self, seq: u64, now: Time) -> bool {
-        let Some(i) = self.outstanding.iter().position(|(s, _)| *s == seq) else {
+        let Some(i) = self.outstanding.iter().position(|p| p.seq == seq) else {
             return false;
         };
-        let (_, sent) = self.outstanding[i];
+        let probe = self.outstanding[i];
         // Older probes answered later are still RTT samples but no longer count as misses.
         self.outstanding.drain(..=i);
-        let sample = now.saturating_since(sent);
+        let sample = now.saturating_since(probe.sent);
         self.srtt = Some(match self.srtt {
             None => sample,
             Some(s) => (s * 7 + sample) / 8,
         });
         self.counters.probes_answered += 1;
-        self.loss *= 0.9;
+        self.last_heard = now;
+        if !probe.judged {
+            self.loss *= 0.9;
+        }
         self.misses = 0;
         if !self.up {
-            self.up = true;
-            self.since = now;
-            return true;
+            self.streak += 1;
+            if self.streak >= self.answers_needed() {
+                self.up = true;
+                self.since = now;
+                self.streak = 0;
+                return true;
+            }
         }
         false
     }
 
     /// The earliest time this link needs the node's attention.
     pub fn next_timeout(&self) -> Time {
-        let mut t = self.next_probe;
+        let mut t = if self.info.prober {
+            let mut t = self.next_probe;
+            if let Some(p) = self.outstanding.back().filter(|p| !p.judged) {
+                t = t.min(p.sent + self.probe_timeout());
+            }
+            t
+        } else {
+            // The next moment the silence counts one more miss.
+            self.last_heard
+                + self.cfg.probe_interval
+                + self.probe_timeout()
+                + self.cfg.probe_interval * self.misses
+        };
         if let Some(b) = self.backoff_until {
             t = t.min(b);
         }
@@ -326,6 +477,7 @@ mod tests {
             peer: NodeId::new("b").unwrap(),
             role: Role::Relay,
             medium: Medium::Wireless,
+            prober: true,
         };
         Link::new(LinkId(1), info, cfg, Time(0))
     }
@@ -386,23 +538,78 @@ mod tests {
         assert!((1000..=1030).contains(&sent), "sent {sent}");
     }
 
+    /// Runs probe ticks from `now` until `until`, answering none; returns when it went down.
+    fn silence(l: &mut Link, mut now: Time, until: Time) -> Option<Time> {
+        let mut down = None;
+        while now < until {
+            if l.probe_tick(now).went_down && down.is_none() {
+                down = Some(now);
+            }
+            now = l.next_timeout().max(now + Duration::from_micros(1));
+        }
+        down
+    }
+
     #[test]
-    fn missed_probes_take_the_link_down_and_an_answer_brings_it_back() {
+    fn missed_probes_take_a_clean_link_down_within_two_intervals() {
         let mut l = link(1000, None);
         let interval = l.cfg.probe_interval;
+        // A healthy link with a 20 ms round trip.
         let mut now = Time(0);
-        let first = l.probe_tick(now);
-        assert_eq!(first.send, Some(1));
-        for i in 0..l.cfg.probe_misses {
+        for _ in 0..20 {
+            let seq = l.probe_tick(now).send.unwrap();
+            l.probe_ack(seq, now + Duration::from_millis(20));
             now = now + interval;
-            let t = l.probe_tick(now);
-            assert_eq!(t.went_down, i + 1 == l.cfg.probe_misses);
         }
+        assert_eq!(l.misses_needed(), l.cfg.probe_misses);
+        // The link goes silent just after a probe went out.
+        l.probe_tick(now);
+        let down = silence(&mut l, now, now + interval * 10).unwrap();
+        assert!(
+            down.saturating_since(now) <= interval * l.cfg.probe_misses,
+            "{:?}",
+            down.saturating_since(now)
+        );
         assert!(!l.up);
-        let last = l.outstanding.back().unwrap().0;
-        assert!(l.probe_ack(last, now + Duration::from_millis(40)));
+        let last = l.outstanding.back().unwrap().seq;
+        assert!(l.probe_ack(last, down + Duration::from_millis(40)));
         assert!(l.up);
-        assert_eq!(l.srtt, Some(Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn traffic_from_the_peer_keeps_a_link_with_late_probes_up() {
+        let mut l = link(1000, None);
+        let mut now = Time(0);
+        for _ in 0..10 {
+            l.probe_tick(now);
+            l.heard(now + Duration::from_millis(500));
+            now = l.next_timeout();
+            l.probe_tick(now);
+            now = now + l.cfg.probe_interval;
+        }
+        assert!(l.up, "probes stuck behind data do not take the link down");
+    }
+
+    #[test]
+    fn a_lossy_link_needs_more_misses_and_a_flapping_link_more_answers() {
+        let mut l = link(1000, None);
+        l.baseline_loss = 0.2;
+        assert!(l.misses_needed() >= 5, "{}", l.misses_needed());
+        let mut l = link(1000, None);
+        let mut now = Time(0);
+        for flap in 0..3u32 {
+            let down = silence(&mut l, now, now + Duration::from_secs(30)).unwrap();
+            let mut answers = 0;
+            now = down;
+            while !l.up {
+                now = l.next_timeout().max(now + Duration::from_micros(1));
+                if let Some(seq) = l.probe_tick(now).send {
+                    l.probe_ack(seq, now + Duration::from_millis(10));
+                    answers += 1;
+                }
+            }
+            assert_eq!(answers, 1 << flap, "flap {flap}");
+        }
     }
 
     #[test]

@@ -316,9 +316,8 @@ impl Node {
 
     /// A frame from the neighbour on `link` (already decoded and authenticated by the shell).
     pub fn handle_frame(&mut self, now: Time, link: LinkId, frame: Frame) {
-        if !self.links.contains_key(&link) {
-            return;
-        }
+        let Some(l) = self.links.get_mut(&link) else { return };
+        l.heard(now);
         match frame {
             Frame::Offer { offer, envelope } => self.receive_offer(now, link, offer, envelope),
             Frame::Custody(results) => {
@@ -326,8 +325,21 @@ impl Node {
                     self.custody_result(now, link, r);
                 }
             }
-            Frame::Probe { seq } => {
+            Frame::Probe { seq, rtt_us, loss_ppm } => {
                 self.transmits.push_back(Transmit { link, frame: Frame::ProbeAck { seq } });
+                let Some(l) = self.links.get_mut(&link) else { return };
+                if l.info.prober {
+                    return; // both sides dialled: each probes its own connection
+                }
+                let had_rtt = l.srtt;
+                if l.probed(rtt_us, loss_ppm, now) {
+                    let peer = l.info.peer.clone();
+                    self.pending_events.push(Event::LinkChanged { link, peer, up: true });
+                    self.advert_wanted = true;
+                    self.links_changed();
+                } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
+                    self.links_changed();
+                }
             }
             Frame::ProbeAck { seq } => {
                 let Some(l) = self.links.get_mut(&link) else { return };
@@ -422,7 +434,9 @@ impl Node {
             let late = l.timed_out(now);
             let peer = l.info.peer.clone();
             if let Some(seq) = tick.send {
-                self.transmits.push_back(Transmit { link: id, frame: Frame::Probe { seq } });
+                let (rtt_us, loss_ppm) = l.view();
+                let frame = Frame::Probe { seq, rtt_us, loss_ppm };
+                self.transmits.push_back(Transmit { link: id, frame });
             }
             if tick.went_down {
                 let offers = l.take_inflight();

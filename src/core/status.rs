@@ -218,3 +218,37 @@ impl Node {
         self.next_cursor
     }
 }
+
+/// One (message, destination) pair a store still owes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldEntry {
+    pub id: MessageId,
+    pub origin: NodeId,
+    pub destination: NodeId,
+    pub precedence: Precedence,
+}
+
+/// Everything a store still owes, read straight from its tables: for audits (the simulator
+/// checks after a run that every message is delivered, expired, refused or held somewhere).
+pub fn held_entries(store: &mut dyn super::store::Store) -> Result<Vec<HeldEntry>, StoreError> {
+    let mut owed = Vec::new();
+    store.scan(Table::Queue, b"", None, &mut |k, _| {
+        if let Some(e) = schema::parse_queue_key(k) {
+            owed.push(e);
+        }
+        true
+    })?;
+    let mut out = Vec::with_capacity(owed.len());
+    for (destination, precedence, seq) in owed {
+        let Some(raw) = store.get(Table::Messages, &schema::seq_key(seq))? else { continue };
+        let m = wire::decode_stored(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("message {seq}: {e}")))?;
+        out.push(HeldEntry {
+            id: m.envelope.id,
+            origin: m.envelope.origin,
+            destination,
+            precedence,
+        });
+    }
+    Ok(out)
+}

@@ -45,6 +45,7 @@ struct Harness {
     next_link: u64,
     events: Vec<(String, Event)>,
     offers_seen: Vec<(String, Precedence)>,
+    frames_seen: BTreeMap<&'static str, u64>,
 }
 
 impl Harness {
@@ -61,6 +62,7 @@ impl Harness {
             next_link: 0,
             events: Vec::new(),
             offers_seen: Vec::new(),
+            frames_seen: BTreeMap::new(),
         }
     }
 
@@ -104,8 +106,16 @@ impl Harness {
         self.wires.push(wire);
         let (ra, rb) = (self.configs[a].role, self.configs[b].role);
         let now = self.now;
-        self.node(a).handle_link_up(now, la, LinkInfo { peer: n(b), role: rb, medium });
-        self.node(b).handle_link_up(now, lb, LinkInfo { peer: n(a), role: ra, medium });
+        self.node(a).handle_link_up(
+            now,
+            la,
+            LinkInfo { peer: n(b), role: rb, medium, prober: true },
+        );
+        self.node(b).handle_link_up(
+            now,
+            lb,
+            LinkInfo { peer: n(a), role: ra, medium, prober: false },
+        );
         self.wires.len() - 1
     }
 
@@ -189,6 +199,7 @@ impl Harness {
                 self.events.push((name.clone(), e));
             }
             for t in out {
+                *self.frames_seen.entry(t.frame.kind()).or_default() += 1;
                 if let Frame::Offer { envelope, .. } = &t.frame {
                     self.offers_seen.push((name.clone(), envelope.precedence));
                 }
@@ -740,4 +751,20 @@ fn a_restart_resumes_forwarding_from_a_large_backlog_quickly() {
     assert_eq!(h.disks["a"].len(Table::Messages), 0);
     assert_eq!(h.disks["a"].len(Table::Queue), 0);
     assert_eq!(h.disks["a"].len(Table::Expiry), 0);
+}
+
+#[test]
+fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Relay).add("c", Role::Township);
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.connect("b", "c", Medium::Wireless, 10 * MS);
+    h.connect("c", "a", Medium::Satellite, 300 * MS);
+    h.run_for(Duration::from_secs(60));
+    let before = h.frames_seen.get("link_state").copied().unwrap_or(0);
+    h.run_for(Duration::from_secs(600));
+    let adverts = h.frames_seen.get("link_state").copied().unwrap_or(0) - before;
+    // At rest each node refreshes once in ten minutes, and each refresh crosses each of the
+    // three links at most twice.
+    assert!(adverts <= 3 * 3 * 2, "{adverts} adverts in ten quiet minutes");
 }

@@ -84,7 +84,7 @@ struct Raw {
     #[serde(default)]
     peer: Vec<RawPeer>,
     #[serde(default)]
-    media: BTreeMap<String, RawMedium>,
+    media: BTreeMap<String, MediumSection>,
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
@@ -112,9 +112,10 @@ struct RawPeer {
     medium: String,
 }
 
-#[derive(Deserialize, Default)]
+/// A `[media.<medium>]` table, shared with the simulator's scenario files.
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawMedium {
+pub struct MediumSection {
     cost: Option<u32>,
     min_precedence: Option<String>,
     probe_interval: Option<String>,
@@ -334,11 +335,12 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     })
 }
 
-fn medium_config(
+/// Applies a `[media.<medium>]` table (named `key` in errors) to the medium's defaults.
+pub fn medium_config(
     key: &str,
     medium: Medium,
-    m: RawMedium,
-) -> Result<(MediumConfig, TransportSettings), Fail> {
+    m: MediumSection,
+) -> Result<(MediumConfig, TransportSettings), (String, String)> {
     let k = |f: &str| format!("{key}.{f}");
     let mut c = MediumConfig::default_for(medium);
     let mut t = TransportSettings::default_for(medium);
@@ -374,6 +376,7 @@ fn medium_config(
     }
     if let Some(b) = &m.bandwidth {
         c.bandwidth_bps = field(&k("bandwidth"), parse_rate(b))?;
+        t.bandwidth_bps = c.bandwidth_bps;
     }
     if let Some(d) = dur("initial_rtt", &m.initial_rtt)? {
         t.initial_rtt = d;
@@ -495,7 +498,11 @@ reason = "no"
         );
         check(&replace(r#"role = "township""#, r#"role = "mayor""#), "role", "invalid role");
         check(&replace("cost = 10", r#"cost = "cheap""#), "media.satellite.cost", "invalid type");
-        check(&replace("cost = 10", "colour = 10"), "media.satellite", "unknown field `colour`");
+        check(
+            &replace("cost = 10", "colour = 10"),
+            "media.satellite.colour",
+            "unknown field `colour`",
+        );
         check(
             &replace(r#"rate = "2Mbps""#, r#"rate = "2MB""#),
             "media.satellite.rate",

@@ -160,8 +160,9 @@ impl NodeHandle {
     }
 }
 
-/// Receives every event with the time it happened (the simulator's observer).
-pub type Observer = mpsc::UnboundedSender<(Time, Event)>;
+/// Receives every event of every node that shares it, with the node and the time (the
+/// simulator's observer).
+pub type Observer = mpsc::UnboundedSender<(crate::core::NodeId, Time, Event)>;
 
 /// How the driver runs.
 #[derive(Debug)]
@@ -354,6 +355,17 @@ impl Driver {
     fn flush(&mut self, now: Time) {
         while let Some(t) = self.node.poll_transmit() {
             if let Some(l) = self.links.get(&t.link) {
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    match &t.frame {
+                        Frame::Offer { offer, envelope } => tracing::trace!(
+                            link = %t.link, addr = %l.remote_address(), offer, id = %envelope.id, precedence = %envelope.precedence,
+                            to = ?envelope.destinations, "offer"
+                        ),
+                        other => {
+                            tracing::trace!(link = %t.link, addr = %l.remote_address(), kind = other.kind(), "send")
+                        }
+                    }
+                }
                 l.send(t.frame);
             }
         }
@@ -361,7 +373,7 @@ impl Driver {
         while let Some(e) = self.node.poll_event() {
             delivered |= matches!(e, Event::Delivered { .. });
             if let Some(obs) = &self.opts.observer {
-                let _ = obs.send((now, e.clone()));
+                let _ = obs.send((self.node.id().clone(), now, e.clone()));
             }
             let _ = self.events.send(e);
         }

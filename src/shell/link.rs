@@ -165,7 +165,7 @@ pub async fn dial(
     };
     match result {
         Ok((conn, send, recv, decoder, hello)) => {
-            let reason = run(ctx, conn, send, recv, decoder, hello, medium).await;
+            let reason = run(ctx, conn, send, recv, decoder, hello, medium, true).await;
             (true, reason)
         }
         Err(DialError::Unreachable(reason)) => (false, reason),
@@ -186,7 +186,8 @@ pub async fn accept_loop(ctx: LinkContext, endpoint: quinn::Endpoint, medium: Me
                 match tokio::time::timeout(HELLO_TIMEOUT, accept_one(&ctx, incoming, medium)).await
                 {
                     Ok(Ok((conn, send, recv, decoder, hello))) => {
-                        let reason = run(ctx, conn, send, recv, decoder, hello, medium).await;
+                        let reason =
+                            run(ctx, conn, send, recv, decoder, hello, medium, false).await;
                         debug!(%addr, "link ended: {reason}");
                     }
                     Ok(Err((peer, reason))) => ctx.refuse(addr, medium, peer, reason),
@@ -292,6 +293,7 @@ async fn run(
     decoder: FrameDecoder,
     hello: Hello,
     medium: Medium,
+    dialled: bool,
 ) -> String {
     let link = LinkId(ctx.next_link.fetch_add(1, Ordering::Relaxed));
     let span = info_span!("link", %link, peer = %hello.node, %medium);
@@ -308,7 +310,7 @@ async fn run(
             Err(_) => unreachable!("four senders were made above"),
         };
         let handle = LinkHandle { conn: conn.clone(), control: control_tx, classes };
-        let info = LinkInfo { peer: hello.node.clone(), role: hello.role, medium };
+        let info = LinkInfo { peer: hello.node.clone(), role: hello.role, medium, prober: dialled };
         info!(addr = %conn.remote_address(), "link up");
         if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {
             conn.close(VarInt::from_u32(codes::CLOSE_NORMAL), b"node stopping");

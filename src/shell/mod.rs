@@ -10,6 +10,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod congestion;
 pub mod driver;
 pub mod link;
 pub mod redb_store;

@@ -13,6 +13,7 @@ use quinn::{AsyncUdpSocket, Endpoint, EndpointConfig, IdleTimeout, VarInt};
 use rand::SeedableRng;
 
 use super::clock::Clock;
+use super::congestion::KnownRateConfig;
 use super::tls::{self, Credentials, TlsError};
 use crate::core::types::Medium;
 
@@ -22,6 +23,8 @@ pub enum Congestion {
     Cubic,
     NewReno,
     Bbr,
+    /// Trust the medium's configured bandwidth (see `shell::congestion`).
+    KnownRate,
 }
 
 impl std::str::FromStr for Congestion {
@@ -31,7 +34,8 @@ impl std::str::FromStr for Congestion {
             "cubic" => Ok(Congestion::Cubic),
             "newreno" => Ok(Congestion::NewReno),
             "bbr" => Ok(Congestion::Bbr),
-            _ => Err(format!("{s:?}: expected cubic, newreno or bbr")),
+            "known-rate" => Ok(Congestion::KnownRate),
+            _ => Err(format!("{s:?}: expected cubic, newreno, bbr or known-rate")),
         }
     }
 }
@@ -49,6 +53,10 @@ pub struct TransportSettings {
     pub stream_receive_window: u64,
     pub receive_window: u64,
     pub send_window: u64,
+    /// The link's capacity, for the `known-rate` controller (bits per second).
+    pub bandwidth_bps: u64,
+    /// Window over the bandwidth-delay product for `known-rate`.
+    pub headroom: f64,
 }
 
 impl TransportSettings {
@@ -57,21 +65,25 @@ impl TransportSettings {
         (self.initial_rtt * 10).max(Duration::from_secs(3))
     }
     pub fn default_for(m: Medium) -> TransportSettings {
+        // No QUIC keep-alives by default: link probes (every probe interval, well under the
+        // idle timeout) already keep connections alive, and keep-alives cost airtime.
         let base = TransportSettings {
             initial_rtt: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(30),
-            keep_alive: Some(Duration::from_secs(5)),
+            keep_alive: None,
             congestion: Congestion::Cubic,
             initial_window: None,
             stream_receive_window: 8 << 20,
             receive_window: 32 << 20,
             send_window: 32 << 20,
+            bandwidth_bps: crate::core::MediumConfig::default_for(m).bandwidth_bps,
+            headroom: 1.1,
         };
         match m {
             Medium::Satellite => TransportSettings {
                 initial_rtt: Duration::from_millis(650),
                 idle_timeout: Duration::from_secs(60),
-                keep_alive: Some(Duration::from_secs(20)),
+                congestion: Congestion::KnownRate,
                 initial_window: Some(64 * 1024),
                 stream_receive_window: 2 << 20,
                 receive_window: 8 << 20,
@@ -118,6 +130,13 @@ impl TransportSettings {
                     c.initial_window(w);
                 }
                 t.congestion_controller_factory(Arc::new(c));
+            }
+            Congestion::KnownRate => {
+                t.congestion_controller_factory(Arc::new(KnownRateConfig {
+                    rate_bps: self.bandwidth_bps,
+                    initial_rtt: self.initial_rtt,
+                    headroom: self.headroom,
+                }));
             }
         }
         t

@@ -322,7 +322,9 @@ pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
                 })
                 .collect(),
         }),
-        Frame::Probe { seq } => Kind::Probe(pb::Probe { seq: *seq }),
+        Frame::Probe { seq, rtt_us, loss_ppm } => {
+            Kind::Probe(pb::Probe { seq: *seq, rtt_us: *rtt_us, loss_ppm: *loss_ppm })
+        }
         Frame::ProbeAck { seq } => Kind::ProbeAck(pb::ProbeAck { seq: *seq }),
         Frame::LinkState(a) => Kind::LinkState(advert_to_pb(a)),
         Frame::LsdbSummary(entries) => Kind::LsdbSummary(pb::LsdbSummary {
@@ -359,7 +361,9 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
                 .collect::<Result<Vec<_>, WireError>>()?;
             Ok(Frame::Custody(results))
         }
-        Some(Kind::Probe(p)) => Ok(Frame::Probe { seq: p.seq }),
+        Some(Kind::Probe(p)) => {
+            Ok(Frame::Probe { seq: p.seq, rtt_us: p.rtt_us, loss_ppm: p.loss_ppm.min(1_000_000) })
+        }
         Some(Kind::ProbeAck(p)) => Ok(Frame::ProbeAck { seq: p.seq }),
         Some(Kind::LinkState(a)) => advert_from_pb(a).map(Frame::LinkState),
         Some(Kind::LsdbSummary(s)) => {

@@ -1,0 +1,448 @@
+//! From what a run observed to the report: per-precedence delivery and latency, per-link load,
+//! per-event recovery, the invariants of DESIGN.md section 10 and the scenario's `[expect]`.
+//! Rendered as a terminal table, one JSON object, and an HTML page with SVG plots.
+//!
+//! Accounting is per (message, destination) pair, because one group or topic message is owed to
+//! several nodes: every pair is delivered, expired, refused, still held in some store, or lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use relaymesh::core::{MessageId, Precedence};
+use relaymesh::units::format_duration;
+use serde_json::{Value, json};
+
+use crate::scenario::Scenario;
+use crate::world::Observed;
+
+/// How a (message, destination) pair ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Delivered,
+    Expired,
+    Refused,
+    Held,
+    Lost,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClassStats {
+    messages: u64,
+    sent: u64,
+    delivered: u64,
+    expired: u64,
+    refused: u64,
+    held: u64,
+    lost: u64,
+    duplicates: u64,
+    no_destinations: u64,
+    latencies: Vec<Duration>,
+}
+
+/// The finished report.
+#[derive(Debug)]
+pub struct Report {
+    pub json: Value,
+    pub failures: Vec<String>,
+    pub text: String,
+    pub html: String,
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn ms(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!((d.as_secs_f64() * 1e6).round() / 1e3))
+}
+
+/// Builds the report. `wall` is the run's wall-clock time; it and `speedup` are the only
+/// fields that differ between two runs of the same scenario and seed.
+pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report {
+    let mut classes: BTreeMap<Precedence, ClassStats> =
+        Precedence::DESCENDING.iter().map(|p| (*p, ClassStats::default())).collect();
+    // Deterministic order: by send time, then id.
+    let mut sent: Vec<(&MessageId, &crate::world::Sent)> = obs.sent.iter().collect();
+    sent.sort_by_key(|(id, s)| (s.at, **id));
+    let mut fates: HashMap<(MessageId, usize), (Fate, Option<Duration>)> = HashMap::new();
+    for (id, s) in &sent {
+        let c = classes.entry(s.precedence).or_default();
+        c.messages += 1;
+        if s.destinations.is_empty() {
+            c.no_destinations += 1;
+        }
+        for d in &s.destinations {
+            c.sent += 1;
+            let times = obs.deliveries.get(&(**id, *d));
+            let fate = if let Some(t) = times.filter(|t| !t.is_empty()) {
+                c.duplicates += t.len() as u64 - 1;
+                let first = t.iter().min().copied().unwrap_or_default();
+                c.latencies.push(first.saturating_sub(s.at));
+                fates.insert((**id, *d), (Fate::Delivered, Some(first)));
+                Fate::Delivered
+            } else if obs.held.contains(&(**id, *d)) {
+                Fate::Held
+            } else if obs.expired.contains(id) {
+                Fate::Expired
+            } else if obs.refused.contains_key(id) {
+                Fate::Refused
+            } else {
+                Fate::Lost
+            };
+            fates.entry((**id, *d)).or_insert((fate, None));
+            match fate {
+                Fate::Delivered => c.delivered += 1,
+                Fate::Expired => c.expired += 1,
+                Fate::Refused => c.refused += 1,
+                Fate::Held => c.held += 1,
+                Fate::Lost => c.lost += 1,
+            }
+        }
+    }
+    for c in classes.values_mut() {
+        c.latencies.sort();
+    }
+    let lost: u64 = classes.values().map(|c| c.lost).sum();
+    let duplicates: u64 = classes.values().map(|c| c.duplicates).sum();
+    let starved = starvation(&sent, &fates);
+    let virtual_s = obs.virtual_time.as_secs_f64();
+    let wall_s = wall.as_secs_f64();
+
+    let precedence_json: serde_json::Map<String, Value> = Precedence::DESCENDING
+        .iter()
+        .map(|p| {
+            let c = &classes[p];
+            let l = &c.latencies;
+            (
+                p.as_str().to_owned(),
+                json!({
+                    "messages": c.messages,
+                    "sent": c.sent,
+                    "delivered": c.delivered,
+                    "expired": c.expired,
+                    "refused": c.refused,
+                    "held": c.held,
+                    "lost": c.lost,
+                    "duplicates": c.duplicates,
+                    "no_destinations": c.no_destinations,
+                    "delivery_ratio": if c.sent == 0 { Value::Null } else { json!(c.delivered as f64 / c.sent as f64) },
+                    "latency_ms": {
+                        "p50": ms(percentile(l, 0.5)),
+                        "p90": ms(percentile(l, 0.9)),
+                        "p99": ms(percentile(l, 0.99)),
+                        "max": ms(l.last().copied()),
+                    },
+                }),
+            )
+        })
+        .collect();
+
+    let links_json: Vec<Value> = obs
+        .links
+        .iter()
+        .map(|l| {
+            let bytes: u64 = l.directions.iter().map(|d| d.bytes).sum();
+            let util = l
+                .directions
+                .iter()
+                .map(|d| d.bytes as f64 * 8.0 / (l.bandwidth_bps as f64 * virtual_s.max(1e-9)))
+                .fold(0.0, f64::max);
+            json!({
+                "id": l.id,
+                "medium": l.medium.as_str(),
+                "bytes": bytes,
+                "utilisation": (util * 1e4).round() / 1e4,
+                "down_s": (l.down.as_secs_f64() * 1e3).round() / 1e3,
+                "packets": l.directions.iter().map(|d| d.packets).sum::<u64>(),
+                "dropped": l.directions.iter().map(|d| d.dropped_loss + d.dropped_queue + d.dropped_cut + d.dropped_mtu).sum::<u64>(),
+            })
+        })
+        .collect();
+
+    let events_json: Vec<Value> = obs
+        .events
+        .iter()
+        .map(|e| {
+            let failure = matches!(e.action, "link_down" | "node_crash" | "partition" | "degrade");
+            let recovered = if failure { recovery(sc, e.at, &sent, &fates) } else { None };
+            json!({
+                "at_s": e.at.as_secs_f64(),
+                "action": e.action,
+                "target": e.target,
+                "random": e.random,
+                "recovered_after_s": recovered.map(|d| (d.as_secs_f64() * 1e3).round() / 1e3),
+            })
+        })
+        .collect();
+
+    let mut failures = Vec::new();
+    if lost > 0 {
+        failures.push(format!("invariant: {lost} message deliveries lost (accepted, not delivered, not expired, refused or held)"));
+    }
+    if duplicates > 0 {
+        failures.push(format!("invariant: {duplicates} duplicate deliveries"));
+    }
+    let x = &sc.expect;
+    if let Some(max) = x.lost {
+        if lost > max {
+            failures.push(format!("expect.lost: {lost} > {max}"));
+        }
+    }
+    if let Some(max) = x.duplicates {
+        if duplicates > max {
+            failures.push(format!("expect.duplicates: {duplicates} > {max}"));
+        }
+    }
+    if let Some(max) = x.starved {
+        if starved > max {
+            failures.push(format!("expect.starved: {starved} > {max}"));
+        }
+    }
+    for (p, want) in &x.delivery_ratio {
+        let c = &classes[p];
+        let got = if c.sent == 0 { 1.0 } else { c.delivered as f64 / c.sent as f64 };
+        if got + 1e-12 < *want {
+            failures.push(format!("expect.delivery_ratio.{p}: {got:.4} < {want}"));
+        }
+    }
+    for (p, want) in &x.latency_p99 {
+        match percentile(&classes[p].latencies, 0.99) {
+            Some(got) if got > *want => failures.push(format!(
+                "expect.latency_p99.{p}: {} > {}",
+                format_duration(got),
+                format_duration(*want)
+            )),
+            None if classes[p].sent > 0 => {
+                failures.push(format!("expect.latency_p99.{p}: nothing delivered"))
+            }
+            _ => {}
+        }
+    }
+
+    let json = json!({
+        "scenario": sc.name,
+        "seed": seed,
+        "virtual_s": virtual_s,
+        "wall_s": wall_s,
+        "speedup": if wall_s > 0.0 { virtual_s / wall_s } else { 0.0 },
+        "nodes": sc.nodes.len(),
+        "precedence": precedence_json,
+        "links": links_json,
+        "events": events_json,
+        "not_accepted": obs.not_accepted.values().sum::<u64>(),
+        "invariants": { "lost": lost, "duplicates": duplicates, "starved": starved },
+        "expect": { "passed": failures.is_empty(), "failures": failures },
+    });
+    let text = table(&json);
+    let html = crate::html::page(
+        sc,
+        &json,
+        obs,
+        &classes.iter().map(|(p, c)| (*p, c.latencies.clone())).collect(),
+    );
+    Report { json, failures, text, html }
+}
+
+/// Higher precedence overtaken by lower: for each (origin, destination), a delivered message
+/// that arrived more than a second after a lower-precedence message sent after it.
+fn starvation(
+    sent: &[(&MessageId, &crate::world::Sent)],
+    fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
+) -> u64 {
+    const SLACK: Duration = Duration::from_secs(1);
+    let mut by_pair: BTreeMap<(usize, usize), Vec<(Duration, Precedence, Duration)>> =
+        BTreeMap::new();
+    for (id, s) in sent {
+        for d in &s.destinations {
+            if let Some((Fate::Delivered, Some(at))) = fates.get(&(**id, *d)) {
+                by_pair.entry((s.origin, *d)).or_default().push((s.at, s.precedence, *at));
+            }
+        }
+    }
+    let mut starved = 0;
+    for list in by_pair.values_mut() {
+        list.sort_by_key(|(sent, _, _)| *sent);
+        // Earliest delivery among messages sent later, per precedence index.
+        let mut earliest: [Option<Duration>; 4] = [None; 4];
+        for (_, p, delivered) in list.iter().rev() {
+            let lower = earliest[..p.index()].iter().flatten().min();
+            if lower.is_some_and(|l| *delivered > *l + SLACK) {
+                starved += 1;
+            }
+            let e = &mut earliest[p.index()];
+            *e = Some(e.map_or(*delivered, |x| x.min(*delivered)));
+        }
+    }
+    starved
+}
+
+/// The longest time, over the flows that were delivering before the event, from the event to
+/// the arrival of the flow's first message sent after it (minus the wait for that send).
+fn recovery(
+    sc: &Scenario,
+    at: Duration,
+    sent: &[(&MessageId, &crate::world::Sent)],
+    fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
+) -> Option<Duration> {
+    let mut worst: Option<Duration> = None;
+    for (flow, t) in sc.traffic.iter().enumerate() {
+        let window = t.interval * 2;
+        let was_flowing = sent.iter().any(|(id, s)| {
+            s.flow == flow
+                && s.destinations.iter().any(|d| {
+                    matches!(fates.get(&(**id, *d)), Some((Fate::Delivered, Some(x))) if *x < at && *x + window >= at)
+                })
+        });
+        if !was_flowing {
+            continue;
+        }
+        let first_after =
+            sent.iter().filter(|(_, s)| s.flow == flow && s.at >= at).find_map(|(id, s)| {
+                s.destinations
+                    .iter()
+                    .filter_map(|d| match fates.get(&(**id, *d)) {
+                        Some((Fate::Delivered, Some(x))) => Some(*x),
+                        _ => None,
+                    })
+                    .min()
+                    .map(|x| x.saturating_sub(s.at))
+            });
+        if let Some(r) = first_after {
+            worst = Some(worst.map_or(r, |w| w.max(r)));
+        }
+    }
+    worst
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Number(n) => n.as_f64().map_or_else(
+            || n.to_string(),
+            |f| if f.fract() == 0.0 { format!("{f:.0}") } else { format!("{f:.1}") },
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The terminal table.
+fn table(j: &Value) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "scenario {}  seed {}  nodes {}  virtual {}  wall {:.2}s  speedup {:.0}x",
+        j["scenario"].as_str().unwrap_or("?"),
+        j["seed"],
+        j["nodes"],
+        format_duration(Duration::from_secs_f64(j["virtual_s"].as_f64().unwrap_or(0.0))),
+        j["wall_s"].as_f64().unwrap_or(0.0),
+        j["speedup"].as_f64().unwrap_or(0.0),
+    );
+    let _ = writeln!(
+        t,
+        "\n{:<10} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+        "precedence",
+        "sent",
+        "delivered",
+        "expired",
+        "refused",
+        "held",
+        "lost",
+        "dup",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms"
+    );
+    for p in Precedence::DESCENDING {
+        let c = &j["precedence"][p.as_str()];
+        let l = &c["latency_ms"];
+        let _ = writeln!(
+            t,
+            "{:<10} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+            p.as_str(),
+            cell(&c["sent"]),
+            cell(&c["delivered"]),
+            cell(&c["expired"]),
+            cell(&c["refused"]),
+            cell(&c["held"]),
+            cell(&c["lost"]),
+            cell(&c["duplicates"]),
+            cell(&l["p50"]),
+            cell(&l["p90"]),
+            cell(&l["p99"]),
+            cell(&l["max"]),
+        );
+    }
+    let mut links: Vec<&Value> =
+        j["links"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    links.sort_by(|a, b| {
+        b["utilisation"]
+            .as_f64()
+            .partial_cmp(&a["utilisation"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let _ = writeln!(
+        t,
+        "\n{:<44} {:<9} {:>12} {:>6} {:>9}",
+        "link (busiest first)", "medium", "bytes", "util", "down"
+    );
+    for l in links.iter().take(12) {
+        let _ = writeln!(
+            t,
+            "{:<44} {:<9} {:>12} {:>5.1}% {:>9}",
+            l["id"].as_str().unwrap_or("?"),
+            l["medium"].as_str().unwrap_or("?"),
+            l["bytes"],
+            l["utilisation"].as_f64().unwrap_or(0.0) * 100.0,
+            format_duration(Duration::from_secs_f64(l["down_s"].as_f64().unwrap_or(0.0))),
+        );
+    }
+    if links.len() > 12 {
+        let _ = writeln!(t, "... and {} more links", links.len() - 12);
+    }
+    let events = j["events"].as_array().cloned().unwrap_or_default();
+    if !events.is_empty() {
+        let _ = writeln!(t, "\n{:>9} {:<14} {:<44} {:>10}", "at", "event", "target", "recovered");
+        for e in events.iter().take(40) {
+            let _ = writeln!(
+                t,
+                "{:>9} {:<14} {:<44} {:>10}",
+                format_duration(Duration::from_secs_f64(e["at_s"].as_f64().unwrap_or(0.0))),
+                format!(
+                    "{}{}",
+                    e["action"].as_str().unwrap_or("?"),
+                    if e["random"] == true { "*" } else { "" }
+                ),
+                e["target"].as_str().unwrap_or(""),
+                e["recovered_after_s"]
+                    .as_f64()
+                    .map_or("-".into(), |s| format_duration(Duration::from_secs_f64(s))),
+            );
+        }
+        if events.len() > 40 {
+            let _ = writeln!(t, "... and {} more events (* = random)", events.len() - 40);
+        }
+    }
+    let i = &j["invariants"];
+    let _ = writeln!(
+        t,
+        "\ninvariants: lost {}, duplicates {}, starved {}",
+        i["lost"], i["duplicates"], i["starved"]
+    );
+    let failures = j["expect"]["failures"].as_array().cloned().unwrap_or_default();
+    if failures.is_empty() {
+        let _ = writeln!(t, "expect: passed");
+    } else {
+        let _ = writeln!(t, "expect: FAILED");
+        for f in failures {
+            let _ = writeln!(t, "  - {}", f.as_str().unwrap_or("?"));
+        }
+    }
+    t
+}

@@ -1,0 +1,668 @@
+//! Scenario files (DESIGN.md section 9): parsed and checked completely before anything runs.
+//! Every error names the file, the line and the reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use relaymesh::core::config::MediumConfig;
+use relaymesh::core::types::Group;
+use relaymesh::core::{Address, Medium, NodeId, Precedence, Role, TopicPattern};
+use relaymesh::shell::config::{MediumSection, medium_config};
+use relaymesh::shell::transport::TransportSettings;
+use relaymesh::units::{parse_duration, parse_rate, parse_size};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::fabric::LinkParams;
+
+/// A scenario problem: file, line (when known) and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeDef {
+    pub id: NodeId,
+    pub role: Role,
+    pub groups: Vec<String>,
+    pub subscribe: Vec<TopicPattern>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LinkDef {
+    /// `a~b/medium`
+    pub id: String,
+    pub a: usize,
+    pub b: usize,
+    pub medium: Medium,
+    pub params: LinkParams,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrafficDef {
+    pub from: usize,
+    pub to: Address,
+    pub precedence: Precedence,
+    pub interval: Duration,
+    pub size: usize,
+    pub start: Duration,
+    pub stop: Duration,
+    pub lifetime: Duration,
+}
+
+/// What random failures may hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Targets {
+    Links,
+    Nodes,
+    All,
+}
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    LinkDown(usize),
+    LinkUp(usize),
+    Degrade {
+        link: usize,
+        delay: Option<Duration>,
+        jitter: Option<Duration>,
+        bandwidth_bps: Option<u64>,
+        loss: Option<f64>,
+        /// Back to normal after this long (`None`: until a `link_up` of the link).
+        lasting: Option<Duration>,
+    },
+    NodeCrash(usize),
+    NodeRestart(usize),
+    /// The nodes are cut off from everyone else.
+    Partition(Vec<usize>),
+    Heal,
+    RandomFailures {
+        mtbf: Duration,
+        mttr: Duration,
+        until: Duration,
+        targets: Targets,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::LinkDown(_) => "link_down",
+            Action::LinkUp(_) => "link_up",
+            Action::Degrade { .. } => "degrade",
+            Action::NodeCrash(_) => "node_crash",
+            Action::NodeRestart(_) => "node_restart",
+            Action::Partition(_) => "partition",
+            Action::Heal => "heal",
+            Action::RandomFailures { .. } => "random_failures",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EventDef {
+    pub at: Duration,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    pub lost: Option<u64>,
+    pub duplicates: Option<u64>,
+    pub starved: Option<u64>,
+    pub delivery_ratio: BTreeMap<Precedence, f64>,
+    pub latency_p99: BTreeMap<Precedence, Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub duration: Duration,
+    pub seed: u64,
+    pub nodes: Vec<NodeDef>,
+    pub links: Vec<LinkDef>,
+    pub traffic: Vec<TrafficDef>,
+    pub events: Vec<EventDef>,
+    pub media: BTreeMap<Medium, (MediumConfig, TransportSettings)>,
+    pub expect: Expect,
+}
+
+impl Scenario {
+    pub fn node_index(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id.as_str() == id)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: String,
+    #[serde(default)]
+    description: String,
+    duration: Spanned<String>,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    node: Vec<RawNode>,
+    #[serde(default)]
+    link: Vec<RawLink>,
+    #[serde(default)]
+    traffic: Vec<RawTraffic>,
+    #[serde(default)]
+    event: Vec<RawEvent>,
+    #[serde(default)]
+    media: BTreeMap<String, Spanned<MediumSection>>,
+    #[serde(default)]
+    expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<String>,
+    role: Spanned<String>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    subscribe: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    a: Spanned<String>,
+    b: Spanned<String>,
+    medium: Spanned<String>,
+    delay: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    bandwidth: Option<Spanned<String>>,
+    loss: Option<Spanned<f64>>,
+    loss_burst: Option<Spanned<f64>>,
+    mtu: Option<Spanned<usize>>,
+    queue: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraffic {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    #[serde(default)]
+    precedence: Option<Spanned<String>>,
+    every: Option<Spanned<String>>,
+    rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    size: Option<usize>,
+    start: Option<Spanned<String>>,
+    stop: Option<Spanned<String>>,
+    lifetime: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    at: Spanned<String>,
+    action: Spanned<String>,
+    link: Option<Spanned<String>>,
+    node: Option<Spanned<String>>,
+    nodes: Option<Vec<Spanned<String>>>,
+    delay: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    bandwidth: Option<Spanned<String>>,
+    loss: Option<Spanned<f64>>,
+    #[serde(rename = "for")]
+    lasting: Option<Spanned<String>>,
+    mtbf: Option<Spanned<String>>,
+    mttr: Option<Spanned<String>>,
+    until: Option<Spanned<String>>,
+    targets: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    lost: Option<u64>,
+    duplicates: Option<u64>,
+    starved: Option<u64>,
+    #[serde(default)]
+    delivery_ratio: BTreeMap<String, f64>,
+    #[serde(default)]
+    latency_p99: BTreeMap<String, String>,
+}
+
+/// Parses scenario text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let fail = |span: Option<std::ops::Range<usize>>, reason: String| ScenarioError {
+        file: file.to_owned(),
+        line: span.map(|s| line_of(s.start)),
+        reason,
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| fail(e.span(), e.message().trim().to_owned()))?;
+    let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        fail(inner.span(), format!("{path}: {}", inner.message().trim()))
+    })?;
+    Checker { fail: &fail }.build(raw)
+}
+
+/// Loads a scenario file.
+pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: None,
+        reason: e.to_string(),
+    })?;
+    parse(&text, &file)
+}
+
+type Fail<'a> = &'a dyn Fn(Option<std::ops::Range<usize>>, String) -> ScenarioError;
+
+struct Checker<'a> {
+    fail: Fail<'a>,
+}
+
+impl Checker<'_> {
+    fn err<T>(&self, s: &Spanned<T>, reason: impl std::fmt::Display) -> ScenarioError {
+        (self.fail)(Some(s.span()), reason.to_string())
+    }
+
+    fn duration(&self, s: &Spanned<String>) -> Result<Duration, ScenarioError> {
+        parse_duration(s.get_ref()).map_err(|e| self.err(s, e))
+    }
+
+    fn opt_duration(&self, s: &Option<Spanned<String>>) -> Result<Option<Duration>, ScenarioError> {
+        s.as_ref().map(|s| self.duration(s)).transpose()
+    }
+
+    fn node(&self, nodes: &[NodeDef], s: &Spanned<String>) -> Result<usize, ScenarioError> {
+        nodes
+            .iter()
+            .position(|n| n.id.as_str() == s.get_ref())
+            .ok_or_else(|| self.err(s, format!("unknown node {:?}", s.get_ref())))
+    }
+
+    fn ratio(&self, s: &Spanned<f64>, what: &str) -> Result<f64, ScenarioError> {
+        let v = *s.get_ref();
+        if (0.0..1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.err(s, format!("{what} {v} is not in [0, 1)")))
+        }
+    }
+
+    fn build(&self, raw: Raw) -> Result<Scenario, ScenarioError> {
+        let duration = self.duration(&raw.duration)?;
+        if duration.is_zero() {
+            return Err(self.err(&raw.duration, "duration must be positive"));
+        }
+        let mut nodes: Vec<NodeDef> = Vec::new();
+        for n in &raw.node {
+            let id = NodeId::new(n.id.get_ref()).map_err(|e| self.err(&n.id, e))?;
+            if nodes.iter().any(|x| x.id == id) {
+                return Err(self.err(&n.id, format!("node {id} is defined twice")));
+            }
+            let role = n.role.get_ref().parse::<Role>().map_err(|e| self.err(&n.role, e))?;
+            let mut groups = Vec::new();
+            for g in &n.groups {
+                match Group::parse(g.get_ref()) {
+                    Ok(Group::Named(name)) => groups.push(name),
+                    Ok(_) => return Err(self.err(g, "built-in groups cannot be joined")),
+                    Err(e) => return Err(self.err(g, e)),
+                }
+            }
+            let subscribe = n
+                .subscribe
+                .iter()
+                .map(|s| TopicPattern::new(s.get_ref()).map_err(|e| self.err(s, e)))
+                .collect::<Result<_, _>>()?;
+            nodes.push(NodeDef { id, role, groups, subscribe });
+        }
+        if nodes.is_empty() {
+            return Err((self.fail)(None, "a scenario needs at least one [[node]]".into()));
+        }
+
+        let mut links: Vec<LinkDef> = Vec::new();
+        for l in &raw.link {
+            let a = self.node(&nodes, &l.a)?;
+            let b = self.node(&nodes, &l.b)?;
+            if a == b {
+                return Err(self.err(&l.b, format!("a link from {} to itself", nodes[a].id)));
+            }
+            let medium =
+                l.medium.get_ref().parse::<Medium>().map_err(|e| self.err(&l.medium, e))?;
+            let id = format!("{}~{}/{}", nodes[a].id, nodes[b].id, medium);
+            let twin = format!("{}~{}/{}", nodes[b].id, nodes[a].id, medium);
+            if links.iter().any(|x| x.id == id || x.id == twin) {
+                return Err(self.err(&l.a, format!("link {id} is defined twice")));
+            }
+            let bandwidth_bps = match &l.bandwidth {
+                Some(s) => parse_rate(s.get_ref()).map_err(|e| self.err(s, e))?,
+                None => default_bandwidth(medium),
+            };
+            if bandwidth_bps == 0 {
+                return Err(self
+                    .err(l.bandwidth.as_ref().unwrap_or(&l.medium), "bandwidth must be positive"));
+            }
+            let loss = l.loss.as_ref().map(|s| self.ratio(s, "loss")).transpose()?.unwrap_or(0.0);
+            let burst = match &l.loss_burst {
+                Some(s) if *s.get_ref() < 1.0 => {
+                    return Err(self.err(s, "loss_burst is a mean burst length, at least 1"));
+                }
+                Some(s) => *s.get_ref(),
+                None => 1.0,
+            };
+            let mtu = match &l.mtu {
+                Some(s) if *s.get_ref() < 1200 => {
+                    return Err(self.err(s, "QUIC needs an MTU of at least 1200"));
+                }
+                Some(s) => *s.get_ref(),
+                None => 1400,
+            };
+            let queue_bytes = match &l.queue {
+                Some(s) => parse_size(s.get_ref()).map_err(|e| self.err(s, e))?,
+                None => (bandwidth_bps / 8).max(64 * 1024),
+            };
+            let params = LinkParams {
+                delay: self.opt_duration(&l.delay)?.unwrap_or_else(|| default_delay(medium)),
+                jitter: self.opt_duration(&l.jitter)?.unwrap_or_default(),
+                bandwidth_bps,
+                loss,
+                burst,
+                mtu,
+                queue_bytes,
+            };
+            links.push(LinkDef { id, a, b, medium, params });
+        }
+
+        let mut traffic = Vec::new();
+        for t in &raw.traffic {
+            let from = self.node(&nodes, &t.from)?;
+            let to = Address::parse(t.to.get_ref()).map_err(|e| self.err(&t.to, e))?;
+            if let Address::Node(n) = &to {
+                if !nodes.iter().any(|x| &x.id == n) {
+                    return Err(self.err(&t.to, format!("unknown node {n}")));
+                }
+            }
+            let precedence = match &t.precedence {
+                Some(p) => p.get_ref().parse().map_err(|e| self.err(p, e))?,
+                None => Precedence::Routine,
+            };
+            let interval = match (&t.every, &t.rate) {
+                (Some(e), None) => self.duration(e)?,
+                (None, Some(r)) if *r.get_ref() > 0.0 => Duration::from_secs_f64(1.0 / r.get_ref()),
+                (None, Some(r)) => return Err(self.err(r, "rate must be positive")),
+                (Some(e), Some(_)) => return Err(self.err(e, "give every or rate, not both")),
+                (None, None) => return Err(self.err(&t.from, "traffic needs every or rate")),
+            };
+            if interval.is_zero() {
+                return Err(
+                    self.err(t.every.as_ref().unwrap_or(&t.from), "interval must be positive")
+                );
+            }
+            let start = self.opt_duration(&t.start)?.unwrap_or_default();
+            let stop = self.opt_duration(&t.stop)?.unwrap_or(duration);
+            traffic.push(TrafficDef {
+                from,
+                to,
+                precedence,
+                interval,
+                size: t.size.unwrap_or(256),
+                start,
+                stop: stop.min(duration),
+                lifetime: self.opt_duration(&t.lifetime)?.unwrap_or(Duration::from_secs(3600)),
+            });
+        }
+
+        let mut events = Vec::new();
+        for e in &raw.event {
+            let at = self.duration(&e.at)?;
+            let link = |this: &Self| -> Result<usize, ScenarioError> {
+                let l = e.link.as_ref().ok_or_else(|| {
+                    this.err(&e.action, "this action needs link = \"a~b/medium\"")
+                })?;
+                links
+                    .iter()
+                    .position(|x| {
+                        &x.id == l.get_ref() || reversed(&x.id).as_deref() == Some(l.get_ref())
+                    })
+                    .ok_or_else(|| {
+                        this.err(
+                            l,
+                            format!("unknown link {:?} (links are named a~b/medium)", l.get_ref()),
+                        )
+                    })
+            };
+            let node = |this: &Self| -> Result<usize, ScenarioError> {
+                let n = e
+                    .node
+                    .as_ref()
+                    .ok_or_else(|| this.err(&e.action, "this action needs node = \"<id>\""))?;
+                this.node(&nodes, n)
+            };
+            let action = match e.action.get_ref().as_str() {
+                "link_down" => Action::LinkDown(link(self)?),
+                "link_up" => Action::LinkUp(link(self)?),
+                "degrade" => Action::Degrade {
+                    link: link(self)?,
+                    delay: self.opt_duration(&e.delay)?,
+                    jitter: self.opt_duration(&e.jitter)?,
+                    bandwidth_bps: e
+                        .bandwidth
+                        .as_ref()
+                        .map(|s| parse_rate(s.get_ref()).map_err(|x| self.err(s, x)))
+                        .transpose()?,
+                    loss: e.loss.as_ref().map(|s| self.ratio(s, "loss")).transpose()?,
+                    lasting: self.opt_duration(&e.lasting)?,
+                },
+                "node_crash" => Action::NodeCrash(node(self)?),
+                "node_restart" => Action::NodeRestart(node(self)?),
+                "partition" => {
+                    let list = e
+                        .nodes
+                        .as_ref()
+                        .ok_or_else(|| self.err(&e.action, "partition needs nodes = [...]"))?;
+                    Action::Partition(
+                        list.iter().map(|n| self.node(&nodes, n)).collect::<Result<_, _>>()?,
+                    )
+                }
+                "heal" => Action::Heal,
+                "random_failures" => {
+                    let need = |s: &Option<Spanned<String>>, what: &str| {
+                        s.as_ref()
+                            .ok_or_else(|| {
+                                self.err(&e.action, format!("random_failures needs {what}"))
+                            })
+                            .and_then(|s| self.duration(s))
+                    };
+                    let targets = match e.targets.as_ref().map(|t| t.get_ref().as_str()) {
+                        None | Some("all") => Targets::All,
+                        Some("links") => Targets::Links,
+                        Some("nodes") => Targets::Nodes,
+                        Some(other) => {
+                            let t = e.targets.as_ref().unwrap_or(&e.action);
+                            return Err(self.err(
+                                t,
+                                format!("targets {other:?}: expected links, nodes or all"),
+                            ));
+                        }
+                    };
+                    Action::RandomFailures {
+                        mtbf: need(&e.mtbf, "mtbf")?,
+                        mttr: need(&e.mttr, "mttr")?,
+                        until: self.opt_duration(&e.until)?.unwrap_or(duration),
+                        targets,
+                    }
+                }
+                other => {
+                    return Err(self.err(
+                        &e.action,
+                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal or random_failures"),
+                    ));
+                }
+            };
+            events.push(EventDef { at, action });
+        }
+        events.sort_by_key(|e| e.at);
+
+        let mut media = BTreeMap::new();
+        for (name, section) in raw.media {
+            let medium: Medium = name.parse().map_err(|e| self.err(&section, e))?;
+            let cfg = medium_config(&format!("media.{name}"), medium, section.get_ref().clone())
+                .map_err(|(key, why)| self.err(&section, format!("{key}: {why}")))?;
+            media.insert(medium, cfg);
+        }
+
+        let mut expect = Expect::default();
+        if let Some(x) = raw.expect {
+            expect.lost = x.lost;
+            expect.duplicates = x.duplicates;
+            expect.starved = x.starved;
+            for (p, r) in x.delivery_ratio {
+                let prec: Precedence = p
+                    .parse()
+                    .map_err(|e| (self.fail)(None, format!("expect.delivery_ratio: {e}")))?;
+                expect.delivery_ratio.insert(prec, r);
+            }
+            for (p, d) in x.latency_p99 {
+                let prec: Precedence =
+                    p.parse().map_err(|e| (self.fail)(None, format!("expect.latency_p99: {e}")))?;
+                let d = parse_duration(&d)
+                    .map_err(|e| (self.fail)(None, format!("expect.latency_p99.{p}: {e}")))?;
+                expect.latency_p99.insert(prec, d);
+            }
+        }
+
+        Ok(Scenario {
+            name: raw.name,
+            description: raw.description,
+            duration,
+            seed: raw.seed,
+            nodes,
+            links,
+            traffic,
+            events,
+            media,
+            expect,
+        })
+    }
+}
+
+fn reversed(id: &str) -> Option<String> {
+    let (pair, medium) = id.split_once('/')?;
+    let (a, b) = pair.split_once('~')?;
+    Some(format!("{b}~{a}/{medium}"))
+}
+
+fn default_bandwidth(m: Medium) -> u64 {
+    match m {
+        Medium::Satellite => 1_000_000,
+        Medium::Wireless => 10_000_000,
+        Medium::Public => 50_000_000,
+    }
+}
+
+fn default_delay(m: Medium) -> Duration {
+    match m {
+        Medium::Satellite => Duration::from_millis(300),
+        Medium::Wireless => Duration::from_millis(10),
+        Medium::Public => Duration::from_millis(20),
+    }
+}
+
+/// The scenarios built into the binary: (name, file text).
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("county-flood", include_str!("../../scenarios/county-flood.toml")),
+    ("satellite-bulk", include_str!("../../scenarios/satellite-bulk.toml")),
+    ("smoke", include_str!("../../scenarios/smoke.toml")),
+    ("chaos-10", include_str!("../../scenarios/chaos-10.toml")),
+];
+
+/// A built-in scenario by name.
+pub fn built_in(name: &str) -> Option<Result<Scenario, ScenarioError>> {
+    BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| parse(text, &format!("<built-in {n}>")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+name = "t"
+duration = "10m"
+
+[[node]]
+id = "a"
+role = "command"
+
+[[node]]
+id = "b"
+role = "township"
+
+[[link]]
+a = "a"
+b = "b"
+medium = "wireless"
+
+[[event]]
+at = "1m"
+action = "link_down"
+link = "a~b/wireless"
+"#;
+
+    fn check(text: &str, line: usize, reason: &str) {
+        let e = parse(text, "s.toml").unwrap_err();
+        assert_eq!(e.file, "s.toml");
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(e.reason.contains(reason), "{e}");
+    }
+
+    #[test]
+    fn a_small_scenario_parses() {
+        let s = parse(SMALL, "s.toml").unwrap();
+        assert_eq!(s.nodes.len(), 2);
+        assert_eq!(s.links[0].id, "a~b/wireless");
+        assert!(matches!(s.events[0].action, Action::LinkDown(0)));
+    }
+
+    #[test]
+    fn bad_scenarios_are_refused_with_file_line_and_reason() {
+        check(&SMALL.replace("b = \"b\"", "b = \"c\""), 15, "unknown node \"c\"");
+        check(&SMALL.replace("b = \"b\"", "b = \"a\""), 15, "link from a to itself");
+        check(&SMALL.replace("at = \"1m\"", "at = \"1 fortnight\""), 19, "unknown unit");
+        check(
+            &SMALL.replace("action = \"link_down\"", "action = \"explode\""),
+            20,
+            "unknown action \"explode\"",
+        );
+        check(
+            &SMALL.replace("link = \"a~b/wireless\"", "link = \"a~b/satellite\""),
+            21,
+            "unknown link",
+        );
+        check(
+            &SMALL.replace("duration = \"10m\"", "duration = \"ten\""),
+            3,
+            "does not start with a number",
+        );
+        check(&SMALL.replace("medium = \"wireless\"", "medium = \"pigeon\""), 16, "invalid medium");
+    }
+
+    #[test]
+    fn every_built_in_scenario_parses() {
+        for (name, _) in BUILT_IN {
+            built_in(name).unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

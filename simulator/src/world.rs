@@ -1,0 +1,628 @@
+//! Runs a scenario: real relay nodes (core, quinn, rustls, store) on the virtual fabric, all in
+//! one tokio runtime with a paused clock, driven by one loop that plays traffic and events in
+//! virtual-time order.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use relaymesh::core::status::held_entries;
+use relaymesh::core::store::MemStore;
+use relaymesh::core::{
+    CoreConfig, Event, Medium, MessageId, NodeId, Precedence, Submission, Time, TrafficStatus,
+};
+use relaymesh::pki::{Ca, Validity};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::driver::NodeHandle;
+use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::{Dial, Listener, Relay, RelaySpec};
+use rustls::pki_types::PrivateKeyDer;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, info_span};
+
+use crate::fabric::{Cut, Fabric, LinkReport, RuleGuard, address};
+use crate::scenario::{Action, Scenario, Targets};
+
+/// Virtual wall-clock time at which every simulation starts (2026-01-01T00:00:00Z).
+pub const EPOCH: Duration = Duration::from_secs(1_767_225_600);
+
+/// A message the simulator sent.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub flow: usize,
+    pub origin: usize,
+    pub precedence: Precedence,
+    pub at: Duration,
+    pub lifetime: Duration,
+    /// Destination node indexes, as the origin resolved the address.
+    pub destinations: Vec<usize>,
+}
+
+/// One failure or recovery as it happened.
+#[derive(Clone, Debug)]
+pub struct Happened {
+    pub at: Duration,
+    pub action: &'static str,
+    pub target: String,
+    pub random: bool,
+}
+
+/// Everything a run observed; the report is computed from it.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub sent: HashMap<MessageId, Sent>,
+    /// Submissions a crashed or refusing origin did not accept, per flow.
+    pub not_accepted: BTreeMap<usize, u64>,
+    /// (message, destination node) -> delivery times (more than one is a duplicate).
+    pub deliveries: HashMap<(MessageId, usize), Vec<Duration>>,
+    pub expired: HashSet<MessageId>,
+    pub refused: HashMap<MessageId, String>,
+    /// (message, destination node) still owed by some store at the end.
+    pub held: HashSet<(MessageId, usize)>,
+    pub events: Vec<Happened>,
+    pub links: Vec<LinkReport>,
+    /// Per node: (time, messages held), sampled.
+    pub queue_depth: BTreeMap<String, Vec<(Duration, u64)>>,
+    pub virtual_time: Duration,
+    pub started: Option<Instant>,
+}
+
+struct SimNode {
+    id: NodeId,
+    index: usize,
+    core: CoreConfig,
+    disk: MemStore,
+    creds: Credentials,
+    media: Vec<Medium>,
+    dials: Vec<Dial>,
+    relay: Option<Relay>,
+    handle: Option<NodeHandle>,
+    starts: u64,
+    crash_cuts: Vec<RuleGuard>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Send(usize),
+    Event(usize),
+    /// Random failures: the next failure of event `n`.
+    Chaos(usize),
+    LinkUp(usize, bool),
+    NodeRestart(usize, bool),
+    Restore(usize),
+    Sample,
+}
+
+struct World<'s> {
+    sc: &'s Scenario,
+    seed: u64,
+    fabric: Fabric,
+    clock: Clock,
+    start: Instant,
+    nodes: Vec<SimNode>,
+    observer: mpsc::UnboundedSender<(NodeId, Time, Event)>,
+    link_cuts: HashMap<usize, RuleGuard>,
+    degraded: HashMap<usize, crate::fabric::LinkParams>,
+    partition: Vec<RuleGuard>,
+    chaos: ChaCha8Rng,
+    queue: BinaryHeap<Reverse<(Duration, u64, StepKey)>>,
+    steps: Vec<Step>,
+    counter: u64,
+    obs: Observed,
+}
+
+/// Steps are stored aside; the heap orders (time, insertion, index).
+type StepKey = usize;
+
+/// Mixes a seed with a label and a number, for per-node and per-purpose seeds.
+pub fn sub_seed(seed: u64, label: &str, n: u64) -> u64 {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in label.bytes().chain(n.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    h
+}
+
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = [0u8; 32];
+    rng.fill(&mut out);
+    out
+}
+
+/// Runs `sc` with `seed` to the end; must run in a current-thread runtime with a paused clock.
+/// `progress` is called with the virtual time reached, now and then.
+pub async fn run(sc: &Scenario, seed: u64, progress: &mut dyn FnMut(Duration)) -> Observed {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut w = World::new(sc, seed, tx);
+    w.obs.started = Some(w.start);
+    for i in 0..w.nodes.len() {
+        w.start_node(i);
+    }
+    w.schedule_all();
+    let end = sc.duration;
+    let mut last_progress = Duration::ZERO;
+    while let Some(Reverse((at, _, key))) = w.queue.pop() {
+        if at > end {
+            break;
+        }
+        tokio::time::sleep_until(w.start + at).await;
+        drain(&mut rx, &mut w);
+        let step = w.steps[key].clone();
+        w.step(step, at).await;
+        if at >= last_progress + Duration::from_secs(10) {
+            last_progress = at;
+            progress(at);
+        }
+    }
+    tokio::time::sleep_until(w.start + end).await;
+    drain(&mut rx, &mut w);
+    progress(end);
+    w.finish(&mut rx).await
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<(NodeId, Time, Event)>, w: &mut World<'_>) {
+    while let Ok((node, at, event)) = rx.try_recv() {
+        w.observe(node, at, event);
+    }
+}
+
+impl<'s> World<'s> {
+    fn new(
+        sc: &'s Scenario,
+        seed: u64,
+        observer: mpsc::UnboundedSender<(NodeId, Time, Event)>,
+    ) -> World<'s> {
+        let fabric = Fabric::new(sub_seed(seed, "fabric", 0));
+        let clock = Clock::anchored(EPOCH);
+        let start = Instant::now();
+        let epoch = UNIX_EPOCH + EPOCH;
+        let validity = Validity {
+            not_before: epoch - Duration::from_secs(86_400),
+            not_after: epoch + Duration::from_secs(10 * 365 * 86_400),
+        };
+        let ca = Ca::generate(Some(seed_bytes(sub_seed(seed, "ca", 0))), validity)
+            .unwrap_or_else(|e| unreachable!("a seeded CA always generates: {e}"));
+        let mut nodes = Vec::new();
+        for (index, def) in sc.nodes.iter().enumerate() {
+            let key_seed = seed_bytes(sub_seed(seed, "key", index as u64));
+            let cert = ca
+                .issue(&def.id, def.role, Some(key_seed), validity)
+                .unwrap_or_else(|e| unreachable!("a seeded certificate always generates: {e}"));
+            let creds = Credentials {
+                ca: ca.cert_der.clone(),
+                chain: vec![cert.cert_der],
+                key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
+                identity: relaymesh::pki::Identity { node: def.id.clone(), role: def.role },
+            };
+            let mut core = CoreConfig::new(def.id.clone(), def.role);
+            core.groups = def.groups.clone();
+            for (m, (mc, _)) in &sc.media {
+                core.media.insert(*m, mc.clone());
+            }
+            let mut media: Vec<Medium> = Vec::new();
+            let mut dials = Vec::new();
+            for l in &sc.links {
+                if l.a == index || l.b == index {
+                    if !media.contains(&l.medium) {
+                        media.push(l.medium);
+                    }
+                }
+                if l.a == index {
+                    dials.push(Dial {
+                        node: sc.nodes[l.b].id.clone(),
+                        addr: address(l.b, l.medium),
+                        medium: l.medium,
+                    });
+                }
+            }
+            nodes.push(SimNode {
+                id: def.id.clone(),
+                index,
+                core,
+                disk: MemStore::new(),
+                creds,
+                media,
+                dials,
+                relay: None,
+                handle: None,
+                starts: 0,
+                crash_cuts: Vec::new(),
+            });
+        }
+        for l in &sc.links {
+            fabric.add_link(
+                &l.id,
+                l.medium,
+                address(l.a, l.medium),
+                address(l.b, l.medium),
+                l.params.clone(),
+            );
+        }
+        World {
+            sc,
+            seed,
+            fabric,
+            clock,
+            start,
+            nodes,
+            observer,
+            link_cuts: HashMap::new(),
+            degraded: HashMap::new(),
+            partition: Vec::new(),
+            chaos: ChaCha8Rng::seed_from_u64(sub_seed(seed, "chaos", 0)),
+            queue: BinaryHeap::new(),
+            steps: Vec::new(),
+            counter: 0,
+            obs: Observed::default(),
+        }
+    }
+
+    fn at(&mut self, at: Duration, step: Step) {
+        self.counter += 1;
+        self.steps.push(step);
+        self.queue.push(Reverse((at, self.counter, self.steps.len() - 1)));
+    }
+
+    fn schedule_all(&mut self) {
+        for (i, t) in self.sc.traffic.iter().enumerate() {
+            if t.start <= t.stop {
+                self.at(t.start, Step::Send(i));
+            }
+        }
+        for (i, e) in self.sc.events.iter().enumerate() {
+            self.at(e.at, Step::Event(i));
+        }
+        self.at(Duration::ZERO, Step::Sample);
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let transport = self.sc.media.iter().map(|(m, (_, t))| (*m, t.clone())).collect();
+        let node = &mut self.nodes[i];
+        let listeners = node
+            .media
+            .iter()
+            .map(|m| Listener { medium: *m, socket: self.fabric.bind(address(node.index, *m)) })
+            .collect();
+        let spec = RelaySpec {
+            core: node.core.clone(),
+            creds: node.creds.clone(),
+            transport,
+            listeners,
+            dials: node.dials.clone(),
+            store: Box::new(node.disk.handle()),
+            clock: self.clock,
+            seed: sub_seed(self.seed, node.id.as_str(), node.starts),
+            max_batch: 4096,
+            data_dir: None,
+            observer: Some(self.observer.clone()),
+            dedicated_driver_thread: false,
+            client_socket: None,
+        };
+        node.starts += 1;
+        match Relay::start(spec) {
+            Ok(relay) => {
+                let handle = relay.handle().clone();
+                // Durable subscriptions: re-asserting them after a restart changes nothing.
+                let subs = self.sc.nodes[i].subscribe.clone();
+                if !subs.is_empty() {
+                    let h = handle.clone();
+                    let span = info_span!("node", id = %node.id);
+                    tokio::spawn(
+                        async move {
+                            for p in subs {
+                                let _ = h.subscribe(p, true).await;
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+                node.handle = Some(handle);
+                node.relay = Some(relay);
+            }
+            Err(e) => tracing::error!(node = %node.id, "cannot start: {e}"),
+        }
+    }
+
+    fn crash_node(&mut self, i: usize) -> bool {
+        let Some(relay) = self.nodes[i].relay.take() else { return false };
+        relay.abort();
+        self.nodes[i].handle = None;
+        self.nodes[i].disk.crash();
+        let (index, media) = (self.nodes[i].index, self.nodes[i].media.clone());
+        for m in media {
+            self.fabric.unbind(address(index, m));
+        }
+        let cuts: Vec<RuleGuard> = self
+            .sc
+            .links
+            .iter()
+            .filter(|l| l.a == i || l.b == i)
+            .filter_map(|l| self.fabric.add_rule(&l.id, Box::new(Cut)))
+            .collect();
+        self.nodes[i].crash_cuts = cuts;
+        true
+    }
+
+    fn restart_node(&mut self, i: usize) -> bool {
+        if self.nodes[i].relay.is_some() {
+            return false;
+        }
+        self.nodes[i].crash_cuts.clear();
+        self.start_node(i);
+        true
+    }
+
+    fn log(&mut self, at: Duration, action: &'static str, target: String, random: bool) {
+        self.obs.events.push(Happened { at, action, target, random });
+    }
+
+    async fn step(&mut self, step: Step, at: Duration) {
+        match step {
+            Step::Send(flow) => self.send(flow, at).await,
+            Step::Event(i) => self.event(i, at),
+            Step::Chaos(i) => self.chaos(i, at),
+            Step::LinkUp(l, random) => {
+                if self.link_cuts.remove(&l).is_some() {
+                    let id = self.sc.links[l].id.clone();
+                    self.log(at, "link_up", id, random);
+                }
+            }
+            Step::NodeRestart(n, random) => {
+                if self.restart_node(n) {
+                    let id = self.nodes[n].id.to_string();
+                    self.log(at, "node_restart", id, random);
+                }
+            }
+            Step::Restore(l) => {
+                if let Some(p) = self.degraded.remove(&l) {
+                    self.fabric.set_params(&self.sc.links[l].id, p);
+                }
+            }
+            Step::Sample => {
+                for n in 0..self.nodes.len() {
+                    let depth = match &self.nodes[n].handle {
+                        Some(h) => h.status().await.map(|s| s.node.held.iter().sum()).unwrap_or(0),
+                        None => 0,
+                    };
+                    self.obs
+                        .queue_depth
+                        .entry(self.nodes[n].id.to_string())
+                        .or_default()
+                        .push((at, depth));
+                }
+                let every = (self.sc.duration / 120).max(Duration::from_secs(1));
+                self.at(at + every, Step::Sample);
+            }
+        }
+    }
+
+    async fn send(&mut self, flow: usize, at: Duration) {
+        let t = &self.sc.traffic[flow];
+        let next = at + t.interval;
+        if next <= t.stop {
+            self.at(next, Step::Send(flow));
+        }
+        let Some(handle) = self.nodes[t.from].handle.clone() else {
+            *self.obs.not_accepted.entry(flow).or_default() += 1;
+            return;
+        };
+        let sub = Submission {
+            to: t.to.clone(),
+            precedence: t.precedence,
+            lifetime: t.lifetime,
+            content_type: "application/octet-stream".into(),
+            payload: Bytes::from(vec![0x5a; t.size]),
+            receipt: true,
+            status: TrafficStatus::Exercise,
+        };
+        let id = match handle.submit(sub).await {
+            Ok(Ok(id)) => id,
+            _ => {
+                *self.obs.not_accepted.entry(flow).or_default() += 1;
+                return;
+            }
+        };
+        let destinations = match handle.message(id).await {
+            Ok(Ok(Some(view))) => view
+                .destinations
+                .iter()
+                .filter_map(|d| self.sc.node_index(d.node.as_str()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.obs.sent.insert(
+            id,
+            Sent {
+                flow,
+                origin: t.from,
+                precedence: t.precedence,
+                at,
+                lifetime: t.lifetime,
+                destinations,
+            },
+        );
+    }
+
+    fn event(&mut self, i: usize, at: Duration) {
+        let action = self.sc.events[i].action.clone();
+        match action {
+            Action::LinkDown(l) => {
+                if let std::collections::hash_map::Entry::Vacant(e) = self.link_cuts.entry(l) {
+                    if let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut)) {
+                        e.insert(g);
+                    }
+                }
+                self.log(at, "link_down", self.sc.links[l].id.clone(), false);
+            }
+            Action::LinkUp(l) => {
+                self.link_cuts.remove(&l);
+                if let Some(p) = self.degraded.remove(&l) {
+                    self.fabric.set_params(&self.sc.links[l].id, p);
+                }
+                self.log(at, "link_up", self.sc.links[l].id.clone(), false);
+            }
+            Action::Degrade { link, delay, jitter, bandwidth_bps, loss, lasting } => {
+                let id = self.sc.links[link].id.clone();
+                if let Some(old) = self.fabric.params(&id) {
+                    let mut new = old.clone();
+                    if let Some(d) = delay {
+                        new.delay = d;
+                    }
+                    if let Some(j) = jitter {
+                        new.jitter = j;
+                    }
+                    if let Some(b) = bandwidth_bps {
+                        new.bandwidth_bps = b;
+                    }
+                    if let Some(l) = loss {
+                        new.loss = l;
+                    }
+                    self.fabric.set_params(&id, new);
+                    self.degraded.entry(link).or_insert(old);
+                    if let Some(d) = lasting {
+                        self.at(at + d, Step::Restore(link));
+                    }
+                }
+                self.log(at, "degrade", id, false);
+            }
+            Action::NodeCrash(n) => {
+                self.crash_node(n);
+                self.log(at, "node_crash", self.nodes[n].id.to_string(), false);
+            }
+            Action::NodeRestart(n) => {
+                self.restart_node(n);
+                self.log(at, "node_restart", self.nodes[n].id.to_string(), false);
+            }
+            Action::Partition(set) => {
+                let inside: HashSet<usize> = set.iter().copied().collect();
+                for l in &self.sc.links {
+                    if inside.contains(&l.a) != inside.contains(&l.b) {
+                        if let Some(g) = self.fabric.add_rule(&l.id, Box::new(Cut)) {
+                            self.partition.push(g);
+                        }
+                    }
+                }
+                let names: Vec<String> =
+                    set.iter().map(|n| self.nodes[*n].id.to_string()).collect();
+                self.log(at, "partition", names.join(","), false);
+            }
+            Action::Heal => {
+                self.partition.clear();
+                self.log(at, "heal", String::new(), false);
+            }
+            Action::RandomFailures { mtbf, .. } => {
+                let first = at + exponential(&mut self.chaos, mtbf);
+                self.at(first, Step::Chaos(i));
+            }
+        }
+    }
+
+    fn chaos(&mut self, i: usize, at: Duration) {
+        let Action::RandomFailures { mtbf, mttr, until, targets } =
+            self.sc.events[i].action.clone()
+        else {
+            return;
+        };
+        if at > until {
+            return;
+        }
+        let links = self.sc.links.len();
+        let nodes = self.nodes.len();
+        let pool = match targets {
+            Targets::Links => links,
+            Targets::Nodes => nodes,
+            Targets::All => links + nodes,
+        };
+        if pool > 0 {
+            let pick = self.chaos.random_range(0..pool);
+            let repair = at + exponential(&mut self.chaos, mttr);
+            let link = match targets {
+                Targets::Links => Some(pick),
+                Targets::Nodes => None,
+                Targets::All => (pick < links).then_some(pick),
+            };
+            match link {
+                Some(l) => {
+                    if !self.link_cuts.contains_key(&l) {
+                        if let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut)) {
+                            self.link_cuts.insert(l, g);
+                            self.log(at, "link_down", self.sc.links[l].id.clone(), true);
+                            self.at(repair, Step::LinkUp(l, true));
+                        }
+                    }
+                }
+                None => {
+                    let n = if targets == Targets::Nodes { pick } else { pick - links };
+                    if self.crash_node(n) {
+                        self.log(at, "node_crash", self.nodes[n].id.to_string(), true);
+                        self.at(repair, Step::NodeRestart(n, true));
+                    }
+                }
+            }
+        }
+        let next = at + exponential(&mut self.chaos, mtbf);
+        self.at(next, Step::Chaos(i));
+    }
+
+    fn observe(&mut self, node: NodeId, at: Time, event: Event) {
+        let when = Duration::from_micros(
+            at.as_micros().saturating_sub(relaymesh::core::types::duration_micros(EPOCH)),
+        );
+        match event {
+            Event::Delivered { id, .. } => {
+                if let Some(n) = self.sc.node_index(node.as_str()) {
+                    self.obs.deliveries.entry((id, n)).or_default().push(when);
+                }
+            }
+            Event::Expired { id, .. } => {
+                self.obs.expired.insert(id);
+            }
+            Event::Refused { id, reason, .. } => {
+                self.obs.refused.insert(id, reason);
+            }
+            _ => {}
+        }
+    }
+
+    async fn finish(mut self, rx: &mut mpsc::UnboundedReceiver<(NodeId, Time, Event)>) -> Observed {
+        // Stop every node as if the power went: what is committed is what counts.
+        for i in 0..self.nodes.len() {
+            if let Some(relay) = self.nodes[i].relay.take() {
+                relay.abort();
+            }
+            self.nodes[i].handle = None;
+        }
+        tokio::task::yield_now().await;
+        drain(rx, &mut self);
+        for n in &self.nodes {
+            let mut disk = n.disk.handle();
+            disk.crash();
+            if let Ok(entries) = held_entries(&mut disk) {
+                for e in entries {
+                    if let Some(d) = self.sc.node_index(e.destination.as_str()) {
+                        self.obs.held.insert((e.id, d));
+                    }
+                }
+            }
+        }
+        // Deliveries of messages the simulator did not send (reports travel as messages but
+        // are not delivered to applications) are not part of the accounting.
+        let sent = &self.obs.sent;
+        self.obs.deliveries.retain(|(id, _), _| sent.contains_key(id));
+        self.obs.links = self.fabric.link_report();
+        self.obs.virtual_time = Instant::now() - self.start;
+        self.obs
+    }
+}
+
+fn exponential(rng: &mut ChaCha8Rng, mean: Duration) -> Duration {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    mean.mul_f64(-u.ln()).max(Duration::from_millis(1))
+}
