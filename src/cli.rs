@@ -269,6 +269,7 @@ fn run(config_path: &Path) -> Outcome {
             clock: Clock::wall(),
             seed,
             max_batch: cfg.max_batch,
+            commit: cfg.commit,
             data_dir: Some(cfg.data_dir.clone()),
             observer: None,
             dedicated_driver_thread: true,
@@ -497,10 +498,10 @@ async fn listen(a: ListenArgs) -> Outcome {
                 printed += 1;
                 if a.count.is_some_and(|c| printed >= c) {
                     let _ = out.flush();
-                    if a.topic.is_empty() {
-                        if let Some(c) = m["cursor"].as_u64() {
-                            mark_read(&client, c).await?;
-                        }
+                    if a.topic.is_empty()
+                        && let Some(c) = m["cursor"].as_u64()
+                    {
+                        mark_read(&client, c).await?;
                     }
                     return Ok(());
                 }

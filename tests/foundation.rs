@@ -1,6 +1,8 @@
 //! End to end, with real processes and real sockets: certificates made with the CLI, relays
 //! linked over QUIC with mutual TLS, messages sent and received with the CLI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! Store-and-forward with real processes: custody across `kill -9`, exactly-once delivery,
 //! precedence on catch-up, quotas.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -111,11 +113,11 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
                     "body": format!("load {i}"),
                 });
                 let r = client.post(format!("{}/v1/messages", spec.api_url())).json(&body).send();
-                if let Ok(r) = r {
-                    if r.status().as_u16() == 201 {
-                        let v: Value = r.json().unwrap();
-                        accepted.push(v["id"].as_str().unwrap().to_owned());
-                    }
+                if let Ok(r) = r
+                    && r.status().as_u16() == 201
+                {
+                    let v: Value = r.json().unwrap();
+                    accepted.push(v["id"].as_str().unwrap().to_owned());
                 }
                 i += 1;
             }

@@ -492,13 +492,13 @@ impl AsyncUdpSocket for VirtualSocket {
                 let Some(p) = inbox.packets.remove(&slot) else { continue };
                 let len = p.data.len().min(bufs[n].len());
                 bufs[n][..len].copy_from_slice(&p.data[..len]);
-                let mut m = RecvMeta::default();
-                m.addr = p.from;
-                m.len = len;
-                m.stride = len;
-                m.ecn = None;
-                m.dst_ip = Some(self.addr.ip());
-                meta[n] = m;
+                meta[n] = RecvMeta {
+                    addr: p.from,
+                    len,
+                    stride: len,
+                    ecn: None,
+                    dst_ip: Some(self.addr.ip()),
+                };
                 n += 1;
             }
             if n > 0 {
@@ -515,10 +515,10 @@ impl AsyncUdpSocket for VirtualSocket {
                     Some(sleep) => sleep.as_mut().reset(t),
                     None => *timer = Some(Box::pin(tokio::time::sleep_until(t))),
                 }
-                if let Some(sleep) = timer.as_mut() {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        cx.waker().wake_by_ref();
-                    }
+                if let Some(sleep) = timer.as_mut()
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    cx.waker().wake_by_ref();
                 }
             }
             None => *timer = None,

@@ -188,20 +188,20 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         failures.push(format!("invariant: {duplicates} duplicate deliveries"));
     }
     let x = &sc.expect;
-    if let Some(max) = x.lost {
-        if lost > max {
-            failures.push(format!("expect.lost: {lost} > {max}"));
-        }
+    if let Some(max) = x.lost
+        && lost > max
+    {
+        failures.push(format!("expect.lost: {lost} > {max}"));
     }
-    if let Some(max) = x.duplicates {
-        if duplicates > max {
-            failures.push(format!("expect.duplicates: {duplicates} > {max}"));
-        }
+    if let Some(max) = x.duplicates
+        && duplicates > max
+    {
+        failures.push(format!("expect.duplicates: {duplicates} > {max}"));
     }
-    if let Some(max) = x.starved {
-        if starved > max {
-            failures.push(format!("expect.starved: {starved} > {max}"));
-        }
+    if let Some(max) = x.starved
+        && starved > max
+    {
+        failures.push(format!("expect.starved: {starved} > {max}"));
     }
     for (p, want) in &x.delivery_ratio {
         let c = &classes[p];
@@ -255,8 +255,9 @@ fn starvation(
     fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
 ) -> u64 {
     const SLACK: Duration = Duration::from_secs(1);
-    let mut by_pair: BTreeMap<(usize, usize), Vec<(Duration, Precedence, Duration)>> =
-        BTreeMap::new();
+    // (origin, destination) -> [(sent, precedence, delivered)]
+    type Timeline = Vec<(Duration, Precedence, Duration)>;
+    let mut by_pair: BTreeMap<(usize, usize), Timeline> = BTreeMap::new();
     for (id, s) in sent {
         for d in &s.destinations {
             if let Some((Fate::Delivered, Some(at))) = fates.get(&(**id, *d)) {

@@ -387,10 +387,10 @@ impl Checker<'_> {
         for t in &raw.traffic {
             let from = self.node(&nodes, &t.from)?;
             let to = Address::parse(t.to.get_ref()).map_err(|e| self.err(&t.to, e))?;
-            if let Address::Node(n) = &to {
-                if !nodes.iter().any(|x| &x.id == n) {
-                    return Err(self.err(&t.to, format!("unknown node {n}")));
-                }
+            if let Address::Node(n) = &to
+                && !nodes.iter().any(|x| &x.id == n)
+            {
+                return Err(self.err(&t.to, format!("unknown node {n}")));
             }
             let precedence = match &t.precedence {
                 Some(p) => p.get_ref().parse().map_err(|e| self.err(p, e))?,

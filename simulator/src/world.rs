@@ -209,10 +209,8 @@ impl<'s> World<'s> {
             let mut media: Vec<Medium> = Vec::new();
             let mut dials = Vec::new();
             for l in &sc.links {
-                if l.a == index || l.b == index {
-                    if !media.contains(&l.medium) {
-                        media.push(l.medium);
-                    }
+                if (l.a == index || l.b == index) && !media.contains(&l.medium) {
+                    media.push(l.medium);
                 }
                 if l.a == index {
                     dials.push(Dial {
@@ -300,6 +298,7 @@ impl<'s> World<'s> {
             clock: self.clock,
             seed: sub_seed(self.seed, node.id.as_str(), node.starts),
             max_batch: 4096,
+            commit: relaymesh::shell::driver::CommitPolicy::IMMEDIATE,
             data_dir: None,
             observer: Some(self.observer.clone()),
             dedicated_driver_thread: false,
@@ -454,10 +453,10 @@ impl<'s> World<'s> {
         let action = self.sc.events[i].action.clone();
         match action {
             Action::LinkDown(l) => {
-                if let std::collections::hash_map::Entry::Vacant(e) = self.link_cuts.entry(l) {
-                    if let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut)) {
-                        e.insert(g);
-                    }
+                if let std::collections::hash_map::Entry::Vacant(e) = self.link_cuts.entry(l)
+                    && let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut))
+                {
+                    e.insert(g);
                 }
                 self.log(at, "link_down", self.sc.links[l].id.clone(), false);
             }
@@ -503,10 +502,10 @@ impl<'s> World<'s> {
             Action::Partition(set) => {
                 let inside: HashSet<usize> = set.iter().copied().collect();
                 for l in &self.sc.links {
-                    if inside.contains(&l.a) != inside.contains(&l.b) {
-                        if let Some(g) = self.fabric.add_rule(&l.id, Box::new(Cut)) {
-                            self.partition.push(g);
-                        }
+                    if inside.contains(&l.a) != inside.contains(&l.b)
+                        && let Some(g) = self.fabric.add_rule(&l.id, Box::new(Cut))
+                    {
+                        self.partition.push(g);
                     }
                 }
                 let names: Vec<String> =
@@ -550,12 +549,12 @@ impl<'s> World<'s> {
             };
             match link {
                 Some(l) => {
-                    if !self.link_cuts.contains_key(&l) {
-                        if let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut)) {
-                            self.link_cuts.insert(l, g);
-                            self.log(at, "link_down", self.sc.links[l].id.clone(), true);
-                            self.at(repair, Step::LinkUp(l, true));
-                        }
+                    if !self.link_cuts.contains_key(&l)
+                        && let Some(g) = self.fabric.add_rule(&self.sc.links[l].id, Box::new(Cut))
+                    {
+                        self.link_cuts.insert(l, g);
+                        self.log(at, "link_down", self.sc.links[l].id.clone(), true);
+                        self.at(repair, Step::LinkUp(l, true));
                     }
                 }
                 None => {

@@ -164,8 +164,23 @@ impl Node {
                     let from = self.links.get(&link).map(|l| l.info.peer.clone());
                     self.counters.received[env.precedence.index()] += 1;
                     let id = env.id;
-                    self.guarded(|n| n.take_custody(now, env, from));
-                    CustodyResult { offer, id, code: CustodyCode::Accepted, reason: String::new() }
+                    let accepted = CustodyResult {
+                        offer,
+                        id,
+                        code: CustodyCode::Accepted,
+                        reason: String::new(),
+                    };
+                    let mut relayed_only = None;
+                    self.guarded(|n| {
+                        relayed_only = n.take_custody(now, env, from)?;
+                        Ok(())
+                    });
+                    if let Some(seq) = relayed_only {
+                        // Answered at the commit, or earlier if the next hop takes it first.
+                        self.awaiting.insert(seq, (link, accepted));
+                        return;
+                    }
+                    accepted
                 }
                 Err((code, reason)) => answer(code, reason),
             }
@@ -219,22 +234,28 @@ impl Node {
         self.admit(p, env.weight()).map_err(|why| (CustodyCode::Busy, why))
     }
 
+    /// Delivers what is for this node and holds the rest. Returns the held seq when the
+    /// message is only relayed (nothing delivered here): its upstream answer may then go as
+    /// soon as the next hop accepts it, before this node's own commit.
     fn take_custody(
         &mut self,
         now: Time,
         mut env: Envelope,
         from: Option<NodeId>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let me = self.cfg.node.clone();
+        let mut local = false;
         if let Ok(i) = env.destinations.binary_search(&me) {
             env.destinations.remove(i);
             let age = env.age;
             self.deliver_here(now, &env, age)?;
+            local = true;
         }
-        if !env.destinations.is_empty() {
-            self.hold(now, env, from)?;
+        if env.destinations.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let seq = self.hold(now, env, from)?;
+        Ok((!local).then_some(seq))
     }
 
     /// Delivers to this node's applications (data) or status (reports), exactly once.
@@ -285,7 +306,7 @@ impl Node {
         now: Time,
         env: Envelope,
         from: Option<NodeId>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.meta_dirty = true;
@@ -293,20 +314,22 @@ impl Node {
         let weight = env.weight();
         let deadline = now + env.lifetime.saturating_sub(env.age);
         for d in &env.destinations {
-            self.store.put(Table::Queue, &schema::queue_key(d, p, seq), b"")?;
+            self.store.insert_new(Table::Queue, &schema::queue_key(d, p, seq), b"")?;
             self.queue.push(d, p, seq);
         }
         if env.destinations.len() > 1 {
             let n = env.destinations.len() as u64;
-            self.store.put(Table::Refs, &schema::seq_key(seq), &n.to_be_bytes())?;
+            self.store.insert_new(Table::Refs, &schema::seq_key(seq), &n.to_be_bytes())?;
         }
-        self.store.put(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
+        self.store.insert_new(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
         let stored = StoredMessage { envelope: env, received_at: now, from };
-        self.store.put(Table::Messages, &schema::seq_key(seq), &wire::encode_stored(&stored))?;
+        let record = wire::encode_stored(&stored);
+        self.store.insert_new(Table::Messages, &schema::seq_key(seq), &record)?;
+        self.recent.insert(seq, stored);
         self.held_bytes += weight;
         self.held_count[p.index()] += 1;
         self.next_expiry = Some(self.next_expiry.map_or(deadline, |t| t.min(deadline)));
-        Ok(())
+        Ok(seq)
     }
 
     /// Removes what this node owes `dests` of a held message, and the message once nothing
@@ -337,6 +360,11 @@ impl Node {
                 return Ok(());
             }
             self.store.delete(Table::Refs, &key)?;
+        }
+        self.recent.remove(held.seq);
+        if let Some(answer) = self.awaiting.remove(&held.seq) {
+            // Durable downstream before it was durable here: the upstream may let go now.
+            self.early_custody.push(answer);
         }
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
@@ -408,6 +436,9 @@ impl Node {
     }
 
     pub(super) fn load_message(&mut self, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
+        if let Some(m) = self.recent.get(seq) {
+            return Ok(Some(m.clone()));
+        }
         match self.store.get(Table::Messages, &schema::seq_key(seq))? {
             None => Ok(None),
             Some(raw) => wire::decode_stored(&raw)
@@ -457,7 +488,7 @@ impl Node {
             destinations: vec![original.origin.clone()],
             signature: Bytes::new(),
         };
-        self.hold(now, env, None)
+        self.hold(now, env, None).map(|_| ())
     }
 
     /// Records a report about a message this node originated.

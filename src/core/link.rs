@@ -6,7 +6,7 @@
 //! from higher ones, and a class blocked by the window blocks every class below it, so the
 //! scheduler can never send a lower class while a higher one waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -90,8 +90,9 @@ pub(crate) struct Link {
     baseline_loss: f64,
     /// When the link went down lately, for flap damping.
     downs: VecDeque<Time>,
-    /// Offers awaiting an answer, by offer number.
-    pub inflight: HashMap<u64, Offer>,
+    /// Offers awaiting an answer, by offer number: numbers grow with time, so the first
+    /// entry is always the oldest offer.
+    pub inflight: BTreeMap<u64, Offer>,
     inflight_bytes: [u64; 4],
     next_offer: u64,
     pub backoff_until: Option<Time>,
@@ -142,7 +143,7 @@ impl Link {
             streak: 0,
             baseline_loss: 0.0,
             downs: VecDeque::new(),
-            inflight: HashMap::new(),
+            inflight: BTreeMap::new(),
             inflight_bytes: [0; 4],
             next_offer: 0,
             backoff_until: None,
@@ -234,7 +235,7 @@ impl Link {
     /// Every offer in flight, oldest message first: owed again (the link went down).
     pub fn take_inflight(&mut self) -> Vec<Offer> {
         self.inflight_bytes = [0; 4];
-        let mut all: Vec<Offer> = self.inflight.drain().map(|(_, o)| o).collect();
+        let mut all: Vec<Offer> = std::mem::take(&mut self.inflight).into_values().collect();
         all.sort_by_key(|o| o.seq);
         all
     }
@@ -245,7 +246,7 @@ impl Link {
         let late: Vec<u64> = self
             .inflight
             .iter()
-            .filter(|(_, o)| now.saturating_since(o.sent_at) >= limit)
+            .take_while(|(_, o)| now.saturating_since(o.sent_at) >= limit)
             .map(|(n, _)| *n)
             .collect();
         let mut out: Vec<Offer> = late.into_iter().filter_map(|n| self.complete(n)).collect();
@@ -451,7 +452,8 @@ impl Link {
         if let Some(b) = self.backoff_until {
             t = t.min(b);
         }
-        if let Some(oldest) = self.inflight.values().map(|o| o.sent_at).min() {
+        if let Some((_, oldest)) = self.inflight.first_key_value() {
+            let oldest = oldest.sent_at;
             t = t.min(oldest + self.ack_timeout());
         }
         if let Some(r) = self.rate_ready_at() {

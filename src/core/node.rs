@@ -1,6 +1,8 @@
 //! [`Node`]: one relay's protocol state machine.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::FxHashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -111,6 +113,10 @@ pub struct Counters {
 /// 4. Drain [`Node::poll_transmit`] and [`Node::poll_event`], read [`Node::poll_timeout`],
 ///    and go back to 2.
 ///
+/// Between 2 and 3 the shell may call [`Node::schedule`] and send what it produces at once:
+/// offers then leave while the store is still syncing (cut-through), which takes the fsync
+/// off the forwarding path. Custody answers still wait for the commit.
+///
 /// Queries (`message_status`, `inbox`, `status`, ...) may be made between batches.
 #[derive(Debug)]
 pub struct Node {
@@ -126,13 +132,18 @@ pub struct Node {
     pub(super) links: BTreeMap<LinkId, Link>,
     pub(super) queue: QueueIndex,
     /// (seq, destination) pairs currently offered on some link.
-    pub(super) inflight: HashSet<(u64, NodeId)>,
+    pub(super) inflight: FxHashSet<(u64, NodeId)>,
     pub(super) routing: Routing,
     pub(super) subscriptions: BTreeSet<TopicPattern>,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     /// Custody answers and events that wait for the next successful commit.
     pub(super) pending_custody: Vec<(LinkId, CustodyResult)>,
+    /// Acceptances of relayed messages not yet committed here, by held seq: released at the
+    /// commit, or as soon as the next hop accepts the message (see `Node::schedule`).
+    pub(super) awaiting: rustc_hash::FxHashMap<u64, (LinkId, CustodyResult)>,
+    /// Acceptances released early, to be sent with the next transmits.
+    pub(super) early_custody: Vec<(LinkId, CustodyResult)>,
     pub(super) pending_events: Vec<Event>,
     /// The first store error of the open batch; the batch will be rolled back.
     pub(super) poisoned: Option<StoreError>,
@@ -144,6 +155,42 @@ pub struct Node {
     pub(super) next_advert: Time,
     pub(super) advert_wanted: bool,
     pub(super) last_advert: Option<Time>,
+    /// Recently held messages, so offering them does not read them back from the store.
+    pub(super) recent: RecentMessages,
+}
+
+/// A bounded cache of held messages by seq, oldest evicted first.
+#[derive(Debug, Default)]
+pub(super) struct RecentMessages {
+    by_seq: rustc_hash::FxHashMap<u64, super::frame::StoredMessage>,
+    order: VecDeque<u64>,
+}
+
+impl RecentMessages {
+    const CAPACITY: usize = 16 * 1024;
+
+    pub(super) fn insert(&mut self, seq: u64, m: super::frame::StoredMessage) {
+        self.by_seq.insert(seq, m);
+        self.order.push_back(seq);
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.by_seq.remove(&old);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, seq: u64) -> Option<&super::frame::StoredMessage> {
+        self.by_seq.get(&seq)
+    }
+
+    pub(super) fn remove(&mut self, seq: u64) {
+        self.by_seq.remove(&seq);
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.by_seq.clear();
+        self.order.clear();
+    }
 }
 
 /// Interval of the housekeeping sweep (dedup records, inbox and status pruning).
@@ -173,12 +220,14 @@ impl Node {
             advert_seq: 0,
             links: BTreeMap::new(),
             queue: QueueIndex::default(),
-            inflight: HashSet::new(),
+            inflight: FxHashSet::default(),
             routing,
             subscriptions: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending_custody: Vec::new(),
+            awaiting: Default::default(),
+            early_custody: Vec::new(),
             pending_events: Vec::new(),
             poisoned: None,
             meta_dirty: false,
@@ -189,6 +238,7 @@ impl Node {
             next_advert: now,
             advert_wanted: true,
             last_advert: None,
+            recent: RecentMessages::default(),
         };
         node.load(now)?;
         Ok(node)
@@ -209,6 +259,7 @@ impl Node {
         }
         self.advert_seq = get(self.store.as_mut(), meta::ADVERT_SEQ)?;
         self.queue = QueueIndex::load(self.store.as_mut())?;
+        self.recent.clear();
         self.inflight.clear();
         for link in self.links.values_mut() {
             link.take_inflight();
@@ -472,6 +523,24 @@ impl Node {
         }
     }
 
+    /// Offers what the links have room for, before the batch is committed (optional; see the
+    /// calling contract). Handing a message on does not wait for this node's own fsync: the
+    /// next hop stores it durably before it answers, and this node acknowledges its upstream
+    /// only after its own commit. If the commit fails, the upstream offers the message again
+    /// and the copy offered early becomes a duplicate that the destination's dedup absorbs.
+    pub fn schedule(&mut self, now: Time) {
+        if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
+            self.guarded(|n| n.originate_advert(now));
+        }
+        if self.poisoned.is_none()
+            && let Err(e) = self.fill(now)
+        {
+            self.poison(e);
+        }
+        let early = std::mem::take(&mut self.early_custody);
+        self.send_custody(early, None);
+    }
+
     /// Makes the batch durable, then releases custody answers and events and schedules offers.
     /// See the calling contract on [`Node`].
     pub fn commit(&mut self, now: Time) -> Result<(), StoreError> {
@@ -510,9 +579,24 @@ impl Node {
     }
 
     /// Sends the batch's custody answers, turned into "busy" refusals if the batch failed.
+    /// Answers released early (the next hop accepted first) always go as they are.
     fn release_custody(&mut self, failure: Option<&StoreError>) {
+        let early = std::mem::take(&mut self.early_custody);
+        self.send_custody(early, None);
+        let mut answers = std::mem::take(&mut self.pending_custody);
+        let mut awaiting: Vec<(u64, (LinkId, CustodyResult))> = self.awaiting.drain().collect();
+        awaiting.sort_by_key(|(seq, _)| *seq);
+        answers.extend(awaiting.into_iter().map(|(_, a)| a));
+        self.send_custody(answers, failure);
+    }
+
+    fn send_custody(
+        &mut self,
+        answers: Vec<(LinkId, CustodyResult)>,
+        failure: Option<&StoreError>,
+    ) {
         let mut by_link: BTreeMap<LinkId, Vec<CustodyResult>> = BTreeMap::new();
-        for (link, mut r) in self.pending_custody.drain(..) {
+        for (link, mut r) in answers {
             if let Some(e) = failure {
                 r.code = CustodyCode::Busy;
                 r.reason = format!("storage failure: {e}");
@@ -541,6 +625,22 @@ impl Node {
         s.put(Table::Meta, meta::ADVERT_SEQ, &self.advert_seq.to_be_bytes())?;
         self.meta_dirty = false;
         Ok(())
+    }
+
+    /// Relayed messages of the open batch that the next hop has not accepted yet.
+    pub fn relayed_uncommitted(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    /// Whether [`Node::commit`] has anything to do.
+    pub fn needs_commit(&self) -> bool {
+        self.store.dirty()
+            || self.meta_dirty
+            || self.poisoned.is_some()
+            || !self.pending_custody.is_empty()
+            || !self.pending_events.is_empty()
+            || !self.awaiting.is_empty()
+            || !self.early_custody.is_empty()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -16,7 +16,7 @@ use super::store::{Store, StoreError, Table};
 use super::types::{NodeId, Precedence};
 
 /// Entries kept in memory per lane.
-const LANE_WINDOW: usize = 256;
+const LANE_WINDOW: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Lane {
@@ -100,10 +100,10 @@ impl QueueIndex {
 
     /// An entry leaves the window: offered, delivered, expired or refused.
     pub fn take(&mut self, dest: &NodeId, p: Precedence, seq: u64) {
-        if let Some(lane) = self.lane(dest, p) {
-            if let Ok(i) = lane.buf.binary_search(&seq) {
-                lane.buf.remove(i);
-            }
+        if let Some(lane) = self.lane(dest, p)
+            && let Ok(i) = lane.buf.binary_search(&seq)
+        {
+            lane.buf.remove(i);
         }
     }
 
@@ -229,7 +229,7 @@ mod tests {
         let mut q = QueueIndex::load(&mut store).unwrap();
         assert_eq!(q.destinations(Precedence::Flash).collect::<Vec<_>>(), vec![&a]);
         assert_eq!(q.destinations(Precedence::Routine).collect::<Vec<_>>(), vec![&a, &b]);
-        let in_flight = |seq: u64| seq % 2 == 0;
+        let in_flight = |seq: u64| seq.is_multiple_of(2);
         assert_eq!(q.head(&mut store, &a, Precedence::Flash, &in_flight).unwrap(), Some(1));
     }
 

@@ -9,6 +9,9 @@ use super::routing::edge_cost;
 use super::store::StoreError;
 use super::types::{NodeId, Precedence, Time};
 
+/// Routes looked up during one `fill`.
+type RouteCache = rustc_hash::FxHashMap<(NodeId, Precedence), Option<LinkId>>;
+
 enum Offered {
     /// An offer went out; look for the next.
     Sent,
@@ -42,25 +45,46 @@ impl Node {
         if self.queue.is_empty() {
             return Ok(());
         }
+        // Routes cannot change while filling: look each one up once.
+        let mut routes = RouteCache::default();
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
-            self.fill_link(now, id)?;
+            self.fill_link(now, id, &mut routes)?;
         }
         Ok(())
     }
 
-    fn fill_link(&mut self, now: Time, id: LinkId) -> Result<(), StoreError> {
+    fn cached_route(
+        &mut self,
+        routes: &mut RouteCache,
+        dest: &NodeId,
+        p: Precedence,
+    ) -> Option<LinkId> {
+        if let Some(r) = routes.get(&(dest.clone(), p)) {
+            return *r;
+        }
+        let r = self.route(dest, p);
+        routes.insert((dest.clone(), p), r);
+        r
+    }
+
+    fn fill_link(
+        &mut self,
+        now: Time,
+        id: LinkId,
+        routes: &mut RouteCache,
+    ) -> Result<(), StoreError> {
         loop {
             let Some(link) = self.links.get_mut(&id) else { return Ok(()) };
             if !link.accepting(now) {
                 return Ok(());
             }
-            let Some((p, seq, dest)) = self.next_candidate(id)? else { return Ok(()) };
+            let Some((p, seq, dest)) = self.next_candidate(id, routes)? else { return Ok(()) };
             let has_room = self.links.get_mut(&id).is_some_and(|l| l.has_room(p, 0, now));
             if !has_room {
                 return Ok(());
             }
-            match self.offer(now, id, p, seq, dest)? {
+            match self.offer(now, id, p, seq, dest, routes)? {
                 Offered::Sent | Offered::Skipped => {}
                 Offered::Blocked => return Ok(()),
             }
@@ -71,22 +95,23 @@ impl Node {
     fn next_candidate(
         &mut self,
         id: LinkId,
+        routes: &mut RouteCache,
     ) -> Result<Option<(Precedence, u64, NodeId)>, StoreError> {
         for p in Precedence::DESCENDING {
             let dests: Vec<NodeId> = self.queue.destinations(p).cloned().collect();
             let mut best: Option<(u64, NodeId)> = None;
             for d in dests {
-                if self.route(&d, p) != Some(id) {
+                if self.cached_route(routes, &d, p) != Some(id) {
                     continue;
                 }
                 let inflight = &self.inflight;
                 let head = self.queue.head(self.store.as_mut(), &d, p, &|seq| {
                     inflight.contains(&(seq, d.clone()))
                 })?;
-                if let Some(seq) = head {
-                    if best.as_ref().is_none_or(|(s, _)| seq < *s) {
-                        best = Some((seq, d));
-                    }
+                if let Some(seq) = head
+                    && best.as_ref().is_none_or(|(s, _)| seq < *s)
+                {
+                    best = Some((seq, d));
                 }
             }
             if let Some((seq, d)) = best {
@@ -105,6 +130,7 @@ impl Node {
         p: Precedence,
         seq: u64,
         dest: NodeId,
+        routes: &mut RouteCache,
     ) -> Result<Offered, StoreError> {
         let Some(stored) = self.load_message(seq)? else {
             // Settled or expired meanwhile; its queue entry is stale.
@@ -127,7 +153,7 @@ impl Node {
             for d in env.destinations.clone() {
                 let owed = d == dest
                     || (!self.inflight.contains(&(seq, d.clone()))
-                        && self.route(&d, p) == Some(id)
+                        && self.cached_route(routes, &d, p) == Some(id)
                         && self
                             .store
                             .get(super::store::Table::Queue, &super::schema::queue_key(&d, p, seq))?

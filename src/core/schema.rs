@@ -89,7 +89,7 @@ mod tests {
     fn queue_keys_sort_by_destination_then_precedence_then_age() {
         let a = NodeId::new("a").unwrap();
         let ab = NodeId::new("a-b").unwrap();
-        let mut keys = vec![
+        let mut keys = [
             queue_key(&a, Precedence::Routine, 1),
             queue_key(&ab, Precedence::Flash, 0),
             queue_key(&a, Precedence::Flash, 9),

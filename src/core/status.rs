@@ -52,6 +52,7 @@ pub struct NodeStatus {
     pub known_nodes: Vec<NodeId>,
     pub inbox_next: u64,
     pub inbox_read: u64,
+    pub store: super::store::StoreStats,
 }
 
 /// What became of a message at one destination.
@@ -128,6 +129,7 @@ impl Node {
             known_nodes: self.routing.known_nodes().into_iter().collect(),
             inbox_next: self.next_cursor,
             inbox_read: self.read_cursor,
+            store: self.store.stats(),
         }
     }
 

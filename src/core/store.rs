@@ -97,6 +97,12 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 pub trait Store: Send + fmt::Debug {
     fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Like `put`, for a key the caller knows is not stored yet (a fresh sequence number). A
+    /// store may then skip the disk entirely if the key is deleted again before the commit:
+    /// a message handed on and accepted downstream within one batch never touches the disk.
+    fn insert_new(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.put(table, key, value)
+    }
     /// Deletes a key; returns whether it existed.
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError>;
     /// Visits the entries with `from <= key < to` (no upper bound when `to` is `None`) in key
@@ -115,6 +121,21 @@ pub trait Store: Send + fmt::Debug {
     fn rollback(&mut self);
     /// Whether there are changes since the last commit.
     fn dirty(&self) -> bool;
+    /// Counters of the store's work, for metrics.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+}
+
+/// What a store has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Commits that wrote something (each one fsync).
+    pub commits: u64,
+    /// Rows written or deleted on disk.
+    pub rows_written: u64,
+    /// Rows inserted and deleted again before a commit, which never reached the disk.
+    pub rows_cancelled: u64,
 }
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;

@@ -190,6 +190,8 @@ impl Harness {
         for name in names {
             let now = self.now;
             let node = self.nodes.get_mut(&name).unwrap();
+            // As the driver does: offers may leave before the commit (cut-through).
+            node.schedule(now);
             let _ = node.commit(now);
             let mut out = Vec::new();
             while let Some(t) = node.poll_transmit() {

@@ -79,9 +79,9 @@ pub enum ParseError {
     MessageId(String),
 }
 
-/// A node's identity: `[a-z0-9][a-z0-9-]{0,62}`, e.g. `county-hq`.
+/// A node's identity: `[a-z0-9][a-z0-9-]{0,62}`, e.g. `county-hq`. Cheap to clone (shared).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(String);
+pub struct NodeId(std::sync::Arc<str>);
 
 impl NodeId {
     pub fn new(s: &str) -> Result<NodeId, ParseError> {
@@ -90,7 +90,7 @@ impl NodeId {
             && b.len() <= 63
             && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
             && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-        if ok { Ok(NodeId(s.to_owned())) } else { Err(ParseError::NodeId(s.to_owned())) }
+        if ok { Ok(NodeId(s.into())) } else { Err(ParseError::NodeId(s.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {

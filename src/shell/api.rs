@@ -15,6 +15,8 @@
 //! When a token is configured every route requires `Authorization: Bearer <token>`. No CORS
 //! headers are ever sent, so a web page elsewhere cannot read the API.
 
+#![allow(clippy::result_large_err)] // axum responses are the natural error type of handlers
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -505,6 +507,11 @@ pub fn status_json(s: &Snapshot) -> Value {
             "refused": c.refused[i],
         })),
         "store_failures": c.store_failures,
+        "store": {
+            "commits": n.store.commits,
+            "rows_written": n.store.rows_written,
+            "rows_cancelled": n.store.rows_cancelled,
+        },
         "refused_links": s.refusals.iter().map(|r| json!({
             "at_unix_s": r.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
             "addr": r.addr.to_string(),
@@ -566,6 +573,21 @@ pub fn metrics_text(s: &Snapshot) -> String {
         out,
         "# TYPE relaymesh_store_failures_total counter\nrelaymesh_store_failures_total {}",
         c.store_failures
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_store_commits_total counter\nrelaymesh_store_commits_total {}",
+        n.store.commits
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_store_rows_written_total counter\nrelaymesh_store_rows_written_total {}",
+        n.store.rows_written
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_store_rows_cancelled_total counter\nrelaymesh_store_rows_cancelled_total {}",
+        n.store.rows_cancelled
     );
     let _ = writeln!(out, "# TYPE relaymesh_link_up gauge");
     for l in &n.links {

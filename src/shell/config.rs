@@ -56,6 +56,8 @@ pub struct RelayConfig {
     pub transport: BTreeMap<Medium, TransportSettings>,
     /// Group commit: at most this many events per store commit.
     pub max_batch: usize,
+    /// When batches are committed.
+    pub commit: super::driver::CommitPolicy,
 }
 
 impl RelayConfig {
@@ -138,6 +140,8 @@ struct RawStore {
     #[serde(default)]
     admit: BTreeMap<String, f64>,
     max_batch: Option<usize>,
+    commit_after: Option<String>,
+    commit_within: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -318,7 +322,20 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         }
         peers.push(peer);
     }
-    let max_batch = raw.store.max_batch.unwrap_or(4096).max(1);
+    let max_batch = raw.store.max_batch.unwrap_or(64).max(1);
+    let mut commit = super::driver::CommitPolicy::default();
+    if let Some(s) = &raw.store.commit_after {
+        commit.after = field("store.commit_after", parse_duration(s))?;
+    }
+    if let Some(s) = &raw.store.commit_within {
+        commit.within = field("store.commit_within", parse_duration(s))?;
+    }
+    if commit.within > Duration::from_secs(1) || commit.after > commit.within {
+        return Err((
+            "store.commit_within".into(),
+            "commit_after <= commit_within <= 1s: custody answers wait for the commit".into(),
+        ));
+    }
     Ok(RelayConfig {
         core,
         data_dir: base.join(raw.data_dir),
@@ -332,6 +349,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         peers,
         transport,
         max_batch,
+        commit,
     })
 }
 

@@ -229,7 +229,7 @@ async fn read_hello(
 ) -> Result<(Hello, FrameDecoder, RecvStream), String> {
     let mut decoder = FrameDecoder::new(max_frame);
     loop {
-        match decoder.next() {
+        match decoder.next_frame() {
             Ok(Some(Incoming::Hello(h))) => return Ok((h, decoder, recv)),
             Ok(Some(Incoming::Frame(f))) => {
                 let _ = recv.stop(VarInt::from_u32(codes::BAD_HELLO));
@@ -264,13 +264,13 @@ fn check_hello(
             ),
         ));
     }
-    if let Some(expected) = expected {
-        if &cert.node != expected {
-            return Err((
-                codes::WRONG_PEER,
-                format!("expected {expected} but the certificate is for {}", cert.node),
-            ));
-        }
+    if let Some(expected) = expected
+        && &cert.node != expected
+    {
+        return Err((
+            codes::WRONG_PEER,
+            format!("expected {expected} but the certificate is for {}", cert.node),
+        ));
     }
     if hello.node != cert.node || hello.role != cert.role {
         return Err((
@@ -303,7 +303,7 @@ async fn run(
         for p in 0..4 {
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
-            tokio::spawn(class_writer(conn.clone(), p as i32, rx).in_current_span());
+            tokio::spawn(class_writer(conn.clone(), p, rx).in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -407,7 +407,7 @@ async fn read_stream(
         let mut frames = Vec::new();
         let mut failure = None;
         loop {
-            match decoder.next() {
+            match decoder.next_frame() {
                 Ok(Some(Incoming::Frame(f))) => {
                     let allowed = matches!(f, Frame::Offer { .. }) != control
                         && !matches!(f, Frame::Probe { .. } | Frame::ProbeAck { .. });

@@ -85,6 +85,8 @@ pub struct RelaySpec {
     /// Seeds message ids, quinn's endpoint RNG and redial jitter.
     pub seed: u64,
     pub max_batch: usize,
+    /// When batches are committed.
+    pub commit: driver::CommitPolicy,
     pub data_dir: Option<PathBuf>,
     pub observer: Option<Observer>,
     /// Run the driver (and its fsyncs) on its own thread, off the network runtime.
@@ -121,6 +123,7 @@ impl Relay {
         let opts = DriverOptions {
             clock: spec.clock,
             max_batch: spec.max_batch,
+            commit: spec.commit,
             data_dir: spec.data_dir.clone(),
             observer: spec.observer,
         };

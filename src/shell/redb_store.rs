@@ -1,14 +1,18 @@
 //! The production store: the core's tables in one redb file.
 //!
-//! One write transaction stays open across a batch of core events and commits with
-//! `Durability::Immediate` (fsync) when the driver commits the batch: that is the group commit.
-//! A batch that only read is aborted instead, so reads never cost an fsync. After an I/O error
-//! redb refuses further use of the handle; the store then reopens the file, which runs redb's
-//! crash recovery, and carries on from the last committed state.
+//! Writes of a batch collect in memory (an overlay over the last committed state) and reach
+//! redb at `commit`, in key order, with each table opened once, in one write transaction
+//! committed with `Durability::Immediate` (fsync): that is the group commit. Reads look at the
+//! overlay first, then at the committed state through read-only tables kept open until the
+//! next commit. A write that a later write of the same batch replaces never reaches the disk.
+//! After an I/O error redb refuses further use of the handle; the store then reopens the file,
+//! which runs redb's crash recovery, and carries on from the last committed state.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use crate::core::store::{Store, StoreError, Table, Visit};
 
@@ -19,10 +23,10 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 /// Maps any redb error; a full device becomes [`StoreError::Full`].
 fn map(e: impl Into<redb::Error>) -> StoreError {
     let e: redb::Error = e.into();
-    if let redb::Error::Io(io) = &e {
-        if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
-            return StoreError::Full;
-        }
+    if let redb::Error::Io(io) = &e
+        && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28))
+    {
+        return StoreError::Full;
     }
     if let redb::Error::Corrupted(why) = &e {
         return StoreError::Corrupt(why.clone());
@@ -30,41 +34,74 @@ fn map(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+type Bytes = Vec<u8>;
+
+/// An uncommitted write.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// The key holds this value; `fresh`: it was not on disk before this batch.
+    Put {
+        value: Bytes,
+        fresh: bool,
+    },
+    Delete,
+}
+
+impl Pending {
+    fn value(&self) -> Option<&Bytes> {
+        match self {
+            Pending::Put { value, .. } => Some(value),
+            Pending::Delete => None,
+        }
+    }
+}
+type Reader = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 /// A [`Store`] on a redb database file.
 pub struct RedbStore {
     path: PathBuf,
     cache_bytes: usize,
     db: Option<Database>,
-    txn: Option<WriteTransaction>,
-    wrote: bool,
+    /// Writes since the last commit, per table (indexed by `Table as usize`).
+    pending: Vec<BTreeMap<Bytes, Pending>>,
+    /// Read-only views of the last committed state, opened on first use.
+    readers: BTreeMap<Table, Reader>,
+    stats: crate::core::store::StoreStats,
 }
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore").field("path", &self.path).field("wrote", &self.wrote).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("pending", &self.pending.iter().map(BTreeMap::len).sum::<usize>())
+            .finish()
     }
 }
 
 impl RedbStore {
     /// Opens (or creates) the store file, with `cache_bytes` of page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
-        let mut s =
-            RedbStore { path: path.to_owned(), cache_bytes, db: None, txn: None, wrote: false };
+        let mut s = RedbStore {
+            path: path.to_owned(),
+            cache_bytes,
+            db: None,
+            pending: Table::ALL.iter().map(|_| BTreeMap::new()).collect(),
+            readers: BTreeMap::new(),
+            stats: Default::default(),
+        };
         s.reopen()?;
         // Create every table up front so that reads of empty tables succeed.
-        {
-            let txn = s.txn()?;
-            for t in Table::ALL {
-                txn.open_table(def(t)).map_err(map)?;
-            }
+        let db = s.db()?;
+        let txn = db.begin_write().map_err(map)?;
+        for t in Table::ALL {
+            txn.open_table(def(t)).map_err(map)?;
         }
-        s.wrote = true;
-        s.commit()?;
+        txn.commit().map_err(map)?;
         Ok(s)
     }
 
     fn reopen(&mut self) -> Result<(), StoreError> {
-        self.txn = None;
+        self.readers.clear();
         self.db = None;
         let db =
             Database::builder().set_cache_size(self.cache_bytes).create(&self.path).map_err(map)?;
@@ -72,27 +109,64 @@ impl RedbStore {
         Ok(())
     }
 
-    fn txn(&mut self) -> Result<&WriteTransaction, StoreError> {
+    fn db(&mut self) -> Result<&Database, StoreError> {
         if self.db.is_none() {
             self.reopen()?;
         }
-        if self.txn.is_none() {
-            let db = self.db.as_ref().ok_or_else(|| StoreError::Io("database not open".into()))?;
-            let mut txn = db.begin_write().map_err(map)?;
-            txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
-            self.txn = Some(txn);
+        self.db.as_ref().ok_or_else(|| StoreError::Io("database not open".into()))
+    }
+
+    fn reader(&mut self, t: Table) -> Result<&Reader, StoreError> {
+        if !self.readers.contains_key(&t) {
+            let table = self.db()?.begin_read().map_err(map)?.open_table(def(t)).map_err(map)?;
+            self.readers.insert(t, table);
         }
-        self.txn.as_ref().ok_or_else(|| StoreError::Io("no transaction".into()))
+        self.readers.get(&t).ok_or_else(|| StoreError::Io("reader vanished".into()))
+    }
+
+    fn committed(&mut self, t: Table, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let r = self.reader(t).and_then(|r| r.get(key).map_err(map));
+        match r {
+            Ok(v) => Ok(v.map(|v| v.value().to_vec())),
+            Err(e) => Err(self.failed(e)),
+        }
     }
 
     /// Drops the handle after an I/O error so the next use reopens (and recovers) the file.
     fn failed(&mut self, e: StoreError) -> StoreError {
         if matches!(e, StoreError::Io(_) | StoreError::Full) {
-            self.txn = None;
+            self.readers.clear();
             self.db = None;
-            self.wrote = false;
         }
         e
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        let pending: Vec<_> = self.pending.iter_mut().map(std::mem::take).collect();
+        self.stats.commits += 1;
+        for writes in &pending {
+            self.stats.rows_written += writes.len() as u64;
+        }
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(map)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        for (t, writes) in Table::ALL.iter().zip(&pending) {
+            if writes.is_empty() {
+                continue;
+            }
+            let mut table = txn.open_table(def(*t)).map_err(map)?;
+            for (k, v) in writes {
+                match v {
+                    Pending::Put { value, .. } => {
+                        table.insert(k.as_slice(), value.as_slice()).map_err(map)?;
+                    }
+                    Pending::Delete => {
+                        table.remove(k.as_slice()).map_err(map)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(map)
     }
 
     /// Size of the database file in bytes.
@@ -103,38 +177,47 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = (|| {
-            let t = self.txn()?.open_table(def(table)).map_err(map)?;
-            let v = t.get(key).map_err(map)?;
-            Ok(v.map(|v| v.value().to_vec()))
-        })();
-        r.map_err(|e| self.failed(e))
+        if let Some(v) = self.pending[table as usize].get(key) {
+            return Ok(v.value().cloned());
+        }
+        self.committed(table, key)
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.wrote = true;
-        let r = (|| {
-            let mut t = self.txn()?.open_table(def(table)).map_err(map)?;
-            t.insert(key, value).map_err(map)?;
-            Ok(())
-        })();
-        r.map_err(|e| self.failed(e))
+        let pending = &mut self.pending[table as usize];
+        // Overwriting a write of this batch keeps its freshness.
+        let fresh = matches!(pending.get(key), Some(Pending::Put { fresh: true, .. }));
+        pending.insert(key.to_vec(), Pending::Put { value: value.to_vec(), fresh });
+        Ok(())
+    }
+
+    fn insert_new(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.pending[table as usize]
+            .insert(key.to_vec(), Pending::Put { value: value.to_vec(), fresh: true });
+        Ok(())
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
-        let r = (|| {
-            let mut t = self.txn()?.open_table(def(table)).map_err(map)?;
-            let existed = t.remove(key).map_err(map)?.is_some();
-            Ok(existed)
-        })();
-        match r {
-            Ok(true) => {
-                self.wrote = true;
-                Ok(true)
+        let pending = &mut self.pending[table as usize];
+        match pending.get(key) {
+            // Never reached the disk: forget it, and the disk never sees it.
+            Some(Pending::Put { fresh: true, .. }) => {
+                pending.remove(key);
+                self.stats.rows_cancelled += 1;
+                return Ok(true);
             }
-            Ok(false) => Ok(false),
-            Err(e) => Err(self.failed(e)),
+            Some(Pending::Put { .. }) => {
+                pending.insert(key.to_vec(), Pending::Delete);
+                return Ok(true);
+            }
+            Some(Pending::Delete) => return Ok(false),
+            None => {}
         }
+        let existed = self.committed(table, key)?.is_some();
+        if existed {
+            self.pending[table as usize].insert(key.to_vec(), Pending::Delete);
+        }
+        Ok(existed)
     }
 
     fn scan(
@@ -147,39 +230,80 @@ impl Store for RedbStore {
         if to.is_some_and(|to| to <= from) {
             return Ok(());
         }
-        let r = (|| {
-            let t = self.txn()?.open_table(def(table)).map_err(map)?;
-            let range = match to {
-                Some(to) => t.range::<&[u8]>(from..to).map_err(map)?,
-                None => t.range::<&[u8]>(from..).map_err(map)?,
-            };
-            for entry in range {
-                let (k, v) = entry.map_err(map)?;
-                if !visit(k.value(), v.value()) {
-                    break;
+        // Merge the committed range with the overlay's, the overlay winning on equal keys.
+        if let Err(e) = self.reader(table) {
+            return Err(self.failed(e));
+        }
+        let Some(reader) = self.readers.get(&table) else { return Ok(()) };
+        let upper = match to {
+            Some(to) => Bound::Excluded(to),
+            None => Bound::Unbounded,
+        };
+        let mut overlay = self.pending[table as usize]
+            .range::<[u8], _>((Bound::Included(from), upper))
+            .map(|(k, v)| (k, v.value()))
+            .peekable();
+        let range = match to {
+            Some(to) => reader.range::<&[u8]>(from..to),
+            None => reader.range::<&[u8]>(from..),
+        };
+        let mut disk = range.map_err(map)?.peekable();
+        loop {
+            let next_disk = match disk.peek() {
+                Some(Ok((k, _))) => Some(k.value().to_vec()),
+                Some(Err(_)) => {
+                    let Some(Err(e)) = disk.next() else { unreachable!("peeked an error") };
+                    return Err(map(e));
                 }
+                None => None,
+            };
+            let next_over = overlay.peek().map(|(k, _)| (*k).clone());
+            let (key, value) = match (next_disk, next_over) {
+                (None, None) => return Ok(()),
+                (Some(d), Some(o)) if o <= d => {
+                    if o == d {
+                        disk.next();
+                    }
+                    let Some((_, v)) = overlay.next() else { return Ok(()) };
+                    (o, v.cloned())
+                }
+                (Some(d), _) => {
+                    let Some(Ok((_, v))) = disk.next() else { return Ok(()) };
+                    (d, Some(v.value().to_vec()))
+                }
+                (None, Some(o)) => {
+                    let Some((_, v)) = overlay.next() else { return Ok(()) };
+                    (o, v.cloned())
+                }
+            };
+            if let Some(v) = value
+                && !visit(&key, &v)
+            {
+                return Ok(());
             }
-            Ok(())
-        })();
-        r.map_err(|e| self.failed(e))
+        }
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        let Some(txn) = self.txn.take() else { return Ok(()) };
-        let wrote = std::mem::replace(&mut self.wrote, false);
-        let r = if wrote { txn.commit().map_err(map) } else { txn.abort().map_err(map) };
+        if !self.dirty() {
+            return Ok(());
+        }
+        let r = self.apply();
+        // Committed or not, the readers' snapshot is stale now.
+        self.readers.clear();
         r.map_err(|e| self.failed(e))
     }
 
     fn rollback(&mut self) {
-        if let Some(txn) = self.txn.take() {
-            let _ = txn.abort();
-        }
-        self.wrote = false;
+        self.pending.iter_mut().for_each(BTreeMap::clear);
     }
 
     fn dirty(&self) -> bool {
-        self.wrote
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
+    fn stats(&self) -> crate::core::store::StoreStats {
+        self.stats
     }
 }
 
@@ -212,6 +336,59 @@ mod tests {
         assert!(s.delete(Table::Queue, b"kept").unwrap());
         assert!(!s.delete(Table::Queue, b"kept").unwrap());
         assert!(s.dirty());
+    }
+
+    #[test]
+    fn scans_merge_uncommitted_writes_with_the_committed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedbStore::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        for k in [b"a", b"c", b"e", b"g"] {
+            s.put(Table::Meta, k, b"disk").unwrap();
+        }
+        s.commit().unwrap();
+        s.put(Table::Meta, b"b", b"new").unwrap();
+        s.put(Table::Meta, b"c", b"changed").unwrap();
+        s.delete(Table::Meta, b"e").unwrap();
+        s.put(Table::Meta, b"h", b"new").unwrap();
+        let mut seen = Vec::new();
+        s.scan(Table::Meta, b"b", Some(b"h"), &mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (b"b".to_vec(), b"new".to_vec()),
+                (b"c".to_vec(), b"changed".to_vec()),
+                (b"g".to_vec(), b"disk".to_vec()),
+            ]
+        );
+        let mut first = None;
+        s.scan(Table::Meta, b"", None, &mut |k, _| {
+            first = Some(k.to_vec());
+            false
+        })
+        .unwrap();
+        assert_eq!(first, Some(b"a".to_vec()));
+        s.commit().unwrap();
+        assert_eq!(s.get(Table::Meta, b"e").unwrap(), None);
+        assert_eq!(s.get(Table::Meta, b"c").unwrap(), Some(b"changed".to_vec()));
+    }
+
+    #[test]
+    fn a_fresh_key_deleted_before_the_commit_never_reaches_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedbStore::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
+        s.insert_new(Table::Messages, b"seq-1", b"passing through").unwrap();
+        assert!(s.delete(Table::Messages, b"seq-1").unwrap());
+        assert!(!s.dirty(), "nothing left to write");
+        s.put(Table::Messages, b"seq-2", b"stays").unwrap();
+        s.commit().unwrap();
+        assert!(s.delete(Table::Messages, b"seq-2").unwrap());
+        assert!(s.dirty(), "a committed key needs a real deletion");
+        s.commit().unwrap();
+        assert_eq!(s.get(Table::Messages, b"seq-2").unwrap(), None);
     }
 
     #[test]

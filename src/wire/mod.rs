@@ -148,7 +148,7 @@ impl FrameDecoder {
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Incoming>, WireError> {
+    pub fn next_frame(&mut self) -> Result<Option<Incoming>, WireError> {
         let Some((len, prefix)) = peek_varint(&self.buf)? else {
             return Ok(None);
         };

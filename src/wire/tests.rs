@@ -36,7 +36,7 @@ fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Incoming>, WireError> {
     let mut d = FrameDecoder::new(max);
     d.extend(bytes);
     let mut out = Vec::new();
-    while let Some(f) = d.next()? {
+    while let Some(f) = d.next_frame()? {
         out.push(f);
     }
     Ok(out)
@@ -75,7 +75,7 @@ fn frames_round_trip_through_the_stream_codec() {
     let mut got = Vec::new();
     for b in buf.iter() {
         d.extend(&[*b]);
-        while let Some(Incoming::Frame(f)) = d.next().unwrap() {
+        while let Some(Incoming::Frame(f)) = d.next_frame().unwrap() {
             got.push(f);
         }
     }

@@ -1,7 +1,7 @@
 //! Shared helpers for end-to-end tests: a PKI made with the real CLI, relays as real
 //! processes on loopback with free ports, and waits on observable state (never fixed sleeps).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, UdpSocket};
@@ -194,10 +194,10 @@ pub struct Relay {
 
 impl Relay {
     pub fn assert_running(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                panic!("{} exited with {status}:\n{}", self.spec.id, self.log());
-            }
+        if let Some(c) = self.child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            panic!("{} exited with {status}:\n{}", self.spec.id, self.log());
         }
     }
 

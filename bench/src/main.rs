@@ -1,0 +1,525 @@
+//! `relaymesh-bench`: measures relaymesh on this machine, with real processes on loopback.
+//!
+//! * `throughput`: messages per second through two relays (A and B, separate `relaymesh run`
+//!   processes with redb stores and fsync), custody at every hop. A load node dials A and a sink
+//!   node dials B; both run in this process over real UDP and speak the relay protocol, so the
+//!   client is not the bottleneck.
+//! * `latency`: the same path at a fixed rate; p50, p99 and max from submission to delivery.
+//! * `held`: a million messages held by a relay: its memory, and the time from starting it to
+//!   forwarding again.
+//!
+//! Every figure is printed as a JSON line too, for the comparison script.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use relaymesh::core::{Address, CoreConfig, NodeId, Precedence, Role, Submission, TrafficStatus};
+use relaymesh::pki;
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::tls::Credentials;
+use serde_json::json;
+
+mod peer;
+use tokio::sync::mpsc;
+
+#[derive(Parser, Debug)]
+#[command(name = "relaymesh-bench", about = "Benchmarks relaymesh with real processes on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Messages per second through two durable relays.
+    Throughput {
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Offers the load source keeps unanswered.
+        #[arg(long, default_value_t = 2048)]
+        window: u64,
+    },
+    /// Latency through two durable relays at a fixed rate.
+    Latency {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+    /// The relay core alone, without network: microseconds per message.
+    Core {
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// A relay holding many messages: memory, and time from start to forwarding.
+    Held {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cli.command {
+        Cmd::Throughput { messages, size, runs, window } => {
+            let mut rates = Vec::new();
+            for run in 0..runs {
+                let r = rt.block_on(throughput(messages, size, window))?;
+                eprintln!("run {}: {r:.0} msg/s", run + 1);
+                rates.push(r);
+            }
+            rates.sort_by(f64::total_cmp);
+            let median = rates[rates.len() / 2];
+            println!(
+                "throughput: median {median:.0} msg/s over {runs} runs of {messages} x {size} B"
+            );
+            println!(
+                "{}",
+                json!({"bench": "throughput", "msgs_per_s": median, "runs": rates, "messages": messages, "size": size})
+            );
+        }
+        Cmd::Latency { rate, seconds, size } => {
+            let (p50, p99, max, n) = rt.block_on(latency(rate, seconds, size))?;
+            println!(
+                "latency at {rate} msg/s for {seconds} s ({n} messages): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms"
+            );
+            println!(
+                "{}",
+                json!({"bench": "latency", "rate": rate, "p50_ms": p50, "p99_ms": p99, "max_ms": max, "messages": n})
+            );
+        }
+        Cmd::Core { messages, batch } => {
+            let mem = core_relay_cost(messages, batch, false, false)?;
+            let disk = core_relay_cost(messages, batch, true, false)?;
+            let through = core_relay_cost(messages, batch, true, true)?;
+            println!(
+                "relay core, batches of {batch}: {mem:.2} us/msg in memory; on redb {disk:.2} us/msg when the next hop answers after the commit, {through:.2} us/msg when it answers before"
+            );
+            println!(
+                "{}",
+                json!({"bench": "core", "us_per_msg_memory": mem, "us_per_msg_redb": disk, "us_per_msg_redb_cut_through": through, "batch": batch})
+            );
+        }
+        Cmd::Held { messages, size } => {
+            let r = rt.block_on(held(messages, size))?;
+            println!(
+                "held {messages} x {size} B: filled in {:.1} s, store {:.0} MiB; start to first forward {:.3} s; RSS {:.1} MiB (peak {:.1} MiB)",
+                r.fill_s, r.store_mib, r.restart_s, r.rss_mib, r.peak_mib
+            );
+            println!(
+                "{}",
+                json!({"bench": "held", "messages": messages, "fill_s": r.fill_s, "store_mib": r.store_mib, "restart_to_forward_s": r.restart_s, "rss_mib": r.rss_mib, "peak_rss_mib": r.peak_mib})
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `relaymesh` binary next to this one (built by `cargo build --release --workspace`).
+fn relay_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("relaymesh");
+    if !bin.exists() {
+        bail!("{} not found: build it first (cargo build --release --workspace)", bin.display());
+    }
+    Ok(bin)
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A PKI and data directories in a temporary directory.
+struct Deployment {
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Deployment {
+    fn new() -> Result<Deployment> {
+        let dir =
+            tempfile::Builder::new().prefix("relaymesh-bench").tempdir_in(std::env::temp_dir())?;
+        pki::init(&dir.path().join("pki"), false, 30)?;
+        Ok(Deployment { dir, children: Vec::new() })
+    }
+
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    fn issue(&self, id: &str, role: Role) -> Result<Credentials> {
+        let node = NodeId::new(id)?;
+        let validity = pki::Validity::days_from(SystemTime::now(), 30);
+        pki::issue(&self.pki(), &node, role, true, validity)?;
+        let (cert, key) = pki::node_paths(&self.pki(), &node);
+        Ok(Credentials::load(&self.pki().join("ca.crt"), &cert, &key, &node)?)
+    }
+
+    /// Writes a node configuration; `peers` are (node, port) this node dials over `public`.
+    fn config(&self, id: &str, role: &str, port: u16, api: u16, peers: &[(&str, u16)]) -> PathBuf {
+        let pki = self.pki();
+        let mut t = format!(
+            "node = \"{id}\"\nrole = \"{role}\"\ndata_dir = \"data/{id}\"\nca = \"{p}/ca.crt\"\ncert = \"{p}/{id}.crt\"\n\
+             key = \"{p}/{id}.key\"\napi = \"127.0.0.1:{api}\"\n\n[[listen]]\naddr = \"127.0.0.1:{port}\"\nmedium = \"public\"\n",
+            p = pki.display()
+        );
+        for (peer, pport) in peers {
+            t.push_str(&format!(
+                "\n[[peer]]\nnode = \"{peer}\"\naddr = \"127.0.0.1:{pport}\"\nmedium = \"public\"\n"
+            ));
+        }
+        let path = self.dir.path().join(format!("{id}.toml"));
+        let _ = std::fs::write(&path, t);
+        path
+    }
+
+    fn spawn(&mut self, config: &Path) -> Result<u32> {
+        let log = std::fs::File::create(config.with_extension("log"))?;
+        let child = Command::new(relay_binary()?)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", std::env::var("RELAY_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::env::var_os("RELAYMESH_BENCH_KEEP").is_some() {
+            let kept = std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("a temporary directory"),
+            );
+            eprintln!("kept {}", kept.keep().display());
+        }
+    }
+}
+
+fn submission(size: usize, receipt: bool) -> Submission {
+    Submission {
+        to: Address::Node(NodeId::new("sink").unwrap_or_else(|_| unreachable!("a valid id"))),
+        precedence: Precedence::Routine,
+        lifetime: Duration::from_secs(3600),
+        content_type: "application/octet-stream".into(),
+        payload: Bytes::from(vec![0x42; size]),
+        receipt,
+        status: TrafficStatus::Actual,
+    }
+}
+
+/// Two relay processes, with a protocol-level load source dialling A and sink dialled by B.
+struct Path2 {
+    _dep: Deployment,
+    apis: [u16; 2],
+    load: Option<peer::RawLink>,
+    ages: mpsc::UnboundedReceiver<u64>,
+    clock: Clock,
+}
+
+async fn wait_route_api(api: u16, to: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["routes"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|r| r["destination"] == to))
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("relay-a found no route to {to} in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn two_relays() -> Result<Path2> {
+    let mut dep = Deployment::new()?;
+    dep.issue("relay-a", Role::Relay)?;
+    dep.issue("relay-b", Role::Relay)?;
+    let load_creds = dep.issue("load", Role::Command)?;
+    let sink_creds = dep.issue("sink", Role::Township)?;
+    let clock = Clock::wall();
+    let (sink_ep, sink_addr) = peer::listen(&sink_creds, clock, "127.0.0.1:0".parse()?).await?;
+    let (pa, pb, api_a, api_b) = (free_port(), free_port(), free_tcp_port(), free_tcp_port());
+    let a = dep.config("relay-a", "relay", pa, api_a, &[]);
+    let b =
+        dep.config("relay-b", "relay", pb, api_b, &[("relay-a", pa), ("sink", sink_addr.port())]);
+    dep.spawn(&a)?;
+    dep.spawn(&b)?;
+    let sink_link = peer::accept(sink_ep, &sink_creds).await.context("relay-b -> sink")?;
+    sink_link.send_control(&[peer::sink_advert(&sink_creds.identity.node, "relay-b")?]).await?;
+    let (tx, ages) = mpsc::unbounded_channel();
+    tokio::spawn(peer::sink(sink_link, clock, tx));
+    wait_route_api(api_a, "sink").await?;
+    let load =
+        peer::dial(&load_creds, clock, "relay-a", format!("127.0.0.1:{pa}").parse()?).await?;
+    Ok(Path2 { _dep: dep, apis: [api_a, api_b], load: Some(load), ages, clock })
+}
+
+async fn throughput(messages: usize, size: usize, window: u64) -> Result<f64> {
+    let mut p = two_relays().await?;
+    let link = p.load.take().context("load link")?;
+    let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);
+    let start = Instant::now();
+    let loader =
+        tokio::spawn(peer::load(link, origin, to, messages as u64, size, window, None, p.clock));
+    for i in 0..messages {
+        if tokio::time::timeout(Duration::from_secs(60), p.ages.recv())
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            bail!("stalled after {i} of {messages} deliveries");
+        }
+    }
+    let elapsed = start.elapsed();
+    loader.await??;
+    let http = reqwest::Client::new();
+    for (name, api) in ["relay-a", "relay-b"].iter().zip(p.apis) {
+        let url = format!("http://127.0.0.1:{api}/v1/status");
+        if let Ok(v) = http.get(url).send().await?.json::<serde_json::Value>().await {
+            eprintln!("  {name}: store {}", v["store"]);
+        }
+    }
+    Ok(messages as f64 / elapsed.as_secs_f64())
+}
+
+async fn latency(rate: u64, seconds: u64, size: usize) -> Result<(f64, f64, f64, usize)> {
+    let mut p = two_relays().await?;
+    let link = p.load.take().context("load link")?;
+    let total = rate * seconds;
+    let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);
+    let pace = Duration::from_secs_f64(1.0 / rate as f64);
+    let loader =
+        tokio::spawn(peer::load(link, origin, to, total, size, 16_384, Some(pace), p.clock));
+    let mut lat = Vec::with_capacity(total as usize);
+    while (lat.len() as u64) < total {
+        match tokio::time::timeout(Duration::from_secs(30), p.ages.recv()).await {
+            Ok(Some(us)) => lat.push(us as f64 / 1000.0),
+            _ => bail!("stalled after {} of {total} deliveries", lat.len()),
+        }
+    }
+    loader.await??;
+    lat.sort_by(f64::total_cmp);
+    let q = |f: f64| lat[((f * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
+    Ok((q(0.5), q(0.99), *lat.last().unwrap_or(&0.0), lat.len()))
+}
+
+struct Held {
+    fill_s: f64,
+    store_mib: f64,
+    restart_s: f64,
+    rss_mib: f64,
+    peak_mib: f64,
+}
+
+fn proc_kib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn held(messages: usize, size: usize) -> Result<Held> {
+    let mut dep = Deployment::new()?;
+    dep.issue("relay-a", Role::Relay)?;
+    dep.issue("sink", Role::Township)?;
+    // Fill relay-a's store with messages for a node that is not there, as the relay itself
+    // would: through its core, in committed batches.
+    let data = dep.dir.path().join("data/relay-a");
+    std::fs::create_dir_all(&data)?;
+    let fill = Instant::now();
+    {
+        let store =
+            relaymesh::shell::redb_store::RedbStore::open(&data.join("store.redb"), 64 << 20)?;
+        let mut cfg = CoreConfig::new(NodeId::new("relay-a")?, Role::Relay);
+        cfg.limits.max_bytes = 64 << 30;
+        let clock = Clock::wall();
+        let mut node = relaymesh::core::Node::open(cfg, Box::new(store), 1, clock.now())?;
+        for i in 0..messages {
+            node.handle_submit(clock.now(), submission(size, false))
+                .map_err(|e| anyhow::anyhow!("submit {i}: {e}"))?;
+            if i % 20_000 == 19_999 {
+                node.commit(clock.now())?;
+            }
+        }
+        node.commit(clock.now())?;
+    }
+    let fill_s = fill.elapsed().as_secs_f64();
+    let store_mib = std::fs::metadata(data.join("store.redb"))?.len() as f64 / (1 << 20) as f64;
+    // The sink listens; relay-a starts and dials it.
+    let (pa, ps) = (free_port(), free_port());
+    let (api_a, api_s) = (free_tcp_port(), free_tcp_port());
+    let sink = dep.config("sink", "township", ps, api_s, &[]);
+    dep.spawn(&sink)?;
+    let http = reqwest::Client::new();
+    let a = dep.config("relay-a", "relay", pa, api_a, &[("sink", ps)]);
+    let started = Instant::now();
+    let pid = dep.spawn(&a)?;
+    let restart_s = loop {
+        let next = inbox_next(&http, api_s).await;
+        if next > 0 {
+            break started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("nothing forwarded within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Memory once it is forwarding the backlog.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_mib = proc_kib(pid, "VmRSS:").unwrap_or(0.0) / 1024.0;
+    let peak_mib = proc_kib(pid, "VmHWM:").unwrap_or(0.0) / 1024.0;
+    Ok(Held { fill_s, store_mib, restart_s, rss_mib, peak_mib })
+}
+
+/// The sink's next inbox cursor, read over its API (0 until something arrives).
+async fn inbox_next(http: &reqwest::Client, api: u16) -> u64 {
+    let url = format!("http://127.0.0.1:{api}/v1/status");
+    match http.get(url).send().await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["inbox"]["next"].as_u64())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Drives one relay core without any network: offers in, forwarded, answered. Returns
+/// microseconds per message.
+pub fn core_relay_cost(
+    messages: usize,
+    batch: usize,
+    on_disk: bool,
+    early_answers: bool,
+) -> Result<f64> {
+    use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+    use relaymesh::core::{LinkId, LinkInfo, Node};
+    let dir = tempfile::tempdir()?;
+    let store: Box<dyn relaymesh::core::store::Store> = if on_disk {
+        Box::new(relaymesh::shell::redb_store::RedbStore::open(
+            &dir.path().join("s.redb"),
+            64 << 20,
+        )?)
+    } else {
+        Box::new(relaymesh::core::store::MemStore::new())
+    };
+    let mut cfg = CoreConfig::new(NodeId::new("relay")?, Role::Relay);
+    cfg.limits.max_bytes = 64 << 30;
+    let mut t = relaymesh::core::Time(1_000_000);
+    let mut node = Node::open(cfg, store, 1, t)?;
+    let (up, down) = (LinkId(1), LinkId(2));
+    let info = |p: &str, prober| LinkInfo {
+        peer: NodeId::new(p).expect("id"),
+        role: Role::Relay,
+        medium: relaymesh::core::Medium::Public,
+        prober,
+    };
+    node.handle_link_up(t, up, info("load", false));
+    node.handle_link_up(t, down, info("sink", true));
+    node.commit(t)?;
+    while node.poll_transmit().is_some() {}
+    let payload = Bytes::from(vec![0x42; 256]);
+    let (load, sink) = (NodeId::new("load")?, NodeId::new("sink")?);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while (n as usize) < messages {
+        t = t + Duration::from_micros(100);
+        for _ in 0..batch {
+            n += 1;
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&n.to_be_bytes());
+            let env = relaymesh::core::Envelope {
+                id: relaymesh::core::MessageId(id),
+                origin: load.clone(),
+                to: Address::Node(sink.clone()),
+                precedence: Precedence::Routine,
+                lifetime: Duration::from_secs(3600),
+                content_type: "application/octet-stream".into(),
+                payload: payload.clone(),
+                receipt: false,
+                body: relaymesh::core::types::Body::Data,
+                status: TrafficStatus::Actual,
+                created: t,
+                age: Duration::ZERO,
+                hop_count: 0,
+                destinations: vec![sink.clone()],
+                signature: Bytes::new(),
+            };
+            node.handle_frame(t, up, Frame::Offer { offer: n, envelope: env });
+        }
+        node.schedule(t);
+        let mut answers = Vec::new();
+        while let Some(tx) = node.poll_transmit() {
+            if let Frame::Offer { offer, envelope } = tx.frame {
+                answers.push(CustodyResult {
+                    offer,
+                    id: envelope.id,
+                    code: CustodyCode::Accepted,
+                    reason: String::new(),
+                });
+            }
+        }
+        if early_answers {
+            // The next hop answers before this node commits: cut-through custody.
+            node.handle_frame(t, down, Frame::Custody(std::mem::take(&mut answers)));
+        }
+        node.commit(t)?;
+        while let Some(tx) = node.poll_transmit() {
+            if let Frame::Offer { offer, envelope } = tx.frame {
+                answers.push(CustodyResult {
+                    offer,
+                    id: envelope.id,
+                    code: CustodyCode::Accepted,
+                    reason: String::new(),
+                });
+            }
+        }
+        node.handle_frame(t, down, Frame::Custody(answers));
+        node.commit(t)?;
+        while node.poll_transmit().is_some() {}
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / messages as f64)
+}

@@ -1,0 +1,315 @@
+//! A lightweight load source and sink that speak the relay protocol directly: mutual TLS,
+//! `Hello`, offers on a precedence stream, custody answers on the control stream, probes on
+//! datagrams. They keep nothing on disk, so every cost measured is the relays'.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, RecvStream, SendStream};
+use relaymesh::core::frame::{Advert, AdvertLink, CustodyCode, CustodyResult, Frame};
+use relaymesh::core::types::{Body, Envelope};
+use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Role, Time, TrafficStatus};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
+use relaymesh::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION};
+use tokio::sync::{Mutex, mpsc};
+
+/// One authenticated connection, after the `Hello` exchange.
+pub struct RawLink {
+    pub conn: Connection,
+    control_send: Arc<Mutex<SendStream>>,
+    control_recv: RecvStream,
+    decoder: FrameDecoder,
+    _endpoint: quinn::Endpoint,
+}
+
+fn hello(creds: &Credentials) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        node: creds.identity.node.clone(),
+        role: creds.identity.role,
+        capabilities: vec![],
+        medium: Medium::Public,
+    }
+}
+
+async fn read_hello(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Result<Hello> {
+    loop {
+        if let Some(Incoming::Hello(h)) = decoder.next_frame()? {
+            return Ok(h);
+        }
+        match recv.read_chunk(65536, true).await? {
+            Some(c) => decoder.extend(&c.bytes),
+            None => bail!("closed before hello"),
+        }
+    }
+}
+
+/// Dials `peer` at `addr` (this side probes).
+pub async fn dial(
+    creds: &Credentials,
+    clock: Clock,
+    peer: &str,
+    addr: SocketAddr,
+) -> Result<RawLink> {
+    let quic = QuicConfigs::new(creds, clock)?;
+    let socket = transport::udp_socket("127.0.0.1:0".parse()?)?;
+    let endpoint = transport::endpoint(socket, None, [1; 32], creds.reset_secret())?;
+    let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
+    let conn = endpoint.connect_with(cfg, addr, peer)?.await.context("handshake")?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let mut buf = BytesMut::new();
+    wire::encode_hello(&hello(creds), &mut buf);
+    send.write_all(&buf).await?;
+    let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_FRAME);
+    read_hello(&mut recv, &mut decoder).await?;
+    let link = RawLink {
+        conn,
+        control_send: Arc::new(Mutex::new(send)),
+        control_recv: recv,
+        decoder,
+        _endpoint: endpoint,
+    };
+    link.spawn_probes();
+    Ok(link)
+}
+
+/// Listens on `addr` and accepts one link (the other side probes; we answer).
+pub async fn listen(
+    creds: &Credentials,
+    clock: Clock,
+    addr: SocketAddr,
+) -> Result<(quinn::Endpoint, SocketAddr)> {
+    let quic = QuicConfigs::new(creds, clock)?;
+    let socket = transport::udp_socket(addr)?;
+    let server = quic.server(&TransportSettings::default_for(Medium::Public));
+    let endpoint = transport::endpoint(socket, Some(server), [2; 32], creds.reset_secret())?;
+    let local = endpoint.local_addr()?;
+    Ok((endpoint, local))
+}
+
+pub async fn accept(endpoint: quinn::Endpoint, creds: &Credentials) -> Result<RawLink> {
+    let incoming = endpoint.accept().await.context("endpoint closed")?;
+    let conn = incoming.await?;
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_FRAME);
+    read_hello(&mut recv, &mut decoder).await?;
+    let mut buf = BytesMut::new();
+    wire::encode_hello(&hello(creds), &mut buf);
+    send.write_all(&buf).await?;
+    let link = RawLink {
+        conn,
+        control_send: Arc::new(Mutex::new(send)),
+        control_recv: recv,
+        decoder,
+        _endpoint: endpoint,
+    };
+    link.spawn_probe_answers();
+    Ok(link)
+}
+
+impl RawLink {
+    fn spawn_probes(&self) {
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            let mut seq = 0;
+            loop {
+                seq += 1;
+                let frame = Frame::Probe { seq, rtt_us: 0, loss_ppm: 0 };
+                if conn.send_datagram(wire::encode_datagram(&frame)).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        // Answers are read and dropped.
+        let conn = self.conn.clone();
+        tokio::spawn(async move { while conn.read_datagram().await.is_ok() {} });
+    }
+
+    fn spawn_probe_answers(&self) {
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = conn.read_datagram().await {
+                if let Ok(Frame::Probe { seq, .. }) = wire::decode_datagram(d) {
+                    let _ = conn.send_datagram(wire::encode_datagram(&Frame::ProbeAck { seq }));
+                }
+            }
+        });
+    }
+
+    pub async fn send_control(&self, frames: &[Frame]) -> Result<()> {
+        let mut buf = BytesMut::new();
+        for f in frames {
+            wire::encode_frame(f, &mut buf);
+        }
+        self.control_send.lock().await.write_all(&buf).await?;
+        Ok(())
+    }
+
+    /// Reads control frames until the next custody answers arrive.
+    pub async fn next_custody(&mut self) -> Result<Vec<CustodyResult>> {
+        loop {
+            while let Some(incoming) = self.decoder.next_frame()? {
+                if let Incoming::Frame(Frame::Custody(r)) = incoming {
+                    return Ok(r);
+                }
+            }
+            match self.control_recv.read_chunk(65536, true).await? {
+                Some(c) => self.decoder.extend(&c.bytes),
+                None => bail!("control stream closed"),
+            }
+        }
+    }
+}
+
+/// The sink's advert: it is linked to `relay`, so link-state routing can reach it.
+pub fn sink_advert(me: &NodeId, relay: &str) -> Result<Frame> {
+    Ok(Frame::LinkState(Advert {
+        node: me.clone(),
+        role: Role::Township,
+        seq: 1,
+        lifetime: Duration::from_secs(3600),
+        age: Duration::ZERO,
+        links: vec![AdvertLink {
+            neighbour: NodeId::new(relay)?,
+            medium: Medium::Public,
+            rtt: Duration::from_millis(1),
+            loss_ppm: 0,
+            bandwidth_bps: 1_000_000_000,
+            up: true,
+        }],
+        groups: vec![],
+        subscriptions: vec![],
+    }))
+}
+
+/// Offers `total` messages of `size` bytes to `to`, keeping at most `window` unanswered.
+/// `sent` receives (message number, clock time) as each offer goes out.
+pub async fn load(
+    mut link: RawLink,
+    origin: NodeId,
+    to: NodeId,
+    total: u64,
+    size: usize,
+    window: u64,
+    pace: Option<Duration>,
+    clock: Clock,
+) -> Result<()> {
+    let mut stream = link.conn.open_uni().await?;
+    let payload = Bytes::from(vec![0x42; size]);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let acks = accepted.clone();
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        loop {
+            match link.next_custody().await {
+                Ok(results) => {
+                    let ok = results.iter().filter(|r| r.code == CustodyCode::Accepted).count();
+                    acks.fetch_add(ok as u64, Ordering::Relaxed);
+                    let _ = done_tx.try_send(());
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let mut next = 0u64;
+    let mut buf = BytesMut::new();
+    let mut tick = pace.map(|p| {
+        let mut i = tokio::time::interval(p);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        i
+    });
+    while next < total {
+        if let Some(t) = tick.as_mut() {
+            t.tick().await;
+        }
+        while next - accepted.load(Ordering::Relaxed) >= window {
+            let _ = done_rx.recv().await;
+        }
+        let room = window - (next - accepted.load(Ordering::Relaxed));
+        let batch = if tick.is_some() { 1 } else { room.min(total - next).min(512) };
+        for _ in 0..batch {
+            next += 1;
+            let env = envelope(&origin, &to, next, payload.clone(), clock.now());
+            wire::encode_frame(&Frame::Offer { offer: next, envelope: env }, &mut buf);
+        }
+        stream.write_chunk(buf.split().freeze()).await?;
+    }
+    while accepted.load(Ordering::Relaxed) < total {
+        if tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await.is_err() {
+            bail!("custody answers stalled at {} of {total}", accepted.load(Ordering::Relaxed));
+        }
+    }
+    Ok(())
+}
+
+fn envelope(origin: &NodeId, to: &NodeId, n: u64, payload: Bytes, now: Time) -> Envelope {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    id[8..].copy_from_slice(&now.as_micros().to_be_bytes());
+    Envelope {
+        id: MessageId(id),
+        origin: origin.clone(),
+        to: Address::Node(to.clone()),
+        precedence: Precedence::Routine,
+        lifetime: Duration::from_secs(3600),
+        content_type: "application/octet-stream".into(),
+        payload,
+        receipt: false,
+        body: Body::Data,
+        status: TrafficStatus::Actual,
+        created: now,
+        age: Duration::ZERO,
+        hop_count: 0,
+        destinations: vec![to.clone()],
+        signature: Bytes::new(),
+    }
+}
+
+/// Takes every offer on `link`, answers it, and reports each delivery's age in microseconds
+/// (from the offer's creation on this machine's clock) to `out`.
+pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<u64>) -> Result<()> {
+    let control = link.control_send.clone();
+    let conn = link.conn.clone();
+    while let Ok(mut recv) = conn.accept_uni().await {
+        let control = control.clone();
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_FRAME);
+            let mut buf = BytesMut::new();
+            loop {
+                let mut results = Vec::new();
+                while let Ok(Some(Incoming::Frame(Frame::Offer { offer, envelope }))) =
+                    decoder.next_frame()
+                {
+                    let age = clock.now().saturating_since(envelope.created).as_micros() as u64;
+                    let _ = out.send(age);
+                    results.push(CustodyResult {
+                        offer,
+                        id: envelope.id,
+                        code: CustodyCode::Accepted,
+                        reason: String::new(),
+                    });
+                }
+                if !results.is_empty() {
+                    wire::encode_frame(&Frame::Custody(results), &mut buf);
+                    if control.lock().await.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+                match recv.read_chunk(65536, true).await {
+                    Ok(Some(c)) => decoder.extend(&c.bytes),
+                    _ => return,
+                }
+            }
+        });
+    }
+    Ok(())
+}
