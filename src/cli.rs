@@ -242,7 +242,7 @@ fn run(config_path: &Path) -> Outcome {
         .build()
         .map_err(Failure::runtime)?;
     rt.block_on(async move {
-        let store = RedbStore::open(&cfg.data_dir.join("store.redb"), 64 << 20)
+        let store = RedbStore::open(&cfg.data_dir.join("store.redb"), cfg.store_cache)
             .map_err(|e| Failure::runtime(format!("store {}: {e}", cfg.data_dir.display())))?;
         let mut listeners = Vec::new();
         for l in &cfg.listen {

@@ -47,6 +47,9 @@ enum Cmd {
         /// Offers the load source keeps unanswered.
         #[arg(long, default_value_t = 2048)]
         window: u64,
+        /// The relays' store page cache (`[store] cache`; the default is 16MiB).
+        #[arg(long)]
+        cache: Option<String>,
     },
     /// Latency through two durable relays at a fixed rate.
     Latency {
@@ -77,10 +80,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
-        Cmd::Throughput { messages, size, runs, window } => {
+        Cmd::Throughput { messages, size, runs, window, cache } => {
             let mut rates = Vec::new();
             for run in 0..runs {
-                let r = rt.block_on(throughput(messages, size, window))?;
+                let r = rt.block_on(throughput(messages, size, window, cache.clone()))?;
                 eprintln!("run {}: {r:.0} msg/s", run + 1);
                 rates.push(r);
             }
@@ -159,6 +162,8 @@ fn free_tcp_port() -> u16 {
 struct Deployment {
     dir: tempfile::TempDir,
     children: Vec<Child>,
+    /// TOML appended to every relay configuration.
+    extra: String,
 }
 
 impl Deployment {
@@ -166,7 +171,7 @@ impl Deployment {
         let dir =
             tempfile::Builder::new().prefix("relaymesh-bench").tempdir_in(std::env::temp_dir())?;
         pki::init(&dir.path().join("pki"), false, 30)?;
-        Ok(Deployment { dir, children: Vec::new() })
+        Ok(Deployment { dir, children: Vec::new(), extra: String::new() })
     }
 
     fn pki(&self) -> PathBuf {
@@ -194,6 +199,8 @@ impl Deployment {
                 "\n[[peer]]\nnode = \"{peer}\"\naddr = \"127.0.0.1:{pport}\"\nmedium = \"public\"\n"
             ));
         }
+        t.push('\n');
+        t.push_str(&self.extra);
         let path = self.dir.path().join(format!("{id}.toml"));
         let _ = std::fs::write(&path, t);
         path
@@ -272,8 +279,9 @@ async fn wait_route_api(api: u16, to: &str) -> Result<()> {
     }
 }
 
-async fn two_relays() -> Result<Path2> {
+async fn two_relays(cache: Option<String>) -> Result<Path2> {
     let mut dep = Deployment::new()?;
+    dep.extra = cache.map(|c| format!("[store]\ncache = \"{c}\"\n")).unwrap_or_default();
     dep.issue("relay-a", Role::Relay)?;
     dep.issue("relay-b", Role::Relay)?;
     let load_creds = dep.issue("load", Role::Command)?;
@@ -296,8 +304,13 @@ async fn two_relays() -> Result<Path2> {
     Ok(Path2 { _dep: dep, apis: [api_a, api_b], load: Some(load), ages, clock })
 }
 
-async fn throughput(messages: usize, size: usize, window: u64) -> Result<f64> {
-    let mut p = two_relays().await?;
+async fn throughput(
+    messages: usize,
+    size: usize,
+    window: u64,
+    cache: Option<String>,
+) -> Result<f64> {
+    let mut p = two_relays(cache).await?;
     let link = p.load.take().context("load link")?;
     let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);
     let start = Instant::now();
@@ -326,7 +339,7 @@ async fn throughput(messages: usize, size: usize, window: u64) -> Result<f64> {
 }
 
 async fn latency(rate: u64, seconds: u64, size: usize) -> Result<(f64, f64, f64, usize)> {
-    let mut p = two_relays().await?;
+    let mut p = two_relays(None).await?;
     let link = p.load.take().context("load link")?;
     let total = rate * seconds;
     let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);

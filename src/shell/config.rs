@@ -58,6 +58,8 @@ pub struct RelayConfig {
     pub max_batch: usize,
     /// When batches are committed.
     pub commit: super::driver::CommitPolicy,
+    /// Bytes of page cache for the store.
+    pub store_cache: usize,
 }
 
 impl RelayConfig {
@@ -141,6 +143,7 @@ struct RawStore {
     admit: BTreeMap<String, f64>,
     max_batch: Option<usize>,
     commit_after: Option<String>,
+    cache: Option<String>,
     commit_within: Option<String>,
 }
 
@@ -323,6 +326,10 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         peers.push(peer);
     }
     let max_batch = raw.store.max_batch.unwrap_or(64).max(1);
+    let store_cache = match &raw.store.cache {
+        Some(s) => field("store.cache", parse_size(s))? as usize,
+        None => 16 << 20,
+    };
     let mut commit = super::driver::CommitPolicy::default();
     if let Some(s) = &raw.store.commit_after {
         commit.after = field("store.commit_after", parse_duration(s))?;
@@ -350,6 +357,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         transport,
         max_batch,
         commit,
+        store_cache,
     })
 }
 
