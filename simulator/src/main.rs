@@ -14,8 +14,9 @@ use relaymesh_sim::scenario::{self, BUILT_IN};
     about = "Runs real relaymesh nodes over a virtual network in virtual time"
 )]
 struct Cli {
+    /// Without a command: run the built-in county-flood scenario.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,8 +45,9 @@ enum Command {
 fn main() {
     std::process::exit(match Cli::try_parse() {
         Ok(cli) => match cli.command {
-            Command::List => list(),
-            Command::Run { scenario, seed, out, json, quiet } => {
+            None => run(None, None, None, false, false),
+            Some(Command::List) => list(),
+            Some(Command::Run { scenario, seed, out, json, quiet }) => {
                 run(scenario, seed, out, json, quiet)
             }
         },
