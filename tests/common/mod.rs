@@ -95,6 +95,7 @@ impl Mesh {
             api: free_tcp_port(),
             medium: medium.into(),
             peers: Vec::new(),
+            more_listens: Vec::new(),
             extra: String::new(),
         }
     }
@@ -111,6 +112,8 @@ pub struct NodeSpec {
     pub medium: String,
     /// (node, udp port, medium)
     pub peers: Vec<(String, u16, String)>,
+    /// More (port, medium) to listen on.
+    pub more_listens: Vec<(u16, String)>,
     /// Extra TOML appended to the configuration.
     pub extra: String,
 }
@@ -118,6 +121,19 @@ pub struct NodeSpec {
 impl NodeSpec {
     pub fn peer(mut self, other: &NodeSpec) -> NodeSpec {
         self.peers.push((other.id.clone(), other.port, other.medium.clone()));
+        self
+    }
+
+    /// Also listens on a fresh port for `medium`; returns the port.
+    pub fn listen_also(&mut self, medium: &str) -> u16 {
+        let port = free_udp_port();
+        self.more_listens.push((port, medium.into()));
+        port
+    }
+
+    /// Dials `node` at a given port (a proxy, say) over `medium`.
+    pub fn peer_at(mut self, node: &str, port: u16, medium: &str) -> NodeSpec {
+        self.peers.push((node.into(), port, medium.into()));
         self
     }
 
@@ -143,6 +159,9 @@ impl NodeSpec {
             port = self.port,
             medium = self.medium,
         );
+        for (port, medium) in &self.more_listens {
+            let _ = write!(t, "\n[[listen]]\naddr = \"127.0.0.1:{port}\"\nmedium = \"{medium}\"\n");
+        }
         for (node, port, medium) in &self.peers {
             let _ = write!(
                 t,
@@ -306,6 +325,81 @@ pub fn dump(relays: &[&Relay]) {
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         for l in tail.into_iter().rev() {
             eprintln!("{l}");
+        }
+    }
+}
+
+/// A UDP forwarder between a client and a server port that can be cut (packets silently
+/// vanish, as on a dead radio link) and healed.
+pub struct UdpProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpProxy {
+    /// Forwards datagrams arriving on a fresh port to `target` (a local port), and the
+    /// answers back to whoever sent last.
+    pub fn start(target: u16) -> UdpProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let port = front.local_addr().unwrap().port();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], target));
+        // Server to client, on its own thread.
+        let answers = {
+            let (front, back, cut, stop, client) =
+                (front.clone(), back.clone(), cut.clone(), stop.clone(), client.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, _)) = back.recv_from(&mut buf) {
+                        let to = *client.lock().unwrap();
+                        if let (Some(to), false) = (to, cut.load(Ordering::Relaxed)) {
+                            let _ = front.send_to(&buf[..n], to);
+                        }
+                    }
+                }
+            })
+        };
+        let (c, s) = (cut.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = front.recv_from(&mut buf) {
+                    *client.lock().unwrap() = Some(from);
+                    if !c.load(Ordering::Relaxed) {
+                        let _ = back.send_to(&buf[..n], target);
+                    }
+                }
+            }
+            let _ = answers.join();
+        });
+        UdpProxy { port, cut, stop, thread: Some(thread) }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
