@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes relaymesh-sim scenarios that are too regular to write by hand.
+"""Writes the county-flood scenario, too regular to write by hand.
 
     bench/gen_scenario.py county > scenarios/county-flood.toml
-    bench/gen_scenario.py mesh 1000 > target/mesh-1000.toml
+
+(Generated meshes of any size are built into the simulator: relaymesh-sim run mesh:1000.)
 """
 import sys
 
@@ -115,43 +116,9 @@ def county():
     return "\n".join(out)
 
 
-def mesh(n):
-    """A regional mesh of n nodes: a command node, relays every 10 nodes, rings of townships."""
-    out = [
-        f'name = "mesh-{n}"',
-        f'description = "{n} nodes: a command node, a relay backbone, townships and field teams"',
-        'duration = "30m"',
-        "seed = 7",
-        "",
-    ]
-    names = ["county-hq"]
-    node(out, "county-hq", "command")
-    relays = [f"relay-{i:04}" for i in range(max(1, n // 10))]
-    for r in relays:
-        node(out, r, "relay")
-    rest = n - 1 - len(relays)
-    members = [f"node-{i:05}" for i in range(rest)]
-    for i, m in enumerate(members):
-        node(out, m, "township" if i % 4 == 0 else "field")
-    for i, r in enumerate(relays):
-        if i == 0:
-            link(out, "county-hq", r, "wireless", "5ms", "10Mbps")
-        else:
-            link(out, relays[(i - 1) // 2], r, "wireless", "8ms", "10Mbps")
-    for i, m in enumerate(members):
-        link(out, relays[i % len(relays)], m, "wireless", "10ms", "5Mbps", loss=0.01)
-    for i in range(0, len(members), 4):
-        traffic(out, members[i], "node:county-hq", "priority", "5m", 512, "1h", start="2m", stop="25m")
-    traffic(out, "county-hq", "group:role:township", "flash", "10m", 256, "30m", start="3m", stop="25m")
-    out += ["[expect]", "lost = 0", "duplicates = 0", ""]
-    return "\n".join(out)
-
-
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "county"
     if kind == "county":
         print(county())
-    elif kind == "mesh":
-        print(mesh(int(sys.argv[2]) if len(sys.argv) > 2 else 1000))
     else:
-        sys.exit(f"unknown kind {kind}: county or mesh N")
+        sys.exit(f"unknown kind {kind}: county")

@@ -59,6 +59,7 @@ fn main() {
 }
 
 fn list() -> i32 {
+    println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min", "mesh:N");
     for (name, text) in BUILT_IN {
         match scenario::parse(text, name) {
             Ok(s) => println!(
@@ -85,6 +86,14 @@ fn run(
     let path = PathBuf::from(&name);
     let parsed = if path.exists() {
         scenario::load(&path)
+    } else if let Some(n) = name.strip_prefix("mesh:") {
+        match n.parse::<usize>() {
+            Ok(n) if n >= 3 => scenario::parse(&scenario::mesh(n, true, "30m"), &name),
+            _ => {
+                eprintln!("relaymesh-sim: {name}: mesh:<nodes> needs at least 3 nodes");
+                return 2;
+            }
+        }
     } else {
         match scenario::built_in(&name) {
             Some(s) => s,

@@ -235,6 +235,12 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         "links": links_json,
         "events": events_json,
         "not_accepted": obs.not_accepted.values().sum::<u64>(),
+        "control": {
+            "adverts_per_min": obs.control.adverts as f64 * 60.0 / virtual_s.max(1e-9),
+            "advert_bytes_per_min": obs.control.advert_bytes as f64 * 60.0 / virtual_s.max(1e-9),
+            "probes_per_min": obs.control.probes as f64 * 60.0 / virtual_s.max(1e-9),
+            "link_bytes_per_min": obs.links.iter().flat_map(|l| l.directions.iter()).map(|d| d.bytes).sum::<u64>() as f64 * 60.0 / virtual_s.max(1e-9),
+        },
         "invariants": { "lost": lost, "duplicates": duplicates, "starved": starved },
         "expect": { "passed": failures.is_empty(), "failures": failures },
     });

@@ -70,6 +70,16 @@ pub struct Observed {
     pub queue_depth: BTreeMap<String, Vec<(Duration, u64)>>,
     pub virtual_time: Duration,
     pub started: Option<Instant>,
+    /// Control traffic counted by the nodes running at the end (since their last start).
+    pub control: Control,
+}
+
+/// Routing and probing traffic.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Control {
+    pub adverts: u64,
+    pub advert_bytes: u64,
+    pub probes: u64,
 }
 
 struct SimNode {
@@ -591,6 +601,16 @@ impl<'s> World<'s> {
     }
 
     async fn finish(mut self, rx: &mut mpsc::UnboundedReceiver<(NodeId, Time, Event)>) -> Observed {
+        for n in &self.nodes {
+            if let Some(h) = &n.handle
+                && let Ok(s) = h.status().await
+            {
+                self.obs.control.adverts += s.node.counters.adverts_sent;
+                self.obs.control.advert_bytes += s.node.counters.advert_bytes;
+                self.obs.control.probes +=
+                    s.node.links.iter().map(|l| l.counters.probes_sent).sum::<u64>();
+            }
+        }
         // Stop every node as if the power went: what is committed is what counts.
         for i in 0..self.nodes.len() {
             if let Some(relay) = self.nodes[i].relay.take() {

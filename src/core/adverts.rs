@@ -59,8 +59,15 @@ impl Node {
             let Some(l) = self.links.get(id) else { continue };
             let mut a = advert.clone();
             a.age += l.one_way_delay();
-            self.transmits.push_back(Transmit { link: *id, frame: Frame::LinkState(a) });
+            self.send_advert_to(*id, a);
         }
+    }
+
+    /// Queues one advert for one link, counting it.
+    pub(super) fn send_advert_to(&mut self, link: LinkId, advert: Advert) {
+        self.counters.adverts_sent += 1;
+        self.counters.advert_bytes += wire::encode_advert(&advert).len() as u64;
+        self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
     }
 
     /// An advert from the neighbour on `link`.

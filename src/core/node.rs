@@ -93,6 +93,9 @@ pub struct Counters {
     pub refused: [u64; 4],
     pub store_failures: u64,
     pub bad_frames: u64,
+    /// Link-state adverts sent (own and flooded), and their encoded size.
+    pub adverts_sent: u64,
+    pub advert_bytes: u64,
 }
 
 /// One relay's protocol state machine: routing, queues, custody, dedup, expiry, policy.
@@ -407,13 +410,13 @@ impl Node {
             Frame::LinkState(advert) => self.receive_advert(now, link, advert),
             Frame::LsdbSummary(summary) => {
                 for a in self.routing.newer_than(&summary, now) {
-                    self.transmits.push_back(Transmit { link, frame: Frame::LinkState(a) });
+                    self.send_advert_to(link, a);
                 }
                 // Our own advert is never in our database; send it if theirs is older.
                 let ours = summary.iter().find(|(n, _)| n == &self.cfg.node).map(|(_, s)| *s);
                 if ours.is_none_or(|s| s < self.advert_seq) && self.advert_seq > 0 {
                     let a = self.own_advert(now);
-                    self.transmits.push_back(Transmit { link, frame: Frame::LinkState(a) });
+                    self.send_advert_to(link, a);
                 }
             }
         }
