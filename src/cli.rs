@@ -77,6 +77,14 @@ enum PkiCommand {
         #[arg(long, default_value_t = 3650)]
         days: u64,
     },
+    /// Revoke a node's certificate: writes the CA's next revocation list to DIR/crl.pem.
+    /// Nodes load it from there (or from their `crl` setting) and pass it on through the mesh.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+    },
     /// Issue a node certificate (DIR/<id>.crt, DIR/<id>.key).
     Issue {
         #[arg(long)]
@@ -207,6 +215,12 @@ fn pki_command(c: PkiCommand) -> Outcome {
             let path = pki::init(&dir, force, days).map_err(fail)?;
             println!("{}", path.display());
         }
+        PkiCommand::Revoke { dir, node } => {
+            let node = NodeId::new(&node).map_err(Failure::usage)?;
+            let (path, number) = pki::revoke(&dir, &node).map_err(fail)?;
+            eprintln!("revoked {node}: revocation list {number}");
+            println!("{}", path.display());
+        }
         PkiCommand::Issue { dir, node, role, force, days } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let role: Role = role.parse().map_err(Failure::usage)?;
@@ -236,6 +250,16 @@ fn run(config_path: &Path) -> Outcome {
         .map_err(Failure::usage)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
+    let crl_path = cfg.crl.clone().unwrap_or_else(|| {
+        cfg.ca.parent().map_or_else(|| PathBuf::from("crl.pem"), |d| d.join("crl.pem"))
+    });
+    if crl_path.exists() {
+        // A list that is there but unusable is an operator error: say so before starting.
+        let der = pki::load_crl(&crl_path).map_err(Failure::usage)?;
+        let ca = pki::load_certs(&cfg.ca).map_err(Failure::usage)?;
+        check_crl_file(&ca[0], &der)
+            .map_err(|e| Failure::usage(format!("{}: {e}", crl_path.display())))?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -276,8 +300,10 @@ fn run(config_path: &Path) -> Outcome {
             client_socket: Some(Box::new(|| {
                 shell::transport::udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))
             })),
+            stall_timeout: cfg.stall_timeout,
         };
         let relay = shell::Relay::start(spec).map_err(Failure::runtime)?;
+        tokio::spawn(watch_crl(crl_path, relay.handle().clone()));
         for (medium, addr) in relay.local_addrs() {
             tracing::info!(%medium, %addr, "listening");
         }
@@ -293,6 +319,46 @@ fn run(config_path: &Path) -> Outcome {
         relay.stop().await;
         Ok(())
     })
+}
+
+/// Checks a revocation list against the CA before the node starts.
+fn check_crl_file(ca: &rustls::pki_types::CertificateDer<'_>, der: &[u8]) -> Result<(), String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (_, ca) = X509Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?;
+    let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| e.to_string())?;
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ED25519,
+        ca.public_key().subject_public_key.data.as_ref(),
+    );
+    key.verify(crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
+        .map_err(|_| "revocation list not signed by the deployment CA".to_owned())
+}
+
+/// Loads the revocation list at `path` now and whenever the file changes (`relaymesh pki
+/// revoke` rewrites it), and hands it to the node, which passes a newer one on to the mesh.
+async fn watch_crl(path: PathBuf, node: shell::driver::NodeHandle) {
+    let mut seen: Option<std::time::SystemTime> = None;
+    loop {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != seen {
+            seen = modified;
+            match pki::load_crl(&path) {
+                Ok(der) => match node.revocations(der).await {
+                    Ok(Ok(true)) => {
+                        tracing::warn!(path = %path.display(), "new revocation list loaded")
+                    }
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(path = %path.display(), "revocation list refused: {e}")
+                    }
+                    Err(_) => return,
+                },
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 async fn shutdown_signal() {

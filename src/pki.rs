@@ -193,6 +193,94 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A revocation list signed by this CA: number `number`, revoking `serials`.
+    pub fn revocation_list(
+        &self,
+        number: u64,
+        serials: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+        let params = CertificateRevocationListParams {
+            this_update: now.into(),
+            next_update: (now + Duration::from_secs(365 * 86_400)).into(),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: now.into(),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
+        Ok(params.signed_by(&issuer)?.der().to_vec())
+    }
+}
+
+/// The revocation list of a PKI directory (kept beside the CA certificate).
+pub fn crl_path(dir: &Path) -> PathBuf {
+    dir.join("crl.pem")
+}
+
+/// The DER of the first revocation list in a PEM (or DER) file.
+pub fn load_crl(path: &Path) -> Result<Vec<u8>, PkiError> {
+    let bytes = fs::read(path).map_err(|source| PkiError::Io { path: path.into(), source })?;
+    if bytes.first() == Some(&0x30) {
+        return Ok(bytes);
+    }
+    let crl = rustls_pemfile::crls(&mut bytes.as_slice())
+        .next()
+        .ok_or_else(|| PkiError::Pem { path: path.into(), why: "no X509 CRL in file".into() })?
+        .map_err(|e| PkiError::Pem { path: path.into(), why: e.to_string() })?;
+    Ok(crl.as_ref().to_vec())
+}
+
+/// `relaymesh pki revoke`: adds `node`'s certificate to the CA's revocation list (a new list
+/// with the next number), written to `DIR/crl.pem`. Returns the path and the list's number.
+pub fn revoke(dir: &Path, node: &NodeId) -> Result<(PathBuf, u64), PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let ca = Ca::load(dir)?;
+    let (cert_path, _) = node_paths(dir, node);
+    let cert = load_certs(&cert_path)?.remove(0);
+    let (_, x509) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let serial = x509.raw_serial().to_vec();
+    let path = crl_path(dir);
+    let (mut serials, mut number) = (Vec::new(), 0u64);
+    if path.exists() {
+        let der = load_crl(&path)?;
+        let (_, old) = CertificateRevocationList::from_der(&der)
+            .map_err(|e| PkiError::Pem { path: path.clone(), why: e.to_string() })?;
+        number = old.crl_number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        serials = old.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect();
+    }
+    if !serials.contains(&serial) {
+        serials.push(serial);
+    }
+    number += 1;
+    let der = ca.revocation_list(number, &serials, SystemTime::now())?;
+    let pem = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", base64_lines(&der));
+    write(&path, pem.as_bytes(), false)?;
+    Ok((path, number))
+}
+
+fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    b64.as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn sub_seed(seed: &[u8; 32], n: u8) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (i, b) in out.iter_mut().enumerate() {

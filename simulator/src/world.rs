@@ -313,6 +313,7 @@ impl<'s> World<'s> {
             observer: Some(self.observer.clone()),
             dedicated_driver_thread: false,
             client_socket: None,
+            stall_timeout: relaymesh::shell::config::DEFAULT_STALL_TIMEOUT,
         };
         node.starts += 1;
         match Relay::start(spec) {

@@ -17,7 +17,7 @@ use crate::wire;
 impl Node {
     /// This node's advert as it stands.
     pub(super) fn own_advert(&self, _now: Time) -> Advert {
-        Advert {
+        let mut advert = Advert {
             node: self.cfg.node.clone(),
             role: self.cfg.role,
             seq: self.advert_seq,
@@ -37,7 +37,11 @@ impl Node {
                 .collect(),
             groups: self.cfg.groups.clone(),
             subscriptions: self.subscriptions.iter().cloned().collect(),
-        }
+            certificate: bytes::Bytes::new(),
+            signature: bytes::Bytes::new(),
+        };
+        self.seal_advert(&mut advert);
+        advert
     }
 
     /// Issues a new advert (next sequence number) to every neighbour.
@@ -81,6 +85,9 @@ impl Node {
                 self.advert_wanted = true;
                 self.meta_dirty = true;
             }
+            return;
+        }
+        if !self.routing.wants(&advert) || !self.check_advert(link, &advert) {
             return;
         }
         if !self.routing.accept(advert.clone(), now) {

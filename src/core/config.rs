@@ -2,9 +2,11 @@
 //! (`crate::shell::config`); the simulator builds it from a scenario.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::policy::Policy;
+use super::trust::Trust;
 use super::types::{Medium, NodeId, Precedence, Role};
 
 /// Per-medium behaviour of links.
@@ -106,6 +108,15 @@ pub struct CoreConfig {
     pub advert_lifetime: Duration,
     /// Who may send what to where.
     pub policy: Policy,
+    /// The deployment's trust and this node's signing key. `None` only in core unit tests
+    /// that are not about signatures: every relay the shell starts has one.
+    pub trust: Option<Arc<dyn Trust>>,
+    /// Frames per second a neighbour may send on one link (a second's worth may come at once).
+    /// Beyond that offers are answered "busy"; a neighbour that keeps going for another second
+    /// is cut off.
+    pub peer_frame_rate: u32,
+    /// Share of the store one neighbour's messages may fill.
+    pub peer_store_share: f64,
 }
 
 impl CoreConfig {
@@ -123,6 +134,9 @@ impl CoreConfig {
             status_keep: Duration::from_secs(7 * 24 * 3600),
             advert_lifetime: Duration::from_secs(30 * 60),
             policy: Policy::default(),
+            trust: None,
+            peer_frame_rate: 250_000,
+            peer_store_share: 0.5,
         }
     }
 

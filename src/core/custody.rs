@@ -30,6 +30,8 @@ struct HeldRef {
     deadline: Time,
     weight: u64,
     multi: bool,
+    /// The neighbour it came from, for `held_from`.
+    from: Option<NodeId>,
 }
 
 impl Node {
@@ -82,6 +84,8 @@ impl Node {
             destinations,
             signature: Bytes::new(),
         };
+        let mut envelope = envelope;
+        self.seal(&mut envelope);
         self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
         let id = envelope.id;
         let result = self.accept_local(now, envelope, local);
@@ -200,8 +204,11 @@ impl Node {
             self.counters.bad_frames += 1;
             return Err((CustodyCode::Invalid, "offer without destinations".into()));
         }
+        self.check_origin(link, env)?;
         if matches!(env.body, Body::Data) {
-            let role = if self.links.get(&link).is_some_and(|l| l.info.peer == env.origin) {
+            let role = if let Some(c) = self.keys.get(&env.origin) {
+                Some(c.role) // certified by the CA
+            } else if self.links.get(&link).is_some_and(|l| l.info.peer == env.origin) {
                 self.links.get(&link).map(|l| l.info.role)
             } else {
                 self.routing.role_of(&env.origin)
@@ -231,7 +238,22 @@ impl Node {
             self.guarded(|n| n.report(now, env, Outcome::Expired, "arrived expired", age, &dests));
             return Err((CustodyCode::Expired, "lifetime ended in transit".into()));
         }
-        self.admit(p, env.weight()).map_err(|why| (CustodyCode::Busy, why))
+        self.admit(p, env.weight()).map_err(|why| (CustodyCode::Busy, why))?;
+        self.admit_from(link, env.weight())
+    }
+
+    /// Per-neighbour share of the store: one neighbour cannot fill it for everyone.
+    fn admit_from(&self, link: LinkId, weight: u64) -> Result<(), (CustodyCode, String)> {
+        let Some(peer) = self.links.get(&link).map(|l| &l.info.peer) else { return Ok(()) };
+        let held = self.held_from.get(peer).copied().unwrap_or(0);
+        let share = (self.capacity() as f64 * self.cfg.peer_store_share) as u64;
+        if held.saturating_add(weight) <= share {
+            return Ok(());
+        }
+        Err((
+            CustodyCode::Busy,
+            format!("{held} bytes from {peer} already held here, its share is {share}"),
+        ))
     }
 
     /// Delivers what is for this node and holds the rest. Returns the held seq when the
@@ -322,6 +344,9 @@ impl Node {
             self.store.insert_new(Table::Refs, &schema::seq_key(seq), &n.to_be_bytes())?;
         }
         self.store.insert_new(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
+        if let Some(peer) = &from {
+            *self.held_from.entry(peer.clone()).or_default() += weight;
+        }
         let stored = StoredMessage { envelope: env, received_at: now, from };
         let record = wire::encode_stored(&stored);
         self.store.insert_new(Table::Messages, &schema::seq_key(seq), &record)?;
@@ -369,6 +394,11 @@ impl Node {
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
             self.held_bytes = self.held_bytes.saturating_sub(held.weight);
+            if let Some(peer) = &held.from
+                && let Some(h) = self.held_from.get_mut(peer)
+            {
+                *h = h.saturating_sub(held.weight);
+            }
             let c = &mut self.held_count[p.index()];
             *c = c.saturating_sub(1);
             self.meta_dirty = true;
@@ -488,6 +518,8 @@ impl Node {
             destinations: vec![original.origin.clone()],
             signature: Bytes::new(),
         };
+        let mut env = env;
+        self.seal(&mut env);
         self.hold(now, env, None).map(|_| ())
     }
 
@@ -578,6 +610,7 @@ impl Node {
             deadline,
             weight: env.weight(),
             multi: env.destinations.len() > 1,
+            from: m.from.clone(),
         };
         let all = env.destinations.clone();
         self.settle(&held, &all, true)?;
@@ -653,5 +686,6 @@ fn held_ref(o: &Offer) -> HeldRef {
         deadline: o.deadline,
         weight: o.held_weight,
         multi: o.multi,
+        from: o.from.clone(),
     }
 }

@@ -22,6 +22,8 @@ pub enum Frame {
     LinkState(Advert),
     /// The (node, seq) pairs of the sender's link-state database.
     LsdbSummary(Vec<(NodeId, u64)>),
+    /// The deployment CA's revocation list (X.509 CRL, DER), flooded like an advert.
+    Revocations(bytes::Bytes),
 }
 
 impl Frame {
@@ -33,6 +35,7 @@ impl Frame {
             Frame::ProbeAck { .. } => "probe_ack",
             Frame::LinkState(_) => "link_state",
             Frame::LsdbSummary(_) => "lsdb_summary",
+            Frame::Revocations(_) => "revocations",
         }
     }
 }
@@ -73,6 +76,10 @@ pub struct Advert {
     pub links: Vec<AdvertLink>,
     pub groups: Vec<String>,
     pub subscriptions: Vec<TopicPattern>,
+    /// The node's CA-issued certificate (DER), which carries its signing key.
+    pub certificate: bytes::Bytes,
+    /// The node's signature over everything but `age` (see `core::trust::advert_signed_bytes`).
+    pub signature: bytes::Bytes,
 }
 
 /// One of the advertising node's links.

@@ -32,6 +32,8 @@ pub struct LinkInfo {
     /// This side dialled the link, so this side probes it; the other side learns the link's
     /// health from the probes it answers (half the probe traffic on every link).
     pub prober: bool,
+    /// The certificate the peer presented in the TLS handshake (DER).
+    pub certificate: bytes::Bytes,
 }
 
 /// A custody offer awaiting the neighbour's answer.
@@ -51,6 +53,8 @@ pub(crate) struct Offer {
     pub multi: bool,
     /// This node originated the message (its status follows custody).
     pub local_origin: bool,
+    /// The neighbour the held message came from (`None`: submitted here).
+    pub from: Option<NodeId>,
 }
 
 /// Counters of one link, for status and metrics.
@@ -99,7 +103,20 @@ pub(crate) struct Link {
     busy_backoff: Duration,
     tokens: f64,
     tokens_at: Time,
+    /// Frames the peer may still send now (see `CoreConfig::peer_frame_rate`).
+    frame_tokens: f64,
+    frame_tokens_at: Time,
     pub counters: LinkCounters,
+}
+
+/// What to do with a frame from the peer, by its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameAllowance {
+    Take,
+    /// Over the rate: answer offers "busy", drop the rest.
+    Shed,
+    /// Over the rate for a further second: cut the peer off.
+    CutOff,
 }
 
 /// What a probe tick asks of the node.
@@ -150,6 +167,8 @@ impl Link {
             busy_backoff: Duration::from_millis(500),
             tokens: burst,
             tokens_at: now,
+            frame_tokens: f64::MAX,
+            frame_tokens_at: now,
             counters: LinkCounters::default(),
         }
     }
@@ -275,6 +294,23 @@ impl Link {
     /// Something arrived from the peer.
     pub fn heard(&mut self, now: Time) {
         self.last_heard = now;
+    }
+
+    /// Accounts one frame from the peer against `rate` frames per second: a second's worth
+    /// may come at once; past that the frame is shed; a further second's worth cuts it off.
+    pub(crate) fn allow_frame(&mut self, now: Time, rate: u32) -> FrameAllowance {
+        let rate = f64::from(rate.max(1));
+        let elapsed = now.saturating_since(self.frame_tokens_at).as_secs_f64();
+        self.frame_tokens = (self.frame_tokens.min(rate) + elapsed * rate).min(rate);
+        self.frame_tokens_at = now;
+        self.frame_tokens -= 1.0;
+        if self.frame_tokens >= 0.0 {
+            FrameAllowance::Take
+        } else if self.frame_tokens >= -rate {
+            FrameAllowance::Shed
+        } else {
+            FrameAllowance::CutOff
+        }
     }
 
     /// How long a probe may go unanswered before it counts as missed: four round trips,
@@ -480,6 +516,7 @@ mod tests {
             role: Role::Relay,
             medium: Medium::Wireless,
             prober: true,
+            certificate: Default::default(),
         };
         Link::new(LinkId(1), info, cfg, Time(0))
     }
@@ -496,6 +533,7 @@ mod tests {
             held_weight: weight,
             multi: false,
             local_origin: false,
+            from: None,
         };
         l.record_offer(o)
     }

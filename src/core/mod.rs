@@ -16,7 +16,9 @@
 //! - [`queue`]: the in-memory window over the durable queue.
 //! - [`routing`]: the link-state database and shortest paths.
 //! - `adverts`: originating and flooding link-state adverts.
+//! - `security`: signing, verifying, revocation lists, cutting off hostile neighbours.
 //! - [`policy`]: who may send what to where.
+//! - [`trust`]: origin signatures, certificates and revocation.
 //! - [`store`], [`schema`]: the storage contract and key layouts.
 //! - `status`: read-only views for the API and reports.
 
@@ -31,8 +33,10 @@ pub mod queue;
 pub mod routing;
 mod scheduler;
 pub mod schema;
+mod security;
 pub mod status;
 pub mod store;
+pub mod trust;
 pub mod types;
 
 pub use config::{CoreConfig, MediumConfig, StoreLimits};

@@ -11,11 +11,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::CoreConfig;
 use super::frame::{CustodyCode, CustodyResult, Frame};
-use super::link::{Link, LinkId, LinkInfo};
+use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
 use super::queue::QueueIndex;
 use super::routing::{LocalLink, Routing};
 use super::schema::{self, meta};
 use super::store::{Store, StoreError, Table};
+use super::trust::{Credential, Revocations};
 use super::types::{
     Address, MessageId, NodeId, Outcome, Precedence, Time, TopicPattern, TrafficStatus,
 };
@@ -51,6 +52,12 @@ pub enum Event {
     Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
     /// A link became usable or unusable.
     LinkChanged { link: LinkId, peer: NodeId, up: bool },
+    /// The neighbour on `link` did what only a hostile or broken peer does (forged a message
+    /// or an advert, flooded): the shell closes the link with `reason` and records it.
+    Misbehaved { link: LinkId, peer: NodeId, reason: String },
+    /// A newer revocation list took effect (also at start, for the stored one): the shell
+    /// closes links to the revoked certificates and refuses them from now on.
+    Revoked { number: u64, serials: Vec<Bytes>, nodes: Vec<NodeId>, crl: Bytes },
 }
 
 /// A message an application hands to its node.
@@ -96,6 +103,14 @@ pub struct Counters {
     /// Link-state adverts sent (own and flooded), and their encoded size.
     pub adverts_sent: u64,
     pub advert_bytes: u64,
+    /// Messages and adverts refused for a bad signature (forged or altered on the way).
+    pub forged: u64,
+    /// Messages refused because their origin's certificate is revoked.
+    pub revoked: u64,
+    /// Offers answered "busy" because the origin's certificate is not known here yet.
+    pub unknown_origin: u64,
+    /// Frames shed because a neighbour sent faster than `peer_frame_rate`.
+    pub shed_frames: u64,
 }
 
 /// One relay's protocol state machine: routing, queues, custody, dedup, expiry, policy.
@@ -160,6 +175,12 @@ pub struct Node {
     pub(super) last_advert: Option<Time>,
     /// Recently held messages, so offering them does not read them back from the store.
     pub(super) recent: RecentMessages,
+    /// Certified signing keys of the nodes this node has heard of (itself included).
+    pub(super) keys: rustc_hash::FxHashMap<NodeId, Credential>,
+    /// The newest revocation list this node has seen.
+    pub(super) revocations: Option<Revocations>,
+    /// Bytes held here that came from each neighbour (since start: see `peer_store_share`).
+    pub(super) held_from: rustc_hash::FxHashMap<NodeId, u64>,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -242,8 +263,12 @@ impl Node {
             advert_wanted: true,
             last_advert: None,
             recent: RecentMessages::default(),
+            keys: Default::default(),
+            revocations: None,
+            held_from: Default::default(),
         };
         node.load(now)?;
+        node.load_trust()?;
         Ok(node)
     }
 
@@ -323,12 +348,16 @@ impl Node {
     pub fn handle_link_up(&mut self, now: Time, link: LinkId, info: LinkInfo) {
         let cfg = self.cfg.medium(info.medium);
         let peer = info.peer.clone();
+        self.learn_neighbour(link, &info);
         self.links.insert(link, Link::new(link, info, cfg, now));
         self.pending_events.push(Event::LinkChanged { link, peer, up: true });
         self.links_changed();
         // Tell the new neighbour what this node knows; it answers with what is newer.
         let summary = self.routing.summary();
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+        if let Some(r) = &self.revocations {
+            self.transmits.push_back(Transmit { link, frame: Frame::Revocations(r.der.clone()) });
+        }
         self.advert_wanted = true;
     }
 
@@ -372,6 +401,25 @@ impl Node {
     pub fn handle_frame(&mut self, now: Time, link: LinkId, frame: Frame) {
         let Some(l) = self.links.get_mut(&link) else { return };
         l.heard(now);
+        match l.allow_frame(now, self.cfg.peer_frame_rate) {
+            FrameAllowance::Take => {}
+            FrameAllowance::Shed => {
+                self.counters.shed_frames += 1;
+                if let Frame::Offer { offer, envelope } = frame {
+                    let reason = "sending faster than this node accepts".to_owned();
+                    let r =
+                        CustodyResult { offer, id: envelope.id, code: CustodyCode::Busy, reason };
+                    self.transmits.push_back(Transmit { link, frame: Frame::Custody(vec![r]) });
+                }
+                return;
+            }
+            FrameAllowance::CutOff => {
+                self.counters.shed_frames += 1;
+                let rate = self.cfg.peer_frame_rate;
+                self.misbehaved(link, format!("flooding: over {rate} frames/s for 2 s"));
+                return;
+            }
+        }
         match frame {
             Frame::Offer { offer, envelope } => self.receive_offer(now, link, offer, envelope),
             Frame::Custody(results) => {
@@ -408,6 +456,11 @@ impl Node {
                 }
             }
             Frame::LinkState(advert) => self.receive_advert(now, link, advert),
+            Frame::Revocations(crl) => {
+                if let Err(why) = self.handle_revocations(Some(link), &crl) {
+                    self.misbehaved(link, format!("revocation list: {why}"));
+                }
+            }
             Frame::LsdbSummary(summary) => {
                 for a in self.routing.newer_than(&summary, now) {
                     self.send_advert_to(link, a);

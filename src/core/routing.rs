@@ -94,6 +94,13 @@ impl Routing {
         }
     }
 
+    /// Whether `advert` would replace what is held (before checking its signature).
+    pub fn wants(&self, advert: &Advert) -> bool {
+        advert.node != self.me
+            && advert.age < advert.lifetime
+            && self.adverts.get(&advert.node).is_none_or(|h| h.advert.seq < advert.seq)
+    }
+
     /// Stores `advert` if it is newer than what is held; returns whether it was.
     pub fn accept(&mut self, advert: Advert, now: Time) -> bool {
         if advert.node == self.me || advert.age >= advert.lifetime {
@@ -105,6 +112,13 @@ impl Routing {
         self.adverts.insert(advert.node.clone(), Held { advert, received_at: now });
         self.dirty = true;
         true
+    }
+
+    /// Forgets `node`'s advert (its certificate was revoked); returns whether one was held.
+    pub fn forget(&mut self, node: &NodeId) -> bool {
+        let had = self.adverts.remove(node).is_some();
+        self.dirty |= had;
+        had
     }
 
     /// Forgets adverts whose lifetime ran out; returns the nodes forgotten.

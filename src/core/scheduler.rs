@@ -188,6 +188,7 @@ impl Node {
             held_weight: env.weight(),
             multi: env.destinations.len() > 1,
             local_origin: stored.from.is_none() && env.origin == self.cfg.node,
+            from: stored.from.clone(),
         });
         self.transmits.push_back(Transmit {
             link: id,

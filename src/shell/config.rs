@@ -46,8 +46,11 @@ pub struct RelayConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// Revocation list to load at start (default: `revoked.crl` beside the CA certificate).
+    /// Revocation list to load at start and watch (default: `crl.pem` beside the CA
+    /// certificate, where `relaymesh pki revoke` writes it).
     pub crl: Option<PathBuf>,
+    /// How long a peer may leave a frame half-sent before it is cut off.
+    pub stall_timeout: Duration,
     pub api: SocketAddr,
     /// Bearer token the local API requires (mandatory when `api` is not loopback).
     pub api_token: Option<String>,
@@ -189,7 +192,13 @@ struct RawLimits {
     inbox_keep: Option<u64>,
     status_keep: Option<String>,
     advert_lifetime: Option<String>,
+    peer_frame_rate: Option<u32>,
+    peer_store_share: Option<f64>,
+    stall_timeout: Option<String>,
 }
+
+/// Default of `limits.stall_timeout`: a 1 MiB frame over 300 kbit/s satellite takes 28 s.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
@@ -288,6 +297,22 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     if let Some(s) = l.advert_lifetime {
         core.advert_lifetime = field("limits.advert_lifetime", parse_duration(&s))?;
     }
+    if let Some(r) = l.peer_frame_rate {
+        if r == 0 {
+            return Err(("limits.peer_frame_rate".into(), "must be at least 1".into()));
+        }
+        core.peer_frame_rate = r;
+    }
+    if let Some(s) = l.peer_store_share {
+        if !(s > 0.0 && s <= 1.0) {
+            return Err(("limits.peer_store_share".into(), format!("{s} is not in (0, 1]")));
+        }
+        core.peer_store_share = s;
+    }
+    let stall_timeout = match l.stall_timeout {
+        Some(s) => field("limits.stall_timeout", parse_duration(&s))?,
+        None => DEFAULT_STALL_TIMEOUT,
+    };
     let mut rules = Vec::new();
     for (i, r) in raw.policy.rule.into_iter().enumerate() {
         rules.push(rule(&format!("policy.rule[{i}]"), r)?);
@@ -350,6 +375,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         cert: base.join(raw.cert),
         key: base.join(raw.key),
         crl: raw.crl.map(|c| base.join(c)),
+        stall_timeout,
         api,
         api_token: raw.api_token,
         listen,

@@ -43,6 +43,11 @@ pub enum Command {
         reason: String,
     },
     Refused(Refusal),
+    /// A revocation list from a file or the API.
+    Revocations {
+        crl: Vec<u8>,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
     Submit {
         sub: Submission,
         reply: oneshot::Sender<Result<MessageId, SubmitError>>,
@@ -118,6 +123,11 @@ impl NodeHandle {
 
     pub async fn status(&self) -> Result<Snapshot, Stopped> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Hands the node a revocation list (from a file or the API); whether it was newer.
+    pub async fn revocations(&self, crl: Vec<u8>) -> Result<Result<bool, String>, Stopped> {
+        self.ask(|reply| Command::Revocations { crl, reply }).await
     }
 
     pub async fn message(
@@ -202,6 +212,8 @@ pub struct DriverOptions {
     /// Directory whose free space limits the store (`None`: unlimited, as in simulations).
     pub data_dir: Option<PathBuf>,
     pub observer: Option<Observer>,
+    /// Revoked certificate serials, shared with the link tasks' handshake checks.
+    pub revoked: super::link::Revoked,
 }
 
 /// Creates the driver's channels; run the returned future to drive the node.
@@ -411,6 +423,9 @@ impl Driver {
                     self.node.handle_subscription(pattern, subscribe).map_err(|e| e.to_string());
                 after.subscribes.push((reply, r));
             }
+            Command::Revocations { crl, reply } => {
+                let _ = reply.send(self.node.handle_revocations(None, &crl));
+            }
             Command::MarkRead { cursor } => self.node.handle_inbox_read(cursor),
             Command::Stop { reply } => after.stop = Some(reply),
             q @ (Command::Status { .. } | Command::Message { .. } | Command::Inbox { .. }) => {
@@ -448,6 +463,28 @@ impl Driver {
         let mut delivered = false;
         while let Some(e) = self.node.poll_event() {
             delivered |= matches!(e, Event::Delivered { .. });
+            match &e {
+                Event::Misbehaved { link, peer, reason } => {
+                    if let Some(l) = self.links.get(link) {
+                        l.close(crate::wire::codes::ABUSE, reason);
+                    }
+                    self.bad_frames.push_back((*link, format!("{peer} cut off: {reason}")));
+                    while self.bad_frames.len() > KEEP_REFUSALS {
+                        self.bad_frames.pop_front();
+                    }
+                }
+                Event::Revoked { serials, .. } => {
+                    if let Ok(mut r) = self.opts.revoked.write() {
+                        r.extend(serials.iter().cloned());
+                    }
+                    for l in self.links.values() {
+                        if serials.contains(&l.serial) {
+                            l.close(crate::wire::codes::REVOKED, "certificate revoked");
+                        }
+                    }
+                }
+                _ => {}
+            }
             if let Some(obs) = &self.opts.observer {
                 let _ = obs.send((self.node.id().clone(), now, e.clone()));
             }

@@ -70,6 +70,24 @@ pub struct LinkContext {
     pub next_link: Arc<AtomicU64>,
     pub max_frame: usize,
     pub clock: super::clock::Clock,
+    /// Serial numbers of revoked certificates (kept current by the driver).
+    pub revoked: Revoked,
+    /// How long a peer may leave a frame half-sent before it is cut off.
+    pub stall_timeout: Duration,
+}
+
+/// Serial numbers of revoked certificates, shared by the driver and the link tasks.
+pub type Revoked = Arc<std::sync::RwLock<std::collections::BTreeSet<bytes::Bytes>>>;
+
+/// Refuses a peer whose certificate is on the revocation list.
+fn check_revoked(ctx: &LinkContext, conn: &Connection) -> Result<(), (u32, String)> {
+    let cert = tls::peer_certificate(conn).map_err(|e| (codes::BAD_HELLO, e))?;
+    let serial = tls::serial_of(cert.as_ref());
+    let revoked = ctx.revoked.read().map(|r| r.contains(&serial)).unwrap_or(false);
+    if revoked {
+        return Err((codes::REVOKED, "certificate revoked".into()));
+    }
+    Ok(())
 }
 
 impl LinkContext {
@@ -93,6 +111,8 @@ impl LinkContext {
 /// The driver's way to send on a link.
 #[derive(Clone, Debug)]
 pub struct LinkHandle {
+    /// Serial number of the peer's certificate.
+    pub serial: bytes::Bytes,
     conn: Connection,
     control: mpsc::UnboundedSender<Frame>,
     classes: [mpsc::UnboundedSender<Frame>; 4],
@@ -153,10 +173,12 @@ pub async fn dial(
                 .map_or(DialError::Refused(format!("handshake failed: {e}")), DialError::from)
         })?;
         let identity = tls::peer_identity(&conn).map_err(DialError::Refused)?;
-        check_hello(&hello, &identity, Some(&peer)).map_err(|(code, why)| {
-            conn.close(VarInt::from_u32(code), why.as_bytes());
-            DialError::Refused(why)
-        })?;
+        check_revoked(&ctx, &conn)
+            .and_then(|()| check_hello(&hello, &identity, Some(&peer)))
+            .map_err(|(code, why)| {
+                conn.close(VarInt::from_u32(code), why.as_bytes());
+                DialError::Refused(why)
+            })?;
         Ok::<_, DialError>((conn, send, recv, decoder, hello))
     };
     let result = match tokio::time::timeout(attempt_timeout, attempt).await {
@@ -213,7 +235,9 @@ async fn accept_one(
         conn.accept_bi().await.map_err(|e| (claimed.clone(), format!("no control stream: {e}")))?;
     let (hello, decoder, recv) =
         read_hello(recv, ctx.max_frame).await.map_err(|e| (claimed.clone(), e))?;
-    if let Err((code, why)) = check_hello(&hello, &identity, None) {
+    if let Err((code, why)) =
+        check_revoked(ctx, &conn).and_then(|()| check_hello(&hello, &identity, None))
+    {
         conn.close(VarInt::from_u32(code), why.as_bytes());
         return Err((claimed, why));
     }
@@ -309,8 +333,18 @@ async fn run(
             Ok(c) => c,
             Err(_) => unreachable!("four senders were made above"),
         };
-        let handle = LinkHandle { conn: conn.clone(), control: control_tx, classes };
-        let info = LinkInfo { peer: hello.node.clone(), role: hello.role, medium, prober: dialled };
+        let certificate = tls::peer_certificate(&conn)
+            .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
+            .unwrap_or_default();
+        let serial = tls::serial_of(&certificate);
+        let handle = LinkHandle { serial, conn: conn.clone(), control: control_tx, classes };
+        let info = LinkInfo {
+            peer: hello.node.clone(),
+            role: hello.role,
+            medium,
+            prober: dialled,
+            certificate,
+        };
         info!(addr = %conn.remote_address(), "link up");
         if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {
             conn.close(VarInt::from_u32(codes::CLOSE_NORMAL), b"node stopping");
@@ -437,13 +471,32 @@ async fn read_stream(
             warn!(code, "resetting stream: {reason}");
             let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
             let _ = recv.stop(VarInt::from_u32(code));
-            if control {
-                // Custody cannot work without the control stream.
-                conn.close(VarInt::from_u32(code), reason.as_bytes());
-            }
+            // A peer that speaks the protocol badly is cut off (it may dial again; what it
+            // had offered and was not accepted stays with it).
+            let _ = control;
+            conn.close(VarInt::from_u32(code), reason.as_bytes());
             return;
         }
-        match recv.read_chunk(64 * 1024, true).await {
+        // A stream may idle between frames for ever, but not in the middle of one.
+        let read = recv.read_chunk(64 * 1024, true);
+        let chunk = if decoder.buffered() > 0 {
+            match tokio::time::timeout(ctx.stall_timeout, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let reason = format!(
+                        "stalled: a frame left half-sent for {} s",
+                        ctx.stall_timeout.as_secs()
+                    );
+                    warn!("cutting off: {reason}");
+                    let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
+                    conn.close(VarInt::from_u32(codes::ABUSE), reason.as_bytes());
+                    return;
+                }
+            }
+        } else {
+            read.await
+        };
+        match chunk {
             Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
             Ok(None) | Err(_) => return,
         }

@@ -16,6 +16,7 @@ pub mod link;
 pub mod redb_store;
 pub mod tls;
 pub mod transport;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,6 +45,9 @@ pub enum ShellError {
     /// TLS credentials or configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The node's certificate or key cannot sign.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     /// A socket or endpoint could not be created.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
@@ -92,6 +96,8 @@ pub struct RelaySpec {
     /// Run the driver (and its fsyncs) on its own thread, off the network runtime.
     pub dedicated_driver_thread: bool,
     pub client_socket: Option<SocketFactory>,
+    /// How long a peer may leave a frame half-sent before it is cut off.
+    pub stall_timeout: Duration,
 }
 
 impl std::fmt::Debug for RelaySpec {
@@ -119,13 +125,20 @@ impl Relay {
         let span = info_span!("node", id = %spec.core.node);
         let _enter = span.enter();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
-        let node = Node::open(spec.core.clone(), spec.store, rng.random(), spec.clock.now())?;
+        let mut core = spec.core.clone();
+        if core.trust.is_none() {
+            core.trust = Some(Arc::new(trust::PkiTrust::new(&spec.creds, spec.clock)?));
+        }
+        let node = Node::open(core, spec.store, rng.random(), spec.clock.now())?;
+        let revoked: link::Revoked =
+            Arc::new(std::sync::RwLock::new(node.revoked_serials().into_iter().collect()));
         let opts = DriverOptions {
             clock: spec.clock,
             max_batch: spec.max_batch,
             commit: spec.commit,
             data_dir: spec.data_dir.clone(),
             observer: spec.observer,
+            revoked: revoked.clone(),
         };
         let (handle, drive) = driver::driver(node, opts);
         let mut tasks = Vec::new();
@@ -152,6 +165,8 @@ impl Relay {
             next_link: Arc::new(AtomicU64::new(1)),
             max_frame: spec.core.max_payload + 64 * 1024,
             clock: spec.clock,
+            revoked,
+            stall_timeout: spec.stall_timeout,
         };
         let settings = |m: Medium| {
             spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))

@@ -116,10 +116,22 @@ pub fn client_config(c: &Credentials, clock: Clock) -> Result<rustls::ClientConf
 
 /// The identity in the certificate a connected peer presented.
 pub fn peer_identity(conn: &quinn::Connection) -> Result<Identity, String> {
+    pki::identity_of(&peer_certificate(conn)?).map_err(|e| e.to_string())
+}
+
+/// The certificate a connected peer presented.
+pub fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>, String> {
     let any = conn.peer_identity().ok_or("peer presented no certificate")?;
     let chain = any
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| "peer identity is not a certificate chain")?;
-    let leaf = chain.first().ok_or("peer presented an empty certificate chain")?;
-    pki::identity_of(leaf).map_err(|e| e.to_string())
+    chain.into_iter().next().ok_or_else(|| "peer presented an empty certificate chain".into())
+}
+
+/// A certificate's serial number, as revocation lists name it.
+pub fn serial_of(cert: &[u8]) -> bytes::Bytes {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(cert)
+        .map(|(_, c)| bytes::Bytes::copy_from_slice(c.raw_serial()))
+        .unwrap_or_default()
 }

@@ -17,6 +17,8 @@ use crate::core::types::{
 const MAX_CONTENT_TYPE: usize = 128;
 const MAX_DESTINATIONS: usize = 4096;
 const MAX_REASON: usize = 1024;
+const MAX_CERTIFICATE: usize = 8 * 1024;
+const MAX_CRL: usize = 1024 * 1024;
 const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 fn us(d: Duration) -> u64 {
@@ -261,6 +263,8 @@ pub(super) fn advert_to_pb(a: &Advert) -> pb::LinkState {
         groups: a.groups.clone(),
         subscriptions: a.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
         age_us: us(a.age),
+        certificate: a.certificate.clone(),
+        signature: a.signature.clone(),
     }
 }
 
@@ -293,6 +297,9 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         .iter()
         .map(|s| TopicPattern::new(s).map_err(|e| WireError::invalid("advert subscription", e)))
         .collect::<Result<Vec<_>, _>>()?;
+    if a.certificate.len() > MAX_CERTIFICATE || a.signature.len() > 128 {
+        return Err(WireError::invalid("link state", "certificate or signature too long"));
+    }
     Ok(Advert {
         node: node("advert node", &a.node)?,
         role: a.role.parse::<Role>().map_err(|e| WireError::invalid("advert role", e))?,
@@ -302,6 +309,8 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         links,
         groups: a.groups,
         subscriptions,
+        certificate: a.certificate,
+        signature: a.signature,
     })
 }
 
@@ -333,6 +342,7 @@ pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
                 .map(|(n, seq)| pb::LsdbEntry { node: n.to_string(), seq: *seq })
                 .collect(),
         }),
+        Frame::Revocations(crl) => Kind::Revocations(pb::Revocations { crl: crl.clone() }),
     };
     pb::Frame { kind: Some(kind) }
 }
@@ -376,6 +386,12 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
                 .map(|e| Ok((node("lsdb node", &e.node)?, e.seq)))
                 .collect::<Result<Vec<_>, WireError>>()?;
             Ok(Frame::LsdbSummary(entries))
+        }
+        Some(Kind::Revocations(r)) => {
+            if r.crl.is_empty() || r.crl.len() > MAX_CRL {
+                return Err(WireError::invalid("revocations", "empty or longer than 1 MiB"));
+            }
+            Ok(Frame::Revocations(r.crl))
         }
     }
 }

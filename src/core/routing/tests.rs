@@ -31,6 +31,8 @@ fn advert(node: &str, seq: u64, links: Vec<AdvertLink>) -> Advert {
         links,
         groups: vec![],
         subscriptions: vec![],
+        certificate: Default::default(),
+        signature: Default::default(),
     }
 }
 
