@@ -5,16 +5,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use common::*;
-use relaymesh::core::{Medium, NodeId, Role};
-use relaymesh::shell::clock::Clock;
-use relaymesh::shell::tls::Credentials;
-use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
-use relaymesh::wire::{self, Hello, codes};
+use relaymesh::core::{NodeId, Role};
+use relaymesh::wire::{self, codes};
 use serde_json::Value;
 
 #[test]
@@ -125,49 +121,6 @@ fn a_peer_that_is_not_the_configured_node_is_refused() {
     assert_eq!(refusal["peer"], "township-02");
     let reason = refusal["reason"].as_str().unwrap();
     assert!(reason.contains("NotValidForName") || reason.contains("township-02"), "{reason}");
-}
-
-/// A client that speaks the protocol on purpose badly, from a valid certificate.
-struct RawPeer {
-    _endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-}
-
-impl RawPeer {
-    async fn connect(mesh: &Mesh, id: &str, to: &NodeSpec) -> RawPeer {
-        mesh.issue(id, "field");
-        let node = NodeId::new(id).unwrap();
-        let creds = Credentials::load(
-            &mesh.pki().join("ca.crt"),
-            &mesh.pki().join(format!("{id}.crt")),
-            &mesh.pki().join(format!("{id}.key")),
-            &node,
-        )
-        .unwrap();
-        let clock = Clock::wall();
-        let quic = QuicConfigs::new(&creds, clock).unwrap();
-        let socket = transport::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
-        let endpoint = transport::endpoint(socket, None, [7; 32], creds.reset_secret()).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", to.port).parse().unwrap();
-        let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
-        let conn = endpoint.connect_with(cfg, addr, &to.id).unwrap().await.unwrap();
-        RawPeer { _endpoint: endpoint, conn }
-    }
-
-    async fn hello(&self, id: &str, version: u32) -> (quinn::SendStream, quinn::RecvStream) {
-        let (mut send, recv) = self.conn.open_bi().await.unwrap();
-        let hello = Hello {
-            version,
-            node: NodeId::new(id).unwrap(),
-            role: Role::Field,
-            capabilities: vec![],
-            medium: Medium::Public,
-        };
-        let mut buf = BytesMut::new();
-        wire::encode_hello(&hello, &mut buf);
-        send.write_all(&buf).await.unwrap();
-        (send, recv)
-    }
 }
 
 /// Runs the async part of a test on its own runtime, so the blocking helpers stay outside it.

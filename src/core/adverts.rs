@@ -49,12 +49,21 @@ impl Node {
         self.advert_seq += 1;
         self.meta_dirty = true;
         let advert = self.own_advert(now);
+        self.last_own_advert = Some(advert.clone());
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         self.send_advert(&advert, &ids);
         self.advert_wanted = false;
         self.last_advert = Some(now);
         self.next_advert = now + self.cfg.advert_lifetime / 3;
         Ok(())
+    }
+
+    /// The advert last originated (signed once), or a fresh one if there is none.
+    pub(super) fn current_advert(&self, now: Time) -> Advert {
+        match &self.last_own_advert {
+            Some(a) if a.seq == self.advert_seq => a.clone(),
+            _ => self.own_advert(now),
+        }
     }
 
     /// Sends `advert` on `links`, each copy aged by that link's one-way delay.

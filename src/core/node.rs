@@ -181,6 +181,8 @@ pub struct Node {
     pub(super) revocations: Option<Revocations>,
     /// Bytes held here that came from each neighbour (since start: see `peer_store_share`).
     pub(super) held_from: rustc_hash::FxHashMap<NodeId, u64>,
+    /// This node's last advert as sent (signing it again for every resync costs 25 us).
+    pub(super) last_own_advert: Option<super::frame::Advert>,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -266,6 +268,7 @@ impl Node {
             keys: Default::default(),
             revocations: None,
             held_from: Default::default(),
+            last_own_advert: None,
         };
         node.load(now)?;
         node.load_trust()?;
@@ -468,7 +471,7 @@ impl Node {
                 // Our own advert is never in our database; send it if theirs is older.
                 let ours = summary.iter().find(|(n, _)| n == &self.cfg.node).map(|(_, s)| *s);
                 if ours.is_none_or(|s| s < self.advert_seq) && self.advert_seq > 0 {
-                    let a = self.own_advert(now);
+                    let a = self.current_advert(now);
                     self.send_advert_to(link, a);
                 }
             }

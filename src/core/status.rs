@@ -53,6 +53,10 @@ pub struct NodeStatus {
     pub inbox_next: u64,
     pub inbox_read: u64,
     pub store: super::store::StoreStats,
+    /// Number of the revocation list in effect.
+    pub revocation_list: Option<u64>,
+    /// Origin signatures are made and checked (always, but in core unit tests).
+    pub signatures: bool,
 }
 
 /// What became of a message at one destination.
@@ -130,6 +134,8 @@ impl Node {
             inbox_next: self.next_cursor,
             inbox_read: self.read_cursor,
             store: self.store.stats(),
+            revocation_list: self.revocation_number(),
+            signatures: self.cfg.trust.is_some(),
         }
     }
 

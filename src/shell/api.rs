@@ -78,16 +78,53 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &api.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // No CORS: a page from another origin may not drive the node through a user's browser.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let same = origin.strip_prefix("http://").is_some_and(|o| o == host);
+        if !same {
+            return error(StatusCode::FORBIDDEN, "cross-origin requests are refused");
+        }
+    }
+    match &api.token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !same_secret(given.as_bytes(), token.as_bytes()) {
+                return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
+            }
+        }
+        None => {
+            // Without a token the API answers loopback names only, so a DNS name rebound to
+            // 127.0.0.1 by a web page does not reach it.
+            if !is_loopback_host(host) {
+                return error(StatusCode::FORBIDDEN, "this API answers loopback host names only");
+            }
         }
     }
     next.run(req).await
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port (or no Host header at all).
+fn is_loopback_host(host: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
@@ -507,6 +544,14 @@ pub fn status_json(s: &Snapshot) -> Value {
             "refused": c.refused[i],
         })),
         "store_failures": c.store_failures,
+        "security": {
+            "signatures": n.signatures,
+            "revocation_list": n.revocation_list,
+            "forged": c.forged,
+            "revoked": c.revoked,
+            "unknown_origin": c.unknown_origin,
+            "shed_frames": c.shed_frames,
+        },
         "store": {
             "commits": n.store.commits,
             "rows_written": n.store.rows_written,

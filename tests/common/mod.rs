@@ -9,7 +9,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use relaymesh::core::{Medium, NodeId, Role};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
+use relaymesh::wire::{self, Hello};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaymesh");
 
@@ -97,6 +104,7 @@ impl Mesh {
             peers: Vec::new(),
             more_listens: Vec::new(),
             extra: String::new(),
+            top: Vec::new(),
         }
     }
 }
@@ -116,6 +124,8 @@ pub struct NodeSpec {
     pub more_listens: Vec<(u16, String)>,
     /// Extra TOML appended to the configuration.
     pub extra: String,
+    /// Top-level settings (before any table).
+    pub top: Vec<String>,
 }
 
 impl NodeSpec {
@@ -134,6 +144,17 @@ impl NodeSpec {
     /// Dials `node` at a given port (a proxy, say) over `medium`.
     pub fn peer_at(mut self, node: &str, port: u16, medium: &str) -> NodeSpec {
         self.peers.push((node.into(), port, medium.into()));
+        self
+    }
+
+    /// Where the node looks for its revocation list (default: beside the CA certificate).
+    pub fn crl(self, path: &std::path::Path) -> NodeSpec {
+        self.top(&format!("crl = \"{}\"", path.display()))
+    }
+
+    /// A top-level setting, written before every table.
+    pub fn top(mut self, line: &str) -> NodeSpec {
+        self.top.push(line.to_owned());
         self
     }
 
@@ -159,6 +180,9 @@ impl NodeSpec {
             port = self.port,
             medium = self.medium,
         );
+        for line in self.top.iter().rev() {
+            t.insert_str(0, &format!("{line}\n"));
+        }
         for (port, medium) in &self.more_listens {
             let _ = write!(t, "\n[[listen]]\naddr = \"127.0.0.1:{port}\"\nmedium = \"{medium}\"\n");
         }
@@ -401,5 +425,49 @@ impl Drop for UdpProxy {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A client that speaks the protocol on purpose badly, from a valid certificate.
+pub struct RawPeer {
+    _endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub creds: Credentials,
+}
+
+impl RawPeer {
+    pub async fn connect(mesh: &Mesh, id: &str, to: &NodeSpec) -> RawPeer {
+        mesh.issue(id, "field");
+        let node = NodeId::new(id).unwrap();
+        let creds = Credentials::load(
+            &mesh.pki().join("ca.crt"),
+            &mesh.pki().join(format!("{id}.crt")),
+            &mesh.pki().join(format!("{id}.key")),
+            &node,
+        )
+        .unwrap();
+        let clock = Clock::wall();
+        let quic = QuicConfigs::new(&creds, clock).unwrap();
+        let socket = transport::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let endpoint = transport::endpoint(socket, None, [7; 32], creds.reset_secret()).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", to.port).parse().unwrap();
+        let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
+        let conn = endpoint.connect_with(cfg, addr, &to.id).unwrap().await.unwrap();
+        RawPeer { _endpoint: endpoint, conn, creds }
+    }
+
+    pub async fn hello(&self, id: &str, version: u32) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut send, recv) = self.conn.open_bi().await.unwrap();
+        let hello = Hello {
+            version,
+            node: NodeId::new(id).unwrap(),
+            role: Role::Field,
+            capabilities: vec![],
+            medium: Medium::Public,
+        };
+        let mut buf = BytesMut::new();
+        wire::encode_hello(&hello, &mut buf);
+        send.write_all(&buf).await.unwrap();
+        (send, recv)
     }
 }

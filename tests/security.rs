@@ -1,0 +1,257 @@
+//! End-to-end security tests with real relay processes and a peer that speaks the protocol
+//! badly on purpose: one test per row of the bad-input table in SECURITY.md that is on the
+//! wire or at the API (the rest are in `tests/foundation.rs` and the core's unit tests).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use relaymesh::core::frame::Frame;
+use relaymesh::core::trust::seal_envelope;
+use relaymesh::core::types::{Body, Envelope};
+use relaymesh::core::{Address, MessageId, NodeId, Precedence, Time, TrafficStatus};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::trust::PkiTrust;
+use relaymesh::wire::{self, codes};
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// Connects a raw peer to `to` and completes the `Hello` exchange; returns its control stream.
+async fn linked(mesh: &Mesh, name: &str, to: &NodeSpec) -> (RawPeer, quinn::SendStream) {
+    let peer = RawPeer::connect(mesh, name, to).await;
+    let (send, mut recv) = peer.hello(name, wire::PROTOCOL_VERSION).await;
+    let mut buf = [0u8; 256];
+    let _ = recv.read(&mut buf).await.unwrap(); // the node's hello: the link is up
+    // Keep reading the control stream so the node's writes never block.
+    tokio::spawn(async move { while let Ok(Some(_)) = recv.read_chunk(65536, true).await {} });
+    (peer, send)
+}
+
+/// Waits for the node to close the peer's connection; returns the code and reason.
+async fn cut_off(peer: &RawPeer) -> (u32, String) {
+    match tokio::time::timeout(Duration::from_secs(20), peer.conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+            (c.error_code.into_inner() as u32, String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        Ok(other) => panic!("expected the node to cut the peer off, got {other}"),
+        Err(_) => panic!("the node did not cut the peer off"),
+    }
+}
+
+fn envelope(origin: &str, to: &str, body: &str) -> Envelope {
+    Envelope {
+        id: MessageId([9; 16]),
+        origin: NodeId::new(origin).unwrap(),
+        to: Address::parse(&format!("node:{to}")).unwrap(),
+        precedence: Precedence::Flash,
+        lifetime: Duration::from_secs(600),
+        content_type: "text/plain".into(),
+        payload: Bytes::from(body.to_owned()),
+        receipt: false,
+        body: Body::Data,
+        status: TrafficStatus::Actual,
+        created: Time(0),
+        age: Duration::ZERO,
+        hop_count: 1,
+        destinations: vec![NodeId::new(to).unwrap()],
+        signature: Bytes::new(),
+    }
+}
+
+fn security(relay: &Relay) -> serde_json::Value {
+    relay.status()["security"].clone()
+}
+
+#[test]
+fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let mut hq_run = hq.start();
+    let t1_run = t1.start();
+    hq_run.wait_link("township-01");
+
+    let (code, reason) = block_on(async {
+        let (peer, _control) = linked(&mesh, "team-8", &hq).await;
+        // An order "from township-01", signed with team-8's own (valid, CA-issued) key.
+        let trust = PkiTrust::new(&peer.creds, Clock::wall()).unwrap();
+        let mut forged = envelope("township-01", "county-hq", "evacuate the north bank");
+        seal_envelope(&trust, &mut forged);
+        let mut buf = BytesMut::new();
+        wire::encode_frame(&Frame::Offer { offer: 1, envelope: forged }, &mut buf);
+        let mut stream = peer.conn.open_uni().await.unwrap();
+        stream.write_all(&buf).await.unwrap();
+        cut_off(&peer).await
+    });
+    assert_eq!(code, codes::ABUSE);
+    assert!(reason.contains("bad signature of township-01"), "{reason}");
+    hq_run.assert_running();
+    assert!(hq_run.inbox_all().is_empty(), "a forged order was delivered");
+    assert_eq!(security(&hq_run)["forged"], 1);
+    let bad = hq_run.status()["bad_frames"].to_string();
+    assert!(bad.contains("team-8 cut off"), "{bad}");
+    // The real township-01 still gets through.
+    let id = t1_run.submit("node:county-hq", "flash", "real order").unwrap();
+    assert_eq!(t1_run.message(&id, "20s")["state"], "delivered");
+}
+
+#[test]
+fn a_peer_that_floods_is_cut_off() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public").extra("[limits]\npeer_frame_rate = 100\n");
+    let mut hq_run = hq.start();
+    let (code, reason) = block_on(async {
+        let (peer, mut control) = linked(&mesh, "team-8", &hq).await;
+        let mut buf = BytesMut::new();
+        for _ in 0..2000 {
+            wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
+        }
+        let _ = control.write_all(&buf).await;
+        cut_off(&peer).await
+    });
+    assert_eq!(code, codes::ABUSE);
+    assert!(reason.contains("flooding"), "{reason}");
+    hq_run.assert_running();
+    assert!(security(&hq_run)["shed_frames"].as_u64().unwrap() >= 100);
+}
+
+#[test]
+fn a_peer_that_leaves_a_frame_half_sent_is_cut_off() {
+    let mesh = Mesh::new();
+    let hq =
+        mesh.node("county-hq", "command", "public").extra("[limits]\nstall_timeout = \"1s\"\n");
+    let mut hq_run = hq.start();
+    let (code, reason) = block_on(async {
+        let (peer, _control) = linked(&mesh, "team-8", &hq).await;
+        let mut stream = peer.conn.open_uni().await.unwrap();
+        stream.write_all(&[100, 1, 2, 3]).await.unwrap(); // 3 bytes of a 100-byte frame
+        cut_off(&peer).await
+    });
+    assert_eq!(code, codes::ABUSE);
+    assert!(reason.contains("stalled"), "{reason}");
+    hq_run.assert_running();
+}
+
+#[test]
+fn revocation_travels_two_hops_without_the_county_and_shuts_the_stolen_terminal_out() {
+    let mesh = Mesh::new();
+    // Only the township reads the CA directory's list; the others learn through the mesh.
+    let elsewhere = mesh.dir.path().join("no-such-crl.pem");
+    let township = mesh.node("township-01", "township", "public");
+    let relay = mesh.node("relay-1", "relay", "wireless").peer(&township).crl(&elsewhere);
+    let field = mesh.node("team-01", "field", "wireless").peer(&relay).crl(&elsewhere);
+    let stolen = mesh.node("team-13", "field", "wireless").peer(&field).crl(&elsewhere);
+    let t = township.start();
+    let mut r = relay.start();
+    let mut f = field.start();
+    let mut s = stolen.start();
+    r.wait_link("township-01");
+    f.wait_link("relay-1");
+    s.wait_link("team-01");
+    let id = s.submit("node:township-01", "immediate", "before").unwrap();
+    assert_eq!(s.message(&id, "30s")["state"], "delivered");
+
+    let out =
+        cli_ok(&["pki", "revoke", "--dir", mesh.pki().to_str().unwrap(), "--node", "team-13"]);
+    assert!(out.trim().ends_with("crl.pem"), "{out}");
+    for (name, node) in [("relay-1", &r), ("team-01", &f)] {
+        wait_for(&format!("{name} to hold revocation list 1"), Duration::from_secs(30), || {
+            (security(node)["revocation_list"] == 1).then_some(())
+        });
+    }
+    // team-01 closes its link to the stolen terminal and refuses it from then on.
+    wait_for("team-01 to drop the stolen terminal", Duration::from_secs(30), || {
+        let links = f.status()["links"].to_string();
+        let refused = f.status()["refused_links"].to_string();
+        (!links.contains("team-13") && refused.contains("certificate revoked")).then_some(())
+    });
+    let after = s.submit("node:township-01", "flash", "after").unwrap();
+    // Its redials are refused: it has no link left to hand anything to.
+    wait_for("the stolen terminal to be refused again", Duration::from_secs(30), || {
+        let refused = s.status()["refused_links"].to_string();
+        (refused.contains("revoked") && s.status()["links"].as_array().unwrap().is_empty())
+            .then_some(())
+    });
+    assert_eq!(s.message(&after, "0s")["state"], "held");
+    let bodies = t.inbox_all().iter().map(|m| m["body"].to_string()).collect::<Vec<_>>();
+    assert!(bodies.iter().all(|b| !b.contains("after")), "{bodies:?}");
+    // Restarted, the relay still knows the list (it kept it in its store).
+    r.restart();
+    assert_eq!(security(&r)["revocation_list"], 1);
+    s.assert_running();
+}
+
+#[test]
+fn the_api_refuses_cross_origin_and_foreign_host_requests_and_checks_its_token() {
+    let mesh = Mesh::new();
+    let open = mesh.node("county-hq", "command", "public");
+    let token = mesh.node("township-01", "township", "public").top("api_token = \"s3cret\"");
+    let _open_run = open.start();
+    let token_run = {
+        // With a token the node's own test helpers cannot use it; probe the API directly.
+        let config = token.write_config();
+        let log = std::fs::File::create(mesh.dir.path().join("t.log")).unwrap();
+        std::process::Command::new(BIN)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _token_run = Kill(token_run);
+    let client = http();
+    let status = |base: String, headers: &[(&str, &str)]| {
+        let mut r = client.get(format!("{base}/v1/status"));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().map(|resp| (resp.status().as_u16(), resp.headers().clone()))
+    };
+    let (code, headers) = status(open.api_url(), &[]).unwrap();
+    assert_eq!(code, 200);
+    assert!(headers.get("access-control-allow-origin").is_none(), "no CORS headers");
+    assert_eq!(status(open.api_url(), &[("Origin", "http://evil.example")]).unwrap().0, 403);
+    assert_eq!(status(open.api_url(), &[("Host", "evil.example:80")]).unwrap().0, 403);
+
+    let base = token.api_url();
+    let code = wait_for("the token node's API", Duration::from_secs(20), || {
+        status(base.clone(), &[]).ok().map(|r| r.0)
+    });
+    assert_eq!(code, 401);
+    assert_eq!(status(base.clone(), &[("Authorization", "Bearer wrong")]).unwrap().0, 401);
+    assert_eq!(status(base.clone(), &[("Authorization", "Bearer s3cret")]).unwrap().0, 200);
+}
+
+#[test]
+fn exercise_traffic_is_never_shown_as_actual() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let mut hq_run = hq.start();
+    let t1_run = t1.start();
+    hq_run.wait_link("township-01");
+    let id = hq_run
+        .submit_json(serde_json::json!({
+            "to": "node:township-01", "precedence": "flash", "body": "dam breach drill",
+            "status": "exercise",
+        }))
+        .unwrap();
+    assert_eq!(hq_run.message(&id, "20s")["state"], "delivered");
+    let inbox = t1_run.inbox_all();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["status"], "exercise");
+    let out = cli_ok(&["listen", "--count", "1", "--api", &t1.api_url()]);
+    assert!(out.contains("EXERCISE"), "{out}");
+}
