@@ -80,11 +80,9 @@ fn a_diamond_delivers_every_message_exactly_once_when_a_relay_dies_mid_flow() {
                 let body = serde_json::json!({"to": "node:township-01", "precedence": "immediate", "body": format!("report {i}")});
                 if let Ok(r) =
                     client.post(format!("{}/v1/messages", spec.api_url())).json(&body).send()
+                    && r.status().as_u16() == 201
                 {
-                    if r.status().as_u16() == 201 {
-                        accepted
-                            .push(r.json::<Value>().unwrap()["id"].as_str().unwrap().to_owned());
-                    }
+                    accepted.push(r.json::<Value>().unwrap()["id"].as_str().unwrap().to_owned());
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

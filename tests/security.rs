@@ -255,3 +255,22 @@ fn exercise_traffic_is_never_shown_as_actual() {
     let out = cli_ok(&["listen", "--count", "1", "--api", &t1.api_url()]);
     assert!(out.contains("EXERCISE"), "{out}");
 }
+
+#[test]
+fn a_frame_on_the_wrong_stream_cuts_the_peer_off() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let mut hq_run = hq.start();
+    let (code, reason) = block_on(async {
+        let (peer, mut control) = linked(&mesh, "team-8", &hq).await;
+        // Offers belong on the precedence streams, never on the control stream.
+        let mut buf = BytesMut::new();
+        let env = envelope("team-8", "county-hq", "wrong stream");
+        wire::encode_frame(&Frame::Offer { offer: 1, envelope: env }, &mut buf);
+        control.write_all(&buf).await.unwrap();
+        cut_off(&peer).await
+    });
+    assert_eq!(code, codes::UNEXPECTED);
+    assert!(reason.contains("unexpected offer frame"), "{reason}");
+    hq_run.assert_running();
+}

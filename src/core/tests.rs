@@ -981,6 +981,77 @@ mod security {
         assert_eq!(h.node("relay").revocation_number(), Some(1));
     }
 
+    /// Offers `env` to `to` over its first link and returns the custody answer.
+    fn offer(h: &mut Harness, to: &str, env: Envelope) -> frame::CustodyResult {
+        let now = h.now;
+        let link = *h.node(to).links.keys().next().unwrap();
+        h.node(to).handle_frame(now, link, Frame::Offer { offer: 77, envelope: env });
+        h.node(to).commit(now).unwrap();
+        let mut answers = Vec::new();
+        while let Some(t) = h.node(to).poll_transmit() {
+            if let Frame::Custody(r) = t.frame {
+                answers.extend(r.into_iter().filter(|r| r.offer == 77));
+            }
+        }
+        answers.pop().expect("an answer to the offer")
+    }
+
+    fn signed_by(h: &mut Harness, origin: &str, to: &str, size: usize) -> Envelope {
+        let trust = h.configs[origin].trust.clone().unwrap();
+        let mut env = Envelope {
+            id: MessageId([size as u8; 16]),
+            origin: n(origin),
+            to: Address::parse(&format!("node:{to}")).unwrap(),
+            precedence: Precedence::Routine,
+            lifetime: Duration::from_secs(600),
+            content_type: "text/plain".into(),
+            payload: Bytes::from(vec![b'x'; size]),
+            receipt: false,
+            body: types::Body::Data,
+            status: TrafficStatus::Actual,
+            created: h.now,
+            age: Duration::ZERO,
+            hop_count: 1,
+            destinations: vec![n(to)],
+            signature: Bytes::new(),
+        };
+        trust::seal_envelope(trust.as_ref(), &mut env);
+        env
+    }
+
+    #[test]
+    fn a_message_from_an_origin_not_yet_known_is_answered_busy() {
+        let (mut h, mut pki) = secure_chain(&[("a", Role::Relay), ("b", Role::Relay)]);
+        pki.add(&mut h, "far", Role::Field); // never linked: a has not heard of it
+        let env = signed_by(&mut h, "far", "a", 10);
+        let answer = offer(&mut h, "a", env);
+        assert_eq!(answer.code, frame::CustodyCode::Busy, "{answer:?}");
+        assert!(answer.reason.contains("no certificate known for far"), "{answer:?}");
+        assert_eq!(h.node("a").counters.unknown_origin, 1);
+        assert!(misbehaved(&h, "a").is_empty(), "not knowing a key yet is no offence");
+    }
+
+    #[test]
+    fn one_neighbour_cannot_fill_more_than_its_share_of_the_store() {
+        let (mut h, _pki) = secure_chain(&[("a", Role::Relay), ("b", Role::Relay)]);
+        let node = h.node("a");
+        node.cfg.limits.max_bytes = 10_000;
+        node.cfg.peer_store_share = 0.3;
+        // b's messages for a destination a cannot reach yet pile up at a.
+        let mut answers = Vec::new();
+        for i in 0..8 {
+            let mut env = signed_by(&mut h, "b", "a", 900);
+            env.id = MessageId([i; 16]);
+            env.destinations = vec![n("nowhere")];
+            env.to = Address::parse("node:nowhere").unwrap();
+            trust::seal_envelope(h.configs["b"].trust.clone().unwrap().as_ref(), &mut env);
+            answers.push(offer(&mut h, "a", env).code);
+        }
+        let taken = answers.iter().filter(|c| **c == frame::CustodyCode::Accepted).count();
+        assert_eq!(taken, 3, "{answers:?}"); // 3 x ~970 bytes fit in 30% of 10,000
+        assert!(answers[3..].iter().all(|c| *c == frame::CustodyCode::Busy), "{answers:?}");
+    }
+
     #[test]
     fn a_flooding_neighbour_is_shed_then_cut_off() {
         let mut h = Harness::new();

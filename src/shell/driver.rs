@@ -334,7 +334,7 @@ impl Driver {
             // Cut-through: hand on what can go before this node's own fsync.
             self.node.schedule(now);
             self.send_transmits();
-            if !(self.node.needs_commit() || !after.is_empty()) {
+            if !self.node.needs_commit() && after.is_empty() {
                 continue;
             }
             let started = *batch_started.get_or_insert_with(tokio::time::Instant::now);

@@ -105,8 +105,10 @@ impl TransportSettings {
         );
         t.receive_window(VarInt::from_u64(self.receive_window).unwrap_or(VarInt::MAX));
         t.send_window(self.send_window);
-        t.max_concurrent_uni_streams(VarInt::from_u32(32));
-        t.max_concurrent_bidi_streams(VarInt::from_u32(4));
+        // A peer needs one offer stream per precedence and one control stream: no more may
+        // be open at once, so a hostile peer cannot pile up stream state.
+        t.max_concurrent_uni_streams(VarInt::from_u32(4));
+        t.max_concurrent_bidi_streams(VarInt::from_u32(1));
         t.datagram_receive_buffer_size(Some(256 * 1024));
         t.datagram_send_buffer_size(256 * 1024);
         match self.congestion {

@@ -1,0 +1,81 @@
+//! What origin signatures cost per message: signing at the origin, verifying at every node,
+//! and checking a certificate learnt from an advert. `cargo bench --bench signatures`.
+
+#![allow(clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use relaymesh::core::trust::{self, Trust};
+use relaymesh::core::types::{Body, Envelope};
+use relaymesh::core::{Address, MessageId, NodeId, Precedence, Role, Time, TrafficStatus};
+use relaymesh::pki::{Ca, Identity, Validity};
+use relaymesh::shell::clock::Clock;
+use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::trust::PkiTrust;
+use rustls::pki_types::PrivateKeyDer;
+
+fn node_trust() -> (PkiTrust, Bytes) {
+    let validity = Validity::days_from(SystemTime::now(), 30);
+    let ca = Ca::generate(Some([3; 32]), validity).expect("CA");
+    let node = NodeId::new("team-01").expect("id");
+    let cert = ca.issue(&node, Role::Field, Some([5; 32]), validity).expect("certificate");
+    let der = Bytes::copy_from_slice(cert.cert_der.as_ref());
+    let creds = Credentials {
+        ca: ca.cert_der.clone(),
+        chain: vec![cert.cert_der],
+        key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
+        identity: Identity { node, role: Role::Field },
+    };
+    (PkiTrust::new(&creds, Clock::wall()).expect("trust"), der)
+}
+
+fn envelope(size: usize) -> Envelope {
+    Envelope {
+        id: MessageId([7; 16]),
+        origin: NodeId::new("team-01").expect("id"),
+        to: Address::parse("node:county-hq").expect("address"),
+        precedence: Precedence::Routine,
+        lifetime: Duration::from_secs(3600),
+        content_type: "application/octet-stream".into(),
+        payload: Bytes::from(vec![0x42; size]),
+        receipt: true,
+        body: Body::Data,
+        status: TrafficStatus::Actual,
+        created: Time(1),
+        age: Duration::ZERO,
+        hop_count: 0,
+        destinations: vec![NodeId::new("county-hq").expect("id")],
+        signature: Bytes::new(),
+    }
+}
+
+fn signatures(c: &mut Criterion) {
+    let (trust, cert) = node_trust();
+    let cred = trust.check_certificate(&cert).expect("credential");
+    for size in [256usize, 16 * 1024] {
+        let mut env = envelope(size);
+        c.bench_function(&format!("sign envelope {size} B"), |b| {
+            b.iter(|| trust::seal_envelope(&trust, &mut env))
+        });
+        let signed = env.clone();
+        c.bench_function(&format!("verify envelope {size} B"), |b| {
+            b.iter(|| {
+                let ok = trust::verify(
+                    &cred.public_key,
+                    &trust::envelope_signed_bytes(&signed),
+                    &signed.signature,
+                );
+                assert!(ok);
+            })
+        });
+    }
+    c.bench_function("check certificate (CA signature, validity, identity)", |b| {
+        b.iter(|| trust.check_certificate(&cert).expect("valid"))
+    });
+}
+
+criterion_group!(benches, signatures);
+criterion_main!(benches);
