@@ -23,7 +23,9 @@ use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
 use serde_json::json;
 
+mod outage;
 mod peer;
+mod precedence;
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
@@ -66,6 +68,48 @@ enum Cmd {
         messages: usize,
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+    },
+    /// Messages sent while the A -> B link is cut: lost, duplicated, and the time from the
+    /// link's return to the last delivery.
+    Outage {
+        /// Cut modes to run (default: all three).
+        #[arg(long, value_enum)]
+        mode: Vec<outage::Mode>,
+        #[arg(long, default_value_t = 7000)]
+        messages: u64,
+        /// Messages sent while the link is cut.
+        #[arg(long, default_value_t = 5000)]
+        during: u64,
+        /// How long the link stays cut (seconds).
+        #[arg(long, default_value_t = 10.0)]
+        cut_seconds: f64,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+    /// FLASH latency on a throttled link (tc tbf on a veth pair), idle and under saturating
+    /// ROUTINE load. Needs root (network namespaces).
+    Precedence {
+        /// The link's rate in kbit/s.
+        #[arg(long, default_value_t = 20_000)]
+        link_kbit: u64,
+        /// tbf burst (tc syntax).
+        #[arg(long, default_value = "16kb")]
+        burst: String,
+        /// tbf queue limit as latency (tc syntax).
+        #[arg(long, default_value = "50ms")]
+        latency: String,
+        /// Seconds of FLASH traffic (one every 100 ms), idle and then under load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// ROUTINE messages offered per second (default: 1.5 times what the link carries).
+        #[arg(long)]
+        routine_rate: Option<u64>,
+        /// The relays' congestion controller on the link (`known-rate` paces just under the
+        /// link's rate; `cubic` fills the queue).
+        #[arg(long, default_value = "known-rate")]
+        congestion: String,
     },
     /// A relay holding many messages: memory, and time from start to forwarding.
     Held {
@@ -117,6 +161,59 @@ fn main() -> Result<()> {
             println!(
                 "{}",
                 json!({"bench": "core", "us_per_msg_memory": mem, "us_per_msg_redb": disk, "us_per_msg_redb_cut_through": through, "batch": batch})
+            );
+        }
+        Cmd::Outage { mode, messages, during, cut_seconds, size } => {
+            let modes = if mode.is_empty() {
+                vec![outage::Mode::Clean, outage::Mode::Drop, outage::Mode::Kill]
+            } else {
+                mode
+            };
+            for m in modes {
+                let cut = Duration::from_secs_f64(cut_seconds);
+                let r = rt.block_on(outage::run(m, messages, during, size, cut))?;
+                println!(
+                    "outage ({}): {messages} messages, {during} during a {:.1} s cut: {} lost, {} duplicated ({} copies absorbed by the destination's dedup), backlog delivered {:.3} s after the link returned",
+                    m.name(),
+                    r.cut_s,
+                    r.lost,
+                    r.duplicates,
+                    r.absorbed,
+                    r.backlog_s
+                );
+                println!(
+                    "{}",
+                    json!({"bench": "outage", "mode": m.name(), "messages": messages, "during_cut": during, "cut_s": r.cut_s, "lost": r.lost, "duplicates": r.duplicates, "absorbed_duplicates": r.absorbed, "backlog_s": r.backlog_s})
+                );
+            }
+        }
+        Cmd::Precedence { link_kbit, burst, latency, seconds, size, routine_rate, congestion } => {
+            // About 330 bytes on the wire per 256-byte message.
+            let capacity = link_kbit * 1000 / 8 / (size as u64 + 74).max(1);
+            let routine_rate = routine_rate.unwrap_or(capacity * 3 / 2);
+            let settings = precedence::Settings {
+                link_kbit,
+                burst,
+                latency,
+                seconds,
+                size,
+                routine_rate,
+                congestion: congestion.clone(),
+            };
+            let r = rt.block_on(precedence::run(&settings))?;
+            println!(
+                "precedence on a {link_kbit} kbit/s link ({congestion}), ROUTINE offered at {routine_rate}/s: FLASH idle p50 {:.3} ms p99 {:.3} ms; under load p50 {:.3} ms p99 {:.3} ms max {:.3} ms ({} FLASH); ROUTINE delivered {:.0}/s",
+                r.idle_p50,
+                r.idle_p99,
+                r.load_p50,
+                r.load_p99,
+                r.load_max,
+                r.flashes,
+                r.routine_per_s
+            );
+            println!(
+                "{}",
+                json!({"bench": "precedence", "link_kbit": link_kbit, "congestion": congestion, "routine_offered_per_s": routine_rate, "flash_idle_p50_ms": r.idle_p50, "flash_idle_p99_ms": r.idle_p99, "flash_p50_ms": r.load_p50, "flash_p99_ms": r.load_p99, "flash_max_ms": r.load_max, "flashes": r.flashes, "routine_msgs_per_s": r.routine_per_s})
             );
         }
         Cmd::Held { messages, size } => {
@@ -188,15 +285,37 @@ impl Deployment {
 
     /// Writes a node configuration; `peers` are (node, port) this node dials over `public`.
     fn config(&self, id: &str, role: &str, port: u16, api: u16, peers: &[(&str, u16)]) -> PathBuf {
+        let peers: Vec<_> =
+            peers.iter().map(|(p, port)| (*p, format!("127.0.0.1:{port}"))).collect();
+        self.config_at(
+            id,
+            role,
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{api}"),
+            &peers,
+            "",
+        )
+    }
+
+    /// [`Deployment::config`] with full addresses, and more TOML for this node alone.
+    fn config_at(
+        &self,
+        id: &str,
+        role: &str,
+        listen: &str,
+        api: &str,
+        peers: &[(&str, String)],
+        extra: &str,
+    ) -> PathBuf {
         let pki = self.pki();
         let mut t = format!(
             "node = \"{id}\"\nrole = \"{role}\"\ndata_dir = \"data/{id}\"\nca = \"{p}/ca.crt\"\ncert = \"{p}/{id}.crt\"\n\
-             key = \"{p}/{id}.key\"\napi = \"127.0.0.1:{api}\"\n\n[[listen]]\naddr = \"127.0.0.1:{port}\"\nmedium = \"public\"\n",
+             key = \"{p}/{id}.key\"\napi = \"{api}\"\n{extra}\n[[listen]]\naddr = \"{listen}\"\nmedium = \"public\"\n",
             p = pki.display()
         );
-        for (peer, pport) in peers {
+        for (peer, addr) in peers {
             t.push_str(&format!(
-                "\n[[peer]]\nnode = \"{peer}\"\naddr = \"127.0.0.1:{pport}\"\nmedium = \"public\"\n"
+                "\n[[peer]]\nnode = \"{peer}\"\naddr = \"{addr}\"\nmedium = \"public\"\n"
             ));
         }
         t.push('\n');
@@ -207,8 +326,24 @@ impl Deployment {
     }
 
     fn spawn(&mut self, config: &Path) -> Result<u32> {
-        let log = std::fs::File::create(config.with_extension("log"))?;
-        let child = Command::new(relay_binary()?)
+        self.spawn_in(config, None)
+    }
+
+    /// Starts `relaymesh run` on `config`, inside network namespace `netns` when given.
+    fn spawn_in(&mut self, config: &Path, netns: Option<&str>) -> Result<u32> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.with_extension("log"))?;
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(relay_binary()?);
+                c
+            }
+            None => Command::new(relay_binary()?),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", std::env::var("RELAY_LOG").unwrap_or_else(|_| "warn".into()))
@@ -227,11 +362,10 @@ impl Drop for Deployment {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::env::var_os("RELAYMESH_BENCH_KEEP").is_some() {
-            let kept = std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().expect("a temporary directory"),
-            );
+        if std::env::var_os("RELAYMESH_BENCH_KEEP").is_some()
+            && let Ok(empty) = tempfile::tempdir()
+        {
+            let kept = std::mem::replace(&mut self.dir, empty);
             eprintln!("kept {}", kept.keep().display());
         }
     }
@@ -251,26 +385,72 @@ fn submission(size: usize, receipt: bool) -> Submission {
 
 /// Two relay processes, with a protocol-level load source dialling A and sink dialled by B.
 struct Path2 {
-    _dep: Deployment,
-    apis: [u16; 2],
+    dep: Deployment,
+    apis: [u16; 3],
     load: Option<peer::RawLink>,
-    ages: mpsc::UnboundedReceiver<u64>,
+    ages: mpsc::UnboundedReceiver<peer::Delivery>,
     clock: Clock,
+    /// A's configuration, to start it again.
+    a_config: PathBuf,
+    /// A's process in `dep.children`.
+    a_child: usize,
+    /// Where A listens.
+    a_addr: std::net::SocketAddr,
+    /// The proxy B reaches A through, if any.
+    proxy: Option<outage::UdpProxy>,
+    /// The namespace A runs in, if any (deleted after the relays stop).
+    _netns: Option<precedence::Netns>,
 }
 
-async fn wait_route_api(api: u16, to: &str) -> Result<()> {
+/// How [`two_relays`] lays out A and B.
+#[derive(Debug, Default)]
+struct Layout {
+    /// The relays' store page cache.
+    cache: Option<String>,
+    /// B reaches A through a cuttable UDP proxy in this process.
+    proxy: bool,
+    /// A runs in this network namespace, reached over its veth pair.
+    netns: Option<precedence::Netns>,
+    /// TOML added to both relays' configurations.
+    extra: String,
+    /// B also links to a real destination node, `dest` (a township with a durable inbox
+    /// and dedup), whose API port is `Path2::apis[2]`.
+    dest: bool,
+}
+
+impl Path2 {
+    /// A new load source dialling A, as node `id` (issued as a command node).
+    async fn dial_a(&self, id: &str) -> Result<peer::RawLink> {
+        let creds = self.dep.issue(id, Role::Command)?;
+        peer::dial(&creds, self.clock, "relay-a", self.a_addr).await
+    }
+}
+
+const API_TOKEN: &str = "relaymesh-bench";
+
+/// Waits until the API on `port` answers.
+async fn wait_api(port: u16) -> Result<()> {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while http.get(format!("http://127.0.0.1:{port}/v1/status")).send().await.is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("no API on port {port} in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn wait_route(api: &str, to: &str) -> Result<()> {
     let http = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await {
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                if v["routes"]
-                    .as_array()
-                    .is_some_and(|rs| rs.iter().any(|r| r["destination"] == to))
-                {
-                    return Ok(());
-                }
-            }
+        let req = http.get(format!("http://{api}/v1/status")).bearer_auth(API_TOKEN);
+        if let Ok(r) = req.send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["routes"].as_array().is_some_and(|rs| rs.iter().any(|r| r["destination"] == to))
+        {
+            return Ok(());
         }
         if start.elapsed() > Duration::from_secs(30) {
             bail!("relay-a found no route to {to} in 30 s");
@@ -280,8 +460,13 @@ async fn wait_route_api(api: u16, to: &str) -> Result<()> {
 }
 
 async fn two_relays(cache: Option<String>) -> Result<Path2> {
+    two_relays_with(Layout { cache, ..Layout::default() }).await
+}
+
+async fn two_relays_with(layout: Layout) -> Result<Path2> {
     let mut dep = Deployment::new()?;
-    dep.extra = cache.map(|c| format!("[store]\ncache = \"{c}\"\n")).unwrap_or_default();
+    dep.extra = layout.cache.map(|c| format!("[store]\ncache = \"{c}\"\n")).unwrap_or_default();
+    dep.extra.push_str(&layout.extra);
     dep.issue("relay-a", Role::Relay)?;
     dep.issue("relay-b", Role::Relay)?;
     let load_creds = dep.issue("load", Role::Command)?;
@@ -289,19 +474,59 @@ async fn two_relays(cache: Option<String>) -> Result<Path2> {
     let clock = Clock::wall();
     let (sink_ep, sink_addr) = peer::listen(&sink_creds, clock, "127.0.0.1:0".parse()?).await?;
     let (pa, pb, api_a, api_b) = (free_port(), free_port(), free_tcp_port(), free_tcp_port());
-    let a = dep.config("relay-a", "relay", pa, api_a, &[]);
-    let b =
-        dep.config("relay-b", "relay", pb, api_b, &[("relay-a", pa), ("sink", sink_addr.port())]);
-    dep.spawn(&a)?;
+    let (pd, api_d) = (free_port(), free_tcp_port());
+    let mut b_peers = vec![("sink", sink_addr.to_string())];
+    if layout.dest {
+        dep.issue("dest", Role::Township)?;
+        let d = dep.config("dest", "township", pd, api_d, &[]);
+        dep.spawn(&d)?;
+        b_peers.push(("dest", format!("127.0.0.1:{pd}")));
+    }
+    // A listens on loopback, or on its side of the veth pair in its namespace (where its API
+    // is not on loopback and so needs a token).
+    let a_host = layout.netns.as_ref().map_or("127.0.0.1".to_string(), |n| n.inner_ip.clone());
+    let a_addr: std::net::SocketAddr = format!("{a_host}:{pa}").parse()?;
+    let a_api = format!("{a_host}:{api_a}");
+    let a_extra = if layout.netns.is_some() {
+        format!("api_token = \"{API_TOKEN}\"\n")
+    } else {
+        String::new()
+    };
+    let a = dep.config_at("relay-a", "relay", &a_addr.to_string(), &a_api, &[], &a_extra);
+    let proxy = if layout.proxy { Some(outage::UdpProxy::start(a_addr)?) } else { None };
+    let b_to_a = proxy.as_ref().map_or(a_addr.to_string(), |p| format!("127.0.0.1:{}", p.port));
+    b_peers.insert(0, ("relay-a", b_to_a));
+    // B dials A from its listening socket: over the veth pair that is not loopback.
+    let b_host = if layout.netns.is_some() { "0.0.0.0" } else { "127.0.0.1" };
+    let b = dep.config_at(
+        "relay-b",
+        "relay",
+        &format!("{b_host}:{pb}"),
+        &format!("127.0.0.1:{api_b}"),
+        &b_peers,
+        "",
+    );
+    let a_child = dep.children.len();
+    dep.spawn_in(&a, layout.netns.as_ref().map(|n| n.name.as_str()))?;
     dep.spawn(&b)?;
     let sink_link = peer::accept(sink_ep, &sink_creds).await.context("relay-b -> sink")?;
-    sink_link.send_control(&[peer::sink_advert(&sink_creds.identity.node, "relay-b")?]).await?;
+    sink_link.send_control(&[peer::sink_advert(&sink_link, &sink_creds, "relay-b")?]).await?;
     let (tx, ages) = mpsc::unbounded_channel();
     tokio::spawn(peer::sink(sink_link, clock, tx));
-    wait_route_api(api_a, "sink").await?;
-    let load =
-        peer::dial(&load_creds, clock, "relay-a", format!("127.0.0.1:{pa}").parse()?).await?;
-    Ok(Path2 { _dep: dep, apis: [api_a, api_b], load: Some(load), ages, clock })
+    wait_route(&a_api, "sink").await?;
+    let load = peer::dial(&load_creds, clock, "relay-a", a_addr).await?;
+    Ok(Path2 {
+        dep,
+        apis: [api_a, api_b, api_d],
+        load: Some(load),
+        ages,
+        clock,
+        a_config: a,
+        a_child,
+        a_addr,
+        proxy,
+        _netns: layout.netns,
+    })
 }
 
 async fn throughput(
@@ -313,9 +538,10 @@ async fn throughput(
     let mut p = two_relays(cache).await?;
     let link = p.load.take().context("load link")?;
     let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);
+    let spec = peer::LoadSpec::routine(messages as u64, size, window);
+    let signed = peer::presign(&link.trust, &origin, &to, spec, p.clock);
     let start = Instant::now();
-    let loader =
-        tokio::spawn(peer::load(link, origin, to, messages as u64, size, window, None, p.clock));
+    let loader = tokio::spawn(peer::load_signed(link, origin, to, spec, p.clock, Some(signed)));
     for i in 0..messages {
         if tokio::time::timeout(Duration::from_secs(60), p.ages.recv())
             .await
@@ -344,19 +570,26 @@ async fn latency(rate: u64, seconds: u64, size: usize) -> Result<(f64, f64, f64,
     let total = rate * seconds;
     let (origin, to) = (NodeId::new("load")?, NodeId::new("sink")?);
     let pace = Duration::from_secs_f64(1.0 / rate as f64);
-    let loader =
-        tokio::spawn(peer::load(link, origin, to, total, size, 16_384, Some(pace), p.clock));
+    let spec = peer::LoadSpec { pace: Some(pace), ..peer::LoadSpec::routine(total, size, 16_384) };
+    let loader = tokio::spawn(peer::load(link, origin, to, spec, p.clock));
     let mut lat = Vec::with_capacity(total as usize);
     while (lat.len() as u64) < total {
         match tokio::time::timeout(Duration::from_secs(30), p.ages.recv()).await {
-            Ok(Some(us)) => lat.push(us as f64 / 1000.0),
+            Ok(Some(d)) => lat.push(d.age_us as f64 / 1000.0),
             _ => bail!("stalled after {} of {total} deliveries", lat.len()),
         }
     }
     loader.await??;
     lat.sort_by(f64::total_cmp);
-    let q = |f: f64| lat[((f * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-    Ok((q(0.5), q(0.99), *lat.last().unwrap_or(&0.0), lat.len()))
+    Ok((quantile(&lat, 0.5), quantile(&lat, 0.99), *lat.last().unwrap_or(&0.0), lat.len()))
+}
+
+/// The `f` quantile of sorted `v` (nearest rank); 0 when empty.
+fn quantile(v: &[f64], f: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[((f * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
 struct Held {
@@ -464,11 +697,13 @@ pub fn core_relay_cost(
     let mut t = relaymesh::core::Time(1_000_000);
     let mut node = Node::open(cfg, store, 1, t)?;
     let (up, down) = (LinkId(1), LinkId(2));
+    #[allow(clippy::expect_used)] // "load" and "sink" are valid node ids
     let info = |p: &str, prober| LinkInfo {
         peer: NodeId::new(p).expect("id"),
         role: Role::Relay,
         medium: relaymesh::core::Medium::Public,
         prober,
+        certificate: Default::default(),
     };
     node.handle_link_up(t, up, info("load", false));
     node.handle_link_up(t, down, info("sink", true));

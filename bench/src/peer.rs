@@ -11,17 +11,21 @@ use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, RecvStream, SendStream};
 use relaymesh::core::frame::{Advert, AdvertLink, CustodyCode, CustodyResult, Frame};
+use relaymesh::core::trust::{seal_advert, seal_envelope};
 use relaymesh::core::types::{Body, Envelope};
-use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Role, Time, TrafficStatus};
+use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Time, TrafficStatus};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
 use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
+use relaymesh::shell::trust::PkiTrust;
 use relaymesh::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION};
 use tokio::sync::{Mutex, mpsc};
 
 /// One authenticated connection, after the `Hello` exchange.
 pub struct RawLink {
     pub conn: Connection,
+    /// Signs what this end originates (envelopes, its advert).
+    pub trust: Arc<PkiTrust>,
     control_send: Arc<Mutex<SendStream>>,
     control_recv: RecvStream,
     decoder: FrameDecoder,
@@ -58,7 +62,8 @@ pub async fn dial(
     addr: SocketAddr,
 ) -> Result<RawLink> {
     let quic = QuicConfigs::new(creds, clock)?;
-    let socket = transport::udp_socket("127.0.0.1:0".parse()?)?;
+    let local = if addr.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" };
+    let socket = transport::udp_socket(local.parse()?)?;
     let endpoint = transport::endpoint(socket, None, [1; 32], creds.reset_secret())?;
     let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
     let conn = endpoint.connect_with(cfg, addr, peer)?.await.context("handshake")?;
@@ -70,12 +75,16 @@ pub async fn dial(
     read_hello(&mut recv, &mut decoder).await?;
     let link = RawLink {
         conn,
+        trust: Arc::new(PkiTrust::new(creds, clock)?),
         control_send: Arc::new(Mutex::new(send)),
         control_recv: recv,
         decoder,
         _endpoint: endpoint,
     };
     link.spawn_probes();
+    // The relay learns this end's key from its advert, and floods it, so that every node on
+    // the way can check the signatures of what this end originates.
+    link.send_control(&[own_advert(&link.trust, creds, peer)?]).await?;
     Ok(link)
 }
 
@@ -104,6 +113,7 @@ pub async fn accept(endpoint: quinn::Endpoint, creds: &Credentials) -> Result<Ra
     send.write_all(&buf).await?;
     let link = RawLink {
         conn,
+        trust: Arc::new(PkiTrust::new(creds, Clock::wall())?),
         control_send: Arc::new(Mutex::new(send)),
         control_recv: recv,
         decoder,
@@ -169,10 +179,15 @@ impl RawLink {
 }
 
 /// The sink's advert: it is linked to `relay`, so link-state routing can reach it.
-pub fn sink_advert(me: &NodeId, relay: &str) -> Result<Frame> {
-    Ok(Frame::LinkState(Advert {
-        node: me.clone(),
-        role: Role::Township,
+pub fn sink_advert(link: &RawLink, creds: &Credentials, relay: &str) -> Result<Frame> {
+    own_advert(&link.trust, creds, relay)
+}
+
+/// This end's signed advert, with one link to `relay`.
+fn own_advert(trust: &PkiTrust, creds: &Credentials, relay: &str) -> Result<Frame> {
+    let mut advert = Advert {
+        node: creds.identity.node.clone(),
+        role: creds.identity.role,
         seq: 1,
         lifetime: Duration::from_secs(3600),
         age: Duration::ZERO,
@@ -186,21 +201,78 @@ pub fn sink_advert(me: &NodeId, relay: &str) -> Result<Frame> {
         }],
         groups: vec![],
         subscriptions: vec![],
-    }))
+        certificate: Bytes::new(),
+        signature: Bytes::new(),
+    };
+    seal_advert(trust, &mut advert);
+    Ok(Frame::LinkState(advert))
 }
 
-/// Offers `total` messages of `size` bytes to `to`, keeping at most `window` unanswered.
-/// `sent` receives (message number, clock time) as each offer goes out.
+/// What a load source offers: messages `first..first + total`, numbered in their ids.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadSpec {
+    pub first: u64,
+    pub total: u64,
+    pub size: usize,
+    /// Offers kept unanswered at most.
+    pub window: u64,
+    /// One offer per `pace` when set; otherwise as fast as the window allows.
+    pub pace: Option<Duration>,
+    pub precedence: Precedence,
+}
+
+impl LoadSpec {
+    /// `total` ROUTINE messages from number 1, unpaced.
+    pub fn routine(total: u64, size: usize, window: u64) -> LoadSpec {
+        LoadSpec { first: 1, total, size, window, pace: None, precedence: Precedence::Routine }
+    }
+}
+
+/// Offers `spec.total` messages to `to` and returns once the relay has accepted custody of
+/// all of them; then closes the link.
 pub async fn load(
+    link: RawLink,
+    origin: NodeId,
+    to: NodeId,
+    spec: LoadSpec,
+    clock: Clock,
+) -> Result<()> {
+    load_signed(link, origin, to, spec, clock, None).await
+}
+
+/// Signs the messages `load` would offer, ahead of time (the origin's signing cost is not the
+/// relays'). Hand them to [`load_signed`].
+pub fn presign(
+    trust: &PkiTrust,
+    origin: &NodeId,
+    to: &NodeId,
+    spec: LoadSpec,
+    clock: Clock,
+) -> Vec<Envelope> {
+    let payload = Bytes::from(vec![0x42; spec.size]);
+    (0..spec.total)
+        .map(|i| {
+            let mut env =
+                envelope(origin, to, spec.first + i, spec.precedence, payload.clone(), clock.now());
+            seal_envelope(trust, &mut env);
+            env
+        })
+        .collect()
+}
+
+/// As [`load`], with the envelopes signed beforehand by [`presign`] when given.
+pub async fn load_signed(
     mut link: RawLink,
     origin: NodeId,
     to: NodeId,
-    total: u64,
-    size: usize,
-    window: u64,
-    pace: Option<Duration>,
+    spec: LoadSpec,
     clock: Clock,
+    presigned: Option<Vec<Envelope>>,
 ) -> Result<()> {
+    let LoadSpec { first, total, size, window, pace, precedence } = spec;
+    let mut presigned = presigned.map(Vec::into_iter);
+    let trust = link.trust.clone();
+    let conn = link.conn.clone();
     let mut stream = link.conn.open_uni().await?;
     let payload = Bytes::from(vec![0x42; size]);
     let accepted = Arc::new(AtomicU64::new(0));
@@ -236,7 +308,21 @@ pub async fn load(
         let batch = if tick.is_some() { 1 } else { room.min(total - next).min(512) };
         for _ in 0..batch {
             next += 1;
-            let env = envelope(&origin, &to, next, payload.clone(), clock.now());
+            let env = match presigned.as_mut().and_then(Iterator::next) {
+                Some(env) => env,
+                None => {
+                    let mut env = envelope(
+                        &origin,
+                        &to,
+                        first + next - 1,
+                        precedence,
+                        payload.clone(),
+                        clock.now(),
+                    );
+                    seal_envelope(trust.as_ref(), &mut env);
+                    env
+                }
+            };
             wire::encode_frame(&Frame::Offer { offer: next, envelope: env }, &mut buf);
         }
         stream.write_chunk(buf.split().freeze()).await?;
@@ -246,10 +332,18 @@ pub async fn load(
             bail!("custody answers stalled at {} of {total}", accepted.load(Ordering::Relaxed));
         }
     }
+    conn.close(0u32.into(), b"done");
     Ok(())
 }
 
-fn envelope(origin: &NodeId, to: &NodeId, n: u64, payload: Bytes, now: Time) -> Envelope {
+fn envelope(
+    origin: &NodeId,
+    to: &NodeId,
+    n: u64,
+    precedence: Precedence,
+    payload: Bytes,
+    now: Time,
+) -> Envelope {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&n.to_be_bytes());
     id[8..].copy_from_slice(&now.as_micros().to_be_bytes());
@@ -257,7 +351,7 @@ fn envelope(origin: &NodeId, to: &NodeId, n: u64, payload: Bytes, now: Time) -> 
         id: MessageId(id),
         origin: origin.clone(),
         to: Address::Node(to.clone()),
-        precedence: Precedence::Routine,
+        precedence,
         lifetime: Duration::from_secs(3600),
         content_type: "application/octet-stream".into(),
         payload,
@@ -272,9 +366,18 @@ fn envelope(origin: &NodeId, to: &NodeId, n: u64, payload: Bytes, now: Time) -> 
     }
 }
 
-/// Takes every offer on `link`, answers it, and reports each delivery's age in microseconds
-/// (from the offer's creation on this machine's clock) to `out`.
-pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<u64>) -> Result<()> {
+/// One message as the sink received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The number the load source gave it (the first 8 bytes of its id).
+    pub n: u64,
+    /// Microseconds from its creation to its arrival, on this machine's clock.
+    pub age_us: u64,
+    pub precedence: Precedence,
+}
+
+/// Takes every offer on `link`, answers it, and reports each delivery to `out`.
+pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<Delivery>) -> Result<()> {
     let control = link.control_send.clone();
     let conn = link.conn.clone();
     while let Ok(mut recv) = conn.accept_uni().await {
@@ -288,8 +391,11 @@ pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<u64>) 
                 while let Ok(Some(Incoming::Frame(Frame::Offer { offer, envelope }))) =
                     decoder.next_frame()
                 {
-                    let age = clock.now().saturating_since(envelope.created).as_micros() as u64;
-                    let _ = out.send(age);
+                    let age_us = clock.now().saturating_since(envelope.created).as_micros() as u64;
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&envelope.id.0[..8]);
+                    let n = u64::from_be_bytes(n);
+                    let _ = out.send(Delivery { n, age_us, precedence: envelope.precedence });
                     results.push(CustodyResult {
                         offer,
                         id: envelope.id,

@@ -1,0 +1,189 @@
+//! Precedence under load: FLASH latency through A -> B on a throttled link, idle and under a
+//! saturating ROUTINE stream.
+//!
+//! The link is a veth pair: relay A runs in its own network namespace and B in this one, and
+//! A's side of the pair has a `tbf` qdisc, so everything A sends to B crosses a token bucket of
+//! the given rate (queueing at most `latency` before the kernel drops). The load sources dial A
+//! over the same pair (their direction is not throttled); B and the sink are on loopback.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use relaymesh::core::{NodeId, Precedence};
+
+use crate::peer;
+
+/// A network namespace joined to this one by a veth pair, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    /// This side's address on the pair.
+    pub host_ip: String,
+    /// The namespace's address on the pair.
+    pub inner_ip: String,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("running ip")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// Creates the namespace and the pair, with a token bucket of `rate_kbit` on the
+    /// namespace's side (`burst` and `latency` in tc syntax, e.g. `16kb`, `50ms`).
+    pub fn create(rate_kbit: u64, burst: &str, latency: &str) -> Result<Netns> {
+        let pid = std::process::id();
+        let name = format!("rmb{pid}");
+        let (host_if, inner_if) = (format!("rmb{pid}h"), format!("rmb{pid}n"));
+        let net = format!("10.213.{}", pid % 250);
+        let ns = Netns { name, host_ip: format!("{net}.1"), inner_ip: format!("{net}.2") };
+        ip(&["netns", "add", &ns.name])?;
+        // From here on, dropping `ns` cleans up.
+        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &inner_if])?;
+        ip(&["link", "set", &inner_if, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{}/24", ns.host_ip), "dev", &host_if])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let x = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &ns.name, "ip"];
+            a.extend_from_slice(args);
+            ip(&a)
+        };
+        x(&["addr", "add", &format!("{}/24", ns.inner_ip), "dev", &inner_if])?;
+        x(&["link", "set", &inner_if, "up"])?;
+        x(&["link", "set", "lo", "up"])?;
+        let rate = format!("{rate_kbit}kbit");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "tc", "qdisc", "add", "dev", &inner_if, "root"])
+            .args(["tbf", "rate", &rate, "burst", burst, "latency", latency])
+            .output()
+            .context("running tc")?;
+        if !out.status.success() {
+            bail!("tc qdisc add tbf: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and so the pair.
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// What a precedence run measured (latencies in milliseconds).
+#[derive(Debug)]
+pub struct Outcome {
+    pub idle_p50: f64,
+    pub idle_p99: f64,
+    pub load_p50: f64,
+    pub load_p99: f64,
+    pub load_max: f64,
+    pub flashes: usize,
+    /// ROUTINE messages delivered per second while FLASH was measured under load.
+    pub routine_per_s: f64,
+}
+
+/// Settings of a precedence run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub link_kbit: u64,
+    pub burst: String,
+    pub latency: String,
+    pub seconds: u64,
+    pub size: usize,
+    /// ROUTINE messages offered per second.
+    pub routine_rate: u64,
+    /// The relays' congestion controller on the link; `known-rate` paces at the configured
+    /// bandwidth (set just under the bucket's rate).
+    pub congestion: String,
+}
+
+/// Offers one FLASH every 100 ms for `seconds` and returns the FLASH latencies; counts ROUTINE
+/// deliveries meanwhile.
+async fn flashes(
+    p: &mut crate::Path2,
+    id: &str,
+    first: u64,
+    seconds: u64,
+    size: usize,
+) -> Result<(Vec<f64>, u64)> {
+    let link = p.dial_a(id).await?;
+    let total = seconds * 10;
+    let spec = peer::LoadSpec {
+        first,
+        pace: Some(Duration::from_millis(100)),
+        precedence: Precedence::Flash,
+        ..peer::LoadSpec::routine(total, size, 1024)
+    };
+    let loader =
+        tokio::spawn(peer::load(link, NodeId::new(id)?, NodeId::new("sink")?, spec, p.clock));
+    let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+    let (mut lat, mut routine) = (Vec::new(), 0u64);
+    while (lat.len() as u64) < total {
+        let d =
+            tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), p.ages.recv())
+                .await
+                .ok()
+                .flatten()
+                .with_context(|| format!("{} of {total} FLASH messages delivered", lat.len()))?;
+        if d.precedence == Precedence::Flash && d.n >= first {
+            lat.push(d.age_us as f64 / 1000.0);
+        } else {
+            routine += 1;
+        }
+    }
+    loader.await??;
+    lat.sort_by(f64::total_cmp);
+    Ok((lat, routine))
+}
+
+pub async fn run(s: &Settings) -> Result<Outcome> {
+    let netns = Netns::create(s.link_kbit, &s.burst, &s.latency).context("network namespace")?;
+    // Known-rate pacing adds 10% headroom to the bandwidth: stay under the bucket.
+    let bandwidth = s.link_kbit * 85 / 100;
+    let extra = format!(
+        "\n[media.public]\nbandwidth = \"{bandwidth}kbps\"\ncongestion = \"{}\"\n",
+        s.congestion
+    );
+    let layout = crate::Layout { netns: Some(netns), extra, ..Default::default() };
+    let mut p = crate::two_relays_with(layout).await?;
+    // Idle link.
+    let (idle, _) = flashes(&mut p, "flash-idle", 1 << 40, s.seconds, s.size).await?;
+    // Saturating ROUTINE, then FLASH again once the queue has built.
+    let link = p.load.take().context("load link")?;
+    let pace = Duration::from_secs_f64(1.0 / s.routine_rate.max(1) as f64);
+    let routine_total = s.routine_rate * (s.seconds + 60);
+    let spec = peer::LoadSpec {
+        pace: Some(pace),
+        ..peer::LoadSpec::routine(routine_total, s.size, 16_384)
+    };
+    let routine =
+        tokio::spawn(peer::load(link, NodeId::new("load")?, NodeId::new("sink")?, spec, p.clock));
+    let warm = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(_)) =
+        tokio::time::timeout(warm.saturating_duration_since(Instant::now()), p.ages.recv()).await
+    {
+    }
+    let started = Instant::now();
+    let (loaded, routine_n) = flashes(&mut p, "flash-load", 2 << 40, s.seconds, s.size).await?;
+    let routine_per_s = routine_n as f64 / started.elapsed().as_secs_f64();
+    routine.abort();
+    if idle.is_empty() || loaded.is_empty() {
+        bail!("no FLASH latencies");
+    }
+    use crate::quantile;
+    Ok(Outcome {
+        idle_p50: quantile(&idle, 0.5),
+        idle_p99: quantile(&idle, 0.99),
+        load_p50: quantile(&loaded, 0.5),
+        load_p99: quantile(&loaded, 0.99),
+        load_max: *loaded.last().unwrap_or(&0.0),
+        flashes: loaded.len(),
+        routine_per_s,
+    })
+}
