@@ -60,6 +60,7 @@ fn main() {
 
 fn list() -> i32 {
     println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min", "mesh:N");
+    println!("{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic", "mesh:N:idle:D");
     for (name, text) in BUILT_IN {
         match scenario::parse(text, name) {
             Ok(s) => println!(
@@ -86,11 +87,22 @@ fn run(
     let path = PathBuf::from(&name);
     let parsed = if path.exists() {
         scenario::load(&path)
-    } else if let Some(n) = name.strip_prefix("mesh:") {
-        match n.parse::<usize>() {
-            Ok(n) if n >= 3 => scenario::parse(&scenario::mesh(n, true, "30m"), &name),
+    } else if let Some(spec) = name.strip_prefix("mesh:") {
+        let mut parts = spec.split(':');
+        let n = parts.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 3);
+        let (traffic, duration) = match (parts.next(), parts.next()) {
+            (None, _) => (true, "30m"),
+            (Some("idle"), d) => (false, d.unwrap_or("30m")),
+            _ => (true, ""),
+        };
+        match n {
+            Some(n) if !duration.is_empty() => {
+                scenario::parse(&scenario::mesh(n, traffic, duration), &name)
+            }
             _ => {
-                eprintln!("relaymesh-sim: {name}: mesh:<nodes> needs at least 3 nodes");
+                eprintln!(
+                    "relaymesh-sim: {name}: expected mesh:<nodes> or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
+                );
                 return 2;
             }
         }
