@@ -59,7 +59,7 @@ fn main() {
 }
 
 fn list() -> i32 {
-    println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min", "mesh:N");
+    println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min or D", "mesh:N[:D]");
     println!("{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic", "mesh:N:idle:D");
     for (name, text) in BUILT_IN {
         match scenario::parse(text, name) {
@@ -93,6 +93,7 @@ fn run(
         let (traffic, duration) = match (parts.next(), parts.next()) {
             (None, _) => (true, "30m"),
             (Some("idle"), d) => (false, d.unwrap_or("30m")),
+            (Some(d), None) => (true, d),
             _ => (true, ""),
         };
         match n {
@@ -101,7 +102,7 @@ fn run(
             }
             _ => {
                 eprintln!(
-                    "relaymesh-sim: {name}: expected mesh:<nodes> or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
+                    "relaymesh-sim: {name}: expected mesh:<nodes>[:<duration>] or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
                 );
                 return 2;
             }
