@@ -1,0 +1,269 @@
+//! The core's frame handling: a `relaymesh::core::Node` on an in-memory store with two links,
+//! driven by a little program read from the input, most of whose steps are frames decoded
+//! from arbitrary bytes (as `wire::decode_datagram` parses them) arriving on a link.
+//!
+//! Program: a sequence of steps; each step is one byte, `op = b & 7`, `arg = b >> 3`:
+//! - 0 frame: a big-endian u16 length, then that many bytes of protobuf `Frame`, handed to
+//!   the node on link `arg % 2` if it decodes;
+//! - 1 time: the clock moves `next byte << (arg % 24)` ms on; due timers fire;
+//! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does);
+//! - 3 answer: the peer answers offer `arg` of those the node made, code from the next byte;
+//! - 4 link: link `arg % 2` goes down, or up again;
+//! - 5 submit: an application message, address `arg`, precedence and size from the next byte;
+//! - 6 echo: something the node sent (offer or advert) comes back on link `arg % 2`;
+//! - 7 misc: inbox read, disk space, subscription or status queries.
+//!
+//! Checks: never panics; every frame the node sends decodes at its peer and fits the frame
+//! limit; the node's timer never stays due once the due work has been done (no busy loop).
+#![no_main]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+use relaymesh::core::store::MemStore;
+use relaymesh::core::{
+    Address, CoreConfig, LinkId, LinkInfo, Medium, MessageId, Node, NodeId, Precedence, Role,
+    Submission, Time, TopicPattern, TrafficStatus,
+};
+use relaymesh::wire;
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+}
+
+fn id(s: &str) -> NodeId {
+    match NodeId::new(s) {
+        Ok(n) => n,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const ADDRESSES: [&str; 8] = [
+    "node:peer-b",
+    "node:peer-c",
+    "node:me",
+    "node:far-away",
+    "group:all",
+    "group:role:field",
+    "topic:alerts/flood",
+    "group:medical",
+];
+
+struct Sim {
+    node: Node,
+    now: Time,
+    links: [(LinkId, LinkInfo, bool); 2],
+    /// Offers the node made: (link, offer number, message id).
+    offers: Vec<(LinkId, u64, MessageId)>,
+    /// Frames the node sent, to echo back.
+    sent: Vec<Frame>,
+}
+
+impl Sim {
+    fn new(seed: u8) -> Sim {
+        let role = Role::ALL[usize::from(seed) % 4];
+        let mut cfg = CoreConfig::new(id("me"), role);
+        cfg.groups = vec!["medical".into()];
+        let now = Time(1_000_000_000);
+        let node = match Node::open(cfg, Box::new(MemStore::new()), u64::from(seed), now) {
+            Ok(n) => n,
+            Err(e) => panic!("a memory store failed: {e}"),
+        };
+        let b = LinkInfo {
+            peer: id("peer-b"),
+            role: Role::Township,
+            medium: Medium::Wireless,
+            prober: true,
+            certificate: Bytes::new(),
+        };
+        let c = LinkInfo {
+            peer: id("peer-c"),
+            role: Role::Field,
+            medium: Medium::Satellite,
+            prober: false,
+            certificate: Bytes::new(),
+        };
+        let mut sim = Sim {
+            node,
+            now,
+            links: [(LinkId(1), b, false), (LinkId(2), c, false)],
+            offers: Vec::new(),
+            sent: Vec::new(),
+        };
+        sim.toggle(0);
+        sim.toggle(1);
+        sim
+    }
+
+    fn toggle(&mut self, i: usize) {
+        let (link, info, up) = &mut self.links[i];
+        if *up {
+            self.node.handle_link_down(self.now, *link);
+        } else {
+            self.node.handle_link_up(self.now, *link, info.clone());
+        }
+        *up = !*up;
+    }
+
+    fn frame(&mut self, i: usize, frame: Frame) {
+        let link = self.links[i].0;
+        self.node.handle_frame(self.now, link, frame);
+    }
+
+    /// As the driver does after a batch: schedule, commit, send.
+    fn flush(&mut self) {
+        self.node.schedule(self.now);
+        self.drain();
+        let _ = self.node.commit(self.now);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            let bytes = wire::encode_datagram(&t.frame);
+            assert!(
+                bytes.len() <= wire::DEFAULT_MAX_FRAME,
+                "the node sent a {}-byte {} frame, over the frame limit",
+                bytes.len(),
+                t.frame.kind()
+            );
+            if let Err(e) = wire::decode_datagram(bytes) {
+                panic!("the node sent a frame its peer refuses: {e}\n{:?}", t.frame);
+            }
+            if let Frame::Offer { offer, envelope } = &t.frame {
+                if self.offers.len() < 256 {
+                    self.offers.push((t.link, *offer, envelope.id));
+                }
+            }
+            if matches!(t.frame, Frame::Offer { .. } | Frame::LinkState(_)) && self.sent.len() < 64
+            {
+                self.sent.push(t.frame);
+            }
+        }
+        while let Some(e) = self.node.poll_event() {
+            let _ = format!("{e:?}");
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        // The driver handles a due timer, schedules and commits; a timer still due after that
+        // makes it spin.
+        for _ in 0..16 {
+            if !self.node.poll_timeout().is_some_and(|t| t <= self.now) {
+                return;
+            }
+            self.node.handle_timeout(self.now);
+            self.flush();
+        }
+        panic!(
+            "the timer stays due: poll_timeout {:?} at now {:?}",
+            self.node.poll_timeout(),
+            self.now
+        );
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let Some(seed) = input.byte() else { return };
+    let mut sim = Sim::new(seed);
+    sim.flush();
+    let mut steps = 0;
+    while let Some(b) = input.byte() {
+        steps += 1;
+        if steps > 512 {
+            break;
+        }
+        let (op, arg) = (b & 7, usize::from(b >> 3));
+        match op {
+            0 => {
+                let hi = input.byte().unwrap_or(0);
+                let lo = input.byte().unwrap_or(0);
+                let bytes = input.bytes(usize::from(u16::from_be_bytes([hi, lo])));
+                if let Ok(frame) = wire::decode_datagram(Bytes::copy_from_slice(bytes)) {
+                    sim.frame(arg % 2, frame);
+                }
+            }
+            1 => {
+                let x = u64::from(input.byte().unwrap_or(1));
+                sim.advance(Duration::from_millis(x << (arg % 24)));
+            }
+            2 => sim.flush(),
+            3 => {
+                if sim.offers.is_empty() {
+                    continue;
+                }
+                let (link, offer, id) = sim.offers[arg % sim.offers.len()];
+                let c = input.byte().unwrap_or(0);
+                let code = [
+                    CustodyCode::Accepted,
+                    CustodyCode::Busy,
+                    CustodyCode::Policy,
+                    CustodyCode::Expired,
+                    CustodyCode::Invalid,
+                ][usize::from(c) % 5];
+                let reason = if c & 0x80 != 0 { "no".into() } else { String::new() };
+                let r = CustodyResult { offer, id, code, reason };
+                sim.node.handle_frame(sim.now, link, Frame::Custody(vec![r]));
+            }
+            4 => sim.toggle(arg % 2),
+            5 => {
+                let c = input.byte().unwrap_or(0);
+                let Ok(to) = Address::parse(ADDRESSES[arg % ADDRESSES.len()]) else { continue };
+                let sub = Submission {
+                    to,
+                    precedence: Precedence::DESCENDING[usize::from(c) % 4],
+                    lifetime: Duration::from_secs(1 + u64::from(c >> 2) * 60),
+                    content_type: "text/plain".into(),
+                    payload: Bytes::from(vec![b'x'; usize::from(c) * 4]),
+                    receipt: c & 1 == 1,
+                    status: TrafficStatus::Actual,
+                };
+                let _ = sim.node.handle_submit(sim.now, sub);
+            }
+            6 => {
+                if sim.sent.is_empty() {
+                    continue;
+                }
+                let f = sim.sent[arg % sim.sent.len()].clone();
+                sim.frame(arg % 2, f);
+            }
+            _ => match arg % 6 {
+                0 => sim.node.handle_inbox_read(u64::from(input.byte().unwrap_or(0))),
+                1 => sim.node.handle_disk_space(Some(u64::from(input.byte().unwrap_or(0)) << 12)),
+                2 => sim.node.handle_disk_space(None),
+                3 | 4 => {
+                    let pattern = if arg % 6 == 3 { "alerts/#" } else { "alerts/+" };
+                    if let Ok(p) = TopicPattern::new(pattern) {
+                        let _ = sim.node.handle_subscription(p, input.byte().unwrap_or(0) & 1 == 0);
+                    }
+                }
+                _ => {
+                    let _ = format!("{:?}", sim.node.status());
+                    let _ = sim.node.inbox(None, 100);
+                    if let Some(&(_, _, id)) = sim.offers.last() {
+                        let _ = sim.node.message_status(&id);
+                    }
+                }
+            },
+        }
+    }
+    sim.flush();
+    sim.advance(Duration::from_secs(3600));
+});
