@@ -7,8 +7,15 @@
 //! * `latency`: the same path at a fixed rate; p50, p99 and max from submission to delivery.
 //! * `held`: a million messages held by a relay: its memory, and the time from starting it to
 //!   forwarding again.
+//! * `outage`: messages sent while the A -> B link is cut (B reaches A through a cuttable UDP
+//!   proxy in this process): a clean cut, a silent drop, and A killed with SIGKILL during the
+//!   cut; lost and duplicated as a real destination node's inbox sees them, and the time from
+//!   the link's return to the last delivery. See `outage.rs`.
+//! * `precedence`: FLASH latency over a throttled link (A in a network namespace behind a veth
+//!   pair with a `tbf` token bucket), idle and under saturating ROUTINE. Needs root. See
+//!   `precedence.rs`.
 //!
-//! Every figure is printed as a JSON line too, for the comparison script.
+//! Every figure is printed as a JSON line too, for the comparison script (`bench/compare`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -92,6 +92,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub struct NodeHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// Bulk offers (PRIORITY and ROUTINE), bounded: see [`NodeHandle::bulk_sender`].
+    bulk: mpsc::Sender<Command>,
     inbox: watch::Receiver<u64>,
     events: broadcast::Sender<Event>,
 }
@@ -168,6 +170,14 @@ impl NodeHandle {
     pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Command> {
         self.tx.clone()
     }
+
+    /// The channel for offers of PRIORITY and ROUTINE. It is bounded and the driver takes
+    /// from it only after everything else (control frames, FLASH and IMMEDIATE offers, API
+    /// calls), a turn's worth at a time: when the driver falls behind, the link readers wait,
+    /// QUIC flow control holds the peer's bulk streams, and FLASH still goes straight in.
+    pub(crate) fn bulk_sender(&self) -> mpsc::Sender<Command> {
+        self.bulk.clone()
+    }
 }
 
 /// Receives every event of every node that shares it, with the node and the time (the
@@ -222,9 +232,10 @@ pub fn driver(
     opts: DriverOptions,
 ) -> (NodeHandle, impl std::future::Future<Output = ()> + Send + 'static) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
     let (inbox_tx, inbox_rx) = watch::channel(0);
     let (events_tx, _) = broadcast::channel(4096);
-    let handle = NodeHandle { tx, inbox: inbox_rx, events: events_tx.clone() };
+    let handle = NodeHandle { tx, bulk, inbox: inbox_rx, events: events_tx.clone() };
     let started = opts.clock.now();
     let d = Driver {
         node,
@@ -236,7 +247,7 @@ pub fn driver(
         started,
         opts,
     };
-    (handle, d.run(rx))
+    (handle, d.run(rx, bulk_rx))
 }
 
 struct Driver {
@@ -272,11 +283,18 @@ impl AfterCommit {
 }
 
 const KEEP_REFUSALS: usize = 64;
+/// Batches of bulk offers waiting for the driver, at most.
+const BULK_QUEUE: usize = 64;
 const DISK_CHECK: Duration = Duration::from_secs(10);
 
 impl Driver {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        mut bulk: mpsc::Receiver<Command>,
+    ) {
         let mut batch = Vec::with_capacity(self.opts.max_batch);
+        let mut bulk_batch = Vec::with_capacity(self.opts.max_batch);
         let mut next_disk_check = tokio::time::Instant::now();
         let mut after = AfterCommit::default();
         // When the open batch got its first change (see `CommitPolicy`).
@@ -298,9 +316,26 @@ impl Driver {
                         break;
                     }
                 }
+                _ = bulk.recv_many(&mut bulk_batch, self.opts.max_batch) => {}
                 _ = sleep_until(commit_at), if commit_at.is_some() => {}
                 _ = sleep_until(timer), if timer.is_some() => {}
             }
+            // Whatever urgent arrived meanwhile joins this turn, ahead of bulk (sorted below).
+            while batch.len() < 4 * self.opts.max_batch {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            // And a turn's worth of bulk, so that a steady stream of urgent work (custody
+            // answers, say) cannot starve it: FLASH waits at most one such turn.
+            while bulk_batch.len() < self.opts.max_batch {
+                match bulk.try_recv() {
+                    Ok(cmd) => bulk_batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            batch.append(&mut bulk_batch);
             let now = clock.now();
             if tokio::time::Instant::now() >= next_disk_check {
                 next_disk_check = tokio::time::Instant::now() + DISK_CHECK;

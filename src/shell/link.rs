@@ -24,7 +24,7 @@ use super::driver::Command;
 use super::tls;
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
-use crate::core::types::{Medium, NodeId, Role};
+use crate::core::types::{Medium, NodeId, Precedence, Role};
 use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes};
 
 /// How long a peer has to complete the handshake and `Hello`.
@@ -67,6 +67,9 @@ pub struct LinkContext {
     pub node: NodeId,
     pub role: Role,
     pub driver: mpsc::UnboundedSender<Command>,
+    /// Bulk offers (PRIORITY, ROUTINE): bounded, so a busy node slows the peer's bulk
+    /// streams down instead of queueing without end (see `NodeHandle::bulk_sender`).
+    pub bulk: mpsc::Sender<Command>,
     pub next_link: Arc<AtomicU64>,
     pub max_frame: usize,
     pub clock: super::clock::Clock,
@@ -464,8 +467,18 @@ async fn read_stream(
                 }
             }
         }
-        if !frames.is_empty() && ctx.driver.send(Command::Frames { link, frames }).is_err() {
-            return;
+        if !frames.is_empty() {
+            let bulk = frames.iter().all(|f| {
+                matches!(f, Frame::Offer { envelope, .. } if envelope.precedence <= Precedence::Priority)
+            });
+            let sent = if bulk {
+                ctx.bulk.send(Command::Frames { link, frames }).await.is_ok()
+            } else {
+                ctx.driver.send(Command::Frames { link, frames }).is_ok()
+            };
+            if !sent {
+                return;
+            }
         }
         if let Some((code, reason)) = failure {
             warn!(code, "resetting stream: {reason}");

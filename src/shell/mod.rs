@@ -162,6 +162,7 @@ impl Relay {
             node: spec.core.node.clone(),
             role: spec.core.role,
             driver: handle.sender(),
+            bulk: handle.bulk_sender(),
             next_link: Arc::new(AtomicU64::new(1)),
             max_frame: spec.core.max_payload + 64 * 1024,
             clock: spec.clock,
