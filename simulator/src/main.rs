@@ -60,7 +60,10 @@ fn main() {
 
 fn list() -> i32 {
     println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min or D", "mesh:N[:D]");
-    println!("{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic", "mesh:N:idle:D");
+    println!(
+        "{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic",
+        "mesh:N:idle:D"
+    );
     for (name, text) in BUILT_IN {
         match scenario::parse(text, name) {
             Ok(s) => println!(
