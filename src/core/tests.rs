@@ -790,7 +790,12 @@ mod security {
     use crate::shell::tls::Credentials;
     use crate::shell::trust::PkiTrust;
     use rustls::pki_types::PrivateKeyDer;
-    use std::time::SystemTime;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// A fixed issue date (November 2023): certificates valid for twenty years from it.
+    fn issued() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
 
     struct Pki {
         ca: Ca,
@@ -800,7 +805,7 @@ mod security {
 
     impl Pki {
         fn new() -> Pki {
-            let validity = Validity::days_from(SystemTime::now(), 30);
+            let validity = Validity::days_from(issued(), 20 * 365);
             Pki {
                 ca: Ca::generate(Some([7; 32]), validity).unwrap(),
                 validity,
@@ -836,7 +841,7 @@ mod security {
                     X509Certificate::from_der(&self.certs[*n]).unwrap().1.raw_serial().to_vec()
                 })
                 .collect();
-            self.ca.revocation_list(number, &serials, SystemTime::now()).unwrap()
+            self.ca.revocation_list(number, &serials, issued()).unwrap()
         }
     }
 
