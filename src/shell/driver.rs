@@ -508,6 +508,16 @@ impl Driver {
                         self.bad_frames.pop_front();
                     }
                 }
+                Event::LinkChanged { link, up: false, .. } => {
+                    // The probes of a link this side dialled went unanswered. Its QUIC
+                    // connection would linger until the idle timeout, sending only on its
+                    // exponentially backed-off loss timer, so it would notice a returning path
+                    // (or a restarted peer's stateless reset) many seconds late: close it and
+                    // let the redial loop find the path again at once.
+                    if let Some(l) = self.links.get(link).filter(|l| l.dialled) {
+                        l.close(crate::wire::codes::CLOSE_NORMAL, "link down: probes unanswered");
+                    }
+                }
                 Event::Revoked { serials, .. } => {
                     if let Ok(mut r) = self.opts.revoked.write() {
                         r.extend(serials.iter().cloned());

@@ -116,6 +116,8 @@ impl LinkContext {
 pub struct LinkHandle {
     /// Serial number of the peer's certificate.
     pub serial: bytes::Bytes,
+    /// This side dialled (and probes, and redials) the link.
+    pub dialled: bool,
     conn: Connection,
     control: mpsc::UnboundedSender<Frame>,
     classes: [mpsc::UnboundedSender<Frame>; 4],
@@ -340,7 +342,8 @@ async fn run(
             .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
             .unwrap_or_default();
         let serial = tls::serial_of(&certificate);
-        let handle = LinkHandle { serial, conn: conn.clone(), control: control_tx, classes };
+        let handle =
+            LinkHandle { serial, dialled, conn: conn.clone(), control: control_tx, classes };
         let info = LinkInfo {
             peer: hello.node.clone(),
             role: hello.role,
