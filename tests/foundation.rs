@@ -16,12 +16,7 @@ use serde_json::Value;
 #[test]
 fn two_relays_deliver_a_message_sent_with_the_cli() {
     let mesh = Mesh::new();
-    let hq = mesh.node("county-hq", "command", "public");
-    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
-    let mut hq = hq.start();
-    let mut t1 = t1.start();
-    hq.wait_link("township-01");
-    t1.wait_link("county-hq");
+    let (hq, t1) = mesh.linked_pair("");
 
     let id = cli_ok(&[
         "send",
@@ -175,11 +170,8 @@ fn a_hello_that_lies_about_the_id_is_refused() {
 #[test]
 fn malformed_and_oversized_frames_cut_the_peer_off_and_the_node_keeps_its_other_links() {
     let mesh = Mesh::new();
-    let hq = mesh.node("county-hq", "command", "public");
-    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
-    let mut hq_run = hq.start();
-    let t1_run = t1.start();
-    hq_run.wait_link("township-01");
+    let (mut hq_run, t1_run) = mesh.linked_pair("");
+    let hq = hq_run.spec.clone();
 
     block_on(async {
         // Garbage that claims to be a 5-byte frame, then a frame that announces 100 MB, each
@@ -228,13 +220,7 @@ fn malformed_and_oversized_frames_cut_the_peer_off_and_the_node_keeps_its_other_
 fn flash_overtakes_a_routine_backlog_on_a_saturated_link() {
     let mesh = Mesh::new();
     // A thin link: 400 kbit/s of custody offers from hq.
-    let hq =
-        mesh.node("county-hq", "command", "public").extra("[media.public]\nrate = \"400kbps\"");
-    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
-    let mut hq = hq.start();
-    let mut t1 = t1.start();
-    hq.wait_link("township-01");
-    t1.wait_link("county-hq");
+    let (hq, t1) = mesh.linked_pair("[media.public]\nrate = \"400kbps\"");
 
     let bulk = "r".repeat(2000);
     let routine: Vec<String> =

@@ -110,6 +110,31 @@ fn a_diamond_delivers_every_message_exactly_once_when_a_relay_dies_mid_flow() {
 }
 
 #[test]
+fn a_link_that_went_silent_is_redialled_and_flows_as_soon_as_the_path_returns() {
+    let mesh = Mesh::new();
+    let t1 = mesh.node("township-01", "township", "wireless");
+    let radio = UdpProxy::start(t1.port);
+    let hq = mesh.node("county-hq", "command", "wireless").peer_at(
+        "township-01",
+        radio.port,
+        "wireless",
+    );
+    let t1 = t1.start();
+    let mut hq = hq.start();
+    hq.wait_link("township-01");
+    radio.cut();
+    // The probes go unanswered: the link is declared down and its connection closed.
+    wait_for("the silent link's connection to be closed", Duration::from_secs(20), || {
+        hq.status()["links"].as_array()?.is_empty().then_some(())
+    });
+    let id = hq.submit("node:township-01", "flash", "held through the cut").unwrap();
+    radio.heal();
+    // Well inside QUIC's 30 s idle timeout, which a dead connection would wait out.
+    assert_eq!(hq.message(&id, "10s")["state"], "delivered");
+    assert_eq!(ids(&t1.inbox_all()).len(), 1);
+}
+
+#[test]
 fn cutting_one_medium_moves_traffic_to_the_other() {
     let mesh = Mesh::new();
     let mut t1 = mesh.node("township-01", "township", "wireless");

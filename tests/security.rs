@@ -71,11 +71,8 @@ fn security(relay: &Relay) -> serde_json::Value {
 #[test]
 fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() {
     let mesh = Mesh::new();
-    let hq = mesh.node("county-hq", "command", "public");
-    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
-    let mut hq_run = hq.start();
-    let t1_run = t1.start();
-    hq_run.wait_link("township-01");
+    let (mut hq_run, t1_run) = mesh.linked_pair("");
+    let hq = hq_run.spec.clone();
 
     let (code, reason) = block_on(async {
         let (peer, _control) = linked(&mesh, "team-8", &hq).await;
@@ -237,11 +234,7 @@ fn the_api_refuses_cross_origin_and_foreign_host_requests_and_checks_its_token()
 #[test]
 fn exercise_traffic_is_never_shown_as_actual() {
     let mesh = Mesh::new();
-    let hq = mesh.node("county-hq", "command", "public");
-    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
-    let mut hq_run = hq.start();
-    let t1_run = t1.start();
-    hq_run.wait_link("township-01");
+    let (hq_run, t1_run) = mesh.linked_pair("");
     let id = hq_run
         .submit_json(serde_json::json!({
             "to": "node:township-01", "precedence": "flash", "body": "dam breach drill",
@@ -252,7 +245,7 @@ fn exercise_traffic_is_never_shown_as_actual() {
     let inbox = t1_run.inbox_all();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0]["status"], "exercise");
-    let out = cli_ok(&["listen", "--count", "1", "--api", &t1.api_url()]);
+    let out = cli_ok(&["listen", "--count", "1", "--api", &t1_run.spec.api_url()]);
     assert!(out.contains("EXERCISE"), "{out}");
 }
 

@@ -680,6 +680,24 @@ async fn inbox_next(http: &reqwest::Client, api: u16) -> u64 {
     }
 }
 
+/// Plays the next hop: accepts every offer the node sent.
+fn accept_offers(
+    node: &mut relaymesh::core::Node,
+    answers: &mut Vec<relaymesh::core::frame::CustodyResult>,
+) {
+    use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+    while let Some(tx) = node.poll_transmit() {
+        if let Frame::Offer { offer, envelope } = tx.frame {
+            answers.push(CustodyResult {
+                offer,
+                id: envelope.id,
+                code: CustodyCode::Accepted,
+                reason: String::new(),
+            });
+        }
+    }
+}
+
 /// Drives one relay core without any network: offers in, forwarded, answered. Returns
 /// microseconds per message.
 pub fn core_relay_cost(
@@ -688,7 +706,7 @@ pub fn core_relay_cost(
     on_disk: bool,
     early_answers: bool,
 ) -> Result<f64> {
-    use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+    use relaymesh::core::frame::Frame;
     use relaymesh::core::{LinkId, LinkInfo, Node};
     let dir = tempfile::tempdir()?;
     let store: Box<dyn relaymesh::core::store::Store> = if on_disk {
@@ -747,31 +765,13 @@ pub fn core_relay_cost(
         }
         node.schedule(t);
         let mut answers = Vec::new();
-        while let Some(tx) = node.poll_transmit() {
-            if let Frame::Offer { offer, envelope } = tx.frame {
-                answers.push(CustodyResult {
-                    offer,
-                    id: envelope.id,
-                    code: CustodyCode::Accepted,
-                    reason: String::new(),
-                });
-            }
-        }
+        accept_offers(&mut node, &mut answers);
         if early_answers {
             // The next hop answers before this node commits: cut-through custody.
             node.handle_frame(t, down, Frame::Custody(std::mem::take(&mut answers)));
         }
         node.commit(t)?;
-        while let Some(tx) = node.poll_transmit() {
-            if let Frame::Offer { offer, envelope } = tx.frame {
-                answers.push(CustodyResult {
-                    offer,
-                    id: envelope.id,
-                    code: CustodyCode::Accepted,
-                    reason: String::new(),
-                });
-            }
-        }
+        accept_offers(&mut node, &mut answers);
         node.handle_frame(t, down, Frame::Custody(answers));
         node.commit(t)?;
         while node.poll_transmit().is_some() {}

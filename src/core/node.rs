@@ -437,26 +437,14 @@ impl Node {
                     return; // both sides dialled: each probes its own connection
                 }
                 let had_rtt = l.srtt;
-                if l.probed(rtt_us, loss_ppm, now) {
-                    let peer = l.info.peer.clone();
-                    self.pending_events.push(Event::LinkChanged { link, peer, up: true });
-                    self.advert_wanted = true;
-                    self.links_changed();
-                } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
-                    self.links_changed();
-                }
+                let came_up = l.probed(rtt_us, loss_ppm, now);
+                self.link_measured(link, had_rtt, came_up);
             }
             Frame::ProbeAck { seq } => {
                 let Some(l) = self.links.get_mut(&link) else { return };
                 let had_rtt = l.srtt;
-                if l.probe_ack(seq, now) {
-                    let peer = l.info.peer.clone();
-                    self.pending_events.push(Event::LinkChanged { link, peer, up: true });
-                    self.advert_wanted = true;
-                    self.links_changed();
-                } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
-                    self.links_changed();
-                }
+                let came_up = l.probe_ack(seq, now);
+                self.link_measured(link, had_rtt, came_up);
             }
             Frame::LinkState(advert) => self.receive_advert(now, link, advert),
             Frame::Revocations(crl) => {
@@ -475,6 +463,20 @@ impl Node {
                     self.send_advert_to(link, a);
                 }
             }
+        }
+    }
+
+    /// After a probe measurement: a link that came back up is announced and advertised; a
+    /// moved RTT is passed to routing.
+    fn link_measured(&mut self, link: LinkId, had_rtt: Option<Duration>, came_up: bool) {
+        let Some(l) = self.links.get(&link) else { return };
+        if came_up {
+            let peer = l.info.peer.clone();
+            self.pending_events.push(Event::LinkChanged { link, peer, up: true });
+            self.advert_wanted = true;
+            self.links_changed();
+        } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
+            self.links_changed();
         }
     }
 

@@ -489,7 +489,6 @@ async fn read_stream(
             let _ = recv.stop(VarInt::from_u32(code));
             // A peer that speaks the protocol badly is cut off (it may dial again; what it
             // had offered and was not accepted stays with it).
-            let _ = control;
             conn.close(VarInt::from_u32(code), reason.as_bytes());
             return;
         }

@@ -88,6 +88,18 @@ impl Mesh {
         ]);
     }
 
+    /// County HQ and township-01, which dials it over `public`, both running and linked both
+    /// ways; `hq_extra` is appended to HQ's configuration.
+    pub fn linked_pair(&self, hq_extra: &str) -> (Relay, Relay) {
+        let hq = self.node("county-hq", "command", "public").extra(hq_extra);
+        let t1 = self.node("township-01", "township", "public").peer(&hq);
+        let mut hq = hq.start();
+        let mut t1 = t1.start();
+        hq.wait_link("township-01");
+        t1.wait_link("county-hq");
+        (hq, t1)
+    }
+
     /// A node description with fresh ports; not started.
     pub fn node(&self, id: &str, role: &str, medium: &str) -> NodeSpec {
         if !self.pki().join(format!("{id}.crt")).exists() {
