@@ -1,5 +1,6 @@
-//! What origin signatures cost per message: signing at the origin, verifying at every node,
-//! and checking a certificate learnt from an advert. `cargo bench --bench signatures`.
+//! What origin signatures cost per message: signing at the origin (alone or in a batch),
+//! verifying at every node, and checking a certificate learnt from an advert.
+//! `cargo bench --bench signatures`.
 
 #![allow(clippy::expect_used, missing_docs)]
 
@@ -63,15 +64,34 @@ fn signatures(c: &mut Criterion) {
         let signed = env.clone();
         c.bench_function(&format!("verify envelope {size} B"), |b| {
             b.iter(|| {
-                let ok = trust::verify(
-                    &cred.public_key,
-                    &trust::envelope_signed_bytes(&signed),
-                    &signed.signature,
-                );
-                assert!(ok);
+                let claim = trust::claim(&signed).expect("well-formed seal");
+                assert!(trust::verify_claim(&cred.public_key, &claim));
             })
         });
     }
+    // A busy origin signs up to MAX_BATCH envelopes at once; a relay checks the batch's
+    // signature once and each envelope's Merkle path.
+    let n = trust::MAX_BATCH;
+    let mut batch: Vec<Envelope> = (0..n)
+        .map(|i| {
+            let mut e = envelope(256);
+            e.id = MessageId([i as u8; 16]);
+            e
+        })
+        .collect();
+    c.bench_function(&format!("sign {n} envelopes of 256 B as one batch"), |b| {
+        b.iter(|| trust::seal_batch(&trust, &mut batch))
+    });
+    let origin = batch[0].origin.clone();
+    c.bench_function(&format!("verify {n} envelopes of 256 B of one batch"), |b| {
+        b.iter(|| {
+            let mut cache = trust::SealCache::default();
+            for e in &batch {
+                let claim = trust::claim(e).expect("well-formed seal");
+                assert!(cache.check(&origin, &cred.public_key, &claim));
+            }
+        })
+    });
     c.bench_function("check certificate (CA signature, validity, identity)", |b| {
         b.iter(|| trust.check_certificate(&cert).expect("valid"))
     });

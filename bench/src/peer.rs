@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, RecvStream, SendStream};
 use relaymesh::core::frame::{Advert, AdvertLink, CustodyCode, CustodyResult, Frame};
-use relaymesh::core::trust::{seal_advert, seal_envelope};
+use relaymesh::core::trust::{MAX_BATCH, seal_advert, seal_batch};
 use relaymesh::core::types::{Body, Envelope};
 use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Time, TrafficStatus};
 use relaymesh::shell::clock::Clock;
@@ -219,12 +219,24 @@ pub struct LoadSpec {
     /// One offer per `pace` when set; otherwise as fast as the window allows.
     pub pace: Option<Duration>,
     pub precedence: Precedence,
+    /// A paced source signs `trust::MAX_BATCH` messages ahead, together, as an origin with a
+    /// backlog does; otherwise it signs each as it sends it (its age starts then). Unpaced
+    /// sources always sign what they send at once together.
+    pub sign_ahead: bool,
 }
 
 impl LoadSpec {
     /// `total` ROUTINE messages from number 1, unpaced.
     pub fn routine(total: u64, size: usize, window: u64) -> LoadSpec {
-        LoadSpec { first: 1, total, size, window, pace: None, precedence: Precedence::Routine }
+        LoadSpec {
+            first: 1,
+            total,
+            size,
+            window,
+            pace: None,
+            precedence: Precedence::Routine,
+            sign_ahead: false,
+        }
     }
 }
 
@@ -241,7 +253,8 @@ pub async fn load(
 }
 
 /// Signs the messages `load` would offer, ahead of time (the origin's signing cost is not the
-/// relays'). Hand them to [`load_signed`].
+/// relays'), in batches of `trust::MAX_BATCH` as a busy origin node signs them. Hand them to
+/// [`load_signed`].
 pub fn presign(
     trust: &PkiTrust,
     origin: &NodeId,
@@ -250,14 +263,13 @@ pub fn presign(
     clock: Clock,
 ) -> Vec<Envelope> {
     let payload = Bytes::from(vec![0x42; spec.size]);
-    (0..spec.total)
+    let mut envs: Vec<Envelope> = (0..spec.total)
         .map(|i| {
-            let mut env =
-                envelope(origin, to, spec.first + i, spec.precedence, payload.clone(), clock.now());
-            seal_envelope(trust, &mut env);
-            env
+            envelope(origin, to, spec.first + i, spec.precedence, payload.clone(), clock.now())
         })
-        .collect()
+        .collect();
+    seal_batch(trust, &mut envs);
+    envs
 }
 
 /// As [`load`], with the envelopes signed beforehand by [`presign`] when given.
@@ -269,7 +281,7 @@ pub async fn load_signed(
     clock: Clock,
     presigned: Option<Vec<Envelope>>,
 ) -> Result<()> {
-    let LoadSpec { first, total, size, window, pace, precedence } = spec;
+    let LoadSpec { first, total, size, window, pace, precedence, sign_ahead } = spec;
     let mut presigned = presigned.map(Vec::into_iter);
     let trust = link.trust.clone();
     let conn = link.conn.clone();
@@ -291,6 +303,7 @@ pub async fn load_signed(
         }
     });
     let mut next = 0u64;
+    let mut ahead = std::collections::VecDeque::new();
     let mut buf = BytesMut::new();
     let mut tick = pace.map(|p| {
         let mut i = tokio::time::interval(p);
@@ -306,23 +319,41 @@ pub async fn load_signed(
         }
         let room = window - (next - accepted.load(Ordering::Relaxed));
         let batch = if tick.is_some() { 1 } else { room.min(total - next).min(512) };
-        for _ in 0..batch {
-            next += 1;
-            let env = match presigned.as_mut().and_then(Iterator::next) {
-                Some(env) => env,
-                None => {
-                    let mut env = envelope(
-                        &origin,
-                        &to,
-                        first + next - 1,
-                        precedence,
-                        payload.clone(),
-                        clock.now(),
-                    );
-                    seal_envelope(trust.as_ref(), &mut env);
-                    env
+        let envs: Vec<Envelope> = match presigned.as_mut() {
+            Some(signed) => signed.take(batch as usize).collect(),
+            None if sign_ahead => {
+                if ahead.is_empty() {
+                    let n = (total - next).min(MAX_BATCH as u64);
+                    let mut envs: Vec<Envelope> = (next..next + n)
+                        .map(|i| {
+                            envelope(
+                                &origin,
+                                &to,
+                                first + i,
+                                precedence,
+                                payload.clone(),
+                                clock.now(),
+                            )
+                        })
+                        .collect();
+                    seal_batch(trust.as_ref(), &mut envs);
+                    ahead.extend(envs);
                 }
-            };
+                ahead.pop_front().into_iter().collect()
+            }
+            None => {
+                // Signed together, as an origin node signs what it has to send at once.
+                let mut envs: Vec<Envelope> = (next..next + batch)
+                    .map(|i| {
+                        envelope(&origin, &to, first + i, precedence, payload.clone(), clock.now())
+                    })
+                    .collect();
+                seal_batch(trust.as_ref(), &mut envs);
+                envs
+            }
+        };
+        for env in envs {
+            next += 1;
             wire::encode_frame(&Frame::Offer { offer: next, envelope: env }, &mut buf);
         }
         stream.write_chunk(buf.split().freeze()).await?;

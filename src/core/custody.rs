@@ -84,8 +84,6 @@ impl Node {
             destinations,
             signature: Bytes::new(),
         };
-        let mut envelope = envelope;
-        self.seal(&mut envelope);
         self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
         let id = envelope.id;
         let result = self.accept_local(now, envelope, local);
@@ -126,7 +124,7 @@ impl Node {
             self.deliver_here(now, &envelope, Duration::ZERO)?;
         }
         if !envelope.destinations.is_empty() {
-            self.hold(now, envelope, None)?;
+            self.originate(now, envelope);
         }
         Ok(())
     }
@@ -144,13 +142,15 @@ impl Node {
         let cap = self.capacity();
         let ratio = self.cfg.limits.admit_ratio[p.index()];
         let limit = (cap as f64 * ratio) as u64;
-        if self.held_bytes.saturating_add(weight) <= limit {
+        // Counting what this batch originated and will hold once it is signed.
+        let held = self.held_bytes + self.unsealed.iter().map(Envelope::weight).sum::<u64>();
+        if held.saturating_add(weight) <= limit {
             return Ok(());
         }
-        let full = if cap == 0 { 100.0 } else { self.held_bytes as f64 * 100.0 / cap as f64 };
+        let full = if cap == 0 { 100.0 } else { held as f64 * 100.0 / cap as f64 };
         Err(format!(
             "store {full:.0}% full ({} of {} bytes): {p} is refused above {:.0}%",
-            self.held_bytes,
+            held,
             cap,
             ratio * 100.0
         ))
@@ -518,9 +518,8 @@ impl Node {
             destinations: vec![original.origin.clone()],
             signature: Bytes::new(),
         };
-        let mut env = env;
-        self.seal(&mut env);
-        self.hold(now, env, None).map(|_| ())
+        self.originate(now, env);
+        Ok(())
     }
 
     /// Records a report about a message this node originated.

@@ -16,9 +16,9 @@ use super::queue::QueueIndex;
 use super::routing::{LocalLink, Routing};
 use super::schema::{self, meta};
 use super::store::{Store, StoreError, Table};
-use super::trust::{Credential, Revocations};
+use super::trust::{Credential, Revocations, SealCache};
 use super::types::{
-    Address, MessageId, NodeId, Outcome, Precedence, Time, TopicPattern, TrafficStatus,
+    Address, Envelope, MessageId, NodeId, Outcome, Precedence, Time, TopicPattern, TrafficStatus,
 };
 
 /// Something the shell must send to a neighbour.
@@ -183,6 +183,11 @@ pub struct Node {
     pub(super) held_from: rustc_hash::FxHashMap<NodeId, u64>,
     /// This node's last advert as sent (signing it again for every resync costs 25 us).
     pub(super) last_own_advert: Option<super::frame::Advert>,
+    /// Envelopes this node originated in the open batch, signed together (one signature for
+    /// up to `trust::MAX_BATCH`) and held when the batch is scheduled or committed.
+    pub(super) unsealed: Vec<Envelope>,
+    /// Origin batch signatures already checked.
+    pub(super) seals: SealCache,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -269,6 +274,8 @@ impl Node {
             revocations: None,
             held_from: Default::default(),
             last_own_advert: None,
+            unsealed: Vec::new(),
+            seals: SealCache::default(),
         };
         node.load(now)?;
         node.load_trust()?;
@@ -278,6 +285,7 @@ impl Node {
     /// (Re)builds every in-memory index from the store's committed state.
     fn load(&mut self, now: Time) -> Result<(), StoreError> {
         self.store.rollback();
+        self.unsealed.clear();
         let get = |s: &mut dyn Store, k: &[u8]| -> Result<u64, StoreError> {
             Ok(s.get(Table::Meta, k)?.as_deref().and_then(schema::read_u64).unwrap_or(0))
         };
@@ -590,6 +598,7 @@ impl Node {
     /// only after its own commit. If the commit fails, the upstream offers the message again
     /// and the copy offered early becomes a duplicate that the destination's dedup absorbs.
     pub fn schedule(&mut self, now: Time) {
+        self.seal_pending(now);
         if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
             self.guarded(|n| n.originate_advert(now));
         }
@@ -605,6 +614,7 @@ impl Node {
     /// Makes the batch durable, then releases custody answers and events and schedules offers.
     /// See the calling contract on [`Node`].
     pub fn commit(&mut self, now: Time) -> Result<(), StoreError> {
+        self.seal_pending(now);
         if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
             self.guarded(|n| n.originate_advert(now));
         }
@@ -702,6 +712,7 @@ impl Node {
             || !self.pending_events.is_empty()
             || !self.awaiting.is_empty()
             || !self.early_custody.is_empty()
+            || !self.unsealed.is_empty()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -8,7 +8,7 @@ use super::link::{LinkId, LinkInfo};
 use super::node::{Event, Node, Transmit};
 use super::store::{StoreError, Table};
 use super::trust::{self, Credential, Revocations};
-use super::types::{Envelope, NodeId};
+use super::types::{Envelope, NodeId, Time};
 
 /// Meta key of the newest revocation list (DER).
 const META_REVOCATIONS: &[u8] = b"revocations";
@@ -81,11 +81,25 @@ impl Node {
         self.pending_misbehaved(link, &peer, reason);
     }
 
-    /// Signs an envelope this node originates.
-    pub(super) fn seal(&self, env: &mut Envelope) {
-        if let Some(trust) = &self.cfg.trust {
-            trust::seal_envelope(trust.as_ref(), env);
+    /// Takes an envelope this node originates: it is signed with the rest of the open batch
+    /// and held then ([`Node::seal_pending`]), at once if the batch is full.
+    pub(super) fn originate(&mut self, now: Time, env: Envelope) {
+        self.unsealed.push(env);
+        if self.unsealed.len() >= trust::MAX_BATCH {
+            self.seal_pending(now);
         }
+    }
+
+    /// Signs the envelopes this node originated in the open batch, together, and holds them.
+    pub(super) fn seal_pending(&mut self, now: Time) {
+        if self.unsealed.is_empty() || self.poisoned.is_some() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.unsealed);
+        if let Some(trust) = &self.cfg.trust {
+            trust::seal_batch(trust.as_ref(), &mut batch);
+        }
+        self.guarded(|n| batch.into_iter().try_for_each(|env| n.hold(now, env, None).map(|_| ())));
     }
 
     /// Signs this node's advert and attaches its certificate.
@@ -116,7 +130,11 @@ impl Node {
             self.counters.revoked += 1;
             return Err((CustodyCode::Policy, format!("{}'s certificate is revoked", env.origin)));
         }
-        if !trust::verify(&c.public_key, &trust::envelope_signed_bytes(env), &env.signature) {
+        let authentic = match trust::claim(env) {
+            Some(claim) => self.seals.check(&env.origin, &c.public_key, &claim),
+            None => false,
+        };
+        if !authentic {
             self.counters.forged += 1;
             let from = self.links.get(&link).map(|l| l.info.peer.to_string()).unwrap_or_default();
             tracing::warn!(
@@ -198,6 +216,7 @@ impl Node {
         tracing::warn!(number = r.number, revoked = ?revoked, "revocation list {} in effect", r.number);
         // Their keys stay known, so that what they sign is refused as revoked, not retried.
         for node in &revoked {
+            self.seals.forget(node);
             if self.routing.forget(node) {
                 let key = node.as_str().as_bytes().to_vec();
                 self.guarded(|n| n.store.delete(Table::Lsdb, &key).map(|_| ()));

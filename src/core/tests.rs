@@ -45,6 +45,8 @@ struct Harness {
     next_link: u64,
     events: Vec<(String, Event)>,
     offers_seen: Vec<(String, Precedence)>,
+    /// The origin seal of every offer sent, by sender.
+    seals_seen: Vec<(String, Bytes)>,
     frames_seen: BTreeMap<&'static str, u64>,
     /// A node whose outgoing offers are altered on the wire (a compromised relay).
     tamper: Option<String>,
@@ -64,6 +66,7 @@ impl Harness {
             next_link: 0,
             events: Vec::new(),
             offers_seen: Vec::new(),
+            seals_seen: Vec::new(),
             frames_seen: BTreeMap::new(),
             tamper: None,
         }
@@ -215,6 +218,7 @@ impl Harness {
                 }
                 if let Frame::Offer { envelope, .. } = &t.frame {
                     self.offers_seen.push((name.clone(), envelope.precedence));
+                    self.seals_seen.push((name.clone(), envelope.signature.clone()));
                 }
                 if let Some((to, link, delay)) = self.peer_of(&name, t.link) {
                     self.sent += 1;
@@ -880,6 +884,46 @@ mod security {
         // The end-to-end receipt is signed by c and verified on its way back.
         let status = h.node("a").message_status(&id).unwrap().unwrap();
         assert_eq!(status.state, "delivered", "{status:?}");
+    }
+
+    #[test]
+    fn a_burst_is_signed_in_batches_and_every_message_verifies_at_every_node() {
+        let (mut h, _pki) =
+            secure_chain(&[("a", Role::Command), ("b", Role::Relay), ("c", Role::Township)]);
+        h.run_for(Duration::from_secs(2));
+        // 20 submissions before the node's next commit: one batch of 16 and one of 4.
+        let now = h.now;
+        let ids: BTreeSet<MessageId> = (0..20)
+            .map(|i| {
+                let sub = Submission {
+                    to: Address::parse("node:c").unwrap(),
+                    precedence: Precedence::Routine,
+                    lifetime: Duration::from_secs(60),
+                    content_type: "text/plain".into(),
+                    payload: Bytes::from(format!("situation report {i}")),
+                    receipt: true,
+                    status: TrafficStatus::Actual,
+                };
+                h.node("a").handle_submit(now, sub).unwrap()
+            })
+            .collect();
+        h.run_for(Duration::from_secs(2));
+        assert_eq!(h.delivered_ids("c").into_iter().collect::<BTreeSet<_>>(), ids);
+        for node in ["b", "c"] {
+            assert_eq!(h.node(node).counters.forged, 0, "{node} refused a good seal");
+        }
+        let signatures: BTreeSet<Bytes> = h
+            .seals_seen
+            .iter()
+            .filter(|(from, seal)| from == "a" && seal.len() > 68)
+            .map(|(_, seal)| seal.slice(..64))
+            .collect();
+        assert_eq!(signatures.len(), 2, "20 messages, {} batch signatures", signatures.len());
+        // Every receipt came back and verified at b and a.
+        for id in &ids {
+            let status = h.node("a").message_status(id).unwrap().unwrap();
+            assert_eq!(status.state, "delivered", "{status:?}");
+        }
     }
 
     #[test]

@@ -531,6 +531,8 @@ pub struct Envelope {
     pub hop_count: u32,
     /// Nodes this copy still has to reach (sorted, no duplicates).
     pub destinations: Vec<NodeId>,
+    /// The origin's seal: its signature over the batch this envelope was signed in, and the
+    /// envelope's path to the batch's root (see `core::trust::seal_batch`).
     pub signature: Bytes,
 }
 

@@ -188,8 +188,11 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
         Ok(pb::Status::Test) => TrafficStatus::Test,
         Err(_) => return Err(WireError::invalid("envelope status", e.status)),
     };
-    if e.signature.len() > 128 {
-        return Err(WireError::invalid("envelope signature", "longer than 128 bytes"));
+    if e.signature.len() > crate::core::trust::MAX_SEAL {
+        return Err(WireError::invalid(
+            "envelope signature",
+            format!("longer than {} bytes", crate::core::trust::MAX_SEAL),
+        ));
     }
     Ok(Envelope {
         id: id("envelope id", &e.id)?,
