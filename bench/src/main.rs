@@ -401,8 +401,8 @@ struct Path2 {
     a_config: PathBuf,
     /// A's process in `dep.children`.
     a_child: usize,
-    /// Where A listens.
-    a_addr: std::net::SocketAddr,
+    /// Where load sources dial A (A's address on the unthrottled pair, if in a namespace).
+    a_clients: std::net::SocketAddr,
     /// The proxy B reaches A through, if any.
     proxy: Option<outage::UdpProxy>,
     /// The namespace A runs in, if any (deleted after the relays stop).
@@ -429,7 +429,7 @@ impl Path2 {
     /// A new load source dialling A, as node `id` (issued as a command node).
     async fn dial_a(&self, id: &str) -> Result<peer::RawLink> {
         let creds = self.dep.issue(id, Role::Command)?;
-        peer::dial(&creds, self.clock, "relay-a", self.a_addr).await
+        peer::dial(&creds, self.clock, "relay-a", self.a_clients).await
     }
 }
 
@@ -499,7 +499,15 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
     } else {
         String::new()
     };
-    let a = dep.config_at("relay-a", "relay", &a_addr.to_string(), &a_api, &[], &a_extra);
+    // In a namespace A listens on both pairs: B dials the throttled one, the load sources the
+    // other.
+    let a_listen =
+        if layout.netns.is_some() { format!("0.0.0.0:{pa}") } else { a_addr.to_string() };
+    let a_clients: std::net::SocketAddr = match &layout.netns {
+        Some(n) => format!("{}:{pa}", n.client_ip).parse()?,
+        None => a_addr,
+    };
+    let a = dep.config_at("relay-a", "relay", &a_listen, &a_api, &[], &a_extra);
     let proxy = if layout.proxy { Some(outage::UdpProxy::start(a_addr)?) } else { None };
     let b_to_a = proxy.as_ref().map_or(a_addr.to_string(), |p| format!("127.0.0.1:{}", p.port));
     b_peers.insert(0, ("relay-a", b_to_a));
@@ -521,7 +529,7 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
     let (tx, ages) = mpsc::unbounded_channel();
     tokio::spawn(peer::sink(sink_link, clock, tx));
     wait_route(&a_api, "sink").await?;
-    let load = peer::dial(&load_creds, clock, "relay-a", a_addr).await?;
+    let load = peer::dial(&load_creds, clock, "relay-a", a_clients).await?;
     Ok(Path2 {
         dep,
         apis: [api_a, api_b, api_d],
@@ -530,7 +538,7 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
         clock,
         a_config: a,
         a_child,
-        a_addr,
+        a_clients,
         proxy,
         _netns: layout.netns,
     })

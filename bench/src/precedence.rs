@@ -3,8 +3,11 @@
 //!
 //! The link is a veth pair: relay A runs in its own network namespace and B in this one, and
 //! A's side of the pair has a `tbf` qdisc, so everything A sends to B crosses a token bucket of
-//! the given rate (queueing at most `latency` before the kernel drops). The load sources dial A
-//! over the same pair (their direction is not throttled); B and the sink are on loopback.
+//! the given rate (queueing at most `latency` before the kernel drops). The load sources reach
+//! A over a second, unthrottled pair, as an application reaches its relay on the local network:
+//! over the throttled pair, A's custody answers and acknowledgements to them would share the
+//! bucket with the A -> B traffic (about 3 Mbit/s of 20 at full load), and fill its queue in
+//! front of FLASH. B and the sink are on loopback.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,14 +17,17 @@ use relaymesh::core::{NodeId, Precedence};
 
 use crate::peer;
 
-/// A network namespace joined to this one by a veth pair, deleted on drop.
+/// A network namespace joined to this one by two veth pairs (the throttled link, and the
+/// local network its clients use), deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
     pub name: String,
-    /// This side's address on the pair.
+    /// This side's address on the throttled pair.
     pub host_ip: String,
-    /// The namespace's address on the pair.
+    /// The namespace's address on the throttled pair.
     pub inner_ip: String,
+    /// The namespace's address on the unthrottled pair.
+    pub client_ip: String,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -39,21 +45,33 @@ impl Netns {
         let pid = std::process::id();
         let name = format!("rmb{pid}");
         let (host_if, inner_if) = (format!("rmb{pid}h"), format!("rmb{pid}n"));
+        let (lan_host_if, lan_inner_if) = (format!("rmb{pid}c"), format!("rmb{pid}d"));
         let net = format!("10.213.{}", pid % 250);
-        let ns = Netns { name, host_ip: format!("{net}.1"), inner_ip: format!("{net}.2") };
+        let lan = format!("10.215.{}", pid % 250);
+        let ns = Netns {
+            name,
+            host_ip: format!("{net}.1"),
+            inner_ip: format!("{net}.2"),
+            client_ip: format!("{lan}.2"),
+        };
         ip(&["netns", "add", &ns.name])?;
         // From here on, dropping `ns` cleans up.
-        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &inner_if])?;
-        ip(&["link", "set", &inner_if, "netns", &ns.name])?;
-        ip(&["addr", "add", &format!("{}/24", ns.host_ip), "dev", &host_if])?;
-        ip(&["link", "set", &host_if, "up"])?;
         let x = |args: &[&str]| {
             let mut a = vec!["netns", "exec", &ns.name, "ip"];
             a.extend_from_slice(args);
             ip(&a)
         };
-        x(&["addr", "add", &format!("{}/24", ns.inner_ip), "dev", &inner_if])?;
-        x(&["link", "set", &inner_if, "up"])?;
+        for (h, i, host, inner) in [
+            (&host_if, &inner_if, &ns.host_ip, &ns.inner_ip),
+            (&lan_host_if, &lan_inner_if, &format!("{lan}.1"), &ns.client_ip),
+        ] {
+            ip(&["link", "add", h, "type", "veth", "peer", "name", i])?;
+            ip(&["link", "set", i, "netns", &ns.name])?;
+            ip(&["addr", "add", &format!("{host}/24"), "dev", h])?;
+            ip(&["link", "set", h, "up"])?;
+            x(&["addr", "add", &format!("{inner}/24"), "dev", i])?;
+            x(&["link", "set", i, "up"])?;
+        }
         x(&["link", "set", "lo", "up"])?;
         let rate = format!("{rate_kbit}kbit");
         let out = Command::new("ip")
@@ -160,6 +178,7 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
     let routine_total = s.routine_rate * (s.seconds + 60);
     let spec = peer::LoadSpec {
         pace: Some(pace),
+        sign_ahead: true,
         ..peer::LoadSpec::routine(routine_total, s.size, 16_384)
     };
     let routine =
