@@ -194,6 +194,19 @@ class Dtn7Driver(unittest.TestCase):
         self.assertNotIn("-6", argv)
         self.assertNotIn("-e", argv)
 
+    def test_dtnd_panics(self):
+        log = (" 2026 ERROR dtn7::cla::tcp > Failed parsing package\n\n"
+               "thread 'tokio-runtime-worker' (8167) panicked at /root/.cargo/registry/src/"
+               "index.crates.io-1949cf8c6b5b557f/dtn7-0.21.0/src/core/store/sled.rs:130:41:\n"
+               "called `Option::unwrap()` on a `None` value\nstack backtrace:\n"
+               "thread 'x' panicked at src/a.rs:1:2:\nboom\n"
+               "thread 'y' panicked at src/a.rs:1:2:\nboom\n")
+        self.assertEqual(compare.dtnd_panics(log),
+                         ["dtn7-0.21.0/src/core/store/sled.rs:130:41: "
+                          "called `Option::unwrap()` on a `None` value",
+                          "src/a.rs:1:2: boom"])
+        self.assertEqual(compare.dtnd_panics("all fine\n"), [])
+
     def test_split_web(self):
         self.assertEqual(compare.split_web("[::1]:3000"), ("::1", 3000))
         self.assertEqual(compare.split_web("10.214.3.2:80"), ("10.214.3.2", 80))
