@@ -16,6 +16,12 @@ compare = importlib.util.module_from_spec(_spec)
 sys.modules["compare"] = compare  # dataclasses look their module up
 _loader.exec_module(compare)
 
+_cpath = Path(__file__).resolve().parent / "peers" / "dtn7-client"
+_cloader = importlib.machinery.SourceFileLoader("dtn7_client", str(_cpath))
+dtn7_client = importlib.util.module_from_spec(importlib.util.spec_from_loader("dtn7_client",
+                                                                             _cloader))
+_cloader.exec_module(dtn7_client)
+
 
 class Args(unittest.TestCase):
     def test_defaults_run_everything(self):
@@ -156,6 +162,137 @@ class Table(unittest.TestCase):
     def test_json_round_trips(self):
         # --json prints results as they are; they must be plain JSON.
         self.assertEqual(json.loads(json.dumps(self.results)), self.results)
+
+
+class Dtn7Driver(unittest.TestCase):
+    def test_dtn7_has_a_driver(self):
+        self.assertEqual(compare.NOT_IMPLEMENTED, {})
+        self.assertEqual(set(compare.DRIVERS), set(compare.SYSTEMS))
+
+    def test_dtnd_args_for_b(self):
+        argv = [str(x) for x in compare.dtnd_args("dtnd", "b", Path("/w/b"), "127.0.0.1", 4556,
+                                                 3001, "1s", endpoints=["bench-r", "bench-x"])]
+        self.assertEqual(argv[:2], ["dtnd", "-n"])
+        self.assertIn("tcp:port=4556:bind=127.0.0.1", argv)
+        self.assertEqual(argv[argv.index("-D") + 1], "sled")
+        self.assertEqual(argv[argv.index("-j") + 1], "1s")
+        self.assertEqual(argv[argv.index("-W") + 1], "/w/b")
+        self.assertIn("--disable_nd", argv)
+        self.assertIn("-6", argv)  # web API on [::1] only
+        self.assertNotIn("-U", argv)
+        self.assertNotIn("-s", argv)
+        self.assertEqual([argv[i + 1] for i, x in enumerate(argv) if x == "-e"],
+                         ["bench-r", "bench-x"])
+
+    def test_dtnd_args_for_a_in_a_namespace(self):
+        argv = [str(x) for x in compare.dtnd_args("dtnd", "a", Path("/w/a"), "10.0.0.2", 1, 2,
+                                                 "1s", peer="tcp://10.0.0.1:3/b",
+                                                 web_everywhere=True)]
+        self.assertEqual(argv[argv.index("-s") + 1], "tcp://10.0.0.1:3/b")
+        self.assertIn("-4", argv)
+        self.assertIn("-U", argv)
+        self.assertNotIn("-6", argv)
+        self.assertNotIn("-e", argv)
+
+    def test_dtnd_panics(self):
+        log = (" 2026 ERROR dtn7::cla::tcp > Failed parsing package\n\n"
+               "thread 'tokio-runtime-worker' (8167) panicked at /root/.cargo/registry/src/"
+               "index.crates.io-1949cf8c6b5b557f/dtn7-0.21.0/src/core/store/sled.rs:130:41:\n"
+               "called `Option::unwrap()` on a `None` value\nstack backtrace:\n"
+               "thread 'x' panicked at src/a.rs:1:2:\nboom\n"
+               "thread 'y' panicked at src/a.rs:1:2:\nboom\n")
+        self.assertEqual(compare.dtnd_panics(log),
+                         ["dtn7-0.21.0/src/core/store/sled.rs:130:41: "
+                          "called `Option::unwrap()` on a `None` value",
+                          "src/a.rs:1:2: boom"])
+        self.assertEqual(compare.dtnd_panics("all fine\n"), [])
+
+    def test_split_web(self):
+        self.assertEqual(compare.split_web("[::1]:3000"), ("::1", 3000))
+        self.assertEqual(compare.split_web("10.214.3.2:80"), ("10.214.3.2", 80))
+
+    def test_free_port_ipv6(self):
+        self.assertGreater(compare.free_port("::1"), 0)
+
+    def test_throughput_cap_is_dtn7_only(self):
+        self.assertEqual(compare.Dtn7.throughput_messages, 20_000)
+        self.assertIsNone(compare.Mosquitto.throughput_messages)
+
+    def test_topics_are_endpoints_the_subscriber_reads(self):
+        d = compare.Dtn7
+        subs = d.sub_topic(d).split(",")
+        for leaf in d.leaves:
+            self.assertEqual(d.topic(d, leaf), f"dtn://b/bench-{leaf}")
+            self.assertIn(f"bench-{leaf}", subs)
+
+
+class Dtn7Client(unittest.TestCase):
+    def test_accept_key_is_rfc6455s_example(self):
+        self.assertEqual(dtn7_client.accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+                         "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+
+    def test_frames_round_trip_masked(self):
+        for n in (0, 5, 125, 126, 65535, 70_000):
+            data = bytes(i % 251 for i in range(n))
+            f = dtn7_client.encode_frame(2, data, b"\x01\x02\x03\x04")
+            self.assertEqual(f[1] & 0x80, 0x80)  # masked
+            self.assertNotEqual(f[-n:] if n else b"", data if n else b"x")
+            self.assertEqual(dtn7_client.decode_frame(f + b"rest"), (True, 2, data, len(f)))
+            self.assertIsNone(dtn7_client.decode_frame(f[:-1]))
+
+    def test_unmasked_server_frame(self):
+        self.assertEqual(dtn7_client.decode_frame(b"\x81\x03200"), (True, 1, b"200", 5))
+        self.assertEqual(dtn7_client.decode_frame(b"\x89\x00"), (True, 9, b"", 2))
+        self.assertIsNone(dtn7_client.decode_frame(b"\x81"))
+
+    def test_cbor(self):
+        dec = dtn7_client.cbor_decode
+        self.assertEqual(dec(bytes.fromhex("1903e8")), (1000, 3))
+        self.assertEqual(dec(bytes.fromhex("20")), (-1, 1))
+        self.assertEqual(dec(bytes.fromhex("8201820203")), ([1, [2, 3]], 5))
+        self.assertEqual(dec(bytes.fromhex("9f0102ff")), ([1, 2], 4))
+        self.assertEqual(dec(bytes.fromhex("a161610f")), ({"a": 15}, 4))
+        self.assertEqual(dec(bytes.fromhex("5f42010241ffff")), (b"\x01\x02\xff", 7))
+        self.assertEqual(dec(bytes.fromhex("c11a514b67b0")), (1363896240, 6))
+        self.assertEqual(dec(bytes.fromhex("f5")), (True, 1))
+
+    def test_payload_of_a_bundle_from_dtnd(self):
+        # GET /endpoint.hex from dtnd 0.21 of a bundle the client sent over the WebSocket
+        # (primary block, then the payload block [1, 1, 0, 0, data]), payload bytes spliced in.
+        data = b"24 1795915886249493813 " + b"x" * 233
+        cbor = bytes.fromhex(
+            "9f880704008201692f2f622f62656e63688201642f2f622f8201642f2f622f821b000000c5ba1e02a9"
+            "171a0036ee808501010000590100" + data.hex() + "ff")
+        self.assertEqual(dtn7_client.bundle_payload(cbor), data)
+
+    def test_lines(self):
+        self.assertEqual(dtn7_client.sub_line(b"7 123 xxx", 456), "7 123 456")
+        self.assertIsNone(dtn7_client.sub_line(b"probe", 1))
+        self.assertIsNone(dtn7_client.sub_line(b"a 1 x", 1))
+        msg = json.dumps({"bid": "x", "src": "dtn://a/", "dst": "dtn://b/bench-r", "cts": [1, 0],
+                          "lifetime": 1, "data": "NyAxMjMgeHg="}).encode()  # "7 123 xx"
+        self.assertEqual(dtn7_client.recv_data_line(msg, 9), "7 123 9")
+        self.assertIsNone(dtn7_client.recv_data_line(b"{}", 9))
+        self.assertIsNone(dtn7_client.recv_data_line(b"200 subscribed", 9))
+
+    def test_send_data_is_dtnds_json_wssenddata(self):
+        d = json.loads(dtn7_client.send_data("dtn://a/", "dtn://b/bench-r", 5000, b"1 2 x"))
+        self.assertEqual(d, {"src": "dtn://a/", "dst": "dtn://b/bench-r",
+                             "delivery_notification": False, "lifetime": 5000,
+                             "data": "MSAyIHg="})
+
+    def test_payload_has_the_size_and_convention(self):
+        p = dtn7_client.payload(42, 256)
+        self.assertEqual(len(p), 256)
+        self.assertIsNotNone(compare.parse_sub_line(dtn7_client.sub_line(p, 1)))
+
+    def test_answers(self):
+        self.assertEqual(dtn7_client.answered((1, b"200 Sent bundle x with 256 bytes")), 1)
+        self.assertEqual(dtn7_client.answered((9, b"")), 0)
+        with self.assertRaises(RuntimeError):
+            dtn7_client.answered((1, b"400 Unexpected binary"))
+        with self.assertRaises(TimeoutError):
+            dtn7_client.answered(None)
 
 
 class _quiet:
