@@ -212,6 +212,9 @@ impl Default for CommitPolicy {
     }
 }
 
+/// A commit this slow is logged: the driver (and every message) waits for it.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How the driver runs.
 #[derive(Debug)]
 pub struct DriverOptions {
@@ -381,7 +384,13 @@ impl Driver {
             }
             batch_started = None;
             tracing::trace!("commit");
+            let commit_started = std::time::Instant::now();
             let committed = self.node.commit(now);
+            let took = commit_started.elapsed();
+            if took >= SLOW_COMMIT {
+                // Everything on this node waited meanwhile, FLASH included.
+                warn!("store commit took {} ms", took.as_millis());
+            }
             if let Err(e) = &committed {
                 warn!("store commit failed, batch rolled back: {e}");
             }
