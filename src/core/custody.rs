@@ -35,7 +35,10 @@ struct HeldRef {
 }
 
 impl Node {
-    /// An application's message. Accepted means durable once the batch commits.
+    /// An application's message. Accepted means durable once the batch commits. It is signed
+    /// with the rest of the batch and held when the batch is scheduled or committed, so a
+    /// storage failure then fails the commit (as every failure after acceptance does): `Ok` is
+    /// not durable until [`Node::commit`] says so.
     pub fn handle_submit(&mut self, now: Time, sub: Submission) -> Result<MessageId, SubmitError> {
         if let Some(e) = &self.poisoned {
             return Err(SubmitError::Storage(e.clone()));

@@ -130,11 +130,7 @@ impl Node {
             self.counters.revoked += 1;
             return Err((CustodyCode::Policy, format!("{}'s certificate is revoked", env.origin)));
         }
-        let authentic = match trust::claim(env) {
-            Some(claim) => self.seals.check(&env.origin, &c.public_key, &claim),
-            None => false,
-        };
-        if !authentic {
+        if !self.seals.check_envelope(&c.public_key, env) {
             self.counters.forged += 1;
             let from = self.links.get(&link).map(|l| l.info.peer.to_string()).unwrap_or_default();
             tracing::warn!(

@@ -1,9 +1,10 @@
 //! Origin signatures and the deployment's trust: who may sign what, and who is revoked.
 //!
 //! Every envelope is signed by its origin with the Ed25519 key its CA-issued certificate
-//! certifies, over the fields no relay may change ([`envelope_signed_bytes`]). Every node
-//! verifies before it takes custody, so a forged or altered message stops at the first honest
-//! node. Nodes learn each other's certificates from their link-state adverts, which carry the
+//! certifies, over the fields no relay may change ([`envelope_signed_bytes`]): in a batch, as
+//! one signature over a Merkle root that each envelope proves its place under
+//! ([`seal_batch`]). Every node verifies before it takes custody, so a forged or altered
+//! message stops at the first honest node. Nodes learn each other's certificates from their link-state adverts, which carry the
 //! certificate and are signed the same way.
 //!
 //! What a certificate or revocation list means is the deployment's business: the core asks a
@@ -93,7 +94,7 @@ pub const MAX_SEAL: usize = SEAL_HEADER + HASH * MAX_BATCH.next_power_of_two().i
 /// At each level leaves pair up left to right; an odd one out moves up unpaired. A verifier
 /// recomputes the root from the envelope and its path and checks the signature once per
 /// batch it sees ([`SealCache`]); a relay that alters anything signed changes the root and
-/// fails the check as before. A batch of one is the envelope's leaf, signed directly.
+/// fails the check as before. A batch of one has no path: its root is the envelope's leaf.
 pub fn seal_batch(trust: &dyn Trust, envs: &mut [Envelope]) {
     for chunk in envs.chunks_mut(MAX_BATCH) {
         let leaves: Vec<Digest> = chunk.iter().map(leaf_hash).collect();
@@ -211,20 +212,42 @@ pub fn verify_claim(public_key: &[u8], claim: &Claim) -> bool {
 
 /// Batch roots whose signatures this node has checked, so that the other envelopes of a batch
 /// cost a few hashes instead of a signature check. Bounded: the oldest is forgotten first.
+///
+/// An entry stands for exactly what was checked: the key, the signed bytes (batch size and
+/// root) and the signature. Anything else, a batch size changed on the way say, is checked
+/// afresh: a relay must not accept from its cache what its next hop, without the entry, would
+/// refuse, and blame it for.
 #[derive(Debug, Default)]
 pub struct SealCache {
-    checked: std::collections::HashSet<(NodeId, Digest, [u8; 64])>,
-    order: std::collections::VecDeque<(NodeId, Digest, [u8; 64])>,
+    checked: std::collections::HashSet<(NodeId, [u8; 32])>,
+    order: std::collections::VecDeque<(NodeId, [u8; 32])>,
 }
 
 impl SealCache {
     /// Batches remembered.
     pub const CAPACITY: usize = 4096;
 
+    /// Whether `env` is authentic under its origin's `public_key`: a batch seal
+    /// ([`seal_batch`]), or a plain 64-byte signature over [`envelope_signed_bytes`] as nodes
+    /// before batch seals made (messages still held in an upgraded node's store).
+    pub fn check_envelope(&mut self, public_key: &[u8], env: &Envelope) -> bool {
+        if env.signature.len() == 64 {
+            return verify(public_key, &envelope_signed_bytes(env), &env.signature);
+        }
+        claim(env).is_some_and(|c| self.check(&env.origin, public_key, &c))
+    }
+
     /// Whether `origin`'s envelope carrying `claim` is authentic under `public_key`, checking
     /// the signature only for a batch not seen before.
     pub fn check(&mut self, origin: &NodeId, public_key: &[u8], claim: &Claim) -> bool {
-        let key = (origin.clone(), claim.root, claim.signature);
+        let mut digest = [0; 32];
+        let signed = batch_signed_bytes(claim.count, &claim.root);
+        let h = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[public_key, &signed, &claim.signature].concat(),
+        );
+        digest.copy_from_slice(h.as_ref());
+        let key = (origin.clone(), digest);
         if self.checked.contains(&key) {
             return true;
         }
@@ -241,7 +264,7 @@ impl SealCache {
         true
     }
 
-    /// Forgets everything checked under `origin`'s key (it was revoked or replaced).
+    /// Forgets everything checked for `origin` (its certificate was revoked).
     pub fn forget(&mut self, origin: &NodeId) {
         self.order.retain(|k| &k.0 != origin);
         self.checked.retain(|k| &k.0 != origin);
@@ -445,6 +468,19 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_signature_from_before_batch_seals_still_verifies() {
+        let key = Key::new(1);
+        let mut e = envelope(3);
+        e.signature = key.sign(&envelope_signed_bytes(&e));
+        let mut cache = SealCache::default();
+        assert!(cache.check_envelope(&key.public(), &e));
+        e.payload = Bytes::from_static(b"altered");
+        assert!(!cache.check_envelope(&key.public(), &e));
+        assert!(!cache.check_envelope(&Key::new(2).public(), &batch(1)[0]));
+        assert!(cache.check_envelope(&key.public(), &batch(1)[0]));
+    }
+
+    #[test]
     fn malformed_seals_are_refused_without_panicking() {
         let e = &batch(5)[2];
         let seal = e.signature.to_vec();
@@ -479,6 +515,18 @@ mod tests {
             assert!(cache.check(&origin, &key.public(), &claim(e).unwrap()));
         }
         assert_eq!(cache.order.len(), 1, "one batch, one entry");
+        // The batch size is signed: one changed on the way is checked, not taken from the
+        // cache, even where the same root comes out (index 0 of 16 as index 0 of 9).
+        let mut resized = claim(&envs[0]).unwrap();
+        resized.count = 9;
+        let mut seal = envs[0].signature.to_vec();
+        seal[64..66].copy_from_slice(&9u16.to_be_bytes());
+        let mut e = envs[0].clone();
+        e.signature = seal.into();
+        assert_eq!(claim(&e).map(|c| c.root), Some(resized.root), "same root, other size");
+        assert!(!cache.check_envelope(&key.public(), &e), "a resized batch came from the cache");
+        // Nor is a batch checked under another key taken as checked under this one.
+        assert!(!cache.check(&origin, &Key::new(2).public(), &claim(&envs[1]).unwrap()));
         // A forged envelope whose seal was copied from the batch computes another root.
         let mut forged = envs[0].clone();
         forged.payload = Bytes::from_static(b"stand down");

@@ -18,7 +18,9 @@ mod pb {
 }
 
 /// Protocol version carried in `Hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: origin seals cover batches of envelopes (`core::trust::seal_batch`); a node of version 1
+/// would take them for forged and cut the sender off, so the two refuse each other at `Hello`.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// TLS ALPN identifier of this protocol.
 pub const ALPN: &[u8] = b"relaymesh/1";
 /// Default limit on one frame's encoded size.
