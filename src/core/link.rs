@@ -279,7 +279,14 @@ impl Link {
     }
 
     /// The neighbour refused an offer for now: pause offers with a growing backoff.
+    ///
+    /// The backoff grows once per pause, not once per refusal: a window of offers refused
+    /// together (their origin's advert had not reached the neighbour yet, after a link came
+    /// back) would otherwise double it hundreds of times, to the 30 s maximum, in one go.
     pub fn busy(&mut self, now: Time) {
+        if self.backoff_until.is_some_and(|t| t > now) {
+            return;
+        }
         self.backoff_until = Some(now + self.busy_backoff);
         self.busy_backoff = (self.busy_backoff * 2).min(MAX_BUSY_BACKOFF);
     }
@@ -660,6 +667,13 @@ mod tests {
         assert!(l.accepting(Time(500_000)));
         l.busy(Time(500_000));
         assert_eq!(l.backoff_until, Some(Time(1_500_000)));
+        // A window of refusals during the pause does not grow it further.
+        for _ in 0..300 {
+            l.busy(Time(600_000));
+        }
+        assert_eq!(l.backoff_until, Some(Time(1_500_000)));
+        l.busy(Time(1_500_000));
+        assert_eq!(l.backoff_until, Some(Time(3_500_000)), "the next pause: 2 s");
         l.accepted();
         assert!(l.accepting(Time(500_001)));
     }
