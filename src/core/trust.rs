@@ -240,13 +240,12 @@ impl SealCache {
     /// Whether `origin`'s envelope carrying `claim` is authentic under `public_key`, checking
     /// the signature only for a batch not seen before.
     pub fn check(&mut self, origin: &NodeId, public_key: &[u8], claim: &Claim) -> bool {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(public_key);
+        ctx.update(&batch_signed_bytes(claim.count, &claim.root));
+        ctx.update(&claim.signature);
         let mut digest = [0; 32];
-        let signed = batch_signed_bytes(claim.count, &claim.root);
-        let h = ring::digest::digest(
-            &ring::digest::SHA256,
-            &[public_key, &signed, &claim.signature].concat(),
-        );
-        digest.copy_from_slice(h.as_ref());
+        digest.copy_from_slice(ctx.finish().as_ref());
         let key = (origin.clone(), digest);
         if self.checked.contains(&key) {
             return true;
