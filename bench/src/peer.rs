@@ -263,10 +263,23 @@ pub fn presign(
     clock: Clock,
 ) -> Vec<Envelope> {
     let payload = Bytes::from(vec![0x42; spec.size]);
-    let mut envs: Vec<Envelope> = (0..spec.total)
-        .map(|i| {
-            envelope(origin, to, spec.first + i, spec.precedence, payload.clone(), clock.now())
-        })
+    let numbers = spec.first..spec.first + spec.total;
+    signed(trust, origin, to, numbers, spec.precedence, &payload, clock)
+}
+
+/// Messages `numbers` from `origin` to `to`, signed together (in batches of
+/// `trust::MAX_BATCH`).
+fn signed(
+    trust: &PkiTrust,
+    origin: &NodeId,
+    to: &NodeId,
+    numbers: std::ops::Range<u64>,
+    precedence: Precedence,
+    payload: &Bytes,
+    clock: Clock,
+) -> Vec<Envelope> {
+    let mut envs: Vec<Envelope> = numbers
+        .map(|n| envelope(origin, to, n, precedence, payload.clone(), clock.now()))
         .collect();
     seal_batch(trust, &mut envs);
     envs
@@ -324,32 +337,16 @@ pub async fn load_signed(
             None if sign_ahead => {
                 if ahead.is_empty() {
                     let n = (total - next).min(MAX_BATCH as u64);
-                    let mut envs: Vec<Envelope> = (next..next + n)
-                        .map(|i| {
-                            envelope(
-                                &origin,
-                                &to,
-                                first + i,
-                                precedence,
-                                payload.clone(),
-                                clock.now(),
-                            )
-                        })
-                        .collect();
-                    seal_batch(trust.as_ref(), &mut envs);
-                    ahead.extend(envs);
+                    let numbers = first + next..first + next + n;
+                    ahead
+                        .extend(signed(&trust, &origin, &to, numbers, precedence, &payload, clock));
                 }
                 ahead.pop_front().into_iter().collect()
             }
+            // Signed together, as an origin node signs what it has to send at once.
             None => {
-                // Signed together, as an origin node signs what it has to send at once.
-                let mut envs: Vec<Envelope> = (next..next + batch)
-                    .map(|i| {
-                        envelope(&origin, &to, first + i, precedence, payload.clone(), clock.now())
-                    })
-                    .collect();
-                seal_batch(trust.as_ref(), &mut envs);
-                envs
+                let numbers = first + next..first + next + batch;
+                signed(&trust, &origin, &to, numbers, precedence, &payload, clock)
             }
         };
         for env in envs {

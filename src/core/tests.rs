@@ -916,7 +916,7 @@ mod security {
         let signatures: BTreeSet<Bytes> = h
             .seals_seen
             .iter()
-            .filter(|(from, seal)| from == "a" && seal.len() > 68)
+            .filter(|(from, seal)| from == "a" && seal.len() > trust::SEAL_HEADER)
             .map(|(_, seal)| seal.slice(..64))
             .collect();
         assert_eq!(signatures.len(), 2, "20 messages, {} batch signatures", signatures.len());

@@ -67,7 +67,8 @@ pub fn seal_envelope(trust: &dyn Trust, env: &mut Envelope) {
 /// not, on a satellite link.
 pub const MAX_BATCH: usize = 16;
 
-const SEAL_HEADER: usize = 64 + 2 + 2;
+/// A seal without a path: signature, batch size, index.
+pub(crate) const SEAL_HEADER: usize = 64 + 2 + 2;
 
 /// The longest seal: a full batch's path has ceil(log2([`MAX_BATCH`])) levels.
 pub const MAX_SEAL: usize = SEAL_HEADER + HASH * MAX_BATCH.next_power_of_two().ilog2() as usize;

@@ -66,31 +66,37 @@ func natsSub(url, subject string, useJS bool, stream string, r *receiver) error 
 	return nc.Flush()
 }
 
+// natsJetStream connects to url and opens its JetStream context.
+func natsJetStream(url string) (*nats.Conn, nats.JetStreamContext, error) {
+	nc, err := natsConnect(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := nc.JetStream()
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // setup creates EDGE (file storage, bench.>) in domain edge on A and HUB in domain hub on B,
 // sourcing EDGE across the leaf node.
 func natsSetup(urlA, urlB string) error {
-	a, err := natsConnect(urlA)
+	a, jsa, err := natsJetStream(urlA)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	jsa, err := a.JetStream()
-	if err != nil {
-		return err
-	}
 	if _, err = jsa.AddStream(&nats.StreamConfig{Name: "EDGE", Subjects: []string{"bench.>"},
 		Storage: nats.FileStorage}); err != nil {
 		return fmt.Errorf("EDGE: %w", err)
 	}
-	b, err := natsConnect(urlB)
+	b, jsb, err := natsJetStream(urlB)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	jsb, err := b.JetStream()
-	if err != nil {
-		return err
-	}
 	_, err = jsb.AddStream(&nats.StreamConfig{Name: "HUB", Storage: nats.FileStorage,
 		Sources: []*nats.StreamSource{{Name: "EDGE",
 			External: &nats.ExternalStream{APIPrefix: "$JS.edge.API"}}}})
