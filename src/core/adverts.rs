@@ -35,7 +35,7 @@ impl Node {
                     up: l.up,
                 })
                 .collect(),
-            groups: self.cfg.groups.clone(),
+            groups: self.groups.iter().cloned().collect(),
             subscriptions: self.subscriptions.iter().cloned().collect(),
             certificate: bytes::Bytes::new(),
             signature: bytes::Bytes::new(),
@@ -96,10 +96,14 @@ impl Node {
             }
             return;
         }
-        if !self.routing.wants(&advert) || !self.check_advert(link, &advert) {
+        // Membership takes any newer advert, even one whose lifetime ran out on the way
+        // (a member cut off for long is still a member); routing takes only live ones.
+        let for_routing = self.routing.wants(&advert);
+        if !(for_routing || self.membership.wants(&advert)) || !self.check_advert(link, &advert) {
             return;
         }
-        if !self.routing.accept(advert.clone(), now) {
+        self.learn_member(now, &advert);
+        if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;
         }
         let node = advert.node.clone();

@@ -64,12 +64,8 @@ impl Node {
             .policy
             .check(&me, Some(self.cfg.role), &sub.to, sub.precedence)
             .map_err(SubmitError::Refused)?;
-        let local = match &sub.to {
-            Address::Node(n) => n == &me,
-            Address::Topic(t) => self.subscriptions.iter().any(|p| p.matches(t)),
-            Address::Group(_) => false,
-        };
-        let destinations = self.routing.resolve(&sub.to);
+        let local = self.is_local_member(&sub.to);
+        let destinations = self.resolve(&sub.to);
         let envelope = Envelope {
             id: self.new_id(),
             origin: me.clone(),
@@ -109,6 +105,7 @@ impl Node {
             dests.push(self.cfg.node.clone());
             dests.sort();
         }
+        let no_recipients = dests.is_empty();
         let record = StatusRecord {
             id: envelope.id,
             to: envelope.to.to_string(),
@@ -123,10 +120,15 @@ impl Node {
         self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
         self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;
         self.counters.submitted[p.index()] += 1;
+        if no_recipients {
+            self.counters.no_recipients[p.index()] += 1;
+        }
         if local {
             self.deliver_here(now, &envelope, Duration::ZERO)?;
         }
-        if !envelope.destinations.is_empty() {
+        let bindable = matches!(envelope.to, Address::Group(_) | Address::Topic(_));
+        if !envelope.destinations.is_empty() || bindable {
+            // Held once signed; a group or topic message is also kept for late binding.
             self.originate(now, envelope);
         }
         Ok(())
@@ -234,7 +236,7 @@ impl Node {
                 id: env.id,
                 origin: env.origin.clone(),
                 precedence: p,
-                destinations: env.destinations.len(),
+                destinations: env.destinations.clone(),
             });
             let age = env.age;
             let dests = env.destinations.clone();
@@ -284,7 +286,7 @@ impl Node {
     }
 
     /// Delivers to this node's applications (data) or status (reports), exactly once.
-    fn deliver_here(&mut self, now: Time, env: &Envelope, age: Duration) -> Result<(), StoreError> {
+    pub(super) fn deliver_here(&mut self, now: Time, env: &Envelope, age: Duration) -> Result<(), StoreError> {
         let p = env.precedence;
         let key = schema::delivered_key(&env.id, &env.origin);
         if self.store.get(Table::Delivered, &key)?.is_some() {
@@ -554,7 +556,7 @@ impl Node {
         Ok(())
     }
 
-    fn update_status(
+    pub(super) fn update_status(
         &mut self,
         id: &MessageId,
         f: impl FnOnce(&mut StatusRecord),
@@ -621,7 +623,7 @@ impl Node {
             id: env.id,
             origin: env.origin.clone(),
             precedence: p,
-            destinations: owed.len(),
+            destinations: owed.clone(),
         });
         let age = env.age + now.saturating_since(m.received_at);
         let reason = format!("lifetime ended while held at {}", self.cfg.node);
@@ -639,6 +641,7 @@ impl Node {
 
     /// Forgets dedup records past their time, prunes read inbox messages and old statuses.
     pub(super) fn housekeeping(&mut self, now: Time) -> Result<(), StoreError> {
+        self.sweep_bindings(now)?;
         let mut old = Vec::new();
         self.store.scan(
             Table::DeliveredExpiry,

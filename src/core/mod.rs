@@ -15,6 +15,7 @@
 //! - [`link`]: one link's health, window and offers in flight.
 //! - [`queue`]: the in-memory window over the durable queue.
 //! - [`routing`]: the link-state database and shortest paths.
+//! - [`membership`]: who group and topic messages are for, reachable or not; late binding.
 //! - `adverts`: originating and flooding link-state adverts.
 //! - `security`: signing, verifying, revocation lists, cutting off hostile neighbours.
 //! - [`policy`]: who may send what to where.
@@ -27,6 +28,7 @@ pub mod config;
 mod custody;
 pub mod frame;
 pub mod link;
+pub mod membership;
 pub mod node;
 pub mod policy;
 pub mod queue;

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::config::CoreConfig;
 use super::frame::{CustodyCode, CustodyResult, Frame};
 use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
+use super::membership::{Binding, Membership};
 use super::queue::QueueIndex;
 use super::routing::{LocalLink, Routing};
 use super::schema::{self, meta};
@@ -46,8 +47,9 @@ pub enum Event {
     Duplicate { id: MessageId, origin: NodeId },
     /// The fate of a message this node originated became known.
     Reported { of: MessageId, node: NodeId, outcome: Outcome, reason: String },
-    /// A held message's lifetime ran out here.
-    Expired { id: MessageId, origin: NodeId, precedence: Precedence, destinations: usize },
+    /// A held message's lifetime ran out here, for the destinations still owed (an offer that
+    /// arrived already expired names every destination it carried).
+    Expired { id: MessageId, origin: NodeId, precedence: Precedence, destinations: Vec<NodeId> },
     /// A message was refused here or by a neighbour, for good.
     Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
     /// A link became usable or unusable.
@@ -98,6 +100,8 @@ pub struct Counters {
     pub duplicates: [u64; 4],
     pub expired: [u64; 4],
     pub refused: [u64; 4],
+    /// Messages submitted here whose address had no member at all (kept for late binding).
+    pub no_recipients: [u64; 4],
     pub store_failures: u64,
     pub bad_frames: u64,
     /// Link-state adverts sent (own and flooded), and their encoded size.
@@ -152,6 +156,12 @@ pub struct Node {
     /// (seq, destination) pairs currently offered on some link.
     pub(super) inflight: FxHashSet<(u64, NodeId)>,
     pub(super) routing: Routing,
+    /// Every node ever seen as a member of something, by its newest advert: never aged out.
+    pub(super) membership: Membership,
+    /// This node's named groups: the configured ones with run-time joins and leaves applied.
+    pub(super) groups: BTreeSet<String>,
+    /// Live group and topic messages this node originated, for late binding.
+    pub(super) bindings: BTreeMap<MessageId, Binding>,
     pub(super) subscriptions: BTreeSet<TopicPattern>,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
@@ -253,6 +263,9 @@ impl Node {
             queue: QueueIndex::default(),
             inflight: FxHashSet::default(),
             routing,
+            membership: Membership::default(),
+            groups: BTreeSet::new(),
+            bindings: BTreeMap::new(),
             subscriptions: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -312,6 +325,7 @@ impl Node {
             true
         })?;
         self.subscriptions = subs;
+        self.load_membership()?;
         let mut adverts = Vec::new();
         self.store.scan(Table::Lsdb, b"", None, &mut |_, v| {
             if let Ok(a) = crate::wire::decode_advert(v) {
@@ -361,11 +375,17 @@ impl Node {
         let peer = info.peer.clone();
         self.learn_neighbour(link, &info);
         self.links.insert(link, Link::new(link, info, cfg, now));
-        self.pending_events.push(Event::LinkChanged { link, peer, up: true });
+        self.pending_events.push(Event::LinkChanged { link, peer: peer.clone(), up: true });
         self.links_changed();
-        // Tell the new neighbour what this node knows; it answers with what is newer.
-        let summary = self.routing.summary();
+        // Tell the new neighbour what this node knows (membership covers every advert held
+        // for routing too); it answers with what is newer.
+        let summary = self.membership.summary();
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+        // An authenticated neighbour belongs to `all` and its role's group from now on.
+        let trusted = self.cfg.trust.is_none() || self.keys.contains_key(&peer);
+        if trusted && self.membership.get(&peer).is_none() {
+            self.bind_late(now, &peer);
+        }
         if let Some(r) = &self.revocations {
             self.transmits.push_back(Transmit { link, frame: Frame::Revocations(r.der.clone()) });
         }
@@ -461,7 +481,25 @@ impl Node {
                 }
             }
             Frame::LsdbSummary(summary) => {
-                for a in self.routing.newer_than(&summary, now) {
+                let live = self.routing.newer_than(&summary, now);
+                let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();
+                for a in live {
+                    self.send_advert_to(link, a);
+                }
+                // Members whose adverts ran out here travel as membership only: marked with
+                // their whole lifetime as age, so no routing table takes them.
+                let lapsed: Vec<_> = self
+                    .membership
+                    .newer_than(&summary)
+                    .into_iter()
+                    .filter(|a| !live_nodes.contains(&a.node))
+                    .map(|a| {
+                        let mut a = a.clone();
+                        a.age = a.age.max(a.lifetime);
+                        a
+                    })
+                    .collect();
+                for a in lapsed {
                     self.send_advert_to(link, a);
                 }
                 // Our own advert is never in our database; send it if theirs is older.

@@ -30,6 +30,17 @@ impl Node {
                 Err(e) => tracing::warn!("stored revocation list ignored: {e}"),
             }
         }
+        let members: Vec<NodeId> = self.membership.nodes().cloned().collect();
+        for node in members {
+            let Some(a) = self.membership.get(&node) else { continue };
+            match trust.check_certificate(&a.certificate) {
+                Ok(c) if c.node == a.node && !self.is_revoked(&c) => {
+                    self.keys.entry(c.node.clone()).or_insert(c);
+                }
+                Ok(c) if c.node == a.node => self.forget_member(&node),
+                _ => {}
+            }
+        }
         let nodes = self.routing.known_nodes();
         for node in nodes {
             if let Some(a) = self.routing.advert(&node, super::types::Time::ZERO) {
@@ -99,7 +110,22 @@ impl Node {
         if let Some(trust) = &self.cfg.trust {
             trust::seal_batch(trust.as_ref(), &mut batch);
         }
-        self.guarded(|n| batch.into_iter().try_for_each(|env| n.hold(now, env, None).map(|_| ())));
+        self.guarded(|n| {
+            for env in batch {
+                if env.origin == n.cfg.node {
+                    let mut bound = env.destinations.clone();
+                    if n.is_local_member(&env.to) {
+                        bound.push(n.cfg.node.clone());
+                    }
+                    n.keep_binding(now, &env, &bound)?;
+                }
+                // A group or topic message with no member yet is kept only for binding.
+                if !env.destinations.is_empty() {
+                    n.hold(now, env, None)?;
+                }
+            }
+            Ok(())
+        });
     }
 
     /// Signs this node's advert and attaches its certificate.
@@ -217,6 +243,8 @@ impl Node {
                 let key = node.as_str().as_bytes().to_vec();
                 self.guarded(|n| n.store.delete(Table::Lsdb, &key).map(|_| ()));
             }
+            // Revoked or decommissioned: no longer an intended recipient of anything.
+            self.forget_member(node);
         }
         let others: Vec<LinkId> = self.links.keys().copied().filter(|l| Some(*l) != from).collect();
         for link in others {

@@ -76,7 +76,8 @@ pub struct MessageView {
     pub to: String,
     pub precedence: Precedence,
     /// `held` (not yet handed on), `forwarded`, `delivered`, `partially_delivered`,
-    /// `expired` or `refused`.
+    /// `expired`, `refused`, or `no_recipients` (the address had no member at all; a member
+    /// that appears while the message is within its lifetime is still bound to it).
     pub state: &'static str,
     /// Every destination's fate is known: the state will not change any more.
     pub settled: bool,
@@ -171,7 +172,10 @@ impl Node {
         let (delivered, expired, refused) =
             (count(Outcome::Delivered), count(Outcome::Expired), count(Outcome::Refused));
         let all = destinations.len();
-        let state = if delivered == all {
+        let state = if all == 0 {
+            // Nobody to deliver to (yet): a member that appears within the lifetime is bound late.
+            "no_recipients"
+        } else if delivered == all {
             "delivered"
         } else if expired == all {
             "expired"
@@ -189,7 +193,7 @@ impl Node {
             to: r.to,
             precedence: r.precedence.unwrap_or(Precedence::Routine),
             state,
-            settled: delivered + expired + refused == all,
+            settled: all > 0 && delivered + expired + refused == all,
             accepted_at: r.accepted_at,
             custody_at: r.custody_at,
             receipt: r.receipt,

@@ -39,10 +39,18 @@ pub enum Table {
     Lsdb,
     /// name -> value: counters and cursors.
     Meta,
+    /// group name -> 1 (joined) or 0 (left): changes made at run time to the configured groups.
+    Groups,
+    /// node -> LinkState: the newest advert ever seen of every member, never aged out (only a
+    /// newer advert, a revocation or a decommission changes it).
+    Members,
+    /// message id -> StoredMessage: group and topic messages this node originated, kept while
+    /// their lifetime runs, to bind members that appear late.
+    Bindings,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 15] = [
         Table::Messages,
         Table::Queue,
         Table::Expiry,
@@ -55,6 +63,9 @@ impl Table {
         Table::Subscriptions,
         Table::Lsdb,
         Table::Meta,
+        Table::Groups,
+        Table::Members,
+        Table::Bindings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +82,9 @@ impl Table {
             Table::Subscriptions => "subscriptions",
             Table::Lsdb => "lsdb",
             Table::Meta => "meta",
+            Table::Groups => "groups",
+            Table::Members => "members",
+            Table::Bindings => "bindings",
         }
     }
 }

@@ -57,6 +57,12 @@ pub enum Command {
         subscribe: bool,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// Join (`true`) or leave a named group at run time.
+    Group {
+        name: String,
+        join: bool,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
     MarkRead {
         cursor: u64,
     },
@@ -121,6 +127,15 @@ impl NodeHandle {
         subscribe: bool,
     ) -> Result<Result<bool, String>, Stopped> {
         self.ask(|reply| Command::Subscribe { pattern, subscribe, reply }).await
+    }
+
+    /// Joins or leaves a named group (durably, advertised); whether anything changed.
+    pub async fn group(
+        &self,
+        name: String,
+        join: bool,
+    ) -> Result<Result<bool, String>, Stopped> {
+        self.ask(|reply| Command::Group { name, join, reply }).await
     }
 
     pub async fn status(&self) -> Result<Snapshot, Stopped> {
@@ -465,6 +480,10 @@ impl Driver {
             Command::Subscribe { pattern, subscribe, reply } => {
                 let r =
                     self.node.handle_subscription(pattern, subscribe).map_err(|e| e.to_string());
+                after.subscribes.push((reply, r));
+            }
+            Command::Group { name, join, reply } => {
+                let r = self.node.handle_group(now, &name, join).map_err(|e| e.to_string());
                 after.subscribes.push((reply, r));
             }
             Command::Revocations { crl, reply } => {

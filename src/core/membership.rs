@@ -1,0 +1,350 @@
+//! Who a group or topic message is for: membership that outlives reachability, and late
+//! binding.
+//!
+//! Routing forgets a node whose adverts stop arriving (its links may be gone). Membership does
+//! not: a node once seen as a member of a group (`all` and `role:<role>` included) or as a
+//! subscriber of a topic stays an intended recipient until it says otherwise in a newer signed
+//! advert, or its certificate is revoked (decommissioning is a revocation with the reason
+//! "cessation of operation"). So an origin resolves `group:role:township` to every township it
+//! has ever heard of, including one cut off for hours; the copy for the absent member waits in a
+//! store like any message without a route, until the member returns or the lifetime ends (then
+//! it is reported `expired` for that destination).
+//!
+//! **Late binding.** A node that becomes a member while a group or topic message is still
+//! within its lifetime receives it. The origin does the binding: it keeps every group and topic
+//! message it originated (signed, in `Table::Bindings`) until its lifetime ends, and when it
+//! learns of a new member (a first advert, a newer advert that adds the group or subscription,
+//! a new neighbour, its own join) it holds one more copy of each live message that the member
+//! was not bound to, addressed to that member alone. The copy carries the original id and
+//! signature, so dedup and verification work as for any copy. Reach: back to the oldest message
+//! still within its lifetime (at most the configured maximum lifetime). Work: one pass over the
+//! origin's live bindings (kept in memory: id, address, deadline, bound members) per membership
+//! change; nothing when membership does not change.
+//!
+//! Membership is learned only from signed adverts and authenticated links, is stored
+//! (`Table::Members`, the newest advert of each node), and is passed on when two nodes meet
+//! (their summaries carry membership sequence numbers; an advert whose lifetime ran out travels
+//! as membership only and never enters routing).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::frame::{Advert, StatusRecord, StoredMessage};
+use super::node::Node;
+use super::store::{StoreError, Table};
+use super::types::{Address, Body, Group, MessageId, NodeId, Role, Time};
+use crate::wire;
+
+/// The newest advert ever seen of every other node: what it is a member of.
+#[derive(Debug, Default)]
+pub struct Membership {
+    members: BTreeMap<NodeId, Advert>,
+}
+
+impl Membership {
+    /// Whether `advert` says something newer about its node than what is held.
+    pub fn wants(&self, advert: &Advert) -> bool {
+        self.members.get(&advert.node).is_none_or(|a| a.seq < advert.seq)
+    }
+
+    /// Keeps `advert` if it is newer; returns whether it was.
+    pub fn learn(&mut self, advert: Advert) -> bool {
+        if !self.wants(&advert) {
+            return false;
+        }
+        self.members.insert(advert.node.clone(), advert);
+        true
+    }
+
+    /// Forgets `node` (revoked or decommissioned); returns whether it was a member.
+    pub fn forget(&mut self, node: &NodeId) -> bool {
+        self.members.remove(node).is_some()
+    }
+
+    pub fn get(&self, node: &NodeId) -> Option<&Advert> {
+        self.members.get(node)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.members.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Every member's (node, advert seq): what a neighbour compares against its own.
+    pub fn summary(&self) -> Vec<(NodeId, u64)> {
+        self.members.iter().map(|(n, a)| (n.clone(), a.seq)).collect()
+    }
+
+    /// Members held here whose advert is newer than (or missing from) a neighbour's summary.
+    pub fn newer_than<'a>(&'a self, summary: &[(NodeId, u64)]) -> Vec<&'a Advert> {
+        let theirs: BTreeMap<&NodeId, u64> = summary.iter().map(|(n, s)| (n, *s)).collect();
+        self.members.values().filter(|a| theirs.get(&a.node).is_none_or(|s| *s < a.seq)).collect()
+    }
+
+    /// Whether `node` is a member of `to` by what it last advertised.
+    pub fn is_member(&self, node: &NodeId, to: &Address) -> bool {
+        self.members.get(node).is_some_and(|a| advert_matches(a.role, &a.groups, &a.subscriptions, to))
+    }
+}
+
+/// Whether a node with this role, these groups and these subscriptions is a member of `to`.
+pub fn advert_matches(
+    role: Role,
+    groups: &[String],
+    subscriptions: &[super::types::TopicPattern],
+    to: &Address,
+) -> bool {
+    match to {
+        Address::Node(_) => false,
+        Address::Group(Group::All) => true,
+        Address::Group(Group::Role(r)) => *r == role,
+        Address::Group(Group::Named(g)) => groups.iter().any(|x| x == g),
+        Address::Topic(t) => subscriptions.iter().any(|p| p.matches(t)),
+    }
+}
+
+/// A live group or topic message this node originated, for late binding.
+#[derive(Clone, Debug)]
+pub(super) struct Binding {
+    pub(super) to: Address,
+    pub(super) deadline: Time,
+    /// Every member a copy was made for (this node included when it delivered one itself).
+    pub(super) bound: BTreeSet<NodeId>,
+}
+
+
+impl Node {
+    /// The nodes other than this one that an address resolves to: every member, reachable or
+    /// not, and every authenticated neighbour not yet advertised (for `all` and role groups).
+    pub(super) fn resolve(&self, to: &Address) -> Vec<NodeId> {
+        let me = &self.cfg.node;
+        let mut out: BTreeSet<NodeId> = match to {
+            Address::Node(n) if n == me => BTreeSet::new(),
+            Address::Node(n) => BTreeSet::from([n.clone()]),
+            _ => self.membership.nodes().filter(|n| self.membership.is_member(n, to)).cloned().collect(),
+        };
+        if matches!(to, Address::Group(Group::All | Group::Role(_))) {
+            for l in self.links.values() {
+                if self.membership.get(&l.info.peer).is_none()
+                    && advert_matches(l.info.role, &[], &[], to)
+                {
+                    out.insert(l.info.peer.clone());
+                }
+            }
+        }
+        out.remove(me);
+        out.into_iter().collect()
+    }
+
+    /// Whether this node itself belongs to `to` (its own groups and subscriptions).
+    pub(super) fn is_local_member(&self, to: &Address) -> bool {
+        match to {
+            Address::Node(n) => n == &self.cfg.node,
+            Address::Topic(t) => self.subscriptions.iter().any(|p| p.matches(t)),
+            Address::Group(Group::All) => true,
+            Address::Group(Group::Role(r)) => *r == self.cfg.role,
+            Address::Group(Group::Named(g)) => self.groups.contains(g),
+        }
+    }
+
+    /// Keeps a (verified) advert as membership; returns whether it was newer. Membership it
+    /// adds is bound to the live group and topic messages this node originated.
+    pub(super) fn learn_member(&mut self, now: Time, advert: &Advert) -> bool {
+        if !self.membership.wants(advert) {
+            return false;
+        }
+        let node = advert.node.clone();
+        self.guarded(|n| {
+            n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
+        });
+        self.membership.learn(advert.clone());
+        self.bind_late(now, &node);
+        true
+    }
+
+    /// Forgets a revoked or decommissioned node's membership.
+    pub(super) fn forget_member(&mut self, node: &NodeId) {
+        if self.membership.forget(node) {
+            let key = node.as_str().as_bytes().to_vec();
+            self.guarded(|n| n.store.delete(Table::Members, &key).map(|_| ()));
+        }
+    }
+
+    /// Joins or leaves a named group at run time (durably; the configured groups are where it
+    /// starts). Returns whether anything changed; a change is advertised, signed, so the rest
+    /// of the mesh learns of a leave as surely as of a join.
+    pub fn handle_group(&mut self, now: Time, name: &str, join: bool) -> Result<bool, StoreError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let changed = if join {
+            self.groups.insert(name.to_owned())
+        } else {
+            self.groups.remove(name)
+        };
+        if !changed {
+            return Ok(false);
+        }
+        let result = self.store.put(Table::Groups, name.as_bytes(), &[u8::from(join)]);
+        if let Err(e) = &result {
+            self.poison(e.clone());
+            return Err(e.clone());
+        }
+        self.advert_wanted = true;
+        if join {
+            let me = self.cfg.node.clone();
+            self.bind_late(now, &me);
+        }
+        Ok(true)
+    }
+
+    /// This node's named groups as they stand.
+    pub fn groups(&self) -> impl Iterator<Item = &String> {
+        self.groups.iter()
+    }
+
+    /// Makes a copy of every live group or topic message this node originated for `member`,
+    /// if it now belongs to the message's address and has no copy yet.
+    pub(super) fn bind_late(&mut self, now: Time, member: &NodeId) {
+        if self.bindings.is_empty() {
+            return;
+        }
+        let me = self.cfg.node.clone();
+        let due: Vec<MessageId> = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.deadline > now && !b.bound.contains(member))
+            .filter(|(_, b)| {
+                if member == &me {
+                    self.is_local_member(&b.to)
+                } else {
+                    self.membership.is_member(member, &b.to)
+                        || (matches!(b.to, Address::Group(Group::All | Group::Role(_)))
+                            && self.links.values().any(|l| {
+                                &l.info.peer == member && advert_matches(l.info.role, &[], &[], &b.to)
+                            }))
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let member = member.clone();
+            self.guarded(|n| n.bind_one(now, id, member));
+        }
+    }
+
+    fn bind_one(&mut self, now: Time, id: MessageId, member: NodeId) -> Result<(), StoreError> {
+        let Some(raw) = self.store.get(Table::Bindings, &id.0)? else {
+            self.bindings.remove(&id);
+            return Ok(());
+        };
+        let stored = wire::decode_stored(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("binding of {id}: {e}")))?;
+        let mut env = stored.envelope;
+        // The origin's own clock made `created`: the age is exact here.
+        env.age = now.saturating_since(env.created);
+        if env.age >= env.lifetime {
+            return Ok(());
+        }
+        if let Some(b) = self.bindings.get_mut(&id) {
+            b.bound.insert(member.clone());
+        }
+        let mut record = StoredMessage { envelope: env.clone(), received_at: now, from: None };
+        record.envelope.destinations.push(member.clone());
+        record.envelope.destinations.sort();
+        self.store.put(Table::Bindings, &id.0, &wire::encode_stored(&record))?;
+        self.update_status(&id, |s: &mut StatusRecord| {
+            if !s.destinations.contains(&member) {
+                s.destinations.push(member.clone());
+                s.destinations.sort();
+            }
+        })?;
+        tracing::debug!(%id, %member, "bound late");
+        if member == self.cfg.node {
+            let age = env.age;
+            return self.deliver_here(now, &env, age);
+        }
+        env.destinations = vec![member];
+        self.hold(now, env, None).map(|_| ())
+    }
+
+    /// Keeps a just-signed group or topic message for late binding.
+    pub(super) fn keep_binding(&mut self, now: Time, env: &super::types::Envelope, bound: &[NodeId]) -> Result<(), StoreError> {
+        if !matches!(env.to, Address::Group(_) | Address::Topic(_)) || !matches!(env.body, Body::Data) {
+            return Ok(());
+        }
+        let deadline = env.created + env.lifetime;
+        let mut kept = env.clone();
+        kept.destinations = bound.to_vec();
+        let record = StoredMessage { envelope: kept, received_at: now, from: None };
+        self.store.put(Table::Bindings, &env.id.0, &wire::encode_stored(&record))?;
+        self.bindings.insert(
+            env.id,
+            Binding { to: env.to.clone(), deadline, bound: bound.iter().cloned().collect() },
+        );
+        Ok(())
+    }
+
+    /// Drops bindings whose lifetime has ended.
+    pub(super) fn sweep_bindings(&mut self, now: Time) -> Result<(), StoreError> {
+        let done: Vec<MessageId> = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.store.delete(Table::Bindings, &id.0)?;
+            self.bindings.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Loads membership, run-time group changes and live bindings from the store.
+    pub(super) fn load_membership(&mut self) -> Result<(), StoreError> {
+        let mut members = Membership::default();
+        self.store.scan(Table::Members, b"", None, &mut |_, v| {
+            if let Ok(a) = wire::decode_advert(v) {
+                members.learn(a);
+            }
+            true
+        })?;
+        self.membership = members;
+        let mut groups: BTreeSet<String> = self.cfg.groups.iter().cloned().collect();
+        self.store.scan(Table::Groups, b"", None, &mut |k, v| {
+            if let Ok(name) = std::str::from_utf8(k) {
+                if v.first() == Some(&1) {
+                    groups.insert(name.to_owned());
+                } else {
+                    groups.remove(name);
+                }
+            }
+            true
+        })?;
+        self.groups = groups;
+        let mut bindings = BTreeMap::new();
+        self.store.scan(Table::Bindings, b"", None, &mut |_, v| {
+            if let Ok(m) = wire::decode_stored(v) {
+                let env = &m.envelope;
+                let deadline = env.created + env.lifetime;
+                bindings.insert(
+                    env.id,
+                    Binding {
+                        to: env.to.clone(),
+                        deadline,
+                        bound: env.destinations.iter().cloned().collect(),
+                    },
+                );
+            }
+            true
+        })?;
+        self.bindings = bindings;
+        Ok(())
+    }
+}
