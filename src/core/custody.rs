@@ -286,7 +286,12 @@ impl Node {
     }
 
     /// Delivers to this node's applications (data) or status (reports), exactly once.
-    pub(super) fn deliver_here(&mut self, now: Time, env: &Envelope, age: Duration) -> Result<(), StoreError> {
+    pub(super) fn deliver_here(
+        &mut self,
+        now: Time,
+        env: &Envelope,
+        age: Duration,
+    ) -> Result<(), StoreError> {
         let p = env.precedence;
         let key = schema::delivered_key(&env.id, &env.origin);
         if self.store.get(Table::Delivered, &key)?.is_some() {

@@ -89,7 +89,9 @@ impl Membership {
 
     /// Whether `node` is a member of `to` by what it last advertised.
     pub fn is_member(&self, node: &NodeId, to: &Address) -> bool {
-        self.members.get(node).is_some_and(|a| advert_matches(a.role, &a.groups, &a.subscriptions, to))
+        self.members
+            .get(node)
+            .is_some_and(|a| advert_matches(a.role, &a.groups, &a.subscriptions, to))
     }
 }
 
@@ -118,7 +120,6 @@ pub(super) struct Binding {
     pub(super) bound: BTreeSet<NodeId>,
 }
 
-
 impl Node {
     /// The nodes other than this one that an address resolves to: every member, reachable or
     /// not, and every authenticated neighbour not yet advertised (for `all` and role groups).
@@ -127,7 +128,12 @@ impl Node {
         let mut out: BTreeSet<NodeId> = match to {
             Address::Node(n) if n == me => BTreeSet::new(),
             Address::Node(n) => BTreeSet::from([n.clone()]),
-            _ => self.membership.nodes().filter(|n| self.membership.is_member(n, to)).cloned().collect(),
+            _ => self
+                .membership
+                .nodes()
+                .filter(|n| self.membership.is_member(n, to))
+                .cloned()
+                .collect(),
         };
         if matches!(to, Address::Group(Group::All | Group::Role(_))) {
             for l in self.links.values() {
@@ -183,11 +189,8 @@ impl Node {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        let changed = if join {
-            self.groups.insert(name.to_owned())
-        } else {
-            self.groups.remove(name)
-        };
+        let changed =
+            if join { self.groups.insert(name.to_owned()) } else { self.groups.remove(name) };
         if !changed {
             return Ok(false);
         }
@@ -227,7 +230,8 @@ impl Node {
                     self.membership.is_member(member, &b.to)
                         || (matches!(b.to, Address::Group(Group::All | Group::Role(_)))
                             && self.links.values().any(|l| {
-                                &l.info.peer == member && advert_matches(l.info.role, &[], &[], &b.to)
+                                &l.info.peer == member
+                                    && advert_matches(l.info.role, &[], &[], &b.to)
                             }))
                 }
             })
@@ -275,8 +279,15 @@ impl Node {
     }
 
     /// Keeps a just-signed group or topic message for late binding.
-    pub(super) fn keep_binding(&mut self, now: Time, env: &super::types::Envelope, bound: &[NodeId]) -> Result<(), StoreError> {
-        if !matches!(env.to, Address::Group(_) | Address::Topic(_)) || !matches!(env.body, Body::Data) {
+    pub(super) fn keep_binding(
+        &mut self,
+        now: Time,
+        env: &super::types::Envelope,
+        bound: &[NodeId],
+    ) -> Result<(), StoreError> {
+        if !matches!(env.to, Address::Group(_) | Address::Topic(_))
+            || !matches!(env.body, Body::Data)
+        {
             return Ok(());
         }
         let deadline = env.created + env.lifetime;
@@ -293,12 +304,8 @@ impl Node {
 
     /// Drops bindings whose lifetime has ended.
     pub(super) fn sweep_bindings(&mut self, now: Time) -> Result<(), StoreError> {
-        let done: Vec<MessageId> = self
-            .bindings
-            .iter()
-            .filter(|(_, b)| b.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let done: Vec<MessageId> =
+            self.bindings.iter().filter(|(_, b)| b.deadline <= now).map(|(id, _)| *id).collect();
         for id in done {
             self.store.delete(Table::Bindings, &id.0)?;
             self.bindings.remove(&id);

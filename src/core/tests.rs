@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::frame::Frame;
-use super::types::Outcome;
 use super::store::{FaultPlan, FaultStore, MemStore, Table};
+use super::types::Outcome;
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
@@ -792,6 +792,8 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
 }
 
 /// Origin signatures, certificates and revocation, with a real deployment CA.
+mod membership;
+
 mod security {
     use super::*;
     use crate::pki::{Ca, Validity};
@@ -806,14 +808,14 @@ mod security {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
     }
 
-    struct Pki {
+    pub(super) struct Pki {
         ca: Ca,
         validity: Validity,
         certs: BTreeMap<String, Vec<u8>>,
     }
 
     impl Pki {
-        fn new() -> Pki {
+        pub(super) fn new() -> Pki {
             let validity = Validity::days_from(issued(), 20 * 365);
             Pki {
                 ca: Ca::generate(Some([7; 32]), validity).unwrap(),
@@ -823,7 +825,13 @@ mod security {
         }
 
         /// A node with a certificate from this CA (and its trust) in the harness.
-        fn add(&mut self, h: &mut Harness, name: &str, role: Role) {
+        pub(super) fn add(&mut self, h: &mut Harness, name: &str, role: Role) {
+            let cfg = self.config(name, role);
+            h.add_with(cfg);
+        }
+
+        /// The configuration of a node with a certificate from this CA, to adjust and add.
+        pub(super) fn config(&mut self, name: &str, role: Role) -> CoreConfig {
             // Distinct halves: the serial number is derived from them.
             let mut seed = [0u8; 32];
             for (i, b) in seed.iter_mut().enumerate() {
@@ -839,10 +847,10 @@ mod security {
             };
             let mut cfg = CoreConfig::new(n(name), role);
             cfg.trust = Some(Arc::new(PkiTrust::new(&creds, Clock::wall()).unwrap()));
-            h.add_with(cfg);
+            cfg
         }
 
-        fn revoke(&self, names: &[&str], number: u64) -> Vec<u8> {
+        pub(super) fn revoke(&self, names: &[&str], number: u64) -> Vec<u8> {
             use x509_parser::prelude::{FromDer, X509Certificate};
             let serials: Vec<Vec<u8>> = names
                 .iter()

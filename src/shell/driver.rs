@@ -130,11 +130,7 @@ impl NodeHandle {
     }
 
     /// Joins or leaves a named group (durably, advertised); whether anything changed.
-    pub async fn group(
-        &self,
-        name: String,
-        join: bool,
-    ) -> Result<Result<bool, String>, Stopped> {
+    pub async fn group(&self, name: String, join: bool) -> Result<Result<bool, String>, Stopped> {
         self.ask(|reply| Command::Group { name, join, reply }).await
     }
 
