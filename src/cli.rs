@@ -62,6 +62,9 @@ enum Command {
     Listen(ListenArgs),
     /// Neighbours, links, routes and queues of the local node.
     Status(StatusArgs),
+    /// Join or leave a named group on the local node (durable, advertised signed to the
+    /// mesh), or list its groups.
+    Group(GroupArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +83,14 @@ enum PkiCommand {
     /// Revoke a node's certificate: writes the CA's next revocation list to DIR/crl.pem.
     /// Nodes load it from there (or from their `crl` setting) and pass it on through the mesh.
     Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+    },
+    /// Retire a node for good (it is no longer a member of any group or topic, and its links
+    /// are refused): writes the CA's next revocation list, reason "cessation of operation".
+    Decommission {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -170,6 +181,17 @@ struct StatusArgs {
     api: ApiArgs,
 }
 
+#[derive(Args, Debug)]
+struct GroupArgs {
+    /// join, leave or list.
+    #[arg(value_parser = ["join", "leave", "list"])]
+    action: String,
+    /// The group's name (as in `group:<name>`); not for `list`.
+    name: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -195,6 +217,7 @@ fn dispatch(cli: Cli) -> Outcome {
         Command::Send(a) => client_runtime()?.block_on(send(a)),
         Command::Listen(a) => client_runtime()?.block_on(listen(a)),
         Command::Status(a) => client_runtime()?.block_on(status(a)),
+        Command::Group(a) => client_runtime()?.block_on(group(a)),
     }
 }
 
@@ -204,7 +227,9 @@ fn client_runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn pki_command(c: PkiCommand) -> Outcome {
     let fail = |e: pki::PkiError| match e {
-        pki::PkiError::Exists(_) | pki::PkiError::Pem { .. } => Failure::usage(e),
+        pki::PkiError::Exists(_)
+        | pki::PkiError::Pem { .. }
+        | pki::PkiError::UnknownNode { .. } => Failure::usage(e),
         pki::PkiError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Failure::usage(e)
         }
@@ -219,6 +244,13 @@ fn pki_command(c: PkiCommand) -> Outcome {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let (path, number) = pki::revoke(&dir, &node).map_err(fail)?;
             eprintln!("revoked {node}: revocation list {number}");
+            println!("{}", path.display());
+        }
+        PkiCommand::Decommission { dir, node } => {
+            let node = NodeId::new(&node).map_err(Failure::usage)?;
+            let (path, number) =
+                pki::withdraw(&dir, &node, pki::Withdrawal::Decommissioned).map_err(fail)?;
+            eprintln!("decommissioned {node}: revocation list {number}");
             println!("{}", path.display());
         }
         PkiCommand::Issue { dir, node, role, force, days } => {
@@ -476,6 +508,13 @@ async fn send(a: SendArgs) -> Outcome {
         let wait = left.min(Duration::from_secs(60));
         let path = format!("/v1/messages/{id}?wait={}ms", wait.as_millis().max(1));
         let view = client.call(client.request(reqwest::Method::GET, &path)).await?;
+        if view["state"].as_str() == Some("no_recipients") {
+            let to = view["to"].as_str().unwrap_or("the address");
+            return Err(Failure::runtime(format!(
+                "{id} no_recipients: {to} has no member this node knows of; the message is kept \
+                 until its lifetime ends and goes to any member that appears meanwhile"
+            )));
+        }
         if view["settled"].as_bool() == Some(true) {
             return match view["state"].as_str() {
                 Some("delivered") => {
@@ -582,6 +621,33 @@ async fn listen(a: ListenArgs) -> Outcome {
             after = Some(last);
         }
     }
+}
+
+async fn group(a: GroupArgs) -> Outcome {
+    let client = Client::new(&a.api)?;
+    let method = match (a.action.as_str(), &a.name) {
+        ("list", None) => {
+            let v = client.call(client.request(reqwest::Method::GET, "/v1/groups")).await?;
+            for g in v["groups"].as_array().into_iter().flatten() {
+                println!("{}", g.as_str().unwrap_or("?"));
+            }
+            return Ok(());
+        }
+        ("list", Some(_)) => return Err(Failure::usage("`group list` takes no name")),
+        (_, None) => return Err(Failure::usage(format!("`group {}` needs a name", a.action))),
+        ("join", Some(_)) => reqwest::Method::POST,
+        _ => reqwest::Method::DELETE,
+    };
+    let body = json!({ "group": a.name });
+    let v = client.call(client.request(method, "/v1/groups").json(&body)).await?;
+    let done = if a.action == "join" { "joined" } else { "left" };
+    let name = v["group"].as_str().unwrap_or("?");
+    if v["changed"].as_bool() == Some(true) {
+        eprintln!("{done} group:{name}");
+    } else {
+        eprintln!("already {done}: group:{name}");
+    }
+    Ok(())
 }
 
 async fn mark_read(client: &Client, cursor: u64) -> Outcome {

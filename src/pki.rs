@@ -38,6 +38,9 @@ pub enum PkiError {
     /// A certificate lacks the relaymesh identity or is malformed.
     #[error("certificate: {0}")]
     BadCertificate(String),
+    /// No certificate was issued to this node in the PKI directory.
+    #[error("unknown node {node}: no certificate {path}")]
+    UnknownNode { node: String, path: PathBuf },
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
@@ -201,18 +204,33 @@ impl Ca {
         serials: &[Vec<u8>],
         now: SystemTime,
     ) -> Result<Vec<u8>, PkiError> {
+        let entries: Vec<(Vec<u8>, Withdrawal)> =
+            serials.iter().map(|s| (s.clone(), Withdrawal::Revoked)).collect();
+        self.withdrawal_list(number, &entries, now)
+    }
+
+    /// A signed revocation list naming each certificate with why it was withdrawn.
+    pub fn withdrawal_list(
+        &self,
+        number: u64,
+        entries: &[(Vec<u8>, Withdrawal)],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
         use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
         let params = CertificateRevocationListParams {
             this_update: now.into(),
             next_update: (now + Duration::from_secs(365 * 86_400)).into(),
             crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
-            revoked_certs: serials
+            revoked_certs: entries
                 .iter()
-                .map(|s| RevokedCertParams {
+                .map(|(s, why)| RevokedCertParams {
                     serial_number: SerialNumber::from_slice(s),
                     revocation_time: now.into(),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    reason_code: Some(match why {
+                        Withdrawal::Revoked => rcgen::RevocationReason::KeyCompromise,
+                        Withdrawal::Decommissioned => rcgen::RevocationReason::CessationOfOperation,
+                    }),
                     invalidity_date: None,
                 })
                 .collect(),
@@ -221,6 +239,16 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
         Ok(params.signed_by(&issuer)?.der().to_vec())
     }
+}
+
+/// Why a certificate is on the revocation list. Both end the node's part in the mesh (links,
+/// signatures, membership of every group and topic); the list records which it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// Compromised or lost: X.509 reason `keyCompromise`.
+    Revoked,
+    /// Retired by an operator: X.509 reason `cessationOfOperation`.
+    Decommissioned,
 }
 
 /// The revocation list of a PKI directory (kept beside the CA certificate).
@@ -244,28 +272,47 @@ pub fn load_crl(path: &Path) -> Result<Vec<u8>, PkiError> {
 /// `relaymesh pki revoke`: adds `node`'s certificate to the CA's revocation list (a new list
 /// with the next number), written to `DIR/crl.pem`. Returns the path and the list's number.
 pub fn revoke(dir: &Path, node: &NodeId) -> Result<(PathBuf, u64), PkiError> {
+    withdraw(dir, node, Withdrawal::Revoked)
+}
+
+/// `relaymesh pki revoke` or `pki decommission`: adds `node`'s certificate to the CA's next
+/// revocation list (`DIR/crl.pem`), keeping every earlier entry and its reason.
+pub fn withdraw(dir: &Path, node: &NodeId, why: Withdrawal) -> Result<(PathBuf, u64), PkiError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     use x509_parser::revocation_list::CertificateRevocationList;
+    use x509_parser::x509::ReasonCode;
     let ca = Ca::load(dir)?;
     let (cert_path, _) = node_paths(dir, node);
+    if !cert_path.exists() {
+        return Err(PkiError::UnknownNode { node: node.to_string(), path: cert_path });
+    }
     let cert = load_certs(&cert_path)?.remove(0);
     let (_, x509) = X509Certificate::from_der(cert.as_ref())
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
     let serial = x509.raw_serial().to_vec();
     let path = crl_path(dir);
-    let (mut serials, mut number) = (Vec::new(), 0u64);
+    let (mut entries, mut number) = (Vec::new(), 0u64);
     if path.exists() {
         let der = load_crl(&path)?;
         let (_, old) = CertificateRevocationList::from_der(&der)
             .map_err(|e| PkiError::Pem { path: path.clone(), why: e.to_string() })?;
         number = old.crl_number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        serials = old.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect();
+        for r in old.iter_revoked_certificates() {
+            let why = match r.reason_code() {
+                Some((_, ReasonCode::CessationOfOperation)) => Withdrawal::Decommissioned,
+                _ => Withdrawal::Revoked,
+            };
+            entries.push((r.raw_serial().to_vec(), why));
+        }
     }
-    if !serials.contains(&serial) {
-        serials.push(serial);
+    match entries.iter_mut().find(|(s, _)| *s == serial) {
+        // A decommissioned node found compromised later is revoked; not the other way round.
+        Some(entry) if why == Withdrawal::Revoked => entry.1 = why,
+        Some(_) => {}
+        None => entries.push((serial, why)),
     }
     number += 1;
-    let der = ca.revocation_list(number, &serials, SystemTime::now())?;
+    let der = ca.withdrawal_list(number, &entries, SystemTime::now())?;
     let pem = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", base64_lines(&der));
     write(&path, pem.as_bytes(), false)?;
     Ok((path, number))

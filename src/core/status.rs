@@ -49,6 +49,10 @@ pub struct NodeStatus {
     pub capacity: u64,
     pub counters: Counters,
     pub subscriptions: Vec<String>,
+    /// This node's named groups (configured, with run-time joins and leaves applied).
+    pub groups: Vec<String>,
+    /// Every node this node counts as a member of something, reachable or not.
+    pub members: Vec<NodeId>,
     pub known_nodes: Vec<NodeId>,
     pub inbox_next: u64,
     pub inbox_read: u64,
@@ -131,6 +135,8 @@ impl Node {
             capacity: self.capacity(),
             counters: self.counters.clone(),
             subscriptions: self.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
+            groups: self.groups.iter().cloned().collect(),
+            members: self.membership.nodes().cloned().collect(),
             known_nodes: self.routing.known_nodes().into_iter().collect(),
             inbox_next: self.next_cursor,
             inbox_read: self.read_cursor,

@@ -3,11 +3,12 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/messages` | submit; `201 {"id"}` once durable, `400` bad input, `403` policy, `503` refused |
-//! | `GET /v1/messages/{id}[?wait=30s]` | status; with `wait`, until settled or the time runs out |
+//! | `GET /v1/messages/{id}[?wait=30s]` | status; with `wait`, until settled, `no_recipients`, or the time runs out |
 //! | `GET /v1/inbox[?after=N or ?from=N][&limit=M][&wait=30s][&topic=P]...` | delivered messages after (or from) a cursor; default: the unread ones |
 //! | `POST /v1/inbox/read {"cursor": N}` | marks everything up to `N` read |
 //! | `GET /v1/inbox/stream[?after=N][&topic=P]...` | the same as server-sent events, following |
 //! | `GET/POST/DELETE /v1/subscriptions` | durable topic subscriptions (`{"pattern": "alerts/#"}`) |
+//! | `GET/POST/DELETE /v1/groups` | this node's named groups, joined and left durably (`{"group": "medical"}`) |
 //! | `GET /v1/status` | links, routes, queues, counters, refused links |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /` | a status page |
@@ -57,6 +58,7 @@ pub fn router(node: NodeHandle, token: Option<String>) -> Router {
         .route("/v1/inbox/read", post(mark_read))
         .route("/v1/inbox/stream", get(stream))
         .route("/v1/subscriptions", get(subscriptions).post(subscribe).delete(unsubscribe))
+        .route("/v1/groups", get(groups).post(join_group).delete(leave_group))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -288,7 +290,9 @@ async fn message(
             }
             Ok(Ok(Some(v))) => v,
         };
-        if view.settled || tokio::time::Instant::now() >= deadline {
+        // Nobody to wait for is an answer too: the sender should know now, not at the deadline.
+        let nobody = view.state == "no_recipients";
+        if view.settled || nobody || tokio::time::Instant::now() >= deadline {
             return Json(message_json(&view)).into_response();
         }
         // Wait for a report about this message (or anything that might have been missed).
@@ -492,6 +496,42 @@ async fn unsubscribe(State(api): State<Api>, Json(body): Json<PatternBody>) -> R
     change_subscription(api, body, false).await
 }
 
+#[derive(Deserialize)]
+struct GroupBody {
+    group: String,
+}
+
+async fn groups(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(s) => Json(json!({ "groups": s.node.groups })).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+async fn change_group(api: Api, body: GroupBody, join: bool) -> Response {
+    // A name that `group:<name>` can address: not `all`, not `role:...`.
+    match Address::parse(&format!("group:{}", body.group)) {
+        Ok(Address::Group(crate::core::types::Group::Named(_))) => {}
+        _ => {
+            let why = format!("{:?} is not a group name one can join", body.group);
+            return error(StatusCode::BAD_REQUEST, why);
+        }
+    }
+    match api.node.group(body.group.clone(), join).await {
+        Err(_) => stopped(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Ok(changed)) => Json(json!({ "group": body.group, "changed": changed })).into_response(),
+    }
+}
+
+async fn join_group(State(api): State<Api>, Json(body): Json<GroupBody>) -> Response {
+    change_group(api, body, true).await
+}
+
+async fn leave_group(State(api): State<Api>, Json(body): Json<GroupBody>) -> Response {
+    change_group(api, body, false).await
+}
+
 /// The `status --json` document.
 pub fn status_json(s: &Snapshot) -> Value {
     let n = &s.node;
@@ -542,6 +582,7 @@ pub fn status_json(s: &Snapshot) -> Value {
             "duplicates": c.duplicates[i],
             "expired": c.expired[i],
             "refused": c.refused[i],
+            "no_recipients": c.no_recipients[i],
         })),
         "store_failures": c.store_failures,
         "security": {
@@ -566,6 +607,8 @@ pub fn status_json(s: &Snapshot) -> Value {
         })).collect::<Vec<_>>(),
         "bad_frames": s.bad_frames.iter().map(|(l, why)| json!({"link": l.0, "reason": why})).collect::<Vec<_>>(),
         "subscriptions": n.subscriptions,
+        "groups": n.groups,
+        "members": n.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "known_nodes": n.known_nodes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "inbox": { "next": n.inbox_next, "unread": n.inbox_next.saturating_sub(n.inbox_read) },
     })
@@ -595,6 +638,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
             ("duplicate", c.duplicates[i]),
             ("expired", c.expired[i]),
             ("refused", c.refused[i]),
+            ("no_recipients", c.no_recipients[i]),
         ] {
             let _ = writeln!(
                 out,
@@ -602,6 +646,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
             );
         }
     }
+    let _ = writeln!(out, "# TYPE relaymesh_members gauge\nrelaymesh_members {}", n.members.len());
     let _ = writeln!(out, "# TYPE relaymesh_held_messages gauge");
     for p in Precedence::DESCENDING {
         let _ =
