@@ -41,6 +41,9 @@ pub enum PkiError {
     /// No certificate was issued to this node in the PKI directory.
     #[error("unknown node {node}: no certificate {path}")]
     UnknownNode { node: String, path: PathBuf },
+    /// The operating system gave no randomness for a key.
+    #[error("no randomness for a key: {0}")]
+    Random(String),
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
@@ -81,20 +84,29 @@ pub fn node_paths(dir: &Path, node: &NodeId) -> (PathBuf, PathBuf) {
 }
 
 /// An Ed25519 key pair, random or derived from a 32-byte seed (for reproducible simulations).
+///
+/// Always PKCS#8 v1 (RFC 8410, section 7: the private key alone), which OpenSSL 3.0 and
+/// Python's `cryptography` read; ring's own keys are v2 (with the public key attached), which
+/// they refuse. Both load here.
 pub fn ed25519_key(seed: Option<[u8; 32]>) -> Result<KeyPair, PkiError> {
-    match seed {
-        None => Ok(KeyPair::generate_for(&rcgen::PKCS_ED25519)?),
-        Some(seed) => {
-            // PKCS#8 v1 wrapping of an Ed25519 private key (RFC 8410, section 7).
-            let mut der = vec![
-                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-                0x04, 0x20,
-            ];
-            der.extend_from_slice(&seed);
-            let der = PrivatePkcs8KeyDer::from(der);
-            Ok(KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)?)
+    let seed = match seed {
+        Some(seed) => seed,
+        None => {
+            use rand::TryRngCore;
+            let mut seed = [0u8; 32];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut seed)
+                .map_err(|e| PkiError::Random(e.to_string()))?;
+            seed
         }
-    }
+    };
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let der = PrivatePkcs8KeyDer::from(der);
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)?)
 }
 
 /// A 16-byte serial number with its first byte in 0x01..=0x7f, so it always encodes to the
@@ -437,6 +449,30 @@ mod tests {
 
     fn validity() -> Validity {
         Validity::days_from(SystemTime::now(), 30)
+    }
+
+    #[test]
+    fn random_keys_are_pkcs8_v1_as_openssl_reads_them() {
+        const V1_ED25519: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let ca = Ca::generate(None, validity()).unwrap();
+        let node = NodeId::new("team-rescue-7").unwrap();
+        let (a, b) = (
+            ca.issue(&node, Role::Field, None, validity()).unwrap(),
+            ca.issue(&node, Role::Field, None, validity()).unwrap(),
+        );
+        for der in [ca.key.serialize_der(), a.key_der.secret_pkcs8_der().to_vec()] {
+            assert_eq!(der.len(), 48, "version 1: no public key attached");
+            assert_eq!(der[..16], V1_ED25519);
+        }
+        assert!(a.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_ne!(a.key_der.secret_pkcs8_der(), b.key_der.secret_pkcs8_der(), "random");
+        // A version 2 key (as written before) still loads.
+        let v2 = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_ne!(v2.serialize_der().len(), 48);
+        assert!(KeyPair::from_pem(&v2.serialize_pem()).is_ok());
     }
 
     #[test]

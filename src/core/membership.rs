@@ -166,11 +166,19 @@ impl Node {
             return false;
         }
         let node = advert.node.clone();
+        // Most adverts are refreshes that change no membership: binding is skipped for them.
+        let grew = self.membership.get(&node).is_none_or(|old| {
+            old.role != advert.role
+                || advert.groups.iter().any(|g| !old.groups.contains(g))
+                || advert.subscriptions.iter().any(|p| !old.subscriptions.contains(p))
+        });
         self.guarded(|n| {
             n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
         });
         self.membership.learn(advert.clone());
-        self.bind_late(now, &node);
+        if grew {
+            self.bind_late(now, &node);
+        }
         true
     }
 

@@ -980,6 +980,8 @@ mod security {
                 .any(|(p, why)| p == &n("b") && why.contains("forged advert"))
         );
         assert!(!h.node("a").routing.subscribes(&n("b"), "alerts/x"));
+        let alerts = Address::parse("topic:alerts/x").unwrap();
+        assert!(!h.node("a").membership.is_member(&n("b"), &alerts), "nor in membership");
     }
 
     #[test]

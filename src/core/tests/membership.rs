@@ -208,3 +208,22 @@ fn a_restarted_origin_still_binds_late() {
     h.run_for(MINUTE);
     assert_eq!(count(&h.delivered_ids("team-1"), &id), 1);
 }
+
+#[test]
+fn a_leave_not_signed_by_the_member_is_refused_as_a_forgery() {
+    let (mut h, _pki, _) = county();
+    let now = h.now;
+    h.node("t1").handle_group(now, "medical", true).unwrap();
+    h.run_for(MINUTE);
+    // The relay forges t1's leave: t1's advert, a higher seq, the group dropped.
+    let now = h.now;
+    let mut advert = h.node("relay").membership.get(&n("t1")).unwrap().clone();
+    advert.seq += 10;
+    advert.groups.clear();
+    let link = *h.node("hq").links.keys().next().unwrap();
+    h.node("hq").handle_frame(now, link, Frame::LinkState(advert));
+    h.flush();
+    assert_eq!(h.node("hq").counters.forged, 1);
+    let medical = Address::parse("group:medical").unwrap();
+    assert!(h.node("hq").membership.is_member(&n("t1"), &medical), "still a member");
+}
