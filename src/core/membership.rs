@@ -138,6 +138,7 @@ impl Node {
         if matches!(to, Address::Group(Group::All | Group::Role(_))) {
             for l in self.links.values() {
                 if self.membership.get(&l.info.peer).is_none()
+                    && self.trusted_neighbour(&l.info.peer)
                     && advert_matches(l.info.role, &[], &[], to)
                 {
                     out.insert(l.info.peer.clone());
@@ -146,6 +147,12 @@ impl Node {
         }
         out.remove(me);
         out.into_iter().collect()
+    }
+
+    /// Whether a neighbour counts as a member of `all` and its role's group before its first
+    /// advert: its certificate checked and not revoked (or no trust configured, in tests).
+    pub(super) fn trusted_neighbour(&self, peer: &NodeId) -> bool {
+        self.cfg.trust.is_none() || self.keys.get(peer).is_some_and(|c| !self.is_revoked(c))
     }
 
     /// Whether this node itself belongs to `to` (its own groups and subscriptions).

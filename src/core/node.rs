@@ -382,7 +382,7 @@ impl Node {
         let summary = self.membership.summary();
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
         // An authenticated neighbour belongs to `all` and its role's group from now on.
-        let trusted = self.cfg.trust.is_none() || self.keys.contains_key(&peer);
+        let trusted = self.trusted_neighbour(&peer);
         if trusted && self.membership.get(&peer).is_none() {
             self.bind_late(now, &peer);
         }
