@@ -723,14 +723,30 @@ async fn status(a: StatusArgs) -> Outcome {
     let mut dests: Vec<&str> = routes.iter().filter_map(|r| r["destination"].as_str()).collect();
     dests.sort();
     dests.dedup();
-    for d in dests {
+    for d in &dests {
         println!("  {:<20} {:<20} {}", d, hop(d, "flash"), hop(d, "routine"));
+    }
+    // Members without a route: what is sent to their groups and topics waits for them.
+    let members: Vec<&str> =
+        s["members"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let away: Vec<&str> = members.iter().copied().filter(|m| !dests.contains(m)).collect();
+    println!(
+        "\nmembers: {} known, {} without a route{}{}",
+        members.len(),
+        away.len(),
+        if away.is_empty() { "" } else { ": " },
+        away.join(", ")
+    );
+    let groups: Vec<&str> =
+        s["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !groups.is_empty() {
+        println!("groups of this node: {}", groups.join(", "));
     }
     println!("\nheld:");
     for p in Precedence::DESCENDING {
         let c = &s["counters"][p.as_str()];
         println!(
-            "  {:<9} held {:>7}  submitted {:>7}  delivered {:>7}  forwarded {:>7}  expired {:>5}  refused {:>5}",
+            "  {:<9} held {:>7}  submitted {:>7}  delivered {:>7}  forwarded {:>7}  expired {:>5}  refused {:>5}  no recipients {:>5}",
             p.as_str(),
             s["queues"][p.as_str()].as_u64().unwrap_or(0),
             c["submitted"].as_u64().unwrap_or(0),
@@ -738,6 +754,7 @@ async fn status(a: StatusArgs) -> Outcome {
             c["forwarded"].as_u64().unwrap_or(0),
             c["expired"].as_u64().unwrap_or(0),
             c["refused"].as_u64().unwrap_or(0),
+            c["no_recipients"].as_u64().unwrap_or(0),
         );
     }
     let refused = s["refused_links"].as_array().cloned().unwrap_or_default();

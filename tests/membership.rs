@@ -41,6 +41,8 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
         !strings(&s["known_nodes"]).contains(&"township-01".to_owned())
             && strings(&s["members"]).contains(&"township-01".to_owned())
     });
+    let status = cli_ok(&["status", "--api", &hq.spec.api_url()]);
+    assert!(status.contains("members: 1 known, 1 without a route: township-01"), "{status}");
     let id = cli_ok(&[
         "send",
         "--api",
