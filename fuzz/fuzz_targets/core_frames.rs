@@ -6,7 +6,8 @@
 //! - 0 frame: a big-endian u16 length, then that many bytes of protobuf `Frame`, handed to
 //!   the node on link `arg % 2` if it decodes;
 //! - 1 time: the clock moves `next byte << (arg % 24)` ms on; due timers fire;
-//! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does);
+//! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does), then
+//!   `check_invariants` (a violation is a crash);
 //! - 3 answer: the peer answers offer `arg` of those the node made, code from the next byte;
 //! - 4 link: link `arg % 2` goes down, or up again;
 //! - 5 submit: an application message, address `arg`, precedence and size from the next byte;
@@ -129,7 +130,11 @@ impl Sim {
     fn flush(&mut self) {
         self.node.schedule(self.now);
         self.drain();
-        let _ = self.node.commit(self.now);
+        if self.node.commit(self.now).is_ok()
+            && let Err(v) = self.node.check_invariants()
+        {
+            panic!("{v}");
+        }
         self.drain();
     }
 

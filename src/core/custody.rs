@@ -389,6 +389,7 @@ impl Node {
         if held.multi {
             let key = schema::seq_key(held.seq);
             let left = self.store.get(Table::Refs, &key)?.as_deref().and_then(schema::read_u64);
+            debug_assert!(left.is_some_and(|l| l >= settled), "settled more copies than owed");
             let left = left.unwrap_or(0).saturating_sub(settled);
             if left > 0 && !force {
                 self.store.put(Table::Refs, &key, &left.to_be_bytes())?;
@@ -403,13 +404,16 @@ impl Node {
         }
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
+            debug_assert!(self.held_bytes >= held.weight, "held bytes below a held message");
             self.held_bytes = self.held_bytes.saturating_sub(held.weight);
             if let Some(peer) = &held.from
                 && let Some(h) = self.held_from.get_mut(peer)
             {
+                // Counted since this start only: a message held before it is not in here.
                 *h = h.saturating_sub(held.weight);
             }
             let c = &mut self.held_count[p.index()];
+            debug_assert!(*c >= 1, "held count below a held message");
             *c = c.saturating_sub(1);
             self.meta_dirty = true;
         }

@@ -247,8 +247,24 @@ impl Link {
     pub fn complete(&mut self, number: u64) -> Option<Offer> {
         let offer = self.inflight.remove(&number)?;
         let slot = &mut self.inflight_bytes[offer.precedence.index()];
+        debug_assert!(*slot >= offer.weight, "in-flight bytes below an offer in flight");
         *slot = slot.saturating_sub(offer.weight);
         Some(offer)
+    }
+
+    /// Whether the in-flight bytes per precedence are the sum of the offers in flight.
+    pub fn check_inflight(&self) -> Result<(), String> {
+        let mut bytes = [0u64; 4];
+        for o in self.inflight.values() {
+            bytes[o.precedence.index()] += o.weight;
+        }
+        if bytes != self.inflight_bytes {
+            return Err(format!(
+                "link {}: in-flight bytes {:?}, offers add up to {bytes:?}",
+                self.id, self.inflight_bytes
+            ));
+        }
+        Ok(())
     }
 
     /// Every offer in flight, oldest message first: owed again (the link went down).

@@ -22,11 +22,13 @@
 //! - [`trust`]: origin signatures, certificates and revocation.
 //! - [`store`], [`schema`]: the storage contract and key layouts.
 //! - `status`: read-only views for the API and reports.
+//! - [`invariants`]: what must hold between batches, checked (`Node::check_invariants`).
 
 mod adverts;
 pub mod config;
 mod custody;
 pub mod frame;
+pub mod invariants;
 pub mod link;
 pub mod membership;
 pub mod node;

@@ -201,7 +201,16 @@ impl Harness {
             let node = self.nodes.get_mut(&name).unwrap();
             // As the driver does: offers may leave before the commit (cut-through).
             node.schedule(now);
-            let _ = node.commit(now);
+            if node.commit(now).is_ok() {
+                // The check's reads are not the test's operations: no fault counts them.
+                let plan = self.faults.get(&name).cloned();
+                let held = plan.as_ref().map(|p| p.lock().unwrap().fail_after_ops.take());
+                let checked = node.check_invariants();
+                if let (Some(p), Some(ops)) = (plan, held) {
+                    p.lock().unwrap().fail_after_ops = ops;
+                }
+                checked.unwrap();
+            }
             let mut out = Vec::new();
             while let Some(t) = node.poll_transmit() {
                 out.push(t);
@@ -1137,4 +1146,24 @@ mod security {
             misbehaved(&h, "a").iter().any(|(p, why)| p == &n("b") && why.contains("flooding"))
         );
     }
+}
+
+#[test]
+fn the_invariant_check_catches_broken_accounting() {
+    let mut h = three_in_a_row();
+    let bc = 1;
+    h.disconnect(bc);
+    h.submit("a", "node:c", Precedence::Routine, Duration::from_secs(600));
+    h.run_for(Duration::from_secs(2));
+    assert!(h.node("b").check_invariants().is_ok());
+    h.node("b").held_count[Precedence::Routine.index()] += 1;
+    let v = h.node("b").check_invariants().unwrap_err();
+    assert!(v.what.contains("held accounting"), "{v}");
+    h.node("b").held_count[Precedence::Routine.index()] -= 1;
+    h.node("b").held_bytes += 1;
+    assert!(h.node("b").check_invariants().is_err());
+    h.node("b").held_bytes -= 1;
+    h.node("b").inflight.insert((99, n("c")));
+    let v = h.node("b").check_invariants().unwrap_err();
+    assert!(v.what.contains("in-flight pairs disagree"), "{v}");
 }

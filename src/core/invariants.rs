@@ -1,0 +1,197 @@
+//! What must hold between batches, checked: the core's accounting against itself and against
+//! the store. A fuzzer or a seed sweep finds only what something asserts; this is what they
+//! assert.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::node::Node;
+use super::schema;
+use super::store::{StoreError, Table};
+use super::types::{MessageId, NodeId, Precedence};
+use crate::wire;
+
+/// One broken invariant, with what was expected and found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invariant broken at {node}: {what}")]
+pub struct Violation {
+    pub node: NodeId,
+    pub what: String,
+}
+
+impl Node {
+    /// Checks every invariant of the core against itself and its store's committed state.
+    /// Call it between batches (after [`Node::commit`] returned, before the next input); it
+    /// reads the whole store, so it is for tests, fuzzing and simulations, not the hot path.
+    ///
+    /// - Offers in flight: the node's set of (seq, destination) pairs is exactly the union of
+    ///   every link's offers, each link's in-flight bytes are the sum of its offers' weights,
+    ///   and every pair in flight is still owed (its queue entry exists).
+    /// - Held messages: the held counts per precedence and the held bytes equal what the
+    ///   `Messages` table holds; every message has its expiry entry and at least one queue
+    ///   entry; a message owed to several destinations has a reference count equal to its
+    ///   queue entries; every queue and expiry entry names a held message.
+    /// - Custody: no answer, acceptance or unsigned envelope waits once a batch is committed.
+    /// - Membership and bindings: the in-memory views equal their tables.
+    pub fn check_invariants(&mut self) -> Result<(), Violation> {
+        let fail = |what: String| Violation { node: self.cfg.node.clone(), what };
+        if self.poisoned.is_some() {
+            return Ok(()); // a doomed batch: the next commit rolls back and reloads
+        }
+        self.check_custody_buffers().map_err(fail)?;
+        self.check_inflight().map_err(fail)?;
+        let result = self.check_store();
+        let fail = |what: String| Violation { node: self.cfg.node.clone(), what };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(what)) => Err(fail(what)),
+            Err(e) => Err(fail(format!("store unreadable: {e}"))),
+        }
+    }
+
+    fn check_custody_buffers(&self) -> Result<(), String> {
+        if self.store.dirty() {
+            return Err("the store has uncommitted writes between batches".into());
+        }
+        if !self.pending_custody.is_empty() || !self.awaiting.is_empty() {
+            return Err(format!(
+                "custody answers left after the commit: {} pending, {} awaiting",
+                self.pending_custody.len(),
+                self.awaiting.len()
+            ));
+        }
+        if !self.early_custody.is_empty() || !self.unsealed.is_empty() {
+            return Err(format!(
+                "{} early answers, {} unsigned envelopes left after the commit",
+                self.early_custody.len(),
+                self.unsealed.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_inflight(&self) -> Result<(), String> {
+        let mut union = BTreeSet::new();
+        for link in self.links.values() {
+            link.check_inflight()?;
+            for offer in link.inflight.values() {
+                for d in &offer.dests {
+                    if !union.insert((offer.seq, d.clone())) {
+                        return Err(format!("({}, {d}) offered on two links at once", offer.seq));
+                    }
+                }
+            }
+        }
+        let node: BTreeSet<(u64, NodeId)> = self.inflight.iter().cloned().collect();
+        if node != union {
+            let extra: Vec<_> = node.difference(&union).take(3).collect();
+            let missing: Vec<_> = union.difference(&node).take(3).collect();
+            return Err(format!(
+                "in-flight pairs disagree: node only {extra:?}, links only {missing:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_store(&mut self) -> Result<Result<(), String>, StoreError> {
+        // Messages: seq -> (precedence, weight, destination count).
+        let mut messages: BTreeMap<u64, (Precedence, u64, usize)> = BTreeMap::new();
+        let mut bad = None;
+        self.store.scan(Table::Messages, b"", None, &mut |k, v| {
+            match (schema::read_u64(k), wire::decode_stored(v)) {
+                (Some(seq), Ok(m)) => {
+                    let e = &m.envelope;
+                    messages.insert(seq, (e.precedence, e.weight(), e.destinations.len()));
+                }
+                _ => bad = Some(format!("undecodable message row {k:?}")),
+            }
+            bad.is_none()
+        })?;
+        if let Some(b) = bad {
+            return Ok(Err(b));
+        }
+        let mut counts = [0u64; 4];
+        let mut bytes = 0u64;
+        for (p, w, _) in messages.values() {
+            counts[p.index()] += 1;
+            bytes += w;
+        }
+        if counts != self.held_count || bytes != self.held_bytes {
+            return Ok(Err(format!(
+                "held accounting: counters {:?} / {} bytes, store {counts:?} / {bytes} bytes",
+                self.held_count, self.held_bytes
+            )));
+        }
+        let mut queued: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut owed: BTreeSet<(u64, NodeId)> = BTreeSet::new();
+        let mut stray = None;
+        self.store.scan(Table::Queue, b"", None, &mut |k, _| {
+            match schema::parse_queue_key(k) {
+                Some((d, p, seq)) if messages.get(&seq).is_some_and(|m| m.0 == p) => {
+                    *queued.entry(seq).or_default() += 1;
+                    owed.insert((seq, d));
+                }
+                _ => stray = Some(format!("queue entry {k:?} names no held message")),
+            }
+            stray.is_none()
+        })?;
+        if let Some(s) = stray {
+            return Ok(Err(s));
+        }
+        if let Some(pair) = self.inflight.iter().find(|pair| !owed.contains(*pair)) {
+            return Ok(Err(format!("{pair:?} is in flight but no longer owed")));
+        }
+        let mut expiring: BTreeSet<u64> = BTreeSet::new();
+        self.store.scan(Table::Expiry, b"", None, &mut |k, _| {
+            if let Some(seq) = k.get(8..).and_then(schema::read_u64) {
+                expiring.insert(seq);
+            }
+            true
+        })?;
+        for (seq, (_, _, dests)) in &messages {
+            let q = queued.get(seq).copied().unwrap_or(0);
+            if q == 0 {
+                return Ok(Err(format!("message {seq} is held but owed to no one")));
+            }
+            if !expiring.contains(seq) {
+                return Ok(Err(format!("message {seq} has no expiry entry")));
+            }
+            if *dests > 1 {
+                let refs = self.store.get(Table::Refs, &schema::seq_key(*seq))?;
+                let refs = refs.as_deref().and_then(schema::read_u64).unwrap_or(0);
+                if refs != q as u64 {
+                    return Ok(Err(format!("message {seq}: {refs} references, {q} queue entries")));
+                }
+            }
+        }
+        if let Some(seq) = expiring.iter().find(|s| !messages.contains_key(s)) {
+            return Ok(Err(format!("expiry entry for message {seq}, which is not held")));
+        }
+        let mut members = 0usize;
+        self.store.scan(Table::Members, b"", None, &mut |_, _| {
+            members += 1;
+            true
+        })?;
+        if members != self.membership.len() {
+            return Ok(Err(format!(
+                "{} members in memory, {members} in the store",
+                self.membership.len()
+            )));
+        }
+        let mut bound: BTreeSet<MessageId> = BTreeSet::new();
+        self.store.scan(Table::Bindings, b"", None, &mut |k, _| {
+            if let Ok(id) = <[u8; 16]>::try_from(k) {
+                bound.insert(MessageId(id));
+            }
+            true
+        })?;
+        let in_memory: BTreeSet<MessageId> = self.bindings.keys().copied().collect();
+        if bound != in_memory {
+            return Ok(Err(format!(
+                "{} bindings in memory, {} in the store",
+                in_memory.len(),
+                bound.len()
+            )));
+        }
+        Ok(Ok(()))
+    }
+}
