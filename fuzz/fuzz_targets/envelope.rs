@@ -38,13 +38,13 @@ fuzz_target!(|data: &[u8]| {
             |b| wire::decode_datagram(Bytes::copy_from_slice(b)),
         );
         if let Frame::Offer { envelope, .. } = &frame {
-            let signed = wire::signed_bytes(envelope);
+            let signed = relaymesh::core::trust::envelope_signed_bytes(envelope);
             let mut relayed = envelope.clone();
             relayed.age += std::time::Duration::from_secs(1);
             relayed.hop_count = relayed.hop_count.wrapping_add(1);
             relayed.destinations.clear();
             relayed.signature = Bytes::from_static(b"other");
-            assert_eq!(wire::signed_bytes(&relayed), signed, "signed bytes cover a relay's field");
+            assert_eq!(relaymesh::core::trust::envelope_signed_bytes(&relayed), signed, "signed bytes cover a relay's field");
             let _ = envelope.weight();
         }
     }

@@ -855,7 +855,10 @@ mod security {
                 identity: crate::pki::Identity { node: n(name), role },
             };
             let mut cfg = CoreConfig::new(n(name), role);
-            cfg.trust = Some(Arc::new(PkiTrust::new(&creds, Clock::wall()).unwrap()));
+            // The node clock a day after the certificates were issued, not the wall clock:
+            // these tests must not start failing the day the certificates would expire.
+            let clock = Clock::anchored(Duration::from_secs(1_700_000_000 + 86_400));
+            cfg.trust = Some(Arc::new(PkiTrust::new(&creds, clock).unwrap()));
             cfg
         }
 

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use prost::Message;
-
 use super::{Hello, WireError, pb};
 use crate::core::frame::{
     Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord, StatusReport,
@@ -211,16 +209,6 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
         destinations,
         signature: e.signature,
     })
-}
-
-/// The immutable fields, encoded deterministically (prost writes fields in tag order).
-pub(super) fn signed_bytes(e: &Envelope) -> Vec<u8> {
-    let mut pb = envelope_to_pb(e);
-    pb.age_us = 0;
-    pb.hop_count = 0;
-    pb.destinations.clear();
-    pb.signature = Default::default();
-    pb.encode_to_vec()
 }
 
 fn code_to_pb(c: CustodyCode) -> pb::custody_result::Code {

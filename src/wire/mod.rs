@@ -224,10 +224,5 @@ pub fn decode_advert(b: &[u8]) -> Result<crate::core::frame::Advert, WireError> 
     convert::advert_from_pb(pb::LinkState::decode(b).map_err(|e| WireError::Decode(e.to_string()))?)
 }
 
-/// The bytes an origin signs: every field of the envelope that no relay may change.
-pub fn signed_bytes(e: &crate::core::types::Envelope) -> Vec<u8> {
-    convert::signed_bytes(e)
-}
-
 #[cfg(test)]
 mod tests;

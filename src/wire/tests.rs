@@ -175,6 +175,8 @@ fn records_round_trip() {
 
 #[test]
 fn signed_bytes_ignore_the_mutable_fields() {
+    // What origins sign and every node verifies (there is no second definition to drift).
+    use crate::core::trust::envelope_signed_bytes as signed_bytes;
     let a = sample_envelope();
     let mut b = a.clone();
     b.age = Duration::from_secs(99);
