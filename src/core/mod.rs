@@ -40,6 +40,8 @@ pub mod schema;
 mod security;
 pub mod status;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod store_contract;
 pub mod trust;
 pub mod types;
 

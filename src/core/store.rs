@@ -418,6 +418,16 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_store_keeps_the_storage_contract() {
+        let disk = MemStore::new();
+        crate::core::store_contract::check_all(&mut |old| {
+            drop(old);
+            disk.crash();
+            Box::new(disk.handle())
+        });
+    }
+
+    #[test]
     fn rollback_restores_the_last_commit() {
         let mut s = MemStore::new();
         s.put(Table::Meta, b"a", b"1").unwrap();

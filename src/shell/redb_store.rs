@@ -311,6 +311,41 @@ impl Store for RedbStore {
 mod tests {
     use super::*;
 
+    use crate::core::store::{MemStore, Store};
+    use crate::core::store_contract;
+
+    #[test]
+    fn redb_keeps_the_storage_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        store_contract::check_all(&mut |old| {
+            drop(old);
+            Box::new(RedbStore::open(&path, 1 << 20).unwrap())
+        });
+    }
+
+    #[test]
+    fn redb_and_the_memory_store_read_alike_under_the_same_operations() {
+        for seed in 0..6 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store.redb");
+            let disk = MemStore::new();
+            store_contract::differential(
+                seed,
+                1500,
+                &mut |old| {
+                    drop(old);
+                    Box::new(RedbStore::open(&path, 1 << 20).unwrap()) as Box<dyn Store>
+                },
+                &mut |old| {
+                    drop(old);
+                    disk.crash();
+                    Box::new(disk.handle())
+                },
+            );
+        }
+    }
+
     #[test]
     fn committed_writes_survive_reopening_and_rolled_back_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
