@@ -186,7 +186,7 @@ impl Node {
                     });
                     if let Some(seq) = relayed_only {
                         // Answered at the commit, or earlier if the next hop takes it first.
-                        self.awaiting.insert(seq, (link, accepted));
+                        self.answers.await_downstream(seq, (link, accepted));
                         return;
                     }
                     accepted
@@ -194,7 +194,7 @@ impl Node {
                 Err((code, reason)) => answer(code, reason),
             }
         };
-        self.pending_custody.push((link, result));
+        self.answers.at_commit((link, result));
     }
 
     /// Whether to take custody of an offered envelope, and if not, why.
@@ -398,10 +398,8 @@ impl Node {
             self.store.delete(Table::Refs, &key)?;
         }
         self.recent.remove(held.seq);
-        if let Some(answer) = self.awaiting.remove(&held.seq) {
-            // Durable downstream before it was durable here: the upstream may let go now.
-            self.early_custody.push(answer);
-        }
+        // Durable downstream before it was durable here: the upstream may let go now.
+        self.answers.downstream_took(held.seq);
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
             debug_assert!(self.held_bytes >= held.weight, "held bytes below a held message");

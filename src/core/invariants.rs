@@ -52,17 +52,11 @@ impl Node {
         if self.store.dirty() {
             return Err("the store has uncommitted writes between batches".into());
         }
-        if !self.pending_custody.is_empty() || !self.awaiting.is_empty() {
+        if !self.answers.is_empty() || !self.unsealed.is_empty() {
+            let (at_commit, awaiting, released) = self.answers.counts();
             return Err(format!(
-                "custody answers left after the commit: {} pending, {} awaiting",
-                self.pending_custody.len(),
-                self.awaiting.len()
-            ));
-        }
-        if !self.early_custody.is_empty() || !self.unsealed.is_empty() {
-            return Err(format!(
-                "{} early answers, {} unsigned envelopes left after the commit",
-                self.early_custody.len(),
+                "left after the commit: {at_commit} answers for the commit, {awaiting} awaiting \
+                 downstream, {released} released, {} unsigned envelopes",
                 self.unsealed.len()
             ));
         }

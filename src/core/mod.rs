@@ -10,6 +10,7 @@
 //! - [`types`]: identities, addresses, precedence, envelopes, the node clock.
 //! - [`frame`]: what relays say to each other and what the store keeps, as domain values.
 //! - [`node`]: the [`Node`] state machine and its calling contract.
+//! - `answers`: custody answers owed upstream and the three rules that release them.
 //! - `custody`: taking, holding, delivering, settling, expiring and reporting messages.
 //! - `scheduler`: what each link carries next.
 //! - [`link`]: one link's health, window and offers in flight.
@@ -25,6 +26,7 @@
 //! - [`invariants`]: what must hold between batches, checked (`Node::check_invariants`).
 
 mod adverts;
+mod answers;
 pub mod config;
 mod custody;
 pub mod frame;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::answers::Answers;
 use super::config::CoreConfig;
 use super::frame::{CustodyCode, CustodyResult, Frame};
 use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
@@ -165,13 +166,8 @@ pub struct Node {
     pub(super) subscriptions: BTreeSet<TopicPattern>,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
-    /// Custody answers and events that wait for the next successful commit.
-    pub(super) pending_custody: Vec<(LinkId, CustodyResult)>,
-    /// Acceptances of relayed messages not yet committed here, by held seq: released at the
-    /// commit, or as soon as the next hop accepts the message (see `Node::schedule`).
-    pub(super) awaiting: rustc_hash::FxHashMap<u64, (LinkId, CustodyResult)>,
-    /// Acceptances released early, to be sent with the next transmits.
-    pub(super) early_custody: Vec<(LinkId, CustodyResult)>,
+    /// Custody answers owed upstream, by the rule that releases them (see `core::answers`).
+    pub(super) answers: Answers,
     pub(super) pending_events: Vec<Event>,
     /// The first store error of the open batch; the batch will be rolled back.
     pub(super) poisoned: Option<StoreError>,
@@ -269,9 +265,7 @@ impl Node {
             subscriptions: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            pending_custody: Vec::new(),
-            awaiting: Default::default(),
-            early_custody: Vec::new(),
+            answers: Answers::default(),
             pending_events: Vec::new(),
             poisoned: None,
             meta_dirty: false,
@@ -645,8 +639,8 @@ impl Node {
         {
             self.poison(e);
         }
-        let early = std::mem::take(&mut self.early_custody);
-        self.send_custody(early, None);
+        let released = self.answers.take_released();
+        self.send_custody(released, None);
     }
 
     /// Makes the batch durable, then releases custody answers and events and schedules offers.
@@ -690,13 +684,9 @@ impl Node {
     /// Sends the batch's custody answers, turned into "busy" refusals if the batch failed.
     /// Answers released early (the next hop accepted first) always go as they are.
     fn release_custody(&mut self, failure: Option<&StoreError>) {
-        let early = std::mem::take(&mut self.early_custody);
-        self.send_custody(early, None);
-        let mut answers = std::mem::take(&mut self.pending_custody);
-        let mut awaiting: Vec<(u64, (LinkId, CustodyResult))> = self.awaiting.drain().collect();
-        awaiting.sort_by_key(|(seq, _)| *seq);
-        answers.extend(awaiting.into_iter().map(|(_, a)| a));
-        self.send_custody(answers, failure);
+        let (released, batch) = self.answers.take_for_commit();
+        self.send_custody(released, None);
+        self.send_custody(batch, failure);
     }
 
     fn send_custody(
@@ -738,7 +728,7 @@ impl Node {
 
     /// Relayed messages of the open batch that the next hop has not accepted yet.
     pub fn relayed_uncommitted(&self) -> usize {
-        self.awaiting.len()
+        self.answers.awaiting_downstream()
     }
 
     /// Whether [`Node::commit`] has anything to do.
@@ -746,10 +736,8 @@ impl Node {
         self.store.dirty()
             || self.meta_dirty
             || self.poisoned.is_some()
-            || !self.pending_custody.is_empty()
+            || !self.answers.is_empty()
             || !self.pending_events.is_empty()
-            || !self.awaiting.is_empty()
-            || !self.early_custody.is_empty()
             || !self.unsealed.is_empty()
     }
 
