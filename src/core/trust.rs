@@ -322,12 +322,43 @@ pub fn envelope_signed_bytes(e: &Envelope) -> Vec<u8> {
     b
 }
 
-/// The bytes a node signs in its advert: the advert as encoded, without its age (which every
-/// hop rewrites) and without the signature itself.
+/// The bytes a node signs in its advert: every field but its age (which every hop rewrites)
+/// and the signature itself, in a fixed layout of their own like an envelope's, so that what
+/// is signed never depends on how a protobuf encoder lays the advert out (a field added to the
+/// wire format later cannot make an honest advert look forged).
+///
+/// ```text
+/// "relaymesh advert v2\0" node role seq lifetime
+///   links: count, each (neighbour medium rtt loss_ppm bandwidth up)
+///   groups: count, each name   subscriptions: count, each pattern   certificate
+/// ```
+/// Strings and the certificate are length-prefixed (u32 BE); numbers are big-endian, times in
+/// microseconds.
 pub fn advert_signed_bytes(a: &Advert) -> Vec<u8> {
-    let unsigned = Advert { age: std::time::Duration::ZERO, signature: Bytes::new(), ..a.clone() };
-    let mut b = b"relaymesh advert v1\0".to_vec();
-    b.extend_from_slice(&crate::wire::encode_advert(&unsigned));
+    let mut b = Vec::with_capacity(256 + a.certificate.len() + 48 * a.links.len());
+    b.extend_from_slice(b"relaymesh advert v2\0");
+    put(&mut b, a.node.as_str().as_bytes());
+    put(&mut b, a.role.as_str().as_bytes());
+    b.extend_from_slice(&a.seq.to_be_bytes());
+    b.extend_from_slice(&(a.lifetime.as_micros() as u64).to_be_bytes());
+    b.extend_from_slice(&(a.links.len() as u32).to_be_bytes());
+    for l in &a.links {
+        put(&mut b, l.neighbour.as_str().as_bytes());
+        put(&mut b, l.medium.as_str().as_bytes());
+        b.extend_from_slice(&(l.rtt.as_micros() as u64).to_be_bytes());
+        b.extend_from_slice(&l.loss_ppm.to_be_bytes());
+        b.extend_from_slice(&l.bandwidth_bps.to_be_bytes());
+        b.push(u8::from(l.up));
+    }
+    b.extend_from_slice(&(a.groups.len() as u32).to_be_bytes());
+    for g in &a.groups {
+        put(&mut b, g.as_bytes());
+    }
+    b.extend_from_slice(&(a.subscriptions.len() as u32).to_be_bytes());
+    for p in &a.subscriptions {
+        put(&mut b, p.as_str().as_bytes());
+    }
+    put(&mut b, &a.certificate);
     b
 }
 
@@ -546,5 +577,61 @@ mod tests {
         assert_eq!(cache.order.len(), SealCache::CAPACITY);
         cache.forget(&origin);
         assert!(cache.checked.is_empty() && cache.order.is_empty());
+    }
+
+    #[test]
+    fn advert_signatures_cover_every_field_but_the_age() {
+        use crate::core::frame::AdvertLink;
+        use crate::core::types::{Medium, TopicPattern};
+        let n = |s: &str| NodeId::new(s).unwrap();
+        let advert = Advert {
+            node: n("township-02"),
+            role: Role::Township,
+            seq: 7,
+            lifetime: Duration::from_secs(1800),
+            age: Duration::from_secs(3),
+            links: vec![AdvertLink {
+                neighbour: n("relay-1"),
+                medium: Medium::Wireless,
+                rtt: Duration::from_millis(12),
+                loss_ppm: 1000,
+                bandwidth_bps: 10_000_000,
+                up: true,
+            }],
+            groups: vec!["medical".into()],
+            subscriptions: vec![TopicPattern::new("alerts/#").unwrap()],
+            certificate: Bytes::from_static(b"cert"),
+            signature: Bytes::from_static(b"sig"),
+        };
+        let signed = advert_signed_bytes(&advert);
+        let same = |a: &Advert| advert_signed_bytes(a) == signed;
+        assert!(same(&Advert { age: Duration::from_secs(99), ..advert.clone() }));
+        assert!(same(&Advert { signature: Bytes::new(), ..advert.clone() }));
+        let mut changed: Vec<Advert> = vec![
+            Advert { node: n("township-03"), ..advert.clone() },
+            Advert { role: Role::Field, ..advert.clone() },
+            Advert { seq: 8, ..advert.clone() },
+            Advert { lifetime: Duration::from_secs(60), ..advert.clone() },
+            Advert { links: vec![], ..advert.clone() },
+            Advert { groups: vec![], ..advert.clone() },
+            Advert { groups: vec!["medica".into(), "l".into()], ..advert.clone() },
+            Advert { subscriptions: vec![], ..advert.clone() },
+            Advert { certificate: Bytes::from_static(b"other"), ..advert.clone() },
+        ];
+        for edit in [
+            |l: &mut AdvertLink| l.neighbour = NodeId::new("relay-2").unwrap(),
+            |l: &mut AdvertLink| l.medium = Medium::Satellite,
+            |l: &mut AdvertLink| l.rtt = Duration::from_millis(13),
+            |l: &mut AdvertLink| l.loss_ppm = 0,
+            |l: &mut AdvertLink| l.bandwidth_bps = 1,
+            |l: &mut AdvertLink| l.up = false,
+        ] {
+            let mut a = advert.clone();
+            edit(&mut a.links[0]);
+            changed.push(a);
+        }
+        for (i, a) in changed.iter().enumerate() {
+            assert!(!same(a), "change {i} is not covered by the signature");
+        }
     }
 }

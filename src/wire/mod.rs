@@ -20,7 +20,10 @@ mod pb {
 /// Protocol version carried in `Hello`.
 /// 2: origin seals cover batches of envelopes (`core::trust::seal_batch`); a node of version 1
 /// would take them for forged and cut the sender off, so the two refuse each other at `Hello`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: adverts are signed over a fixed layout (`core::trust::advert_signed_bytes`) instead of
+/// their protobuf encoding, and membership travels in summaries; a version 2 node would take
+/// every advert of a version 3 node for forged.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// TLS ALPN identifier of this protocol.
 pub const ALPN: &[u8] = b"relaymesh/1";
 /// Default limit on one frame's encoded size.
