@@ -30,7 +30,7 @@ struct HeldRef {
     deadline: Time,
     weight: u64,
     multi: bool,
-    /// The neighbour it came from, for `held_from`.
+    /// The neighbour it came from, for the per-neighbour share.
     from: Option<NodeId>,
 }
 
@@ -138,7 +138,7 @@ impl Node {
     pub(super) fn capacity(&self) -> u64 {
         let by_disk = self
             .disk_free
-            .map_or(u64::MAX, |free| self.held_bytes + free.saturating_sub(DISK_RESERVE));
+            .map_or(u64::MAX, |free| self.held.bytes() + free.saturating_sub(DISK_RESERVE));
         self.cfg.limits.max_bytes.min(by_disk)
     }
 
@@ -148,7 +148,7 @@ impl Node {
         let ratio = self.cfg.limits.admit_ratio[p.index()];
         let limit = (cap as f64 * ratio) as u64;
         // Counting what this batch originated and will hold once it is signed.
-        let held = self.held_bytes + self.unsealed.iter().map(Envelope::weight).sum::<u64>();
+        let held = self.held.bytes() + self.unsealed.iter().map(Envelope::weight).sum::<u64>();
         if held.saturating_add(weight) <= limit {
             return Ok(());
         }
@@ -250,7 +250,7 @@ impl Node {
     /// Per-neighbour share of the store: one neighbour cannot fill it for everyone.
     fn admit_from(&self, link: LinkId, weight: u64) -> Result<(), (CustodyCode, String)> {
         let Some(peer) = self.links.get(&link).map(|l| &l.info.peer) else { return Ok(()) };
-        let held = self.held_from.get(peer).copied().unwrap_or(0);
+        let held = self.held.from(peer);
         let share = (self.capacity() as f64 * self.cfg.peer_store_share) as u64;
         if held.saturating_add(weight) <= share {
             return Ok(());
@@ -354,15 +354,11 @@ impl Node {
             self.store.insert_new(Table::Refs, &schema::seq_key(seq), &n.to_be_bytes())?;
         }
         self.store.insert_new(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
-        if let Some(peer) = &from {
-            *self.held_from.entry(peer.clone()).or_default() += weight;
-        }
+        self.held.added(p, weight, from.as_ref());
         let stored = StoredMessage { envelope: env, received_at: now, from };
         let record = wire::encode_stored(&stored);
         self.store.insert_new(Table::Messages, &schema::seq_key(seq), &record)?;
         self.recent.insert(seq, stored);
-        self.held_bytes += weight;
-        self.held_count[p.index()] += 1;
         self.next_expiry = Some(self.next_expiry.map_or(deadline, |t| t.min(deadline)));
         Ok(seq)
     }
@@ -402,17 +398,7 @@ impl Node {
         self.answers.downstream_took(held.seq);
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
-            debug_assert!(self.held_bytes >= held.weight, "held bytes below a held message");
-            self.held_bytes = self.held_bytes.saturating_sub(held.weight);
-            if let Some(peer) = &held.from
-                && let Some(h) = self.held_from.get_mut(peer)
-            {
-                // Counted since this start only: a message held before it is not in here.
-                *h = h.saturating_sub(held.weight);
-            }
-            let c = &mut self.held_count[p.index()];
-            debug_assert!(*c >= 1, "held count below a held message");
-            *c = c.saturating_sub(1);
+            self.held.removed(p, held.weight, held.from.as_ref());
             self.meta_dirty = true;
         }
         Ok(())

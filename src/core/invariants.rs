@@ -109,10 +109,11 @@ impl Node {
             counts[p.index()] += 1;
             bytes += w;
         }
-        if counts != self.held_count || bytes != self.held_bytes {
+        if counts != self.held.counts() || bytes != self.held.bytes() {
             return Ok(Err(format!(
                 "held accounting: counters {:?} / {} bytes, store {counts:?} / {bytes} bytes",
-                self.held_count, self.held_bytes
+                self.held.counts(),
+                self.held.bytes()
             )));
         }
         let mut queued: BTreeMap<u64, usize> = BTreeMap::new();

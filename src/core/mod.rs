@@ -12,6 +12,7 @@
 //! - [`node`]: the [`Node`] state machine and its calling contract.
 //! - `answers`: custody answers owed upstream and the three rules that release them.
 //! - `custody`: taking, holding, delivering, settling, expiring and reporting messages.
+//! - `holdings`: what a node holds, in numbers (per precedence, bytes, per neighbour).
 //! - `scheduler`: what each link carries next.
 //! - [`link`]: one link's health, window and offers in flight.
 //! - [`queue`]: the in-memory window over the durable queue.
@@ -30,6 +31,7 @@ mod answers;
 pub mod config;
 mod custody;
 pub mod frame;
+mod holdings;
 pub mod invariants;
 pub mod link;
 pub mod membership;

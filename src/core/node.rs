@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::answers::Answers;
 use super::config::CoreConfig;
 use super::frame::{CustodyCode, CustodyResult, Frame};
+use super::holdings::Holdings;
 use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
 use super::membership::{Binding, Membership};
 use super::queue::QueueIndex;
@@ -149,8 +150,8 @@ pub struct Node {
     pub(super) next_seq: u64,
     pub(super) next_cursor: u64,
     pub(super) read_cursor: u64,
-    pub(super) held_bytes: u64,
-    pub(super) held_count: [u64; 4],
+    /// Messages and bytes held, per precedence and per neighbour they came from.
+    pub(super) held: Holdings,
     pub(super) advert_seq: u64,
     pub(super) links: BTreeMap<LinkId, Link>,
     pub(super) queue: QueueIndex,
@@ -185,8 +186,6 @@ pub struct Node {
     pub(super) keys: rustc_hash::FxHashMap<NodeId, Credential>,
     /// The newest revocation list this node has seen.
     pub(super) revocations: Option<Revocations>,
-    /// Bytes held here that came from each neighbour (since start: see `peer_store_share`).
-    pub(super) held_from: rustc_hash::FxHashMap<NodeId, u64>,
     /// This node's last advert as sent (signing it again for every resync costs 25 us).
     pub(super) last_own_advert: Option<super::frame::Advert>,
     /// Envelopes this node originated in the open batch, signed together (one signature for
@@ -252,8 +251,7 @@ impl Node {
             next_seq: 0,
             next_cursor: 0,
             read_cursor: 0,
-            held_bytes: 0,
-            held_count: [0; 4],
+            held: Holdings::default(),
             advert_seq: 0,
             links: BTreeMap::new(),
             queue: QueueIndex::default(),
@@ -279,7 +277,6 @@ impl Node {
             recent: RecentMessages::default(),
             keys: Default::default(),
             revocations: None,
-            held_from: Default::default(),
             last_own_advert: None,
             unsealed: Vec::new(),
             seals: SealCache::default(),
@@ -299,10 +296,7 @@ impl Node {
         self.next_seq = get(self.store.as_mut(), meta::NEXT_SEQ)?;
         self.next_cursor = get(self.store.as_mut(), meta::NEXT_CURSOR)?;
         self.read_cursor = get(self.store.as_mut(), meta::READ_CURSOR)?;
-        self.held_bytes = get(self.store.as_mut(), meta::HELD_BYTES)?;
-        for p in Precedence::DESCENDING {
-            self.held_count[p.index()] = get(self.store.as_mut(), &held_count_key(p))?;
-        }
+        self.held = Holdings::load(self.store.as_mut())?;
         self.advert_seq = get(self.store.as_mut(), meta::ADVERT_SEQ)?;
         self.queue = QueueIndex::load(self.store.as_mut())?;
         self.recent.clear();
@@ -717,10 +711,7 @@ impl Node {
         s.put(Table::Meta, meta::NEXT_SEQ, &self.next_seq.to_be_bytes())?;
         s.put(Table::Meta, meta::NEXT_CURSOR, &self.next_cursor.to_be_bytes())?;
         s.put(Table::Meta, meta::READ_CURSOR, &self.read_cursor.to_be_bytes())?;
-        s.put(Table::Meta, meta::HELD_BYTES, &self.held_bytes.to_be_bytes())?;
-        for p in Precedence::DESCENDING {
-            s.put(Table::Meta, &held_count_key(p), &self.held_count[p.index()].to_be_bytes())?;
-        }
+        self.held.write(s)?;
         s.put(Table::Meta, meta::ADVERT_SEQ, &self.advert_seq.to_be_bytes())?;
         self.meta_dirty = false;
         Ok(())
@@ -779,10 +770,6 @@ impl Node {
         self.rng.fill_bytes(&mut id);
         MessageId(id)
     }
-}
-
-pub(super) fn held_count_key(p: Precedence) -> Vec<u8> {
-    format!("held_count_{}", p.as_str()).into_bytes()
 }
 
 /// Whether the smoothed RTT moved enough (25%) to matter for routing.

@@ -130,8 +130,8 @@ impl Node {
             role: self.cfg.role,
             links,
             routes,
-            held: self.held_count,
-            held_bytes: self.held_bytes,
+            held: self.held.counts(),
+            held_bytes: self.held.bytes(),
             capacity: self.capacity(),
             counters: self.counters.clone(),
             subscriptions: self.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
@@ -148,7 +148,7 @@ impl Node {
 
     /// Messages held here, all precedences.
     pub fn held_messages(&self) -> u64 {
-        self.held_count.iter().sum()
+        self.held.total()
     }
 
     /// The status of a message this node originated.

@@ -1159,13 +1159,12 @@ fn the_invariant_check_catches_broken_accounting() {
     h.submit("a", "node:c", Precedence::Routine, Duration::from_secs(600));
     h.run_for(Duration::from_secs(2));
     assert!(h.node("b").check_invariants().is_ok());
-    h.node("b").held_count[Precedence::Routine.index()] += 1;
+    h.node("b").held.skew(Precedence::Routine, 1, 0);
     let v = h.node("b").check_invariants().unwrap_err();
     assert!(v.what.contains("held accounting"), "{v}");
-    h.node("b").held_count[Precedence::Routine.index()] -= 1;
-    h.node("b").held_bytes += 1;
+    h.node("b").held.skew(Precedence::Routine, -1, 1);
     assert!(h.node("b").check_invariants().is_err());
-    h.node("b").held_bytes -= 1;
+    h.node("b").held.skew(Precedence::Routine, 0, -1);
     h.node("b").inflight.insert((99, n("c")));
     let v = h.node("b").check_invariants().unwrap_err();
     assert!(v.what.contains("in-flight pairs disagree"), "{v}");
