@@ -139,7 +139,8 @@ pub struct Counters {
 ///
 /// Between 2 and 3 the shell may call [`Node::schedule`] and send what it produces at once:
 /// offers then leave while the store is still syncing (cut-through), which takes the fsync
-/// off the forwarding path. Custody answers still wait for the commit.
+/// off the forwarding path. Custody answers still wait for the commit, except the acceptance
+/// of a relayed message whose next hop accepted it first (see `core::answers`, rule 2).
 ///
 /// Queries (`message_status`, `inbox`, `status`, ...) may be made between batches.
 #[derive(Debug)]
@@ -621,8 +622,10 @@ impl Node {
     /// Offers what the links have room for, before the batch is committed (optional; see the
     /// calling contract). Handing a message on does not wait for this node's own fsync: the
     /// next hop stores it durably before it answers, and this node acknowledges its upstream
-    /// only after its own commit. If the commit fails, the upstream offers the message again
-    /// and the copy offered early becomes a duplicate that the destination's dedup absorbs.
+    /// only once the message is durable somewhere: after its own commit, or as soon as the
+    /// next hop accepted it (`core::answers`, rule 2). If the commit fails, the upstream offers
+    /// any message not yet acknowledged again, and a copy offered early becomes a duplicate
+    /// that the destination's dedup absorbs.
     pub fn schedule(&mut self, now: Time) {
         self.seal_pending(now);
         if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {

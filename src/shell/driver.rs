@@ -2,8 +2,9 @@
 //!
 //! Each turn it takes every command waiting (up to `max_batch`), hands them to the core, then
 //! commits once: one fsync for the whole batch (group commit). Only after the commit does it
-//! answer submissions and release custody acknowledgements, then it sends what the core asks
-//! and publishes events. Timers come from tokio's clock, so under a paused clock (the
+//! answer submissions and release custody acknowledgements (but for a relayed message the
+//! next hop accepted first, whose acknowledgement goes at once: `core::answers`), then it
+//! sends what the core asks and publishes events. Timers come from tokio's clock, so under a paused clock (the
 //! simulator) the driver runs in virtual time.
 
 use std::collections::{BTreeMap, VecDeque};
