@@ -173,6 +173,11 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
     let set: BTreeSet<&String> = inbox.iter().collect();
     assert_eq!(set.len(), inbox.len(), "a message was delivered twice");
     assert_eq!(inbox.len(), accepted.len(), "delivered something never accepted");
+    eprintln!(
+        "{cycles} kill -9 cycles: {} accepted, {} delivered once each, 0 lost, 0 duplicated",
+        accepted.len(),
+        inbox.len()
+    );
     t1_run.assert_running();
     hq_run.assert_running();
 }
