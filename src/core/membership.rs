@@ -19,7 +19,10 @@
 //! signature, so dedup and verification work as for any copy. Reach: back to the oldest message
 //! still within its lifetime (at most the configured maximum lifetime). Work: one pass over the
 //! origin's live bindings (kept in memory: id, address, deadline, bound members) per membership
-//! change; nothing when membership does not change.
+//! change; nothing when membership does not change. A member first learned of within
+//! [`BINDING_GRACE`] after the lifetime ended is recorded `expired` for the message (and the
+//! origin's applications see it in the status), so even a member that surfaces too late is
+//! accounted for rather than silently missed.
 //!
 //! Membership is learned only from signed adverts and authenticated links, is stored
 //! (`Table::Members`, the newest advert of each node), and is passed on when two nodes meet
@@ -28,10 +31,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::frame::{Advert, StatusRecord, StoredMessage};
-use super::node::Node;
+use super::frame::{Advert, StatusRecord, StatusReport, StoredMessage};
+use super::node::{Event, Node};
 use super::store::{StoreError, Table};
-use super::types::{Address, Body, Group, MessageId, NodeId, Role, Time};
+use super::types::{Address, Body, Group, MessageId, NodeId, Outcome, Role, Time};
 use crate::wire;
 
 /// The newest advert ever seen of every other node: what it is a member of.
@@ -110,6 +113,10 @@ pub fn advert_matches(
         Address::Topic(t) => subscriptions.iter().any(|p| p.matches(t)),
     }
 }
+
+/// How long an origin keeps a group or topic message after its lifetime ended: a member first
+/// learned of within this time is recorded `expired` for it (reported, not silently missed).
+pub const BINDING_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A live group or topic message this node originated, for late binding.
 #[derive(Clone, Debug)]
@@ -237,7 +244,7 @@ impl Node {
         let due: Vec<MessageId> = self
             .bindings
             .iter()
-            .filter(|(_, b)| b.deadline > now && !b.bound.contains(member))
+            .filter(|(_, b)| b.deadline + BINDING_GRACE > now && !b.bound.contains(member))
             .filter(|(_, b)| {
                 if member == &me {
                     self.is_local_member(&b.to)
@@ -268,9 +275,7 @@ impl Node {
         let mut env = stored.envelope;
         // The origin's own clock made `created`: the age is exact here.
         env.age = now.saturating_since(env.created);
-        if env.age >= env.lifetime {
-            return Ok(());
-        }
+        let late = env.age >= env.lifetime;
         if let Some(b) = self.bindings.get_mut(&id) {
             b.bound.insert(member.clone());
         }
@@ -278,12 +283,35 @@ impl Node {
         record.envelope.destinations.push(member.clone());
         record.envelope.destinations.sort();
         self.store.put(Table::Bindings, &id.0, &wire::encode_stored(&record))?;
+        let me = self.cfg.node.clone();
+        let reason = format!("the lifetime ended before {member} was known here as a member");
         self.update_status(&id, |s: &mut StatusRecord| {
             if !s.destinations.contains(&member) {
                 s.destinations.push(member.clone());
                 s.destinations.sort();
             }
+            if late {
+                s.reports.push(StatusReport {
+                    node: me.clone(),
+                    outcome: Outcome::Expired,
+                    age: env.age,
+                    reason: reason.clone(),
+                    at: now,
+                    destinations: vec![member.clone()],
+                });
+            }
         })?;
+        if late {
+            // Too late to deliver, not too late to say so: the pair is accounted `expired`.
+            tracing::info!(%id, %member, "{reason}");
+            self.pending_events.push(Event::Expired {
+                id,
+                origin: me,
+                precedence: env.precedence,
+                destinations: vec![member],
+            });
+            return Ok(());
+        }
         tracing::debug!(%id, %member, "bound late");
         if member == self.cfg.node {
             let age = env.age;
@@ -319,8 +347,12 @@ impl Node {
 
     /// Drops bindings whose lifetime has ended.
     pub(super) fn sweep_bindings(&mut self, now: Time) -> Result<(), StoreError> {
-        let done: Vec<MessageId> =
-            self.bindings.iter().filter(|(_, b)| b.deadline <= now).map(|(id, _)| *id).collect();
+        let done: Vec<MessageId> = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.deadline + BINDING_GRACE <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in done {
             self.store.delete(Table::Bindings, &id.0)?;
             self.bindings.remove(&id);

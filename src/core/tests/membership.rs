@@ -141,13 +141,24 @@ fn a_node_that_joins_within_the_lifetime_gets_the_standing_order_and_a_later_one
     assert_eq!(destinations(&mut h, "hq", &id), vec![n("t1"), n("team-1")]);
     assert_eq!(h.node("hq").message_status(&id).unwrap().unwrap().state, "delivered");
 
-    // After the lifetime: nothing for a newcomer.
+    // After the lifetime: nothing for a newcomer, but the origin says so for it.
     h.run_for(10 * MINUTE);
     add(&mut h, &mut pki, "team-2", Role::Field, &["medical"]);
     h.connect("team-2", "t1", Medium::Wireless, 5 * MS);
     h.run_for(MINUTE);
     assert!(h.delivered_ids("team-2").is_empty());
-    assert_eq!(destinations(&mut h, "hq", &id), vec![n("t1"), n("team-1")]);
+    let view = h.node("hq").message_status(&id).unwrap().unwrap();
+    let late = view.destinations.iter().find(|d| d.node == n("team-2")).unwrap();
+    assert_eq!(late.outcome, Some(Outcome::Expired));
+    assert!(late.reason.contains("before team-2 was known"), "{}", late.reason);
+
+    // Past the grace, a newcomer is not even recorded: the message is gone from the origin.
+    h.run_for(super::super::membership::BINDING_GRACE);
+    add(&mut h, &mut pki, "team-3", Role::Field, &["medical"]);
+    h.connect("team-3", "t1", Medium::Wireless, 5 * MS);
+    h.run_for(MINUTE);
+    assert!(h.delivered_ids("team-3").is_empty());
+    assert_eq!(destinations(&mut h, "hq", &id), vec![n("t1"), n("team-1"), n("team-2")]);
 }
 
 #[test]
