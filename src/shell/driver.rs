@@ -366,12 +366,15 @@ impl Driver {
             let mut offers = Vec::new();
             for cmd in batch.drain(..) {
                 match cmd {
-                    Command::Frames { link, frames } => {
-                        for f in frames {
-                            match precedence_of(&f) {
-                                Some(p) => offers.push((p, link, f)),
-                                None => self.node.handle_frame(now, link, f),
+                    Command::Frames { link, mut frames } => {
+                        for f in frames.extract_if(.., |f| precedence_of(f).is_some()) {
+                            if let Some(p) = precedence_of(&f) {
+                                offers.push((p, link, f));
                             }
+                        }
+                        // The rest (answers, probes, adverts) in arrival order, now.
+                        if !frames.is_empty() {
+                            self.apply(Command::Frames { link, frames }, now, &mut after);
                         }
                     }
                     other => self.apply(other, now, &mut after),
