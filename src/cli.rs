@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::api_model::{GroupChangeDoc, GroupsDoc, MessageDoc, SubmitDoc};
 use serde_json::{Value, json};
 
 use crate::core::{NodeId, Precedence, Role};
@@ -429,6 +431,16 @@ impl Client {
         }
     }
 
+    /// Like [`Client::call`], read as one of the API's typed documents.
+    async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
+        let v = self.call(req).await?;
+        serde_json::from_value(v)
+            .map_err(|e| Failure::runtime(format!("bad answer from the node: {e}")))
+    }
+
     /// Sends a request; maps HTTP errors to exit codes (400 is bad input, the rest runtime).
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let resp = req.send().await.map_err(|e| {
@@ -491,12 +503,9 @@ async fn send(a: SendArgs) -> Outcome {
         (None, None) => return Err(Failure::usage("give the message text or --file")),
     }
     let client = Client::new(&a.api)?;
-    let answer =
-        client.call(client.request(reqwest::Method::POST, "/v1/messages").json(&body)).await?;
-    let id = answer["id"]
-        .as_str()
-        .ok_or_else(|| Failure::runtime("the node returned no id"))?
-        .to_owned();
+    let answer: SubmitDoc =
+        client.call_as(client.request(reqwest::Method::POST, "/v1/messages").json(&body)).await?;
+    let id = answer.id;
     println!("{id}");
     let _ = std::io::stdout().flush();
     if !a.wait {
@@ -507,23 +516,24 @@ async fn send(a: SendArgs) -> Outcome {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let wait = left.min(Duration::from_secs(60));
         let path = format!("/v1/messages/{id}?wait={}ms", wait.as_millis().max(1));
-        let view = client.call(client.request(reqwest::Method::GET, &path)).await?;
-        if view["state"].as_str() == Some("no_recipients") {
-            let to = view["to"].as_str().unwrap_or("the address");
+        let view: MessageDoc = client.call_as(client.request(reqwest::Method::GET, &path)).await?;
+        if view.state == "no_recipients" {
             return Err(Failure::runtime(format!(
-                "{id} no_recipients: {to} has no member this node knows of; the message is kept \
-                 until its lifetime ends and goes to any member that appears meanwhile"
+                "{id} no_recipients: {} has no member this node knows of; the message is kept \
+                 until its lifetime ends and goes to any member that appears meanwhile",
+                view.to
             )));
         }
-        if view["settled"].as_bool() == Some(true) {
-            return match view["state"].as_str() {
-                Some("delivered") => {
-                    eprintln!("delivered to {}", destinations(&view, "delivered"));
-                    Ok(())
-                }
-                Some(state) => Err(Failure::runtime(format!("{id} {state}: {}", fates(&view)))),
-                None => Err(Failure::runtime("the node returned no state")),
-            };
+        if view.settled {
+            if view.state == "delivered" {
+                let to = view.with_outcome("delivered");
+                eprintln!(
+                    "delivered to {}",
+                    if to.is_empty() { "no one".into() } else { to.join(", ") }
+                );
+                return Ok(());
+            }
+            return Err(Failure::runtime(format!("{id} {}: {}", view.state, fates(&view))));
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Failure::runtime(format!(
@@ -534,33 +544,13 @@ async fn send(a: SendArgs) -> Outcome {
     }
 }
 
-fn destinations(view: &Value, outcome: &str) -> String {
-    let names: Vec<&str> = view["destinations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d["outcome"].as_str() == Some(outcome))
-        .filter_map(|d| d["node"].as_str())
-        .collect();
-    if names.is_empty() { "no one".into() } else { names.join(", ") }
-}
-
-fn fates(view: &Value) -> String {
-    view["destinations"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn fates(view: &MessageDoc) -> String {
+    view.destinations
+        .iter()
         .map(|d| {
-            let reason = d["reason"]
-                .as_str()
-                .filter(|r| !r.is_empty())
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            format!(
-                "{} {}{reason}",
-                d["node"].as_str().unwrap_or("?"),
-                d["outcome"].as_str().unwrap_or("pending")
-            )
+            let reason =
+                if d.reason.is_empty() { String::new() } else { format!(" ({})", d.reason) };
+            format!("{} {}{reason}", d.node, d.outcome.as_deref().unwrap_or("pending"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -627,9 +617,10 @@ async fn group(a: GroupArgs) -> Outcome {
     let client = Client::new(&a.api)?;
     let method = match (a.action.as_str(), &a.name) {
         ("list", None) => {
-            let v = client.call(client.request(reqwest::Method::GET, "/v1/groups")).await?;
-            for g in v["groups"].as_array().into_iter().flatten() {
-                println!("{}", g.as_str().unwrap_or("?"));
+            let v: GroupsDoc =
+                client.call_as(client.request(reqwest::Method::GET, "/v1/groups")).await?;
+            for g in v.groups {
+                println!("{g}");
             }
             return Ok(());
         }
@@ -639,10 +630,11 @@ async fn group(a: GroupArgs) -> Outcome {
         _ => reqwest::Method::DELETE,
     };
     let body = json!({ "group": a.name });
-    let v = client.call(client.request(method, "/v1/groups").json(&body)).await?;
+    let v: GroupChangeDoc =
+        client.call_as(client.request(method, "/v1/groups").json(&body)).await?;
     let done = if a.action == "join" { "joined" } else { "left" };
-    let name = v["group"].as_str().unwrap_or("?");
-    if v["changed"].as_bool() == Some(true) {
+    let name = v.group;
+    if v.changed {
         eprintln!("{done} group:{name}");
     } else {
         eprintln!("already {done}: group:{name}");

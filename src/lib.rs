@@ -8,6 +8,7 @@
 //!   durable store, timers, the local HTTP API.
 //! - [`pki`]: the deployment CA and node certificates.
 //! - [`cli`]: the `relaymesh` command line.
+//! - [`api_model`]: the local API's documents as types, shared by the server and the CLI.
 //!
 //! # Design overview
 //! A relay node is a [`core::Node`] driven by a [`shell::driver`] task. QUIC connection tasks
@@ -17,6 +18,7 @@
 //! applications. Time comes from tokio's clock and the UDP socket under quinn is injectable,
 //! so the simulator runs the same shell over a virtual network in virtual time.
 
+pub mod api_model;
 pub mod cli;
 pub mod core;
 pub mod pki;

@@ -36,8 +36,8 @@ use serde_json::{Value, json};
 
 use super::driver::{NodeHandle, Snapshot};
 use crate::core::{
-    Address, Event, InboxItem, MessageId, MessageView, Precedence, Submission, SubmitError,
-    TopicPattern, TrafficStatus,
+    Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
+    TrafficStatus,
 };
 use crate::units::parse_duration;
 
@@ -214,7 +214,10 @@ async fn submit(
     };
     match api.node.submit(sub).await {
         Err(_) => stopped(),
-        Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({ "id": id.to_string() }))).into_response(),
+        Ok(Ok(id)) => {
+            let doc = crate::api_model::SubmitDoc { id: id.to_string() };
+            (StatusCode::CREATED, Json(doc)).into_response()
+        }
         Ok(Err(SubmitError::Invalid(e))) => error(StatusCode::BAD_REQUEST, e),
         Ok(Err(SubmitError::Refused(e))) if e.contains("policy") || e.contains("may not") => {
             error(StatusCode::FORBIDDEN, e)
@@ -241,25 +244,6 @@ fn wait_param(ps: &[(String, String)]) -> Result<Duration, Response> {
             .map(|d| d.min(Duration::from_secs(300)))
             .map_err(|e| error(StatusCode::BAD_REQUEST, e)),
     }
-}
-
-pub fn message_json(v: &MessageView) -> Value {
-    json!({
-        "id": v.id.to_string(),
-        "to": v.to,
-        "precedence": v.precedence.as_str(),
-        "state": v.state,
-        "settled": v.settled,
-        "accepted_at_us": v.accepted_at.as_micros(),
-        "custody_at": v.custody_at.as_ref().map(ToString::to_string),
-        "receipt": v.receipt,
-        "destinations": v.destinations.iter().map(|d| json!({
-            "node": d.node.to_string(),
-            "outcome": d.outcome.map(|o| o.as_str()),
-            "age_ms": d.age.map(|a| a.as_secs_f64() * 1000.0),
-            "reason": d.reason,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 async fn message(
@@ -293,7 +277,7 @@ async fn message(
         // Nobody to wait for is an answer too: the sender should know now, not at the deadline.
         let nobody = view.state == "no_recipients";
         if view.settled || nobody || tokio::time::Instant::now() >= deadline {
-            return Json(message_json(&view)).into_response();
+            return Json(crate::api_model::MessageDoc::from(&view)).into_response();
         }
         // Wait for a report about this message (or anything that might have been missed).
         let wake = async {
@@ -503,7 +487,7 @@ struct GroupBody {
 
 async fn groups(State(api): State<Api>) -> Response {
     match api.node.status().await {
-        Ok(s) => Json(json!({ "groups": s.node.groups })).into_response(),
+        Ok(s) => Json(crate::api_model::GroupsDoc { groups: s.node.groups }).into_response(),
         Err(_) => stopped(),
     }
 }
@@ -520,7 +504,9 @@ async fn change_group(api: Api, body: GroupBody, join: bool) -> Response {
     match api.node.group(body.group.clone(), join).await {
         Err(_) => stopped(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Ok(Ok(changed)) => Json(json!({ "group": body.group, "changed": changed })).into_response(),
+        Ok(Ok(changed)) => {
+            Json(crate::api_model::GroupChangeDoc { group: body.group, changed }).into_response()
+        }
     }
 }
 
