@@ -105,6 +105,9 @@ pub struct CoreConfig {
     /// How long the origin keeps the status of a message after accepting it.
     pub status_keep: Duration,
     /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
+    /// Check every invariant after each successful commit (`Node::check_invariants`; it
+    /// reads the whole store): for simulations and soak runs, not production.
+    pub check_invariants: bool,
     pub advert_lifetime: Duration,
     /// Who may send what to where.
     pub policy: Policy,
@@ -133,6 +136,7 @@ impl CoreConfig {
             inbox_keep: 100_000,
             status_keep: Duration::from_secs(7 * 24 * 3600),
             advert_lifetime: Duration::from_secs(30 * 60),
+            check_invariants: false,
             policy: Policy::default(),
             trust: None,
             peer_frame_rate: 250_000,

@@ -194,6 +194,8 @@ pub struct Node {
     pub(super) unsealed: Vec<Envelope>,
     /// Origin batch signatures already checked.
     pub(super) seals: SealCache,
+    /// The first invariant found broken (with `CoreConfig::check_invariants`).
+    pub(super) violation: Option<super::invariants::Violation>,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -281,6 +283,7 @@ impl Node {
             last_own_advert: None,
             unsealed: Vec::new(),
             seals: SealCache::default(),
+            violation: None,
         };
         node.load(now)?;
         node.load_trust()?;
@@ -659,6 +662,13 @@ impl Node {
             Ok(()) => {
                 self.release_custody(None);
                 self.events.extend(self.pending_events.drain(..));
+                if self.cfg.check_invariants && self.violation.is_none() {
+                    // The first violation is kept (and logged); the node runs on.
+                    if let Err(v) = self.check_invariants() {
+                        tracing::error!("{v}");
+                        self.violation = Some(v);
+                    }
+                }
                 // The batch is durable whatever happens now. A store error while scheduling
                 // dooms the next batch instead, which rolls back and reloads.
                 if let Err(e) = self.fill(now) {

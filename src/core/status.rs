@@ -53,6 +53,8 @@ pub struct NodeStatus {
     pub groups: Vec<String>,
     /// Every node this node counts as a member of something, reachable or not.
     pub members: Vec<NodeId>,
+    /// The first invariant found broken, when the node checks them (simulations).
+    pub violation: Option<String>,
     pub known_nodes: Vec<NodeId>,
     pub inbox_next: u64,
     pub inbox_read: u64,
@@ -137,6 +139,7 @@ impl Node {
             subscriptions: self.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
             groups: self.groups.iter().cloned().collect(),
             members: self.membership.nodes().cloned().collect(),
+            violation: self.violation.as_ref().map(ToString::to_string),
             known_nodes: self.routing.known_nodes().into_iter().collect(),
             inbox_next: self.next_cursor,
             inbox_read: self.read_cursor,

@@ -1169,3 +1169,17 @@ fn the_invariant_check_catches_broken_accounting() {
     let v = h.node("b").check_invariants().unwrap_err();
     assert!(v.what.contains("in-flight pairs disagree"), "{v}");
 }
+
+#[test]
+fn a_node_that_checks_itself_records_the_first_violation() {
+    let mut h = Harness::new();
+    let mut cfg = CoreConfig::new(n("a"), Role::Command);
+    cfg.check_invariants = true;
+    h.add_with(cfg);
+    h.submit("a", "node:b", Precedence::Routine, Duration::from_secs(600));
+    assert_eq!(h.node("a").status().violation, None);
+    h.node("a").held.skew(Precedence::Routine, 0, 5);
+    h.submit("a", "node:b", Precedence::Routine, Duration::from_secs(600));
+    let v = h.node("a").status().violation.unwrap();
+    assert!(v.contains("held accounting"), "{v}");
+}

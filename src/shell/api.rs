@@ -594,6 +594,7 @@ pub fn status_json(s: &Snapshot) -> Value {
         "bad_frames": s.bad_frames.iter().map(|(l, why)| json!({"link": l.0, "reason": why})).collect::<Vec<_>>(),
         "subscriptions": n.subscriptions,
         "groups": n.groups,
+        "invariant_violation": n.violation,
         "members": n.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "known_nodes": n.known_nodes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "inbox": { "next": n.inbox_next, "unread": n.inbox_next.saturating_sub(n.inbox_read) },
