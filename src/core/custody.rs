@@ -592,6 +592,12 @@ impl Node {
             self.store.delete(Table::Expiry, &schema::expiry_key(deadline, seq))?;
             return Ok(());
         };
+        // An offer of it still in flight is withdrawn: the node's and the links' views of what
+        // is in flight stay the same (a late "accepted" is ignored; the neighbour then holds a
+        // copy of its own, which it delivers or expires and reports).
+        for link in self.links.values_mut() {
+            link.withdraw(seq);
+        }
         let env = &m.envelope;
         let p = env.precedence;
         // Only the destinations still owed: others were settled already.

@@ -267,6 +267,14 @@ impl Link {
         Ok(())
     }
 
+    /// Forgets every offer in flight of held message `seq` (it expired here while offered):
+    /// its bytes leave the window, and a late answer to it is ignored.
+    pub fn withdraw(&mut self, seq: u64) -> Vec<Offer> {
+        let numbers: Vec<u64> =
+            self.inflight.iter().filter(|(_, o)| o.seq == seq).map(|(n, _)| *n).collect();
+        numbers.into_iter().filter_map(|n| self.complete(n)).collect()
+    }
+
     /// Every offer in flight, oldest message first: owed again (the link went down).
     pub fn take_inflight(&mut self) -> Vec<Offer> {
         self.inflight_bytes = [0; 4];

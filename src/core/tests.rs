@@ -1183,3 +1183,22 @@ fn a_node_that_checks_itself_records_the_first_violation() {
     let v = h.node("a").status().violation.unwrap();
     assert!(v.contains("held accounting"), "{v}");
 }
+
+#[test]
+fn a_message_that_expires_while_offered_leaves_no_offer_behind() {
+    // Found by the core_frames fuzz target once it checked invariants: the node forgot the
+    // pair in flight at expiry, its link kept the offer (and its window bytes).
+    let mut h = three_in_a_row();
+    let bc = 1;
+    h.blackhole(bc);
+    let id = h.submit("a", "node:c", Precedence::Flash, Duration::from_millis(800));
+    // b takes it, offers it to c into the void, and it expires there while offered; every
+    // flush checks the invariants.
+    h.run_for(Duration::from_millis(1500));
+    assert!(
+        h.events
+            .iter()
+            .any(|(at, e)| at == "b" && matches!(e, Event::Expired { id: x, .. } if *x == id))
+    );
+    assert!(h.node("b").links.values().all(|l| l.inflight.is_empty()));
+}
