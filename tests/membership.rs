@@ -43,16 +43,15 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
     });
     let status = cli_ok(&["status", "--api", &hq.spec.api_url()]);
     assert!(status.contains("members: 1 known, 1 without a route: township-01"), "{status}");
-    let id = cli_ok(&[
-        "send",
-        "--api",
-        &hq.spec.api_url(),
+    let out = hq.send_cli(&[
         "--to",
         "group:all",
         "--precedence",
         "flash",
         "levee breach: evacuate sector 4",
     ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).into_owned();
     let id = id.trim();
     let view = hq.message(id, "0s");
     let dests: Vec<&str> = view["destinations"]
@@ -81,10 +80,7 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
 fn send_wait_to_a_group_with_no_member_exits_1_saying_no_recipients() {
     let mesh = Mesh::new();
     let hq = mesh.node("county-hq", "command", "public").start();
-    let out = cli(&[
-        "send",
-        "--api",
-        &hq.spec.api_url(),
+    let out = hq.send_cli(&[
         "--to",
         "group:medical",
         "--precedence",
@@ -109,15 +105,7 @@ fn send_wait_to_a_group_with_no_member_exits_1_saying_no_recipients() {
     // Once the node itself joins, its own group counts as usual.
     let out = cli(&["group", "--api", &hq.spec.api_url(), "join", "medical"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = cli(&[
-        "send",
-        "--api",
-        &hq.spec.api_url(),
-        "--to",
-        "group:medical",
-        "--wait",
-        "second report",
-    ]);
+    let out = hq.send_cli(&["--to", "group:medical", "--wait", "second report"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // A bad group name is bad input.
     let out = cli(&["group", "--api", &hq.spec.api_url(), "join", "role:field"]);
@@ -144,8 +132,7 @@ fn a_decommissioned_node_stops_being_a_member_and_an_unknown_one_is_refused() {
     wait_status(&mut hq, "township-01 no longer a member", |s| {
         !strings(&s["members"]).contains(&"township-01".to_owned())
     });
-    let out =
-        cli(&["send", "--api", &hq.spec.api_url(), "--to", "group:role:township", "--wait", "x"]);
+    let out = hq.send_cli(&["--to", "group:role:township", "--wait", "x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_recipients"));
 }

@@ -374,44 +374,6 @@ mod tests {
     }
 
     #[test]
-    fn scans_merge_uncommitted_writes_with_the_committed_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = RedbStore::open(&dir.path().join("s.redb"), 1 << 20).unwrap();
-        for k in [b"a", b"c", b"e", b"g"] {
-            s.put(Table::Meta, k, b"disk").unwrap();
-        }
-        s.commit().unwrap();
-        s.put(Table::Meta, b"b", b"new").unwrap();
-        s.put(Table::Meta, b"c", b"changed").unwrap();
-        s.delete(Table::Meta, b"e").unwrap();
-        s.put(Table::Meta, b"h", b"new").unwrap();
-        let mut seen = Vec::new();
-        s.scan(Table::Meta, b"b", Some(b"h"), &mut |k, v| {
-            seen.push((k.to_vec(), v.to_vec()));
-            true
-        })
-        .unwrap();
-        assert_eq!(
-            seen,
-            vec![
-                (b"b".to_vec(), b"new".to_vec()),
-                (b"c".to_vec(), b"changed".to_vec()),
-                (b"g".to_vec(), b"disk".to_vec()),
-            ]
-        );
-        let mut first = None;
-        s.scan(Table::Meta, b"", None, &mut |k, _| {
-            first = Some(k.to_vec());
-            false
-        })
-        .unwrap();
-        assert_eq!(first, Some(b"a".to_vec()));
-        s.commit().unwrap();
-        assert_eq!(s.get(Table::Meta, b"e").unwrap(), None);
-        assert_eq!(s.get(Table::Meta, b"c").unwrap(), Some(b"changed".to_vec()));
-    }
-
-    #[test]
     fn a_fresh_key_deleted_before_the_commit_never_reaches_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = RedbStore::open(&dir.path().join("s.redb"), 1 << 20).unwrap();

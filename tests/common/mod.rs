@@ -319,6 +319,14 @@ impl Relay {
         self.http.get(url).send().unwrap().json().unwrap()
     }
 
+    /// `relaymesh send --api <this node's API> ARGS...`.
+    pub fn send_cli(&self, args: &[&str]) -> Output {
+        let api = self.spec.api_url();
+        let mut all = vec!["send", "--api", api.as_str()];
+        all.extend_from_slice(args);
+        cli(&all)
+    }
+
     /// kill -9: no shutdown, no final commit.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
