@@ -45,7 +45,7 @@ fn two_relays_deliver_a_message_sent_with_the_cli() {
     let status = t1.status();
     assert_eq!(status["inbox"]["unread"], 0);
     let view = hq.message(id, "0s");
-    assert_eq!(view["state"], "delivered");
+    assert_eq!(view.state, "delivered");
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn malformed_and_oversized_frames_cut_the_peer_off_and_the_node_keeps_its_other_
     // Every other link still stands.
     hq_run.assert_running();
     let id = t1_run.submit("node:county-hq", "immediate", "still here").unwrap();
-    assert_eq!(t1_run.message(&id, "20s")["state"], "delivered");
+    assert_eq!(t1_run.message(&id, "20s").state, "delivered");
     let bad: Vec<String> = hq_run.status()["bad_frames"]
         .as_array()
         .unwrap()

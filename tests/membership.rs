@@ -54,14 +54,9 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
     let id = String::from_utf8_lossy(&out.stdout).into_owned();
     let id = id.trim();
     let view = hq.message(id, "0s");
-    let dests: Vec<&str> = view["destinations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d["node"].as_str())
-        .collect();
-    assert_eq!(dests, ["county-hq", "township-01"], "{view}");
-    assert_ne!(view["state"], "delivered", "{view}");
+    let dests: Vec<&str> = view.destinations.iter().map(|d| d.node.as_str()).collect();
+    assert_eq!(dests, ["county-hq", "township-01"], "{view:?}");
+    assert_ne!(view.state, "delivered", "{view:?}");
 
     let mut township = township.spec.start();
     let inbox = wait_for("the FLASH at township-01", Duration::from_secs(60), || {
@@ -73,7 +68,7 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
     assert_eq!(got, [id], "exactly once");
     assert_eq!(inbox[0]["body"], "levee breach: evacuate sector 4");
     let view = hq.message(id, "30s");
-    assert_eq!(view["state"], "delivered", "{view}");
+    assert_eq!(view.state, "delivered", "{view:?}");
 }
 
 #[test]
@@ -93,7 +88,7 @@ fn send_wait_to_a_group_with_no_member_exits_1_saying_no_recipients() {
     assert!(stderr.contains("no_recipients"), "{stderr}");
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let view = hq.message(&id, "0s");
-    assert_eq!(view["state"], "no_recipients");
+    assert_eq!(view.state, "no_recipients");
     let metrics = http().get(format!("{}/metrics", hq.spec.api_url())).send().unwrap();
     let metrics = metrics.text().unwrap();
     assert!(

@@ -51,7 +51,7 @@ fn a_message_crosses_two_hops_through_a_chain_of_three() {
     assert_eq!(ids(&inbox), vec![id.trim().to_owned()]);
     assert_eq!(inbox[0]["body"], "sandbags to the north dyke");
     let view = hq.message(id.trim(), "0s");
-    assert_eq!(view["custody_at"], "relay-1", "hq handed it to the relay");
+    assert_eq!(view.custody_at.as_deref(), Some("relay-1"), "hq handed it to the relay");
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn a_link_that_went_silent_is_redialled_and_flows_as_soon_as_the_path_returns() 
     let id = hq.submit("node:township-01", "flash", "held through the cut").unwrap();
     radio.heal();
     // Well inside QUIC's 30 s idle timeout, which a dead connection would wait out.
-    assert_eq!(hq.message(&id, "10s")["state"], "delivered");
+    assert_eq!(hq.message(&id, "10s").state, "delivered");
     assert_eq!(ids(&t1.inbox_all()).len(), 1);
 }
 
@@ -153,7 +153,7 @@ fn cutting_one_medium_moves_traffic_to_the_other() {
         (up == 2).then_some(())
     });
     let before = hq.submit("node:township-01", "priority", "over the radio").unwrap();
-    assert_eq!(hq.message(&before, "20s")["state"], "delivered");
+    assert_eq!(hq.message(&before, "20s").state, "delivered");
     let link_accepted = |hq: &Relay, medium: &str| -> u64 {
         hq.status()["links"]
             .as_array()
@@ -170,7 +170,7 @@ fn cutting_one_medium_moves_traffic_to_the_other() {
         })
         .collect();
     for id in &after {
-        assert_eq!(hq.message(id, "30s")["state"], "delivered", "{id}");
+        assert_eq!(hq.message(id, "30s").state, "delivered", "{id}");
     }
     assert!(link_accepted(&hq, "satellite") >= sat_before + 5, "the satellite link carried them");
     let got = ids(&t1.inbox_all());
@@ -223,7 +223,7 @@ fn a_topic_publish_reaches_a_wildcard_subscriber_three_hops_away() {
             .unwrap();
     assert_eq!(line["id"], id.as_str());
     assert_eq!(line["to"], "topic:weather/north/rain");
-    assert_eq!(hq.message(&id, "20s")["state"], "delivered");
+    assert_eq!(hq.message(&id, "20s").state, "delivered");
     let inbox = t1.inbox_all();
     assert!(
         inbox.iter().all(|m| m["to"] != "topic:weather/north/wind"),
@@ -257,8 +257,8 @@ fn a_group_message_reaches_every_township_and_an_unauthorised_broadcast_is_refus
         "all townships: open the shelters",
     ]);
     let view = hq.message(id.trim(), "0s");
-    assert_eq!(view["state"], "delivered");
-    assert_eq!(view["destinations"].as_array().unwrap().len(), 3);
+    assert_eq!(view.state, "delivered");
+    assert_eq!(view.destinations.len(), 3);
     for t in &towns {
         assert_eq!(ids(&t.inbox_all()), vec![id.trim().to_owned()], "{}", t.spec.id);
     }

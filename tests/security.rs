@@ -95,7 +95,7 @@ fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() 
     assert!(bad.contains("team-8 cut off"), "{bad}");
     // The real township-01 still gets through.
     let id = t1_run.submit("node:county-hq", "flash", "real order").unwrap();
-    assert_eq!(t1_run.message(&id, "20s")["state"], "delivered");
+    assert_eq!(t1_run.message(&id, "20s").state, "delivered");
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn revocation_travels_two_hops_without_the_county_and_shuts_the_stolen_terminal_
     f.wait_link("relay-1");
     s.wait_link("team-01");
     let id = s.submit("node:township-01", "immediate", "before").unwrap();
-    assert_eq!(s.message(&id, "30s")["state"], "delivered");
+    assert_eq!(s.message(&id, "30s").state, "delivered");
 
     let out =
         cli_ok(&["pki", "revoke", "--dir", mesh.pki().to_str().unwrap(), "--node", "team-13"]);
@@ -175,7 +175,7 @@ fn revocation_travels_two_hops_without_the_county_and_shuts_the_stolen_terminal_
         (refused.contains("revoked") && s.status()["links"].as_array().unwrap().is_empty())
             .then_some(())
     });
-    assert_eq!(s.message(&after, "0s")["state"], "held");
+    assert_eq!(s.message(&after, "0s").state, "held");
     let bodies = t.inbox_all().iter().map(|m| m["body"].to_string()).collect::<Vec<_>>();
     assert!(bodies.iter().all(|b| !b.contains("after")), "{bodies:?}");
     // Restarted, the relay still knows the list (it kept it in its store).
@@ -241,7 +241,7 @@ fn exercise_traffic_is_never_shown_as_actual() {
             "status": "exercise",
         }))
         .unwrap();
-    assert_eq!(hq_run.message(&id, "20s")["state"], "delivered");
+    assert_eq!(hq_run.message(&id, "20s").state, "delivered");
     let inbox = t1_run.inbox_all();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0]["status"], "exercise");

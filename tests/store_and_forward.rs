@@ -66,7 +66,7 @@ fn held_messages_survive_kill_9_and_arrive_once_flash_first() {
     assert_eq!(&got[10..], &routine[..], "then ROUTINE, oldest first");
     // Every delivery is reported back to the origin.
     let last = routine.last().unwrap();
-    assert_eq!(hq_run.message(last, "30s")["state"], "delivered");
+    assert_eq!(hq_run.message(last, "30s").state, "delivered");
     let s = hq_run.status();
     assert_eq!(s["queues"]["routine"], 0);
     assert_eq!(s["queues"]["flash"], 0);
@@ -163,7 +163,7 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
                 want.len()
             );
             for m in &missing {
-                eprintln!("{m}: {}", hq_run.message(m, "0s"));
+                eprintln!("{m}: {:?}", hq_run.message(m, "0s"));
             }
             dump(&[&hq_run, &relay_run, &t1_run]);
             panic!("not every accepted message arrived");

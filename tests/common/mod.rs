@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use relaymesh::api_model::MessageDoc;
 use relaymesh::core::{Medium, NodeId, Role};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
@@ -314,7 +315,8 @@ impl Relay {
         }
     }
 
-    pub fn message(&self, id: &str, wait: &str) -> Value {
+    /// `GET /v1/messages/{id}?wait=...`, read as the API's typed document.
+    pub fn message(&self, id: &str, wait: &str) -> MessageDoc {
         let url = format!("{}/v1/messages/{id}?wait={wait}", self.spec.api_url());
         self.http.get(url).send().unwrap().json().unwrap()
     }
