@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::fabric::LinkParams;
+use crate::oracle::Change;
 
 /// A scenario problem: file, line (when known) and reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +87,12 @@ pub enum Action {
         until: Duration,
         targets: Targets,
     },
+    /// `join`, `leave`, `subscribe`, `unsubscribe`: the node's membership changes (applied
+    /// when it next runs if it is down).
+    Membership {
+        node: usize,
+        change: Change,
+    },
 }
 
 impl Action {
@@ -99,6 +106,7 @@ impl Action {
             Action::Partition(_) => "partition",
             Action::Heal => "heal",
             Action::RandomFailures { .. } => "random_failures",
+            Action::Membership { change, .. } => change.describe().0,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct Scenario {
     pub traffic: Vec<TrafficDef>,
     pub events: Vec<EventDef>,
     pub media: BTreeMap<Medium, (MediumConfig, TransportSettings)>,
+    /// `[limits] advert_lifetime`: every node's (default: the relay's).
+    pub advert_lifetime: Option<Duration>,
     pub expect: Expect,
 }
 
@@ -158,7 +168,15 @@ struct Raw {
     #[serde(default)]
     media: BTreeMap<String, Spanned<MediumSection>>,
     #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
     expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    advert_lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +239,8 @@ struct RawEvent {
     mttr: Option<Spanned<String>>,
     until: Option<Spanned<String>>,
     targets: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -502,10 +522,53 @@ impl Checker<'_> {
                         targets,
                     }
                 }
+                "join" | "leave" => {
+                    let g = e.group.as_ref().ok_or_else(|| {
+                        self.err(&e.action, "this action needs group = \"<name>\"")
+                    })?;
+                    let name = match Group::parse(g.get_ref()) {
+                        Ok(Group::Named(name)) => name,
+                        Ok(_) => {
+                            return Err(self.err(g, "built-in groups cannot be joined or left"));
+                        }
+                        Err(x) => return Err(self.err(g, x)),
+                    };
+                    let declared = nodes.iter().any(|n| n.groups.contains(&name));
+                    let addressed = traffic
+                        .iter()
+                        .any(|t| matches!(&t.to, Address::Group(Group::Named(x)) if *x == name));
+                    if !declared && !addressed {
+                        return Err(self.err(
+                            g,
+                            format!("unknown group {name:?}: no node declares it and no traffic addresses it"),
+                        ));
+                    }
+                    let node = node(self)?;
+                    let change = if e.action.get_ref() == "join" {
+                        Change::Join(name)
+                    } else {
+                        Change::Leave(name)
+                    };
+                    Action::Membership { node, change }
+                }
+                "subscribe" | "unsubscribe" => {
+                    let t = e.topic.as_ref().ok_or_else(|| {
+                        self.err(&e.action, "this action needs topic = \"<pattern>\"")
+                    })?;
+                    let pattern = TopicPattern::new(t.get_ref()).map_err(|x| self.err(t, x))?;
+                    let node = node(self)?;
+                    let pattern = pattern.as_str().to_owned();
+                    let change = if e.action.get_ref() == "subscribe" {
+                        Change::Subscribe(pattern)
+                    } else {
+                        Change::Unsubscribe(pattern)
+                    };
+                    Action::Membership { node, change }
+                }
                 other => {
                     return Err(self.err(
                         &e.action,
-                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal or random_failures"),
+                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal, random_failures, join, leave, subscribe or unsubscribe"),
                     ));
                 }
             };
@@ -520,6 +583,16 @@ impl Checker<'_> {
                 .map_err(|(key, why)| self.err(&section, format!("{key}: {why}")))?;
             media.insert(medium, cfg);
         }
+
+        let advert_lifetime = match raw.limits.as_ref().and_then(|l| l.advert_lifetime.as_ref()) {
+            Some(s) => match self.duration(s)? {
+                d if d < Duration::from_secs(3) => {
+                    return Err(self.err(s, "advert_lifetime must be at least 3s"));
+                }
+                d => Some(d),
+            },
+            None => None,
+        };
 
         let mut expect = Expect::default();
         if let Some(x) = raw.expect {
@@ -551,6 +624,7 @@ impl Checker<'_> {
             traffic,
             events,
             media,
+            advert_lifetime,
             expect,
         })
     }
