@@ -658,6 +658,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("satellite-bulk", include_str!("../../scenarios/satellite-bulk.toml")),
     ("smoke", include_str!("../../scenarios/smoke.toml")),
     ("chaos-10", include_str!("../../scenarios/chaos-10.toml")),
+    ("township-cutoff", include_str!("../../scenarios/township-cutoff.toml")),
 ];
 
 /// A built-in scenario by name.
