@@ -223,6 +223,7 @@ fn starvation(
 
 /// The longest time, over the flows that were delivering before the event, from the event to
 /// the arrival of the flow's first message sent after it (minus the wait for that send).
+/// An origin's own copy (it is a member of its groups) arrives at once: it does not count.
 fn recovery(
     sc: &Scenario,
     at: Duration,
@@ -234,7 +235,7 @@ fn recovery(
         let window = t.interval * 2;
         let was_flowing = sent.iter().any(|(id, s)| {
             s.flow == flow
-                && s.intended.iter().any(|d| {
+                && s.intended.iter().filter(|d| **d != s.origin).any(|d| {
                     matches!(fates.get(&(**id, *d)), Some((Fate::Delivered, Some(x))) if *x < at && *x + window >= at)
                 })
         });
@@ -245,6 +246,7 @@ fn recovery(
             sent.iter().filter(|(_, s)| s.flow == flow && s.at >= at).find_map(|(id, s)| {
                 s.intended
                     .iter()
+                    .filter(|d| **d != s.origin)
                     .filter_map(|d| match fates.get(&(**id, *d)) {
                         Some((Fate::Delivered, Some(x))) => Some(*x),
                         _ => None,
