@@ -69,7 +69,9 @@ fn a_crash_outlasted(events: &Value, limit: f64) -> bool {
 
 #[test]
 fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
-    const SEEDS: u64 = 200;
+    // 120 seeds (200 before) keep this test near the few minutes it took on two cores in debug:
+    // chaos-10's 90 s adverts cost a quarter more time per run than the default 30 min.
+    const SEEDS: u64 = 120;
     let sc = built_in("chaos-10");
     let advert_lifetime = sc.advert_lifetime.expect("chaos-10 shortens the advert lifetime");
     let long_crashes = std::sync::atomic::AtomicU64::new(0);
@@ -113,7 +115,7 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
     );
     let long = long_crashes.into_inner();
     assert!(
-        long >= 10,
+        long >= 6,
         "only {long} of {SEEDS} seeds crashed a node for longer than its adverts live"
     );
 }
@@ -194,12 +196,46 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
     }
     assert_eq!(j["seed"], 9);
     for p in ["flash", "immediate", "priority", "routine"] {
-        for k in
-            ["sent", "delivered", "expired", "refused", "held", "lost", "duplicates", "latency_ms"]
-        {
+        for k in [
+            "messages",
+            "sent",
+            "pairs",
+            "delivered",
+            "expired",
+            "refused",
+            "held",
+            "lost",
+            "duplicates",
+            "unintended",
+            "latency_ms",
+        ] {
             assert!(j["precedence"][p].get(k).is_some(), "missing precedence.{p}.{k}");
         }
     }
+    assert!(j["unintended"].is_u64(), "missing unintended");
+    for k in [
+        "node",
+        "precedence",
+        "pairs",
+        "delivered",
+        "expired",
+        "refused",
+        "held",
+        "lost",
+        "duplicates",
+        "unintended",
+        "latency_ms",
+    ] {
+        assert!(j["destinations"][0].get(k).is_some(), "missing destinations[].{k}");
+    }
+    // Every pair is in exactly one destination row.
+    let rows: u64 =
+        j["destinations"].as_array().unwrap().iter().map(|r| r["pairs"].as_u64().unwrap()).sum();
+    let pairs: u64 = ["flash", "immediate", "priority", "routine"]
+        .iter()
+        .map(|p| j["precedence"][p]["pairs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, pairs);
     for k in ["id", "medium", "bytes", "utilisation", "down_s"] {
         assert!(j["links"][0].get(k).is_some(), "missing links[].{k}");
     }
