@@ -14,7 +14,7 @@ use relaymesh::core::status::held_entries;
 use relaymesh::core::store::MemStore;
 use relaymesh::core::{
     Address, CoreConfig, Event, Medium, MessageId, NodeId, Precedence, Submission, Time,
-    TopicPattern, TrafficStatus,
+    TrafficStatus,
 };
 use relaymesh::pki::{Ca, Validity};
 use relaymesh::shell::clock::Clock;
@@ -24,10 +24,11 @@ use relaymesh::shell::{Dial, Listener, Relay, RelaySpec};
 use rustls::pki_types::PrivateKeyDer;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, info_span};
 
 use crate::fabric::{Cut, Fabric, LinkReport, RuleGuard, address};
 use crate::oracle::{Change, Declared, Membership};
+
+mod members;
 use crate::scenario::{Action, Scenario, Targets};
 
 /// Virtual wall-clock time at which every simulation starts (2026-01-01T00:00:00Z).
@@ -383,69 +384,6 @@ impl<'s> World<'s> {
             self.obs.declared.record(at, i, change);
         }
         true
-    }
-
-    /// Tells running node `i` its declared membership: joins and subscriptions it has, leaves
-    /// and unsubscriptions of whatever it had before. Durable in the node, so at a restart this
-    /// changes nothing unless the scenario changed it while the node was down.
-    async fn assert_membership(&mut self, i: usize) {
-        let node = &self.nodes[i];
-        let Some(h) = node.handle.clone() else { return };
-        let span = info_span!("node", id = %node.id);
-        let (now, ever) = (node.member.clone(), node.ever.clone());
-        async move {
-            for g in &ever.groups {
-                let join = now.groups.contains(g);
-                if let Ok(Err(e)) = h.group(g.clone(), join).await {
-                    tracing::error!("group {g}: {e}");
-                }
-            }
-            for t in &ever.topics {
-                let Ok(p) = TopicPattern::new(t) else { continue };
-                if let Ok(Err(e)) = h.subscribe(p, now.topics.contains(t)).await {
-                    tracing::error!("subscription {t}: {e}");
-                }
-            }
-        }
-        .instrument(span)
-        .await;
-    }
-
-    /// A declared membership change: applied to the node now if it runs, else at its next
-    /// start; recorded for the oracle when applied.
-    async fn change_membership(&mut self, n: usize, change: Change, at: Duration) {
-        let node = &mut self.nodes[n];
-        node.member.apply(&change);
-        match &change {
-            Change::Join(g) | Change::Leave(g) => node.ever.groups.insert(g.clone()),
-            Change::Subscribe(p) | Change::Unsubscribe(p) => node.ever.topics.insert(p.clone()),
-        };
-        let Some(h) = node.handle.clone() else {
-            node.pending.push(change);
-            return;
-        };
-        let span = info_span!("node", id = %node.id);
-        let applied = async {
-            match &change {
-                Change::Join(g) => h.group(g.clone(), true).await,
-                Change::Leave(g) => h.group(g.clone(), false).await,
-                Change::Subscribe(p) | Change::Unsubscribe(p) => match TopicPattern::new(p) {
-                    Ok(t) => h.subscribe(t, matches!(change, Change::Subscribe(_))).await,
-                    Err(e) => Ok(Err(e.to_string())),
-                },
-            }
-        }
-        .instrument(span)
-        .await;
-        match applied {
-            Ok(Ok(_)) => self.obs.declared.record(at, n, change),
-            // Stopped (crashed since) or refused: applied at the next start.
-            Ok(Err(e)) => {
-                tracing::error!(node = %self.nodes[n].id, "{change:?}: {e}");
-                self.nodes[n].pending.push(change);
-            }
-            Err(_) => self.nodes[n].pending.push(change),
-        }
     }
 
     fn log(&mut self, at: Duration, action: &'static str, target: String, random: bool) {
