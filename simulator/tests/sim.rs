@@ -361,6 +361,60 @@ group = "medical"
 }
 
 #[test]
+fn a_join_declared_while_the_node_is_down_counts_from_its_restart() {
+    // team-1 is down from 2 to 6 min; the scenario has it join at 4 min, which takes effect at
+    // its restart. The FLASH (1 min, live until 5:30) ends before that: not for team-1. The
+    // IMMEDIATE (5 min, live until 15 min) is.
+    let text = format!(
+        "{TEAMS}{}",
+        r#"
+[[traffic]]
+from = "county-hq"
+to = "group:medical"
+precedence = "flash"
+every = "1h"
+start = "1m"
+stop = "1m"
+lifetime = "270s"
+
+[[traffic]]
+from = "county-hq"
+to = "group:medical"
+precedence = "immediate"
+every = "1h"
+start = "5m"
+stop = "5m"
+lifetime = "10m"
+
+[[event]]
+at = "2m"
+action = "node_crash"
+node = "team-1"
+
+[[event]]
+at = "4m"
+action = "join"
+node = "team-1"
+group = "medical"
+
+[[event]]
+at = "6m"
+action = "node_restart"
+node = "team-1"
+"#
+    );
+    let r = run_text(&text);
+    let j = &r.json;
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    assert!(row(j, "team-1", "flash").is_none(), "{j:#}");
+    let t1 = row(j, "team-1", "immediate").expect("team-1 joined within the lifetime");
+    assert_eq!((n(t1, "pairs"), n(t1, "delivered")), (1, 1), "{t1}");
+    let latency = t1["latency_ms"]["max"].as_f64().unwrap();
+    assert!(latency >= 60e3, "delivered {latency} ms after the send, before the restart?");
+    assert_eq!(j["unintended"], 0, "{}", r.text);
+}
+
+#[test]
 fn a_member_that_never_returns_has_its_pairs_expired_not_lost() {
     // team-1 crashes at 3 min and never restarts; team-2's link goes at 3 min and never returns.
     let text = format!(
