@@ -183,6 +183,14 @@ pub fn text(t: &mut String, rows: &[Value], cell: impl Fn(&Value) -> String) {
     } else {
         rows.iter().filter(|r| row_missed(r)).collect()
     };
+    if show.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nper destination: all {} (destination, precedence) rows delivered once (all in --json)",
+            rows.len()
+        );
+        return;
+    }
     let _ = writeln!(
         t,
         "\n{:<20} {:<10} {:>6} {:>9} {:>7} {:>7} {:>5} {:>5} {:>4} {:>6} {:>9} {:>9} {:>9}",
