@@ -183,7 +183,7 @@ pub fn page(
         }
         h.push_str("</ul>");
     }
-    h.push_str("<h2>Deliveries</h2><table><tr><th>precedence</th><th>sent</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
+    h.push_str("<h2>Deliveries</h2><p>(message, intended recipient) pairs.</p><table><tr><th>precedence</th><th>pairs</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
     for p in Precedence::DESCENDING {
         let c = &j["precedence"][p.as_str()];
         let l = &c["latency_ms"];
@@ -206,6 +206,8 @@ pub fn page(
         h.push_str("</tr>");
     }
     h.push_str("</table>");
+    let rows = j["destinations"].as_array().cloned().unwrap_or_default();
+    crate::pairs::html(&mut h, &rows, esc);
 
     // Latency distribution (CDF).
     let series: Vec<Series<'_>> = Precedence::DESCENDING

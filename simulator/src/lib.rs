@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`scenario`]: the scenario file format (DESIGN.md section 9), parsed and checked up front.
 //! - [`fabric`]: the virtual UDP network (quinn's `AsyncUdpSocket`), links and fault rules.
+//! - [`oracle`]: who each message is for, from the scenario's declared membership.
 //! - [`world`]: the run itself: nodes, traffic, events, random failures.
 //! - [`report`]: accounting, invariants, expectations; table and JSON. `html`: the HTML page.
 //!
@@ -16,6 +17,8 @@
 
 pub mod fabric;
 mod html;
+pub mod oracle;
+mod pairs;
 pub mod report;
 pub mod scenario;
 pub mod world;

@@ -2,8 +2,9 @@
 //! per-event recovery, the invariants of DESIGN.md section 10 and the scenario's `[expect]`.
 //! Rendered as a terminal table, one JSON object, and an HTML page with SVG plots.
 //!
-//! Accounting is per (message, destination) pair, because one group or topic message is owed to
-//! several nodes: every pair is delivered, expired, refused, still held in some store, or lost.
+//! Accounting is per (message, intended recipient) pair ([`crate::pairs`]), because one group or
+//! topic message is owed to several nodes: every pair is delivered, expired, refused, still held
+//! in some store, or lost. Intended recipients come from the scenario ([`crate::oracle`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -13,32 +14,9 @@ use relaymesh::core::{MessageId, Precedence};
 use relaymesh::units::format_duration;
 use serde_json::{Value, json};
 
+use crate::pairs::{self, Fate, ms, percentile};
 use crate::scenario::Scenario;
-use crate::world::Observed;
-
-/// How a (message, destination) pair ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Delivered,
-    Expired,
-    Refused,
-    Held,
-    Lost,
-}
-
-#[derive(Clone, Debug, Default)]
-struct ClassStats {
-    messages: u64,
-    sent: u64,
-    delivered: u64,
-    expired: u64,
-    refused: u64,
-    held: u64,
-    lost: u64,
-    duplicates: u64,
-    no_destinations: u64,
-    latencies: Vec<Duration>,
-}
+use crate::world::{Observed, Sent};
 
 /// The finished report.
 #[derive(Debug)]
@@ -49,67 +27,18 @@ pub struct Report {
     pub html: String,
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-fn ms(d: Option<Duration>) -> Value {
-    d.map_or(Value::Null, |d| json!((d.as_secs_f64() * 1e6).round() / 1e3))
-}
-
 /// Builds the report. `wall` is the run's wall-clock time; it and `speedup` are the only
 /// fields that differ between two runs of the same scenario and seed.
 pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report {
-    let mut classes: BTreeMap<Precedence, ClassStats> =
-        Precedence::DESCENDING.iter().map(|p| (*p, ClassStats::default())).collect();
     // Deterministic order: by send time, then id.
-    let mut sent: Vec<(&MessageId, &crate::world::Sent)> = obs.sent.iter().collect();
+    let mut sent: Vec<(&MessageId, &Sent)> = obs.sent.iter().collect();
     sent.sort_by_key(|(id, s)| (s.at, **id));
-    let mut fates: HashMap<(MessageId, usize), (Fate, Option<Duration>)> = HashMap::new();
-    for (id, s) in &sent {
-        let c = classes.entry(s.precedence).or_default();
-        c.messages += 1;
-        if s.destinations.is_empty() {
-            c.no_destinations += 1;
-        }
-        for d in &s.destinations {
-            c.sent += 1;
-            let times = obs.deliveries.get(&(**id, *d));
-            let fate = if let Some(t) = times.filter(|t| !t.is_empty()) {
-                c.duplicates += t.len() as u64 - 1;
-                let first = t.iter().min().copied().unwrap_or_default();
-                c.latencies.push(first.saturating_sub(s.at));
-                fates.insert((**id, *d), (Fate::Delivered, Some(first)));
-                Fate::Delivered
-            } else if obs.held.contains(&(**id, *d)) {
-                Fate::Held
-            } else if obs.expired.contains(id) {
-                Fate::Expired
-            } else if obs.refused.contains_key(id) {
-                Fate::Refused
-            } else {
-                Fate::Lost
-            };
-            fates.entry((**id, *d)).or_insert((fate, None));
-            match fate {
-                Fate::Delivered => c.delivered += 1,
-                Fate::Expired => c.expired += 1,
-                Fate::Refused => c.refused += 1,
-                Fate::Held => c.held += 1,
-                Fate::Lost => c.lost += 1,
-            }
-        }
-    }
-    for c in classes.values_mut() {
-        c.latencies.sort();
-    }
+    let accounts = pairs::account(obs, &sent);
+    let (classes, fates) = (&accounts.classes, &accounts.fates);
     let lost: u64 = classes.values().map(|c| c.lost).sum();
     let duplicates: u64 = classes.values().map(|c| c.duplicates).sum();
-    let starved = starvation(&sent, &fates);
+    let unintended: u64 = classes.values().map(|c| c.unintended).sum();
+    let starved = starvation(&sent, fates);
     let virtual_s = obs.virtual_time.as_secs_f64();
     let wall_s = wall.as_secs_f64();
 
@@ -122,15 +51,17 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
                 p.as_str().to_owned(),
                 json!({
                     "messages": c.messages,
-                    "sent": c.sent,
+                    "sent": c.pairs,
+                    "pairs": c.pairs,
                     "delivered": c.delivered,
                     "expired": c.expired,
                     "refused": c.refused,
                     "held": c.held,
                     "lost": c.lost,
                     "duplicates": c.duplicates,
+                    "unintended": c.unintended,
                     "no_destinations": c.no_destinations,
-                    "delivery_ratio": if c.sent == 0 { Value::Null } else { json!(c.delivered as f64 / c.sent as f64) },
+                    "delivery_ratio": c.ratio(),
                     "latency_ms": {
                         "p50": ms(percentile(l, 0.5)),
                         "p90": ms(percentile(l, 0.9)),
@@ -169,7 +100,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         .iter()
         .map(|e| {
             let failure = matches!(e.action, "link_down" | "node_crash" | "partition" | "degrade");
-            let recovered = if failure { recovery(sc, e.at, &sent, &fates) } else { None };
+            let recovered = if failure { recovery(sc, e.at, &sent, fates) } else { None };
             json!({
                 "at_s": e.at.as_secs_f64(),
                 "action": e.action,
@@ -182,7 +113,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
 
     let mut failures = Vec::new();
     if lost > 0 {
-        failures.push(format!("invariant: {lost} message deliveries lost (accepted, not delivered, not expired, refused or held)"));
+        failures.push(format!("invariant: {lost} (message, intended recipient) pairs lost (not delivered, expired, refused or held)"));
     }
     if duplicates > 0 {
         failures.push(format!("invariant: {duplicates} duplicate deliveries"));
@@ -205,7 +136,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
     }
     for (p, want) in &x.delivery_ratio {
         let c = &classes[p];
-        let got = if c.sent == 0 { 1.0 } else { c.delivered as f64 / c.sent as f64 };
+        let got = c.ratio().unwrap_or(1.0);
         if got + 1e-12 < *want {
             failures.push(format!("expect.delivery_ratio.{p}: {got:.4} < {want}"));
         }
@@ -217,7 +148,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
                 format_duration(got),
                 format_duration(*want)
             )),
-            None if classes[p].sent > 0 => {
+            None if classes[p].pairs > 0 => {
                 failures.push(format!("expect.latency_p99.{p}: nothing delivered"))
             }
             _ => {}
@@ -242,6 +173,8 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
             "link_bytes_per_min": obs.links.iter().flat_map(|l| l.directions.iter()).map(|d| d.bytes).sum::<u64>() as f64 * 60.0 / virtual_s.max(1e-9),
         },
         "invariants": { "lost": lost, "duplicates": duplicates, "starved": starved },
+        "unintended": unintended,
+        "destinations": pairs::destinations_json(sc, &accounts),
         "expect": { "passed": failures.is_empty(), "failures": failures },
     });
     let text = table(&json);
@@ -257,7 +190,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
 /// Higher precedence overtaken by lower: for each (origin, destination), a delivered message
 /// that arrived more than a second after a lower-precedence message sent after it.
 fn starvation(
-    sent: &[(&MessageId, &crate::world::Sent)],
+    sent: &[(&MessageId, &Sent)],
     fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
 ) -> u64 {
     const SLACK: Duration = Duration::from_secs(1);
@@ -265,7 +198,7 @@ fn starvation(
     type Timeline = Vec<(Duration, Precedence, Duration)>;
     let mut by_pair: BTreeMap<(usize, usize), Timeline> = BTreeMap::new();
     for (id, s) in sent {
-        for d in &s.destinations {
+        for d in &s.intended {
             if let Some((Fate::Delivered, Some(at))) = fates.get(&(**id, *d)) {
                 by_pair.entry((s.origin, *d)).or_default().push((s.at, s.precedence, *at));
             }
@@ -290,10 +223,11 @@ fn starvation(
 
 /// The longest time, over the flows that were delivering before the event, from the event to
 /// the arrival of the flow's first message sent after it (minus the wait for that send).
+/// An origin's own copy (it is a member of its groups) arrives at once: it does not count.
 fn recovery(
     sc: &Scenario,
     at: Duration,
-    sent: &[(&MessageId, &crate::world::Sent)],
+    sent: &[(&MessageId, &Sent)],
     fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
 ) -> Option<Duration> {
     let mut worst: Option<Duration> = None;
@@ -301,7 +235,7 @@ fn recovery(
         let window = t.interval * 2;
         let was_flowing = sent.iter().any(|(id, s)| {
             s.flow == flow
-                && s.destinations.iter().any(|d| {
+                && s.intended.iter().filter(|d| **d != s.origin).any(|d| {
                     matches!(fates.get(&(**id, *d)), Some((Fate::Delivered, Some(x))) if *x < at && *x + window >= at)
                 })
         });
@@ -310,8 +244,9 @@ fn recovery(
         }
         let first_after =
             sent.iter().filter(|(_, s)| s.flow == flow && s.at >= at).find_map(|(id, s)| {
-                s.destinations
+                s.intended
                     .iter()
+                    .filter(|d| **d != s.origin)
                     .filter_map(|d| match fates.get(&(**id, *d)) {
                         Some((Fate::Delivered, Some(x))) => Some(*x),
                         _ => None,
@@ -354,7 +289,7 @@ fn table(j: &Value) -> String {
         t,
         "\n{:<10} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
         "precedence",
-        "sent",
+        "pairs",
         "delivered",
         "expired",
         "refused",
@@ -436,11 +371,13 @@ fn table(j: &Value) -> String {
             let _ = writeln!(t, "... and {} more events (* = random)", events.len() - 40);
         }
     }
+    let dests = j["destinations"].as_array().cloned().unwrap_or_default();
+    pairs::text(&mut t, &dests, cell);
     let i = &j["invariants"];
     let _ = writeln!(
         t,
-        "\ninvariants: lost {}, duplicates {}, starved {}",
-        i["lost"], i["duplicates"], i["starved"]
+        "\ninvariants: lost {}, duplicates {}, starved {} (pairs); unintended deliveries {}",
+        i["lost"], i["duplicates"], i["starved"], j["unintended"]
     );
     let failures = j["expect"]["failures"].as_array().cloned().unwrap_or_default();
     if failures.is_empty() {

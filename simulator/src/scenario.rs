@@ -14,6 +14,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::fabric::LinkParams;
+use crate::oracle::Change;
+
+mod builtin;
+pub use builtin::{BUILT_IN, built_in, mesh};
 
 /// A scenario problem: file, line (when known) and reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +90,12 @@ pub enum Action {
         until: Duration,
         targets: Targets,
     },
+    /// `join`, `leave`, `subscribe`, `unsubscribe`: the node's membership changes (applied
+    /// when it next runs if it is down).
+    Membership {
+        node: usize,
+        change: Change,
+    },
 }
 
 impl Action {
@@ -99,6 +109,7 @@ impl Action {
             Action::Partition(_) => "partition",
             Action::Heal => "heal",
             Action::RandomFailures { .. } => "random_failures",
+            Action::Membership { change, .. } => change.describe().0,
         }
     }
 }
@@ -129,6 +140,8 @@ pub struct Scenario {
     pub traffic: Vec<TrafficDef>,
     pub events: Vec<EventDef>,
     pub media: BTreeMap<Medium, (MediumConfig, TransportSettings)>,
+    /// `[limits] advert_lifetime`: every node's (default: the relay's).
+    pub advert_lifetime: Option<Duration>,
     pub expect: Expect,
 }
 
@@ -158,7 +171,15 @@ struct Raw {
     #[serde(default)]
     media: BTreeMap<String, Spanned<MediumSection>>,
     #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
     expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    advert_lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +242,8 @@ struct RawEvent {
     mttr: Option<Spanned<String>>,
     until: Option<Spanned<String>>,
     targets: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -502,10 +525,53 @@ impl Checker<'_> {
                         targets,
                     }
                 }
+                "join" | "leave" => {
+                    let g = e.group.as_ref().ok_or_else(|| {
+                        self.err(&e.action, "this action needs group = \"<name>\"")
+                    })?;
+                    let name = match Group::parse(g.get_ref()) {
+                        Ok(Group::Named(name)) => name,
+                        Ok(_) => {
+                            return Err(self.err(g, "built-in groups cannot be joined or left"));
+                        }
+                        Err(x) => return Err(self.err(g, x)),
+                    };
+                    let declared = nodes.iter().any(|n| n.groups.contains(&name));
+                    let addressed = traffic
+                        .iter()
+                        .any(|t| matches!(&t.to, Address::Group(Group::Named(x)) if *x == name));
+                    if !declared && !addressed {
+                        return Err(self.err(
+                            g,
+                            format!("unknown group {name:?}: no node declares it and no traffic addresses it"),
+                        ));
+                    }
+                    let node = node(self)?;
+                    let change = if e.action.get_ref() == "join" {
+                        Change::Join(name)
+                    } else {
+                        Change::Leave(name)
+                    };
+                    Action::Membership { node, change }
+                }
+                "subscribe" | "unsubscribe" => {
+                    let t = e.topic.as_ref().ok_or_else(|| {
+                        self.err(&e.action, "this action needs topic = \"<pattern>\"")
+                    })?;
+                    let pattern = TopicPattern::new(t.get_ref()).map_err(|x| self.err(t, x))?;
+                    let node = node(self)?;
+                    let pattern = pattern.as_str().to_owned();
+                    let change = if e.action.get_ref() == "subscribe" {
+                        Change::Subscribe(pattern)
+                    } else {
+                        Change::Unsubscribe(pattern)
+                    };
+                    Action::Membership { node, change }
+                }
                 other => {
                     return Err(self.err(
                         &e.action,
-                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal or random_failures"),
+                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal, random_failures, join, leave, subscribe or unsubscribe"),
                     ));
                 }
             };
@@ -520,6 +586,16 @@ impl Checker<'_> {
                 .map_err(|(key, why)| self.err(&section, format!("{key}: {why}")))?;
             media.insert(medium, cfg);
         }
+
+        let advert_lifetime = match raw.limits.as_ref().and_then(|l| l.advert_lifetime.as_ref()) {
+            Some(s) => match self.duration(s)? {
+                d if d < Duration::from_secs(3) => {
+                    return Err(self.err(s, "advert_lifetime must be at least 3s"));
+                }
+                d => Some(d),
+            },
+            None => None,
+        };
 
         let mut expect = Expect::default();
         if let Some(x) = raw.expect {
@@ -551,6 +627,7 @@ impl Checker<'_> {
             traffic,
             events,
             media,
+            advert_lifetime,
             expect,
         })
     }
@@ -576,73 +653,6 @@ fn default_delay(m: Medium) -> Duration {
         Medium::Wireless => Duration::from_millis(10),
         Medium::Public => Duration::from_millis(20),
     }
-}
-
-/// The scenarios built into the binary: (name, file text).
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("county-flood", include_str!("../../scenarios/county-flood.toml")),
-    ("satellite-bulk", include_str!("../../scenarios/satellite-bulk.toml")),
-    ("smoke", include_str!("../../scenarios/smoke.toml")),
-    ("chaos-10", include_str!("../../scenarios/chaos-10.toml")),
-];
-
-/// A built-in scenario by name.
-pub fn built_in(name: &str) -> Option<Result<Scenario, ScenarioError>> {
-    BUILT_IN
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, text)| parse(text, &format!("<built-in {n}>")))
-}
-
-/// A generated regional mesh of `n` nodes (`relaymesh-sim run mesh:<n>`): a command node, a
-/// tree of wireless relays (one per ten nodes), and townships and field teams hanging off the
-/// relays; every fourth member reports to the command node, which sends FLASH to the townships.
-/// With `traffic` false the mesh is at rest (for measuring routing and probe traffic).
-pub fn mesh(n: usize, traffic: bool, duration: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "name = \"mesh-{n}\"\ndescription = \"{n} nodes: a command node, a relay backbone, townships and field teams\"\nduration = \"{duration}\"\nseed = 7\n"
-    );
-    let _ = writeln!(out, "[[node]]\nid = \"county-hq\"\nrole = \"command\"\n");
-    let relays: Vec<String> = (0..(n / 10).max(1)).map(|i| format!("relay-{i:04}")).collect();
-    for r in &relays {
-        let _ = writeln!(out, "[[node]]\nid = \"{r}\"\nrole = \"relay\"\n");
-    }
-    let members: Vec<String> =
-        (0..n.saturating_sub(1 + relays.len())).map(|i| format!("node-{i:05}")).collect();
-    for (i, m) in members.iter().enumerate() {
-        let role = if i % 4 == 0 { "township" } else { "field" };
-        let _ = writeln!(out, "[[node]]\nid = \"{m}\"\nrole = \"{role}\"\n");
-    }
-    let link = |out: &mut String, a: &str, b: &str, delay: &str, loss: f64| {
-        let _ = writeln!(
-            out,
-            "[[link]]\na = \"{a}\"\nb = \"{b}\"\nmedium = \"wireless\"\ndelay = \"{delay}\"\nbandwidth = \"5Mbps\"\nloss = {loss}\n"
-        );
-    };
-    for (i, r) in relays.iter().enumerate() {
-        let parent = if i == 0 { "county-hq".to_owned() } else { relays[(i - 1) / 2].clone() };
-        link(&mut out, &parent, r, "8ms", 0.0);
-    }
-    for (i, m) in members.iter().enumerate() {
-        link(&mut out, &relays[i % relays.len()], m, "10ms", 0.01);
-    }
-    if traffic {
-        for m in members.iter().step_by(4) {
-            let _ = writeln!(
-                out,
-                "[[traffic]]\nfrom = \"{m}\"\nto = \"node:county-hq\"\nprecedence = \"priority\"\nevery = \"5m\"\nsize = 512\nstart = \"2m\"\n"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "[[traffic]]\nfrom = \"county-hq\"\nto = \"group:role:township\"\nprecedence = \"flash\"\nevery = \"10m\"\nsize = 256\nstart = \"3m\"\n"
-        );
-    }
-    let _ = writeln!(out, "[expect]\nlost = 0\nduplicates = 0");
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use relaymesh::core::status::held_entries;
 use relaymesh::core::store::MemStore;
 use relaymesh::core::{
-    CoreConfig, Event, Medium, MessageId, NodeId, Precedence, Submission, Time, TrafficStatus,
+    Address, CoreConfig, Event, Medium, MessageId, NodeId, Precedence, Submission, Time,
+    TrafficStatus,
 };
 use relaymesh::pki::{Ca, Validity};
 use relaymesh::shell::clock::Clock;
@@ -23,9 +24,11 @@ use relaymesh::shell::{Dial, Listener, Relay, RelaySpec};
 use rustls::pki_types::PrivateKeyDer;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, info_span};
 
 use crate::fabric::{Cut, Fabric, LinkReport, RuleGuard, address};
+use crate::oracle::{Change, Declared, Membership};
+
+mod members;
 use crate::scenario::{Action, Scenario, Targets};
 
 /// Virtual wall-clock time at which every simulation starts (2026-01-01T00:00:00Z).
@@ -36,11 +39,13 @@ pub const EPOCH: Duration = Duration::from_secs(1_767_225_600);
 pub struct Sent {
     pub flow: usize,
     pub origin: usize,
+    pub to: Address,
     pub precedence: Precedence,
     pub at: Duration,
     pub lifetime: Duration,
-    /// Destination node indexes, as the origin resolved the address.
-    pub destinations: Vec<usize>,
+    /// Intended recipients (node indexes, ascending), from the scenario's declared membership
+    /// ([`crate::oracle`]), never from a node's view; filled in when the run ends.
+    pub intended: Vec<usize>,
 }
 
 /// One failure or recovery as it happened.
@@ -60,7 +65,9 @@ pub struct Observed {
     pub not_accepted: BTreeMap<usize, u64>,
     /// (message, destination node) -> delivery times (more than one is a duplicate).
     pub deliveries: HashMap<(MessageId, usize), Vec<Duration>>,
-    pub expired: HashSet<MessageId>,
+    /// (message, destination node) an `Expired` event named, at any node.
+    pub expired: HashSet<(MessageId, usize)>,
+    /// Refusals are per message (the event names no destination).
     pub refused: HashMap<MessageId, String>,
     /// (message, destination node) still owed by some store at the end.
     pub held: HashSet<(MessageId, usize)>,
@@ -72,6 +79,8 @@ pub struct Observed {
     pub started: Option<Instant>,
     /// Control traffic counted by the nodes running at the end (since their last start).
     pub control: Control,
+    /// Declared membership and its changes as applied: the oracle of intended recipients.
+    pub declared: Declared,
 }
 
 /// Routing and probing traffic.
@@ -94,6 +103,12 @@ struct SimNode {
     handle: Option<NodeHandle>,
     starts: u64,
     crash_cuts: Vec<RuleGuard>,
+    /// What the scenario declares this node a member of now (its file and the events so far).
+    member: Membership,
+    /// Every group and topic it was ever declared a member of (what a start re-asserts).
+    ever: Membership,
+    /// Changes declared while it was down, applied at its next start.
+    pending: Vec<Change>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +169,7 @@ pub async fn run(sc: &Scenario, seed: u64, progress: &mut dyn FnMut(Duration)) -
     w.obs.started = Some(w.start);
     for i in 0..w.nodes.len() {
         w.start_node(i);
+        w.assert_membership(i).await;
     }
     w.schedule_all();
     let end = sc.duration;
@@ -213,6 +229,13 @@ impl<'s> World<'s> {
             };
             let mut core = CoreConfig::new(def.id.clone(), def.role);
             core.groups = def.groups.clone();
+            if let Some(l) = sc.advert_lifetime {
+                core.advert_lifetime = l;
+            }
+            let member = Membership {
+                groups: def.groups.iter().cloned().collect(),
+                topics: def.subscribe.iter().map(|p| p.as_str().to_owned()).collect(),
+            };
             for (m, (mc, _)) in &sc.media {
                 core.media.insert(*m, mc.clone());
             }
@@ -242,6 +265,9 @@ impl<'s> World<'s> {
                 handle: None,
                 starts: 0,
                 crash_cuts: Vec::new(),
+                ever: member.clone(),
+                member,
+                pending: Vec::new(),
             });
         }
         for l in &sc.links {
@@ -268,7 +294,7 @@ impl<'s> World<'s> {
             queue: BinaryHeap::new(),
             steps: Vec::new(),
             counter: 0,
-            obs: Observed::default(),
+            obs: Observed { declared: Declared::new(sc), ..Observed::default() },
         }
     }
 
@@ -318,22 +344,7 @@ impl<'s> World<'s> {
         node.starts += 1;
         match Relay::start(spec) {
             Ok(relay) => {
-                let handle = relay.handle().clone();
-                // Durable subscriptions: re-asserting them after a restart changes nothing.
-                let subs = self.sc.nodes[i].subscribe.clone();
-                if !subs.is_empty() {
-                    let h = handle.clone();
-                    let span = info_span!("node", id = %node.id);
-                    tokio::spawn(
-                        async move {
-                            for p in subs {
-                                let _ = h.subscribe(p, true).await;
-                            }
-                        }
-                        .instrument(span),
-                    );
-                }
-                node.handle = Some(handle);
+                node.handle = Some(relay.handle().clone());
                 node.relay = Some(relay);
             }
             Err(e) => tracing::error!(node = %node.id, "cannot start: {e}"),
@@ -360,12 +371,18 @@ impl<'s> World<'s> {
         true
     }
 
-    fn restart_node(&mut self, i: usize) -> bool {
+    /// Starts node `i` at `at` and asserts its declared membership (changes declared while it
+    /// was down take effect now).
+    async fn restart_node(&mut self, i: usize, at: Duration) -> bool {
         if self.nodes[i].relay.is_some() {
             return false;
         }
         self.nodes[i].crash_cuts.clear();
         self.start_node(i);
+        self.assert_membership(i).await;
+        for change in std::mem::take(&mut self.nodes[i].pending) {
+            self.obs.declared.record(at, i, change);
+        }
         true
     }
 
@@ -376,7 +393,7 @@ impl<'s> World<'s> {
     async fn step(&mut self, step: Step, at: Duration) {
         match step {
             Step::Send(flow) => self.send(flow, at).await,
-            Step::Event(i) => self.event(i, at),
+            Step::Event(i) => self.event(i, at).await,
             Step::Chaos(i) => self.chaos(i, at),
             Step::LinkUp(l, random) => {
                 if self.link_cuts.remove(&l).is_some() {
@@ -385,7 +402,7 @@ impl<'s> World<'s> {
                 }
             }
             Step::NodeRestart(n, random) => {
-                if self.restart_node(n) {
+                if self.restart_node(n, at).await {
                     let id = self.nodes[n].id.to_string();
                     self.log(at, "node_restart", id, random);
                 }
@@ -439,28 +456,21 @@ impl<'s> World<'s> {
                 return;
             }
         };
-        let destinations = match handle.message(id).await {
-            Ok(Ok(Some(view))) => view
-                .destinations
-                .iter()
-                .filter_map(|d| self.sc.node_index(d.node.as_str()))
-                .collect(),
-            _ => Vec::new(),
-        };
         self.obs.sent.insert(
             id,
             Sent {
                 flow,
                 origin: t.from,
+                to: t.to.clone(),
                 precedence: t.precedence,
                 at,
                 lifetime: t.lifetime,
-                destinations,
+                intended: Vec::new(),
             },
         );
     }
 
-    fn event(&mut self, i: usize, at: Duration) {
+    async fn event(&mut self, i: usize, at: Duration) {
         let action = self.sc.events[i].action.clone();
         match action {
             Action::LinkDown(l) => {
@@ -507,7 +517,7 @@ impl<'s> World<'s> {
                 self.log(at, "node_crash", self.nodes[n].id.to_string(), false);
             }
             Action::NodeRestart(n) => {
-                self.restart_node(n);
+                self.restart_node(n, at).await;
                 self.log(at, "node_restart", self.nodes[n].id.to_string(), false);
             }
             Action::Partition(set) => {
@@ -530,6 +540,12 @@ impl<'s> World<'s> {
             Action::RandomFailures { mtbf, .. } => {
                 let first = at + exponential(&mut self.chaos, mtbf);
                 self.at(first, Step::Chaos(i));
+            }
+            Action::Membership { node, change } => {
+                let (action, target) = change.describe();
+                let target = format!("{} {target}", self.nodes[node].id);
+                self.log(at, action, target, false);
+                self.change_membership(node, change, at).await;
             }
         }
     }
@@ -591,8 +607,12 @@ impl<'s> World<'s> {
                     self.obs.deliveries.entry((id, n)).or_default().push(when);
                 }
             }
-            Event::Expired { id, .. } => {
-                self.obs.expired.insert(id);
+            Event::Expired { id, destinations, .. } => {
+                for d in destinations {
+                    if let Some(n) = self.sc.node_index(d.as_str()) {
+                        self.obs.expired.insert((id, n));
+                    }
+                }
             }
             Event::Refused { id, reason, .. } => {
                 self.obs.refused.insert(id, reason);
@@ -636,6 +656,10 @@ impl<'s> World<'s> {
         // are not delivered to applications) are not part of the accounting.
         let sent = &self.obs.sent;
         self.obs.deliveries.retain(|(id, _), _| sent.contains_key(id));
+        let declared = &self.obs.declared;
+        for s in self.obs.sent.values_mut() {
+            s.intended = declared.intended(&s.to, s.at, s.lifetime);
+        }
         self.obs.links = self.fabric.link_report();
         self.obs.virtual_time = Instant::now() - self.start;
         self.obs
