@@ -1,7 +1,7 @@
 //! relaymesh-sim: many real relay nodes in one process, over a virtual network, in virtual time.
 //!
 //! # Layout
-//! - [`scenario`]: the scenario file format (DESIGN.md section 9), parsed and checked up front.
+//! - [`scenario`]: the scenario file format (README, "Simulator"), parsed and checked up front.
 //! - [`fabric`]: the virtual UDP network (quinn's `AsyncUdpSocket`), links and fault rules.
 //! - [`oracle`]: who each message is for, from the scenario's declared membership.
 //! - [`world`]: the run itself: nodes, traffic, events, random failures.

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use relaymesh_sim::scenario::{self, BUILT_IN};
 
+mod sweep;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "relaymesh-sim",
@@ -37,6 +39,22 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Every node checks its internal invariants after every commit (slower); a broken
+        /// one fails the run.
+        #[arg(long)]
+        check_invariants: bool,
+    },
+    /// Run a scenario over a range of seeds, in parallel processes, every node checking its
+    /// invariants; print each failing seed with the command that reproduces it (exit 1).
+    Sweep {
+        /// A scenario file, a built-in name, or mesh:N[:D].
+        scenario: String,
+        /// The seeds: A..B (B excluded).
+        #[arg(long)]
+        seeds: String,
+        /// Runs at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// List the built-in scenarios.
     List,
@@ -45,10 +63,11 @@ enum Command {
 fn main() {
     std::process::exit(match Cli::try_parse() {
         Ok(cli) => match cli.command {
-            None => run(None, None, None, false, false),
+            None => run(None, None, None, false, false, false),
             Some(Command::List) => list(),
-            Some(Command::Run { scenario, seed, out, json, quiet }) => {
-                run(scenario, seed, out, json, quiet)
+            Some(Command::Sweep { scenario, seeds, jobs }) => sweep::sweep(&scenario, &seeds, jobs),
+            Some(Command::Run { scenario, seed, out, json, quiet, check_invariants }) => {
+                run(scenario, seed, out, json, quiet, check_invariants)
             }
         },
         Err(e) => {
@@ -85,49 +104,17 @@ fn run(
     out: Option<PathBuf>,
     json: bool,
     quiet: bool,
+    check_invariants: bool,
 ) -> i32 {
     let name = name.unwrap_or_else(|| "county-flood".into());
-    let path = PathBuf::from(&name);
-    let parsed = if path.exists() {
-        scenario::load(&path)
-    } else if let Some(spec) = name.strip_prefix("mesh:") {
-        let mut parts = spec.split(':');
-        let n = parts.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 3);
-        let (traffic, duration) = match (parts.next(), parts.next()) {
-            (None, _) => (true, "30m"),
-            (Some("idle"), d) => (false, d.unwrap_or("30m")),
-            (Some(d), None) => (true, d),
-            _ => (true, ""),
-        };
-        match n {
-            Some(n) if !duration.is_empty() => {
-                scenario::parse(&scenario::mesh(n, traffic, duration), &name)
-            }
-            _ => {
-                eprintln!(
-                    "relaymesh-sim: {name}: expected mesh:<nodes>[:<duration>] or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
-                );
-                return 2;
-            }
-        }
-    } else {
-        match scenario::built_in(&name) {
-            Some(s) => s,
-            None => {
-                eprintln!(
-                    "relaymesh-sim: {name}: no such file or built-in scenario (see relaymesh-sim list)"
-                );
-                return 2;
-            }
-        }
-    };
-    let sc = match parsed {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("relaymesh-sim: {e}");
+    let mut sc = match load(&name) {
+        Ok(sc) => sc,
+        Err(why) => {
+            eprintln!("relaymesh-sim: {why}");
             return 2;
         }
     };
+    sc.check_invariants = check_invariants;
     init_tracing();
     let seed = seed.unwrap_or(sc.seed);
     let show = !quiet && std::io::stderr().is_terminal();
@@ -180,6 +167,37 @@ fn run(
             eprintln!("relaymesh-sim: failed: {f}");
         }
         1
+    }
+}
+
+/// A scenario file, a built-in scenario, or a generated mesh, parsed and checked.
+pub(crate) fn load(name: &str) -> Result<scenario::Scenario, String> {
+    let path = PathBuf::from(name);
+    if path.exists() {
+        return scenario::load(&path).map_err(|e| e.to_string());
+    }
+    if let Some(spec) = name.strip_prefix("mesh:") {
+        let mut parts = spec.split(':');
+        let n = parts.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 3);
+        let (traffic, duration) = match (parts.next(), parts.next()) {
+            (None, _) => (true, "30m"),
+            (Some("idle"), d) => (false, d.unwrap_or("30m")),
+            (Some(d), None) => (true, d),
+            _ => (true, ""),
+        };
+        return match n {
+            Some(n) if !duration.is_empty() => {
+                scenario::parse(&scenario::mesh(n, traffic, duration), name)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err(format!(
+                "{name}: expected mesh:<nodes>[:<duration>] or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
+            )),
+        };
+    }
+    match scenario::built_in(name) {
+        Some(s) => s.map_err(|e| e.to_string()),
+        None => Err(format!("{name}: no such file or built-in scenario (see relaymesh-sim list)")),
     }
 }
 

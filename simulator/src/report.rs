@@ -1,5 +1,5 @@
 //! From what a run observed to the report: per-precedence delivery and latency, per-link load,
-//! per-event recovery, the invariants of DESIGN.md section 10 and the scenario's `[expect]`.
+//! per-event recovery, the invariants of the README's "Guarantees" and the scenario's `[expect]`.
 //! Rendered as a terminal table, one JSON object, and an HTML page with SVG plots.
 //!
 //! Accounting is per (message, intended recipient) pair ([`crate::pairs`]), because one group or
@@ -118,6 +118,9 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
     if duplicates > 0 {
         failures.push(format!("invariant: {duplicates} duplicate deliveries"));
     }
+    for v in &obs.violations {
+        failures.push(format!("invariant broken inside a node: {v}"));
+    }
     let x = &sc.expect;
     if let Some(max) = x.lost
         && lost > max
@@ -172,7 +175,13 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
             "probes_per_min": obs.control.probes as f64 * 60.0 / virtual_s.max(1e-9),
             "link_bytes_per_min": obs.links.iter().flat_map(|l| l.directions.iter()).map(|d| d.bytes).sum::<u64>() as f64 * 60.0 / virtual_s.max(1e-9),
         },
-        "invariants": { "lost": lost, "duplicates": duplicates, "starved": starved },
+        "invariants": {
+            "lost": lost,
+            "duplicates": duplicates,
+            "starved": starved,
+            "checked": sc.check_invariants,
+            "broken": obs.violations,
+        },
         "unintended": unintended,
         "destinations": pairs::destinations_json(sc, &accounts),
         "expect": { "passed": failures.is_empty(), "failures": failures },
@@ -376,8 +385,16 @@ fn table(j: &Value) -> String {
     let i = &j["invariants"];
     let _ = writeln!(
         t,
-        "\ninvariants: lost {}, duplicates {}, starved {} (pairs); unintended deliveries {}",
-        i["lost"], i["duplicates"], i["starved"], j["unintended"]
+        "\ninvariants: lost {}, duplicates {}, starved {} (pairs); unintended deliveries {}{}",
+        i["lost"],
+        i["duplicates"],
+        i["starved"],
+        j["unintended"],
+        match i["broken"].as_array().map(Vec::len) {
+            _ if i["checked"] != true => String::new(),
+            Some(0) | None => "; every node checked its own invariants: none broken".into(),
+            Some(n) => format!("; {n} broken inside nodes"),
+        }
     );
     let failures = j["expect"]["failures"].as_array().cloned().unwrap_or_default();
     if failures.is_empty() {

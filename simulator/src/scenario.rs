@@ -1,4 +1,4 @@
-//! Scenario files (DESIGN.md section 9): parsed and checked completely before anything runs.
+//! Scenario files (the format is in the README, "Simulator"): parsed and checked completely before anything runs.
 //! Every error names the file, the line and the reason.
 
 use std::collections::BTreeMap;
@@ -142,6 +142,8 @@ pub struct Scenario {
     pub media: BTreeMap<Medium, (MediumConfig, TransportSettings)>,
     /// `[limits] advert_lifetime`: every node's (default: the relay's).
     pub advert_lifetime: Option<Duration>,
+    /// Every node checks its invariants after every commit (`--check-invariants`; slower).
+    pub check_invariants: bool,
     pub expect: Expect,
 }
 
@@ -628,6 +630,7 @@ impl Checker<'_> {
             events,
             media,
             advert_lifetime,
+            check_invariants: false,
             expect,
         })
     }

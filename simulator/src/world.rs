@@ -61,6 +61,8 @@ pub struct Happened {
 #[derive(Debug, Default)]
 pub struct Observed {
     pub sent: HashMap<MessageId, Sent>,
+    /// Invariants a node found broken (with `Scenario::check_invariants`), first per node run.
+    pub violations: Vec<String>,
     /// Submissions a crashed or refusing origin did not accept, per flow.
     pub not_accepted: BTreeMap<usize, u64>,
     /// (message, destination node) -> delivery times (more than one is a duplicate).
@@ -229,6 +231,7 @@ impl<'s> World<'s> {
             };
             let mut core = CoreConfig::new(def.id.clone(), def.role);
             core.groups = def.groups.clone();
+            core.check_invariants = sc.check_invariants;
             if let Some(l) = sc.advert_lifetime {
                 core.advert_lifetime = l;
             }
@@ -613,6 +616,9 @@ impl<'s> World<'s> {
                         self.obs.expired.insert((id, n));
                     }
                 }
+            }
+            Event::InvariantBroken { what } => {
+                self.obs.violations.push(format!("{node} at {:.3} s: {what}", when.as_secs_f64()));
             }
             Event::Refused { id, reason, .. } => {
                 self.obs.refused.insert(id, reason);

@@ -72,7 +72,9 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
     // 120 seeds (200 before) keep this test near the few minutes it took on two cores in debug:
     // chaos-10's 90 s adverts cost a quarter more time per run than the default 30 min.
     const SEEDS: u64 = 120;
-    let sc = built_in("chaos-10");
+    let mut sc = built_in("chaos-10");
+    // Every node checks its own accounting after every commit, too.
+    sc.check_invariants = true;
     let advert_lifetime = sc.advert_lifetime.expect("chaos-10 shortens the advert lifetime");
     let long_crashes = std::sync::atomic::AtomicU64::new(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
@@ -93,7 +95,8 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
                         if a_crash_outlasted(&r.json["events"], advert_lifetime.as_secs_f64()) {
                             long_crashes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        if inv["lost"] != 0 || inv["duplicates"] != 0 || sent == 0 {
+                        let broken = inv["broken"].as_array().map_or(0, Vec::len);
+                        if inv["lost"] != 0 || inv["duplicates"] != 0 || broken > 0 || sent == 0 {
                             bad.push(format!(
                                 "seed {}: {inv} (sent {sent})\n{}",
                                 1000 + seed,
@@ -122,6 +125,33 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
 
 fn sim(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn a_sweep_runs_every_seed_and_names_how_to_reproduce_each_failure() {
+    let out = sim(&["sweep", "smoke", "--seeds", "0..3", "--jobs", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("smoke: 3 seeds (0..3)") && stdout.contains("0 failed"), "{stdout}");
+    // An expectation no run can meet fails every seed, each with its command.
+    let dir = tempfile::tempdir().unwrap();
+    let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "smoke").unwrap().1;
+    let path = dir.path().join("strict.toml");
+    std::fs::write(
+        &path,
+        base.replace(r#"latency_p99 = { flash = "5s" }"#, r#"latency_p99 = { flash = "1us" }"#),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let out = sim(&["sweep", file, "--seeds", "7..9", "--jobs", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for seed in [7, 8] {
+        let line = format!("relaymesh-sim run {file} --seed {seed} --check-invariants");
+        assert!(stdout.contains(&line), "{stdout}");
+    }
+    let out = sim(&["sweep", "smoke", "--seeds", "3..1"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -452,6 +482,45 @@ link = "relay-1~team-2/wireless"
         assert_eq!(n(row, "delivered") + n(row, "expired"), 6, "{row}");
     }
     assert_eq!(j["invariants"]["lost"], 0, "{}", r.text);
+}
+
+#[test]
+fn a_late_joiner_cut_off_until_after_the_lifetime_is_accounted_expired() {
+    // team-1 joins medical at 2 min while its link is down (30 s to 15 min); the order sent at
+    // 1 min lives 5 min. The origin first hears of the join at 15 min: too late to deliver,
+    // within the hour it keeps the message for, so it records the pair expired.
+    let text = format!(
+        "{TEAMS}{}",
+        r#"
+[[traffic]]
+from = "county-hq"
+to = "group:medical"
+precedence = "flash"
+every = "1h"
+start = "1m"
+stop = "1m"
+lifetime = "5m"
+
+[[event]]
+at = "30s"
+action = "link_down"
+link = "relay-1~team-1/wireless"
+
+[[event]]
+at = "2m"
+action = "join"
+node = "team-1"
+group = "medical"
+
+[[event]]
+at = "15m"
+action = "link_up"
+link = "relay-1~team-1/wireless"
+"#
+    );
+    let r = run_text(&text);
+    let row = row(&r.json, "team-1", "flash").unwrap();
+    assert_eq!((n(row, "pairs"), n(row, "expired"), n(row, "lost")), (1, 1, 0), "{}", r.text);
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub enum Event {
     /// The neighbour on `link` did what only a hostile or broken peer does (forged a message
     /// or an advert, flooded): the shell closes the link with `reason` and records it.
     Misbehaved { link: LinkId, peer: NodeId, reason: String },
+    /// The node found one of its invariants broken (only with `CoreConfig::check_invariants`;
+    /// once per node). A bug in relaymesh, never a peer's doing: simulations fail on it.
+    InvariantBroken { what: String },
     /// A newer revocation list took effect (also at start, for the stored one): the shell
     /// closes links to the revoked certificates and refuses them from now on.
     Revoked { number: u64, serials: Vec<Bytes>, nodes: Vec<NodeId>, crl: Bytes },
@@ -666,6 +669,7 @@ impl Node {
                     // The first violation is kept (and logged); the node runs on.
                     if let Err(v) = self.check_invariants() {
                         tracing::error!("{v}");
+                        self.events.push_back(Event::InvariantBroken { what: v.what.clone() });
                         self.violation = Some(v);
                     }
                 }
