@@ -619,6 +619,9 @@ async fn group(a: GroupArgs) -> Outcome {
         ("list", None) => {
             let v: GroupsDoc =
                 client.call_as(client.request(reqwest::Method::GET, "/v1/groups")).await?;
+            if v.groups.is_empty() {
+                eprintln!("no named groups (besides group:all and its role's group)");
+            }
             for g in v.groups {
                 println!("{g}");
             }
@@ -634,10 +637,10 @@ async fn group(a: GroupArgs) -> Outcome {
         client.call_as(client.request(method, "/v1/groups").json(&body)).await?;
     let done = if a.action == "join" { "joined" } else { "left" };
     let name = v.group;
-    if v.changed {
-        eprintln!("{done} group:{name}");
-    } else {
-        eprintln!("already {done}: group:{name}");
+    match (v.changed, a.action.as_str()) {
+        (true, _) => eprintln!("{done} group:{name}"),
+        (false, "join") => eprintln!("already a member of group:{name}"),
+        (false, _) => eprintln!("not a member of group:{name}: nothing to leave"),
     }
     Ok(())
 }

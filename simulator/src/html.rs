@@ -183,12 +183,14 @@ pub fn page(
         }
         h.push_str("</ul>");
     }
-    h.push_str("<h2>Deliveries</h2><p>(message, intended recipient) pairs.</p><table><tr><th>precedence</th><th>pairs</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
+    h.push_str("<h2>Deliveries</h2><p>Messages sent, then (message, intended recipient) pairs.</p><table><tr><th>precedence</th><th>messages</th><th>no recipient</th><th>pairs</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
     for p in Precedence::DESCENDING {
         let c = &j["precedence"][p.as_str()];
         let l = &c["latency_ms"];
         let _ = write!(h, "<tr><td>{p}</td>");
         for v in [
+            &c["messages"],
+            &c["no_destinations"],
             &c["sent"],
             &c["delivered"],
             &c["expired"],
@@ -205,7 +207,11 @@ pub fn page(
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table>");
+    let _ = write!(
+        h,
+        "</table><p>Submissions not accepted (origin down or refusing): {}</p>",
+        j["not_accepted"]
+    );
     let rows = j["destinations"].as_array().cloned().unwrap_or_default();
     crate::pairs::html(&mut h, &rows, esc);
 

@@ -296,8 +296,9 @@ fn table(j: &Value) -> String {
     );
     let _ = writeln!(
         t,
-        "\n{:<10} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<10} {:>8} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
         "precedence",
+        "messages",
         "pairs",
         "delivered",
         "expired",
@@ -315,8 +316,9 @@ fn table(j: &Value) -> String {
         let l = &c["latency_ms"];
         let _ = writeln!(
             t,
-            "{:<10} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+            "{:<10} {:>8} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
             p.as_str(),
+            cell(&c["messages"]),
             cell(&c["sent"]),
             cell(&c["delivered"]),
             cell(&c["expired"]),
@@ -328,6 +330,18 @@ fn table(j: &Value) -> String {
             cell(&l["p90"]),
             cell(&l["p99"]),
             cell(&l["max"]),
+        );
+    }
+    let nobody: u64 = Precedence::DESCENDING
+        .iter()
+        .map(|p| j["precedence"][p.as_str()]["no_destinations"].as_u64().unwrap_or(0))
+        .sum();
+    let refused = j["not_accepted"].as_u64().unwrap_or(0);
+    if nobody > 0 || refused > 0 {
+        let _ = writeln!(
+            t,
+            "messages whose address had no intended recipient: {nobody}; submissions not \
+             accepted (origin down or refusing): {refused}"
         );
     }
     let mut links: Vec<&Value> =

@@ -447,6 +447,56 @@ impl Node {
         }
     }
 
+    /// Refuses, with a report to each origin, every copy held here for a destination whose
+    /// certificate was withdrawn (revoked or decommissioned) since the last batch: it will
+    /// never take them, so they are settled now instead of waiting out their lifetime. A copy
+    /// in flight to it is left to its answer.
+    pub(super) fn settle_withdrawn(&mut self, now: Time) -> Result<(), StoreError> {
+        for node in std::mem::take(&mut self.withdrawn) {
+            let mut lane_end = node.as_str().as_bytes().to_vec();
+            lane_end.push(1);
+            let mut owed = Vec::new();
+            let from = schema::queue_lane_prefix(&node, Precedence::Flash);
+            let from = &from[..from.len() - 1];
+            self.store.scan(Table::Queue, from, Some(&lane_end), &mut |k, _| {
+                if let Some((d, p, seq)) = schema::parse_queue_key(k)
+                    && d == node
+                {
+                    owed.push((p, seq));
+                }
+                true
+            })?;
+            let reason = format!("{node} was withdrawn by the CA (revoked or decommissioned)");
+            for (p, seq) in owed {
+                if self.inflight.contains(&(seq, node.clone())) {
+                    continue;
+                }
+                let Some(m) = self.load_message(seq)? else { continue };
+                let env = &m.envelope;
+                let held = HeldRef {
+                    seq,
+                    precedence: p,
+                    deadline: m.received_at + env.lifetime.saturating_sub(env.age),
+                    weight: env.weight(),
+                    multi: env.destinations.len() > 1,
+                    from: m.from.clone(),
+                };
+                let dests = [node.clone()];
+                self.settle(&held, &dests, false)?;
+                self.counters.refused[p.index()] += 1;
+                self.pending_events.push(Event::Refused {
+                    id: env.id,
+                    origin: env.origin.clone(),
+                    precedence: p,
+                    reason: reason.clone(),
+                });
+                let age = env.age + now.saturating_since(m.received_at);
+                self.report(now, env, Outcome::Refused, &reason, age, &dests)?;
+            }
+        }
+        Ok(())
+    }
+
     fn refuse_held(&mut self, now: Time, offer: &Offer, reason: &str) -> Result<(), StoreError> {
         let stored = self.load_message(offer.seq)?;
         self.settle(&held_ref(offer), &offer.dests, false)?;

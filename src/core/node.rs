@@ -197,6 +197,9 @@ pub struct Node {
     pub(super) unsealed: Vec<Envelope>,
     /// Origin batch signatures already checked.
     pub(super) seals: SealCache,
+    /// Nodes whose certificates were withdrawn since the last batch: their held copies are
+    /// refused at the next `schedule` or `commit` (`Node::settle_withdrawn`).
+    pub(super) withdrawn: Vec<NodeId>,
     /// The first invariant found broken (with `CoreConfig::check_invariants`).
     pub(super) violation: Option<super::invariants::Violation>,
 }
@@ -287,6 +290,7 @@ impl Node {
             unsealed: Vec::new(),
             seals: SealCache::default(),
             violation: None,
+            withdrawn: Vec::new(),
         };
         node.load(now)?;
         node.load_trust()?;
@@ -634,6 +638,9 @@ impl Node {
     /// that the destination's dedup absorbs.
     pub fn schedule(&mut self, now: Time) {
         self.seal_pending(now);
+        if !self.withdrawn.is_empty() {
+            self.guarded(|n| n.settle_withdrawn(now));
+        }
         if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
             self.guarded(|n| n.originate_advert(now));
         }
@@ -650,6 +657,9 @@ impl Node {
     /// See the calling contract on [`Node`].
     pub fn commit(&mut self, now: Time) -> Result<(), StoreError> {
         self.seal_pending(now);
+        if !self.withdrawn.is_empty() {
+            self.guarded(|n| n.settle_withdrawn(now));
+        }
         if self.poisoned.is_none() && self.advert_wanted && self.advert_due(now) {
             self.guarded(|n| n.originate_advert(now));
         }
@@ -747,6 +757,7 @@ impl Node {
             || !self.answers.is_empty()
             || !self.pending_events.is_empty()
             || !self.unsealed.is_empty()
+            || !self.withdrawn.is_empty()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -243,8 +243,10 @@ impl Node {
                 let key = node.as_str().as_bytes().to_vec();
                 self.guarded(|n| n.store.delete(Table::Lsdb, &key).map(|_| ()));
             }
-            // Revoked or decommissioned: no longer an intended recipient of anything.
+            // Revoked or decommissioned: no longer an intended recipient of anything, and what
+            // is held for it is refused at the next batch.
             self.forget_member(node);
+            self.withdrawn.push(node.clone());
         }
         let others: Vec<LinkId> = self.links.keys().copied().filter(|l| Some(*l) != from).collect();
         for link in others {

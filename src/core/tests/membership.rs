@@ -182,11 +182,22 @@ fn a_revoked_node_is_no_longer_a_member() {
     let (mut h, pki, t2) = county();
     h.disconnect(t2);
     h.run_for(6 * MINUTE);
+    // Held for t2 at hq, which has no route to it.
+    let waiting = h.submit("hq", "group:role:township", Precedence::Flash, 60 * MINUTE);
+    h.run_for(MINUTE);
+    assert_eq!(h.node("hq").held_messages(), 1);
     let crl = pki.revoke(&["t2"], 1);
     h.node("hq").handle_revocations(None, &crl).unwrap();
     h.run_for(MINUTE);
+    // The copy held for it is refused at once, with a report, not left to expire.
+    assert_eq!(h.node("hq").held_messages(), 0);
     let id = h.submit("hq", "group:role:township", Precedence::Flash, 60 * MINUTE);
     assert_eq!(destinations(&mut h, "hq", &id), vec![n("t1")]);
+    let view = h.node("hq").message_status(&waiting).unwrap().unwrap();
+    let t2_fate = view.destinations.iter().find(|d| d.node == n("t2")).unwrap();
+    assert_eq!(t2_fate.outcome, Some(Outcome::Refused));
+    assert!(t2_fate.reason.contains("withdrawn by the CA"), "{}", t2_fate.reason);
+    assert!(view.settled);
     // And it stays gone across a restart.
     h.crash("hq");
     h.open("hq");
