@@ -47,6 +47,23 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The pair counts, as the report's JSON gives them per precedence and per destination.
+    pub fn counts_json(&self) -> serde_json::Map<String, Value> {
+        [
+            ("pairs", self.pairs),
+            ("delivered", self.delivered),
+            ("expired", self.expired),
+            ("refused", self.refused),
+            ("held", self.held),
+            ("lost", self.lost),
+            ("duplicates", self.duplicates),
+            ("unintended", self.unintended),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect()
+    }
+
     fn count(&mut self, fate: Fate, latency: Option<Duration>, duplicates: u64) {
         self.pairs += 1;
         self.duplicates += duplicates;
@@ -142,23 +159,18 @@ pub fn destinations_json(sc: &Scenario, a: &Accounts) -> Value {
         .map(|k| {
             let ((n, p), c) = (k, &a.destinations[k]);
             let l = &c.latencies;
-            json!({
-                "node": sc.nodes[*n].id.as_str(),
-                "precedence": p.as_str(),
-                "pairs": c.pairs,
-                "delivered": c.delivered,
-                "expired": c.expired,
-                "refused": c.refused,
-                "held": c.held,
-                "lost": c.lost,
-                "duplicates": c.duplicates,
-                "unintended": c.unintended,
-                "latency_ms": {
+            let mut row = c.counts_json();
+            row.insert("node".into(), json!(sc.nodes[*n].id.as_str()));
+            row.insert("precedence".into(), json!(p.as_str()));
+            row.insert(
+                "latency_ms".into(),
+                json!({
                     "p50": ms(percentile(l, 0.5)),
                     "p99": ms(percentile(l, 0.99)),
                     "max": ms(l.last().copied()),
-                },
-            })
+                }),
+            );
+            Value::Object(row)
         })
         .collect();
     Value::Array(rows)

@@ -34,6 +34,21 @@ struct HeldRef {
     from: Option<NodeId>,
 }
 
+impl HeldRef {
+    /// A held message as read back from the store.
+    fn of(seq: u64, m: &StoredMessage) -> HeldRef {
+        let env = &m.envelope;
+        HeldRef {
+            seq,
+            precedence: env.precedence,
+            deadline: m.deadline(),
+            weight: env.weight(),
+            multi: env.destinations.len() > 1,
+            from: m.from.clone(),
+        }
+    }
+}
+
 impl Node {
     /// An application's message. Accepted means durable once the batch commits. It is signed
     /// with the rest of the batch and held when the batch is scheduled or committed, so a
@@ -453,12 +468,9 @@ impl Node {
     /// in flight to it is left to its answer.
     pub(super) fn settle_withdrawn(&mut self, now: Time) -> Result<(), StoreError> {
         for node in std::mem::take(&mut self.withdrawn) {
-            let mut lane_end = node.as_str().as_bytes().to_vec();
-            lane_end.push(1);
             let mut owed = Vec::new();
-            let from = schema::queue_lane_prefix(&node, Precedence::Flash);
-            let from = &from[..from.len() - 1];
-            self.store.scan(Table::Queue, from, Some(&lane_end), &mut |k, _| {
+            let (from, to) = schema::queue_destination_range(&node);
+            self.store.scan(Table::Queue, &from, Some(&to), &mut |k, _| {
                 if let Some((d, p, seq)) = schema::parse_queue_key(k)
                     && d == node
                 {
@@ -473,16 +485,8 @@ impl Node {
                 }
                 let Some(m) = self.load_message(seq)? else { continue };
                 let env = &m.envelope;
-                let held = HeldRef {
-                    seq,
-                    precedence: p,
-                    deadline: m.received_at + env.lifetime.saturating_sub(env.age),
-                    weight: env.weight(),
-                    multi: env.destinations.len() > 1,
-                    from: m.from.clone(),
-                };
                 let dests = [node.clone()];
-                self.settle(&held, &dests, false)?;
+                self.settle(&HeldRef::of(seq, &m), &dests, false)?;
                 self.counters.refused[p.index()] += 1;
                 self.pending_events.push(Event::Refused {
                     id: env.id,
@@ -645,8 +649,12 @@ impl Node {
         // An offer of it still in flight is withdrawn: the node's and the links' views of what
         // is in flight stay the same (a late "accepted" is ignored; the neighbour then holds a
         // copy of its own, which it delivers or expires and reports).
-        for link in self.links.values_mut() {
-            link.withdraw(seq);
+        let offered =
+            m.envelope.destinations.iter().any(|d| self.inflight.contains(&(seq, d.clone())));
+        if offered {
+            for link in self.links.values_mut() {
+                link.withdraw(seq);
+            }
         }
         let env = &m.envelope;
         let p = env.precedence;
@@ -657,14 +665,7 @@ impl Node {
                 owed.push(d.clone());
             }
         }
-        let held = HeldRef {
-            seq,
-            precedence: p,
-            deadline,
-            weight: env.weight(),
-            multi: env.destinations.len() > 1,
-            from: m.from.clone(),
-        };
+        let held = HeldRef { deadline, ..HeldRef::of(seq, &m) };
         let all = env.destinations.clone();
         self.settle(&held, &all, true)?;
         self.counters.expired[p.index()] += 1;

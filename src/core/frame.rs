@@ -103,6 +103,13 @@ pub struct StoredMessage {
     pub from: Option<NodeId>,
 }
 
+impl StoredMessage {
+    /// When its lifetime runs out here (the time of its `Expiry` key).
+    pub fn deadline(&self) -> Time {
+        self.received_at + self.envelope.lifetime.saturating_sub(self.envelope.age)
+    }
+}
+
 /// A message delivered to this node's applications.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InboxRecord {

@@ -33,19 +33,17 @@ impl Node {
     /// - Custody: no answer, acceptance or unsigned envelope waits once a batch is committed.
     /// - Membership and bindings: the in-memory views equal their tables.
     pub fn check_invariants(&mut self) -> Result<(), Violation> {
-        let fail = |what: String| Violation { node: self.cfg.node.clone(), what };
         if self.poisoned.is_some() {
             return Ok(()); // a doomed batch: the next commit rolls back and reloads
         }
-        self.check_custody_buffers().map_err(fail)?;
-        self.check_inflight().map_err(fail)?;
-        let result = self.check_store();
-        let fail = |what: String| Violation { node: self.cfg.node.clone(), what };
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(what)) => Err(fail(what)),
-            Err(e) => Err(fail(format!("store unreadable: {e}"))),
-        }
+        let found = match self.check_custody_buffers().and_then(|()| self.check_inflight()) {
+            Err(what) => Err(what),
+            Ok(()) => match self.check_store() {
+                Ok(result) => result,
+                Err(e) => Err(format!("store unreadable: {e}")),
+            },
+        };
+        found.map_err(|what| Violation { node: self.cfg.node.clone(), what })
     }
 
     fn check_custody_buffers(&self) -> Result<(), String> {
@@ -166,10 +164,10 @@ impl Node {
             members += 1;
             true
         })?;
-        if members != self.membership.len() {
+        if members != self.membership.count() {
             return Ok(Err(format!(
                 "{} members in memory, {members} in the store",
-                self.membership.len()
+                self.membership.count()
             )));
         }
         let mut bound: BTreeSet<MessageId> = BTreeSet::new();

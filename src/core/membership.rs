@@ -71,12 +71,8 @@ impl Membership {
         self.members.keys()
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     /// Every member's (node, advert seq): what a neighbour compares against its own.
@@ -132,16 +128,11 @@ impl Node {
     /// not, and every authenticated neighbour not yet advertised (for `all` and role groups).
     pub(super) fn resolve(&self, to: &Address) -> Vec<NodeId> {
         let me = &self.cfg.node;
-        let mut out: BTreeSet<NodeId> = match to {
-            Address::Node(n) if n == me => BTreeSet::new(),
-            Address::Node(n) => BTreeSet::from([n.clone()]),
-            _ => self
-                .membership
-                .nodes()
-                .filter(|n| self.membership.is_member(n, to))
-                .cloned()
-                .collect(),
-        };
+        if let Address::Node(n) = to {
+            return if n == me { Vec::new() } else { vec![n.clone()] };
+        }
+        let mut out: BTreeSet<NodeId> =
+            self.membership.nodes().filter(|n| self.membership.is_member(n, to)).cloned().collect();
         if matches!(to, Address::Group(Group::All | Group::Role(_))) {
             for l in self.links.values() {
                 if self.membership.get(&l.info.peer).is_none()
@@ -227,11 +218,6 @@ impl Node {
             self.bind_late(now, &me);
         }
         Ok(true)
-    }
-
-    /// This node's named groups as they stand.
-    pub fn groups(&self) -> impl Iterator<Item = &String> {
-        self.groups.iter()
     }
 
     /// Makes a copy of every live group or topic message this node originated for `member`,

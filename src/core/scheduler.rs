@@ -141,7 +141,7 @@ impl Node {
         };
         let env = &stored.envelope;
         let age = env.age + now.saturating_since(stored.received_at);
-        let deadline = stored.received_at + env.lifetime.saturating_sub(env.age);
+        let deadline = stored.deadline();
         if age >= env.lifetime {
             self.expire_one(now, deadline, seq)?;
             return Ok(Offered::Skipped);

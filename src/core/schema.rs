@@ -27,6 +27,15 @@ pub fn queue_lane_prefix(dest: &NodeId, p: Precedence) -> Vec<u8> {
     k
 }
 
+/// The `Queue` keys of every lane of one destination: `from <= key < to`.
+pub fn queue_destination_range(dest: &NodeId) -> (Vec<u8>, Vec<u8>) {
+    let mut from = dest.as_str().as_bytes().to_vec();
+    let mut to = from.clone();
+    from.push(0);
+    to.push(1);
+    (from, to)
+}
+
 /// Parses a `Queue` key back into (destination, precedence, seq).
 pub fn parse_queue_key(k: &[u8]) -> Option<(NodeId, Precedence, u64)> {
     let sep = k.iter().position(|b| *b == 0)?;
