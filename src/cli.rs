@@ -136,7 +136,8 @@ struct SendArgs {
     /// How long the message may take to arrive (e.g. 90s, 1h).
     #[arg(long, default_value = "1h")]
     lifetime: String,
-    /// Wait for the delivery report; exit 1 if the message expires or is refused.
+    /// Wait for the delivery report; exit 1 if the message expires or is refused, or at once
+    /// if its address has no member (no_recipients).
     #[arg(long)]
     wait: bool,
     /// Give up waiting after this long (default: the lifetime).
