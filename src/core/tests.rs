@@ -997,6 +997,30 @@ mod security {
     }
 
     #[test]
+    fn a_held_advert_altered_under_its_own_signature_is_still_caught() {
+        // A node skips the signature check for an advert it already holds as membership
+        // (same signed bytes, same signature): the skip must not extend to an altered copy.
+        let (mut h, _pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
+        let held = h.node("a").membership.get(&n("b")).cloned().expect("a knows b");
+        // Routing lets it age out; the same advert arriving again is taken without a fault.
+        h.node("a").routing.forget(&n("b"));
+        let now = h.now;
+        let link = *h.node("a").links.keys().next().unwrap();
+        h.node("a").handle_frame(now, link, Frame::LinkState(held.clone()));
+        h.flush();
+        assert_eq!(h.node("a").counters.forged, 0);
+        assert!(!h.node("a").routing.wants(&held), "routing holds it again");
+        // The same signature over an altered body: checked, and caught.
+        h.node("a").routing.forget(&n("b"));
+        let mut altered = held.clone();
+        altered.subscriptions.push(TopicPattern::new("alerts/#").unwrap());
+        h.node("a").handle_frame(now, link, Frame::LinkState(altered));
+        h.flush();
+        assert_eq!(h.node("a").counters.forged, 1);
+        assert!(!h.node("a").routing.subscribes(&n("b"), "alerts/x"));
+    }
+
+    #[test]
     fn an_advert_with_another_nodes_certificate_is_refused() {
         let (mut h, pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
         let now = h.now;

@@ -8,6 +8,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("satellite-bulk", include_str!("../../../scenarios/satellite-bulk.toml")),
     ("smoke", include_str!("../../../scenarios/smoke.toml")),
     ("chaos-10", include_str!("../../../scenarios/chaos-10.toml")),
+    ("chaos-30", include_str!("../../../scenarios/chaos-30.toml")),
     ("township-cutoff", include_str!("../../../scenarios/township-cutoff.toml")),
 ];
 
