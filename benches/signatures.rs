@@ -12,17 +12,18 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use relaymesh::core::trust::{self, Trust};
 use relaymesh::core::types::{Body, Envelope};
 use relaymesh::core::{Address, MessageId, NodeId, Precedence, Role, Time, TrafficStatus};
+use relaymesh::pki::PkiTrust;
 use relaymesh::pki::{Ca, Identity, Validity};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
-use relaymesh::shell::trust::PkiTrust;
+use relaymesh::shell::trust::pki_trust;
 use rustls::pki_types::PrivateKeyDer;
 
 fn node_trust() -> (PkiTrust, Bytes) {
     let validity = Validity::days_from(SystemTime::now(), 30);
-    let ca = Ca::generate(Some([3; 32]), validity).expect("CA");
+    let ca = Ca::generate([3; 32], validity).expect("CA");
     let node = NodeId::new("team-01").expect("id");
-    let cert = ca.issue(&node, Role::Field, Some([5; 32]), validity).expect("certificate");
+    let cert = ca.issue(&node, Role::Field, [5; 32], validity).expect("certificate");
     let der = Bytes::copy_from_slice(cert.cert_der.as_ref());
     let creds = Credentials {
         ca: ca.cert_der.clone(),
@@ -30,7 +31,7 @@ fn node_trust() -> (PkiTrust, Bytes) {
         key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
         identity: Identity { node, role: Role::Field },
     };
-    (PkiTrust::new(&creds, Clock::wall()).expect("trust"), der)
+    (pki_trust(&creds, Clock::wall()).expect("trust"), der)
 }
 
 fn envelope(size: usize) -> Envelope {

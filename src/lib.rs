@@ -2,11 +2,14 @@
 //!
 //! # Layout
 //! - [`core`]: the sans-IO protocol state machine (routing, precedence queues, custody,
-//!   dedup, expiry, policy). No tokio, no quinn, no redb, no clock.
-//! - [`wire`]: the protobuf wire protocol and framing; the only module that sees generated types.
+//!   dedup, expiry, policy): the `relaymesh-core` crate, which cannot depend on tokio, quinn
+//!   or redb (it has none of them in its dependencies).
+//! - [`wire`]: the protobuf wire protocol and framing (in `relaymesh-core`); the only module
+//!   that sees generated types.
 //! - [`shell`]: the tokio/quinn/redb shell that runs a core: QUIC links with mutual TLS, the
 //!   durable store, timers, the local HTTP API.
-//! - [`pki`]: the deployment CA and node certificates.
+//! - [`pki`]: the deployment's PKI directory (the certificates themselves are made and checked
+//!   in `relaymesh_core::pki`).
 //! - [`cli`]: the `relaymesh` command line.
 //! - [`api_model`]: the local API's documents as types, shared by the server and the CLI.
 //!
@@ -20,8 +23,8 @@
 
 pub mod api_model;
 pub mod cli;
-pub mod core;
 pub mod pki;
 pub mod shell;
 pub mod units;
-pub mod wire;
+pub use relaymesh_core as core;
+pub use relaymesh_core::wire;

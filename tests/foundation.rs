@@ -83,11 +83,18 @@ fn an_expired_certificate_is_refused() {
     let hq = mesh.node("county-hq", "command", "public");
     let mut hq_run = hq.start();
     // Issue an expired certificate through the library (the CLI only issues valid ones).
-    let ca = relaymesh::pki::Ca::load(&mesh.pki()).unwrap();
+    let ca = relaymesh::pki::load_ca(&mesh.pki()).unwrap();
     let old = SystemTime::now() - Duration::from_secs(400 * 24 * 3600);
     let validity =
         relaymesh::pki::Validity { not_before: old, not_after: old + Duration::from_secs(86400) };
-    let cert = ca.issue(&NodeId::new("team-7").unwrap(), Role::Field, None, validity).unwrap();
+    let cert = ca
+        .issue(
+            &NodeId::new("team-7").unwrap(),
+            Role::Field,
+            relaymesh::pki::random_seed().unwrap(),
+            validity,
+        )
+        .unwrap();
     std::fs::write(mesh.pki().join("team-7.crt"), &cert.cert_pem).unwrap();
     std::fs::write(mesh.pki().join("team-7.key"), &cert.key_pem).unwrap();
     let team = mesh.node("team-7", "field", "public").peer(&hq);

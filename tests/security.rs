@@ -15,7 +15,7 @@ use relaymesh::core::trust::seal_envelope;
 use relaymesh::core::types::{Body, Envelope};
 use relaymesh::core::{Address, MessageId, NodeId, Precedence, Time, TrafficStatus};
 use relaymesh::shell::clock::Clock;
-use relaymesh::shell::trust::PkiTrust;
+use relaymesh::shell::trust::pki_trust;
 use relaymesh::wire::{self, codes};
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -77,7 +77,7 @@ fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() 
     let (code, reason) = block_on(async {
         let (peer, _control) = linked(&mesh, "team-8", &hq).await;
         // An order "from township-01", signed with team-8's own (valid, CA-issued) key.
-        let trust = PkiTrust::new(&peer.creds, Clock::wall()).unwrap();
+        let trust = pki_trust(&peer.creds, Clock::wall()).unwrap();
         let mut forged = envelope("township-01", "county-hq", "evacuate the north bank");
         seal_envelope(&trust, &mut forged);
         let mut buf = BytesMut::new();

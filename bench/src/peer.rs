@@ -14,10 +14,11 @@ use relaymesh::core::frame::{Advert, AdvertLink, CustodyCode, CustodyResult, Fra
 use relaymesh::core::trust::{MAX_BATCH, seal_advert, seal_batch};
 use relaymesh::core::types::{Body, Envelope};
 use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Time, TrafficStatus};
+use relaymesh::pki::PkiTrust;
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
 use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
-use relaymesh::shell::trust::PkiTrust;
+use relaymesh::shell::trust::pki_trust;
 use relaymesh::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION};
 use tokio::sync::{Mutex, mpsc};
 
@@ -75,7 +76,7 @@ pub async fn dial(
     read_hello(&mut recv, &mut decoder).await?;
     let link = RawLink {
         conn,
-        trust: Arc::new(PkiTrust::new(creds, clock)?),
+        trust: Arc::new(pki_trust(creds, clock)?),
         control_send: Arc::new(Mutex::new(send)),
         control_recv: recv,
         decoder,
@@ -113,7 +114,7 @@ pub async fn accept(endpoint: quinn::Endpoint, creds: &Credentials) -> Result<Ra
     send.write_all(&buf).await?;
     let link = RawLink {
         conn,
-        trust: Arc::new(PkiTrust::new(creds, Clock::wall())?),
+        trust: Arc::new(pki_trust(creds, Clock::wall())?),
         control_send: Arc::new(Mutex::new(send)),
         control_recv: recv,
         decoder,

@@ -215,13 +215,13 @@ impl<'s> World<'s> {
             not_before: epoch - Duration::from_secs(86_400),
             not_after: epoch + Duration::from_secs(10 * 365 * 86_400),
         };
-        let ca = Ca::generate(Some(seed_bytes(sub_seed(seed, "ca", 0))), validity)
+        let ca = Ca::generate(seed_bytes(sub_seed(seed, "ca", 0)), validity)
             .unwrap_or_else(|e| unreachable!("a seeded CA always generates: {e}"));
         let mut nodes = Vec::new();
         for (index, def) in sc.nodes.iter().enumerate() {
             let key_seed = seed_bytes(sub_seed(seed, "key", index as u64));
             let cert = ca
-                .issue(&def.id, def.role, Some(key_seed), validity)
+                .issue(&def.id, def.role, key_seed, validity)
                 .unwrap_or_else(|e| unreachable!("a seeded certificate always generates: {e}"));
             let creds = Credentials {
                 ca: ca.cert_der.clone(),

@@ -127,7 +127,7 @@ impl Relay {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
         let mut core = spec.core.clone();
         if core.trust.is_none() {
-            core.trust = Some(Arc::new(trust::PkiTrust::new(&spec.creds, spec.clock)?));
+            core.trust = Some(Arc::new(trust::pki_trust(&spec.creds, spec.clock)?));
         }
         let node = Node::open(core, spec.store, rng.random(), spec.clock.now())?;
         let revoked: link::Revoked =

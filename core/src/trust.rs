@@ -365,7 +365,7 @@ pub fn advert_signed_bytes(a: &Advert) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::types::{Address, MessageId, Precedence, TrafficStatus};
+    use crate::types::{Address, MessageId, Precedence, TrafficStatus};
     use ring::signature::{Ed25519KeyPair, KeyPair};
     use std::time::Duration;
 
@@ -408,8 +408,8 @@ mod tests {
             payload: Bytes::from(vec![i; 40]),
             receipt: true,
             body: Body::Data,
-            status: crate::core::types::TrafficStatus::Actual,
-            created: crate::core::types::Time(u64::from(i)),
+            status: crate::types::TrafficStatus::Actual,
+            created: crate::types::Time(u64::from(i)),
             age: Duration::ZERO,
             hop_count: 0,
             destinations: vec![NodeId::new("county-hq").unwrap()],
@@ -569,7 +569,7 @@ mod tests {
         // Bounded, and forgetting an origin forgets its batches.
         for i in 0..SealCache::CAPACITY + 10 {
             let mut e = envelope(0);
-            e.created = crate::core::types::Time(1_000 + i as u64);
+            e.created = crate::types::Time(1_000 + i as u64);
             seal_envelope(&key, &mut e);
             assert!(cache.check(&origin, &key.public(), &claim(&e).unwrap()));
         }
@@ -581,8 +581,8 @@ mod tests {
 
     #[test]
     fn advert_signatures_cover_every_field_but_the_age() {
-        use crate::core::frame::AdvertLink;
-        use crate::core::types::{Medium, TopicPattern};
+        use crate::frame::AdvertLink;
+        use crate::types::{Medium, TopicPattern};
         let n = |s: &str| NodeId::new(s).unwrap();
         let advert = Advert {
             node: n("township-02"),

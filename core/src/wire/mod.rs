@@ -9,8 +9,8 @@ mod convert;
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
 
-use crate::core::frame::{Frame, InboxRecord, StatusRecord, StoredMessage};
-use crate::core::types::{Medium, NodeId, Role};
+use crate::frame::{Frame, InboxRecord, StatusRecord, StoredMessage};
+use crate::types::{Medium, NodeId, Role};
 
 #[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
 mod pb {
@@ -219,11 +219,11 @@ pub fn decode_status(b: &[u8]) -> Result<StatusRecord, WireError> {
     )
 }
 
-pub fn encode_advert(a: &crate::core::frame::Advert) -> Vec<u8> {
+pub fn encode_advert(a: &crate::frame::Advert) -> Vec<u8> {
     convert::advert_to_pb(a).encode_to_vec()
 }
 
-pub fn decode_advert(b: &[u8]) -> Result<crate::core::frame::Advert, WireError> {
+pub fn decode_advert(b: &[u8]) -> Result<crate::frame::Advert, WireError> {
     convert::advert_from_pb(pb::LinkState::decode(b).map_err(|e| WireError::Decode(e.to_string()))?)
 }
 

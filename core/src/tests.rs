@@ -805,11 +805,7 @@ mod membership;
 
 mod security {
     use super::*;
-    use crate::pki::{Ca, Validity};
-    use crate::shell::clock::Clock;
-    use crate::shell::tls::Credentials;
-    use crate::shell::trust::PkiTrust;
-    use rustls::pki_types::PrivateKeyDer;
+    use crate::pki::{Ca, PkiTrust, Validity};
     use std::time::{SystemTime, UNIX_EPOCH};
 
     /// A fixed issue date (November 2023): certificates valid for twenty years from it.
@@ -826,11 +822,7 @@ mod security {
     impl Pki {
         pub(super) fn new() -> Pki {
             let validity = Validity::days_from(issued(), 20 * 365);
-            Pki {
-                ca: Ca::generate(Some([7; 32]), validity).unwrap(),
-                validity,
-                certs: BTreeMap::new(),
-            }
+            Pki { ca: Ca::generate([7; 32], validity).unwrap(), validity, certs: BTreeMap::new() }
         }
 
         /// A node with a certificate from this CA (and its trust) in the harness.
@@ -846,19 +838,19 @@ mod security {
             for (i, b) in seed.iter_mut().enumerate() {
                 *b = name.bytes().fold(i as u8, |h, c| h.wrapping_mul(31).wrapping_add(c));
             }
-            let cert = self.ca.issue(&n(name), role, Some(seed), self.validity).unwrap();
+            let cert = self.ca.issue(&n(name), role, seed, self.validity).unwrap();
             self.certs.insert(name.into(), cert.cert_der.to_vec());
-            let creds = Credentials {
-                ca: self.ca.cert_der.clone(),
-                chain: vec![cert.cert_der],
-                key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
-                identity: crate::pki::Identity { node: n(name), role },
-            };
             let mut cfg = CoreConfig::new(n(name), role);
             // The node clock a day after the certificates were issued, not the wall clock:
             // these tests must not start failing the day the certificates would expire.
-            let clock = Clock::anchored(Duration::from_secs(1_700_000_000 + 86_400));
-            cfg.trust = Some(Arc::new(PkiTrust::new(&creds, clock).unwrap()));
+            let clock = Arc::new(|| issued() + Duration::from_secs(86_400));
+            let trust = PkiTrust::new(
+                &self.ca.cert_der,
+                &cert.cert_der,
+                cert.key_der.secret_pkcs8_der(),
+                clock,
+            );
+            cfg.trust = Some(Arc::new(trust.unwrap()));
             cfg
         }
 

@@ -420,7 +420,7 @@ mod tests {
     #[test]
     fn the_memory_store_keeps_the_storage_contract() {
         let disk = MemStore::new();
-        crate::core::store_contract::check_all(&mut |old| {
+        crate::store_contract::check_all(&mut |old| {
             drop(old);
             disk.crash();
             Box::new(disk.handle())

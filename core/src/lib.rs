@@ -1,8 +1,11 @@
-//! The sans-IO core of a relay: routing, queues, custody, dedup, expiry and policy.
+//! relaymesh-core: the sans-IO core of a relay (routing, queues, custody, dedup, expiry and
+//! policy) and its wire protocol.
 //!
 //! Nothing in here performs I/O or reads a clock. Like quinn-proto, the core is a state machine
 //! ([`Node`]) that takes inputs through `handle_*(now, ..)` methods and hands its outputs back
-//! through `poll_*()` methods; the shell (`crate::shell`) or the simulator carries them out.
+//! through `poll_*()` methods; the shell (the `relaymesh` crate) or the simulator carries them
+//! out. This crate does not depend on tokio, quinn or redb, so the rule is the compiler's: an
+//! import of any of them here does not build (and `.ci/run` checks the dependency tree).
 //! Storage is reached through the small [`store::Store`] trait, so the core runs unchanged on
 //! redb in production and on the in-memory [`store::MemStore`] in tests and simulations.
 //!
@@ -25,6 +28,9 @@
 //! - [`store`], [`schema`]: the storage contract and key layouts.
 //! - `status`: read-only views for the API and reports.
 //! - [`invariants`]: what must hold between batches, checked (`Node::check_invariants`).
+//! - [`wire`]: the protobuf wire protocol and framing; the only module that sees generated types.
+//! - [`pki`]: the deployment CA's certificates and revocation lists as bytes, and [`pki::PkiTrust`],
+//!   the [`trust::Trust`] over them (the shell reads and writes the files).
 
 mod adverts;
 mod answers;
@@ -36,6 +42,7 @@ pub mod invariants;
 pub mod link;
 pub mod membership;
 pub mod node;
+pub mod pki;
 pub mod policy;
 pub mod queue;
 pub mod routing;
@@ -44,10 +51,12 @@ pub mod schema;
 mod security;
 pub mod status;
 pub mod store;
-#[cfg(test)]
-pub(crate) mod store_contract;
+/// The store contract suite, for any [`store::Store`] (feature `testkit`).
+#[cfg(any(test, feature = "testkit"))]
+pub mod store_contract;
 pub mod trust;
 pub mod types;
+pub mod wire;
 
 pub use config::{CoreConfig, MediumConfig, StoreLimits};
 pub use custody::REPORT_CONTENT_TYPE;

@@ -181,7 +181,7 @@ fn refill(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::store::MemStore;
+    use crate::store::MemStore;
 
     fn n(s: &str) -> NodeId {
         NodeId::new(s).unwrap()

@@ -205,9 +205,10 @@ impl Node {
         // out, was checked when it was first taken: the same signed bytes under the same
         // signature need no second signature check.
         let signed = trust::advert_signed_bytes(a);
-        let held = self.membership.get(&a.node).is_some_and(|m| {
-            m.signature == a.signature && trust::advert_signed_bytes(m) == signed
-        });
+        let held = self
+            .membership
+            .get(&a.node)
+            .is_some_and(|m| m.signature == a.signature && trust::advert_signed_bytes(m) == signed);
         if !held && !trust::verify(&cred.public_key, &signed, &a.signature) {
             self.counters.forged += 1;
             self.misbehaved(link, format!("forged advert of {}", a.node));

@@ -4,8 +4,8 @@ use bytes::{Bytes, BytesMut};
 use rand::{Rng, RngCore, SeedableRng};
 
 use super::*;
-use crate::core::frame::{CustodyCode, CustodyResult};
-use crate::core::types::{
+use crate::frame::{CustodyCode, CustodyResult};
+use crate::types::{
     Address, Body, Envelope, MessageId, Outcome, Precedence, Report, Time, TrafficStatus,
 };
 
@@ -176,7 +176,7 @@ fn records_round_trip() {
 #[test]
 fn signed_bytes_ignore_the_mutable_fields() {
     // What origins sign and every node verifies (there is no second definition to drift).
-    use crate::core::trust::envelope_signed_bytes as signed_bytes;
+    use crate::trust::envelope_signed_bytes as signed_bytes;
     let a = sample_envelope();
     let mut b = a.clone();
     b.age = Duration::from_secs(99);

@@ -1,7 +1,10 @@
 //! The storage contract, as tests every [`Store`] must pass (`MemStore` here, the redb store
-//! in `shell::redb_store`), and a differential run that applies the same seeded operations to
+//! in the `relaymesh` crate's `shell::redb_store`), and a differential run that applies the same seeded operations to
 //! two stores and requires identical reads. The simulator's fidelity rests on the in-memory
 //! store behaving like the one on disk: this is where that is checked.
+//!
+//! Test code (built for tests and with the `testkit` feature): a failed call is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -10,7 +13,7 @@ use super::store::{Store, Table};
 
 /// Opens the store under test again over the same backing, as after a crash: what was not
 /// committed is gone. It is handed the old store (if any) to drop first.
-pub(crate) type Reopen<'a> = &'a mut dyn FnMut(Option<Box<dyn Store>>) -> Box<dyn Store>;
+pub type Reopen<'a> = &'a mut dyn FnMut(Option<Box<dyn Store>>) -> Box<dyn Store>;
 
 fn keys(s: &mut dyn Store, t: Table, from: &[u8], to: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
@@ -23,7 +26,7 @@ fn keys(s: &mut dyn Store, t: Table, from: &[u8], to: Option<&[u8]>) -> Vec<(Vec
 }
 
 /// Runs every contract check on a store.
-pub(crate) fn check_all(reopen: Reopen<'_>) {
+pub fn check_all(reopen: Reopen<'_>) {
     writes_are_visible_in_their_transaction(reopen);
     commit_keeps_and_rollback_drops(reopen);
     reopening_keeps_only_commits(reopen);
@@ -149,7 +152,7 @@ fn tables_are_independent(reopen: Reopen<'_>) {
 
 /// Applies `ops` seeded random operations to both stores and requires every read to agree,
 /// and the committed state to agree after both are reopened.
-pub(crate) fn differential(seed: u64, ops: usize, a: Reopen<'_>, b: Reopen<'_>) {
+pub fn differential(seed: u64, ops: usize, a: Reopen<'_>, b: Reopen<'_>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut x, mut y) = (a(None), b(None));
     let tables = [Table::Queue, Table::Messages, Table::Meta];

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use super::{Hello, WireError, pb};
-use crate::core::frame::{
+use crate::frame::{
     Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord, StatusReport,
     StoredMessage,
 };
-use crate::core::types::{
+use crate::types::{
     Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role, Time,
     TopicPattern, TrafficStatus, duration_micros,
 };
@@ -186,10 +186,10 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
         Ok(pb::Status::Test) => TrafficStatus::Test,
         Err(_) => return Err(WireError::invalid("envelope status", e.status)),
     };
-    if e.signature.len() > crate::core::trust::MAX_SEAL {
+    if e.signature.len() > crate::trust::MAX_SEAL {
         return Err(WireError::invalid(
             "envelope signature",
-            format!("longer than {} bytes", crate::core::trust::MAX_SEAL),
+            format!("longer than {} bytes", crate::trust::MAX_SEAL),
         ));
     }
     Ok(Envelope {
@@ -281,7 +281,7 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         })
         .collect::<Result<Vec<_>, WireError>>()?;
     for g in &a.groups {
-        crate::core::types::Group::parse(g).map_err(|e| WireError::invalid("advert group", e))?;
+        crate::types::Group::parse(g).map_err(|e| WireError::invalid("advert group", e))?;
     }
     let subscriptions = a
         .subscriptions

@@ -1,0 +1,416 @@
+//! The deployment's own CA, node certificates and revocation lists, as bytes; and
+//! [`PkiTrust`], the core's [`Trust`] over them.
+//!
+//! Every node certificate is Ed25519 with a 16-byte serial number (fixed-length encodings
+//! keep handshakes the same size, which the simulator's determinism relies on), valid for
+//! client and server authentication, and names its node twice: a DNS name equal to the node
+//! id (what TLS checks against the configured peer) and a URI
+//! `urn:relaymesh:node:<id>:role:<role>` carrying the role.
+//!
+//! Nothing here touches a file: the shell reads and writes the PKI directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
+use x509_parser::time::ASN1Time;
+
+use crate::trust::{Credential, Revocations, Trust};
+use crate::types::{NodeId, Role};
+
+const URI_PREFIX: &str = "urn:relaymesh:node:";
+
+/// Why a PKI operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A key exists and `--force` was not given.
+    #[error("{0} already exists (use --force to replace it)")]
+    Exists(PathBuf),
+    /// A file holds no usable PEM certificate or key.
+    #[error("{path}: {why}")]
+    Pem { path: PathBuf, why: String },
+    /// A certificate lacks the relaymesh identity or is malformed.
+    #[error("certificate: {0}")]
+    BadCertificate(String),
+    /// No certificate was issued to this node in the PKI directory.
+    #[error("unknown node {node}: no certificate {path}")]
+    UnknownNode { node: String, path: PathBuf },
+    /// The operating system gave no randomness for a key.
+    #[error("no randomness for a key: {0}")]
+    Random(String),
+    /// Certificate generation failed.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Who a certificate says its holder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub node: NodeId,
+    pub role: Role,
+}
+
+/// The period a certificate is valid for.
+#[derive(Clone, Copy, Debug)]
+pub struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// From an hour ago (clocks disagree) for `days` days.
+    pub fn days_from(now: SystemTime, days: u64) -> Validity {
+        Validity {
+            not_before: now - Duration::from_secs(3600),
+            not_after: now + Duration::from_secs(days * 24 * 3600),
+        }
+    }
+}
+
+/// The Ed25519 key pair of a 32-byte seed: random for real deployments (the shell draws it
+/// from the OS), fixed for reproducible simulations and tests.
+///
+/// Always PKCS#8 v1 (RFC 8410, section 7: the private key alone), which OpenSSL 3.0 and
+/// Python's `cryptography` read; ring's own keys are v2 (with the public key attached), which
+/// they refuse. Both load here.
+pub fn ed25519_key(seed: [u8; 32]) -> Result<KeyPair, PkiError> {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let der = PrivatePkcs8KeyDer::from(der);
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)?)
+}
+
+/// A 16-byte serial number with its first byte in 0x01..=0x7f, so it always encodes to the
+/// same length.
+fn serial(bytes: [u8; 16]) -> SerialNumber {
+    let mut b = bytes;
+    b[0] = (b[0] & 0x7f).max(1);
+    SerialNumber::from_slice(&b)
+}
+
+/// A deployment CA that can issue node certificates.
+#[derive(Debug)]
+pub struct Ca {
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+/// A node certificate and its key.
+#[derive(Debug)]
+pub struct NodeCert {
+    pub cert_pem: String,
+    pub cert_der: CertificateDer<'static>,
+    pub key_pem: String,
+    pub key_der: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Ca {
+    /// A new CA whose key and serial number derive from `seed` (see [`ed25519_key`]).
+    pub fn generate(seed: [u8; 32], validity: Validity) -> Result<Ca, PkiError> {
+        let key = ed25519_key(seed)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "relaymesh deployment CA");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.serial_number = Some(serial(sub_seed(&seed, 0)));
+        params.not_before = validity.not_before.into();
+        params.not_after = validity.not_after.into();
+        let cert = params.self_signed(&key)?;
+        Ok(Ca { cert_pem: cert.pem(), cert_der: cert.der().clone(), key })
+    }
+
+    /// A CA from its certificate (PEM text and DER) and its key (PEM text).
+    pub fn from_pem(
+        cert_pem: String,
+        cert_der: CertificateDer<'static>,
+        key_pem: &str,
+    ) -> Result<Ca, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
+        Ok(Ca { cert_pem, cert_der, key })
+    }
+
+    /// The CA's private key, PEM (PKCS#8 v1).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Issues a certificate for `node` with `role`; key and serial derive from `seed`.
+    pub fn issue(
+        &self,
+        node: &NodeId,
+        role: Role,
+        seed: [u8; 32],
+        validity: Validity,
+    ) -> Result<NodeCert, PkiError> {
+        let key = ed25519_key(seed)?;
+        let mut params = CertificateParams::new(vec![node.to_string()])?;
+        let uri = format!("{URI_PREFIX}{node}:role:{role}");
+        params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node.as_str());
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = Some(serial(sub_seed(&seed, 1)));
+        params.not_before = validity.not_before.into();
+        params.not_after = validity.not_after.into();
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(NodeCert {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            key_pem: key.serialize_pem(),
+            key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        })
+    }
+}
+
+impl Ca {
+    /// A revocation list signed by this CA: number `number`, revoking `serials`.
+    pub fn revocation_list(
+        &self,
+        number: u64,
+        serials: &[Vec<u8>],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        let entries: Vec<(Vec<u8>, Withdrawal)> =
+            serials.iter().map(|s| (s.clone(), Withdrawal::Revoked)).collect();
+        self.withdrawal_list(number, &entries, now)
+    }
+
+    /// A signed revocation list naming each certificate with why it was withdrawn.
+    pub fn withdrawal_list(
+        &self,
+        number: u64,
+        entries: &[(Vec<u8>, Withdrawal)],
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+        let params = CertificateRevocationListParams {
+            this_update: now.into(),
+            next_update: (now + Duration::from_secs(365 * 86_400)).into(),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: entries
+                .iter()
+                .map(|(s, why)| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: now.into(),
+                    reason_code: Some(match why {
+                        Withdrawal::Revoked => rcgen::RevocationReason::KeyCompromise,
+                        Withdrawal::Decommissioned => rcgen::RevocationReason::CessationOfOperation,
+                    }),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
+        Ok(params.signed_by(&issuer)?.der().to_vec())
+    }
+}
+
+/// Why a certificate is on the revocation list. Both end the node's part in the mesh (links,
+/// signatures, membership of every group and topic); the list records which it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// Compromised or lost: X.509 reason `keyCompromise`.
+    Revoked,
+    /// Retired by an operator: X.509 reason `cessationOfOperation`.
+    Decommissioned,
+}
+
+fn sub_seed(seed: &[u8; 32], n: u8) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = seed[i] ^ seed[i + 16] ^ n.wrapping_mul(0x5b).wrapping_add(i as u8);
+    }
+    out
+}
+
+/// The relaymesh identity a certificate carries.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, PkiError> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, x509) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?
+        .ok_or_else(|| PkiError::BadCertificate("no subject alternative name".into()))?;
+    for name in &san.value.general_names {
+        let GeneralName::URI(uri) = name else { continue };
+        let Some(rest) = uri.strip_prefix(URI_PREFIX) else { continue };
+        let (node, role) = rest
+            .split_once(":role:")
+            .ok_or_else(|| PkiError::BadCertificate(format!("malformed identity {uri}")))?;
+        let node = NodeId::new(node).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        let role = role
+            .parse()
+            .map_err(|e: crate::types::ParseError| PkiError::BadCertificate(e.to_string()))?;
+        return Ok(Identity { node, role });
+    }
+    Err(PkiError::BadCertificate("no relaymesh identity (urn:relaymesh:node:...)".into()))
+}
+
+/// What time it is by the node's wall clock (certificate validity is judged by it). In the
+/// shell it is tokio's clock anchored to the wall clock; in the simulator, virtual time.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Trust in the deployment CA, and this node's signing key.
+pub struct PkiTrust {
+    ca_key: Vec<u8>,
+    own: Bytes,
+    key: Ed25519KeyPair,
+    clock: WallClock,
+}
+
+impl std::fmt::Debug for PkiTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkiTrust").finish_non_exhaustive()
+    }
+}
+
+impl PkiTrust {
+    /// From the CA certificate, this node's certificate and its PKCS#8 key (all DER).
+    pub fn new(ca: &[u8], own: &[u8], key: &[u8], clock: WallClock) -> Result<PkiTrust, PkiError> {
+        let (_, ca) = X509Certificate::from_der(ca)
+            .map_err(|e| PkiError::BadCertificate(format!("CA certificate: {e}")))?;
+        let ca_key = ca.public_key().subject_public_key.data.to_vec();
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key)
+            .map_err(|e| PkiError::BadCertificate(format!("node key is not Ed25519: {e}")))?;
+        Ok(PkiTrust { ca_key, own: Bytes::copy_from_slice(own), key, clock })
+    }
+
+    fn signed_by_ca(&self, tbs: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ED25519, &self.ca_key).verify(tbs, signature).is_ok()
+    }
+}
+
+impl Trust for PkiTrust {
+    fn certificate(&self) -> Bytes {
+        self.own.clone()
+    }
+
+    fn sign(&self, data: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(self.key.sign(data).as_ref())
+    }
+
+    fn check_certificate(&self, der: &[u8]) -> Result<Credential, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("malformed: {e}"))?;
+        if !self.signed_by_ca(cert.tbs_certificate.as_ref(), &cert.signature_value.data) {
+            return Err("not issued by the deployment CA".into());
+        }
+        let now = (self.clock)();
+        let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let at = ASN1Time::from_timestamp(secs as i64).map_err(|e| e.to_string())?;
+        if !cert.validity().is_valid_at(at) {
+            return Err("expired or not yet valid".into());
+        }
+        let id = identity_of(&CertificateDer::from(der)).map_err(|e| e.to_string())?;
+        let public_key = Bytes::copy_from_slice(&cert.public_key().subject_public_key.data);
+        if public_key.len() != 32 {
+            return Err("the key is not Ed25519".into());
+        }
+        Ok(Credential {
+            node: id.node,
+            role: id.role,
+            public_key,
+            serial: Bytes::copy_from_slice(cert.raw_serial()),
+            certificate: Bytes::copy_from_slice(der),
+        })
+    }
+
+    fn check_revocations(&self, der: &[u8]) -> Result<Revocations, String> {
+        let (_, crl) =
+            CertificateRevocationList::from_der(der).map_err(|e| format!("malformed: {e}"))?;
+        if !self.signed_by_ca(crl.tbs_cert_list.as_ref(), &crl.signature_value.data) {
+            return Err("not signed by the deployment CA".into());
+        }
+        let number = crl
+            .crl_number()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or("the list has no CRL number")?;
+        let serials = crl
+            .iter_revoked_certificates()
+            .map(|r| Bytes::copy_from_slice(r.raw_serial()))
+            .collect();
+        Ok(Revocations { number, serials, der: Bytes::copy_from_slice(der) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validity() -> Validity {
+        Validity::days_from(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000), 30)
+    }
+
+    #[test]
+    fn keys_are_pkcs8_v1_as_openssl_reads_them() {
+        const V1_ED25519: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let ca = Ca::generate([3; 32], validity()).unwrap();
+        let node = NodeId::new("team-rescue-7").unwrap();
+        let (a, b) = (
+            ca.issue(&node, Role::Field, [4; 32], validity()).unwrap(),
+            ca.issue(&node, Role::Field, [5; 32], validity()).unwrap(),
+        );
+        for der in [ca.key.serialize_der(), a.key_der.secret_pkcs8_der().to_vec()] {
+            assert_eq!(der.len(), 48, "version 1: no public key attached");
+            assert_eq!(der[..16], V1_ED25519);
+        }
+        assert!(a.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_ne!(a.key_der.secret_pkcs8_der(), b.key_der.secret_pkcs8_der(), "per seed");
+        // A version 2 key (as written before) still loads.
+        let v2 = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        assert_ne!(v2.serialize_der().len(), 48);
+        assert!(KeyPair::from_pem(&v2.serialize_pem()).is_ok());
+    }
+
+    #[test]
+    fn issued_certificates_carry_id_and_role_and_have_fixed_sizes() {
+        let ca = Ca::generate([1; 32], validity()).unwrap();
+        let node = NodeId::new("township-03").unwrap();
+        let a = ca.issue(&node, Role::Township, [2; 32], validity()).unwrap();
+        assert_eq!(
+            identity_of(&a.cert_der).unwrap(),
+            Identity { node: node.clone(), role: Role::Township }
+        );
+        let mut sizes = std::collections::BTreeSet::new();
+        for i in 0..64u8 {
+            let c = ca.issue(&node, Role::Township, [i; 32], validity()).unwrap();
+            sizes.insert(c.cert_der.len());
+        }
+        assert_eq!(sizes.len(), 1, "certificate sizes vary: {sizes:?}");
+    }
+
+    #[test]
+    fn seeded_keys_are_reproducible() {
+        let a = ed25519_key([9; 32]).unwrap();
+        let b = ed25519_key([9; 32]).unwrap();
+        assert_eq!(a.public_key_raw(), b.public_key_raw());
+    }
+}
