@@ -160,6 +160,9 @@ struct Packet {
 
 #[derive(Default)]
 struct Inbox {
+    /// The socket bound to this address now: one left over from before a crash (its quinn
+    /// endpoint lives on while connection tasks hold it) neither reads here nor sends.
+    owner: u64,
     /// (arrival, sequence) -> packet; the sequence keeps equal arrival times in send order.
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     packets: HashMap<usize, Packet>,
@@ -171,6 +174,7 @@ struct State {
     rng: ChaCha8Rng,
     sent: u64,
     next_rule: u64,
+    next_socket: u64,
     inboxes: HashMap<SocketAddr, Inbox>,
     links: Vec<Link>,
     /// (lower address, higher address) -> link index.
@@ -208,6 +212,7 @@ impl Fabric {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 sent: 0,
                 next_rule: 0,
+                next_socket: 0,
                 inboxes: HashMap::new(),
                 links: Vec::new(),
                 by_ends: HashMap::new(),
@@ -256,8 +261,14 @@ impl Fabric {
 
     /// A socket bound at `addr`; packets to it are queued from now on.
     pub fn bind(&self, addr: SocketAddr) -> Arc<VirtualSocket> {
-        self.lock().inboxes.insert(addr, Inbox::default());
-        Arc::new(VirtualSocket { fabric: self.clone(), addr, timer: Mutex::new(None) })
+        let id = {
+            let mut s = self.lock();
+            s.next_socket += 1;
+            let id = s.next_socket;
+            s.inboxes.insert(addr, Inbox { owner: id, ..Inbox::default() });
+            id
+        };
+        Arc::new(VirtualSocket { fabric: self.clone(), addr, id, timer: Mutex::new(None) })
     }
 
     /// Removes a socket: what was queued for it is lost, and so is what comes later.
@@ -318,10 +329,14 @@ impl Fabric {
             .collect()
     }
 
-    fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+    fn send(&self, socket: u64, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         let now = Instant::now();
         let mut guard = self.lock();
         let s = &mut *guard;
+        // A crashed node sends nothing, even from connection tasks that outlive it.
+        if s.inboxes.get(&from).is_none_or(|i| i.owner != socket) {
+            return;
+        }
         let Some(&idx) = s.by_ends.get(&key(from, to)) else { return };
         let link = &mut s.links[idx];
         let d = usize::from(link.ends[0] != from);
@@ -433,6 +448,8 @@ pub struct LinkReport {
 pub struct VirtualSocket {
     fabric: Fabric,
     addr: SocketAddr,
+    /// Which binding of `addr` this is (see `Inbox::owner`).
+    id: u64,
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
@@ -460,10 +477,10 @@ impl AsyncUdpSocket for VirtualSocket {
         match t.segment_size {
             Some(size) if size > 0 => {
                 for chunk in t.contents.chunks(size) {
-                    self.fabric.send(self.addr, t.destination, chunk);
+                    self.fabric.send(self.id, self.addr, t.destination, chunk);
                 }
             }
-            _ => self.fabric.send(self.addr, t.destination, t.contents),
+            _ => self.fabric.send(self.id, self.addr, t.destination, t.contents),
         }
         // A dropped packet is still "sent", as with a real socket.
         Ok(())
@@ -478,8 +495,10 @@ impl AsyncUdpSocket for VirtualSocket {
         let now = Instant::now();
         let next_arrival = {
             let mut s = self.fabric.lock();
-            let Some(inbox) = s.inboxes.get_mut(&self.addr) else {
-                // Unbound: the node was crashed; nothing will ever arrive.
+            let Some(inbox) = s.inboxes.get_mut(&self.addr).filter(|i| i.owner == self.id) else {
+                // Unbound (the node was crashed), or bound again by the restarted node: for
+                // this socket nothing will ever arrive, and it must not take the new one's
+                // packets or its waker (which left the restarted node deaf).
                 return Poll::Pending;
             };
             let mut n = 0;
@@ -637,6 +656,35 @@ mod tests {
         let r = &f.link_report()[0];
         assert_eq!(r.down, Duration::from_secs(5));
         assert_eq!(r.directions[0].dropped_cut, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_socket_left_from_before_a_crash_neither_reads_nor_sends() {
+        // chaos-30 seed 30035: a crashed node's quinn endpoint lived on in its connection
+        // tasks, read the restarted node's packets and took its waker: the node stayed deaf.
+        let f = Fabric::new(1);
+        let (a, b) = (address(0, Medium::Wireless), address(1, Medium::Wireless));
+        f.add_link("a~b/wireless", Medium::Wireless, a, b, params());
+        let (sa, old_b) = (f.bind(a), f.bind(b));
+        f.unbind(b); // b crashes
+        let new_b = f.bind(b); // and restarts
+        sa.try_send(&transmit(b, b"for the new b")).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut buf = [0u8; 2000];
+        let polled = std::future::poll_fn(|cx| {
+            let mut bufs = [IoSliceMut::new(&mut buf)];
+            let mut meta = [RecvMeta::default()];
+            Poll::Ready(old_b.poll_recv(cx, &mut bufs, &mut meta).is_pending())
+        })
+        .await;
+        assert!(polled, "the old socket read the new one's packet");
+        let (_, data, _) = recv_one(&new_b).await;
+        assert_eq!(data, b"for the new b");
+        old_b.try_send(&transmit(a, b"from the dead")).unwrap();
+        new_b.try_send(&transmit(a, b"alive")).unwrap();
+        let (_, data, _) = recv_one(&sa).await;
+        assert_eq!(data, b"alive");
+        assert_eq!(f.link_report()[0].directions[1].packets, 1, "nothing sent from the dead");
     }
 
     #[test]
