@@ -1,11 +1,17 @@
-//! The local API's documents as types: the server writes them and the command line reads them
-//! with the same definitions, so a renamed or retyped field is a compile error or a clear
-//! "bad answer from the node", never a silent fallback. (Documents not modelled here yet are
-//! still written as JSON values in `shell::api`.)
+//! The local API's documents as types: the server writes them, and the command line, the
+//! tests and the benchmarks read them, with the same definitions, so a renamed or retyped
+//! field is a compile error or a clear "bad answer from the node", never a silent fallback.
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::MessageView;
+use crate::core::{InboxItem, MessageView, Precedence};
+use crate::shell::driver::Snapshot;
+
+/// Any error answer: `{"error": "..."}` with a 4xx or 5xx status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDoc {
+    pub error: String,
+}
 
 /// `GET /v1/messages/{id}`: a message this node originated, as far as it knows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +77,60 @@ impl From<&MessageView> for MessageDoc {
     }
 }
 
+/// `POST /v1/messages`: a message to send. Unknown fields are refused (400), so a misspelt
+/// option is an error, not a silent default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// `node:<id>`, `group:<name>` (also `all`, `role:<role>`) or `topic:<path>`.
+    pub to: String,
+    /// Default `routine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precedence: Option<String>,
+    /// `"1h"`, `"90s"`, ... (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The payload as text ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// ... or as base64 (not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_b64: Option<String>,
+    /// A delivery receipt is wanted (default yes).
+    #[serde(default = "yes")]
+    pub receipt: bool,
+    /// `actual` (default), `exercise` or `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST/DELETE /v1/subscriptions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternRequest {
+    pub pattern: String,
+}
+
+/// `POST/DELETE /v1/groups`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRequest {
+    pub group: String,
+}
+
+/// `POST /v1/inbox/read`: everything up to and including `cursor` is read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    pub cursor: u64,
+}
+
 /// `POST /v1/messages`: the new message's id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubmitDoc {
@@ -88,6 +148,349 @@ pub struct GroupsDoc {
 pub struct GroupChangeDoc {
     pub group: String,
     pub changed: bool,
+}
+
+/// `GET /v1/subscriptions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionsDoc {
+    pub subscriptions: Vec<String>,
+}
+
+/// `POST/DELETE /v1/subscriptions`: what was asked, and whether it changed anything.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionChangeDoc {
+    pub pattern: String,
+    pub changed: bool,
+}
+
+/// `GET /v1/inbox`: a page of the inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxDoc {
+    pub messages: Vec<InboxMessageDoc>,
+    /// The cursor of the last message read for this page (shown or filtered out), if any.
+    pub last: Option<u64>,
+}
+
+/// One delivered message: an inbox entry, an `/v1/inbox/stream` event, a `listen --json` line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxMessageDoc {
+    /// 32 hex digits.
+    pub id: String,
+    pub origin: String,
+    pub to: String,
+    pub precedence: String,
+    pub content_type: String,
+    pub age_ms: f64,
+    pub cursor: u64,
+    /// The sender's traffic status: `actual`, `exercise` or `test`.
+    pub status: String,
+    /// The payload, when it is UTF-8 ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// ... or else base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_b64: Option<String>,
+}
+
+impl From<&InboxItem> for InboxMessageDoc {
+    fn from(item: &InboxItem) -> InboxMessageDoc {
+        use base64::Engine;
+        let e = &item.record.envelope;
+        let (body, body_b64) = match std::str::from_utf8(&e.payload) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&e.payload))),
+        };
+        InboxMessageDoc {
+            id: e.id.to_string(),
+            origin: e.origin.to_string(),
+            to: e.to.to_string(),
+            precedence: e.precedence.as_str().to_owned(),
+            content_type: e.content_type.clone(),
+            age_ms: item.record.age.as_secs_f64() * 1000.0,
+            cursor: item.cursor,
+            status: e.status.as_str().to_owned(),
+            body,
+            body_b64,
+        }
+    }
+}
+
+/// One value per precedence, keyed by its name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerPrecedence<T> {
+    pub flash: T,
+    pub immediate: T,
+    pub priority: T,
+    pub routine: T,
+}
+
+impl<T> PerPrecedence<T> {
+    /// Built from `f(precedence index)`.
+    pub fn from_fn(mut f: impl FnMut(usize) -> T) -> PerPrecedence<T> {
+        PerPrecedence {
+            flash: f(Precedence::Flash.index()),
+            immediate: f(Precedence::Immediate.index()),
+            priority: f(Precedence::Priority.index()),
+            routine: f(Precedence::Routine.index()),
+        }
+    }
+
+    pub fn get(&self, p: Precedence) -> &T {
+        match p {
+            Precedence::Flash => &self.flash,
+            Precedence::Immediate => &self.immediate,
+            Precedence::Priority => &self.priority,
+            Precedence::Routine => &self.routine,
+        }
+    }
+
+    /// Highest precedence first.
+    pub fn iter(&self) -> impl Iterator<Item = (Precedence, &T)> {
+        Precedence::DESCENDING.into_iter().map(move |p| (p, self.get(p)))
+    }
+}
+
+/// `GET /v1/status` (and `relaymesh status --json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub node: String,
+    pub role: String,
+    pub uptime_s: f64,
+    pub links: Vec<LinkDoc>,
+    pub routes: Vec<RouteDoc>,
+    /// Messages held.
+    pub queues: PerPrecedence<u64>,
+    pub held_bytes: u64,
+    pub capacity_bytes: u64,
+    pub counters: PerPrecedence<CountersDoc>,
+    pub store_failures: u64,
+    pub security: SecurityDoc,
+    pub store: StoreDoc,
+    /// Recent connections refused at the handshake or `Hello`.
+    pub refused_links: Vec<RefusedLinkDoc>,
+    /// Recent frames that did not decode, per link.
+    pub bad_frames: Vec<BadFrameDoc>,
+    pub subscriptions: Vec<String>,
+    pub groups: Vec<String>,
+    /// The first invariant found broken, when the node checks them (simulations).
+    pub invariant_violation: Option<String>,
+    /// Every node counted as a member of some group or topic, reachable or not.
+    pub members: Vec<String>,
+    /// Every node with a route or a link.
+    pub known_nodes: Vec<String>,
+    pub inbox: InboxCountsDoc,
+}
+
+/// One link of a [`StatusDoc`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkDoc {
+    pub id: u64,
+    pub peer: String,
+    pub role: String,
+    pub medium: String,
+    pub up: bool,
+    pub addr: Option<String>,
+    pub since_s: f64,
+    pub rtt_ms: Option<f64>,
+    pub loss: f64,
+    pub inflight: u64,
+    pub offered: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub bytes_offered: u64,
+    pub probes_sent: u64,
+    pub probes_answered: u64,
+}
+
+/// One route of a [`StatusDoc`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteDoc {
+    pub destination: String,
+    pub precedence: String,
+    pub next_hop: String,
+    pub cost: u64,
+}
+
+/// Message counts of one precedence.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CountersDoc {
+    pub submitted: u64,
+    pub received: u64,
+    pub forwarded: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub expired: u64,
+    pub refused: u64,
+    pub no_recipients: u64,
+}
+
+/// Signatures and what was refused for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecurityDoc {
+    pub signatures: bool,
+    /// Number of the revocation list in effect.
+    pub revocation_list: Option<u64>,
+    pub forged: u64,
+    pub revoked: u64,
+    pub unknown_origin: u64,
+    pub shed_frames: u64,
+}
+
+/// The store's work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreDoc {
+    pub commits: u64,
+    pub rows_written: u64,
+    pub rows_cancelled: u64,
+}
+
+/// A connection refused at the handshake or `Hello`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefusedLinkDoc {
+    pub at_unix_s: f64,
+    pub addr: String,
+    pub medium: String,
+    /// Who it claimed or was expected to be, when known.
+    pub peer: Option<String>,
+    pub reason: String,
+}
+
+/// A frame that did not decode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BadFrameDoc {
+    pub link: u64,
+    pub reason: String,
+}
+
+/// The inbox's cursors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxCountsDoc {
+    /// The cursor the next delivery gets.
+    pub next: u64,
+    pub unread: u64,
+}
+
+impl StatusDoc {
+    /// The link to `peer` on `medium`, if there is one.
+    pub fn link(&self, peer: &str, medium: &str) -> Option<&LinkDoc> {
+        self.links.iter().find(|l| l.peer == peer && l.medium == medium)
+    }
+
+    /// Whether a link to `peer` is up (on any medium).
+    pub fn link_up(&self, peer: &str) -> bool {
+        self.links.iter().any(|l| l.peer == peer && l.up)
+    }
+
+    /// Whether there is a route to `node` (at any precedence).
+    pub fn has_route(&self, node: &str) -> bool {
+        self.routes.iter().any(|r| r.destination == node)
+    }
+
+    /// A counter summed over the precedences.
+    pub fn total(&self, f: impl Fn(&CountersDoc) -> u64) -> u64 {
+        self.counters.iter().map(|(_, c)| f(c)).sum()
+    }
+}
+
+impl From<&Snapshot> for StatusDoc {
+    fn from(s: &Snapshot) -> StatusDoc {
+        let n = &s.node;
+        let c = &n.counters;
+        let names = |v: &[crate::core::NodeId]| v.iter().map(ToString::to_string).collect();
+        StatusDoc {
+            node: n.node.to_string(),
+            role: n.role.as_str().to_owned(),
+            uptime_s: s.now.saturating_since(s.started).as_secs_f64(),
+            links: n
+                .links
+                .iter()
+                .map(|l| LinkDoc {
+                    id: l.id.0,
+                    peer: l.peer.to_string(),
+                    role: l.role.as_str().to_owned(),
+                    medium: l.medium.as_str().to_owned(),
+                    up: l.up,
+                    addr: s.links.get(&l.id).map(ToString::to_string),
+                    since_s: s.now.saturating_since(l.since).as_secs_f64(),
+                    rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    loss: l.loss,
+                    inflight: l.inflight as u64,
+                    offered: l.counters.offered,
+                    accepted: l.counters.accepted,
+                    refused: l.counters.refused,
+                    bytes_offered: l.counters.bytes_offered,
+                    probes_sent: l.counters.probes_sent,
+                    probes_answered: l.counters.probes_answered,
+                })
+                .collect(),
+            routes: n
+                .routes
+                .iter()
+                .map(|r| RouteDoc {
+                    destination: r.destination.to_string(),
+                    precedence: r.precedence.as_str().to_owned(),
+                    next_hop: r.next_hop.to_string(),
+                    cost: r.cost,
+                })
+                .collect(),
+            queues: PerPrecedence::from_fn(|i| n.held[i]),
+            held_bytes: n.held_bytes,
+            capacity_bytes: n.capacity,
+            counters: PerPrecedence::from_fn(|i| CountersDoc {
+                submitted: c.submitted[i],
+                received: c.received[i],
+                forwarded: c.forwarded[i],
+                delivered: c.delivered[i],
+                duplicates: c.duplicates[i],
+                expired: c.expired[i],
+                refused: c.refused[i],
+                no_recipients: c.no_recipients[i],
+            }),
+            store_failures: c.store_failures,
+            security: SecurityDoc {
+                signatures: n.signatures,
+                revocation_list: n.revocation_list,
+                forged: c.forged,
+                revoked: c.revoked,
+                unknown_origin: c.unknown_origin,
+                shed_frames: c.shed_frames,
+            },
+            store: StoreDoc {
+                commits: n.store.commits,
+                rows_written: n.store.rows_written,
+                rows_cancelled: n.store.rows_cancelled,
+            },
+            refused_links: s
+                .refusals
+                .iter()
+                .map(|r| RefusedLinkDoc {
+                    at_unix_s: r
+                        .at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                    addr: r.addr.to_string(),
+                    medium: r.medium.as_str().to_owned(),
+                    peer: r.peer.as_ref().map(ToString::to_string),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            bad_frames: s
+                .bad_frames
+                .iter()
+                .map(|(l, why)| BadFrameDoc { link: l.0, reason: why.clone() })
+                .collect(),
+            subscriptions: n.subscriptions.clone(),
+            groups: n.groups.clone(),
+            invariant_violation: n.violation.clone(),
+            members: names(&n.members),
+            known_nodes: names(&n.known_nodes),
+            inbox: InboxCountsDoc {
+                next: n.inbox_next,
+                unread: n.inbox_next.saturating_sub(n.inbox_read),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +520,26 @@ mod tests {
         assert_eq!(doc.with_outcome("expired"), vec!["t1"]);
         let renamed = text.replace("\"state\"", "\"status\"");
         assert!(serde_json::from_str::<MessageDoc>(&renamed).is_err());
+    }
+
+    #[test]
+    fn a_request_with_an_unknown_field_is_refused_and_defaults_are_the_documented_ones() {
+        let r: SubmitRequest = serde_json::from_str(r#"{"to": "node:t1"}"#).unwrap();
+        assert!(r.receipt, "a receipt unless declined");
+        assert_eq!(r.precedence, None);
+        let typo = r#"{"to": "node:t1", "lifetme": "5m"}"#;
+        let e = serde_json::from_str::<SubmitRequest>(typo).unwrap_err().to_string();
+        assert!(e.contains("lifetme"), "{e}");
+    }
+
+    #[test]
+    fn per_precedence_values_are_keyed_by_name_highest_first() {
+        let p = PerPrecedence::from_fn(|i| i as u64);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["flash"], Precedence::Flash.index() as u64);
+        assert_eq!(v["routine"], Precedence::Routine.index() as u64);
+        let order: Vec<Precedence> = p.iter().map(|(p, _)| p).collect();
+        assert_eq!(order, Precedence::DESCENDING.to_vec());
+        assert_eq!(serde_json::from_value::<PerPrecedence<u64>>(v).unwrap(), p);
     }
 }

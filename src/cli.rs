@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api_model::{GroupChangeDoc, GroupsDoc, MessageDoc, SubmitDoc};
-use serde_json::{Value, json};
+use crate::api_model::{
+    ErrorDoc, GroupChangeDoc, GroupRequest, GroupsDoc, InboxDoc, InboxMessageDoc, MessageDoc,
+    PatternRequest, ReadRequest, StatusDoc, SubmitDoc, SubmitRequest,
+};
+use serde_json::Value;
 
 use crate::core::{NodeId, Precedence, Role};
 use crate::pki;
@@ -458,7 +461,8 @@ impl Client {
         if code.is_success() {
             return Ok(body);
         }
-        let reason = body["error"].as_str().map_or_else(|| code.to_string(), str::to_owned);
+        let reason =
+            serde_json::from_value::<ErrorDoc>(body).map_or_else(|_| code.to_string(), |e| e.error);
         if code == reqwest::StatusCode::BAD_REQUEST {
             Err(Failure::usage(reason))
         } else {
@@ -477,30 +481,29 @@ async fn send(a: SendArgs) -> Outcome {
         Some(t) => parse_duration(t).map_err(|e| Failure::usage(format!("--timeout: {e}")))?,
         None => lifetime + Duration::from_secs(10),
     };
-    let mut body = json!({
-        "to": a.to,
-        "precedence": a.precedence,
-        "lifetime": a.lifetime,
-        "receipt": !a.no_receipt,
-        "status": a.status,
-    });
-    if let Some(ct) = &a.content_type {
-        body["content_type"] = json!(ct);
-    }
+    let mut body = SubmitRequest {
+        to: a.to.clone(),
+        precedence: Some(a.precedence.clone()),
+        lifetime: Some(a.lifetime.clone()),
+        content_type: a.content_type.clone(),
+        receipt: !a.no_receipt,
+        status: Some(a.status.clone()),
+        ..SubmitRequest::default()
+    };
     match (&a.file, &a.text) {
         (Some(f), _) => {
             let bytes =
                 std::fs::read(f).map_err(|e| Failure::usage(format!("{}: {e}", f.display())))?;
             match String::from_utf8(bytes) {
-                Ok(text) => body["body"] = json!(text),
+                Ok(text) => body.body = Some(text),
                 Err(e) => {
                     use base64::Engine;
-                    body["body_b64"] =
-                        json!(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()));
+                    body.body_b64 =
+                        Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()));
                 }
             }
         }
-        (None, Some(t)) => body["body"] = json!(t),
+        (None, Some(t)) => body.body = Some(t.clone()),
         (None, None) => return Err(Failure::usage("give the message text or --file")),
     }
     let client = Client::new(&a.api)?;
@@ -565,7 +568,7 @@ async fn listen(a: ListenArgs) -> Outcome {
             .call(
                 client
                     .request(reqwest::Method::POST, "/v1/subscriptions")
-                    .json(&json!({ "pattern": t })),
+                    .json(&PatternRequest { pattern: t.clone() }),
             )
             .await?;
     }
@@ -582,29 +585,31 @@ async fn listen(a: ListenArgs) -> Outcome {
     loop {
         let after_q = after.map(|c| format!("&after={c}")).unwrap_or_default();
         let path = format!("/v1/inbox?wait=30s&limit=1000{after_q}{topics}");
-        let page = client.call(client.request(reqwest::Method::GET, &path)).await?;
-        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        let page: InboxDoc = client.call_as(client.request(reqwest::Method::GET, &path)).await?;
+        let messages = page.messages;
         {
             let mut out = stdout.lock();
             for m in &messages {
-                let line = if a.json { m.to_string() } else { text_line(m) };
+                let line = if a.json {
+                    serde_json::to_string(m).map_err(Failure::runtime)?
+                } else {
+                    text_line(m)
+                };
                 if writeln!(out, "{line}").is_err() {
                     return Ok(()); // stdout closed: the reader is gone
                 }
                 printed += 1;
                 if a.count.is_some_and(|c| printed >= c) {
                     let _ = out.flush();
-                    if a.topic.is_empty()
-                        && let Some(c) = m["cursor"].as_u64()
-                    {
-                        mark_read(&client, c).await?;
+                    if a.topic.is_empty() {
+                        mark_read(&client, m.cursor).await?;
                     }
                     return Ok(());
                 }
             }
             let _ = out.flush();
         }
-        if let Some(last) = page["last"].as_u64() {
+        if let Some(last) = page.last {
             // Filtered listening must not mark other messages read.
             if a.topic.is_empty() && !messages.is_empty() {
                 mark_read(&client, last).await?;
@@ -633,7 +638,7 @@ async fn group(a: GroupArgs) -> Outcome {
         ("join", Some(_)) => reqwest::Method::POST,
         _ => reqwest::Method::DELETE,
     };
-    let body = json!({ "group": a.name });
+    let body = GroupRequest { group: a.name.clone().unwrap_or_default() };
     let v: GroupChangeDoc =
         client.call_as(client.request(method, "/v1/groups").json(&body)).await?;
     let done = if a.action == "join" { "joined" } else { "left" };
@@ -648,121 +653,102 @@ async fn group(a: GroupArgs) -> Outcome {
 
 async fn mark_read(client: &Client, cursor: u64) -> Outcome {
     client
-        .call(
-            client
-                .request(reqwest::Method::POST, "/v1/inbox/read")
-                .json(&json!({ "cursor": cursor })),
-        )
+        .call(client.request(reqwest::Method::POST, "/v1/inbox/read").json(&ReadRequest { cursor }))
         .await
         .map(|_| ())
 }
 
-fn text_line(m: &Value) -> String {
-    let body = m["body"].as_str().map_or_else(
-        || {
-            format!(
-                "<{} bytes of {}>",
-                m["body_b64"].as_str().map_or(0, |b| b.len() * 3 / 4),
-                m["content_type"].as_str().unwrap_or("?")
-            )
-        },
-        str::to_owned,
-    );
-    let status = match m["status"].as_str() {
-        Some("actual") | None => String::new(),
-        Some(s) => format!(" [{}]", s.to_uppercase()),
+fn text_line(m: &InboxMessageDoc) -> String {
+    let body = m.body.clone().unwrap_or_else(|| {
+        format!(
+            "<{} bytes of {}>",
+            m.body_b64.as_ref().map_or(0, |b| b.len() * 3 / 4),
+            m.content_type
+        )
+    });
+    let status = match m.status.as_str() {
+        "actual" => String::new(),
+        s => format!(" [{}]", s.to_uppercase()),
     };
     format!(
         "{} {} -> {} ({:.0} ms){status}: {body}",
-        m["precedence"].as_str().unwrap_or("?").to_uppercase(),
-        m["origin"].as_str().unwrap_or("?"),
-        m["to"].as_str().unwrap_or("?"),
-        m["age_ms"].as_f64().unwrap_or(0.0),
+        m.precedence.to_uppercase(),
+        m.origin,
+        m.to,
+        m.age_ms,
     )
 }
 
 async fn status(a: StatusArgs) -> Outcome {
     let client = Client::new(&a.api)?;
-    let s = client.call(client.request(reqwest::Method::GET, "/v1/status")).await?;
+    let s: StatusDoc = client.call_as(client.request(reqwest::Method::GET, "/v1/status")).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(Failure::runtime)?);
         return Ok(());
     }
-    println!(
-        "{} ({}), up {:.0} s",
-        s["node"].as_str().unwrap_or("?"),
-        s["role"].as_str().unwrap_or("?"),
-        s["uptime_s"].as_f64().unwrap_or(0.0)
-    );
+    println!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
     println!("\nlinks:");
-    for l in s["links"].as_array().into_iter().flatten() {
+    for l in &s.links {
         println!(
             "  {:<20} {:<9} {:<4} rtt {:>8} loss {:>5.1}%  in flight {:>4}  {}",
-            l["peer"].as_str().unwrap_or("?"),
-            l["medium"].as_str().unwrap_or("?"),
-            if l["up"].as_bool() == Some(true) { "up" } else { "down" },
-            l["rtt_ms"].as_f64().map_or("-".into(), |r| format!("{r:.1} ms")),
-            l["loss"].as_f64().unwrap_or(0.0) * 100.0,
-            l["inflight"].as_u64().unwrap_or(0),
-            l["addr"].as_str().unwrap_or(""),
+            l.peer,
+            l.medium,
+            if l.up { "up" } else { "down" },
+            l.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
+            l.loss * 100.0,
+            l.inflight,
+            l.addr.as_deref().unwrap_or(""),
         );
     }
     println!("\nroutes (flash / routine next hop):");
-    let routes = s["routes"].as_array().cloned().unwrap_or_default();
-    let hop = |dest: &str, p: &str| {
-        routes
+    let hop = |dest: &str, p: Precedence| {
+        s.routes
             .iter()
-            .find(|r| r["destination"] == dest && r["precedence"] == p)
-            .and_then(|r| r["next_hop"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "-".into())
+            .find(|r| r.destination == dest && r.precedence == p.as_str())
+            .map_or("-", |r| r.next_hop.as_str())
     };
-    let mut dests: Vec<&str> = routes.iter().filter_map(|r| r["destination"].as_str()).collect();
+    let mut dests: Vec<&str> = s.routes.iter().map(|r| r.destination.as_str()).collect();
     dests.sort();
     dests.dedup();
     for d in &dests {
-        println!("  {:<20} {:<20} {}", d, hop(d, "flash"), hop(d, "routine"));
+        println!("  {:<20} {:<20} {}", d, hop(d, Precedence::Flash), hop(d, Precedence::Routine));
     }
     // Members without a route: what is sent to their groups and topics waits for them.
-    let members: Vec<&str> =
-        s["members"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let away: Vec<&str> = members.iter().copied().filter(|m| !dests.contains(m)).collect();
+    let away: Vec<&str> =
+        s.members.iter().map(String::as_str).filter(|m| !dests.contains(m)).collect();
     println!(
         "\nmembers: {} known, {} without a route{}{}",
-        members.len(),
+        s.members.len(),
         away.len(),
         if away.is_empty() { "" } else { ": " },
         away.join(", ")
     );
-    let groups: Vec<&str> =
-        s["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    if !groups.is_empty() {
-        println!("groups of this node: {}", groups.join(", "));
+    if !s.groups.is_empty() {
+        println!("groups of this node: {}", s.groups.join(", "));
     }
     println!("\nheld:");
-    for p in Precedence::DESCENDING {
-        let c = &s["counters"][p.as_str()];
+    for (p, c) in s.counters.iter() {
         println!(
             "  {:<9} held {:>7}  submitted {:>7}  delivered {:>7}  forwarded {:>7}  expired {:>5}  refused {:>5}  no recipients {:>5}",
             p.as_str(),
-            s["queues"][p.as_str()].as_u64().unwrap_or(0),
-            c["submitted"].as_u64().unwrap_or(0),
-            c["delivered"].as_u64().unwrap_or(0),
-            c["forwarded"].as_u64().unwrap_or(0),
-            c["expired"].as_u64().unwrap_or(0),
-            c["refused"].as_u64().unwrap_or(0),
-            c["no_recipients"].as_u64().unwrap_or(0),
+            s.queues.get(p),
+            c.submitted,
+            c.delivered,
+            c.forwarded,
+            c.expired,
+            c.refused,
+            c.no_recipients,
         );
     }
-    let refused = s["refused_links"].as_array().cloned().unwrap_or_default();
-    if !refused.is_empty() {
+    if !s.refused_links.is_empty() {
         println!("\nrefused links:");
-        for r in refused.iter().rev().take(10) {
+        for r in s.refused_links.iter().rev().take(10) {
             println!(
                 "  {} {} {}: {}",
-                r["addr"].as_str().unwrap_or("?"),
-                r["medium"].as_str().unwrap_or("?"),
-                r["peer"].as_str().unwrap_or("?"),
-                r["reason"].as_str().unwrap_or("?")
+                r.addr,
+                r.medium,
+                r.peer.as_deref().unwrap_or("?"),
+                r.reason
             );
         }
     }

@@ -11,7 +11,6 @@ use bytes::BytesMut;
 use common::*;
 use relaymesh::core::{NodeId, Role};
 use relaymesh::wire::{self, codes};
-use serde_json::Value;
 
 #[test]
 fn two_relays_deliver_a_message_sent_with_the_cli() {
@@ -33,17 +32,17 @@ fn two_relays_deliver_a_message_sent_with_the_cli() {
     assert_eq!(id.len(), 32, "a 32-digit id: {id:?}");
 
     let out = cli_ok(&["listen", "--api", &t1.spec.api_url(), "--json", "--count", "1"]);
-    let m: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert_eq!(m["id"], id);
-    assert_eq!(m["origin"], "county-hq");
-    assert_eq!(m["to"], "node:township-01");
-    assert_eq!(m["precedence"], "flash");
-    assert_eq!(m["body"], "evacuate sector 4");
-    assert!(m["age_ms"].as_f64().unwrap() >= 0.0);
+    let m: InboxMessageDoc = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(m.id, id);
+    assert_eq!(m.origin, "county-hq");
+    assert_eq!(m.to, "node:township-01");
+    assert_eq!(m.precedence, "flash");
+    assert_eq!(m.body.as_deref(), Some("evacuate sector 4"));
+    assert!(m.age_ms >= 0.0);
 
     // listen marked it read: the unread inbox is empty now.
     let status = t1.status();
-    assert_eq!(status["inbox"]["unread"], 0);
+    assert_eq!(status.inbox.unread, 0);
     let view = hq.message(id, "0s");
     assert_eq!(view.state, "delivered");
 }
@@ -64,17 +63,16 @@ fn a_node_from_another_ca_is_refused_and_its_message_never_arrives() {
     let mut imp = imp.start();
     imp.submit("node:county-hq", "flash", "forged order").unwrap();
     let refusal = wait_for("the refusal", Duration::from_secs(20), || {
-        let s = hq_run.status();
-        s["refused_links"].as_array().and_then(|r| r.first().cloned())
+        hq_run.status().refused_links.first().cloned()
     });
-    let reason = refusal["reason"].as_str().unwrap();
+    let reason = refusal.reason;
     assert!(reason.contains("UnknownIssuer") || reason.contains("certificate"), "{reason}");
     hq_run.assert_running();
     imp.assert_running();
     assert!(hq_run.inbox_all().is_empty());
     let s = imp.status();
-    assert_eq!(s["queues"]["flash"], 1, "the impostor still holds its message");
-    assert!(s["links"].as_array().unwrap().is_empty());
+    assert_eq!(s.queues.flash, 1, "the impostor still holds its message");
+    assert!(s.links.is_empty());
 }
 
 #[test]
@@ -101,9 +99,9 @@ fn an_expired_certificate_is_refused() {
     let _team = team.start();
     let refusal = wait_for("the refusal", Duration::from_secs(20), || {
         hq_run.assert_running();
-        hq_run.status()["refused_links"].as_array().and_then(|r| r.first().cloned())
+        hq_run.status().refused_links.first().cloned()
     });
-    let reason = refusal["reason"].as_str().unwrap();
+    let reason = refusal.reason;
     assert!(reason.contains("certificate expired"), "{reason}");
 }
 
@@ -118,10 +116,10 @@ fn a_peer_that_is_not_the_configured_node_is_refused() {
     mesh.issue("township-02", "township");
     let t1 = t1.start();
     let refusal = wait_for("the refusal", Duration::from_secs(20), || {
-        t1.status()["refused_links"].as_array().and_then(|r| r.first().cloned())
+        t1.status().refused_links.first().cloned()
     });
-    assert_eq!(refusal["peer"], "township-02");
-    let reason = refusal["reason"].as_str().unwrap();
+    assert_eq!(refusal.peer.as_deref(), Some("township-02"));
+    let reason = refusal.reason;
     assert!(reason.contains("NotValidForName") || reason.contains("township-02"), "{reason}");
 }
 
@@ -148,12 +146,7 @@ fn an_unknown_protocol_version_is_refused_with_a_reason() {
         }
     });
     let s = hq_run.status();
-    let reasons: Vec<&str> = s["refused_links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["reason"].as_str())
-        .collect();
+    let reasons: Vec<&str> = s.refused_links.iter().map(|r| r.reason.as_str()).collect();
     assert!(reasons.iter().any(|r| r.contains("unsupported protocol version 99")), "{reasons:?}");
 }
 
@@ -213,12 +206,7 @@ fn malformed_and_oversized_frames_cut_the_peer_off_and_the_node_keeps_its_other_
     hq_run.assert_running();
     let id = t1_run.submit("node:county-hq", "immediate", "still here").unwrap();
     assert_eq!(t1_run.message(&id, "20s").state, "delivered");
-    let bad: Vec<String> = hq_run.status()["bad_frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["reason"].as_str().unwrap().to_owned())
-        .collect();
+    let bad: Vec<String> = hq_run.status().bad_frames.into_iter().map(|b| b.reason).collect();
     assert!(bad.iter().any(|r| r.contains("exceeds the limit")), "{bad:?}");
     assert!(bad.iter().any(|r| r.contains("undecodable")), "{bad:?}");
 }
@@ -241,7 +229,7 @@ fn flash_overtakes_a_routine_backlog_on_a_saturated_link() {
         (all.len() >= 105).then_some(all)
     });
     assert_eq!(inbox.len(), 105);
-    let order: Vec<&str> = inbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let order: Vec<&str> = inbox.iter().map(|m| m.id.as_str()).collect();
     let last_flash =
         flash.iter().map(|f| order.iter().position(|o| o == f).unwrap()).max().unwrap();
     let routine_before =

@@ -9,16 +9,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 const SHORT_ADVERTS: &str = "[limits]\nadvert_lifetime = \"4s\"\n";
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+fn has(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| n == name)
 }
 
 /// Waits until `relay`'s status satisfies `f`.
-fn wait_status(relay: &mut Relay, what: &str, f: impl Fn(&Value) -> bool) {
+fn wait_status(relay: &mut Relay, what: &str, f: impl Fn(&StatusDoc) -> bool) {
     wait_for(what, Duration::from_secs(60), || {
         relay.assert_running();
         relay.try_status().filter(|s| f(s)).map(|_| ())
@@ -32,14 +31,11 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
     let township = mesh.node("township-01", "township", "public").peer(&hq).extra(SHORT_ADVERTS);
     let mut hq = hq.start();
     let mut township = township.start();
-    wait_status(&mut hq, "hq knows township-01 as a member", |s| {
-        strings(&s["members"]).contains(&"township-01".to_owned())
-    });
+    wait_status(&mut hq, "hq knows township-01 as a member", |s| has(&s.members, "township-01"));
     township.stop();
     // Its advert ages out of hq's routing; its membership does not.
     wait_status(&mut hq, "township-01 forgotten by routing, still a member", |s| {
-        !strings(&s["known_nodes"]).contains(&"township-01".to_owned())
-            && strings(&s["members"]).contains(&"township-01".to_owned())
+        !has(&s.known_nodes, "township-01") && has(&s.members, "township-01")
     });
     let status = cli_ok(&["status", "--api", &hq.spec.api_url()]);
     assert!(status.contains("members: 1 known, 1 without a route: township-01"), "{status}");
@@ -64,9 +60,9 @@ fn a_township_stopped_longer_than_the_advert_lifetime_gets_the_group_all_flash_o
         let inbox = township.inbox_all();
         (!inbox.is_empty()).then_some(inbox)
     });
-    let got: Vec<&str> = inbox.iter().filter_map(|m| m["id"].as_str()).collect();
+    let got: Vec<&str> = inbox.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(got, [id], "exactly once");
-    assert_eq!(inbox[0]["body"], "levee breach: evacuate sector 4");
+    assert_eq!(inbox[0].body.as_deref(), Some("levee breach: evacuate sector 4"));
     let view = hq.message(id, "30s");
     assert_eq!(view.state, "delivered", "{view:?}");
 }
@@ -114,9 +110,7 @@ fn a_decommissioned_node_stops_being_a_member_and_an_unknown_one_is_refused() {
     let township = mesh.node("township-01", "township", "public").peer(&hq);
     let mut hq = hq.start();
     let _township = township.start();
-    wait_status(&mut hq, "hq knows township-01 as a member", |s| {
-        strings(&s["members"]).contains(&"township-01".to_owned())
-    });
+    wait_status(&mut hq, "hq knows township-01 as a member", |s| has(&s.members, "township-01"));
     let pki = mesh.pki();
     let out = cli(&["pki", "decommission", "--dir", pki.to_str().unwrap(), "--node", "team-99"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -124,9 +118,7 @@ fn a_decommissioned_node_stops_being_a_member_and_an_unknown_one_is_refused() {
     assert!(stderr.contains("team-99"), "{stderr}");
 
     cli_ok(&["pki", "decommission", "--dir", pki.to_str().unwrap(), "--node", "township-01"]);
-    wait_status(&mut hq, "township-01 no longer a member", |s| {
-        !strings(&s["members"]).contains(&"township-01".to_owned())
-    });
+    wait_status(&mut hq, "township-01 no longer a member", |s| !has(&s.members, "township-01"));
     let out = hq.send_cli(&["--to", "group:role:township", "--wait", "x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_recipients"));

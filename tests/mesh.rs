@@ -11,18 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
-fn ids(inbox: &[Value]) -> Vec<String> {
-    inbox.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+fn ids(inbox: &[InboxMessageDoc]) -> Vec<String> {
+    inbox.iter().map(|m| m.id.clone()).collect()
 }
 
 fn wait_route(r: &mut Relay, to: &str) {
     let me = r.spec.id.clone();
     wait_for(&format!("a route from {me} to {to}"), Duration::from_secs(30), || {
         r.assert_running();
-        let s = r.try_status()?;
-        s["routes"].as_array()?.iter().any(|x| x["destination"] == to).then_some(())
+        r.try_status()?.has_route(to).then_some(())
     });
 }
 
@@ -49,7 +47,7 @@ fn a_message_crosses_two_hops_through_a_chain_of_three() {
     ]);
     let inbox = t1.inbox_all();
     assert_eq!(ids(&inbox), vec![id.trim().to_owned()]);
-    assert_eq!(inbox[0]["body"], "sandbags to the north dyke");
+    assert_eq!(inbox[0].body.as_deref(), Some("sandbags to the north dyke"));
     let view = hq.message(id.trim(), "0s");
     assert_eq!(view.custody_at.as_deref(), Some("relay-1"), "hq handed it to the relay");
 }
@@ -82,7 +80,7 @@ fn a_diamond_delivers_every_message_exactly_once_when_a_relay_dies_mid_flow() {
                     client.post(format!("{}/v1/messages", spec.api_url())).json(&body).send()
                     && r.status().as_u16() == 201
                 {
-                    accepted.push(r.json::<Value>().unwrap()["id"].as_str().unwrap().to_owned());
+                    accepted.push(r.json::<SubmitDoc>().unwrap().id);
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -125,7 +123,7 @@ fn a_link_that_went_silent_is_redialled_and_flows_as_soon_as_the_path_returns() 
     radio.cut();
     // The probes go unanswered: the link is declared down and its connection closed.
     wait_for("the silent link's connection to be closed", Duration::from_secs(20), || {
-        hq.status()["links"].as_array()?.is_empty().then_some(())
+        hq.status().links.is_empty().then_some(())
     });
     let id = hq.submit("node:township-01", "flash", "held through the cut").unwrap();
     radio.heal();
@@ -148,19 +146,13 @@ fn cutting_one_medium_moves_traffic_to_the_other() {
     let t1 = t1.start();
     let mut hq = hq.start();
     wait_for("both links up", Duration::from_secs(30), || {
-        let s = hq.try_status()?;
-        let up = s["links"].as_array()?.iter().filter(|l| l["up"] == true).count();
+        let up = hq.try_status()?.links.iter().filter(|l| l.up).count();
         (up == 2).then_some(())
     });
     let before = hq.submit("node:township-01", "priority", "over the radio").unwrap();
     assert_eq!(hq.message(&before, "20s").state, "delivered");
     let link_accepted = |hq: &Relay, medium: &str| -> u64 {
-        hq.status()["links"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["medium"] == medium)
-            .map_or(0, |l| l["accepted"].as_u64().unwrap())
+        hq.status().links.iter().find(|l| l.medium == medium).map_or(0, |l| l.accepted)
     };
     let sat_before = link_accepted(&hq, "satellite");
     wireless.cut();
@@ -206,27 +198,22 @@ fn a_topic_publish_reaches_a_wildcard_subscriber_three_hops_away() {
         .spawn()
         .unwrap();
     wait_for("the subscription", Duration::from_secs(10), || {
-        t1.status()["subscriptions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s == "weather/+/rain")
-            .then_some(())
+        t1.status().subscriptions.iter().any(|s| s == "weather/+/rain").then_some(())
     });
     // Published at once: if hq has not heard of the subscription yet, it binds the message to
     // the subscriber when the advert arrives (late binding).
     let id = hq.submit("topic:weather/north/rain", "immediate", "heavy rain north").unwrap();
     hq.submit("topic:weather/north/wind", "immediate", "not for this subscriber").unwrap();
     let out = listener.wait_with_output().unwrap();
-    let line: Value =
+    let line: InboxMessageDoc =
         serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
             .unwrap();
-    assert_eq!(line["id"], id.as_str());
-    assert_eq!(line["to"], "topic:weather/north/rain");
+    assert_eq!(line.id, id);
+    assert_eq!(line.to, "topic:weather/north/rain");
     assert_eq!(hq.message(&id, "20s").state, "delivered");
     let inbox = t1.inbox_all();
     assert!(
-        inbox.iter().all(|m| m["to"] != "topic:weather/north/wind"),
+        inbox.iter().all(|m| m.to != "topic:weather/north/wind"),
         "only subscribed topics arrive"
     );
 }

@@ -64,8 +64,8 @@ fn envelope(origin: &str, to: &str, body: &str) -> Envelope {
     }
 }
 
-fn security(relay: &Relay) -> serde_json::Value {
-    relay.status()["security"].clone()
+fn security(relay: &Relay) -> SecurityDoc {
+    relay.status().security
 }
 
 #[test]
@@ -90,9 +90,9 @@ fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() 
     assert!(reason.contains("bad signature of township-01"), "{reason}");
     hq_run.assert_running();
     assert!(hq_run.inbox_all().is_empty(), "a forged order was delivered");
-    assert_eq!(security(&hq_run)["forged"], 1);
-    let bad = hq_run.status()["bad_frames"].to_string();
-    assert!(bad.contains("team-8 cut off"), "{bad}");
+    assert_eq!(security(&hq_run).forged, 1);
+    let bad = hq_run.status().bad_frames;
+    assert!(bad.iter().any(|b| b.reason.contains("team-8 cut off")), "{bad:?}");
     // The real township-01 still gets through.
     let id = t1_run.submit("node:county-hq", "flash", "real order").unwrap();
     assert_eq!(t1_run.message(&id, "20s").state, "delivered");
@@ -115,7 +115,7 @@ fn a_peer_that_floods_is_cut_off() {
     assert_eq!(code, codes::ABUSE);
     assert!(reason.contains("flooding"), "{reason}");
     hq_run.assert_running();
-    assert!(security(&hq_run)["shed_frames"].as_u64().unwrap() >= 100);
+    assert!(security(&hq_run).shed_frames >= 100);
 }
 
 #[test]
@@ -159,28 +159,29 @@ fn revocation_travels_two_hops_without_the_county_and_shuts_the_stolen_terminal_
     assert!(out.trim().ends_with("crl.pem"), "{out}");
     for (name, node) in [("relay-1", &r), ("team-01", &f)] {
         wait_for(&format!("{name} to hold revocation list 1"), Duration::from_secs(30), || {
-            (security(node)["revocation_list"] == 1).then_some(())
+            (security(node).revocation_list == Some(1)).then_some(())
         });
     }
     // team-01 closes its link to the stolen terminal and refuses it from then on.
     wait_for("team-01 to drop the stolen terminal", Duration::from_secs(30), || {
-        let links = f.status()["links"].to_string();
-        let refused = f.status()["refused_links"].to_string();
-        (!links.contains("team-13") && refused.contains("certificate revoked")).then_some(())
+        let s = f.status();
+        let linked = s.links.iter().any(|l| l.peer == "team-13");
+        let refused = s.refused_links.iter().any(|r| r.reason.contains("certificate revoked"));
+        (!linked && refused).then_some(())
     });
     let after = s.submit("node:township-01", "flash", "after").unwrap();
     // Its redials are refused: it has no link left to hand anything to.
     wait_for("the stolen terminal to be refused again", Duration::from_secs(30), || {
-        let refused = s.status()["refused_links"].to_string();
-        (refused.contains("revoked") && s.status()["links"].as_array().unwrap().is_empty())
-            .then_some(())
+        let st = s.status();
+        let refused = st.refused_links.iter().any(|r| r.reason.contains("revoked"));
+        (refused && st.links.is_empty()).then_some(())
     });
     assert_eq!(s.message(&after, "0s").state, "held");
-    let bodies = t.inbox_all().iter().map(|m| m["body"].to_string()).collect::<Vec<_>>();
+    let bodies = t.inbox_all().into_iter().filter_map(|m| m.body).collect::<Vec<_>>();
     assert!(bodies.iter().all(|b| !b.contains("after")), "{bodies:?}");
     // Restarted, the relay still knows the list (it kept it in its store).
     r.restart();
-    assert_eq!(security(&r)["revocation_list"], 1);
+    assert_eq!(security(&r).revocation_list, Some(1));
     s.assert_running();
 }
 
@@ -244,7 +245,7 @@ fn exercise_traffic_is_never_shown_as_actual() {
     assert_eq!(hq_run.message(&id, "20s").state, "delivered");
     let inbox = t1_run.inbox_all();
     assert_eq!(inbox.len(), 1);
-    assert_eq!(inbox[0]["status"], "exercise");
+    assert_eq!(inbox[0].status, "exercise");
     let out = cli_ok(&["listen", "--count", "1", "--api", &t1_run.spec.api_url()]);
     assert!(out.contains("EXERCISE"), "{out}");
 }

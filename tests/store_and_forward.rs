@@ -11,10 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
-
-fn ids(inbox: &[Value]) -> Vec<String> {
-    inbox.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+fn ids(inbox: &[InboxMessageDoc]) -> Vec<String> {
+    inbox.iter().map(|m| m.id.clone()).collect()
 }
 
 #[test]
@@ -40,14 +38,14 @@ fn held_messages_survive_kill_9_and_arrive_once_flash_first() {
             hq_run.submit("node:township-01", "flash", &format!("evacuate {i} {pad}")).unwrap(),
         );
     }
-    assert_eq!(hq_run.status()["queues"]["routine"], 30);
+    assert_eq!(hq_run.status().queues.routine, 30);
 
     // Power loss at the holding relay, then it comes back.
     hq_run.kill();
     hq_run.restart();
     let s = hq_run.status();
-    assert_eq!(s["queues"]["routine"], 30, "custody survived kill -9");
-    assert_eq!(s["queues"]["flash"], 10);
+    assert_eq!(s.queues.routine, 30, "custody survived kill -9");
+    assert_eq!(s.queues.flash, 10);
 
     // The peer comes up: every message arrives exactly once, FLASH drained before ROUTINE.
     let t1_run = t1.start();
@@ -68,8 +66,8 @@ fn held_messages_survive_kill_9_and_arrive_once_flash_first() {
     let last = routine.last().unwrap();
     assert_eq!(hq_run.message(last, "30s").state, "delivered");
     let s = hq_run.status();
-    assert_eq!(s["queues"]["routine"], 0);
-    assert_eq!(s["queues"]["flash"], 0);
+    assert_eq!(s.queues.routine, 0);
+    assert_eq!(s.queues.flash, 0);
 }
 
 #[test]
@@ -90,8 +88,7 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
     t1_run.wait_link("relay-1");
     // Let link state reach hq, so it routes to township-01 through the relay.
     wait_for("a route from hq to township-01", Duration::from_secs(30), || {
-        let s = hq_run.status();
-        s["routes"].as_array()?.iter().any(|r| r["destination"] == "township-01").then_some(())
+        hq_run.status().has_route("township-01").then_some(())
     });
 
     // A steady load from hq to township-01 through the relay.
@@ -116,8 +113,7 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
                 if let Ok(r) = r
                     && r.status().as_u16() == 201
                 {
-                    let v: Value = r.json().unwrap();
-                    accepted.push(v["id"].as_str().unwrap().to_owned());
+                    accepted.push(r.json::<SubmitDoc>().unwrap().id);
                 }
                 i += 1;
             }
@@ -131,11 +127,7 @@ fn kill_9_in_a_loop_under_load_loses_and_duplicates_nothing() {
         // Wait until the relay has taken custody of something new, then pull the plug.
         wait_for(&format!("custody at the relay (cycle {cycle})"), Duration::from_secs(60), || {
             relay_run.assert_running();
-            let s = relay_run.try_status()?;
-            let received: u64 = ["flash", "immediate", "priority", "routine"]
-                .iter()
-                .map(|p| s["counters"][p]["received"].as_u64().unwrap_or(0))
-                .sum();
+            let received = relay_run.try_status()?.total(|c| c.received);
             (received > 5).then_some(())
         });
         taken += 1;

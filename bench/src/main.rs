@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use relaymesh::api_model::StatusDoc;
 use relaymesh::core::{Address, CoreConfig, NodeId, Precedence, Role, Submission, TrafficStatus};
 use relaymesh::pki;
 use relaymesh::shell::clock::Clock;
@@ -454,8 +455,8 @@ async fn wait_route(api: &str, to: &str) -> Result<()> {
     loop {
         let req = http.get(format!("http://{api}/v1/status")).bearer_auth(API_TOKEN);
         if let Ok(r) = req.send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
-            && v["routes"].as_array().is_some_and(|rs| rs.iter().any(|r| r["destination"] == to))
+            && let Ok(s) = r.json::<StatusDoc>().await
+            && s.has_route(to)
         {
             return Ok(());
         }
@@ -572,9 +573,11 @@ async fn throughput(
     let http = reqwest::Client::new();
     for (name, api) in ["relay-a", "relay-b"].iter().zip(p.apis) {
         let url = format!("http://127.0.0.1:{api}/v1/status");
-        if let Ok(v) = http.get(url).send().await?.json::<serde_json::Value>().await {
-            eprintln!("  {name}: store {}", v["store"]);
-        }
+        let s: StatusDoc = http.get(url).send().await?.json().await?;
+        eprintln!(
+            "  {name}: store {} commits, {} rows written, {} cancelled",
+            s.store.commits, s.store.rows_written, s.store.rows_cancelled
+        );
     }
     Ok(messages as f64 / elapsed.as_secs_f64())
 }
@@ -678,12 +681,7 @@ async fn held(messages: usize, size: usize) -> Result<Held> {
 async fn inbox_next(http: &reqwest::Client, api: u16) -> u64 {
     let url = format!("http://127.0.0.1:{api}/v1/status");
     match http.get(url).send().await {
-        Ok(r) => r
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v["inbox"]["next"].as_u64())
-            .unwrap_or(0),
+        Ok(r) => r.json::<StatusDoc>().await.map_or(0, |s| s.inbox.next),
         Err(_) => 0,
     }
 }

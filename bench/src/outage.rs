@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use relaymesh::api_model::{InboxDoc, StatusDoc};
 use relaymesh::core::NodeId;
 
 use crate::peer;
@@ -166,9 +167,9 @@ pub struct Outcome {
 
 /// The destination's inbox cursor (messages delivered so far).
 async fn delivered(http: &reqwest::Client, api: u16) -> Result<u64> {
-    let v: serde_json::Value =
+    let s: StatusDoc =
         http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await?.json().await?;
-    Ok(v["inbox"]["next"].as_u64().unwrap_or(0))
+    Ok(s.inbox.next)
 }
 
 /// Polls until `n` messages are delivered or `timeout` passes; returns when the count last
@@ -197,14 +198,12 @@ async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
     let mut from = 0u64;
     loop {
         let url = format!("http://127.0.0.1:{api}/v1/inbox?from={from}&limit=10000");
-        let v: serde_json::Value = http.get(url).send().await?.json().await?;
-        let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-        for m in &msgs {
-            let id = m["id"].as_str().unwrap_or("");
-            out.push(id.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0));
+        let page: InboxDoc = http.get(url).send().await?.json().await?;
+        for m in &page.messages {
+            out.push(m.id.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0));
         }
-        match v["last"].as_u64() {
-            Some(last) if !msgs.is_empty() => from = last + 1,
+        match page.last {
+            Some(last) if !page.messages.is_empty() => from = last + 1,
             _ => return Ok(out),
         }
     }
@@ -264,9 +263,9 @@ pub async fn run(
     let numbers = inbox_numbers(&http, dest_api).await?;
     let unique: HashSet<u64> =
         numbers.iter().copied().filter(|n| (1..=total).contains(n)).collect();
-    let v: serde_json::Value =
+    let s: StatusDoc =
         http.get(format!("http://127.0.0.1:{dest_api}/v1/status")).send().await?.json().await?;
-    let absorbed = v["counters"]["routine"]["duplicates"].as_u64().unwrap_or(0);
+    let absorbed = s.counters.routine.duplicates;
     if early > before {
         eprintln!("  note: {} delivered while the link was cut", early - before);
     }

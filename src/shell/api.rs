@@ -31,10 +31,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::driver::{NodeHandle, Snapshot};
+use crate::api_model::{
+    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, PatternRequest, ReadRequest, StatusDoc,
+    SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc,
+};
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
     TrafficStatus,
@@ -130,40 +132,14 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
-    (code, Json(json!({ "error": reason.to_string() }))).into_response()
+    (code, Json(ErrorDoc { error: reason.to_string() })).into_response()
 }
 
 fn stopped() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping")
 }
 
-/// A submission as JSON.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    to: String,
-    #[serde(default)]
-    precedence: Option<String>,
-    /// `"1h"`, `"90s"`, ... (default 1h)
-    #[serde(default)]
-    lifetime: Option<String>,
-    #[serde(default)]
-    content_type: Option<String>,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    body_b64: Option<String>,
-    #[serde(default = "yes")]
-    receipt: bool,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn parse_submission(b: SubmitBody) -> Result<Submission, String> {
+fn parse_submission(b: SubmitRequest) -> Result<Submission, String> {
     let to = Address::parse(&b.to).map_err(|e| e.to_string())?;
     let precedence = match &b.precedence {
         Some(p) => p.parse::<Precedence>().map_err(|e| e.to_string())?,
@@ -202,7 +178,7 @@ fn parse_submission(b: SubmitBody) -> Result<Submission, String> {
 
 async fn submit(
     State(api): State<Api>,
-    body: Result<Json<SubmitBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
@@ -296,26 +272,9 @@ async fn message(
     }
 }
 
-/// One inbox message as JSON (the `listen --json` format).
-pub fn inbox_json(item: &InboxItem) -> Value {
-    let e = &item.record.envelope;
-    let mut v = json!({
-        "id": e.id.to_string(),
-        "origin": e.origin.to_string(),
-        "to": e.to.to_string(),
-        "precedence": e.precedence.as_str(),
-        "content_type": e.content_type,
-        "age_ms": item.record.age.as_secs_f64() * 1000.0,
-        "cursor": item.cursor,
-        "status": e.status.as_str(),
-    });
-    match std::str::from_utf8(&e.payload) {
-        Ok(text) => v["body"] = json!(text),
-        Err(_) => {
-            v["body_b64"] = json!(base64::engine::general_purpose::STANDARD.encode(&e.payload))
-        }
-    }
-    v
+/// A document as JSON text (an SSE event's data).
+fn json_text<T: serde::Serialize>(doc: &T) -> String {
+    serde_json::to_string(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 fn topic_filter(ps: &[(String, String)]) -> Result<Vec<TopicPattern>, Response> {
@@ -378,24 +337,19 @@ async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
             last = Some(i.cursor);
             from = Some(i.cursor + 1);
         }
-        let shown: Vec<Value> =
-            items.iter().filter(|i| wanted(i, &topics)).map(inbox_json).collect();
+        let shown: Vec<InboxMessageDoc> =
+            items.iter().filter(|i| wanted(i, &topics)).map(InboxMessageDoc::from).collect();
         // A full page may have more behind it; a filtered-out page is progress too.
         if !shown.is_empty() || items.len() == limit || tokio::time::Instant::now() >= deadline {
-            return Json(json!({ "messages": shown, "last": last })).into_response();
+            return Json(InboxDoc { messages: shown, last }).into_response();
         }
         if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
-            return Json(json!({ "messages": [], "last": last })).into_response();
+            return Json(InboxDoc { messages: Vec::new(), last }).into_response();
         }
     }
 }
 
-#[derive(Deserialize)]
-struct ReadBody {
-    cursor: u64,
-}
-
-async fn mark_read(State(api): State<Api>, Json(b): Json<ReadBody>) -> Response {
+async fn mark_read(State(api): State<Api>, Json(b): Json<ReadRequest>) -> Response {
     match api.node.mark_read(b.cursor) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => stopped(),
@@ -425,7 +379,7 @@ async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
                     let ev = SseEvent::default()
                         .id(item.cursor.to_string())
                         .event("message")
-                        .data(inbox_json(&item).to_string());
+                        .data(json_text(&InboxMessageDoc::from(&item)));
                     return Some((Ok::<_, Infallible>(ev), (node, from, topics, pending)));
                 }
                 let mut watch = node.inbox_watch();
@@ -446,19 +400,14 @@ async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-#[derive(Deserialize)]
-struct PatternBody {
-    pattern: String,
-}
-
 async fn subscriptions(State(api): State<Api>) -> Response {
     match api.node.status().await {
-        Ok(s) => Json(json!({ "subscriptions": s.node.subscriptions })).into_response(),
+        Ok(s) => Json(SubscriptionsDoc { subscriptions: s.node.subscriptions }).into_response(),
         Err(_) => stopped(),
     }
 }
 
-async fn change_subscription(api: Api, body: PatternBody, subscribe: bool) -> Response {
+async fn change_subscription(api: Api, body: PatternRequest, subscribe: bool) -> Response {
     let pattern = match TopicPattern::new(&body.pattern) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -467,22 +416,17 @@ async fn change_subscription(api: Api, body: PatternBody, subscribe: bool) -> Re
         Err(_) => stopped(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Ok(Ok(changed)) => {
-            Json(json!({ "pattern": body.pattern, "changed": changed })).into_response()
+            Json(SubscriptionChangeDoc { pattern: body.pattern, changed }).into_response()
         }
     }
 }
 
-async fn subscribe(State(api): State<Api>, Json(body): Json<PatternBody>) -> Response {
+async fn subscribe(State(api): State<Api>, Json(body): Json<PatternRequest>) -> Response {
     change_subscription(api, body, true).await
 }
 
-async fn unsubscribe(State(api): State<Api>, Json(body): Json<PatternBody>) -> Response {
+async fn unsubscribe(State(api): State<Api>, Json(body): Json<PatternRequest>) -> Response {
     change_subscription(api, body, false).await
-}
-
-#[derive(Deserialize)]
-struct GroupBody {
-    group: String,
 }
 
 async fn groups(State(api): State<Api>) -> Response {
@@ -492,7 +436,7 @@ async fn groups(State(api): State<Api>) -> Response {
     }
 }
 
-async fn change_group(api: Api, body: GroupBody, join: bool) -> Response {
+async fn change_group(api: Api, body: GroupRequest, join: bool) -> Response {
     // A name that `group:<name>` can address: not `all`, not `role:...`.
     match Address::parse(&format!("group:{}", body.group)) {
         Ok(Address::Group(crate::core::types::Group::Named(_))) => {}
@@ -510,100 +454,17 @@ async fn change_group(api: Api, body: GroupBody, join: bool) -> Response {
     }
 }
 
-async fn join_group(State(api): State<Api>, Json(body): Json<GroupBody>) -> Response {
+async fn join_group(State(api): State<Api>, Json(body): Json<GroupRequest>) -> Response {
     change_group(api, body, true).await
 }
 
-async fn leave_group(State(api): State<Api>, Json(body): Json<GroupBody>) -> Response {
+async fn leave_group(State(api): State<Api>, Json(body): Json<GroupRequest>) -> Response {
     change_group(api, body, false).await
-}
-
-/// The `status --json` document.
-pub fn status_json(s: &Snapshot) -> Value {
-    let n = &s.node;
-    let per_precedence = |f: &dyn Fn(usize) -> Value| -> Value {
-        Precedence::DESCENDING
-            .iter()
-            .map(|p| (p.as_str().to_owned(), f(p.index())))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    let c = &n.counters;
-    json!({
-        "node": n.node.to_string(),
-        "role": n.role.as_str(),
-        "uptime_s": s.now.saturating_since(s.started).as_secs_f64(),
-        "links": n.links.iter().map(|l| json!({
-            "id": l.id.0,
-            "peer": l.peer.to_string(),
-            "role": l.role.as_str(),
-            "medium": l.medium.as_str(),
-            "up": l.up,
-            "addr": s.links.get(&l.id).map(ToString::to_string),
-            "since_s": s.now.saturating_since(l.since).as_secs_f64(),
-            "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1000.0),
-            "loss": l.loss,
-            "inflight": l.inflight,
-            "offered": l.counters.offered,
-            "accepted": l.counters.accepted,
-            "refused": l.counters.refused,
-            "bytes_offered": l.counters.bytes_offered,
-            "probes_sent": l.counters.probes_sent,
-            "probes_answered": l.counters.probes_answered,
-        })).collect::<Vec<_>>(),
-        "routes": n.routes.iter().map(|r| json!({
-            "destination": r.destination.to_string(),
-            "precedence": r.precedence.as_str(),
-            "next_hop": r.next_hop.to_string(),
-            "cost": r.cost,
-        })).collect::<Vec<_>>(),
-        "queues": per_precedence(&|i| json!(n.held[i])),
-        "held_bytes": n.held_bytes,
-        "capacity_bytes": n.capacity,
-        "counters": per_precedence(&|i| json!({
-            "submitted": c.submitted[i],
-            "received": c.received[i],
-            "forwarded": c.forwarded[i],
-            "delivered": c.delivered[i],
-            "duplicates": c.duplicates[i],
-            "expired": c.expired[i],
-            "refused": c.refused[i],
-            "no_recipients": c.no_recipients[i],
-        })),
-        "store_failures": c.store_failures,
-        "security": {
-            "signatures": n.signatures,
-            "revocation_list": n.revocation_list,
-            "forged": c.forged,
-            "revoked": c.revoked,
-            "unknown_origin": c.unknown_origin,
-            "shed_frames": c.shed_frames,
-        },
-        "store": {
-            "commits": n.store.commits,
-            "rows_written": n.store.rows_written,
-            "rows_cancelled": n.store.rows_cancelled,
-        },
-        "refused_links": s.refusals.iter().map(|r| json!({
-            "at_unix_s": r.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            "addr": r.addr.to_string(),
-            "medium": r.medium.as_str(),
-            "peer": r.peer.as_ref().map(ToString::to_string),
-            "reason": r.reason,
-        })).collect::<Vec<_>>(),
-        "bad_frames": s.bad_frames.iter().map(|(l, why)| json!({"link": l.0, "reason": why})).collect::<Vec<_>>(),
-        "subscriptions": n.subscriptions,
-        "groups": n.groups,
-        "invariant_violation": n.violation,
-        "members": n.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "known_nodes": n.known_nodes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "inbox": { "next": n.inbox_next, "unread": n.inbox_next.saturating_sub(n.inbox_read) },
-    })
 }
 
 async fn status(State(api): State<Api>) -> Response {
     match api.node.status().await {
-        Ok(s) => Json(status_json(&s)).into_response(),
+        Ok(s) => Json(StatusDoc::from(&s)).into_response(),
         Err(_) => stopped(),
     }
 }

@@ -10,7 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use relaymesh::api_model::MessageDoc;
+#[allow(unused_imports)] // each test file uses some of them
+pub use relaymesh::api_model::{
+    ErrorDoc, InboxDoc, InboxMessageDoc, MessageDoc, SecurityDoc, StatusDoc, SubmitDoc,
+};
 use relaymesh::core::{Medium, NodeId, Role};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
@@ -262,12 +265,15 @@ impl Relay {
             .unwrap_or_default()
     }
 
-    pub fn try_status(&self) -> Option<Value> {
+    /// `GET /v1/status`, or `None` if the node does not answer (yet). A document that does
+    /// not parse fails the test: the API and its model disagree.
+    pub fn try_status(&self) -> Option<StatusDoc> {
         let r = self.http.get(format!("{}/v1/status", self.spec.api_url())).send().ok()?;
-        r.json().ok()
+        let text = r.text().ok()?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("status: {e}: {text}")))
     }
 
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> StatusDoc {
         self.try_status().unwrap_or_else(|| panic!("{} does not answer", self.spec.id))
     }
 
@@ -276,9 +282,7 @@ impl Relay {
         let id = self.spec.id.clone();
         wait_for(&format!("{id} to link with {peer}"), Duration::from_secs(30), || {
             self.assert_running();
-            let s = self.try_status()?;
-            let up = s["links"].as_array()?.iter().any(|l| l["peer"] == peer && l["up"] == true);
-            up.then_some(())
+            self.try_status()?.link_up(peer).then_some(())
         });
     }
 
@@ -291,28 +295,32 @@ impl Relay {
         let r =
             self.http.post(format!("{}/v1/messages", self.spec.api_url())).json(&j).send().unwrap();
         let code = r.status().as_u16();
-        let v: Value = r.json().unwrap();
+        let text = r.text().unwrap();
         if code == 201 {
-            Ok(v["id"].as_str().unwrap().to_owned())
+            Ok(serde_json::from_str::<SubmitDoc>(&text).unwrap().id)
         } else {
-            Err((code, v["error"].as_str().unwrap_or_default().to_owned()))
+            Err((code, serde_json::from_str::<ErrorDoc>(&text).unwrap().error))
         }
     }
 
     /// Every inbox message (read or not), in delivery order.
-    pub fn inbox_all(&self) -> Vec<Value> {
+    pub fn inbox_all(&self) -> Vec<InboxMessageDoc> {
         let mut out = Vec::new();
         let mut from = 0u64;
         loop {
             let url = format!("{}/v1/inbox?from={from}&limit=10000", self.spec.api_url());
-            let v: Value = self.http.get(url).send().unwrap().json().unwrap();
-            let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-            match v["last"].as_u64() {
-                Some(last) if !msgs.is_empty() => from = last + 1,
+            let page: InboxDoc = self.http.get(url).send().unwrap().json().unwrap();
+            match page.last {
+                Some(last) if !page.messages.is_empty() => from = last + 1,
                 _ => return out,
             }
-            out.extend(msgs);
+            out.extend(page.messages);
         }
+    }
+
+    /// The ids in the inbox, in delivery order.
+    pub fn inbox_ids(&self) -> Vec<String> {
+        self.inbox_all().into_iter().map(|m| m.id).collect()
     }
 
     /// `GET /v1/messages/{id}?wait=...`, read as the API's typed document.
