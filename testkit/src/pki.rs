@@ -106,3 +106,21 @@ fn run(bin: &Path, args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_issues_loadable_credentials_and_issues_again_over_them() {
+        let pki = Pki::new("relaymesh-testkit", Tool::Library { days: 1 }).unwrap();
+        assert!(pki.pki_dir().join("ca.crt").exists());
+        let creds = pki.issue_credentials("township-01", Role::Township).unwrap();
+        assert_eq!(creds.identity.node.as_str(), "township-01");
+        assert_eq!(creds.identity.role, Role::Township);
+        pki.issue("township-01", Role::Township).unwrap();
+        let root = pki.root().to_owned();
+        drop(pki);
+        assert!(!root.exists(), "the temporary directory is removed on drop");
+    }
+}

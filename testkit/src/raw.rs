@@ -136,3 +136,31 @@ impl RawPeer {
         Ok(Control { send, recv, decoder, hello })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use relaymesh::core::Role;
+
+    use super::*;
+    use crate::{Pki, Tool};
+
+    #[tokio::test]
+    async fn two_raw_peers_link_and_exchange_hellos() {
+        let pki = Pki::new("relaymesh-testkit", Tool::Library { days: 1 }).unwrap();
+        let a = pki.issue_credentials("relay-a", Role::Relay).unwrap();
+        let b = pki.issue_credentials("team-1", Role::Field).unwrap();
+        let clock = Clock::wall();
+        let (endpoint, addr) = listen(&a, clock, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let answering = tokio::spawn(async move {
+            let peer = RawPeer::accept(endpoint, &a).await.unwrap();
+            let control = peer.answer_hello().await.unwrap();
+            (peer, control)
+        });
+        let dialler = RawPeer::dial(&b, clock, "relay-a", addr).await.unwrap();
+        let control = dialler.handshake().await.unwrap();
+        assert_eq!(control.hello.node.as_str(), "relay-a");
+        assert_eq!(control.hello.role, Role::Relay);
+        let (_peer, answered) = answering.await.unwrap();
+        assert_eq!(answered.hello, honest_hello(&b));
+    }
+}
