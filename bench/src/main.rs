@@ -19,16 +19,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use relaymesh::api_model::StatusDoc;
 use relaymesh::core::{Address, CoreConfig, NodeId, Precedence, Role, Submission, TrafficStatus};
-use relaymesh::pki;
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
+use relaymesh_testkit::{Pki, Tool, UdpProxy, free_tcp_port, free_udp_port};
 use serde_json::json;
 
 mod outage;
@@ -249,23 +249,9 @@ fn relay_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
 /// A PKI and data directories in a temporary directory.
 struct Deployment {
-    dir: tempfile::TempDir,
+    pki: Pki,
     children: Vec<Child>,
     /// TOML appended to every relay configuration.
     extra: String,
@@ -273,22 +259,21 @@ struct Deployment {
 
 impl Deployment {
     fn new() -> Result<Deployment> {
-        let dir =
-            tempfile::Builder::new().prefix("relaymesh-bench").tempdir_in(std::env::temp_dir())?;
-        pki::init(&dir.path().join("pki"), false, 30)?;
-        Ok(Deployment { dir, children: Vec::new(), extra: String::new() })
+        let pki = Pki::new("relaymesh-bench", Tool::Library { days: 30 })?;
+        Ok(Deployment { pki, children: Vec::new(), extra: String::new() })
+    }
+
+    /// The temporary directory.
+    fn dir(&self) -> &Path {
+        self.pki.root()
     }
 
     fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
+        self.pki.pki_dir()
     }
 
     fn issue(&self, id: &str, role: Role) -> Result<Credentials> {
-        let node = NodeId::new(id)?;
-        let validity = pki::Validity::days_from(SystemTime::now(), 30);
-        pki::issue(&self.pki(), &node, role, true, validity)?;
-        let (cert, key) = pki::node_paths(&self.pki(), &node);
-        Ok(Credentials::load(&self.pki().join("ca.crt"), &cert, &key, &node)?)
+        self.pki.issue_credentials(id, role)
     }
 
     /// Writes a node configuration; `peers` are (node, port) this node dials over `public`.
@@ -328,7 +313,7 @@ impl Deployment {
         }
         t.push('\n');
         t.push_str(&self.extra);
-        let path = self.dir.path().join(format!("{id}.toml"));
+        let path = self.dir().join(format!("{id}.toml"));
         let _ = std::fs::write(&path, t);
         path
     }
@@ -370,11 +355,8 @@ impl Drop for Deployment {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::env::var_os("RELAYMESH_BENCH_KEEP").is_some()
-            && let Ok(empty) = tempfile::tempdir()
-        {
-            let kept = std::mem::replace(&mut self.dir, empty);
-            eprintln!("kept {}", kept.keep().display());
+        if std::env::var_os("RELAYMESH_BENCH_KEEP").is_some() {
+            eprintln!("kept {}", self.pki.keep().display());
         }
     }
 }
@@ -405,7 +387,7 @@ struct Path2 {
     /// Where load sources dial A (A's address on the unthrottled pair, if in a namespace).
     a_clients: std::net::SocketAddr,
     /// The proxy B reaches A through, if any.
-    proxy: Option<outage::UdpProxy>,
+    proxy: Option<UdpProxy>,
     /// The namespace A runs in, if any (deleted after the relays stop).
     _netns: Option<precedence::Netns>,
 }
@@ -480,9 +462,11 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
     let load_creds = dep.issue("load", Role::Command)?;
     let sink_creds = dep.issue("sink", Role::Township)?;
     let clock = Clock::wall();
-    let (sink_ep, sink_addr) = peer::listen(&sink_creds, clock, "127.0.0.1:0".parse()?).await?;
-    let (pa, pb, api_a, api_b) = (free_port(), free_port(), free_tcp_port(), free_tcp_port());
-    let (pd, api_d) = (free_port(), free_tcp_port());
+    let (sink_ep, sink_addr) =
+        relaymesh_testkit::listen(&sink_creds, clock, "127.0.0.1:0".parse()?).await?;
+    let (pa, pb) = (free_udp_port()?, free_udp_port()?);
+    let (api_a, api_b) = (free_tcp_port()?, free_tcp_port()?);
+    let (pd, api_d) = (free_udp_port()?, free_tcp_port()?);
     let mut b_peers = vec![("sink", sink_addr.to_string())];
     if layout.dest {
         dep.issue("dest", Role::Township)?;
@@ -509,7 +493,7 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
         None => a_addr,
     };
     let a = dep.config_at("relay-a", "relay", &a_listen, &a_api, &[], &a_extra);
-    let proxy = if layout.proxy { Some(outage::UdpProxy::start(a_addr)?) } else { None };
+    let proxy = if layout.proxy { Some(UdpProxy::start(a_addr)?) } else { None };
     let b_to_a = proxy.as_ref().map_or(a_addr.to_string(), |p| format!("127.0.0.1:{}", p.port));
     b_peers.insert(0, ("relay-a", b_to_a));
     // B dials A from its listening socket: over the veth pair that is not loopback.
@@ -630,7 +614,7 @@ async fn held(messages: usize, size: usize) -> Result<Held> {
     dep.issue("sink", Role::Township)?;
     // Fill relay-a's store with messages for a node that is not there, as the relay itself
     // would: through its core, in committed batches.
-    let data = dep.dir.path().join("data/relay-a");
+    let data = dep.dir().join("data/relay-a");
     std::fs::create_dir_all(&data)?;
     let fill = Instant::now();
     {
@@ -652,8 +636,8 @@ async fn held(messages: usize, size: usize) -> Result<Held> {
     let fill_s = fill.elapsed().as_secs_f64();
     let store_mib = std::fs::metadata(data.join("store.redb"))?.len() as f64 / (1 << 20) as f64;
     // The sink listens; relay-a starts and dials it.
-    let (pa, ps) = (free_port(), free_port());
-    let (api_a, api_s) = (free_tcp_port(), free_tcp_port());
+    let (pa, ps) = (free_udp_port()?, free_udp_port()?);
+    let (api_a, api_s) = (free_tcp_port()?, free_tcp_port()?);
     let sink = dep.config("sink", "township", ps, api_s, &[]);
     dep.spawn(&sink)?;
     let http = reqwest::Client::new();

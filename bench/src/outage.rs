@@ -1,5 +1,5 @@
 //! The outage workload: messages sent while the A -> B link is cut, in three shapes of cut,
-//! and the cuttable UDP proxy between A and B that makes the cuts.
+//! made by the cuttable UDP proxy between A and B (`relaymesh_testkit::UdpProxy`).
 //!
 //! * `clean`: the proxy closes both its sockets, so datagrams to it are refused (ICMP port
 //!   unreachable) and nothing comes back; it binds the same ports again when the link returns.
@@ -8,14 +8,12 @@
 //!   started again on the same store, all before the link returns.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use relaymesh::api_model::{InboxDoc, StatusDoc};
 use relaymesh::core::NodeId;
+use relaymesh_testkit::Cut;
 
 use crate::peer;
 
@@ -38,114 +36,12 @@ impl Mode {
             Mode::Kill => "kill",
         }
     }
-}
 
-const OPEN: u8 = 0;
-const DROPPING: u8 = 1;
-const CLOSED: u8 = 2;
-
-/// Forwards datagrams arriving on its port to a target, and the answers back to whoever sent
-/// last. One thread, non-blocking sockets.
-#[derive(Debug)]
-pub struct UdpProxy {
-    pub port: u16,
-    state: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl UdpProxy {
-    pub fn start(target: SocketAddr) -> Result<UdpProxy> {
-        let front = UdpSocket::bind("127.0.0.1:0")?;
-        let port = front.local_addr()?.port();
-        let state = Arc::new(AtomicU8::new(OPEN));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || forward(Some(front), port, target, &st, &sp));
-        Ok(UdpProxy { port, state, stop, thread: Some(thread) })
-    }
-
-    /// Cuts the link: `silent` discards datagrams, otherwise the sockets are closed.
-    pub fn cut(&self, silent: bool) {
-        self.state.store(if silent { DROPPING } else { CLOSED }, Ordering::SeqCst);
-    }
-
-    pub fn heal(&self) {
-        self.state.store(OPEN, Ordering::SeqCst);
-    }
-}
-
-/// Binds the proxy's sockets: the front on `port`, the back on `back_port` (0: any), so
-/// that after a clean cut both ends see the same addresses as before.
-fn sockets(
-    front: Option<UdpSocket>,
-    port: u16,
-    back_port: u16,
-    target: SocketAddr,
-) -> Option<[UdpSocket; 2]> {
-    let front = match front {
-        Some(f) => f,
-        None => UdpSocket::bind(("127.0.0.1", port)).ok()?,
-    };
-    let back = UdpSocket::bind(SocketAddr::new(target.ip(), back_port)).ok()?;
-    front.set_nonblocking(true).ok()?;
-    back.set_nonblocking(true).ok()?;
-    Some([front, back])
-}
-
-fn forward(
-    front: Option<UdpSocket>,
-    port: u16,
-    target: SocketAddr,
-    state: &AtomicU8,
-    stop: &AtomicBool,
-) {
-    let mut socks = sockets(front, port, 0, target);
-    let back_port = socks.as_ref().and_then(|[_, b]| b.local_addr().ok()).map_or(0, |a| a.port());
-    let mut client: Option<SocketAddr> = None;
-    let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::Relaxed) {
-        let s = state.load(Ordering::SeqCst);
-        if s == CLOSED {
-            socks = None;
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        }
-        if socks.is_none() {
-            socks = sockets(None, port, back_port, target);
-            if socks.is_none() {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        }
-        let Some([front, back]) = socks.as_ref() else { continue };
-        let mut idle = true;
-        for _ in 0..256 {
-            let Ok((n, from)) = front.recv_from(&mut buf) else { break };
-            idle = false;
-            client = Some(from);
-            if s == OPEN {
-                let _ = back.send_to(&buf[..n], target);
-            }
-        }
-        for _ in 0..256 {
-            let Ok((n, _)) = back.recv_from(&mut buf) else { break };
-            idle = false;
-            if let (Some(to), OPEN) = (client, s) {
-                let _ = front.send_to(&buf[..n], to);
-            }
-        }
-        if idle {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    }
-}
-
-impl Drop for UdpProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// How the proxy cuts the link.
+    fn cut(self) -> Cut {
+        match self {
+            Mode::Drop => Cut::Drop,
+            Mode::Clean | Mode::Kill => Cut::Close,
         }
     }
 }
@@ -235,7 +131,7 @@ pub async fn run(
     }
     // The cut; A takes custody of the rest.
     let proxy = p.proxy.as_ref().context("proxy")?;
-    proxy.cut(mode == Mode::Drop);
+    proxy.cut(mode.cut());
     let cut_at = Instant::now();
     let link = p.dial_a("load-2").await?;
     let spec = peer::LoadSpec { first: before + 1, ..peer::LoadSpec::routine(during, size, 2048) };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, RecvStream, SendStream};
 use relaymesh::core::frame::{Advert, AdvertLink, CustodyCode, CustodyResult, Frame};
@@ -17,9 +17,9 @@ use relaymesh::core::{Address, Medium, MessageId, NodeId, Precedence, Time, Traf
 use relaymesh::pki::PkiTrust;
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
-use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
 use relaymesh::shell::trust::pki_trust;
-use relaymesh::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION};
+use relaymesh::wire::{self, FrameDecoder, Incoming};
+use relaymesh_testkit::{Control, RawPeer};
 use tokio::sync::{Mutex, mpsc};
 
 /// One authenticated connection, after the `Hello` exchange.
@@ -33,24 +33,16 @@ pub struct RawLink {
     _endpoint: quinn::Endpoint,
 }
 
-fn hello(creds: &Credentials) -> Hello {
-    Hello {
-        version: PROTOCOL_VERSION,
-        node: creds.identity.node.clone(),
-        role: creds.identity.role,
-        capabilities: vec![],
-        medium: Medium::Public,
-    }
-}
-
-async fn read_hello(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Result<Hello> {
-    loop {
-        if let Some(Incoming::Hello(h)) = decoder.next_frame()? {
-            return Ok(h);
-        }
-        match recv.read_chunk(65536, true).await? {
-            Some(c) => decoder.extend(&c.bytes),
-            None => bail!("closed before hello"),
+impl RawLink {
+    /// A link on `peer`'s connection, after the `Hello` exchange on `control`.
+    fn new(peer: RawPeer, control: Control, trust: PkiTrust) -> RawLink {
+        RawLink {
+            conn: peer.conn,
+            trust: Arc::new(trust),
+            control_send: Arc::new(Mutex::new(control.send)),
+            control_recv: control.recv,
+            decoder: control.decoder,
+            _endpoint: peer.endpoint,
         }
     }
 }
@@ -62,26 +54,9 @@ pub async fn dial(
     peer: &str,
     addr: SocketAddr,
 ) -> Result<RawLink> {
-    let quic = QuicConfigs::new(creds, clock)?;
-    let local = if addr.ip().is_loopback() { "127.0.0.1:0" } else { "0.0.0.0:0" };
-    let socket = transport::udp_socket(local.parse()?)?;
-    let endpoint = transport::endpoint(socket, None, [1; 32], creds.reset_secret())?;
-    let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
-    let conn = endpoint.connect_with(cfg, addr, peer)?.await.context("handshake")?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let mut buf = BytesMut::new();
-    wire::encode_hello(&hello(creds), &mut buf);
-    send.write_all(&buf).await?;
-    let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_FRAME);
-    read_hello(&mut recv, &mut decoder).await?;
-    let link = RawLink {
-        conn,
-        trust: Arc::new(pki_trust(creds, clock)?),
-        control_send: Arc::new(Mutex::new(send)),
-        control_recv: recv,
-        decoder,
-        _endpoint: endpoint,
-    };
+    let raw = RawPeer::dial(creds, clock, peer, addr).await?;
+    let control = raw.handshake().await?;
+    let link = RawLink::new(raw, control, pki_trust(creds, clock)?);
     link.spawn_probes();
     // The relay learns this end's key from its advert, and floods it, so that every node on
     // the way can check the signatures of what this end originates.
@@ -89,37 +64,12 @@ pub async fn dial(
     Ok(link)
 }
 
-/// Listens on `addr` and accepts one link (the other side probes; we answer).
-pub async fn listen(
-    creds: &Credentials,
-    clock: Clock,
-    addr: SocketAddr,
-) -> Result<(quinn::Endpoint, SocketAddr)> {
-    let quic = QuicConfigs::new(creds, clock)?;
-    let socket = transport::udp_socket(addr)?;
-    let server = quic.server(&TransportSettings::default_for(Medium::Public));
-    let endpoint = transport::endpoint(socket, Some(server), [2; 32], creds.reset_secret())?;
-    let local = endpoint.local_addr()?;
-    Ok((endpoint, local))
-}
-
+/// Accepts one link on `endpoint` (from `relaymesh_testkit::listen`; the other side probes,
+/// we answer).
 pub async fn accept(endpoint: quinn::Endpoint, creds: &Credentials) -> Result<RawLink> {
-    let incoming = endpoint.accept().await.context("endpoint closed")?;
-    let conn = incoming.await?;
-    let (mut send, mut recv) = conn.accept_bi().await?;
-    let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_FRAME);
-    read_hello(&mut recv, &mut decoder).await?;
-    let mut buf = BytesMut::new();
-    wire::encode_hello(&hello(creds), &mut buf);
-    send.write_all(&buf).await?;
-    let link = RawLink {
-        conn,
-        trust: Arc::new(pki_trust(creds, Clock::wall())?),
-        control_send: Arc::new(Mutex::new(send)),
-        control_recv: recv,
-        decoder,
-        _endpoint: endpoint,
-    };
+    let raw = RawPeer::accept(endpoint, creds).await?;
+    let control = raw.answer_hello().await?;
+    let link = RawLink::new(raw, control, pki_trust(creds, Clock::wall())?);
     link.spawn_probe_answers();
     Ok(link)
 }

@@ -4,23 +4,21 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
-use std::net::{TcpListener, UdpSocket};
+use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 #[allow(unused_imports)] // each test file uses some of them
 pub use relaymesh::api_model::{
     ErrorDoc, InboxDoc, InboxMessageDoc, MessageDoc, SecurityDoc, StatusDoc, SubmitDoc,
 };
 use relaymesh::core::{Medium, NodeId, Role};
 use relaymesh::shell::clock::Clock;
-use relaymesh::shell::tls::Credentials;
-use relaymesh::shell::transport::{self, QuicConfigs, TransportSettings};
-use relaymesh::wire::{self, Hello};
+use relaymesh::wire::Hello;
+use relaymesh_testkit::{Cut, Pki, Tool};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaymesh");
 
@@ -40,12 +38,14 @@ pub fn cli_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// A free UDP port on loopback ([`relaymesh_testkit::free_udp_port`]).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    relaymesh_testkit::free_udp_port().unwrap()
 }
 
+/// A free TCP port on loopback ([`relaymesh_testkit::free_tcp_port`]).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    relaymesh_testkit::free_tcp_port().unwrap()
 }
 
 /// Waits until `f` returns `Some`, checking often, failing after `limit`.
@@ -62,34 +62,28 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
-/// A deployment: a PKI directory and the nodes of one test.
-pub struct Mesh {
-    pub dir: tempfile::TempDir,
+/// A deployment: a PKI made with the real CLI in a temporary directory (`dir`, through
+/// [`Pki`]), which also holds the nodes of one test.
+pub struct Mesh(Pki);
+
+impl Deref for Mesh {
+    type Target = Pki;
+    fn deref(&self) -> &Pki {
+        &self.0
+    }
 }
 
 impl Mesh {
     pub fn new() -> Mesh {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = dir.path().join("pki");
-        cli_ok(&["pki", "init", "--dir", pki.to_str().unwrap()]);
-        Mesh { dir }
+        Mesh(Pki::new("relaymesh-test", Tool::Cli(BIN.into())).unwrap())
     }
 
     pub fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
+        self.0.pki_dir()
     }
 
     pub fn issue(&self, node: &str, role: &str) {
-        cli_ok(&[
-            "pki",
-            "issue",
-            "--dir",
-            self.pki().to_str().unwrap(),
-            "--node",
-            node,
-            "--role",
-            role,
-        ]);
+        self.0.issue(node, role.parse().unwrap()).unwrap();
     }
 
     /// County HQ and township-01, which dials it over `public`, both running and linked both
@@ -383,111 +377,54 @@ pub fn dump(relays: &[&Relay]) {
     }
 }
 
-/// A UDP forwarder between a client and a server port that can be cut (packets silently
-/// vanish, as on a dead radio link) and healed.
+/// A UDP forwarder to a local port whose link can be cut (packets silently vanish, as on a
+/// dead radio link) and healed ([`relaymesh_testkit::UdpProxy`]).
 pub struct UdpProxy {
     pub port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    proxy: relaymesh_testkit::UdpProxy,
 }
 
 impl UdpProxy {
     /// Forwards datagrams arriving on a fresh port to `target` (a local port), and the
     /// answers back to whoever sent last.
     pub fn start(target: u16) -> UdpProxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{Arc, Mutex};
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-        let port = front.local_addr().unwrap().port();
-        for s in [&front, &back] {
-            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        }
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
-        let target = std::net::SocketAddr::from(([127, 0, 0, 1], target));
-        // Server to client, on its own thread.
-        let answers = {
-            let (front, back, cut, stop, client) =
-                (front.clone(), back.clone(), cut.clone(), stop.clone(), client.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((n, _)) = back.recv_from(&mut buf) {
-                        let to = *client.lock().unwrap();
-                        if let (Some(to), false) = (to, cut.load(Ordering::Relaxed)) {
-                            let _ = front.send_to(&buf[..n], to);
-                        }
-                    }
-                }
-            })
-        };
-        let (c, s) = (cut.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = front.recv_from(&mut buf) {
-                    *client.lock().unwrap() = Some(from);
-                    if !c.load(Ordering::Relaxed) {
-                        let _ = back.send_to(&buf[..n], target);
-                    }
-                }
-            }
-            let _ = answers.join();
-        });
-        UdpProxy { port, cut, stop, thread: Some(thread) }
+        let proxy =
+            relaymesh_testkit::UdpProxy::start(SocketAddr::from(([127, 0, 0, 1], target))).unwrap();
+        UdpProxy { port: proxy.port, proxy }
     }
 
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.proxy.cut(Cut::Drop);
     }
 
     pub fn heal(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.proxy.heal();
     }
 }
 
-impl Drop for UdpProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// A client that speaks the protocol on purpose badly, from a valid certificate
+/// ([`relaymesh_testkit::RawPeer`]: `conn`, `creds`).
+pub struct RawPeer(relaymesh_testkit::RawPeer);
 
-/// A client that speaks the protocol on purpose badly, from a valid certificate.
-pub struct RawPeer {
-    _endpoint: quinn::Endpoint,
-    pub conn: quinn::Connection,
-    pub creds: Credentials,
+impl Deref for RawPeer {
+    type Target = relaymesh_testkit::RawPeer;
+    fn deref(&self) -> &relaymesh_testkit::RawPeer {
+        &self.0
+    }
 }
 
 impl RawPeer {
+    /// Issues `id` as a field unit and connects it to `to`; sends nothing yet.
     pub async fn connect(mesh: &Mesh, id: &str, to: &NodeSpec) -> RawPeer {
         mesh.issue(id, "field");
-        let node = NodeId::new(id).unwrap();
-        let creds = Credentials::load(
-            &mesh.pki().join("ca.crt"),
-            &mesh.pki().join(format!("{id}.crt")),
-            &mesh.pki().join(format!("{id}.key")),
-            &node,
-        )
-        .unwrap();
-        let clock = Clock::wall();
-        let quic = QuicConfigs::new(&creds, clock).unwrap();
-        let socket = transport::udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
-        let endpoint = transport::endpoint(socket, None, [7; 32], creds.reset_secret()).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", to.port).parse().unwrap();
-        let cfg = quic.client(&TransportSettings::default_for(Medium::Public));
-        let conn = endpoint.connect_with(cfg, addr, &to.id).unwrap().await.unwrap();
-        RawPeer { _endpoint: endpoint, conn, creds }
+        let creds = mesh.credentials(id).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], to.port));
+        let peer = relaymesh_testkit::RawPeer::dial(&creds, Clock::wall(), &to.id, addr);
+        RawPeer(peer.await.unwrap())
     }
 
+    /// Opens the control stream and sends a `Hello` as field unit `id`, speaking `version`.
     pub async fn hello(&self, id: &str, version: u32) -> (quinn::SendStream, quinn::RecvStream) {
-        let (mut send, recv) = self.conn.open_bi().await.unwrap();
         let hello = Hello {
             version,
             node: NodeId::new(id).unwrap(),
@@ -495,9 +432,6 @@ impl RawPeer {
             capabilities: vec![],
             medium: Medium::Public,
         };
-        let mut buf = BytesMut::new();
-        wire::encode_hello(&hello, &mut buf);
-        send.write_all(&buf).await.unwrap();
-        (send, recv)
+        self.0.send_hello(&hello).await.unwrap()
     }
 }
