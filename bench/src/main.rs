@@ -28,6 +28,7 @@ use relaymesh::api_model::StatusDoc;
 use relaymesh::core::{Address, CoreConfig, NodeId, Precedence, Role, Submission, TrafficStatus};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::trust::pki_trust;
 use relaymesh_testkit::{Pki, Tool, UdpProxy, free_tcp_port, free_udp_port};
 use serde_json::json;
 
@@ -610,10 +611,11 @@ fn proc_kib(pid: u32, key: &str) -> Option<f64> {
 
 async fn held(messages: usize, size: usize) -> Result<Held> {
     let mut dep = Deployment::new()?;
-    dep.issue("relay-a", Role::Relay)?;
+    let creds = dep.issue("relay-a", Role::Relay)?;
     dep.issue("sink", Role::Township)?;
     // Fill relay-a's store with messages for a node that is not there, as the relay itself
-    // would: through its core, in committed batches.
+    // would: through its core, in committed batches, sealed with relay-a's key (unsealed,
+    // the next hop would refuse every one of them).
     let data = dep.dir().join("data/relay-a");
     std::fs::create_dir_all(&data)?;
     let fill = Instant::now();
@@ -623,6 +625,7 @@ async fn held(messages: usize, size: usize) -> Result<Held> {
         let mut cfg = CoreConfig::new(NodeId::new("relay-a")?, Role::Relay);
         cfg.limits.max_bytes = 64 << 30;
         let clock = Clock::wall();
+        cfg.trust = Some(std::sync::Arc::new(pki_trust(&creds, clock)?));
         let mut node = relaymesh::core::Node::open(cfg, Box::new(store), 1, clock.now())?;
         for i in 0..messages {
             node.handle_submit(clock.now(), submission(size, false))
