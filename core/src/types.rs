@@ -68,7 +68,7 @@ pub enum ParseError {
     /// Precedences are flash, immediate, priority or routine.
     #[error("invalid precedence {0:?}: expected flash, immediate, priority or routine")]
     Precedence(String),
-    /// Addresses are node:<id>, group:<name> or topic:<path>.
+    /// Addresses are `node:<id>`, `group:<name>` or `topic:<path>`.
     #[error("invalid address {0:?}: {1}")]
     Address(String, &'static str),
     /// Topic patterns use `+` for one level and a trailing `#` for the rest.
