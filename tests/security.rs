@@ -268,3 +268,71 @@ fn a_frame_on_the_wrong_stream_cuts_the_peer_off() {
     assert!(reason.contains("unexpected offer frame"), "{reason}");
     hq_run.assert_running();
 }
+
+#[test]
+fn garbage_before_the_hello_closes_the_connection_with_the_code_that_says_why() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let mut hq_run = hq.start();
+    // Bytes that claim a 5-byte frame and are none; then a length prefix of 4 GiB.
+    let mut huge = BytesMut::new();
+    prost::encoding::encode_varint(4 << 30, &mut huge);
+    let cases: [(&str, &[u8], u32); 2] = [
+        ("team-8", &[5, 0xff, 0xff, 0xff, 0xff, 0xff], codes::MALFORMED),
+        ("team-9", &huge, codes::OVERSIZED),
+    ];
+    for (name, bytes, expected) in cases {
+        let (code, reason) = block_on(async {
+            let peer = RawPeer::connect(&mesh, name, &hq).await;
+            let (mut send, _recv) = peer.conn.open_bi().await.unwrap();
+            send.write_all(bytes).await.unwrap();
+            cut_off(&peer).await
+        });
+        assert_eq!(code, expected, "{name}: {reason}");
+        assert!(reason.contains("bad hello"), "{reason}");
+    }
+    hq_run.assert_running();
+}
+
+#[test]
+fn one_certificate_holds_at_most_eight_connections_and_refusals_do_not_flood_the_log() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let mut hq_run = hq.start();
+    mesh.issue("team-8", "field");
+    let creds = mesh.credentials("team-8").unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], hq.port));
+    let (abused, open) = block_on(async {
+        // Thirty connections from one field certificate, none of which says hello.
+        let mut peers = Vec::new();
+        for _ in 0..30 {
+            let p = relaymesh_testkit::RawPeer::dial(&creds, Clock::wall(), "county-hq", addr);
+            peers.push(p.await.unwrap());
+        }
+        // Those over the limit are closed at once; wait for them, then look at the rest.
+        let closed =
+            futures_util::future::select_all(peers.iter().map(|p| Box::pin(p.conn.closed())));
+        let _ = tokio::time::timeout(Duration::from_secs(20), closed).await;
+        let mut abused = 0;
+        for _ in 0..100 {
+            abused = peers
+                .iter()
+                .filter(|p| matches!(p.conn.close_reason(),
+                    Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(codes::ABUSE)))
+                .count();
+            if abused >= 22 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let open = peers.iter().filter(|p| p.conn.close_reason().is_none()).count();
+        (abused, open)
+    });
+    assert_eq!(abused, 22, "all but eight refused as abuse");
+    assert_eq!(open, 8, "eight held (until the hello deadline)");
+    hq_run.assert_running();
+    let log = hq_run.log();
+    let warned = log.lines().filter(|l| l.contains("WARN") && l.contains("refused link")).count();
+    assert!(warned <= 20, "{warned} refusals logged at WARN in a minute");
+    assert!(log.contains("too many connections from team-8"), "{log}");
+}

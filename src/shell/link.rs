@@ -29,6 +29,12 @@ use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes};
 
 /// How long a peer has to complete the handshake and `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections one certificate may hold open at once (in the handshake or linked): a link per
+/// medium and a few redials in flight. More is an attack (or a broken peer): refused `ABUSE`.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// Refused connections logged at WARN per minute; the rest at DEBUG, counted in the next
+/// WARN line (`status` keeps every refusal either way).
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 20;
 /// Stream priority of the control stream (precedences use 0..=3).
 const CONTROL_PRIORITY: i32 = 10;
 
@@ -77,6 +83,70 @@ pub struct LinkContext {
     pub revoked: Revoked,
     /// How long a peer may leave a frame half-sent before it is cut off.
     pub stall_timeout: Duration,
+    /// Connections per peer identity, and the budget of refusal log lines.
+    pub admission: Arc<Admission>,
+}
+
+/// Connections held per peer identity, and how many refusals were logged lately.
+#[derive(Debug, Default)]
+pub struct Admission {
+    per_peer: std::sync::Mutex<std::collections::HashMap<NodeId, usize>>,
+    log: std::sync::Mutex<LogBudget>,
+}
+
+#[derive(Debug, Default)]
+struct LogBudget {
+    window: Option<tokio::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+/// One connection of a peer identity, counted until dropped.
+#[derive(Debug)]
+struct PeerSlot {
+    admission: Arc<Admission>,
+    peer: NodeId,
+}
+
+impl Admission {
+    /// A slot for one more connection of `peer`, or `None` if it holds the most allowed.
+    fn admit(self: &Arc<Self>, peer: &NodeId) -> Option<PeerSlot> {
+        let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let held = per_peer.entry(peer.clone()).or_insert(0);
+        if *held >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot { admission: self.clone(), peer: peer.clone() })
+    }
+
+    /// Whether a refusal may be logged at WARN now; if so, how many were not since.
+    fn may_log(&self) -> Option<u64> {
+        let mut b = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if b.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60)) {
+            b.window = Some(now);
+            b.logged = 0;
+        }
+        if b.logged >= REFUSALS_LOGGED_PER_MINUTE {
+            b.suppressed += 1;
+            return None;
+        }
+        b.logged += 1;
+        Some(std::mem::take(&mut b.suppressed))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut per_peer = self.admission.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = per_peer.get_mut(&self.peer) {
+            *held -= 1;
+            if *held == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Serial numbers of revoked certificates, shared by the driver and the link tasks.
@@ -95,7 +165,14 @@ fn check_revoked(ctx: &LinkContext, conn: &Connection) -> Result<(), (u32, Strin
 
 impl LinkContext {
     fn refuse(&self, addr: SocketAddr, medium: Medium, peer: Option<NodeId>, reason: String) {
-        warn!(%addr, %medium, peer = ?peer, "refused link: {reason}");
+        match self.admission.may_log() {
+            Some(0) => warn!(%addr, %medium, peer = ?peer, "refused link: {reason}"),
+            Some(n) => warn!(
+                %addr, %medium, peer = ?peer,
+                "refused link: {reason} ({n} more refused before this were not logged)"
+            ),
+            None => debug!(%addr, %medium, peer = ?peer, "refused link: {reason}"),
+        }
         let at = self.clock.system_time();
         let _ = self.driver.send(Command::Refused(Refusal { at, addr, medium, peer, reason }));
     }
@@ -173,10 +250,16 @@ pub async fn dial(
             other => DialError::Refused(format!("handshake failed: {other}")),
         })?;
         // A server that refused our certificate closes the connection here.
-        let (hello, decoder, recv) = read_hello(recv, ctx.max_frame).await.map_err(|e| {
-            conn.close_reason()
-                .map_or(DialError::Refused(format!("handshake failed: {e}")), DialError::from)
-        })?;
+        let (hello, decoder, recv) =
+            read_hello(recv, ctx.max_frame).await.map_err(|(code, e)| {
+                match conn.close_reason() {
+                    Some(closed) => DialError::from(closed),
+                    None => {
+                        conn.close(VarInt::from_u32(code), e.as_bytes());
+                        DialError::Refused(format!("handshake failed: {e}"))
+                    }
+                }
+            })?;
         let identity = tls::peer_identity(&conn).map_err(DialError::Refused)?;
         check_revoked(&ctx, &conn)
             .and_then(|()| check_hello(&hello, &identity, Some(&peer)))
@@ -210,15 +293,14 @@ pub async fn accept_loop(ctx: LinkContext, endpoint: quinn::Endpoint, medium: Me
         let addr = incoming.remote_address();
         tokio::spawn(
             async move {
-                match tokio::time::timeout(HELLO_TIMEOUT, accept_one(&ctx, incoming, medium)).await
-                {
-                    Ok(Ok((conn, send, recv, decoder, hello))) => {
+                match accept_one(&ctx, incoming, medium).await {
+                    Ok(((conn, send, recv, decoder, hello), _slot)) => {
+                        // `_slot` counts the connection against its peer until the link ends.
                         let reason =
                             run(ctx, conn, send, recv, decoder, hello, medium, false).await;
                         debug!(%addr, "link ended: {reason}");
                     }
-                    Ok(Err((peer, reason))) => ctx.refuse(addr, medium, peer, reason),
-                    Err(_) => ctx.refuse(addr, medium, None, "handshake timed out".into()),
+                    Err((peer, reason)) => ctx.refuse(addr, medium, peer, reason),
                 }
             }
             .in_current_span(),
@@ -228,52 +310,84 @@ pub async fn accept_loop(ctx: LinkContext, endpoint: quinn::Endpoint, medium: Me
 
 type Accepted = (Connection, SendStream, RecvStream, FrameDecoder, Hello);
 
+/// The TLS handshake and the `Hello` exchange of an incoming connection, within
+/// [`HELLO_TIMEOUT`]. A refused connection is closed with the code that says why (never left
+/// to close with code 0), and no certificate holds more than [`MAX_CONNECTIONS_PER_PEER`].
 async fn accept_one(
     ctx: &LinkContext,
     incoming: quinn::Incoming,
     medium: Medium,
-) -> Result<Accepted, (Option<NodeId>, String)> {
-    let conn = incoming.await.map_err(|e| (None, format!("handshake failed: {e}")))?;
-    let identity = tls::peer_identity(&conn).map_err(|e| (None, e))?;
+) -> Result<(Accepted, PeerSlot), (Option<NodeId>, String)> {
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+        Ok(c) => c.map_err(|e| (None, format!("handshake failed: {e}")))?,
+        Err(_) => return Err((None, "handshake timed out".into())),
+    };
+    let identity = tls::peer_identity(&conn).map_err(|e| {
+        conn.close(VarInt::from_u32(codes::BAD_HELLO), e.as_bytes());
+        (None, e)
+    })?;
     let claimed = Some(identity.node.clone());
-    let (mut send, recv) =
-        conn.accept_bi().await.map_err(|e| (claimed.clone(), format!("no control stream: {e}")))?;
-    let (hello, decoder, recv) =
-        read_hello(recv, ctx.max_frame).await.map_err(|e| (claimed.clone(), e))?;
-    if let Err((code, why)) =
-        check_revoked(ctx, &conn).and_then(|()| check_hello(&hello, &identity, None))
-    {
-        conn.close(VarInt::from_u32(code), why.as_bytes());
+    let Some(slot) = ctx.admission.admit(&identity.node) else {
+        let why = format!(
+            "too many connections from {} (at most {MAX_CONNECTIONS_PER_PEER} at once)",
+            identity.node
+        );
+        conn.close(VarInt::from_u32(codes::ABUSE), why.as_bytes());
         return Err((claimed, why));
+    };
+    let hello_phase = async {
+        let (mut send, recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| (codes::BAD_HELLO, format!("no control stream: {e}")))?;
+        let (hello, decoder, recv) = read_hello(recv, ctx.max_frame).await?;
+        check_revoked(ctx, &conn).and_then(|()| check_hello(&hello, &identity, None))?;
+        let mut buf = BytesMut::new();
+        wire::encode_hello(&ctx.hello(medium), &mut buf);
+        send.write_all(&buf)
+            .await
+            .map_err(|e| (codes::CLOSE_NORMAL, format!("handshake failed: {e}")))?;
+        Ok((send, recv, decoder, hello))
+    };
+    let outcome = match tokio::time::timeout_at(deadline, hello_phase).await {
+        Ok(r) => r,
+        Err(_) => Err((codes::BAD_HELLO, format!("no hello within {} s", HELLO_TIMEOUT.as_secs()))),
+    };
+    match outcome {
+        Ok((send, recv, decoder, hello)) => Ok(((conn, send, recv, decoder, hello), slot)),
+        Err((code, why)) => {
+            conn.close(VarInt::from_u32(code), why.as_bytes());
+            Err((claimed, why))
+        }
     }
-    let mut buf = BytesMut::new();
-    wire::encode_hello(&ctx.hello(medium), &mut buf);
-    send.write_all(&buf).await.map_err(|e| (claimed.clone(), format!("handshake failed: {e}")))?;
-    Ok((conn, send, recv, decoder, hello))
 }
 
+/// Reads the peer's `Hello`; `Err` carries the close code that says what was wrong.
 async fn read_hello(
     mut recv: RecvStream,
     max_frame: usize,
-) -> Result<(Hello, FrameDecoder, RecvStream), String> {
+) -> Result<(Hello, FrameDecoder, RecvStream), (u32, String)> {
     let mut decoder = FrameDecoder::new(max_frame);
     loop {
         match decoder.next_frame() {
             Ok(Some(Incoming::Hello(h))) => return Ok((h, decoder, recv)),
             Ok(Some(Incoming::Frame(f))) => {
                 let _ = recv.stop(VarInt::from_u32(codes::BAD_HELLO));
-                return Err(format!("expected hello, got {}", f.kind()));
+                return Err((codes::BAD_HELLO, format!("expected hello, got {}", f.kind())));
             }
             Ok(None) => {}
             Err(e) => {
                 let _ = recv.stop(VarInt::from_u32(e.code()));
-                return Err(format!("bad hello: {e}"));
+                return Err((e.code(), format!("bad hello: {e}")));
             }
         }
         match recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
-            Ok(None) => return Err("control stream closed before hello".into()),
-            Err(e) => return Err(e.to_string()),
+            Ok(None) => {
+                return Err((codes::BAD_HELLO, "control stream closed before hello".into()));
+            }
+            Err(e) => return Err((codes::BAD_HELLO, e.to_string())),
         }
     }
 }

@@ -168,6 +168,7 @@ impl Relay {
             clock: spec.clock,
             revoked,
             stall_timeout: spec.stall_timeout,
+            admission: Arc::default(),
         };
         let settings = |m: Medium| {
             spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))
