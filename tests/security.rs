@@ -325,8 +325,18 @@ fn one_certificate_holds_at_most_eight_connections_and_refusals_do_not_flood_the
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let open = peers.iter().filter(|p| p.conn.close_reason().is_none()).count();
-        (abused, open)
+        let open: Vec<_> = peers.iter().filter(|p| p.conn.close_reason().is_none()).collect();
+        let held = open.len();
+        // The ones held never say hello: each is closed BAD_HELLO at the 20 s deadline.
+        for p in open {
+            match tokio::time::timeout(Duration::from_secs(40), p.conn.closed()).await {
+                Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+                    assert_eq!(c.error_code, quinn::VarInt::from_u32(codes::BAD_HELLO));
+                }
+                other => panic!("expected a BAD_HELLO close at the deadline, got {other:?}"),
+            }
+        }
+        (abused, held)
     });
     assert_eq!(abused, 22, "all but eight refused as abuse");
     assert_eq!(open, 8, "eight held (until the hello deadline)");
