@@ -10,6 +10,22 @@ use super::store::{StoreError, Table};
 use super::types::{MessageId, NodeId, Precedence};
 use crate::wire;
 
+/// The `Messages` rows `check_invariants` decoded, by sequence number: the row's bytes and
+/// what was read from them. A row whose bytes are unchanged is not decoded again (a row is
+/// written once, but a sequence number may come back after a rolled-back batch, so the
+/// bytes, not the number, decide).
+#[derive(Default)]
+pub(super) struct CheckedRows(BTreeMap<u64, (Vec<u8>, RowFacts)>);
+
+impl std::fmt::Debug for CheckedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckedRows({} rows)", self.0.len())
+    }
+}
+
+/// What the invariants need of a held message: precedence, weight, destination count.
+type RowFacts = (Precedence, u64, usize);
+
 /// One broken invariant, with what was expected and found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invariant broken at {node}: {what}")]
@@ -86,18 +102,32 @@ impl Node {
 
     fn check_store(&mut self) -> Result<Result<(), String>, StoreError> {
         // Messages: seq -> (precedence, weight, destination count).
-        let mut messages: BTreeMap<u64, (Precedence, u64, usize)> = BTreeMap::new();
+        let mut messages: BTreeMap<u64, RowFacts> = BTreeMap::new();
         let mut bad = None;
+        let mut previous = std::mem::take(&mut self.checked_rows.0);
+        let mut checked = BTreeMap::new();
         self.store.scan(Table::Messages, b"", None, &mut |k, v| {
-            match (schema::read_u64(k), wire::decode_stored(v)) {
-                (Some(seq), Ok(m)) => {
+            let Some(seq) = schema::read_u64(k) else {
+                bad = Some(format!("message row with a bad key {k:?}"));
+                return false;
+            };
+            let facts = match previous.remove(&seq) {
+                Some((row, facts)) if row == v => Some((row, facts)),
+                _ => wire::decode_stored(v).ok().map(|m| {
                     let e = &m.envelope;
-                    messages.insert(seq, (e.precedence, e.weight(), e.destinations.len()));
+                    (v.to_vec(), (e.precedence, e.weight(), e.destinations.len()))
+                }),
+            };
+            match facts {
+                Some((row, facts)) => {
+                    messages.insert(seq, facts);
+                    checked.insert(seq, (row, facts));
                 }
-                _ => bad = Some(format!("undecodable message row {k:?}")),
+                None => bad = Some(format!("undecodable message row {k:?}")),
             }
             bad.is_none()
         })?;
+        self.checked_rows.0 = checked;
         if let Some(b) = bad {
             return Ok(Err(b));
         }

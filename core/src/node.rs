@@ -202,6 +202,8 @@ pub struct Node {
     pub(super) withdrawn: Vec<NodeId>,
     /// The first invariant found broken (with `CoreConfig::check_invariants`).
     pub(super) violation: Option<super::invariants::Violation>,
+    /// What `check_invariants` decoded of each held row last time, so it decodes only new rows.
+    pub(super) checked_rows: super::invariants::CheckedRows,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -290,6 +292,7 @@ impl Node {
             unsealed: Vec::new(),
             seals: SealCache::default(),
             violation: None,
+            checked_rows: Default::default(),
             withdrawn: Vec::new(),
         };
         node.load(now)?;
