@@ -250,6 +250,12 @@ impl<T> PerPrecedence<T> {
     }
 }
 
+/// `GET /v1/links`: every link with its counters and the bytes it carried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinksDoc {
+    pub links: Vec<LinkDoc>,
+}
+
 /// `GET /v1/status` (and `relaymesh status --json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusDoc {
@@ -300,6 +306,11 @@ pub struct LinkDoc {
     pub bytes_offered: u64,
     pub probes_sent: u64,
     pub probes_answered: u64,
+    /// Bytes the link carried in each direction: offers and their payload, relaymesh's
+    /// framing, control frames, probes and QUIC's UDP bytes (see `shell::traffic`). Counted
+    /// per neighbour and medium since the node started; zero for a link never connected.
+    #[serde(default)]
+    pub bytes: crate::shell::traffic::WireBytes,
 }
 
 /// One route of a [`StatusDoc`].
@@ -421,6 +432,7 @@ impl From<&Snapshot> for StatusDoc {
                     bytes_offered: l.counters.bytes_offered,
                     probes_sent: l.counters.probes_sent,
                     probes_answered: l.counters.probes_answered,
+                    bytes: s.wire.get(&(l.peer.clone(), l.medium)).copied().unwrap_or_default(),
                 })
                 .collect(),
             routes: n

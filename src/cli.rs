@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::core::{NodeId, Precedence, Role};
 use crate::pki;
 use crate::shell::{self, Dial, Listener, RelaySpec, clock::Clock, config, redb_store::RedbStore};
-use crate::units::parse_duration;
+use crate::units::{format_bytes, parse_duration};
 
 /// A failure with its exit code.
 #[derive(Debug)]
@@ -339,6 +339,7 @@ fn run(config_path: &Path) -> Outcome {
                 shell::transport::udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))
             })),
             stall_timeout: cfg.stall_timeout,
+            traffic: Default::default(),
         };
         let relay = shell::Relay::start(spec).map_err(Failure::runtime)?;
         tokio::spawn(watch_crl(crl_path, relay.handle().clone()));
@@ -699,6 +700,20 @@ async fn status(a: StatusArgs) -> Outcome {
             l.inflight,
             l.addr.as_deref().unwrap_or(""),
         );
+        for (way, d) in [("sent", &l.bytes.sent), ("received", &l.bytes.received)] {
+            if d.udp_bytes == 0 {
+                continue;
+            }
+            println!(
+                "    {way:<8} {:>9} offers, payload {} of {} on the wire ({:.1}%), framing {} per offer, control {}",
+                d.offers,
+                format_bytes(d.payload),
+                format_bytes(d.udp_bytes),
+                d.payload as f64 * 100.0 / d.udp_bytes as f64,
+                d.framing_per_offer().map_or("-".into(), |b| format!("{b:.0} B")),
+                format_bytes(d.control_bytes),
+            );
+        }
     }
     println!("\nroutes (flash / routine next hop):");
     let hop = |dest: &str, p: Precedence| {

@@ -78,9 +78,33 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Formats a byte count compactly for reports (`512 B`, `1.5 KiB`, `20.0 MiB`, `3.2 GiB`).
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(20 * 1024 * 1024), "20.0 MiB");
+        assert_eq!(format_bytes(3 << 40), "3.0 TiB");
+    }
 
     #[test]
     fn durations() {

@@ -48,6 +48,51 @@ fn two_relays_deliver_a_message_sent_with_the_cli() {
 }
 
 #[test]
+fn links_report_the_payload_framing_and_udp_bytes_they_carried() {
+    let mesh = Mesh::new();
+    let (hq, t1) = mesh.linked_pair("");
+    let body = "x".repeat(40);
+    for _ in 0..20 {
+        hq.submit("node:township-01", "routine", &body).unwrap();
+    }
+    wait_for("20 deliveries", Duration::from_secs(30), || {
+        (t1.inbox_ids().len() == 20).then_some(())
+    });
+
+    let sent = hq.links().into_iter().find(|l| l.peer == "township-01").unwrap().bytes.sent;
+    let got = t1.links().into_iter().find(|l| l.peer == "county-hq").unwrap().bytes.received;
+    // Every offer carried one 40-byte payload (an offer timed out would be sent again, and
+    // counted again: loopback makes that unlikely, not impossible).
+    assert!(sent.offers >= 20, "{sent:?}");
+    assert_eq!(sent.payload, sent.offers * 40, "{sent:?}");
+    assert_eq!((got.offers, got.payload), (sent.offers, sent.payload), "{got:?}");
+    assert_eq!(got.offer_bytes, sent.offer_bytes, "both ends count the same encoded offers");
+    let framing = sent.framing_per_offer().unwrap();
+    assert!(framing > 0.0 && framing < 1000.0, "framing per offer {framing}");
+    // QUIC carries all of it, plus its own headers and the handshake.
+    assert!(sent.udp_bytes > sent.offer_bytes + sent.control_bytes, "{sent:?}");
+    // The custody answers flowed back on the control stream.
+    let back = t1.links().into_iter().find(|l| l.peer == "county-hq").unwrap().bytes.sent;
+    assert!(back.control_bytes > 0, "{back:?}");
+
+    let metrics = http().get(format!("{}/metrics", hq.spec.api_url())).send().unwrap();
+    let metrics = metrics.text().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "relaymesh_link_wire_bytes_total{{peer=\"township-01\",medium=\"public\",\
+             direction=\"sent\",kind=\"payload\"}} {}",
+            sent.payload
+        )),
+        "{metrics}"
+    );
+    let out = cli_ok(&["status", "--api", &hq.spec.api_url()]);
+    assert!(
+        out.contains(&format!("{} offers, payload {} B of", sent.offers, sent.payload)),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_node_from_another_ca_is_refused_and_its_message_never_arrives() {
     let mesh = Mesh::new();
     let other = Mesh::new(); // a different deployment CA

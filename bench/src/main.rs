@@ -211,18 +211,21 @@ fn main() -> Result<()> {
             };
             let r = rt.block_on(precedence::run(&settings))?;
             println!(
-                "precedence on a {link_kbit} kbit/s link ({congestion}), ROUTINE offered at {routine_rate}/s: FLASH idle p50 {:.3} ms p99 {:.3} ms; under load p50 {:.3} ms p99 {:.3} ms max {:.3} ms ({} FLASH); ROUTINE delivered {:.0}/s",
+                "precedence on a {link_kbit} kbit/s link ({congestion}), ROUTINE offered at {routine_rate}/s: FLASH idle p50 {:.3} ms p99 {:.3} ms; under load p50 {:.3} ms p99 {:.3} ms max {:.3} ms ({} FLASH); ROUTINE delivered {:.0}/s; on the link per message {:.0} B forward, {:.0} B back, payload {:.1}% of the forward bytes",
                 r.idle_p50,
                 r.idle_p99,
                 r.load_p50,
                 r.load_p99,
                 r.load_max,
                 r.flashes,
-                r.routine_per_s
+                r.routine_per_s,
+                r.forward_bytes_per_msg,
+                r.reverse_bytes_per_msg,
+                r.payload_efficiency * 100.0
             );
             println!(
                 "{}",
-                json!({"bench": "precedence", "link_kbit": link_kbit, "congestion": congestion, "routine_offered_per_s": routine_rate, "flash_idle_p50_ms": r.idle_p50, "flash_idle_p99_ms": r.idle_p99, "flash_p50_ms": r.load_p50, "flash_p99_ms": r.load_p99, "flash_max_ms": r.load_max, "flashes": r.flashes, "routine_msgs_per_s": r.routine_per_s})
+                json!({"bench": "precedence", "link_kbit": link_kbit, "congestion": congestion, "routine_offered_per_s": routine_rate, "flash_idle_p50_ms": r.idle_p50, "flash_idle_p99_ms": r.idle_p99, "flash_p50_ms": r.load_p50, "flash_p99_ms": r.load_p99, "flash_max_ms": r.load_max, "flashes": r.flashes, "routine_msgs_per_s": r.routine_per_s, "forward_bytes_per_msg": r.forward_bytes_per_msg, "reverse_bytes_per_msg": r.reverse_bytes_per_msg, "payload_efficiency": r.payload_efficiency})
             );
         }
         Cmd::Held { messages, size } => {
@@ -390,7 +393,14 @@ struct Path2 {
     /// The proxy B reaches A through, if any.
     proxy: Option<UdpProxy>,
     /// The namespace A runs in, if any (deleted after the relays stop).
-    _netns: Option<precedence::Netns>,
+    netns: Option<precedence::Netns>,
+}
+
+impl Path2 {
+    /// The namespace A runs in, if any.
+    fn netns(&self) -> Option<&precedence::Netns> {
+        self.netns.as_ref()
+    }
 }
 
 /// How [`two_relays`] lays out A and B.
@@ -526,7 +536,7 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
         a_child,
         a_clients,
         proxy,
-        _netns: layout.netns,
+        netns: layout.netns,
     })
 }
 

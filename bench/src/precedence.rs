@@ -28,6 +28,8 @@ pub struct Netns {
     pub inner_ip: String,
     /// The namespace's address on the unthrottled pair.
     pub client_ip: String,
+    /// This side's interface of the throttled pair.
+    pub host_if: String,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -53,6 +55,7 @@ impl Netns {
             host_ip: format!("{net}.1"),
             inner_ip: format!("{net}.2"),
             client_ip: format!("{lan}.2"),
+            host_if: host_if.clone(),
         };
         ip(&["netns", "add", &ns.name])?;
         // From here on, dropping `ns` cleans up.
@@ -86,6 +89,29 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Bytes that crossed the throttled pair so far: (A -> B, B -> A), as this side's
+    /// interface counts them (Ethernet frames: IP packets plus a 14-byte header, what the
+    /// token bucket meters).
+    pub fn link_bytes(&self) -> Result<LinkBytes> {
+        let read = |what: &str| -> Result<u64> {
+            let path = format!("/sys/class/net/{}/statistics/{what}", self.host_if);
+            let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+            text.trim().parse().with_context(|| format!("{path}: {text:?}"))
+        };
+        Ok(LinkBytes { forward: read("rx_bytes")?, reverse: read("tx_bytes")? })
+    }
+}
+
+/// Bytes on the throttled link, each way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkBytes {
+    /// A -> B: messages and FLASH orders.
+    pub forward: u64,
+    /// B -> A: custody answers and acknowledgements.
+    pub reverse: u64,
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes its end of the pair, and so the pair.
@@ -104,6 +130,11 @@ pub struct Outcome {
     pub flashes: usize,
     /// ROUTINE messages delivered per second while FLASH was measured under load.
     pub routine_per_s: f64,
+    /// Bytes on the link per message delivered (ROUTINE and FLASH) while under load, each way.
+    pub forward_bytes_per_msg: f64,
+    pub reverse_bytes_per_msg: f64,
+    /// Payload bits over link bits (A -> B) under load.
+    pub payload_efficiency: f64,
 }
 
 /// Settings of a precedence run.
@@ -188,10 +219,16 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
         tokio::time::timeout(warm.saturating_duration_since(Instant::now()), p.ages.recv()).await
     {
     }
+    let netns = p.netns().context("the namespace")?;
+    let before = netns.link_bytes()?;
     let started = Instant::now();
     let (loaded, routine_n) = flashes(&mut p, "flash-load", 2 << 40, s.seconds, s.size).await?;
     let routine_per_s = routine_n as f64 / started.elapsed().as_secs_f64();
+    let after = p.netns().context("the namespace")?.link_bytes()?;
     routine.abort();
+    let delivered = (routine_n + loaded.len() as u64).max(1) as f64;
+    let forward = after.forward.saturating_sub(before.forward) as f64;
+    let reverse = after.reverse.saturating_sub(before.reverse) as f64;
     if idle.is_empty() || loaded.is_empty() {
         bail!("no FLASH latencies");
     }
@@ -204,5 +241,8 @@ pub async fn run(s: &Settings) -> Result<Outcome> {
         load_max: *loaded.last().unwrap_or(&0.0),
         flashes: loaded.len(),
         routine_per_s,
+        forward_bytes_per_msg: forward / delivered,
+        reverse_bytes_per_msg: reverse / delivered,
+        payload_efficiency: if forward > 0.0 { delivered * s.size as f64 / forward } else { 0.0 },
     })
 }

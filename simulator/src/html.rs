@@ -351,15 +351,17 @@ pub fn page(
             e["recovered_after_s"].as_f64().map_or("-".into(), |s| format!("{s:.2} s")),
         );
     }
-    h.push_str("</table><h2>Links</h2><table><tr><th>link</th><th>medium</th><th>bytes</th><th>utilisation</th><th>down</th></tr>");
+    h.push_str("</table><h2>Links</h2><table><tr><th>link</th><th>medium</th><th>bytes</th><th>utilisation</th><th>payload</th><th>down</th></tr>");
+    let percent = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{:.1}%", x * 100.0));
     for l in j["links"].as_array().into_iter().flatten() {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.0} s</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.0} s</td></tr>",
             esc(l["id"].as_str().unwrap_or("")),
             l["medium"].as_str().unwrap_or(""),
             l["bytes"],
             l["utilisation"].as_f64().unwrap_or(0.0) * 100.0,
+            percent(&l["payload_efficiency"]),
             l["down_s"].as_f64().unwrap_or(0.0),
         );
     }

@@ -17,6 +17,12 @@ use serde_json::{Value, json};
 use crate::pairs::{self, Fate, ms, percentile};
 use crate::scenario::Scenario;
 use crate::world::{Observed, Sent};
+use relaymesh::shell::traffic::DirectionBytes;
+
+/// Payload bytes over all bytes on the link (`None` for an idle link), to four places.
+fn efficiency(payload: u64, bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| (payload as f64 / bytes as f64 * 1e4).round() / 1e4)
+}
 
 /// The finished report.
 #[derive(Debug)]
@@ -75,15 +81,51 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
                 .iter()
                 .map(|d| d.bytes as f64 * 8.0 / (l.bandwidth_bps as f64 * virtual_s.max(1e-9)))
                 .fold(0.0, f64::max);
+            let carried = obs.link_bytes.get(&l.id).copied().unwrap_or_default();
+            let sum = |f: fn(&DirectionBytes) -> u64| carried.iter().map(f).sum::<u64>();
+            let payload = sum(|d| d.payload);
             json!({
                 "id": l.id,
                 "medium": l.medium.as_str(),
                 "bytes": bytes,
                 "utilisation": (util * 1e4).round() / 1e4,
+                "offers": sum(|d| d.offers),
+                "payload_bytes": payload,
+                "framing_bytes": sum(|d| d.offer_bytes.saturating_sub(d.payload)),
+                "control_bytes": sum(|d| d.control_bytes + d.datagram_bytes),
+                "payload_efficiency": efficiency(payload, bytes),
                 "down_s": (l.down.as_secs_f64() * 1e3).round() / 1e3,
                 "packets": l.directions.iter().map(|d| d.packets).sum::<u64>(),
                 "dropped": l.directions.iter().map(|d| d.dropped_loss + d.dropped_queue + d.dropped_cut + d.dropped_mtu).sum::<u64>(),
             })
+        })
+        .collect();
+
+    // Per medium: what the links of that medium carried, and how much of it was payload.
+    let mut media: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
+    for l in &links_json {
+        let m = media.entry(l["medium"].as_str().unwrap_or("?")).or_default();
+        for (i, k) in ["bytes", "payload_bytes", "framing_bytes", "control_bytes", "offers"]
+            .iter()
+            .enumerate()
+        {
+            m[i] += l[*k].as_u64().unwrap_or(0);
+        }
+    }
+    let media_json: serde_json::Map<String, Value> = media
+        .iter()
+        .map(|(m, [bytes, payload, framing, control, offers])| {
+            let per_offer = (*offers > 0).then(|| (*framing as f64 / *offers as f64).round());
+            let v = json!({
+                "bytes": bytes,
+                "payload_bytes": payload,
+                "framing_bytes": framing,
+                "control_bytes": control,
+                "offers": offers,
+                "framing_per_offer": per_offer,
+                "payload_efficiency": efficiency(*payload, *bytes),
+            });
+            ((*m).to_owned(), v)
         })
         .collect();
 
@@ -159,6 +201,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         "nodes": sc.nodes.len(),
         "precedence": precedence_json,
         "links": links_json,
+        "media": media_json,
         "events": events_json,
         "not_accepted": obs.not_accepted.values().sum::<u64>(),
         "control": {
@@ -346,22 +389,45 @@ fn table(j: &Value) -> String {
     });
     let _ = writeln!(
         t,
-        "\n{:<44} {:<9} {:>12} {:>6} {:>9}",
-        "link (busiest first)", "medium", "bytes", "util", "down"
+        "\n{:<44} {:<9} {:>12} {:>6} {:>8} {:>9}",
+        "link (busiest first)", "medium", "bytes", "util", "payload", "down"
     );
+    let percent = |v: &Value| match v.as_f64() {
+        Some(x) => format!("{:.1}%", x * 100.0),
+        None => "-".into(),
+    };
     for l in links.iter().take(12) {
         let _ = writeln!(
             t,
-            "{:<44} {:<9} {:>12} {:>5.1}% {:>9}",
+            "{:<44} {:<9} {:>12} {:>5.1}% {:>8} {:>9}",
             l["id"].as_str().unwrap_or("?"),
             l["medium"].as_str().unwrap_or("?"),
             l["bytes"],
             l["utilisation"].as_f64().unwrap_or(0.0) * 100.0,
+            percent(&l["payload_efficiency"]),
             format_duration(Duration::from_secs_f64(l["down_s"].as_f64().unwrap_or(0.0))),
         );
     }
     if links.len() > 12 {
         let _ = writeln!(t, "... and {} more links", links.len() - 12);
+    }
+    if let Some(media) = j["media"].as_object() {
+        let _ = writeln!(
+            t,
+            "\n{:<10} {:>12} {:>12} {:>8} {:>16}",
+            "medium", "bytes", "payload", "payload", "framing/offer"
+        );
+        for (m, v) in media {
+            let _ = writeln!(
+                t,
+                "{:<10} {:>12} {:>12} {:>8} {:>14} B",
+                m,
+                v["bytes"],
+                v["payload_bytes"],
+                percent(&v["payload_efficiency"]),
+                v["framing_per_offer"].as_f64().map_or("-".into(), |x| format!("{x:.0}")),
+            );
+        }
     }
     let events = j["events"].as_array().cloned().unwrap_or_default();
     if !events.is_empty() {

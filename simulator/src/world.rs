@@ -20,6 +20,7 @@ use relaymesh::pki::{Ca, Validity};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::driver::NodeHandle;
 use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::traffic::{DirectionBytes, Traffic};
 use relaymesh::shell::{Dial, Listener, Relay, RelaySpec};
 use rustls::pki_types::PrivateKeyDer;
 use tokio::sync::mpsc;
@@ -75,6 +76,9 @@ pub struct Observed {
     pub held: HashSet<(MessageId, usize)>,
     pub events: Vec<Happened>,
     pub links: Vec<LinkReport>,
+    /// Per link (scenario id): what each end's relay sent on it, `[a -> b, b -> a]`, counted
+    /// by the relays (payload, framing, control) across restarts.
+    pub link_bytes: HashMap<String, [DirectionBytes; 2]>,
     /// Per node: (time, messages held), sampled.
     pub queue_depth: BTreeMap<String, Vec<(Duration, u64)>>,
     pub virtual_time: Duration,
@@ -103,6 +107,8 @@ struct SimNode {
     dials: Vec<Dial>,
     relay: Option<Relay>,
     handle: Option<NodeHandle>,
+    /// Bytes its links carried, kept across its restarts.
+    traffic: Traffic,
     starts: u64,
     crash_cuts: Vec<RuleGuard>,
     /// What the scenario declares this node a member of now (its file and the events so far).
@@ -266,6 +272,7 @@ impl<'s> World<'s> {
                 dials,
                 relay: None,
                 handle: None,
+                traffic: Traffic::default(),
                 starts: 0,
                 crash_cuts: Vec::new(),
                 ever: member.clone(),
@@ -343,6 +350,7 @@ impl<'s> World<'s> {
             dedicated_driver_thread: false,
             client_socket: None,
             stall_timeout: relaymesh::shell::config::DEFAULT_STALL_TIMEOUT,
+            traffic: node.traffic.clone(),
         };
         node.starts += 1;
         match Relay::start(spec) {
@@ -667,6 +675,13 @@ impl<'s> World<'s> {
             s.intended = declared.intended(&s.to, s.at, s.lifetime);
         }
         self.obs.links = self.fabric.link_report();
+        for l in &self.sc.links {
+            let sent = |from: usize, to: usize| {
+                let key = (self.nodes[to].id.clone(), l.medium);
+                self.nodes[from].traffic.totals().get(&key).map(|w| w.sent).unwrap_or_default()
+            };
+            self.obs.link_bytes.insert(l.id.clone(), [sent(l.a, l.b), sent(l.b, l.a)]);
+        }
         self.obs.virtual_time = Instant::now() - self.start;
         self.obs
     }

@@ -50,6 +50,19 @@ fn satellite_bulk_fills_the_link_and_flash_still_gets_through_fast() {
     let link = &r.json["links"][0];
     let util = link["utilisation"].as_f64().unwrap();
     assert!(util >= 0.9, "the bulk transfer used {:.1}% of the satellite link", util * 100.0);
+    // The relays' own count of what they sent: most of the link is payload, and what is not
+    // (QUIC, relaymesh framing and control) adds up with it to the bytes the fabric carried.
+    let payload = link["payload_bytes"].as_u64().unwrap();
+    let bytes = link["bytes"].as_u64().unwrap();
+    let own =
+        payload + link["framing_bytes"].as_u64().unwrap() + link["control_bytes"].as_u64().unwrap();
+    assert!(payload > 0 && own < bytes, "payload {payload}, relaymesh {own}, link {bytes}");
+    let efficiency = link["payload_efficiency"].as_f64().unwrap();
+    assert!((0.9..1.0).contains(&efficiency), "payload efficiency {efficiency}");
+    let media = &r.json["media"]["satellite"];
+    assert_eq!(media["payload_bytes"].as_u64(), Some(payload));
+    let framing = media["framing_per_offer"].as_f64().unwrap();
+    assert!(framing > 50.0 && framing < 1000.0, "framing per offer {framing} B");
     let p50 = r.json["precedence"]["flash"]["latency_ms"]["p50"].as_f64().unwrap();
     // One-way delay 300 ms; a 1400-byte packet takes 11 ms to serialise at 1 Mbit/s.
     assert!(p50 < 300.0 + 10.0 * 11.2, "FLASH p50 {p50} ms behind the bulk transfer");
@@ -266,7 +279,18 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
         .map(|p| j["precedence"][p]["pairs"].as_u64().unwrap())
         .sum();
     assert_eq!(rows, pairs);
-    for k in ["id", "medium", "bytes", "utilisation", "down_s"] {
+    for k in [
+        "id",
+        "medium",
+        "bytes",
+        "utilisation",
+        "down_s",
+        "offers",
+        "payload_bytes",
+        "framing_bytes",
+        "control_bytes",
+        "payload_efficiency",
+    ] {
         assert!(j["links"][0].get(k).is_some(), "missing links[].{k}");
     }
     for k in ["at_s", "action", "target", "recovered_after_s"] {

@@ -34,8 +34,8 @@ use bytes::Bytes;
 
 use super::driver::{NodeHandle, Snapshot};
 use crate::api_model::{
-    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, PatternRequest, ReadRequest, StatusDoc,
-    SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc,
+    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, PatternRequest, ReadRequest,
+    StatusDoc, SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc,
 };
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
@@ -62,6 +62,7 @@ pub fn router(node: NodeHandle, token: Option<String>) -> Router {
         .route("/v1/subscriptions", get(subscriptions).post(subscribe).delete(unsubscribe))
         .route("/v1/groups", get(groups).post(join_group).delete(leave_group))
         .route("/v1/status", get(status))
+        .route("/v1/links", get(links))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api)
@@ -469,6 +470,14 @@ async fn status(State(api): State<Api>) -> Response {
     }
 }
 
+/// `GET /v1/links`: the links of `/v1/status`, with what each carried.
+async fn links(State(api): State<Api>) -> Response {
+    match api.node.status().await {
+        Ok(s) => Json(LinksDoc { links: StatusDoc::from(&s).links }).into_response(),
+        Err(_) => stopped(),
+    }
+}
+
 /// Prometheus text exposition of a snapshot.
 pub fn metrics_text(s: &Snapshot) -> String {
     use std::fmt::Write;
@@ -542,6 +551,24 @@ pub fn metrics_text(s: &Snapshot) -> String {
             "relaymesh_link_bytes_offered_total{{{labels}}} {}",
             l.counters.bytes_offered
         );
+    }
+    let _ = writeln!(out, "# TYPE relaymesh_link_wire_bytes_total counter");
+    for ((peer, medium), w) in &s.wire {
+        for (direction, d) in [("sent", &w.sent), ("received", &w.received)] {
+            for (kind, v) in [
+                ("payload", d.payload),
+                ("offers", d.offer_bytes),
+                ("control", d.control_bytes),
+                ("probes", d.datagram_bytes),
+                ("udp", d.udp_bytes),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "relaymesh_link_wire_bytes_total{{peer=\"{peer}\",medium=\"{medium}\",\
+                     direction=\"{direction}\",kind=\"{kind}\"}} {v}"
+                );
+            }
+        }
     }
     let _ = writeln!(
         out,

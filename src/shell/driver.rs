@@ -91,6 +91,8 @@ pub struct Snapshot {
     pub refusals: Vec<Refusal>,
     pub bad_frames: Vec<(LinkId, String)>,
     pub links: BTreeMap<LinkId, std::net::SocketAddr>,
+    /// Bytes each link carried, by neighbour and medium (since the node started).
+    pub wire: BTreeMap<(crate::core::NodeId, crate::core::Medium), super::traffic::WireBytes>,
     pub now: Time,
     pub started: Time,
 }
@@ -239,6 +241,8 @@ pub struct DriverOptions {
     pub observer: Option<Observer>,
     /// Revoked certificate serials, shared with the link tasks' handshake checks.
     pub revoked: super::link::Revoked,
+    /// The links' byte counts, which the link tasks add to.
+    pub traffic: super::traffic::Traffic,
 }
 
 /// Creates the driver's channels; run the returned future to drive the node.
@@ -577,6 +581,11 @@ impl Driver {
                     refusals: self.refusals.iter().cloned().collect(),
                     bad_frames: self.bad_frames.iter().cloned().collect(),
                     links: self.links.iter().map(|(id, l)| (*id, l.remote_address())).collect(),
+                    wire: {
+                        // Brings the live connections' UDP counts up to date.
+                        self.links.values().for_each(|l| l.refresh_udp());
+                        self.opts.traffic.totals()
+                    },
                     now,
                     started: self.started,
                 };

@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::driver::Command;
 use super::tls;
+use super::traffic::{Channel, LinkBytes, Traffic};
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
 use crate::core::types::{Medium, NodeId, Precedence, Role};
@@ -85,6 +86,8 @@ pub struct LinkContext {
     pub stall_timeout: Duration,
     /// Connections per peer identity, and the budget of refusal log lines.
     pub admission: Arc<Admission>,
+    /// Bytes each link carried.
+    pub traffic: Traffic,
 }
 
 /// Connections held per peer identity, and how many refusals were logged lately.
@@ -198,6 +201,7 @@ pub struct LinkHandle {
     conn: Connection,
     control: mpsc::UnboundedSender<Frame>,
     classes: [mpsc::UnboundedSender<Frame>; 4],
+    bytes: Arc<LinkBytes>,
 }
 
 impl LinkHandle {
@@ -209,7 +213,9 @@ impl LinkHandle {
             }
             Frame::Probe { .. } | Frame::ProbeAck { .. } => {
                 // Datagrams may be dropped; that is what probes measure.
-                let _ = self.conn.send_datagram(wire::encode_datagram(&frame));
+                let datagram = wire::encode_datagram(&frame);
+                self.bytes.add(true, Channel::Datagram, datagram.len());
+                let _ = self.conn.send_datagram(datagram);
             }
             _ => {
                 let _ = self.control.send(frame);
@@ -223,6 +229,12 @@ impl LinkHandle {
 
     pub fn remote_address(&self) -> SocketAddr {
         self.conn.remote_address()
+    }
+
+    /// Brings the link's UDP byte counts up to date with the connection's statistics.
+    pub fn refresh_udp(&self) {
+        let stats = self.conn.stats();
+        self.bytes.udp(self.conn.stable_id(), stats.udp_tx.bytes, stats.udp_rx.bytes);
     }
 }
 
@@ -441,12 +453,13 @@ async fn run(
     let link = LinkId(ctx.next_link.fetch_add(1, Ordering::Relaxed));
     let span = info_span!("link", %link, peer = %hello.node, %medium);
     async move {
+        let bytes = ctx.traffic.link(&hello.node, medium);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let mut class_txs = Vec::with_capacity(4);
         for p in 0..4 {
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
-            tokio::spawn(class_writer(conn.clone(), p, rx).in_current_span());
+            tokio::spawn(class_writer(conn.clone(), p, rx, bytes.clone()).in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -456,8 +469,14 @@ async fn run(
             .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
             .unwrap_or_default();
         let serial = tls::serial_of(&certificate);
-        let handle =
-            LinkHandle { serial, dialled, conn: conn.clone(), control: control_tx, classes };
+        let handle = LinkHandle {
+            serial,
+            dialled,
+            conn: conn.clone(),
+            control: control_tx,
+            classes,
+            bytes: bytes.clone(),
+        };
         let info = LinkInfo {
             peer: hello.node.clone(),
             role: hello.role,
@@ -470,14 +489,16 @@ async fn run(
             conn.close(VarInt::from_u32(codes::CLOSE_NORMAL), b"node stopping");
             return "node stopping".into();
         }
-        tokio::spawn(control_writer(conn.clone(), control_send, control_rx).in_current_span());
         tokio::spawn(
-            read_stream(ctx.clone(), conn.clone(), link, control_recv, decoder, true)
-                .in_current_span(),
+            control_writer(conn.clone(), control_send, control_rx, bytes.clone()).in_current_span(),
         );
-        tokio::spawn(accept_streams(ctx.clone(), conn.clone(), link).in_current_span());
-        tokio::spawn(read_datagrams(ctx.clone(), conn.clone(), link).in_current_span());
+        let reader = Reader { ctx: ctx.clone(), conn: conn.clone(), link, bytes: bytes.clone() };
+        tokio::spawn(reader.clone().read_stream(control_recv, decoder, true).in_current_span());
+        tokio::spawn(reader.clone().accept_streams().in_current_span());
+        tokio::spawn(reader.read_datagrams().in_current_span());
         let reason = conn.closed().await.to_string();
+        let stats = conn.stats();
+        bytes.udp_closed(conn.stable_id(), stats.udp_tx.bytes, stats.udp_rx.bytes);
         info!("link down: {reason}");
         let _ = ctx.driver.send(Command::LinkDown { link, reason: reason.clone() });
         reason
@@ -491,6 +512,7 @@ async fn control_writer(
     conn: Connection,
     mut send: SendStream,
     mut rx: mpsc::UnboundedReceiver<Frame>,
+    bytes: Arc<LinkBytes>,
 ) {
     let _ = send.set_priority(CONTROL_PRIORITY);
     let mut batch = Vec::with_capacity(64);
@@ -499,6 +521,7 @@ async fn control_writer(
         for f in batch.drain(..) {
             wire::encode_frame(&f, &mut buf);
         }
+        bytes.add(true, Channel::Control, buf.len());
         if let Err(e) = send.write_chunk(buf.split().freeze()).await {
             conn.close(
                 VarInt::from_u32(codes::CLOSE_NORMAL),
@@ -510,14 +533,23 @@ async fn control_writer(
 }
 
 /// Writes one precedence's offers on its own stream, opened when first needed.
-async fn class_writer(conn: Connection, priority: i32, mut rx: mpsc::UnboundedReceiver<Frame>) {
+async fn class_writer(
+    conn: Connection,
+    priority: i32,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    bytes: Arc<LinkBytes>,
+) {
     let mut stream: Option<SendStream> = None;
     let mut batch = Vec::with_capacity(256);
     let mut buf = BytesMut::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         for f in batch.drain(..) {
+            if let Frame::Offer { envelope, .. } = &f {
+                bytes.offer(true, envelope.payload.len());
+            }
             wire::encode_frame(&f, &mut buf);
         }
+        bytes.add(true, Channel::Offers, buf.len());
         if stream.is_none() {
             match conn.open_uni().await {
                 Ok(s) => {
@@ -537,119 +569,132 @@ async fn class_writer(conn: Connection, priority: i32, mut rx: mpsc::UnboundedRe
     }
 }
 
-/// Accepts the peer's offer streams.
-async fn accept_streams(ctx: LinkContext, conn: Connection, link: LinkId) {
-    while let Ok(recv) = conn.accept_uni().await {
-        let decoder = FrameDecoder::new(ctx.max_frame);
-        tokio::spawn(
-            read_stream(ctx.clone(), conn.clone(), link, recv, decoder, false).in_current_span(),
-        );
-    }
-}
-
-/// Reads frames from a stream and hands them to the driver in batches. The control stream
-/// carries everything but offers; offer streams carry only offers.
-async fn read_stream(
+/// What the tasks reading one link share.
+#[derive(Clone)]
+struct Reader {
     ctx: LinkContext,
     conn: Connection,
     link: LinkId,
-    mut recv: RecvStream,
-    mut decoder: FrameDecoder,
-    control: bool,
-) {
-    loop {
-        let mut frames = Vec::new();
-        let mut failure = None;
+    bytes: Arc<LinkBytes>,
+}
+
+impl Reader {
+    /// Accepts the peer's offer streams.
+    async fn accept_streams(self) {
+        while let Ok(recv) = self.conn.accept_uni().await {
+            let decoder = FrameDecoder::new(self.ctx.max_frame);
+            tokio::spawn(self.clone().read_stream(recv, decoder, false).in_current_span());
+        }
+    }
+
+    /// Reads frames from a stream and hands them to the driver in batches. The control stream
+    /// carries everything but offers; offer streams carry only offers.
+    async fn read_stream(self, mut recv: RecvStream, mut decoder: FrameDecoder, control: bool) {
+        let Reader { ctx, conn, link, bytes } = self;
+        let channel = if control { Channel::Control } else { Channel::Offers };
         loop {
-            match decoder.next_frame() {
-                Ok(Some(Incoming::Frame(f))) => {
-                    let allowed = matches!(f, Frame::Offer { .. }) != control
-                        && !matches!(f, Frame::Probe { .. } | Frame::ProbeAck { .. });
-                    if allowed {
-                        frames.push(f);
-                    } else {
-                        failure =
-                            Some((codes::UNEXPECTED, format!("unexpected {} frame", f.kind())));
+            let mut frames = Vec::new();
+            let mut failure = None;
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(Incoming::Frame(f))) => {
+                        let allowed = matches!(f, Frame::Offer { .. }) != control
+                            && !matches!(f, Frame::Probe { .. } | Frame::ProbeAck { .. });
+                        if allowed {
+                            if let Frame::Offer { envelope, .. } = &f {
+                                bytes.offer(false, envelope.payload.len());
+                            }
+                            frames.push(f);
+                        } else {
+                            failure =
+                                Some((codes::UNEXPECTED, format!("unexpected {} frame", f.kind())));
+                            break;
+                        }
+                    }
+                    Ok(Some(Incoming::Hello(_))) => {
+                        failure = Some((codes::UNEXPECTED, "hello after the handshake".into()));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        failure = Some((e.code(), e.to_string()));
                         break;
                     }
                 }
-                Ok(Some(Incoming::Hello(_))) => {
-                    failure = Some((codes::UNEXPECTED, "hello after the handshake".into()));
-                    break;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some((e.code(), e.to_string()));
-                    break;
+            }
+            if !frames.is_empty() {
+                let bulk = frames.iter().all(|f| {
+                    matches!(f, Frame::Offer { envelope, .. } if envelope.precedence <= Precedence::Priority)
+                });
+                let sent = if bulk {
+                    ctx.bulk.send(Command::Frames { link, frames }).await.is_ok()
+                } else {
+                    ctx.driver.send(Command::Frames { link, frames }).is_ok()
+                };
+                if !sent {
+                    return;
                 }
             }
-        }
-        if !frames.is_empty() {
-            let bulk = frames.iter().all(|f| {
-                matches!(f, Frame::Offer { envelope, .. } if envelope.precedence <= Precedence::Priority)
-            });
-            let sent = if bulk {
-                ctx.bulk.send(Command::Frames { link, frames }).await.is_ok()
-            } else {
-                ctx.driver.send(Command::Frames { link, frames }).is_ok()
-            };
-            if !sent {
+            if let Some((code, reason)) = failure {
+                warn!(code, "resetting stream: {reason}");
+                let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
+                let _ = recv.stop(VarInt::from_u32(code));
+                // A peer that speaks the protocol badly is cut off (it may dial again; what it
+                // had offered and was not accepted stays with it).
+                conn.close(VarInt::from_u32(code), reason.as_bytes());
                 return;
             }
-        }
-        if let Some((code, reason)) = failure {
-            warn!(code, "resetting stream: {reason}");
-            let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
-            let _ = recv.stop(VarInt::from_u32(code));
-            // A peer that speaks the protocol badly is cut off (it may dial again; what it
-            // had offered and was not accepted stays with it).
-            conn.close(VarInt::from_u32(code), reason.as_bytes());
-            return;
-        }
-        // A stream may idle between frames for ever, but not in the middle of one.
-        let read = recv.read_chunk(64 * 1024, true);
-        let chunk = if decoder.buffered() > 0 {
-            match tokio::time::timeout(ctx.stall_timeout, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let reason = format!(
-                        "stalled: a frame left half-sent for {} s",
-                        ctx.stall_timeout.as_secs()
-                    );
-                    warn!("cutting off: {reason}");
-                    let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
-                    conn.close(VarInt::from_u32(codes::ABUSE), reason.as_bytes());
-                    return;
+            // A stream may idle between frames for ever, but not in the middle of one.
+            let read = recv.read_chunk(64 * 1024, true);
+            let chunk = if decoder.buffered() > 0 {
+                match tokio::time::timeout(ctx.stall_timeout, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let reason = format!(
+                            "stalled: a frame left half-sent for {} s",
+                            ctx.stall_timeout.as_secs()
+                        );
+                        warn!("cutting off: {reason}");
+                        let _ = ctx.driver.send(Command::BadFrame { link, reason: reason.clone() });
+                        conn.close(VarInt::from_u32(codes::ABUSE), reason.as_bytes());
+                        return;
+                    }
                 }
+            } else {
+                read.await
+            };
+            match chunk {
+                Ok(Some(chunk)) => {
+                    bytes.add(false, channel, chunk.bytes.len());
+                    decoder.extend(&chunk.bytes);
+                }
+                Ok(None) | Err(_) => return,
             }
-        } else {
-            read.await
-        };
-        match chunk {
-            Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
-            Ok(None) | Err(_) => return,
         }
     }
-}
 
-/// Reads probe datagrams.
-async fn read_datagrams(ctx: LinkContext, conn: Connection, link: LinkId) {
-    while let Ok(bytes) = conn.read_datagram().await {
-        match wire::decode_datagram(bytes) {
-            Ok(f @ (Frame::Probe { .. } | Frame::ProbeAck { .. })) => {
-                if ctx.driver.send(Command::Frames { link, frames: vec![f] }).is_err() {
-                    return;
+    /// Reads probe datagrams.
+    async fn read_datagrams(self) {
+        let Reader { ctx, conn, link, bytes } = self;
+        while let Ok(datagram) = conn.read_datagram().await {
+            bytes.add(false, Channel::Datagram, datagram.len());
+            match wire::decode_datagram(datagram) {
+                Ok(f @ (Frame::Probe { .. } | Frame::ProbeAck { .. })) => {
+                    if ctx.driver.send(Command::Frames { link, frames: vec![f] }).is_err() {
+                        return;
+                    }
                 }
-            }
-            Ok(other) => {
-                let _ = ctx.driver.send(Command::BadFrame {
-                    link,
-                    reason: format!("unexpected {} datagram", other.kind()),
-                });
-            }
-            Err(e) => {
-                let _ =
-                    ctx.driver.send(Command::BadFrame { link, reason: format!("datagram: {e}") });
+                Ok(other) => {
+                    let _ = ctx.driver.send(Command::BadFrame {
+                        link,
+                        reason: format!("unexpected {} datagram", other.kind()),
+                    });
+                }
+                Err(e) => {
+                    let _ = ctx
+                        .driver
+                        .send(Command::BadFrame { link, reason: format!("datagram: {e}") });
+                }
             }
         }
     }

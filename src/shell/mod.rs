@@ -15,6 +15,7 @@ pub mod driver;
 pub mod link;
 pub mod redb_store;
 pub mod tls;
+pub mod traffic;
 pub mod transport;
 pub mod trust;
 
@@ -98,6 +99,9 @@ pub struct RelaySpec {
     pub client_socket: Option<SocketFactory>,
     /// How long a peer may leave a frame half-sent before it is cut off.
     pub stall_timeout: Duration,
+    /// Where the links' byte counts go (`Traffic::default()` unless the caller keeps them
+    /// across restarts, as the simulator does).
+    pub traffic: traffic::Traffic,
 }
 
 impl std::fmt::Debug for RelaySpec {
@@ -139,6 +143,7 @@ impl Relay {
             data_dir: spec.data_dir.clone(),
             observer: spec.observer,
             revoked: revoked.clone(),
+            traffic: spec.traffic.clone(),
         };
         let (handle, drive) = driver::driver(node, opts);
         let mut tasks = Vec::new();
@@ -169,6 +174,7 @@ impl Relay {
             revoked,
             stall_timeout: spec.stall_timeout,
             admission: Arc::default(),
+            traffic: spec.traffic.clone(),
         };
         let settings = |m: Medium| {
             spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))

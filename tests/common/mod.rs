@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // each test file uses some of them
 pub use relaymesh::api_model::{
-    ErrorDoc, InboxDoc, InboxMessageDoc, MessageDoc, SecurityDoc, StatusDoc, SubmitDoc,
+    ErrorDoc, InboxDoc, InboxMessageDoc, LinkDoc, LinksDoc, MessageDoc, SecurityDoc, StatusDoc,
+    SubmitDoc,
 };
 use relaymesh::core::{Medium, NodeId, Role};
 use relaymesh::shell::clock::Clock;
@@ -269,6 +270,15 @@ impl Relay {
 
     pub fn status(&self) -> StatusDoc {
         self.try_status().unwrap_or_else(|| panic!("{} does not answer", self.spec.id))
+    }
+
+    /// `GET /v1/links`.
+    pub fn links(&self) -> Vec<LinkDoc> {
+        let r = self.http.get(format!("{}/v1/links", self.spec.api_url())).send().unwrap();
+        let text = r.text().unwrap();
+        let doc: LinksDoc =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("links: {e}: {text}"));
+        doc.links
     }
 
     /// Waits until a link to `peer` is up.
