@@ -105,12 +105,21 @@ fn a_peer_that_floods_is_cut_off() {
     let mut hq_run = hq.start();
     let (code, reason) = block_on(async {
         let (peer, mut control) = linked(&mesh, "team-8", &hq).await;
-        let mut buf = BytesMut::new();
-        for _ in 0..2000 {
-            wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
-        }
-        let _ = control.write_all(&buf).await;
-        cut_off(&peer).await
+        // A sustained flood, 4,000 frames a second (a single burst may land within one
+        // second of the node's clock and only be shed), until the node cuts the peer off.
+        let flood = tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            for _ in 0..200 {
+                wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
+            }
+            let burst = buf.freeze();
+            while control.write_all(&burst).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let closed = cut_off(&peer).await;
+        flood.abort();
+        closed
     });
     assert_eq!(code, codes::ABUSE);
     assert!(reason.contains("flooding"), "{reason}");
