@@ -93,6 +93,54 @@ fn links_report_the_payload_framing_and_udp_bytes_they_carried() {
 }
 
 #[test]
+fn compact_offers_go_to_relays_that_announce_them_and_plain_envelopes_to_one_that_does_not() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let new = mesh.node("township-01", "township", "public").peer(&hq);
+    // As a relay from before compact offers: it does not announce compact-v1.
+    let old = mesh
+        .node("township-02", "township", "public")
+        .peer(&hq)
+        .extra("[wire]\ncompact_offers = false\n");
+    let (mut hq, mut new, mut old) = (hq.start(), new.start(), old.start());
+    // Print what each side measured if an assertion fails.
+    let show = |r: &Relay| {
+        format!("{:?}", r.links().iter().map(|l| (&l.peer, l.bytes)).collect::<Vec<_>>())
+    };
+    hq.wait_link("township-01");
+    hq.wait_link("township-02");
+    new.wait_link("county-hq");
+    old.wait_link("county-hq");
+    let body = "x".repeat(40);
+    for _ in 0..30 {
+        hq.submit("node:township-01", "routine", &body).unwrap();
+        hq.submit("node:township-02", "routine", &body).unwrap();
+    }
+    for _ in 0..10 {
+        new.submit("node:county-hq", "flash", &body).unwrap();
+        old.submit("node:county-hq", "flash", &body).unwrap();
+    }
+    for (r, n) in [(&new, 30), (&old, 30), (&hq, 20)] {
+        wait_for("deliveries", Duration::from_secs(30), || {
+            (r.inbox_ids().len() == n).then_some(())
+        });
+    }
+    let sent =
+        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
+    let (to_new, to_old) = (sent(&hq, "township-01"), sent(&hq, "township-02"));
+    let (compact, plain) =
+        (to_new.framing_per_offer().unwrap(), to_old.framing_per_offer().unwrap());
+    // Messages submitted one by one are sealed one by one: each carries its own signature,
+    // compact or not; compact offers leave out the strings, times and numbers repeated.
+    eprintln!("framing per offer: compact {compact} B, plain {plain} B");
+    assert!(compact + 40.0 < plain, "compact {compact} B, plain {plain} B: {}", show(&hq));
+    // The old relay's offers to hq are plain (it does not encode compact ones), and hq,
+    // which takes both, read them.
+    let from_old = sent(&old, "county-hq").framing_per_offer().unwrap();
+    assert!(from_old > compact + 40.0, "old relay's framing {from_old} B: {}", show(&old));
+}
+
+#[test]
 fn a_node_from_another_ca_is_refused_and_its_message_never_arrives() {
     let mesh = Mesh::new();
     let other = Mesh::new(); // a different deployment CA

@@ -732,6 +732,7 @@ pub fn core_relay_cost(
         medium: relaymesh::core::Medium::Public,
         prober,
         certificate: Default::default(),
+        compact: false,
     };
     node.handle_link_up(t, up, info("load", false));
     node.handle_link_up(t, down, info("sink", true));

@@ -24,6 +24,17 @@ pub enum Frame {
     LsdbSummary(Vec<(NodeId, u64)>),
     /// The deployment CA's revocation list (X.509 CRL, DER), flooded like an advert.
     Revocations(bytes::Bytes),
+    /// Custody acceptances in little room (to a neighbour that announced `compact-v1`): the
+    /// offer numbers accepted, each with the first two bytes of its message id.
+    Accepted(Vec<Accepted>),
+}
+
+/// One acceptance of an [`Frame::Accepted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub offer: u64,
+    /// The first two bytes of the accepted message's id.
+    pub fingerprint: [u8; 2],
 }
 
 impl Frame {
@@ -36,6 +47,7 @@ impl Frame {
             Frame::LinkState(_) => "link_state",
             Frame::LsdbSummary(_) => "lsdb_summary",
             Frame::Revocations(_) => "revocations",
+            Frame::Accepted(_) => "accepted",
         }
     }
 }

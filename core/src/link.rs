@@ -34,6 +34,11 @@ pub struct LinkInfo {
     pub prober: bool,
     /// The certificate the peer presented in the TLS handshake (DER).
     pub certificate: bytes::Bytes,
+    /// Both ends announced `compact-v1`: custody acceptances go as [`Frame::Accepted`]
+    /// (offers as compact offers, which the shell encodes).
+    ///
+    /// [`Frame::Accepted`]: crate::frame::Frame::Accepted
+    pub compact: bool,
 }
 
 /// A custody offer awaiting the neighbour's answer.
@@ -548,6 +553,7 @@ mod tests {
             medium: Medium::Wireless,
             prober: true,
             certificate: Default::default(),
+            compact: false,
         };
         Link::new(LinkId(1), info, cfg, Time(0))
     }

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::answers::Answers;
 use super::config::CoreConfig;
-use super::frame::{CustodyCode, CustodyResult, Frame};
+use super::frame::{Accepted, CustodyCode, CustodyResult, Frame};
 use super::holdings::Holdings;
 use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
 use super::membership::{Binding, Membership};
@@ -455,6 +455,28 @@ impl Node {
         }
         match frame {
             Frame::Offer { offer, envelope } => self.receive_offer(now, link, offer, envelope),
+            Frame::Accepted(list) => {
+                for a in list {
+                    // The whole id is the offer's if the two bytes sent match it; if they do
+                    // not, an id that cannot match, so the answer counts as a bad one.
+                    let Some(o) = self.links.get(&link).and_then(|l| l.inflight.get(&a.offer))
+                    else {
+                        continue; // a late answer, as for a `Custody` one
+                    };
+                    let id = if o.id.0[..2] == a.fingerprint {
+                        o.id
+                    } else {
+                        MessageId([!o.id.0[0]; 16])
+                    };
+                    let r = CustodyResult {
+                        offer: a.offer,
+                        id,
+                        code: CustodyCode::Accepted,
+                        reason: String::new(),
+                    };
+                    self.custody_result(now, link, r);
+                }
+            }
             Frame::Custody(results) => {
                 for r in results {
                     self.custody_result(now, link, r);
@@ -726,12 +748,24 @@ impl Node {
             }
             by_link.entry(link).or_default().push(r);
         }
-        for (link, results) in by_link {
-            if self.links.contains_key(&link) {
-                for chunk in results.chunks(4096) {
-                    let frame = Frame::Custody(chunk.to_vec());
+        for (link, mut results) in by_link {
+            let Some(l) = self.links.get(&link) else { continue };
+            if l.info.compact {
+                // Plain acceptances in little room; refusals (with their reasons) as they are.
+                let accepted: Vec<Accepted> = results
+                    .iter()
+                    .filter(|r| r.code == CustodyCode::Accepted && r.reason.is_empty())
+                    .map(|r| Accepted { offer: r.offer, fingerprint: [r.id.0[0], r.id.0[1]] })
+                    .collect();
+                results.retain(|r| r.code != CustodyCode::Accepted || !r.reason.is_empty());
+                for chunk in accepted.chunks(4096) {
+                    let frame = Frame::Accepted(chunk.to_vec());
                     self.transmits.push_back(Transmit { link, frame });
                 }
+            }
+            for chunk in results.chunks(4096) {
+                let frame = Frame::Custody(chunk.to_vec());
+                self.transmits.push_back(Transmit { link, frame });
             }
         }
     }

@@ -115,15 +115,18 @@ impl Harness {
         let cert = |c: &CoreConfig| c.trust.as_ref().map(|t| t.certificate()).unwrap_or_default();
         let (ca, cb) = (cert(&self.configs[a]), cert(&self.configs[b]));
         let now = self.now;
+        // Compact custody acceptances on every medium but public: both kinds run in every test
+        // with a public link beside another.
+        let compact = medium != Medium::Public;
         self.node(a).handle_link_up(
             now,
             la,
-            LinkInfo { peer: n(b), role: rb, medium, prober: true, certificate: cb },
+            LinkInfo { peer: n(b), role: rb, medium, prober: true, certificate: cb, compact },
         );
         self.node(b).handle_link_up(
             now,
             lb,
-            LinkInfo { peer: n(a), role: ra, medium, prober: false, certificate: ca },
+            LinkInfo { peer: n(a), role: ra, medium, prober: false, certificate: ca, compact },
         );
         self.wires.len() - 1
     }
@@ -347,6 +350,58 @@ fn a_message_to_a_neighbour_is_delivered_once_and_receipted() {
     assert_eq!(status.custody_at, Some(n("b")));
     assert_eq!(h.node("a").held_messages(), 0);
     assert_eq!(h.node("b").held_messages(), 0, "the report left b's store once a took it");
+}
+
+#[test]
+fn compact_acceptances_settle_an_offer_only_when_their_two_id_bytes_match() {
+    let now = Time(1_000_000);
+    let mut node =
+        Node::open(CoreConfig::new(n("a"), Role::Command), Box::new(MemStore::new()), 1, now)
+            .unwrap();
+    let info = LinkInfo {
+        peer: n("b"),
+        role: Role::Township,
+        medium: Medium::Satellite,
+        prober: true,
+        certificate: Bytes::new(),
+        compact: true,
+    };
+    node.handle_link_up(now, LinkId(1), info);
+    let sub = Submission {
+        to: Address::parse("node:b").unwrap(),
+        precedence: Precedence::Flash,
+        lifetime: Duration::from_secs(60),
+        content_type: "text/plain".into(),
+        payload: Bytes::from_static(b"hold the bridge"),
+        receipt: false,
+        status: TrafficStatus::Actual,
+    };
+    let id = node.handle_submit(now, sub).unwrap();
+    let offered = |node: &mut Node| {
+        node.schedule(now);
+        node.commit(now).unwrap();
+        let mut offers = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            if let Frame::Offer { offer, envelope } = t.frame {
+                offers.push((offer, envelope.id));
+            }
+        }
+        offers
+    };
+    let [(number, offered_id)] = offered(&mut node)[..] else { panic!("one offer") };
+    assert_eq!(offered_id, id);
+    // Two bytes that are not the id's: a bad answer, and the message is offered again.
+    let wrong = frame::Accepted { offer: number, fingerprint: [!id.0[0], id.0[1]] };
+    node.handle_frame(now, LinkId(1), Frame::Accepted(vec![wrong]));
+    assert_eq!(node.counters.bad_frames, 1);
+    let [(again, _)] = offered(&mut node)[..] else { panic!("offered again") };
+    // The right two bytes settle it: nothing held, forwarded once.
+    let right = frame::Accepted { offer: again, fingerprint: [id.0[0], id.0[1]] };
+    node.handle_frame(now, LinkId(1), Frame::Accepted(vec![right]));
+    node.commit(now).unwrap();
+    assert_eq!(node.held_messages(), 0);
+    assert_eq!(node.counters.forwarded[Precedence::Flash.index()], 1);
+    node.check_invariants().unwrap();
 }
 
 #[test]
@@ -1077,12 +1132,21 @@ mod security {
     fn offer(h: &mut Harness, to: &str, env: Envelope) -> frame::CustodyResult {
         let now = h.now;
         let link = *h.node(to).links.keys().next().unwrap();
+        let id = env.id;
         h.node(to).handle_frame(now, link, Frame::Offer { offer: 77, envelope: env });
         h.node(to).commit(now).unwrap();
         let mut answers = Vec::new();
         while let Some(t) = h.node(to).poll_transmit() {
-            if let Frame::Custody(r) = t.frame {
-                answers.extend(r.into_iter().filter(|r| r.offer == 77));
+            match t.frame {
+                Frame::Custody(r) => answers.extend(r.into_iter().filter(|r| r.offer == 77)),
+                Frame::Accepted(list) => {
+                    for a in list.into_iter().filter(|a| a.offer == 77) {
+                        assert_eq!(a.fingerprint, [id.0[0], id.0[1]]);
+                        let (code, reason) = (frame::CustodyCode::Accepted, String::new());
+                        answers.push(frame::CustodyResult { offer: 77, id, code, reason });
+                    }
+                }
+                _ => {}
             }
         }
         answers.pop().expect("an answer to the offer")

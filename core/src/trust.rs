@@ -122,9 +122,9 @@ pub fn seal_batch(trust: &dyn Trust, envs: &mut [Envelope]) {
 }
 
 /// Bytes of a tree hash.
-const HASH: usize = 16;
+pub(crate) const HASH: usize = 16;
 
-type Digest = [u8; HASH];
+pub(crate) type Digest = [u8; HASH];
 
 fn sha256(parts: &[&[u8]]) -> Digest {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -136,11 +136,11 @@ fn sha256(parts: &[&[u8]]) -> Digest {
     out
 }
 
-fn leaf_hash(env: &Envelope) -> Digest {
+pub(crate) fn leaf_hash(env: &Envelope) -> Digest {
     sha256(&[&[0], &envelope_signed_bytes(env)])
 }
 
-fn parent(left: &Digest, right: &Digest) -> Digest {
+pub(crate) fn parent(left: &Digest, right: &Digest) -> Digest {
     sha256(&[&[1], left, right])
 }
 
@@ -363,21 +363,19 @@ pub fn advert_signed_bytes(a: &Advert) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_key {
     use super::*;
-    use crate::types::{Address, MessageId, Precedence, TrafficStatus};
     use ring::signature::{Ed25519KeyPair, KeyPair};
-    use std::time::Duration;
 
     /// A signing key and nothing else: the batch seals need no certificates.
     #[derive(Debug)]
-    struct Key(Ed25519KeyPair);
+    pub(crate) struct Key(Ed25519KeyPair);
 
     impl Key {
-        fn new(seed: u8) -> Key {
+        pub(crate) fn new(seed: u8) -> Key {
             Key(Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap())
         }
-        fn public(&self) -> Vec<u8> {
+        pub(crate) fn public(&self) -> Vec<u8> {
             self.0.public_key().as_ref().to_vec()
         }
     }
@@ -396,6 +394,14 @@ mod tests {
             Err("no revocations here".into())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_key::Key;
+    use super::*;
+    use crate::types::{Address, MessageId, Precedence, TrafficStatus};
+    use std::time::Duration;
 
     fn envelope(i: u8) -> Envelope {
         Envelope {

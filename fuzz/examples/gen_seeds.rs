@@ -60,6 +60,7 @@ fn conversation() -> (Recorded, Vec<Frame>, Vec<MemStore>) {
         medium,
         prober,
         certificate: Bytes::new(),
+        compact: medium == Medium::Satellite,
     };
     let now = now0;
     nodes[ME].node.handle_link_up(

@@ -91,6 +91,7 @@ impl Sim {
             medium: Medium::Wireless,
             prober: true,
             certificate: Bytes::new(),
+            compact: false,
         };
         let c = LinkInfo {
             peer: id("peer-c"),
@@ -98,6 +99,7 @@ impl Sim {
             medium: Medium::Satellite,
             prober: false,
             certificate: Bytes::new(),
+            compact: true,
         };
         let mut sim = Sim {
             node,

@@ -63,6 +63,9 @@ pub struct RelayConfig {
     pub commit: super::driver::CommitPolicy,
     /// Bytes of page cache for the store.
     pub store_cache: usize,
+    /// Announce `compact-v1` (`[wire] compact_offers`, default on): peers that announce it
+    /// too get compact offers.
+    pub compact_offers: bool,
 }
 
 impl RelayConfig {
@@ -98,6 +101,14 @@ struct Raw {
     policy: RawPolicy,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    wire: RawWire,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWire {
+    compact_offers: Option<bool>,
 }
 
 fn default_api() -> String {
@@ -376,6 +387,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         key: base.join(raw.key),
         crl: raw.crl.map(|c| base.join(c)),
         stall_timeout,
+        compact_offers: raw.wire.compact_offers.unwrap_or(true),
         api,
         api_token: raw.api_token,
         listen,

@@ -26,7 +26,7 @@ use super::traffic::{Channel, LinkBytes, Traffic};
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
 use crate::core::types::{Medium, NodeId, Precedence, Role};
-use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes};
+use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes, compact};
 
 /// How long a peer has to complete the handshake and `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -88,6 +88,8 @@ pub struct LinkContext {
     pub admission: Arc<Admission>,
     /// Bytes each link carried.
     pub traffic: Traffic,
+    /// This node announces `compact-v1`: its offer streams take compact offers.
+    pub compact: bool,
 }
 
 /// Connections held per peer identity, and how many refusals were logged lately.
@@ -185,7 +187,11 @@ impl LinkContext {
             version: PROTOCOL_VERSION,
             node: self.node.clone(),
             role: self.role,
-            capabilities: vec!["custody".into(), "lsdb".into()],
+            capabilities: ["custody", "lsdb"]
+                .into_iter()
+                .chain(self.compact.then_some(compact::CAPABILITY))
+                .map(String::from)
+                .collect(),
             medium,
         }
     }
@@ -454,12 +460,15 @@ async fn run(
     let span = info_span!("link", %link, peer = %hello.node, %medium);
     async move {
         let bytes = ctx.traffic.link(&hello.node, medium);
+        // Compact offers only to a peer that takes them (an older one gets plain envelopes).
+        let compact = ctx.compact && hello.capabilities.iter().any(|c| c == compact::CAPABILITY);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let mut class_txs = Vec::with_capacity(4);
         for p in 0..4 {
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
-            tokio::spawn(class_writer(conn.clone(), p, rx, bytes.clone()).in_current_span());
+            let writer = class_writer(conn.clone(), p, rx, bytes.clone(), compact);
+            tokio::spawn(writer.in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -483,6 +492,7 @@ async fn run(
             medium,
             prober: dialled,
             certificate,
+            compact,
         };
         info!(addr = %conn.remote_address(), "link up");
         if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {
@@ -538,17 +548,23 @@ async fn class_writer(
     priority: i32,
     mut rx: mpsc::UnboundedReceiver<Frame>,
     bytes: Arc<LinkBytes>,
+    compact: bool,
 ) {
     let mut stream: Option<SendStream> = None;
     let mut batch = Vec::with_capacity(256);
     let mut buf = BytesMut::new();
+    let mut encoder = compact.then(compact::OfferEncoder::new);
     while rx.recv_many(&mut batch, 1024).await > 0 {
-        for f in batch.drain(..) {
-            if let Frame::Offer { envelope, .. } = &f {
+        for f in &batch {
+            if let Frame::Offer { envelope, .. } = f {
                 bytes.offer(true, envelope.payload.len());
             }
-            wire::encode_frame(&f, &mut buf);
         }
+        match encoder.as_mut() {
+            Some(e) => e.encode(&batch, &mut buf),
+            None => batch.iter().for_each(|f| wire::encode_frame(f, &mut buf)),
+        }
+        batch.clear();
         bytes.add(true, Channel::Offers, buf.len());
         if stream.is_none() {
             match conn.open_uni().await {
@@ -582,7 +598,11 @@ impl Reader {
     /// Accepts the peer's offer streams.
     async fn accept_streams(self) {
         while let Ok(recv) = self.conn.accept_uni().await {
-            let decoder = FrameDecoder::new(self.ctx.max_frame);
+            let decoder = if self.ctx.compact {
+                FrameDecoder::with_compact(self.ctx.max_frame)
+            } else {
+                FrameDecoder::new(self.ctx.max_frame)
+            };
             tokio::spawn(self.clone().read_stream(recv, decoder, false).in_current_span());
         }
     }

@@ -102,6 +102,8 @@ pub struct RelaySpec {
     /// Where the links' byte counts go (`Traffic::default()` unless the caller keeps them
     /// across restarts, as the simulator does).
     pub traffic: traffic::Traffic,
+    /// Announce `compact-v1` and take compact offers (peers that announce it get them).
+    pub compact_offers: bool,
 }
 
 impl std::fmt::Debug for RelaySpec {
@@ -175,6 +177,7 @@ impl Relay {
             stall_timeout: spec.stall_timeout,
             admission: Arc::default(),
             traffic: spec.traffic.clone(),
+            compact: spec.compact_offers,
         };
         let settings = |m: Medium| {
             spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::{Hello, WireError, pb};
 use crate::frame::{
-    Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord, StatusReport,
-    StoredMessage,
+    Accepted, Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord,
+    StatusReport, StoredMessage,
 };
 use crate::types::{
     Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role, Time,
@@ -19,7 +19,7 @@ const MAX_CERTIFICATE: usize = 8 * 1024;
 const MAX_CRL: usize = 1024 * 1024;
 const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
-fn us(d: Duration) -> u64 {
+pub(super) fn us(d: Duration) -> u64 {
     duration_micros(d)
 }
 
@@ -38,7 +38,7 @@ fn id(what: &'static str, b: &[u8]) -> Result<MessageId, WireError> {
     MessageId::from_slice(b).ok_or_else(|| WireError::invalid(what, "must be 16 bytes"))
 }
 
-fn precedence_to_pb(p: Precedence) -> pb::Precedence {
+pub(super) fn precedence_to_pb(p: Precedence) -> pb::Precedence {
     match p {
         Precedence::Flash => pb::Precedence::Flash,
         Precedence::Immediate => pb::Precedence::Immediate,
@@ -305,6 +305,64 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
     })
 }
 
+/// Acceptances as runs of consecutive offer numbers.
+fn accepted_to_pb(list: &[Accepted]) -> pb::Accepted {
+    let mut a = pb::Accepted::default();
+    let mut fingerprints = Vec::with_capacity(2 * list.len());
+    let mut end = 0u64; // the end of the previous run
+    let mut i = 0;
+    while i < list.len() {
+        let first = list[i].offer;
+        let mut len = 1;
+        while i + len < list.len() && list[i + len].offer == first.wrapping_add(len as u64) {
+            len += 1;
+        }
+        a.starts.push(first.wrapping_sub(end) as i64);
+        a.lengths.push(len as u64);
+        for x in &list[i..i + len] {
+            fingerprints.extend_from_slice(&x.fingerprint);
+        }
+        end = first.wrapping_add(len as u64);
+        i += len;
+    }
+    a.fingerprints = fingerprints.into();
+    a
+}
+
+fn accepted_from_pb(a: pb::Accepted) -> Result<Vec<Accepted>, WireError> {
+    let total: u64 = a.lengths.iter().try_fold(0u64, |t, &l| t.checked_add(l)).unwrap_or(u64::MAX);
+    if a.starts.len() != a.lengths.len()
+        || a.lengths.contains(&0)
+        || total > MAX_ACCEPTED
+        || a.fingerprints.len() as u64 != 2 * total
+    {
+        return Err(WireError::invalid(
+            "accepted",
+            format!(
+                "{} runs with {} lengths, {total} offers, {} fingerprint bytes",
+                a.starts.len(),
+                a.lengths.len(),
+                a.fingerprints.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(total as usize);
+    let mut end = 0u64;
+    let mut prints = a.fingerprints.chunks_exact(2);
+    for (&start, &len) in a.starts.iter().zip(&a.lengths) {
+        let first = end.wrapping_add(start as u64);
+        for k in 0..len {
+            let fp = prints.next().map(|c| [c[0], c[1]]).unwrap_or_default();
+            out.push(Accepted { offer: first.wrapping_add(k), fingerprint: fp });
+        }
+        end = first.wrapping_add(len);
+    }
+    Ok(out)
+}
+
+/// Acceptances one `Accepted` frame may carry (as many as custody answers in `Custody`).
+const MAX_ACCEPTED: u64 = 100_000;
+
 pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
     use pb::frame::Kind;
     let kind = match f {
@@ -322,6 +380,7 @@ pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
                 })
                 .collect(),
         }),
+        Frame::Accepted(list) => Kind::Accepted(accepted_to_pb(list)),
         Frame::Probe { seq, rtt_us, loss_ppm } => {
             Kind::Probe(pb::Probe { seq: *seq, rtt_us: *rtt_us, loss_ppm: *loss_ppm })
         }
@@ -343,6 +402,10 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
     match f.kind {
         None => Err(WireError::invalid("frame", "empty or of an unknown kind")),
         Some(Kind::Hello(_)) => Err(WireError::invalid("frame", "hello after the handshake")),
+        Some(Kind::CompactOffers(_)) => Err(WireError::invalid(
+            "frame",
+            "compact offers where they were not announced (capability compact-v1)",
+        )),
         Some(Kind::Envelope(e)) => {
             let offer = e.offer;
             envelope_from_pb(e).map(|envelope| Frame::Offer { offer, envelope })
@@ -362,6 +425,7 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
                 .collect::<Result<Vec<_>, WireError>>()?;
             Ok(Frame::Custody(results))
         }
+        Some(Kind::Accepted(a)) => accepted_from_pb(a).map(Frame::Accepted),
         Some(Kind::Probe(p)) => {
             Ok(Frame::Probe { seq: p.seq, rtt_us: p.rtt_us, loss_ppm: p.loss_ppm.min(1_000_000) })
         }

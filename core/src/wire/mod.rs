@@ -4,6 +4,7 @@
 //! This is the only module that sees the generated types. Everything leaving it is a parsed
 //! domain value; anything that does not parse is a [`WireError`], never a panic.
 
+pub mod compact;
 mod convert;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -135,11 +136,25 @@ pub enum Incoming {
 pub struct FrameDecoder {
     buf: BytesMut,
     max: usize,
+    /// The stream's compact-offer tables, if this node announced `compact-v1`.
+    compact: Option<compact::OfferDecoder>,
+    /// Offers of a compact frame not yet handed out.
+    pending: std::collections::VecDeque<Frame>,
 }
 
 impl FrameDecoder {
     pub fn new(max_frame: usize) -> FrameDecoder {
-        FrameDecoder { buf: BytesMut::new(), max: max_frame }
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max: max_frame,
+            compact: None,
+            pending: Default::default(),
+        }
+    }
+
+    /// A decoder for an offer stream that also takes compact offers ([`compact`]).
+    pub fn with_compact(max_frame: usize) -> FrameDecoder {
+        FrameDecoder { compact: Some(compact::OfferDecoder::new()), ..FrameDecoder::new(max_frame) }
     }
 
     /// Adds bytes read from the stream.
@@ -154,6 +169,27 @@ impl FrameDecoder {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Incoming>, WireError> {
+        loop {
+            if let Some(f) = self.pending.pop_front() {
+                return Ok(Some(Incoming::Frame(f)));
+            }
+            match self.next_wire_frame()? {
+                None => return Ok(None),
+                Some(Wire::One(incoming)) => return Ok(Some(incoming)),
+                Some(Wire::Compact(c)) => match self.compact.as_mut() {
+                    Some(dec) => self.pending.extend(dec.decode(c)?),
+                    None => {
+                        return Err(WireError::invalid(
+                            "frame",
+                            "compact offers where they were not announced (capability compact-v1)",
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    fn next_wire_frame(&mut self) -> Result<Option<Wire>, WireError> {
         let Some((len, prefix)) = peek_varint(&self.buf)? else {
             return Ok(None);
         };
@@ -169,11 +205,20 @@ impl FrameDecoder {
         let bytes = self.buf.split_to(len).freeze();
         let pb = pb::Frame::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
         let incoming = match pb.kind {
-            Some(pb::frame::Kind::Hello(h)) => Incoming::Hello(convert::hello_from_pb(h)?),
-            kind => Incoming::Frame(convert::frame_from_pb(pb::Frame { kind })?),
+            Some(pb::frame::Kind::Hello(h)) => {
+                Wire::One(Incoming::Hello(convert::hello_from_pb(h)?))
+            }
+            Some(pb::frame::Kind::CompactOffers(c)) => Wire::Compact(c),
+            kind => Wire::One(Incoming::Frame(convert::frame_from_pb(pb::Frame { kind })?)),
         };
         Ok(Some(incoming))
     }
+}
+
+/// One frame as it came off the stream.
+enum Wire {
+    One(Incoming),
+    Compact(pb::CompactOffers),
 }
 
 /// Reads a varint at the start of `buf`: `(value, bytes used)`, or `None` if incomplete.

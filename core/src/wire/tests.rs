@@ -187,3 +187,47 @@ fn signed_bytes_ignore_the_mutable_fields() {
     b.payload = Bytes::from_static(b"evacuate sector 5");
     assert_ne!(signed_bytes(&a), signed_bytes(&b));
 }
+
+#[test]
+fn acceptances_travel_as_runs_and_come_back_in_order() {
+    use crate::frame::Accepted;
+    let a = |offer: u64, b: u8| Accepted { offer, fingerprint: [b, b.wrapping_mul(3)] };
+    // Runs, gaps, a step back and a wrap around the offer numbers.
+    let list =
+        vec![a(1, 1), a(2, 2), a(3, 3), a(10, 4), a(11, 5), a(7, 6), a(u64::MAX, 7), a(0, 8)];
+    let frame = Frame::Accepted(list.clone());
+    let bytes = encode_datagram(&frame);
+    assert_eq!(decode_datagram(bytes.clone()).unwrap(), frame);
+    // Two bytes an acceptance and a few a run, against a whole id and more for `Custody`.
+    let steady: Vec<Accepted> = (1000..1064).map(|o| a(o, o as u8)).collect();
+    let compact = encode_datagram(&Frame::Accepted(steady.clone())).len();
+    let plain = encode_datagram(&Frame::Custody(
+        steady
+            .iter()
+            .map(|x| CustodyResult {
+                offer: x.offer,
+                id: MessageId([x.fingerprint[0]; 16]),
+                code: CustodyCode::Accepted,
+                reason: String::new(),
+            })
+            .collect(),
+    ))
+    .len();
+    assert!(compact <= 64 * 2 + 16, "{compact} bytes for 64 acceptances (plain {plain})");
+    assert!(plain >= 64 * 20, "plain {plain}");
+
+    // Malformed: runs and lengths that disagree, an empty run, fingerprints missing.
+    let pb_frame = |starts: Vec<i64>, lengths: Vec<u64>, prints: usize| {
+        let a = pb::Accepted { starts, lengths, fingerprints: vec![0; prints].into() };
+        pb::Frame { kind: Some(pb::frame::Kind::Accepted(a)) }
+    };
+    for (f, what) in [
+        (pb_frame(vec![1, 2], vec![1], 2), "2 runs with 1 lengths"),
+        (pb_frame(vec![1], vec![0], 0), "0 offers"),
+        (pb_frame(vec![1], vec![3], 4), "3 offers, 4 fingerprint bytes"),
+        (pb_frame(vec![1], vec![u64::MAX], 0), "fingerprint bytes"),
+    ] {
+        let e = convert::frame_from_pb(f).unwrap_err().to_string();
+        assert!(e.contains(what), "{e} does not say {what:?}");
+    }
+}
