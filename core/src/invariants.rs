@@ -15,11 +15,25 @@ use crate::wire;
 /// written once, but a sequence number may come back after a rolled-back batch, so the
 /// bytes, not the number, decide).
 #[derive(Default)]
-pub(super) struct CheckedRows(BTreeMap<u64, (Vec<u8>, RowFacts)>);
+pub(super) struct CheckedRows {
+    rows: BTreeMap<u64, (Vec<u8>, RowFacts)>,
+    /// The last summary of the committed store, and the store generation it is of.
+    summary: Option<(u64, StoreSummary)>,
+}
+
+/// What the invariants compare the in-memory accounting with.
+#[derive(Debug)]
+struct StoreSummary {
+    counts: [u64; 4],
+    bytes: u64,
+    owed: BTreeSet<(u64, NodeId)>,
+    members: usize,
+    bound: BTreeSet<MessageId>,
+}
 
 impl std::fmt::Debug for CheckedRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CheckedRows({} rows)", self.0.len())
+        write!(f, "CheckedRows({} rows)", self.rows.len())
     }
 }
 
@@ -101,10 +115,28 @@ impl Node {
     }
 
     fn check_store(&mut self) -> Result<Result<(), String>, StoreError> {
+        // The committed store changes only at a commit that wrote something: between two
+        // such commits its summary is the same, and only the in-memory side is compared again.
+        let summary = match self.checked_rows.summary.take() {
+            Some((generation, s)) if generation == self.store_generation => s,
+            _ => match self.summarise_store()? {
+                Ok(s) => s,
+                Err(what) => return Ok(Err(what)),
+            },
+        };
+        let found = self.compare_with(&summary);
+        self.checked_rows.summary = Some((self.store_generation, summary));
+        Ok(found)
+    }
+
+    /// Reads what the invariants need of the store, checking what concerns the store alone:
+    /// every row decodes, every queue and expiry entry names a held message, every held
+    /// message is owed and expires, reference counts match queue entries.
+    fn summarise_store(&mut self) -> Result<Result<StoreSummary, String>, StoreError> {
         // Messages: seq -> (precedence, weight, destination count).
         let mut messages: BTreeMap<u64, RowFacts> = BTreeMap::new();
         let mut bad = None;
-        let mut previous = std::mem::take(&mut self.checked_rows.0);
+        let mut previous = std::mem::take(&mut self.checked_rows.rows);
         let mut checked = BTreeMap::new();
         self.store.scan(Table::Messages, b"", None, &mut |k, v| {
             let Some(seq) = schema::read_u64(k) else {
@@ -127,22 +159,9 @@ impl Node {
             }
             bad.is_none()
         })?;
-        self.checked_rows.0 = checked;
+        self.checked_rows.rows = checked;
         if let Some(b) = bad {
             return Ok(Err(b));
-        }
-        let mut counts = [0u64; 4];
-        let mut bytes = 0u64;
-        for (p, w, _) in messages.values() {
-            counts[p.index()] += 1;
-            bytes += w;
-        }
-        if counts != self.held.counts() || bytes != self.held.bytes() {
-            return Ok(Err(format!(
-                "held accounting: counters {:?} / {} bytes, store {counts:?} / {bytes} bytes",
-                self.held.counts(),
-                self.held.bytes()
-            )));
         }
         let mut queued: BTreeMap<u64, usize> = BTreeMap::new();
         let mut owed: BTreeSet<(u64, NodeId)> = BTreeSet::new();
@@ -159,9 +178,6 @@ impl Node {
         })?;
         if let Some(s) = stray {
             return Ok(Err(s));
-        }
-        if let Some(pair) = self.inflight.iter().find(|pair| !owed.contains(*pair)) {
-            return Ok(Err(format!("{pair:?} is in flight but no longer owed")));
         }
         let mut expiring: BTreeSet<u64> = BTreeSet::new();
         self.store.scan(Table::Expiry, b"", None, &mut |k, _| {
@@ -189,17 +205,17 @@ impl Node {
         if let Some(seq) = expiring.iter().find(|s| !messages.contains_key(s)) {
             return Ok(Err(format!("expiry entry for message {seq}, which is not held")));
         }
+        let mut counts = [0u64; 4];
+        let mut bytes = 0u64;
+        for (p, w, _) in messages.values() {
+            counts[p.index()] += 1;
+            bytes += w;
+        }
         let mut members = 0usize;
         self.store.scan(Table::Members, b"", None, &mut |_, _| {
             members += 1;
             true
         })?;
-        if members != self.membership.count() {
-            return Ok(Err(format!(
-                "{} members in memory, {members} in the store",
-                self.membership.count()
-            )));
-        }
         let mut bound: BTreeSet<MessageId> = BTreeSet::new();
         self.store.scan(Table::Bindings, b"", None, &mut |k, _| {
             if let Ok(id) = <[u8; 16]>::try_from(k) {
@@ -207,14 +223,38 @@ impl Node {
             }
             true
         })?;
+        Ok(Ok(StoreSummary { counts, bytes, owed, members, bound }))
+    }
+
+    /// The in-memory accounting against what the store holds.
+    fn compare_with(&self, s: &StoreSummary) -> Result<(), String> {
+        if s.counts != self.held.counts() || s.bytes != self.held.bytes() {
+            return Err(format!(
+                "held accounting: counters {:?} / {} bytes, store {:?} / {} bytes",
+                self.held.counts(),
+                self.held.bytes(),
+                s.counts,
+                s.bytes
+            ));
+        }
+        if let Some(pair) = self.inflight.iter().find(|pair| !s.owed.contains(*pair)) {
+            return Err(format!("{pair:?} is in flight but no longer owed"));
+        }
+        if s.members != self.membership.count() {
+            return Err(format!(
+                "{} members in memory, {} in the store",
+                self.membership.count(),
+                s.members
+            ));
+        }
         let in_memory: BTreeSet<MessageId> = self.bindings.keys().copied().collect();
-        if bound != in_memory {
-            return Ok(Err(format!(
+        if s.bound != in_memory {
+            return Err(format!(
                 "{} bindings in memory, {} in the store",
                 in_memory.len(),
-                bound.len()
-            )));
+                s.bound.len()
+            ));
         }
-        Ok(Ok(()))
+        Ok(())
     }
 }

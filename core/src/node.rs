@@ -204,6 +204,9 @@ pub struct Node {
     pub(super) violation: Option<super::invariants::Violation>,
     /// What `check_invariants` decoded of each held row last time, so it decodes only new rows.
     pub(super) checked_rows: super::invariants::CheckedRows,
+    /// Commits that changed the store (and reloads after a failed one) since the node opened:
+    /// while it stays the same, so does the committed store.
+    pub(super) store_generation: u64,
 }
 
 /// A bounded cache of held messages by seq, oldest evicted first.
@@ -293,6 +296,7 @@ impl Node {
             seals: SealCache::default(),
             violation: None,
             checked_rows: Default::default(),
+            store_generation: 0,
             withdrawn: Vec::new(),
         };
         node.load(now)?;
@@ -691,11 +695,14 @@ impl Node {
         if self.poisoned.is_none() && self.meta_dirty {
             self.guarded(Node::write_meta);
         }
+        let wrote = self.store.dirty();
         let result = match self.poisoned.take() {
             Some(e) => Err(e),
-            None if self.store.dirty() => self.store.commit(),
+            None if wrote => self.store.commit(),
             None => Ok(()),
         };
+        // Conservatively, on failure too: the store is reloaded.
+        self.store_generation += u64::from(wrote || result.is_err());
         match result {
             Ok(()) => {
                 self.release_custody(None);
