@@ -51,7 +51,8 @@ pub struct Violation {
 impl Node {
     /// Checks every invariant of the core against itself and its store's committed state.
     /// Call it between batches (after [`Node::commit`] returned, before the next input); it
-    /// reads the whole store, so it is for tests, fuzzing and simulations, not the hot path.
+    /// reads the whole store after every commit that changed it (new message rows decoded), so it
+    /// is for tests, fuzzing and simulations, not the hot path.
     ///
     /// - Offers in flight: the node's set of (seq, destination) pairs is exactly the union of
     ///   every link's offers, each link's in-flight bytes are the sum of its offers' weights,
