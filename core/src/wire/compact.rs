@@ -381,10 +381,10 @@ impl OfferEncoder {
                 c.lifetime_us = Some(lifetime);
                 self.prev.lifetime = Some(lifetime);
             }
-            let body = convert::envelope_to_pb(e);
-            c.kind = body.kind;
-            c.status = body.status;
-            c.report = body.report;
+            let (kind, report) = convert::body_to_pb(e);
+            c.kind = kind as i32;
+            c.status = convert::status_to_pb_enum(e.status) as i32;
+            c.report = report;
             match r.batch {
                 Some((n, index, path)) => {
                     if self.prev.batch != Some(n) {
@@ -701,6 +701,31 @@ mod tests {
         let (got, _) = round_trip(std::slice::from_ref(&sent));
         assert_eq!(got, sent);
         assert!(got.iter().all(|f| authentic(&key, f)));
+    }
+
+    #[test]
+    fn reports_and_unsealed_envelopes_cross_as_they_are() {
+        use crate::types::{Outcome, Report};
+        let key = Key::new(5);
+        let mut report = envelope("township-01", 1, &["county-hq"], 0);
+        report.body = Body::Report(Report {
+            of: MessageId([7; 16]),
+            outcome: Outcome::Delivered,
+            at_node: node("township-01"),
+            age: Duration::from_millis(420),
+            reason: "in the inbox".into(),
+            destinations: vec![node("township-01")],
+        });
+        report.content_type = crate::REPORT_CONTENT_TYPE.into();
+        let mut reports = vec![report.clone(), report];
+        reports[1].id = MessageId([8; 16]);
+        seal_batch(&key, &mut reports);
+        let unsealed = envelope("team-09", 2, &["county-hq", "township-02"], 12);
+        let mut sent = offers(&reports, 5);
+        sent.push(Frame::Offer { offer: 9, envelope: unsealed });
+        let (got, _) = round_trip(std::slice::from_ref(&sent));
+        assert_eq!(got, sent);
+        assert!(got[..2].iter().all(|f| authentic(&key, f)));
     }
 
     #[test]

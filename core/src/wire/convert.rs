@@ -74,7 +74,7 @@ fn outcome_from_pb(v: i32) -> Result<Outcome, WireError> {
     }
 }
 
-fn status_to_pb_enum(s: TrafficStatus) -> pb::Status {
+pub(super) fn status_to_pb_enum(s: TrafficStatus) -> pb::Status {
     match s {
         TrafficStatus::Actual => pb::Status::Actual,
         TrafficStatus::Exercise => pb::Status::Exercise,
@@ -113,20 +113,7 @@ pub(super) fn hello_from_pb(h: pb::Hello) -> Result<Hello, WireError> {
 }
 
 pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
-    let (kind, report) = match &e.body {
-        Body::Data => (pb::Kind::Data, None),
-        Body::Report(r) => (
-            pb::Kind::Report,
-            Some(pb::Report {
-                of: r.of.0.to_vec().into(),
-                outcome: outcome_to_pb(r.outcome) as i32,
-                at_node: r.at_node.to_string(),
-                age_us: us(r.age),
-                reason: r.reason.clone(),
-                destinations: r.destinations.iter().map(ToString::to_string).collect(),
-            }),
-        ),
-    };
+    let (kind, report) = body_to_pb(e);
     pb::Envelope {
         id: e.id.0.to_vec().into(),
         origin: e.origin.to_string(),
@@ -145,6 +132,24 @@ pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
         signature: e.signature.clone(),
         report,
         offer: 0,
+    }
+}
+
+/// An envelope's kind, and its report if it is one.
+pub(super) fn body_to_pb(e: &Envelope) -> (pb::Kind, Option<pb::Report>) {
+    match &e.body {
+        Body::Data => (pb::Kind::Data, None),
+        Body::Report(r) => (
+            pb::Kind::Report,
+            Some(pb::Report {
+                of: r.of.0.to_vec().into(),
+                outcome: outcome_to_pb(r.outcome) as i32,
+                at_node: r.at_node.to_string(),
+                age_us: us(r.age),
+                reason: r.reason.clone(),
+                destinations: r.destinations.iter().map(ToString::to_string).collect(),
+            }),
+        ),
     }
 }
 
