@@ -15,8 +15,9 @@
 //!   leaf of every envelope of the batch it received and every parent of two known children,
 //!   and keeps every path hash it was sent). An envelope carries only the path hashes the
 //!   receiver cannot compute: none when its whole batch crosses in one frame;
-//! - the previous envelope's creation time, offer number and lifetime, which the next one is
-//!   relative to.
+//! - the previous compact envelope's creation time, offer number, place in its batch and
+//!   strings, which the next one is relative to (plain `Envelope` frames, which the encoder
+//!   sends for what the tables do not fit, change none of the state).
 //!
 //! The decoder rebuilds each envelope exactly, its full seal included, and hands it on as an
 //! ordinary offer: the core checks its origin seal as it checks any other, so a path hash that
@@ -31,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use super::{WireError, convert, encode_pb, pb};
 use crate::frame::Frame;
 use crate::trust::{self, Digest, HASH, MAX_BATCH};
-use crate::types::Envelope;
+use crate::types::{Body, Envelope, NodeId};
 
 /// The capability a node announces in `Hello` when its offer streams accept compact offers.
 pub const CAPABILITY: &str = "compact-v1";
@@ -230,10 +231,17 @@ impl OfferEncoder {
                 continue;
             }
             let adds = 3 + e.destinations.len() as u64;
-            let adds_bytes = e.origin.as_str().len()
-                + e.content_type.len()
-                + MAX_STRING
-                + e.destinations.iter().map(|d| d.as_str().len()).sum::<usize>();
+            // Strings the frame would have to carry, and a report's own strings.
+            let to = e.to.to_string();
+            let adds_bytes = [e.origin.as_str(), e.content_type.as_str(), to.as_str()]
+                .into_iter()
+                .chain(e.destinations.iter().map(NodeId::as_str))
+                .map(|x| if self.reusable(x) { 0 } else { x.len() })
+                .sum::<usize>()
+                + match &e.body {
+                    Body::Report(r) => r.reason.len() + 64 * (1 + r.destinations.len()),
+                    Body::Data => 0,
+                };
             if !group.is_empty()
                 && (group.len() >= MAX_ENVELOPES
                     || payload + e.payload.len() > FRAME_PAYLOAD
@@ -252,12 +260,15 @@ impl OfferEncoder {
         self.encode_frame(&group, out);
     }
 
-    fn string(&mut self, s: &str, new: &mut Vec<String>) -> u64 {
+    /// Whether the receiver has `s` and will have it to the end of a frame started now.
+    fn reusable(&self, s: &str) -> bool {
         // Reused only if it stays in the window whatever the rest of the frame adds.
-        if let Some(&n) = self.strings.get(s)
-            && n + STRING_WINDOW - FRAME_STRINGS > self.next_string
-        {
-            return n;
+        self.strings.get(s).is_some_and(|&n| n + STRING_WINDOW - FRAME_STRINGS > self.next_string)
+    }
+
+    fn string(&mut self, s: &str, new: &mut Vec<String>) -> u64 {
+        if self.reusable(s) {
+            return self.strings[s];
         }
         let n = self.next_string;
         self.next_string += 1;
@@ -454,8 +465,17 @@ impl OfferDecoder {
 
     /// The offers a `CompactOffers` frame stands for, in order.
     pub(super) fn decode(&mut self, c: pb::CompactOffers) -> Result<Vec<Frame>, WireError> {
+        // What one frame may hold, checked before anything is built from it: an envelope
+        // repeats its predecessor's destinations for two bytes, so without these limits a
+        // small frame could stand for gigabytes of envelopes.
         if c.strings.len() as u64 > FRAME_STRINGS || c.seals.len() > MAX_ENVELOPES {
             return Err(bad("more new table entries in one frame than the table takes"));
+        }
+        if c.envelopes.len() > MAX_ENVELOPES {
+            return Err(bad(format!(
+                "{} envelopes in one frame (at most {MAX_ENVELOPES})",
+                c.envelopes.len()
+            )));
         }
         for s in c.strings {
             if s.len() > MAX_STRING {
@@ -490,12 +510,14 @@ impl OfferDecoder {
                     return Err(bad("no previous destinations to repeat"));
                 }
                 self.prev.destinations.clone()
+            } else if e.destinations.len() > MAX_COMPACT_DESTINATIONS {
+                return Err(bad(format!(
+                    "{} destinations (a compact envelope has at most {MAX_COMPACT_DESTINATIONS})",
+                    e.destinations.len()
+                )));
             } else {
-                e.destinations.iter().map(|&d| self.string(d).map(str::to_owned)).collect::<Result<
-                    Vec<_>,
-                    _,
-                >>(
-                )?
+                let strings = e.destinations.iter().map(|&d| self.string(d).map(str::to_owned));
+                strings.collect::<Result<Vec<_>, _>>()?
             };
             self.prev.destinations = destinations.clone();
             let origin = self.or_previous(e.origin, &self.prev.origin, "origin")?;
@@ -885,6 +907,14 @@ mod tests {
         let mut c = good.clone();
         c.envelopes[0].lifetime_us = None;
         fails(c, "no lifetime");
+        // Amplification: many envelopes repeating a long destination list.
+        let mut c = good.clone();
+        let copy = pb::CompactEnvelope { batch: 1, ..Default::default() };
+        c.envelopes.extend(std::iter::repeat_n(copy, MAX_ENVELOPES));
+        fails(c, "envelopes in one frame (at most 128)");
+        let mut c = good.clone();
+        c.envelopes[0].destinations = vec![1; MAX_COMPACT_DESTINATIONS + 1];
+        fails(c, "65 destinations");
         // Only four of five leaves: the fifth's branch needs a hash, which goes missing.
         let mut c = encoded(&sent[..4]);
         assert_eq!(c.envelopes[0].path.len(), HASH);
