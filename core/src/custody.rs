@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::frame::{CustodyCode, CustodyResult, StatusRecord, StatusReport, StoredMessage};
+use super::frame::{
+    Accepted, CustodyCode, CustodyResult, StatusRecord, StatusReport, StoredMessage,
+};
 use super::link::{LinkId, Offer};
 use super::node::{Event, Node, Submission, SubmitError};
 use super::schema;
@@ -421,10 +423,34 @@ impl Node {
 
     /// A neighbour's answer to one of this node's offers.
     pub(super) fn custody_result(&mut self, now: Time, link: LinkId, r: CustodyResult) {
+        let id = r.id;
+        self.custody_answer(now, link, r, |offered| *offered == id);
+    }
+
+    /// A compact acceptance: the offer's message id must begin with `fingerprint`.
+    pub(super) fn custody_accepted(&mut self, now: Time, link: LinkId, a: Accepted) {
+        let r = CustodyResult {
+            offer: a.offer,
+            id: MessageId::default(),
+            code: CustodyCode::Accepted,
+            reason: String::new(),
+        };
+        self.custody_answer(now, link, r, |offered| offered.0[..2] == a.fingerprint);
+    }
+
+    /// An answer to one of this node's offers; `names` says whether it is about the message
+    /// offered (the answer's `id` is not read).
+    fn custody_answer(
+        &mut self,
+        now: Time,
+        link: LinkId,
+        r: CustodyResult,
+        names: impl Fn(&MessageId) -> bool,
+    ) {
         let Some(l) = self.links.get_mut(&link) else { return };
         let Some(offer) = l.complete(r.offer) else { return };
         let peer = l.info.peer.clone();
-        if offer.id != r.id {
+        if !names(&offer.id) {
             // A confused or hostile neighbour: keep the message and offer it again.
             self.counters.bad_frames += 1;
             self.requeue(vec![offer]);

@@ -461,24 +461,7 @@ impl Node {
             Frame::Offer { offer, envelope } => self.receive_offer(now, link, offer, envelope),
             Frame::Accepted(list) => {
                 for a in list {
-                    // The whole id is the offer's if the two bytes sent match it; if they do
-                    // not, an id that cannot match, so the answer counts as a bad one.
-                    let Some(o) = self.links.get(&link).and_then(|l| l.inflight.get(&a.offer))
-                    else {
-                        continue; // a late answer, as for a `Custody` one
-                    };
-                    let id = if o.id.0[..2] == a.fingerprint {
-                        o.id
-                    } else {
-                        MessageId([!o.id.0[0]; 16])
-                    };
-                    let r = CustodyResult {
-                        offer: a.offer,
-                        id,
-                        code: CustodyCode::Accepted,
-                        reason: String::new(),
-                    };
-                    self.custody_result(now, link, r);
+                    self.custody_accepted(now, link, a);
                 }
             }
             Frame::Custody(results) => {

@@ -64,12 +64,14 @@ const LEVELS: usize = 5;
 #[derive(Clone, Debug)]
 struct Tree {
     count: usize,
+    /// Compute parents' hashes (the decoder); the encoder tracks only which nodes are known.
+    hashing: bool,
     known: [[Option<Digest>; MAX_BATCH]; LEVELS],
 }
 
 impl Tree {
     fn new(count: usize) -> Tree {
-        Tree { count, known: [[None; MAX_BATCH]; LEVELS] }
+        Tree { count, hashing: true, known: [[None; MAX_BATCH]; LEVELS] }
     }
 
     /// Width of each level: the leaves, then half of the level below, rounded up, up to 1.
@@ -96,7 +98,8 @@ impl Tree {
                 self.known[l][p] // the odd one out moves up as it is
             } else {
                 match (self.known[l][p & !1], self.known[l][p | 1]) {
-                    (Some(a), Some(b)) => Some(trust::parent(&a, &b)),
+                    (Some(a), Some(b)) if self.hashing => Some(trust::parent(&a, &b)),
+                    (Some(_), Some(_)) => Some([0; HASH]),
                     _ => None,
                 }
             };
@@ -296,7 +299,7 @@ impl OfferEncoder {
         let n = self.next_batch;
         self.next_batch += 1;
         self.batches.insert((signature, count), n);
-        self.trees.insert(n, EncoderTree(Tree::new(count)));
+        self.trees.insert(n, EncoderTree(Tree { hashing: false, ..Tree::new(count) }));
         // Forget what the receiver no longer has.
         if let Some(gone) = n.checked_sub(BATCH_WINDOW) {
             self.trees.remove(&gone);
