@@ -119,6 +119,10 @@ enum Cmd {
         /// link's rate; `cubic` fills the queue).
         #[arg(long, default_value = "known-rate")]
         congestion: String,
+        /// Share of the link's rate bulk is paced to with `known-rate` (default: the relays'
+        /// default, 0.95).
+        #[arg(long)]
+        pace: Option<f64>,
     },
     /// A relay holding many messages: memory, and time from start to forwarding.
     Held {
@@ -196,7 +200,16 @@ fn main() -> Result<()> {
                 );
             }
         }
-        Cmd::Precedence { link_kbit, burst, latency, seconds, size, routine_rate, congestion } => {
+        Cmd::Precedence {
+            link_kbit,
+            burst,
+            latency,
+            seconds,
+            size,
+            routine_rate,
+            congestion,
+            pace,
+        } => {
             // About 330 bytes on the wire per 256-byte message.
             let capacity = link_kbit * 1000 / 8 / (size as u64 + 74).max(1);
             let routine_rate = routine_rate.unwrap_or(capacity * 3 / 2);
@@ -208,6 +221,7 @@ fn main() -> Result<()> {
                 size,
                 routine_rate,
                 congestion: congestion.clone(),
+                pace,
             };
             let r = rt.block_on(precedence::run(&settings))?;
             println!(
@@ -414,6 +428,8 @@ struct Layout {
     netns: Option<precedence::Netns>,
     /// TOML added to both relays' configurations.
     extra: String,
+    /// TOML added to relay A's only (the sender on the throttled link).
+    a_extra: String,
     /// B also links to a real destination node, `dest` (a township with a durable inbox
     /// and dedup), whose API port is `Path2::apis[2]`.
     dest: bool,
@@ -490,11 +506,12 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
     let a_host = layout.netns.as_ref().map_or("127.0.0.1".to_string(), |n| n.inner_ip.clone());
     let a_addr: std::net::SocketAddr = format!("{a_host}:{pa}").parse()?;
     let a_api = format!("{a_host}:{api_a}");
-    let a_extra = if layout.netns.is_some() {
+    let mut a_extra = if layout.netns.is_some() {
         format!("api_token = \"{API_TOKEN}\"\n")
     } else {
         String::new()
     };
+    a_extra.push_str(&layout.a_extra);
     // In a namespace A listens on both pairs: B dials the throttled one, the load sources the
     // other.
     let a_listen =

@@ -147,9 +147,11 @@ pub struct Settings {
     pub size: usize,
     /// ROUTINE messages offered per second.
     pub routine_rate: u64,
-    /// The relays' congestion controller on the link; `known-rate` paces at the configured
-    /// bandwidth (set just under the bucket's rate).
+    /// The relays' congestion controller on the link; `known-rate` paces bulk at `pace`
+    /// times the link's rate.
     pub congestion: String,
+    /// `[media.public] pace` (the relays' default when `None`).
+    pub pace: Option<f64>,
 }
 
 /// Offers one FLASH every 100 ms for `seconds` and returns the FLASH latencies; counts ROUTINE
@@ -193,13 +195,17 @@ async fn flashes(
 
 pub async fn run(s: &Settings) -> Result<Outcome> {
     let netns = Netns::create(s.link_kbit, &s.burst, &s.latency).context("network namespace")?;
-    // Known-rate pacing adds 10% headroom to the bandwidth: stay under the bucket.
-    let bandwidth = s.link_kbit * 85 / 100;
-    let extra = format!(
-        "\n[media.public]\nbandwidth = \"{bandwidth}kbps\"\ncongestion = \"{}\"\n",
-        s.congestion
+    // The relays know the link's rate; `known-rate` paces bulk under it (`pace`).
+    let mut extra = format!(
+        "\n[media.public]\nbandwidth = \"{}kbps\"\ncongestion = \"{}\"\n",
+        s.link_kbit, s.congestion
     );
-    let layout = crate::Layout { netns: Some(netns), extra, ..Default::default() };
+    if let Some(pace) = s.pace {
+        extra.push_str(&format!("pace = {pace}\n"));
+    }
+    // Only A sends over the throttled link (B sends it custody answers, and the sink is on
+    // loopback): A alone is configured for it.
+    let layout = crate::Layout { netns: Some(netns), a_extra: extra, ..Default::default() };
     let mut p = crate::two_relays_with(layout).await?;
     // Idle link.
     let (idle, _) = flashes(&mut p, "flash-idle", 1 << 40, s.seconds, s.size).await?;

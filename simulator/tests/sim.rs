@@ -64,8 +64,10 @@ fn satellite_bulk_fills_the_link_and_flash_still_gets_through_fast() {
     let framing = media["framing_per_offer"].as_f64().unwrap();
     assert!(framing > 50.0 && framing < 1000.0, "framing per offer {framing} B");
     let p50 = r.json["precedence"]["flash"]["latency_ms"]["p50"].as_f64().unwrap();
-    // One-way delay 300 ms; a 1400-byte packet takes 11 ms to serialise at 1 Mbit/s.
-    assert!(p50 < 300.0 + 10.0 * 11.2, "FLASH p50 {p50} ms behind the bulk transfer");
+    // One-way delay 300 ms; a 1400-byte packet takes 11 ms to serialise at 1 Mbit/s. The link
+    // is paced (known-rate), so no queue builds at the bottleneck: a FLASH waits for about the
+    // chunk of bulk ahead of it, not for a window of it (unpaced, p50 was 353 ms).
+    assert!(p50 < 300.0 + 3.0 * 11.2, "FLASH p50 {p50} ms behind the bulk transfer");
 }
 
 /// Whether a node crashed for longer than `limit` (or until the end of the run).

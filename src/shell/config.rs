@@ -147,6 +147,7 @@ pub struct MediumSection {
     keep_alive: Option<String>,
     congestion: Option<String>,
     initial_window: Option<String>,
+    pace: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -457,6 +458,12 @@ pub fn medium_config(
     if let Some(w) = &m.initial_window {
         t.initial_window = Some(field(&k("initial_window"), parse_size(w))?);
     }
+    if let Some(p) = m.pace {
+        if !(0.0..=1.0).contains(&p) {
+            return Err((k("pace"), format!("{p}: expected a share of the bandwidth, 0 to 1")));
+        }
+        t.pace = p;
+    }
     Ok((c, t))
 }
 
@@ -545,6 +552,22 @@ reason = "no"
         assert_eq!(c.core.policy.rules.len(), 1 + Policy::safe_defaults().len());
     }
 
+    #[test]
+    fn known_rate_links_are_paced_unless_told_not_to() {
+        let c = parse(GOOD, Path::new("node.toml")).unwrap();
+        // BBR: not paced by relaymesh.
+        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), None);
+        let text = GOOD.replacen(r#"congestion = "bbr""#, "bandwidth = \"2Mbps\"", 1);
+        let c = parse(&text, Path::new("node.toml")).unwrap();
+        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), Some(1_900_000));
+        let c = parse(&text.replacen("cost = 10", "pace = 0.5", 1), Path::new("n")).unwrap();
+        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), Some(1_000_000));
+        let c = parse(&text.replacen("cost = 10", "pace = 0", 1), Path::new("n")).unwrap();
+        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), None);
+        // Cubic media are not paced.
+        assert_eq!(c.transport(Medium::Wireless).pacing_bps(), None);
+    }
+
     fn check(text: &str, key: &str, reason: &str) {
         let e = parse(text, Path::new("node.toml")).unwrap_err();
         assert_eq!(e.file, "node.toml");
@@ -587,6 +610,11 @@ reason = "no"
             &replace(r#"action = "deny""#, r#"action = "maybe""#),
             "policy.rule[0].action",
             "allow or deny",
+        );
+        check(
+            &replace("cost = 10", "pace = 1.5"),
+            "media.satellite.pace",
+            "share of the bandwidth",
         );
         check("node = ", "-", "line 1");
         let e = parse(&replace("ca = ", "# ca = "), Path::new("node.toml")).unwrap_err();

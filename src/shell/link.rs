@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::driver::Command;
+use super::pacing::Pacer;
 use super::tls;
 use super::traffic::{Channel, LinkBytes, Traffic};
 use crate::core::frame::Frame;
@@ -90,6 +91,8 @@ pub struct LinkContext {
     pub traffic: Traffic,
     /// This node announces `compact-v1`: its offer streams take compact offers.
     pub compact: bool,
+    /// Rates (bits per second) the links of paced media are held to (see `shell::pacing`).
+    pub pacing: Arc<std::collections::BTreeMap<Medium, u64>>,
 }
 
 /// Connections held per peer identity, and how many refusals were logged lately.
@@ -208,6 +211,7 @@ pub struct LinkHandle {
     control: mpsc::UnboundedSender<Frame>,
     classes: [mpsc::UnboundedSender<Frame>; 4],
     bytes: Arc<LinkBytes>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl LinkHandle {
@@ -221,6 +225,9 @@ impl LinkHandle {
                 // Datagrams may be dropped; that is what probes measure.
                 let datagram = wire::encode_datagram(&frame);
                 self.bytes.add(true, Channel::Datagram, datagram.len());
+                if let Some(p) = &self.pacer {
+                    p.urgent(datagram.len());
+                }
                 let _ = self.conn.send_datagram(datagram);
             }
             _ => {
@@ -462,13 +469,18 @@ async fn run(
         let bytes = ctx.traffic.link(&hello.node, medium);
         // Compact offers only to a peer that takes them (an older one gets plain envelopes).
         let compact = ctx.compact && hello.capabilities.iter().any(|c| c == compact::CAPABILITY);
+        let pacer = ctx
+            .pacing
+            .get(&medium)
+            .and_then(|&bps| Pacer::new(bps, 1.0, tokio::time::Instant::now()))
+            .map(Arc::new);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let mut class_txs = Vec::with_capacity(4);
         for p in 0..4 {
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
-            let writer = class_writer(conn.clone(), p, rx, bytes.clone(), compact);
-            tokio::spawn(writer.in_current_span());
+            let out = Out { conn: conn.clone(), bytes: bytes.clone(), pacer: pacer.clone() };
+            tokio::spawn(class_writer(out, p, rx, compact).in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -485,6 +497,7 @@ async fn run(
             control: control_tx,
             classes,
             bytes: bytes.clone(),
+            pacer: pacer.clone(),
         };
         let info = LinkInfo {
             peer: hello.node.clone(),
@@ -499,9 +512,8 @@ async fn run(
             conn.close(VarInt::from_u32(codes::CLOSE_NORMAL), b"node stopping");
             return "node stopping".into();
         }
-        tokio::spawn(
-            control_writer(conn.clone(), control_send, control_rx, bytes.clone()).in_current_span(),
-        );
+        let out = Out { conn: conn.clone(), bytes: bytes.clone(), pacer };
+        tokio::spawn(control_writer(out, control_send, control_rx).in_current_span());
         let reader = Reader { ctx: ctx.clone(), conn: conn.clone(), link, bytes: bytes.clone() };
         tokio::spawn(reader.clone().read_stream(control_recv, decoder, true).in_current_span());
         tokio::spawn(reader.clone().accept_streams().in_current_span());
@@ -517,13 +529,17 @@ async fn run(
     .await
 }
 
-/// Writes custody answers and link-state frames on the control stream.
-async fn control_writer(
+/// What a link's writers share: the connection, its byte counts and its pacer.
+struct Out {
     conn: Connection,
-    mut send: SendStream,
-    mut rx: mpsc::UnboundedReceiver<Frame>,
     bytes: Arc<LinkBytes>,
-) {
+    pacer: Option<Arc<Pacer>>,
+}
+
+/// Writes custody answers and link-state frames on the control stream. They are small and
+/// urgent: a paced link counts them but never holds them back.
+async fn control_writer(out: Out, mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Frame>) {
+    let Out { conn, bytes, pacer } = out;
     let _ = send.set_priority(CONTROL_PRIORITY);
     let mut batch = Vec::with_capacity(64);
     let mut buf = BytesMut::new();
@@ -532,6 +548,9 @@ async fn control_writer(
             wire::encode_frame(&f, &mut buf);
         }
         bytes.add(true, Channel::Control, buf.len());
+        if let Some(p) = &pacer {
+            p.urgent(buf.len());
+        }
         if let Err(e) = send.write_chunk(buf.split().freeze()).await {
             conn.close(
                 VarInt::from_u32(codes::CLOSE_NORMAL),
@@ -542,14 +561,17 @@ async fn control_writer(
     }
 }
 
-/// Writes one precedence's offers on its own stream, opened when first needed.
+/// Writes one precedence's offers on its own stream, opened when first needed. On a paced
+/// link, bulk goes in chunks at the pacer's rate and FLASH and IMMEDIATE go at once.
 async fn class_writer(
-    conn: Connection,
+    out: Out,
     priority: i32,
     mut rx: mpsc::UnboundedReceiver<Frame>,
-    bytes: Arc<LinkBytes>,
     compact: bool,
 ) {
+    let Out { conn, bytes, pacer } = out;
+    let urgent =
+        Precedence::from_index(priority as usize).is_some_and(|p| p >= Precedence::Immediate);
     let mut stream: Option<SendStream> = None;
     let mut batch = Vec::with_capacity(256);
     let mut buf = BytesMut::new();
@@ -576,11 +598,29 @@ async fn class_writer(
             }
         }
         let Some(s) = stream.as_mut() else { return };
-        if let Err(e) = s.write_chunk(buf.split().freeze()).await {
-            // The peer stopped the stream (it found a frame malformed) or the connection is
-            // gone. Close the link: whatever was not acknowledged is offered again.
-            conn.close(VarInt::from_u32(codes::MALFORMED), format!("offer stream: {e}").as_bytes());
-            return;
+        let data = buf.split().freeze();
+        // A paced link takes bulk a chunk at a time (the stream is a byte stream: a chunk may
+        // end inside a frame); urgent offers and unpaced links take it all at once.
+        let step = match &pacer {
+            Some(p) if !urgent => p.chunk(),
+            _ => data.len().max(1),
+        };
+        for start in (0..data.len()).step_by(step) {
+            let piece = data.slice(start..(start + step).min(data.len()));
+            match &pacer {
+                Some(p) if urgent => p.urgent(piece.len()),
+                Some(p) => p.bulk(piece.len()).await,
+                None => {}
+            }
+            if let Err(e) = s.write_chunk(piece).await {
+                // The peer stopped the stream (it found a frame malformed) or the connection
+                // is gone. Close the link: whatever was not acknowledged is offered again.
+                conn.close(
+                    VarInt::from_u32(codes::MALFORMED),
+                    format!("offer stream: {e}").as_bytes(),
+                );
+                return;
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod congestion;
 pub mod driver;
 pub mod link;
+pub mod pacing;
 pub mod redb_store;
 pub mod tls;
 pub mod traffic;
@@ -165,6 +166,9 @@ impl Relay {
 
         let quic = QuicConfigs::new(&spec.creds, spec.clock)?;
         let reset = spec.creds.reset_secret();
+        let settings = |m: Medium| {
+            spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))
+        };
         let ctx = LinkContext {
             node: spec.core.node.clone(),
             role: spec.core.role,
@@ -178,9 +182,12 @@ impl Relay {
             admission: Arc::default(),
             traffic: spec.traffic.clone(),
             compact: spec.compact_offers,
-        };
-        let settings = |m: Medium| {
-            spec.transport.get(&m).cloned().unwrap_or_else(|| TransportSettings::default_for(m))
+            pacing: Arc::new(
+                Medium::ALL
+                    .into_iter()
+                    .filter_map(|m| Some((m, settings(m).pacing_bps()?)))
+                    .collect(),
+            ),
         };
         let mut endpoints: Vec<(Medium, Endpoint)> = Vec::new();
         for l in spec.listeners {

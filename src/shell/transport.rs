@@ -57,6 +57,9 @@ pub struct TransportSettings {
     pub bandwidth_bps: u64,
     /// Window over the bandwidth-delay product for `known-rate`.
     pub headroom: f64,
+    /// Share of `bandwidth` a `known-rate` link's bulk offers are paced to (0: not paced);
+    /// see `shell::pacing`.
+    pub pace: f64,
 }
 
 impl TransportSettings {
@@ -78,6 +81,7 @@ impl TransportSettings {
             send_window: 32 << 20,
             bandwidth_bps: crate::core::MediumConfig::default_for(m).bandwidth_bps,
             headroom: 1.1,
+            pace: super::pacing::DEFAULT_PACE,
         };
         match m {
             Medium::Satellite => TransportSettings {
@@ -92,6 +96,12 @@ impl TransportSettings {
             },
             Medium::Wireless | Medium::Public => base,
         }
+    }
+
+    /// The rate (bits per second) this medium's links are paced to, if they are.
+    pub fn pacing_bps(&self) -> Option<u64> {
+        let paced = self.congestion == Congestion::KnownRate && self.pace > 0.0;
+        paced.then(|| (self.bandwidth_bps as f64 * self.pace.min(1.0)) as u64).filter(|&r| r > 0)
     }
 
     /// The quinn transport configuration these settings describe.
