@@ -323,9 +323,16 @@ fn envelope(
     payload: Bytes,
     now: Time,
 ) -> Envelope {
+    // As a node numbers its own messages (`Node::new_id`): the counter, little-endian, then
+    // eight bytes that are this run's.
+    static RUN: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        (t.map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())).to_le_bytes()
+    });
     let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&n.to_be_bytes());
-    id[8..].copy_from_slice(&now.as_micros().to_be_bytes());
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    id[8..].copy_from_slice(run);
     Envelope {
         id: MessageId(id),
         origin: origin.clone(),
@@ -373,7 +380,7 @@ pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<Delive
                     let age_us = clock.now().saturating_since(envelope.created).as_micros() as u64;
                     let mut n = [0u8; 8];
                     n.copy_from_slice(&envelope.id.0[..8]);
-                    let n = u64::from_be_bytes(n);
+                    let n = u64::from_le_bytes(n);
                     let _ = out.send(Delivery { n, age_us, precedence: envelope.precedence });
                     results.push(CustodyResult {
                         offer,

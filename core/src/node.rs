@@ -6,7 +6,7 @@ use rustc_hash::FxHashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::answers::Answers;
@@ -151,6 +151,9 @@ pub struct Node {
     pub(super) cfg: CoreConfig,
     pub(super) store: Box<dyn Store>,
     pub(super) rng: ChaCha8Rng,
+    /// The random half of this run's message ids, and the counter of the other half.
+    pub(super) id_run: [u8; 8],
+    pub(super) id_counter: u64,
     pub(super) next_seq: u64,
     pub(super) next_cursor: u64,
     pub(super) read_cursor: u64,
@@ -262,6 +265,8 @@ impl Node {
             cfg,
             store,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            id_run: [0; 8],
+            id_counter: 0,
             next_seq: 0,
             next_cursor: 0,
             read_cursor: 0,
@@ -299,6 +304,7 @@ impl Node {
             store_generation: 0,
             withdrawn: Vec::new(),
         };
+        (node.id_run, node.id_counter) = (node.rng.random(), node.rng.random());
         node.load(now)?;
         node.load_trust()?;
         Ok(node)
@@ -818,11 +824,15 @@ impl Node {
         self.last_advert.is_none_or(|t| now >= t + ADVERT_MIN_INTERVAL)
     }
 
-    /// The next message id: random, so ids stay unique across restarts and nodes.
+    /// The next message id: a counter (the first 8 bytes, little-endian) and 8 random bytes
+    /// drawn when the node opened, so ids stay unique across restarts and nodes, and each
+    /// one on a link costs two bytes after the one before (`CompactEnvelope.id_delta`). The
+    /// counter's low bytes come first, where compact acceptances take their fingerprint.
     pub(super) fn new_id(&mut self) -> MessageId {
-        use rand::RngCore;
+        self.id_counter = self.id_counter.wrapping_add(1);
         let mut id = [0u8; 16];
-        self.rng.fill_bytes(&mut id);
+        id[..8].copy_from_slice(&self.id_counter.to_le_bytes());
+        id[8..].copy_from_slice(&self.id_run);
         MessageId(id)
     }
 }

@@ -6,8 +6,8 @@
 //!   deltas it holds; it stops at the first error, as the shell does.
 //! - mode odd: `rest` describes envelopes (origin, destinations, address, batch sizes, which
 //!   envelopes of each batch cross, in which order, and how they are grouped into writes);
-//!   they are sealed, encoded on one stream and decoded: what comes out must equal what went
-//!   in, seals included.
+//!   they are sealed, encoded on one stream (with ids relative to the one before, `compact-v2`,
+//!   when mode & 2) and decoded: what comes out must equal what went in, seals included.
 #![no_main]
 
 use std::time::Duration;
@@ -79,14 +79,15 @@ fn decode_stream(data: &[u8]) {
     }
 }
 
-fn round_trip(data: &[u8]) {
+fn round_trip(data: &[u8], deltas: bool) {
     let mut input = Input(data);
     let mut offers = Vec::new();
     let mut id = 0u32;
     let mut offer = 0u64;
     // Up to 12 batches.
     for b in 0..(input.byte() % 12) {
-        let origin = node(input.byte());
+        let origin_byte = input.byte();
+        let origin = node(origin_byte);
         let count = usize::from(input.byte() % 20) + 1;
         let spread = input.byte();
         let mut envs: Vec<Envelope> = (0..count)
@@ -103,8 +104,14 @@ fn round_trip(data: &[u8]) {
                 } else {
                     Address::parse("group:all").unwrap_or(Address::Node(dests[0].clone()))
                 };
-                let mut raw = [0; 16];
-                raw[..4].copy_from_slice(&id.to_be_bytes());
+                // Numbered as nodes number them (a counter, then the origin's own bytes), now
+                // and then far off, or one of another numbering.
+                let mut raw = [origin_byte; 16];
+                let n = if spread & 16 == 0 { u64::from(id) } else { u64::from(id) << 33 };
+                raw[..8].copy_from_slice(&n.to_le_bytes());
+                if spread & 32 != 0 {
+                    raw[15] ^= i as u8;
+                }
                 Envelope {
                     id: MessageId(raw),
                     origin: origin.clone(),
@@ -149,7 +156,11 @@ fn round_trip(data: &[u8]) {
         let r = usize::from(input.byte()) % offers.len();
         offers.rotate_left(r);
     }
-    let mut enc = compact::OfferEncoder::new();
+    let mut enc = if deltas {
+        compact::OfferEncoder::with_id_deltas()
+    } else {
+        compact::OfferEncoder::new()
+    };
     let mut bytes = BytesMut::new();
     let mut rest = &offers[..];
     while !rest.is_empty() {
@@ -176,5 +187,5 @@ fn round_trip(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 2 == 0 { decode_stream(rest) } else { round_trip(rest) }
+    if mode % 2 == 0 { decode_stream(rest) } else { round_trip(rest, mode & 2 != 0) }
 });

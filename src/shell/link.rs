@@ -193,6 +193,7 @@ impl LinkContext {
             capabilities: ["custody", "lsdb"]
                 .into_iter()
                 .chain(self.compact.then_some(compact::CAPABILITY))
+                .chain(self.compact.then_some(compact::CAPABILITY_ID_DELTAS))
                 .map(String::from)
                 .collect(),
             medium,
@@ -468,7 +469,14 @@ async fn run(
     async move {
         let bytes = ctx.traffic.link(&hello.node, medium);
         // Compact offers only to a peer that takes them (an older one gets plain envelopes).
-        let compact = ctx.compact && hello.capabilities.iter().any(|c| c == compact::CAPABILITY);
+        let announced = |what: &str| hello.capabilities.iter().any(|c| c == what);
+        let compact = ctx.compact && announced(compact::CAPABILITY);
+        let id_deltas = compact && announced(compact::CAPABILITY_ID_DELTAS);
+        let encoder = move || match (compact, id_deltas) {
+            (false, _) => None,
+            (true, false) => Some(compact::OfferEncoder::new()),
+            (true, true) => Some(compact::OfferEncoder::with_id_deltas()),
+        };
         let pacer = ctx
             .pacing
             .get(&medium)
@@ -480,7 +488,7 @@ async fn run(
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
             let out = Out { conn: conn.clone(), bytes: bytes.clone(), pacer: pacer.clone() };
-            tokio::spawn(class_writer(out, p, rx, compact).in_current_span());
+            tokio::spawn(class_writer(out, p, rx, encoder()).in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -567,7 +575,7 @@ async fn class_writer(
     out: Out,
     priority: i32,
     mut rx: mpsc::UnboundedReceiver<Frame>,
-    compact: bool,
+    mut encoder: Option<compact::OfferEncoder>,
 ) {
     let Out { conn, bytes, pacer } = out;
     let urgent =
@@ -575,7 +583,6 @@ async fn class_writer(
     let mut stream: Option<SendStream> = None;
     let mut batch = Vec::with_capacity(256);
     let mut buf = BytesMut::new();
-    let mut encoder = compact.then(compact::OfferEncoder::new);
     while rx.recv_many(&mut batch, 1024).await > 0 {
         for f in &batch {
             if let Frame::Offer { envelope, .. } = f {
