@@ -96,7 +96,10 @@ async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
         let url = format!("http://127.0.0.1:{api}/v1/inbox?from={from}&limit=10000");
         let page: InboxDoc = http.get(url).send().await?.json().await?;
         for m in &page.messages {
-            out.push(m.id.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0));
+            // The id's first 8 bytes are the load source's counter, little-endian
+            // (`peer::envelope`), and the hex shows them in order.
+            let n = m.id.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok());
+            out.push(n.map_or(0, u64::swap_bytes));
         }
         match page.last {
             Some(last) if !page.messages.is_empty() => from = last + 1,
