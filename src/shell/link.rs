@@ -578,8 +578,8 @@ async fn class_writer(
     mut encoder: Option<compact::OfferEncoder>,
 ) {
     let Out { conn, bytes, pacer } = out;
-    let urgent =
-        Precedence::from_index(priority as usize).is_some_and(|p| p >= Precedence::Immediate);
+    let class = Precedence::from_index(priority as usize).unwrap_or(Precedence::Routine);
+    let urgent = class >= Precedence::Immediate;
     let mut stream: Option<SendStream> = None;
     let mut batch = Vec::with_capacity(256);
     let mut buf = BytesMut::new();
@@ -606,6 +606,11 @@ async fn class_writer(
         }
         let Some(s) = stream.as_mut() else { return };
         let data = buf.split().freeze();
+        // While this PRIORITY writer has something to send, ROUTINE waits.
+        let _busy = match &pacer {
+            Some(p) if priority == Precedence::Priority.index() as i32 => Some(p.priority_busy()),
+            _ => None,
+        };
         // A paced link takes bulk a chunk at a time (the stream is a byte stream: a chunk may
         // end inside a frame); urgent offers and unpaced links take it all at once.
         let step = match &pacer {
@@ -616,7 +621,7 @@ async fn class_writer(
             let piece = data.slice(start..(start + step).min(data.len()));
             match &pacer {
                 Some(p) if urgent => p.urgent(piece.len()),
-                Some(p) => p.bulk(piece.len()).await,
+                Some(p) => p.bulk(piece.len(), class).await,
                 None => {}
             }
             if let Err(e) = s.write_chunk(piece).await {
