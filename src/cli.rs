@@ -304,7 +304,12 @@ fn run(config_path: &Path) -> Outcome {
         .build()
         .map_err(Failure::runtime)?;
     rt.block_on(async move {
-        let store = RedbStore::open(&cfg.data_dir.join("store.redb"), cfg.store_cache)
+        let mut store = RedbStore::open(&cfg.data_dir.join("store.redb"), cfg.store_cache)
+            .map_err(|e| Failure::runtime(format!("store {}: {e}", cfg.data_dir.display())))?;
+        // Batches are written and synced by a thread of their own: forwarding never waits
+        // for the disk, acknowledgements do.
+        let landings = store
+            .in_background()
             .map_err(|e| Failure::runtime(format!("store {}: {e}", cfg.data_dir.display())))?;
         let mut listeners = Vec::new();
         for l in &cfg.listen {
@@ -328,6 +333,7 @@ fn run(config_path: &Path) -> Outcome {
             listeners,
             dials,
             store: Box::new(store),
+            landing: shell::driver::Landing::Reported(landings),
             clock: Clock::wall(),
             seed,
             max_batch: cfg.max_batch,

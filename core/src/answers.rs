@@ -15,6 +15,11 @@
 //!
 //! Answers leave in a stable order: released ones first, then the batch's in arrival order,
 //! then the relayed ones by held sequence number.
+//!
+//! When the commit is split (the store syncs in the background, `Node::commit_begin`), the
+//! batch's answers are sealed with it ([`Answers::seal`]) and wait for it to land
+//! ([`Answers::take_sealed`]); rule 2 still applies to them meanwhile. If the sealed batch
+//! fails, the batch opened on top of it fails with it: both sets go as "busy".
 
 use rustc_hash::FxHashMap;
 
@@ -31,6 +36,15 @@ pub(super) struct Answers {
     /// By the held seq of the relayed message.
     awaiting: FxHashMap<u64, Answer>,
     released: Vec<Answer>,
+    /// The answers of the batch in flight (split commits), waiting for it to land.
+    sealed: Option<Sealed>,
+}
+
+/// A sealed batch's answers: rule 1, then rule 2 by held seq.
+#[derive(Debug, Default)]
+struct Sealed {
+    at_commit: Vec<Answer>,
+    awaiting: FxHashMap<u64, Answer>,
 }
 
 impl Answers {
@@ -46,7 +60,10 @@ impl Answers {
 
     /// The next hop took custody of message `seq`: its upstream answer may go now.
     pub(super) fn downstream_took(&mut self, seq: u64) {
-        if let Some(answer) = self.awaiting.remove(&seq) {
+        let sealed = self.sealed.as_mut().map(|s| &mut s.awaiting);
+        if let Some(answer) =
+            self.awaiting.remove(&seq).or_else(|| sealed.and_then(|s| s.remove(&seq)))
+        {
             self.released.push(answer);
         }
     }
@@ -59,11 +76,38 @@ impl Answers {
     /// Everything the batch owed, for its commit: released answers, then the rest in order.
     pub(super) fn take_for_commit(&mut self) -> (Vec<Answer>, Vec<Answer>) {
         let released = self.take_released();
-        let mut rest = std::mem::take(&mut self.at_commit);
-        let mut awaiting: Vec<(u64, Answer)> = self.awaiting.drain().collect();
-        awaiting.sort_by_key(|(seq, _)| *seq);
-        rest.extend(awaiting.into_iter().map(|(_, a)| a));
+        // The open batch's answers, in the order a sealed batch's leave (any sealed batch
+        // stays sealed).
+        let sealed = self.sealed.take();
+        self.seal();
+        let rest = self.take_sealed();
+        self.sealed = sealed;
         (released, rest)
+    }
+
+    /// Seals the open batch's answers (rules 1 and 2) to wait for its commit to land.
+    pub(super) fn seal(&mut self) {
+        debug_assert!(self.sealed.is_none(), "one batch in flight at a time");
+        self.sealed = Some(Sealed {
+            at_commit: std::mem::take(&mut self.at_commit),
+            awaiting: std::mem::take(&mut self.awaiting),
+        });
+    }
+
+    /// The sealed batch's answers, in order, now that it has landed (or failed).
+    pub(super) fn take_sealed(&mut self) -> Vec<Answer> {
+        let Some(Sealed { mut at_commit, awaiting }) = self.sealed.take() else {
+            return Vec::new();
+        };
+        let mut awaiting: Vec<(u64, Answer)> = awaiting.into_iter().collect();
+        awaiting.sort_by_key(|(seq, _)| *seq);
+        at_commit.extend(awaiting.into_iter().map(|(_, a)| a));
+        at_commit
+    }
+
+    /// Whether a sealed batch's answers wait for it to land.
+    pub(super) fn sealed(&self) -> bool {
+        self.sealed.is_some()
     }
 
     /// Relayed messages of the open batch whose next hop has not accepted them yet.

@@ -18,7 +18,7 @@ use super::membership::{Binding, Membership};
 use super::queue::QueueIndex;
 use super::routing::{LocalLink, Routing};
 use super::schema::{self, meta};
-use super::store::{Store, StoreError, Table};
+use super::store::{Began, Store, StoreError, Table};
 use super::trust::{Credential, Revocations, SealCache};
 use super::types::{
     Address, Envelope, MessageId, NodeId, Outcome, Precedence, Time, TopicPattern, TrafficStatus,
@@ -137,6 +137,9 @@ pub struct Counters {
 ///    commit), and only then releases custody acknowledgements and events, and schedules new
 ///    offers. If it fails, the batch is rolled back as a whole: offers received in it are
 ///    answered "busy" (their senders keep them), submissions in it must be reported failed.
+///    With a store that syncs in the background, call [`Node::commit_begin`] instead, go on
+///    with step 2 while the batch is in flight, and hand its outcome to
+///    [`Node::commit_landed`] when the store reports it; seal the next batch after that.
 /// 4. Drain [`Node::poll_transmit`] and [`Node::poll_event`], read [`Node::poll_timeout`],
 ///    and go back to 2.
 ///
@@ -177,6 +180,8 @@ pub struct Node {
     /// Custody answers owed upstream, by the rule that releases them (see `core::answers`).
     pub(super) answers: Answers,
     pub(super) pending_events: Vec<Event>,
+    /// The events of the batch in flight, released when it lands.
+    pub(super) sealed_events: Vec<Event>,
     /// The first store error of the open batch; the batch will be rolled back.
     pub(super) poisoned: Option<StoreError>,
     pub(super) meta_dirty: bool,
@@ -284,6 +289,7 @@ impl Node {
             events: VecDeque::new(),
             answers: Answers::default(),
             pending_events: Vec::new(),
+            sealed_events: Vec::new(),
             poisoned: None,
             meta_dirty: false,
             counters: Counters::default(),
@@ -672,8 +678,29 @@ impl Node {
     }
 
     /// Makes the batch durable, then releases custody answers and events and schedules offers.
-    /// See the calling contract on [`Node`].
+    /// See the calling contract on [`Node`]. For a store that syncs in the background, use
+    /// [`Node::commit_begin`] and [`Node::commit_landed`].
     pub fn commit(&mut self, now: Time) -> Result<(), StoreError> {
+        match self.commit_begin(now)? {
+            Began::Durable => Ok(()),
+            Began::InFlight => Err(StoreError::Io(
+                "the store commits in the background: use commit_begin and commit_landed".into(),
+            )),
+        }
+    }
+
+    /// Seals the batch and starts making it durable (step 3 of the calling contract, split).
+    ///
+    /// If the store commits at once ([`Began::Durable`]) this is [`Node::commit`]. If it syncs
+    /// in the background ([`Began::InFlight`]), the node goes on at once: the batch's offers
+    /// are scheduled, a new batch opens on top of it, and the sealed batch's custody answers
+    /// and events wait for [`Node::commit_landed`] (but for acceptances released earlier by
+    /// the next hop, rule 2 of `core::answers`). Only one batch is in flight at a time: call
+    /// this again only after it landed. Errors are those of [`Node::commit`].
+    pub fn commit_begin(&mut self, now: Time) -> Result<Began, StoreError> {
+        if self.answers.sealed() {
+            return Err(StoreError::Io("a commit is already in flight".into()));
+        }
         self.seal_pending(now);
         if !self.withdrawn.is_empty() {
             self.guarded(|n| n.settle_withdrawn(now));
@@ -685,41 +712,91 @@ impl Node {
             self.guarded(Node::write_meta);
         }
         let wrote = self.store.dirty();
-        let result = match self.poisoned.take() {
+        let began = match self.poisoned.take() {
             Some(e) => Err(e),
-            None if wrote => self.store.commit(),
-            None => Ok(()),
+            None if wrote => self.store.begin_commit(),
+            None => Ok(Began::Durable),
         };
         // Conservatively, on failure too: the store is reloaded.
-        self.store_generation += u64::from(wrote || result.is_err());
-        match result {
-            Ok(()) => {
+        self.store_generation += u64::from(wrote || began.is_err());
+        match began {
+            Ok(Began::Durable) => {
                 self.release_custody(None);
                 self.events.extend(self.pending_events.drain(..));
-                if self.cfg.check_invariants && self.violation.is_none() {
-                    // The first violation is kept (and logged); the node runs on.
-                    if let Err(v) = self.check_invariants() {
-                        tracing::error!("{v}");
-                        self.events.push_back(Event::InvariantBroken { what: v.what.clone() });
-                        self.violation = Some(v);
-                    }
-                }
-                // The batch is durable whatever happens now. A store error while scheduling
-                // dooms the next batch instead, which rolls back and reloads.
-                if let Err(e) = self.fill(now) {
-                    self.poison(e);
-                }
+            }
+            Ok(Began::InFlight) => {
+                let released = self.answers.take_released();
+                self.send_custody(released, None);
+                self.answers.seal();
+                self.sealed_events = std::mem::take(&mut self.pending_events);
+            }
+            Err(e) => {
+                self.fail_batches(now, &e);
+                return Err(e);
+            }
+        }
+        self.check_after_commit();
+        // The batch is sealed whatever happens now. A store error while scheduling dooms the
+        // next batch instead, which rolls back and reloads.
+        if let Err(e) = self.fill(now) {
+            self.poison(e);
+        }
+        began
+    }
+
+    /// The batch in flight has landed with `landed` (what the store's background commit
+    /// reported). On success its custody answers and events are released. On failure it is
+    /// gone, and so is the batch opened on top of it: the answers of both go as "busy", their
+    /// submissions must be reported failed, and the node reloads from the last durable
+    /// commit. Returns the outcome.
+    pub fn commit_landed(
+        &mut self,
+        now: Time,
+        landed: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if !self.answers.sealed() {
+            return Err(StoreError::Io("no commit in flight".into()));
+        }
+        match self.store.end_commit(landed) {
+            Ok(()) => {
+                let answers = self.answers.take_sealed();
+                self.send_custody(answers, None);
+                self.events.extend(self.sealed_events.drain(..));
                 Ok(())
             }
             Err(e) => {
-                self.counters.store_failures += 1;
-                self.pending_events.clear();
-                self.release_custody(Some(&e));
-                if let Err(reload) = self.load(now) {
-                    self.poisoned = Some(reload);
-                }
+                self.store_generation += 1;
+                let answers = self.answers.take_sealed();
+                self.send_custody(answers, Some(&e));
+                self.sealed_events.clear();
+                self.poisoned = None;
+                self.fail_batches(now, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// A commit failed: the open batch is rolled back, its answers go as "busy", and every
+    /// in-memory index is rebuilt from the store.
+    fn fail_batches(&mut self, now: Time, e: &StoreError) {
+        self.counters.store_failures += 1;
+        self.pending_events.clear();
+        self.release_custody(Some(e));
+        if let Err(reload) = self.load(now) {
+            self.poisoned = Some(reload);
+        }
+    }
+
+    /// With `CoreConfig::check_invariants`, checks them once a batch is sealed; the first
+    /// violation is kept (and logged) and the node runs on.
+    fn check_after_commit(&mut self) {
+        if self.cfg.check_invariants
+            && self.violation.is_none()
+            && let Err(v) = self.check_invariants()
+        {
+            tracing::error!("{v}");
+            self.events.push_back(Event::InvariantBroken { what: v.what.clone() });
+            self.violation = Some(v);
         }
     }
 

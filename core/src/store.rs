@@ -6,6 +6,13 @@
 //! `commit`, or disappears at `rollback` (or at a crash). That is exactly what redb gives the shell
 //! (`crate::shell::redb_store`), what [`MemStore`] gives the core's tests and the simulator, and
 //! what [`FaultStore`] breaks on purpose.
+//!
+//! A commit may also be split in two, so that the node goes on working while the disk syncs:
+//! [`Store::begin_commit`] seals the open transaction (its writes stay readable) and opens a
+//! new one on top of it; the store's owner learns when the sealed batch is on disk (redb's
+//! writer thread says so, a simulated disk after a delay) and hands the outcome to
+//! [`Store::end_commit`]. At most one batch is sealed at a time. If it fails, the open
+//! transaction, built on it, is dropped with it; a crash before it lands loses both.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,6 +111,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What [`Store::begin_commit`] did with the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Began {
+    /// The batch is durable already.
+    Durable,
+    /// The batch is on its way to the disk; [`Store::end_commit`] will say how it went.
+    InFlight,
+}
+
 /// Visitor for [`Store::scan`]: return `false` to stop.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
@@ -133,6 +149,19 @@ pub trait Store: Send + fmt::Debug {
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Drops every change since the last commit.
     fn rollback(&mut self);
+    /// Seals the open transaction and starts making it durable; a new transaction opens on
+    /// top of it. A store that syncs at once commits here and says [`Began::Durable`]; one
+    /// that syncs in the background says [`Began::InFlight`], and [`Store::end_commit`]
+    /// follows when it has landed. Never called while a batch is in flight.
+    fn begin_commit(&mut self) -> Result<Began, StoreError> {
+        self.commit().map(|()| Began::Durable)
+    }
+    /// The batch in flight landed with `landed` (`Ok`: it is durable). On failure, the sealed
+    /// batch and everything written since are gone and the store is as after the previous
+    /// durable commit. Returns the outcome (a store may still fail a landed batch).
+    fn end_commit(&mut self, landed: Result<(), StoreError>) -> Result<(), StoreError> {
+        landed
+    }
     /// Whether there are changes since the last commit.
     fn dirty(&self) -> bool;
     /// Counters of the store's work, for metrics.
@@ -159,6 +188,8 @@ struct MemDisk {
     tables: Tables,
     /// Previous values of everything written since the last commit, oldest first.
     undo: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    /// How many of the `undo` entries belong to the batch in flight (split commits).
+    sealed: Option<usize>,
 }
 
 impl MemDisk {
@@ -166,7 +197,9 @@ impl MemDisk {
         self.tables.entry(t).or_default()
     }
 
+    /// Drops every write not yet durable: the open batch and the one in flight.
     fn rollback(&mut self) {
+        self.sealed = None;
         while let Some((t, k, old)) = self.undo.pop() {
             match old {
                 Some(v) => {
@@ -188,6 +221,8 @@ impl MemDisk {
 #[derive(Clone, Default)]
 pub struct MemStore {
     disk: Arc<Mutex<MemDisk>>,
+    /// Commits are split ([`MemStore::split_commits`]).
+    split: bool,
 }
 
 impl fmt::Debug for MemStore {
@@ -206,7 +241,14 @@ impl MemStore {
         self.clone()
     }
 
-    /// What survives power loss: the disk as of the last commit.
+    /// A handle whose [`Store::begin_commit`] leaves the batch in flight until
+    /// [`Store::end_commit`] (a disk that syncs in the background, for simulations).
+    pub fn split_commits(&self) -> MemStore {
+        MemStore { disk: self.disk.clone(), split: true }
+    }
+
+    /// What survives power loss: the disk as of the last durable commit (a batch in flight
+    /// is lost too).
     pub fn crash(&self) {
         self.lock().rollback();
     }
@@ -277,16 +319,55 @@ impl Store for MemStore {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        self.lock().undo.clear();
+        let mut d = self.lock();
+        d.undo.clear();
+        d.sealed = None;
         Ok(())
     }
 
+    /// Drops the open batch only; a batch in flight stays.
     fn rollback(&mut self) {
-        self.lock().rollback();
+        let mut d = self.lock();
+        let keep = d.sealed.unwrap_or(0);
+        while d.undo.len() > keep {
+            let Some((t, k, old)) = d.undo.pop() else { break };
+            match old {
+                Some(v) => d.table(t).insert(k, v),
+                None => d.table(t).remove(&k),
+            };
+        }
     }
 
     fn dirty(&self) -> bool {
-        !self.lock().undo.is_empty()
+        let d = self.lock();
+        d.undo.len() > d.sealed.unwrap_or(0)
+    }
+
+    fn begin_commit(&mut self) -> Result<Began, StoreError> {
+        if !self.split {
+            return self.commit().map(|()| Began::Durable);
+        }
+        let mut d = self.lock();
+        if d.sealed.is_some() {
+            return Err(StoreError::Io("a commit is already in flight".into()));
+        }
+        d.sealed = Some(d.undo.len());
+        Ok(Began::InFlight)
+    }
+
+    fn end_commit(&mut self, landed: Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut d = self.lock();
+        let Some(n) = d.sealed.take() else { return landed };
+        match landed {
+            Ok(()) => {
+                d.undo.drain(..n);
+                Ok(())
+            }
+            Err(e) => {
+                d.rollback();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -297,8 +378,10 @@ pub struct FaultPlan {
     pub fail_after_ops: Option<u64>,
     /// Refuse every `put` with [`StoreError::Full`] (deletes still work, as on a full disk).
     pub full: bool,
-    /// Fail every commit with an I/O error.
+    /// Fail every commit with an I/O error (before anything is written).
     pub fail_commits: bool,
+    /// Fail every split commit as it lands (after the batch was sealed and the node went on).
+    pub fail_landings: bool,
 }
 
 /// Wraps a store and injects the faults of a shared [`FaultPlan`].
@@ -401,6 +484,40 @@ impl<S: Store> Store for FaultStore<S> {
     fn dirty(&self) -> bool {
         self.inner.dirty()
     }
+
+    fn begin_commit(&mut self) -> Result<Began, StoreError> {
+        let failure = if self.poisoned {
+            Some(if self.plan().full {
+                StoreError::Full
+            } else {
+                StoreError::Io("transaction failed earlier".into())
+            })
+        } else if self.plan().fail_commits {
+            Some(StoreError::Io("injected commit failure".into()))
+        } else {
+            self.tick().err()
+        };
+        self.poisoned = false;
+        if let Some(e) = failure {
+            self.inner.rollback();
+            return Err(e);
+        }
+        self.inner.begin_commit()
+    }
+
+    fn end_commit(&mut self, landed: Result<(), StoreError>) -> Result<(), StoreError> {
+        let landed = match landed {
+            Ok(()) if self.plan().fail_landings => {
+                Err(StoreError::Io("injected failure as the commit landed".into()))
+            }
+            other => other,
+        };
+        // A write that failed meanwhile belongs to the open batch, which a failure drops.
+        if landed.is_err() {
+            self.poisoned = false;
+        }
+        self.inner.end_commit(landed)
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +542,53 @@ mod tests {
             disk.crash();
             Box::new(disk.handle())
         });
+    }
+
+    #[test]
+    fn the_memory_store_keeps_the_contract_of_split_commits() {
+        let disk = MemStore::new();
+        crate::store_contract::check_split(
+            &mut |old| {
+                drop(old);
+                disk.crash();
+                Box::new(disk.split_commits())
+            },
+            &mut || Ok(()),
+        );
+    }
+
+    #[test]
+    fn a_failed_landing_drops_the_sealed_batch_and_the_open_one() {
+        let (mut s, plan) = FaultStore::new(MemStore::new().split_commits());
+        s.put(Table::Meta, b"kept", b"1").unwrap();
+        s.commit().unwrap();
+        s.put(Table::Meta, b"sealed", b"2").unwrap();
+        assert_eq!(s.begin_commit(), Ok(Began::InFlight));
+        s.put(Table::Meta, b"open", b"3").unwrap();
+        s.put(Table::Meta, b"kept", b"changed").unwrap();
+        plan.lock().unwrap().fail_landings = true;
+        assert!(matches!(s.end_commit(Ok(())), Err(StoreError::Io(_))));
+        plan.lock().unwrap().fail_landings = false;
+        assert!(!s.dirty());
+        assert_eq!(keys(&mut s, Table::Meta), vec![b"kept".to_vec()]);
+        assert_eq!(s.get(Table::Meta, b"kept").unwrap(), Some(b"1".to_vec()));
+        // And the store goes on.
+        s.put(Table::Meta, b"after", b"4").unwrap();
+        assert_eq!(s.begin_commit(), Ok(Began::InFlight));
+        assert_eq!(s.end_commit(Ok(())), Ok(()));
+        assert_eq!(keys(&mut s, Table::Meta), vec![b"after".to_vec(), b"kept".to_vec()]);
+    }
+
+    #[test]
+    fn rolling_back_the_open_batch_keeps_the_one_in_flight() {
+        let mut s = MemStore::new().split_commits();
+        s.put(Table::Meta, b"sealed", b"1").unwrap();
+        assert_eq!(s.begin_commit(), Ok(Began::InFlight));
+        assert!(s.begin_commit().is_err(), "one batch in flight at a time");
+        s.put(Table::Meta, b"open", b"2").unwrap();
+        s.rollback();
+        assert_eq!(s.end_commit(Ok(())), Ok(()));
+        assert_eq!(keys(&mut s, Table::Meta), vec![b"sealed".to_vec()]);
     }
 
     #[test]

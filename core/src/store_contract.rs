@@ -9,7 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::store::{Store, Table};
+use super::store::{Began, Store, StoreError, Table};
 
 /// Opens the store under test again over the same backing, as after a crash: what was not
 /// committed is gone. It is handed the old store (if any) to drop first.
@@ -147,6 +147,72 @@ fn tables_are_independent(reopen: Reopen<'_>) {
         s.delete(*t, b"same-key").unwrap();
     }
     s.commit().unwrap();
+    reopen(Some(s));
+}
+
+/// Waits until the batch in flight of a store in the background has landed and returns how
+/// (what the store's owner would hand to `end_commit`).
+pub type Land<'a> = &'a mut dyn FnMut() -> Result<(), StoreError>;
+
+/// The contract of split commits, for a store whose `begin_commit` leaves batches in flight.
+pub fn check_split(reopen: Reopen<'_>, land: Land<'_>) {
+    sealed_writes_stay_readable_and_land(reopen, land);
+    a_crash_in_flight_keeps_all_or_nothing_of_the_sealed_batch(reopen, land);
+}
+
+fn sealed_writes_stay_readable_and_land(reopen: Reopen<'_>, land: Land<'_>) {
+    let mut s = reopen(None);
+    s.put(Table::Queue, b"a", b"1").unwrap();
+    s.put(Table::Queue, b"b", b"2").unwrap();
+    s.insert_new(Table::Queue, b"d", b"4").unwrap();
+    assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+    assert!(!s.dirty(), "a sealed batch is not the open one");
+    assert_eq!(s.get(Table::Queue, b"a").unwrap(), Some(b"1".to_vec()));
+    // A new batch on top of the sealed one.
+    s.put(Table::Queue, b"c", b"3").unwrap();
+    assert!(s.delete(Table::Queue, b"a").unwrap(), "the sealed write is there to delete");
+    assert!(!s.delete(Table::Queue, b"a").unwrap());
+    assert!(s.delete(Table::Queue, b"d").unwrap(), "a fresh key sealed is not fresh any more");
+    s.put(Table::Queue, b"b", b"22").unwrap();
+    let open = vec![(b"b".to_vec(), b"22".to_vec()), (b"c".to_vec(), b"3".to_vec())];
+    assert_eq!(keys(s.as_mut(), Table::Queue, b"", None), open);
+    assert_eq!(keys(s.as_mut(), Table::Queue, b"b", Some(b"c")), open[..1].to_vec());
+    assert!(s.dirty());
+    let landed = land();
+    s.end_commit(landed).unwrap();
+    assert_eq!(keys(s.as_mut(), Table::Queue, b"", None), open, "the open batch survives");
+    assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+    let landed = land();
+    s.end_commit(landed).unwrap();
+    assert!(!s.dirty());
+    let mut s = reopen(Some(s));
+    assert_eq!(keys(s.as_mut(), Table::Queue, b"", None), open);
+    s.delete(Table::Queue, b"b").unwrap();
+    s.delete(Table::Queue, b"c").unwrap();
+    assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+    let landed = land();
+    s.end_commit(landed).unwrap();
+    reopen(Some(s));
+}
+
+fn a_crash_in_flight_keeps_all_or_nothing_of_the_sealed_batch(reopen: Reopen<'_>, land: Land<'_>) {
+    let mut s = reopen(None);
+    s.put(Table::Inbox, b"x", b"1").unwrap();
+    s.put(Table::Inbox, b"y", b"2").unwrap();
+    assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+    s.put(Table::Inbox, b"z", b"open").unwrap();
+    // Power fails before the store says whether the batch landed: it may have or not.
+    let mut s = reopen(Some(s));
+    let found = keys(s.as_mut(), Table::Inbox, b"", None);
+    let sealed = vec![(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())];
+    assert!(found.is_empty() || found == sealed, "half a batch or the open one: {found:?}");
+    for (k, _) in found {
+        s.delete(Table::Inbox, &k).unwrap();
+    }
+    if s.begin_commit().unwrap() == Began::InFlight {
+        let landed = land();
+        s.end_commit(landed).unwrap();
+    }
     reopen(Some(s));
 }
 

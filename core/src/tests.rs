@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::frame::Frame;
-use super::store::{FaultPlan, FaultStore, MemStore, Table};
+use super::store::{Began, FaultPlan, FaultStore, MemStore, Table};
 use super::types::Outcome;
 use super::*;
 
@@ -51,6 +51,12 @@ struct Harness {
     frames_seen: BTreeMap<&'static str, u64>,
     /// A node whose outgoing offers are altered on the wire (a compromised relay).
     tamper: Option<String>,
+    /// Nodes whose disks sync in the background, taking this long per batch (split commits).
+    disk_sync: BTreeMap<String, Duration>,
+    /// When each such node's batch in flight lands.
+    landing: BTreeMap<String, Time>,
+    /// When each (node, message) delivery event came out.
+    delivery_times: BTreeMap<(String, MessageId), Time>,
 }
 
 impl Harness {
@@ -70,7 +76,16 @@ impl Harness {
             seals_seen: Vec::new(),
             frames_seen: BTreeMap::new(),
             tamper: None,
+            disk_sync: BTreeMap::new(),
+            landing: BTreeMap::new(),
+            delivery_times: BTreeMap::new(),
         }
+    }
+
+    /// From now on (and after restarts) `name`'s disk takes `sync` to land each batch.
+    fn slow_disk(&mut self, name: &str, sync: Duration) {
+        self.disk_sync.insert(name.to_owned(), sync);
+        self.open(name);
     }
 
     fn add(&mut self, name: &str, role: Role) -> &mut Harness {
@@ -88,7 +103,11 @@ impl Harness {
     }
 
     fn open(&mut self, name: &str) {
-        let disk = self.disks[name].handle();
+        let disk = match self.disk_sync.contains_key(name) {
+            true => self.disks[name].split_commits(),
+            false => self.disks[name].handle(),
+        };
+        self.landing.remove(name);
         let (store, plan) = FaultStore::new(disk);
         self.faults.insert(name.to_owned(), plan);
         // Every node its own seed, as in production: equal seeds would mean equal message ids.
@@ -152,6 +171,7 @@ impl Harness {
 
     fn crash(&mut self, name: &str) {
         self.nodes.remove(name);
+        self.landing.remove(name);
         self.disks[name].crash();
         let links: Vec<(End, usize)> = self
             .wires
@@ -180,8 +200,35 @@ impl Harness {
             status: TrafficStatus::Actual,
         };
         let id = self.node(from).handle_submit(now, sub).unwrap();
-        self.node(from).commit(now).unwrap();
+        if !self.disk_sync.contains_key(from) {
+            self.node(from).commit(now).unwrap();
+        }
         id
+    }
+
+    /// Commits a node as the driver does; whether a batch was sealed (and the invariants
+    /// may be checked). A node with a slow disk lands its batch in flight once it is due,
+    /// then seals the next one.
+    fn commit(&mut self, name: &str) -> bool {
+        let now = self.now;
+        let Some(&sync) = self.disk_sync.get(name) else {
+            return self.node(name).commit(now).is_ok();
+        };
+        if self.landing.get(name).is_some_and(|t| *t <= now) {
+            self.landing.remove(name);
+            let _ = self.node(name).commit_landed(now, Ok(()));
+        }
+        if self.landing.contains_key(name) || !self.node(name).needs_commit() {
+            return false;
+        }
+        match self.node(name).commit_begin(now) {
+            Ok(Began::InFlight) => {
+                self.landing.insert(name.to_owned(), now + sync);
+                true
+            }
+            Ok(Began::Durable) => true,
+            Err(_) => false,
+        }
     }
 
     fn peer_of(&self, node: &str, link: LinkId) -> Option<(String, LinkId, Duration)> {
@@ -201,10 +248,11 @@ impl Harness {
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         for name in names {
             let now = self.now;
-            let node = self.nodes.get_mut(&name).unwrap();
             // As the driver does: offers may leave before the commit (cut-through).
-            node.schedule(now);
-            if node.commit(now).is_ok() {
+            self.node(&name).schedule(now);
+            let sealed = self.commit(&name);
+            let node = self.nodes.get_mut(&name).unwrap();
+            if sealed {
                 // The check's reads are not the test's operations: no fault counts them.
                 let plan = self.faults.get(&name).cloned();
                 let held = plan.as_ref().map(|p| p.lock().unwrap().fail_after_ops.take());
@@ -219,6 +267,9 @@ impl Harness {
                 out.push(t);
             }
             while let Some(e) = node.poll_event() {
+                if let Event::Delivered { id, .. } = &e {
+                    self.delivery_times.entry((name.clone(), *id)).or_insert(now);
+                }
                 self.events.push((name.clone(), e));
             }
             for mut t in out {
@@ -254,7 +305,12 @@ impl Harness {
             );
             self.flush();
             let next_frame = self.flight.iter().map(|f| (f.0, f.1)).min();
-            let next_timer = self.nodes.values().filter_map(Node::poll_timeout).min();
+            let next_timer = self
+                .nodes
+                .values()
+                .filter_map(Node::poll_timeout)
+                .chain(self.landing.values().copied())
+                .min();
             let next = match (next_frame.map(|f| f.0), next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => a.or(b).unwrap_or(until),
@@ -558,6 +614,86 @@ fn a_failed_commit_loses_nothing_and_the_sender_retries() {
     assert!(h.delivered_ids("b").is_empty());
     assert_eq!(h.node("a").held_messages(), 3, "busy answers leave the copies with the sender");
     h.faults["b"].lock().unwrap().fail_commits = false;
+    h.run_for(Duration::from_secs(40));
+    assert_eq!(h.delivered_ids("b"), ids);
+    assert_eq!(h.node("a").held_messages(), 0);
+}
+
+/// When `name` delivered message `id` (the event's time is when the batch landed: events
+/// wait for the commit).
+fn delivered_at(h: &Harness, name: &str, id: MessageId) -> Option<Time> {
+    h.delivery_times.get(&(name.to_owned(), id)).copied()
+}
+
+#[test]
+fn a_relay_with_a_slow_disk_forwards_at_once_and_acknowledges_when_its_batch_lands() {
+    let mut h = three_in_a_row();
+    let sync = Duration::from_millis(300);
+    h.slow_disk("b", sync);
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.connect("b", "c", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(2));
+    // Through b: c has it two hops later, not a disk sync later; c's acceptance frees b's
+    // answer to a early (rule 2), so a lets go of its copy well before b's batch lands.
+    let sent = h.now;
+    let through = h.submit("a", "node:c", Precedence::Flash, Duration::from_secs(600));
+    h.run_for(Duration::from_millis(60));
+    let at = delivered_at(&h, "c", through).expect("delivered through b before its disk synced");
+    let took = at.saturating_since(sent);
+    assert!(took < Duration::from_millis(60), "took {took:?}");
+    assert_eq!(h.node("a").held_messages(), 0, "a's copy released once c had it");
+    // To b itself: delivered (and acknowledged) only when b's batch is on its disk.
+    let sent = h.now;
+    let to_b = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(600));
+    h.run_for(Duration::from_millis(200));
+    assert_eq!(h.node("a").held_messages(), 1, "a keeps its copy while b's disk syncs");
+    assert_eq!(delivered_at(&h, "b", to_b), None, "no delivery event before the batch lands");
+    h.run_for(Duration::from_millis(400));
+    let at = delivered_at(&h, "b", to_b).expect("delivered once the batch landed");
+    let took = at.saturating_since(sent);
+    assert!(took >= sync, "reported delivered after {took:?}, before the disk synced");
+    assert_eq!(h.node("a").held_messages(), 0);
+}
+
+#[test]
+fn a_batch_that_fails_as_it_lands_takes_the_next_one_with_it_and_loses_nothing() {
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Township);
+    h.slow_disk("b", Duration::from_millis(300));
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(1));
+    h.faults["b"].lock().unwrap().fail_landings = true;
+    // Two batches: the second arrives while the first is in flight, on top of it.
+    let mut ids = vec![h.submit("a", "node:b", Precedence::Priority, Duration::from_secs(600))];
+    h.run_for(Duration::from_millis(100));
+    ids.push(h.submit("a", "node:b", Precedence::Priority, Duration::from_secs(600)));
+    h.run_for(Duration::from_secs(1));
+    assert!(h.delivered_ids("b").is_empty());
+    assert_eq!(h.node("b").held_messages(), 0, "nothing of either batch is left at b");
+    assert_eq!(h.node("a").held_messages(), 2, "busy answers leave the copies with the sender");
+    h.faults["b"].lock().unwrap().fail_landings = false;
+    h.run_for(Duration::from_secs(40));
+    assert_eq!(h.delivered_ids("b"), ids, "each once, in order");
+    assert_eq!(h.node("a").held_messages(), 0);
+}
+
+#[test]
+fn a_crash_while_a_batch_is_in_flight_loses_nothing_and_delivers_once() {
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Township);
+    h.slow_disk("b", Duration::from_millis(300));
+    let ab = h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(1));
+    let ids: Vec<_> = (0..5)
+        .map(|_| h.submit("a", "node:b", Precedence::Immediate, Duration::from_secs(600)))
+        .collect();
+    h.run_for(Duration::from_millis(100));
+    assert!(h.landing.contains_key("b"), "b's batch is in flight");
+    h.crash("b");
+    let _ = ab;
+    h.open("b");
+    assert_eq!(h.node("b").held_messages(), 0, "the batch in flight was lost with the power");
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
     h.run_for(Duration::from_secs(40));
     assert_eq!(h.delivered_ids("b"), ids);
     assert_eq!(h.node("a").held_messages(), 0);

@@ -142,6 +142,9 @@ pub struct Scenario {
     pub media: BTreeMap<Medium, (MediumConfig, TransportSettings)>,
     /// `[limits] advert_lifetime`: every node's (default: the relay's).
     pub advert_lifetime: Option<Duration>,
+    /// `[limits] disk_sync`: how long every node's disk takes to make a batch durable. Nodes
+    /// forward meanwhile and acknowledge when it has landed (default 0: at once).
+    pub disk_sync: Duration,
     /// Every node checks its invariants after every commit (`--check-invariants`; slower).
     pub check_invariants: bool,
     pub expect: Expect,
@@ -182,6 +185,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     advert_lifetime: Option<Spanned<String>>,
+    disk_sync: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -599,6 +603,16 @@ impl Checker<'_> {
             None => None,
         };
 
+        let disk_sync = match raw.limits.as_ref().and_then(|l| l.disk_sync.as_ref()) {
+            Some(s) => match self.duration(s)? {
+                d if d > Duration::from_secs(10) => {
+                    return Err(self.err(s, "disk_sync must be at most 10s"));
+                }
+                d => d,
+            },
+            None => Duration::ZERO,
+        };
+
         let mut expect = Expect::default();
         if let Some(x) = raw.expect {
             expect.lost = x.lost;
@@ -630,6 +644,7 @@ impl Checker<'_> {
             events,
             media,
             advert_lifetime,
+            disk_sync,
             check_invariants: false,
             expect,
         })

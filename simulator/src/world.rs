@@ -328,6 +328,7 @@ impl<'s> World<'s> {
 
     fn start_node(&mut self, i: usize) {
         let transport = self.sc.media.iter().map(|(m, (_, t))| (*m, t.clone())).collect();
+        let disk_sync = self.sc.disk_sync;
         let node = &mut self.nodes[i];
         let listeners = node
             .media
@@ -340,7 +341,14 @@ impl<'s> World<'s> {
             transport,
             listeners,
             dials: node.dials.clone(),
-            store: Box::new(node.disk.handle()),
+            store: match disk_sync {
+                Duration::ZERO => Box::new(node.disk.handle()),
+                _ => Box::new(node.disk.split_commits()),
+            },
+            landing: match disk_sync {
+                Duration::ZERO => relaymesh::shell::driver::Landing::AtOnce,
+                d => relaymesh::shell::driver::Landing::After(d),
+            },
             clock: self.clock,
             seed: sub_seed(self.seed, node.id.as_str(), node.starts),
             max_batch: 4096,

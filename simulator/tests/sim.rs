@@ -70,6 +70,33 @@ fn satellite_bulk_fills_the_link_and_flash_still_gets_through_fast() {
     assert!(p50 < 300.0 + 3.0 * 11.2, "FLASH p50 {p50} ms behind the bulk transfer");
 }
 
+#[test]
+fn a_slow_disk_delays_acknowledgements_but_never_forwarding() {
+    let mut sc = built_in("smoke");
+    sc.check_invariants = true;
+    let fast = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    // Every node's disk takes 300 ms to make a batch durable.
+    sc.disk_sync = std::time::Duration::from_millis(300);
+    let slow = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    for (name, r) in [("fast", &fast), ("slow", &slow)] {
+        assert!(r.failures.is_empty(), "{name} disks: {:?}\n{}", r.failures, r.text);
+        assert_eq!(r.json["invariants"]["lost"], 0, "{name}");
+        assert_eq!(r.json["invariants"]["duplicates"], 0, "{name}");
+        assert_eq!(r.json["invariants"]["broken"].as_array().map_or(0, Vec::len), 0, "{name}");
+    }
+    // FLASH crosses two relays' worth of hops (15 ms each); were forwarding to wait for each
+    // hop's disk, it would take 300 ms more a hop. Latency is measured to the delivery event,
+    // which waits for the destination's own commit: one sync, once.
+    let p50 = |r: &relaymesh_sim::Report| {
+        r.json["precedence"]["flash"]["latency_ms"]["p50"].as_f64().unwrap()
+    };
+    let (fast50, slow50) = (p50(&fast), p50(&slow));
+    assert!(
+        slow50 < fast50 + 300.0 + 50.0,
+        "FLASH p50 {slow50} ms on slow disks against {fast50} ms on fast ones"
+    );
+}
+
 /// Whether a node crashed for longer than `limit` (or until the end of the run).
 fn a_crash_outlasted(events: &Value, limit: f64) -> bool {
     let events = events.as_array().unwrap();
@@ -90,16 +117,21 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
     let mut sc = built_in("chaos-10");
     // Every node checks its own accounting after every commit, too.
     sc.check_invariants = true;
+    // Every other seed on disks that take 40 ms to sync a batch: commits are split, nodes
+    // forward while a batch is in flight, and crashes land between sealing and landing.
+    let mut slow = sc.clone();
+    slow.disk_sync = std::time::Duration::from_millis(40);
     let advert_lifetime = sc.advert_lifetime.expect("chaos-10 shortens the advert lifetime");
     let long_crashes = std::sync::atomic::AtomicU64::new(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (sc, long_crashes) = (&sc, &long_crashes);
+                let (sc, slow, long_crashes) = (&sc, &slow, &long_crashes);
                 s.spawn(move || {
                     let mut bad = Vec::new();
                     for seed in (t..SEEDS).step_by(threads as usize) {
+                        let sc = if seed % 2 == 1 { slow } else { sc };
                         let r = relaymesh_sim::run(sc, 1000 + seed, &mut |_| {});
                         let inv = &r.json["invariants"];
                         // (message, intended recipient) pairs, from the scenario's membership.
@@ -113,8 +145,9 @@ fn a_sweep_of_seeds_under_random_failures_keeps_every_invariant() {
                         let broken = inv["broken"].as_array().map_or(0, Vec::len);
                         if inv["lost"] != 0 || inv["duplicates"] != 0 || broken > 0 || sent == 0 {
                             bad.push(format!(
-                                "seed {}: {inv} (sent {sent})\n{}",
+                                "seed {} (disk sync {:?}): {inv} (sent {sent})\n{}",
                                 1000 + seed,
+                                sc.disk_sync,
                                 r.text
                             ));
                         }

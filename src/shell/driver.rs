@@ -4,8 +4,14 @@
 //! commits once: one fsync for the whole batch (group commit). Only after the commit does it
 //! answer submissions and release custody acknowledgements (but for a relayed message the
 //! next hop accepted first, whose acknowledgement goes at once: `core::answers`), then it
-//! sends what the core asks and publishes events. Timers come from tokio's clock, so under a paused clock (the
-//! simulator) the driver runs in virtual time.
+//! sends what the core asks and publishes events. Timers come from tokio's clock, so under a
+//! paused clock (the simulator) the driver runs in virtual time.
+//!
+//! With a store that syncs in the background ([`Landing`]), the commit is split: the driver
+//! seals the batch (`Node::commit_begin`) and goes on forwarding while the disk syncs; the
+//! batch's answers and replies leave when it lands (`Node::commit_landed`). One batch is in
+//! flight at a time; the next one collects meanwhile and is sealed when it lands, so a slow
+//! fsync delays acknowledgements, never forwarding.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -18,6 +24,7 @@ use super::clock::Clock;
 use super::link::{LinkHandle, Refusal};
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
+use crate::core::store::{Began, StoreError};
 use crate::core::{
     Event, InboxItem, MessageId, MessageView, Node, NodeStatus, Submission, SubmitError, Time,
     TopicPattern,
@@ -226,8 +233,22 @@ impl Default for CommitPolicy {
     }
 }
 
-/// A commit this slow is logged: the driver (and every message) waits for it.
+/// A commit this slow is logged (in the driver's thread every message waits for it; in the
+/// background, acknowledgements do).
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How the driver learns that a batch in flight is durable.
+#[derive(Debug, Default)]
+pub enum Landing {
+    /// The store commits in `begin_commit`: nothing is ever in flight.
+    #[default]
+    AtOnce,
+    /// The store's writer thread reports each landing (`RedbStore::in_background`).
+    Reported(super::redb_store::Landings),
+    /// A simulated disk: each batch lands this long after it was sealed, on the driver's
+    /// clock (a `MemStore::split_commits` handle in the simulator).
+    After(Duration),
+}
 
 /// How the driver runs.
 #[derive(Debug)]
@@ -243,6 +264,8 @@ pub struct DriverOptions {
     pub revoked: super::link::Revoked,
     /// The links' byte counts, which the link tasks add to.
     pub traffic: super::traffic::Traffic,
+    /// How batches in flight land (split commits).
+    pub landing: Landing,
 }
 
 /// Creates the driver's channels; run the returned future to drive the node.
@@ -278,6 +301,15 @@ struct Driver {
     events: broadcast::Sender<Event>,
     started: Time,
     opts: DriverOptions,
+}
+
+/// A batch sealed and on its way to the disk, with what waits for it.
+struct InFlight {
+    after: AfterCommit,
+    /// When it was sealed, on the driver's clock (a simulated disk lands after a delay).
+    sealed_at: tokio::time::Instant,
+    /// When, in real time (for the slow-commit log).
+    started: std::time::Instant,
 }
 
 /// A reply and the answer it will get once the batch is committed.
@@ -316,6 +348,8 @@ impl Driver {
         let mut bulk_batch = Vec::with_capacity(self.opts.max_batch);
         let mut next_disk_check = tokio::time::Instant::now();
         let mut after = AfterCommit::default();
+        let mut landing = std::mem::take(&mut self.opts.landing);
+        let mut in_flight: Option<InFlight> = None;
         // When the open batch got its first change (see `CommitPolicy`).
         let mut batch_started: Option<tokio::time::Instant> = None;
         loop {
@@ -327,9 +361,13 @@ impl Driver {
             let policy = self.opts.commit;
             let wait =
                 if self.node.relayed_uncommitted() > 0 { policy.within } else { policy.after };
-            let commit_at = batch_started.map(|t| t + wait);
+            // The next batch is sealed only once the one in flight has landed.
+            let commit_at = batch_started.filter(|_| in_flight.is_none()).map(|t| t + wait);
+            let sealed_at = in_flight.as_ref().map(|f| f.sealed_at);
+            let mut landed = None;
             tokio::select! {
                 biased;
+                r = land(&mut landing, sealed_at), if sealed_at.is_some() => landed = Some(r),
                 n = rx.recv_many(&mut batch, self.opts.max_batch) => {
                     if n == 0 {
                         break;
@@ -338,6 +376,19 @@ impl Driver {
                 _ = bulk.recv_many(&mut bulk_batch, self.opts.max_batch) => {}
                 _ = sleep_until(commit_at), if commit_at.is_some() => {}
                 _ = sleep_until(timer), if timer.is_some() => {}
+            }
+            if let Some(result) = landed
+                && let Some(flight) = in_flight.take()
+            {
+                let now = clock.now();
+                let failed = result.is_err();
+                if self.land(now, result, flight, &mut after) {
+                    break;
+                }
+                if failed {
+                    // The open batch went with the one in flight.
+                    batch_started = None;
+                }
             }
             // Whatever urgent arrived meanwhile joins this turn, ahead of bulk (sorted below).
             while batch.len() < 4 * self.opts.max_batch {
@@ -391,7 +442,7 @@ impl Driver {
             // Cut-through: hand on what can go before this node's own fsync.
             self.node.schedule(now);
             self.send_transmits();
-            if !self.node.needs_commit() && after.is_empty() {
+            if in_flight.is_some() || (!self.node.needs_commit() && after.is_empty()) {
                 continue;
             }
             let started = *batch_started.get_or_insert_with(tokio::time::Instant::now);
@@ -404,41 +455,81 @@ impl Driver {
             batch_started = None;
             tracing::trace!("commit");
             let commit_started = std::time::Instant::now();
-            let committed = self.node.commit(now);
-            let took = commit_started.elapsed();
-            if took >= SLOW_COMMIT {
-                // Everything on this node waited meanwhile, FLASH included.
-                warn!("store commit took {} ms", took.as_millis());
-            }
-            if let Err(e) = &committed {
-                warn!("store commit failed, batch rolled back: {e}");
-            }
-            let done = std::mem::take(&mut after);
-            for (reply, result) in done.submits {
-                let result = match (&committed, result) {
-                    (Err(e), Ok(_)) => Err(SubmitError::Storage(e.clone())),
-                    (_, r) => r,
-                };
-                let _ = reply.send(result);
-            }
-            for (reply, result) in done.subscribes {
-                let result = match (&committed, result) {
-                    (Err(e), Ok(_)) => Err(e.to_string()),
-                    (_, r) => r,
-                };
-                let _ = reply.send(result);
-            }
-            self.flush(now);
-            for q in done.queries {
-                self.answer(q, now);
-            }
-            if let Some(stop) = done.stop {
-                let _ = stop.send(());
+            let committed = match self.node.commit_begin(now) {
+                Ok(Began::InFlight) if matches!(landing, Landing::AtOnce) => {
+                    // A store in the background with nobody to say when it lands.
+                    let e = StoreError::Io("the store commits in the background, unasked".into());
+                    self.node.commit_landed(now, Err(e))
+                }
+                Ok(Began::InFlight) => {
+                    let sealed_at = tokio::time::Instant::now();
+                    let after = std::mem::take(&mut after);
+                    in_flight = Some(InFlight { after, sealed_at, started: commit_started });
+                    // What the sealed batch freed goes now: its offers, released answers.
+                    self.flush(now);
+                    continue;
+                }
+                Ok(Began::Durable) => Ok(()),
+                Err(e) => Err(e),
+            };
+            slow_commit(commit_started, "");
+            if self.finish(now, std::mem::take(&mut after), &committed) {
                 break;
             }
         }
         for l in self.links.values() {
             l.close(crate::wire::codes::CLOSE_NORMAL, "node stopping");
+        }
+    }
+
+    /// The batch in flight landed: its replies go, and if it failed, those of the batch
+    /// opened on top of it (`open`) go failed too. Whether the driver is to stop.
+    fn land(
+        &mut self,
+        now: Time,
+        result: Result<(), StoreError>,
+        flight: InFlight,
+        open: &mut AfterCommit,
+    ) -> bool {
+        slow_commit(flight.started, " (in the background; forwarding went on)");
+        let landed = self.node.commit_landed(now, result);
+        let mut stop = self.finish(now, flight.after, &landed);
+        if let Err(e) = &landed {
+            warn!("the open batch is rolled back with the one that failed: {e}");
+            stop |= self.finish(now, std::mem::take(open), &landed);
+        }
+        stop
+    }
+
+    /// Answers what waited for a commit (failed if it failed); whether the driver is to stop.
+    fn finish(&mut self, now: Time, done: AfterCommit, committed: &Result<(), StoreError>) -> bool {
+        if let Err(e) = committed {
+            warn!("store commit failed, batch rolled back: {e}");
+        }
+        for (reply, result) in done.submits {
+            let result = match (committed, result) {
+                (Err(e), Ok(_)) => Err(SubmitError::Storage(e.clone())),
+                (_, r) => r,
+            };
+            let _ = reply.send(result);
+        }
+        for (reply, result) in done.subscribes {
+            let result = match (committed, result) {
+                (Err(e), Ok(_)) => Err(e.to_string()),
+                (_, r) => r,
+            };
+            let _ = reply.send(result);
+        }
+        self.flush(now);
+        for q in done.queries {
+            self.answer(q, now);
+        }
+        match done.stop {
+            Some(stop) => {
+                let _ = stop.send(());
+                true
+            }
+            None => false,
         }
     }
 
@@ -606,6 +697,32 @@ fn precedence_of(f: &Frame) -> Option<crate::core::Precedence> {
     match f {
         Frame::Offer { envelope, .. } => Some(envelope.precedence),
         _ => None,
+    }
+}
+
+/// Logs a commit that took long.
+fn slow_commit(started: std::time::Instant, how: &str) {
+    let took = started.elapsed();
+    if took >= SLOW_COMMIT {
+        warn!("store commit took {} ms{how}", took.as_millis());
+    }
+}
+
+/// Waits for the batch sealed at `sealed_at` to land.
+async fn land(
+    landing: &mut Landing,
+    sealed_at: Option<tokio::time::Instant>,
+) -> Result<(), StoreError> {
+    match landing {
+        Landing::AtOnce => std::future::pending().await,
+        Landing::Reported(landings) => landings
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(StoreError::Io("the store writer stopped".into()))),
+        Landing::After(delay) => {
+            sleep_until(sealed_at.map(|t| t + *delay)).await;
+            Ok(())
+        }
     }
 }
 

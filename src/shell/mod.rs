@@ -87,6 +87,8 @@ pub struct RelaySpec {
     pub listeners: Vec<Listener>,
     pub dials: Vec<Dial>,
     pub store: Box<dyn Store>,
+    /// How the store's commits land, if it syncs in the background.
+    pub landing: driver::Landing,
     pub clock: Clock,
     /// Seeds message ids, quinn's endpoint RNG and redial jitter.
     pub seed: u64,
@@ -147,6 +149,7 @@ impl Relay {
             observer: spec.observer,
             revoked: revoked.clone(),
             traffic: spec.traffic.clone(),
+            landing: spec.landing,
         };
         let (handle, drive) = driver::driver(node, opts);
         let mut tasks = Vec::new();

@@ -7,14 +7,22 @@
 //! next commit. A write that a later write of the same batch replaces never reaches the disk.
 //! After an I/O error redb refuses further use of the handle; the store then reopens the file,
 //! which runs redb's crash recovery, and carries on from the last committed state.
+//!
+//! In the background ([`RedbStore::in_background`]) a commit is split: `begin_commit` seals
+//! the overlay and hands it to a writer thread, which writes and fsyncs it while the node goes
+//! on; reads see the open overlay, then the sealed one, then the committed state. The writer
+//! reports each landing on a channel the driver waits on, and `end_commit` then drops the
+//! sealed overlay (or, if the write failed, the open one with it, and reopens the file).
 
 use std::collections::BTreeMap;
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
-use crate::core::store::{Store, StoreError, Table, Visit};
+use crate::core::store::{Began, Store, StoreError, Table, Visit};
 
 fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(t.name())
@@ -57,13 +65,29 @@ impl Pending {
 }
 type Reader = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
+/// One batch of writes, per table (indexed by `Table as usize`).
+type Writes = Vec<BTreeMap<Bytes, Pending>>;
+
+/// Where a store in the background reports each commit's landing.
+pub type Landings = tokio::sync::mpsc::UnboundedReceiver<Result<(), StoreError>>;
+
+/// A batch for the writer thread.
+struct Job {
+    db: Arc<Database>,
+    writes: Arc<Writes>,
+}
+
 /// A [`Store`] on a redb database file.
 pub struct RedbStore {
     path: PathBuf,
     cache_bytes: usize,
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
     /// Writes since the last commit, per table (indexed by `Table as usize`).
-    pending: Vec<BTreeMap<Bytes, Pending>>,
+    pending: Writes,
+    /// The batch the writer thread is making durable (split commits).
+    sealed: Option<Arc<Writes>>,
+    /// The writer thread and its queue, once [`RedbStore::in_background`].
+    writer: Option<(std::sync::mpsc::Sender<Job>, std::thread::JoinHandle<()>)>,
     /// Read-only views of the last committed state, opened on first use.
     readers: BTreeMap<Table, Reader>,
     stats: crate::core::store::StoreStats,
@@ -86,6 +110,8 @@ impl RedbStore {
             cache_bytes,
             db: None,
             pending: Table::ALL.iter().map(|_| BTreeMap::new()).collect(),
+            sealed: None,
+            writer: None,
             readers: BTreeMap::new(),
             stats: Default::default(),
         };
@@ -105,15 +131,38 @@ impl RedbStore {
         self.db = None;
         let db =
             Database::builder().set_cache_size(self.cache_bytes).create(&self.path).map_err(map)?;
-        self.db = Some(db);
+        self.db = Some(Arc::new(db));
         Ok(())
     }
 
-    fn db(&mut self) -> Result<&Database, StoreError> {
+    fn db(&mut self) -> Result<&Arc<Database>, StoreError> {
         if self.db.is_none() {
             self.reopen()?;
         }
         self.db.as_ref().ok_or_else(|| StoreError::Io("database not open".into()))
+    }
+
+    /// Commits from now on are split: each batch is written and synced by a thread of its
+    /// own while the node goes on, and lands on the returned channel (hand each landing to
+    /// `Node::commit_landed`).
+    pub fn in_background(&mut self) -> Result<Landings, StoreError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (landed, landings) = tokio::sync::mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    let result = write(&job.db, &job.writes);
+                    // Let go of the database first: after a failure the store reopens it.
+                    drop(job);
+                    if landed.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?;
+        self.writer = Some((jobs, thread));
+        Ok(landings)
     }
 
     fn reader(&mut self, t: Table) -> Result<&Reader, StoreError> {
@@ -141,32 +190,23 @@ impl RedbStore {
         e
     }
 
-    fn apply(&mut self) -> Result<(), StoreError> {
-        let pending: Vec<_> = self.pending.iter_mut().map(std::mem::take).collect();
+    /// Takes the overlay as one batch, counting it.
+    fn take_batch(&mut self) -> Writes {
+        let writes: Writes = self.pending.iter_mut().map(std::mem::take).collect();
         self.stats.commits += 1;
-        for writes in &pending {
-            self.stats.rows_written += writes.len() as u64;
-        }
-        let db = self.db()?;
-        let mut txn = db.begin_write().map_err(map)?;
-        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
-        for (t, writes) in Table::ALL.iter().zip(&pending) {
-            if writes.is_empty() {
-                continue;
-            }
-            let mut table = txn.open_table(def(*t)).map_err(map)?;
-            for (k, v) in writes {
-                match v {
-                    Pending::Put { value, .. } => {
-                        table.insert(k.as_slice(), value.as_slice()).map_err(map)?;
-                    }
-                    Pending::Delete => {
-                        table.remove(k.as_slice()).map_err(map)?;
-                    }
-                }
-            }
-        }
-        txn.commit().map_err(map)
+        self.stats.rows_written += writes.iter().map(|w| w.len() as u64).sum::<u64>();
+        writes
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        let writes = self.take_batch();
+        write(self.db()?, &writes)
+    }
+
+    /// The newest write of this key not yet committed: the open batch's, else the sealed one's.
+    fn uncommitted(&self, table: Table, key: &[u8]) -> Option<&Pending> {
+        let t = table as usize;
+        self.pending[t].get(key).or_else(|| self.sealed.as_ref().and_then(|s| s[t].get(key)))
     }
 
     /// Size of the database file in bytes.
@@ -175,9 +215,72 @@ impl RedbStore {
     }
 }
 
+impl Drop for RedbStore {
+    /// Waits for a batch in flight to finish (landed or not), so that the file can be opened
+    /// again at once in this process.
+    fn drop(&mut self) {
+        if let Some((jobs, thread)) = self.writer.take() {
+            drop(jobs);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes one batch in one write transaction, in key order, and syncs it.
+fn write(db: &Database, writes: &Writes) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(map)?;
+    txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+    for (t, writes) in Table::ALL.iter().zip(writes) {
+        if writes.is_empty() {
+            continue;
+        }
+        let mut table = txn.open_table(def(*t)).map_err(map)?;
+        for (k, v) in writes {
+            match v {
+                Pending::Put { value, .. } => {
+                    table.insert(k.as_slice(), value.as_slice()).map_err(map)?;
+                }
+                Pending::Delete => {
+                    table.remove(k.as_slice()).map_err(map)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(map)
+}
+
+/// Two key-ordered runs of uncommitted writes as one, the newer winning on equal keys.
+struct Newest<'a, A: Iterator, B: Iterator> {
+    newer: Peekable<A>,
+    older: Peekable<B>,
+    _keys: std::marker::PhantomData<&'a ()>,
+}
+
+type Write<'a> = (&'a Bytes, Option<&'a Bytes>);
+
+impl<'a, A: Iterator<Item = Write<'a>>, B: Iterator<Item = Write<'a>>> Iterator
+    for Newest<'a, A, B>
+{
+    type Item = Write<'a>;
+
+    fn next(&mut self) -> Option<Write<'a>> {
+        match (self.newer.peek(), self.older.peek()) {
+            (Some(n), Some(o)) if n.0 <= o.0 => {
+                if n.0 == o.0 {
+                    self.older.next();
+                }
+                self.newer.next()
+            }
+            (_, Some(_)) => self.older.next(),
+            (Some(_), None) => self.newer.next(),
+            (None, None) => None,
+        }
+    }
+}
+
 impl Store for RedbStore {
     fn get(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.pending[table as usize].get(key) {
+        if let Some(v) = self.uncommitted(table, key) {
             return Ok(v.value().cloned());
         }
         self.committed(table, key)
@@ -213,7 +316,11 @@ impl Store for RedbStore {
             Some(Pending::Delete) => return Ok(false),
             None => {}
         }
-        let existed = self.committed(table, key)?.is_some();
+        let sealed = self.sealed.as_ref().and_then(|s| s[table as usize].get(key));
+        let existed = match sealed {
+            Some(p) => p.value().is_some(),
+            None => self.committed(table, key)?.is_some(),
+        };
         if existed {
             self.pending[table as usize].insert(key.to_vec(), Pending::Delete);
         }
@@ -239,10 +346,18 @@ impl Store for RedbStore {
             Some(to) => Bound::Excluded(to),
             None => Bound::Unbounded,
         };
-        let mut overlay = self.pending[table as usize]
-            .range::<[u8], _>((Bound::Included(from), upper))
-            .map(|(k, v)| (k, v.value()))
-            .peekable();
+        let bounds = (Bound::Included(from), upper);
+        let no_writes = BTreeMap::new();
+        let sealed = self.sealed.as_ref().map_or(&no_writes, |s| &s[table as usize]);
+        let mut overlay = Newest {
+            newer: self.pending[table as usize]
+                .range::<[u8], _>(bounds)
+                .map(|(k, v)| (k, v.value()))
+                .peekable(),
+            older: sealed.range::<[u8], _>(bounds).map(|(k, v)| (k, v.value())).peekable(),
+            _keys: std::marker::PhantomData,
+        }
+        .peekable();
         let range = match to {
             Some(to) => reader.range::<&[u8]>(from..to),
             None => reader.range::<&[u8]>(from..),
@@ -285,6 +400,9 @@ impl Store for RedbStore {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
+        if self.sealed.is_some() {
+            return Err(StoreError::Io("a commit is in flight".into()));
+        }
         if !self.dirty() {
             return Ok(());
         }
@@ -294,10 +412,46 @@ impl Store for RedbStore {
         r.map_err(|e| self.failed(e))
     }
 
+    fn begin_commit(&mut self) -> Result<Began, StoreError> {
+        let Some(writer) = self.writer.as_ref().map(|(jobs, _)| jobs.clone()) else {
+            return self.commit().map(|()| Began::Durable);
+        };
+        if self.sealed.is_some() {
+            return Err(StoreError::Io("a commit is already in flight".into()));
+        }
+        if !self.dirty() {
+            return Ok(Began::Durable);
+        }
+        let db = match self.db() {
+            Ok(db) => db.clone(),
+            Err(e) => {
+                self.rollback();
+                return Err(self.failed(e));
+            }
+        };
+        let writes = Arc::new(self.take_batch());
+        if writer.send(Job { db, writes: writes.clone() }).is_err() {
+            return Err(StoreError::Io("the store writer stopped".into()));
+        }
+        self.sealed = Some(writes);
+        Ok(Began::InFlight)
+    }
+
+    fn end_commit(&mut self, landed: Result<(), StoreError>) -> Result<(), StoreError> {
+        self.sealed = None;
+        // Landed or not, the readers' snapshot is stale now.
+        self.readers.clear();
+        landed.map_err(|e| {
+            self.rollback();
+            self.failed(e)
+        })
+    }
+
     fn rollback(&mut self) {
         self.pending.iter_mut().for_each(BTreeMap::clear);
     }
 
+    /// Whether the open batch has writes (a sealed batch does not count).
     fn dirty(&self) -> bool {
         self.pending.iter().any(|p| !p.is_empty())
     }
@@ -322,6 +476,25 @@ mod tests {
             drop(old);
             Box::new(RedbStore::open(&path, 1 << 20).unwrap())
         });
+    }
+
+    #[test]
+    fn redb_in_the_background_keeps_the_contract_of_split_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let landings = std::cell::RefCell::new(None::<Landings>);
+        store_contract::check_split(
+            &mut |old| {
+                drop(old);
+                let mut s = RedbStore::open(&path, 1 << 20).unwrap();
+                *landings.borrow_mut() = Some(s.in_background().unwrap());
+                Box::new(s)
+            },
+            &mut || {
+                let mut l = landings.borrow_mut();
+                l.as_mut().unwrap().blocking_recv().unwrap()
+            },
+        );
     }
 
     #[test]
