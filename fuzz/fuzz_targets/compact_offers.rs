@@ -156,11 +156,8 @@ fn round_trip(data: &[u8], deltas: bool) {
         let r = usize::from(input.byte()) % offers.len();
         offers.rotate_left(r);
     }
-    let mut enc = if deltas {
-        compact::OfferEncoder::with_id_deltas()
-    } else {
-        compact::OfferEncoder::new()
-    };
+    let mut enc =
+        if deltas { compact::OfferEncoder::with_id_deltas() } else { compact::OfferEncoder::new() };
     let mut bytes = BytesMut::new();
     let mut rest = &offers[..];
     while !rest.is_empty() {

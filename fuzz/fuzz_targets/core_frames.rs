@@ -6,8 +6,10 @@
 //! - 0 frame: a big-endian u16 length, then that many bytes of protobuf `Frame`, handed to
 //!   the node on link `arg % 2` if it decodes;
 //! - 1 time: the clock moves `next byte << (arg % 24)` ms on; due timers fire;
-//! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does), then
-//!   `check_invariants` (a violation is a crash);
+//! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does); the
+//!   node checks its invariants as each batch is sealed (a violation is a crash). With the seed's top bit set the store syncs
+//!   in the background (split commits): a flush lands the batch in flight (every fifth landing
+//!   fails if the seed's next bit is set), then seals the next;
 //! - 3 answer: the peer answers offer `arg` of those the node made, code from the next byte;
 //! - 4 link: link `arg % 2` goes down, or up again;
 //! - 5 submit: an application message, address `arg`, precedence and size from the next byte;
@@ -23,10 +25,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
-use relaymesh::core::store::MemStore;
+use relaymesh::core::store::{Began, MemStore};
 use relaymesh::core::{
-    Address, CoreConfig, LinkId, LinkInfo, Medium, MessageId, Node, NodeId, Precedence, Role,
-    Submission, Time, TopicPattern, TrafficStatus,
+    Address, CoreConfig, Event, LinkId, LinkInfo, Medium, MessageId, Node, NodeId, Precedence,
+    Role, Submission, Time, TopicPattern, TrafficStatus,
 };
 use relaymesh::wire;
 
@@ -73,6 +75,11 @@ struct Sim {
     offers: Vec<(LinkId, u64, MessageId)>,
     /// Frames the node sent, to echo back.
     sent: Vec<Frame>,
+    /// Split commits: whether a batch is in flight, landings so far, and whether some fail.
+    split: bool,
+    in_flight: bool,
+    landings: u64,
+    failing_landings: bool,
 }
 
 impl Sim {
@@ -80,8 +87,11 @@ impl Sim {
         let role = Role::ALL[usize::from(seed) % 4];
         let mut cfg = CoreConfig::new(id("me"), role);
         cfg.groups = vec!["medical".into()];
+        cfg.check_invariants = true;
         let now = Time(1_000_000_000);
-        let node = match Node::open(cfg, Box::new(MemStore::new()), u64::from(seed), now) {
+        let split = seed & 0x80 != 0;
+        let store = if split { MemStore::new().split_commits() } else { MemStore::new() };
+        let node = match Node::open(cfg, Box::new(store), u64::from(seed), now) {
             Ok(n) => n,
             Err(e) => panic!("a memory store failed: {e}"),
         };
@@ -107,6 +117,10 @@ impl Sim {
             links: [(LinkId(1), b, false), (LinkId(2), c, false)],
             offers: Vec::new(),
             sent: Vec::new(),
+            split,
+            in_flight: false,
+            landings: 0,
+            failing_landings: seed & 0x40 != 0,
         };
         sim.toggle(0);
         sim.toggle(1);
@@ -132,10 +146,20 @@ impl Sim {
     fn flush(&mut self) {
         self.node.schedule(self.now);
         self.drain();
-        if self.node.commit(self.now).is_ok()
-            && let Err(v) = self.node.check_invariants()
-        {
-            panic!("{v}");
+        if self.split {
+            if self.in_flight {
+                self.in_flight = false;
+                self.landings += 1;
+                let landed = match self.failing_landings && self.landings % 5 == 0 {
+                    true => Err(relaymesh::core::store::StoreError::Io("fuzzed".into())),
+                    false => Ok(()),
+                };
+                let _ = self.node.commit_landed(self.now, landed);
+                self.drain();
+            }
+            self.in_flight = matches!(self.node.commit_begin(self.now), Ok(Began::InFlight));
+        } else {
+            let _ = self.node.commit(self.now);
         }
         self.drain();
     }
@@ -163,6 +187,11 @@ impl Sim {
             }
         }
         while let Some(e) = self.node.poll_event() {
+            // The node checks itself once each batch is sealed, before it schedules the next
+            // batch's work (`CoreConfig::check_invariants`).
+            if let Event::InvariantBroken { what } = &e {
+                panic!("invariant broken: {what}");
+            }
             let _ = format!("{e:?}");
         }
     }

@@ -44,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
             relayed.hop_count = relayed.hop_count.wrapping_add(1);
             relayed.destinations.clear();
             relayed.signature = Bytes::from_static(b"other");
-            assert_eq!(relaymesh::core::trust::envelope_signed_bytes(&relayed), signed, "signed bytes cover a relay's field");
+            assert_eq!(
+                relaymesh::core::trust::envelope_signed_bytes(&relayed),
+                signed,
+                "signed bytes cover a relay's field"
+            );
             let _ = envelope.weight();
         }
     }
