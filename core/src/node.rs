@@ -67,6 +67,22 @@ pub enum Event {
     Revoked { number: u64, serials: Vec<Bytes>, nodes: Vec<NodeId>, crl: Bytes },
 }
 
+impl Event {
+    /// Whether the event tells of stored state, and so waits for its batch to be durable:
+    /// deliveries and message fates do; link changes, misbehaviour, revocations and broken
+    /// invariants go at once (the shell acts on them).
+    pub fn waits_for_commit(&self) -> bool {
+        matches!(
+            self,
+            Event::Delivered { .. }
+                | Event::Duplicate { .. }
+                | Event::Reported { .. }
+                | Event::Expired { .. }
+                | Event::Refused { .. }
+        )
+    }
+}
+
 /// A message an application hands to its node.
 #[derive(Clone, Debug)]
 pub struct Submission {
@@ -148,7 +164,9 @@ pub struct Counters {
 /// off the forwarding path. Custody answers still wait for the commit, except the acceptance
 /// of a relayed message whose next hop accepted it first (see `core::answers`, rule 2).
 ///
-/// Queries (`message_status`, `inbox`, `status`, ...) may be made between batches.
+/// Queries (`message_status`, `inbox`, `status`, ...) may be made between batches; the inbox
+/// shows only deliveries whose batch is durable (with a batch in flight, `inbox` and
+/// `inbox_next` stop where the last landed batch ended).
 #[derive(Debug)]
 pub struct Node {
     pub(super) cfg: CoreConfig,
@@ -182,6 +200,11 @@ pub struct Node {
     pub(super) pending_events: Vec<Event>,
     /// The events of the batch in flight, released when it lands.
     pub(super) sealed_events: Vec<Event>,
+    /// Inbox cursors below this are durable: what the inbox shows (a delivery in a batch not
+    /// yet on disk could still be rolled back, and its cursor given to another message).
+    pub(super) inbox_landed: u64,
+    /// `next_cursor` when the batch in flight was sealed.
+    pub(super) inbox_sealed: u64,
     /// The first store error of the open batch; the batch will be rolled back.
     pub(super) poisoned: Option<StoreError>,
     pub(super) meta_dirty: bool,
@@ -290,6 +313,8 @@ impl Node {
             answers: Answers::default(),
             pending_events: Vec::new(),
             sealed_events: Vec::new(),
+            inbox_landed: 0,
+            inbox_sealed: 0,
             poisoned: None,
             meta_dirty: false,
             counters: Counters::default(),
@@ -325,6 +350,7 @@ impl Node {
         };
         self.next_seq = get(self.store.as_mut(), meta::NEXT_SEQ)?;
         self.next_cursor = get(self.store.as_mut(), meta::NEXT_CURSOR)?;
+        self.inbox_landed = self.next_cursor;
         self.read_cursor = get(self.store.as_mut(), meta::READ_CURSOR)?;
         self.held = Holdings::load(self.store.as_mut())?;
         self.advert_seq = get(self.store.as_mut(), meta::ADVERT_SEQ)?;
@@ -597,7 +623,7 @@ impl Node {
 
     /// Marks every inbox message up to and including `cursor` as read.
     pub fn handle_inbox_read(&mut self, cursor: u64) {
-        let next = cursor.saturating_add(1).min(self.next_cursor);
+        let next = cursor.saturating_add(1).min(self.inbox_landed);
         if next > self.read_cursor {
             self.read_cursor = next;
             self.meta_dirty = true;
@@ -723,12 +749,17 @@ impl Node {
             Ok(Began::Durable) => {
                 self.release_custody(None);
                 self.events.extend(self.pending_events.drain(..));
+                self.inbox_landed = self.next_cursor;
             }
             Ok(Began::InFlight) => {
                 let released = self.answers.take_released();
                 self.send_custody(released, None);
                 self.answers.seal();
-                self.sealed_events = std::mem::take(&mut self.pending_events);
+                let (wait, now): (Vec<Event>, Vec<Event>) =
+                    self.pending_events.drain(..).partition(Event::waits_for_commit);
+                self.events.extend(now);
+                self.sealed_events = wait;
+                self.inbox_sealed = self.next_cursor;
             }
             Err(e) => {
                 self.fail_batches(now, &e);
@@ -762,6 +793,7 @@ impl Node {
                 let answers = self.answers.take_sealed();
                 self.send_custody(answers, None);
                 self.events.extend(self.sealed_events.drain(..));
+                self.inbox_landed = self.inbox_sealed;
                 Ok(())
             }
             Err(e) => {

@@ -141,7 +141,7 @@ impl Node {
             members: self.membership.nodes().cloned().collect(),
             violation: self.violation.as_ref().map(ToString::to_string),
             known_nodes: self.routing.known_nodes().into_iter().collect(),
-            inbox_next: self.next_cursor,
+            inbox_next: self.inbox_landed,
             inbox_read: self.read_cursor,
             store: self.store.stats(),
             revocation_list: self.revocation_number(),
@@ -214,7 +214,10 @@ impl Node {
     pub fn inbox(&mut self, from: Option<u64>, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         let from = from.unwrap_or(self.read_cursor);
         let mut raw = Vec::new();
-        self.store.scan(Table::Inbox, &from.to_be_bytes(), None, &mut |k, v| {
+        // Only what is durable: a delivery of the open batch (or of one in flight) could still
+        // be rolled back and its cursor given to another message.
+        let to = self.inbox_landed.to_be_bytes();
+        self.store.scan(Table::Inbox, &from.to_be_bytes(), Some(&to), &mut |k, v| {
             if let Some(c) = schema::read_u64(k) {
                 raw.push((c, v.to_vec()));
             }
@@ -234,9 +237,9 @@ impl Node {
         self.read_cursor
     }
 
-    /// The cursor the next delivered message will get.
+    /// The cursor the next durable delivery will get: everything below it is on disk.
     pub fn inbox_next(&self) -> u64 {
-        self.next_cursor
+        self.inbox_landed
     }
 }
 

@@ -648,8 +648,15 @@ fn a_relay_with_a_slow_disk_forwards_at_once_and_acknowledges_when_its_batch_lan
     h.run_for(Duration::from_millis(200));
     assert_eq!(h.node("a").held_messages(), 1, "a keeps its copy while b's disk syncs");
     assert_eq!(delivered_at(&h, "b", to_b), None, "no delivery event before the batch lands");
+    // Nor in the inbox an application reads: the batch could still fail and its cursor go to
+    // another message.
+    let next = h.node("b").inbox_next();
+    assert!(h.node("b").inbox(Some(next), 10).unwrap().is_empty(), "undurable inbox row shown");
+    assert!(h.inbox("b").is_empty());
     h.run_for(Duration::from_millis(400));
     let at = delivered_at(&h, "b", to_b).expect("delivered once the batch landed");
+    assert_eq!(h.node("b").inbox_next(), next + 1);
+    assert_eq!(h.inbox("b").len(), 1);
     let took = at.saturating_since(sent);
     assert!(took >= sync, "reported delivered after {took:?}, before the disk synced");
     assert_eq!(h.node("a").held_messages(), 0);

@@ -350,11 +350,20 @@ impl Driver {
         let mut after = AfterCommit::default();
         let mut landing = std::mem::take(&mut self.opts.landing);
         let mut in_flight: Option<InFlight> = None;
+        // When the driver last handled the node's due timers.
+        let mut timers_handled: Option<tokio::time::Instant> = None;
         // When the open batch got its first change (see `CommitPolicy`).
         let mut batch_started: Option<tokio::time::Instant> = None;
         loop {
             let clock = self.opts.clock;
-            let timer = self.node.poll_timeout().map(|t| clock.instant(t));
+            // A timer still due after this turn handled it means the open batch is doomed
+            // (its expiries and adverts wait for the rollback): with a batch in flight that
+            // waits for the landing, not in a loop.
+            let timer = self
+                .node
+                .poll_timeout()
+                .map(|t| clock.instant(t))
+                .filter(|t| in_flight.is_none() || timers_handled.is_none_or(|h| *t > h));
             if batch_started.is_none() && (self.node.needs_commit() || !after.is_empty()) {
                 batch_started = Some(tokio::time::Instant::now());
             }
@@ -413,6 +422,7 @@ impl Driver {
             }
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
+                timers_handled = Some(clock.instant(now));
             }
             // Offers that arrived together are taken in precedence order: frames from the
             // different precedence streams of a link reach the driver in whatever order their
