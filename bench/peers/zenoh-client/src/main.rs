@@ -8,11 +8,16 @@
 //! URL is a router endpoint (`tcp/127.0.0.1:7447`); the client runs in client mode, without
 //! scouting. Payloads start with "<seq> <send unix ns> ". The subscriber prints "ready" on stderr
 //! once declared, and flushes every 20 ms until SIGTERM.
+//!
+//! Keys ending in `/flash` are published at Zenoh's `RealTime` priority and `express` (not
+//! batched), keys ending in `/routine` at `DataLow`, everything else at the default `Data`:
+//! Zenoh's own QoS (`zenoh::qos::Priority`, one queue per priority on each link), as a
+//! deployment that wanted urgent traffic first would set it.
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use zenoh::qos::CongestionControl;
+use zenoh::qos::{CongestionControl, Priority};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -46,9 +51,18 @@ async fn main() -> Result<()> {
             let size: usize = arg(6)?.parse()?;
             let rate: f64 = arg(7)?.parse()?;
             let s = session(&url).await?;
+            let (priority, express) = if key.ends_with("/flash") {
+                (Priority::RealTime, true)
+            } else if key.ends_with("/routine") {
+                (Priority::DataLow, false)
+            } else {
+                (Priority::Data, false)
+            };
             let p = s
                 .declare_publisher(key)
                 .congestion_control(CongestionControl::Block)
+                .priority(priority)
+                .express(express)
                 .await?;
             let start = Instant::now();
             for i in 0..n {
