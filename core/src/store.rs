@@ -406,6 +406,23 @@ impl<S: Store> FaultStore<S> {
         self.plan.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the commit about to start fails, and how (the transaction is reset either way).
+    fn commit_failure(&mut self) -> Option<StoreError> {
+        let failure = if self.poisoned {
+            Some(if self.plan().full {
+                StoreError::Full
+            } else {
+                StoreError::Io("transaction failed earlier".into())
+            })
+        } else if self.plan().fail_commits {
+            Some(StoreError::Io("injected commit failure".into()))
+        } else {
+            self.tick().err()
+        };
+        self.poisoned = false;
+        failure
+    }
+
     fn tick(&mut self) -> Result<(), StoreError> {
         let mut plan = self.plan();
         match plan.fail_after_ops {
@@ -455,18 +472,7 @@ impl<S: Store> Store for FaultStore<S> {
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        let failure = if self.poisoned {
-            Some(if self.plan().full {
-                StoreError::Full
-            } else {
-                StoreError::Io("transaction failed earlier".into())
-            })
-        } else if self.plan().fail_commits {
-            Some(StoreError::Io("injected commit failure".into()))
-        } else {
-            self.tick().err()
-        };
-        self.poisoned = false;
+        let failure = self.commit_failure();
         match failure {
             Some(e) => {
                 self.inner.rollback();
@@ -486,18 +492,7 @@ impl<S: Store> Store for FaultStore<S> {
     }
 
     fn begin_commit(&mut self) -> Result<Began, StoreError> {
-        let failure = if self.poisoned {
-            Some(if self.plan().full {
-                StoreError::Full
-            } else {
-                StoreError::Io("transaction failed earlier".into())
-            })
-        } else if self.plan().fail_commits {
-            Some(StoreError::Io("injected commit failure".into()))
-        } else {
-            self.tick().err()
-        };
-        self.poisoned = false;
+        let failure = self.commit_failure();
         if let Some(e) = failure {
             self.inner.rollback();
             return Err(e);

@@ -689,7 +689,7 @@ fn a_crash_while_a_batch_is_in_flight_loses_nothing_and_delivers_once() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);
     h.slow_disk("b", Duration::from_millis(300));
-    let ab = h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
     h.run_for(Duration::from_secs(1));
     let ids: Vec<_> = (0..5)
         .map(|_| h.submit("a", "node:b", Precedence::Immediate, Duration::from_secs(600)))
@@ -697,7 +697,6 @@ fn a_crash_while_a_batch_is_in_flight_loses_nothing_and_delivers_once() {
     h.run_for(Duration::from_millis(100));
     assert!(h.landing.contains_key("b"), "b's batch is in flight");
     h.crash("b");
-    let _ = ab;
     h.open("b");
     assert_eq!(h.node("b").held_messages(), 0, "the batch in flight was lost with the power");
     h.connect("a", "b", Medium::Wireless, 10 * MS);

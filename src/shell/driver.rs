@@ -504,8 +504,8 @@ impl Driver {
         slow_commit(flight.started, " (in the background; forwarding went on)");
         let landed = self.node.commit_landed(now, result);
         let mut stop = self.finish(now, flight.after, &landed);
-        if let Err(e) = &landed {
-            warn!("the open batch is rolled back with the one that failed: {e}");
+        if landed.is_err() {
+            // The open batch is rolled back with the one that failed.
             stop |= self.finish(now, std::mem::take(open), &landed);
         }
         stop

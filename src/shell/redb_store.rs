@@ -498,6 +498,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_landing_drops_the_open_batch_and_the_store_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedbStore::open(&dir.path().join("store.redb"), 1 << 20).unwrap();
+        let mut landings = s.in_background().unwrap();
+        s.put(Table::Queue, b"sealed", b"1").unwrap();
+        assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+        s.put(Table::Queue, b"open", b"2").unwrap();
+        // Whatever the writer did, the store is told the batch failed (an I/O error as it
+        // synced): the batch built on top of it goes, and the file is opened again.
+        landings.blocking_recv().unwrap().unwrap();
+        let failed = Err(StoreError::Io("injected".into()));
+        assert!(s.end_commit(failed).is_err());
+        assert!(!s.dirty());
+        assert_eq!(s.get(Table::Queue, b"open").unwrap(), None, "the open batch went with it");
+        s.put(Table::Queue, b"after", b"3").unwrap();
+        assert_eq!(s.begin_commit().unwrap(), Began::InFlight);
+        let landed = landings.blocking_recv().unwrap();
+        s.end_commit(landed).unwrap();
+        assert_eq!(s.get(Table::Queue, b"after").unwrap(), Some(b"3".to_vec()));
+    }
+
+    #[test]
     fn redb_and_the_memory_store_read_alike_under_the_same_operations() {
         for seed in 0..6 {
             let dir = tempfile::tempdir().unwrap();
