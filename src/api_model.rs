@@ -285,6 +285,34 @@ pub struct StatusDoc {
     /// Every node with a route or a link.
     pub known_nodes: Vec<String>,
     pub inbox: InboxCountsDoc,
+    /// This node's certificate (the one it signs with now).
+    #[serde(default)]
+    pub certificate: Option<CertificateDoc>,
+}
+
+/// When a certificate expires, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CertificateDoc {
+    /// Seconds since the Unix epoch.
+    pub not_after: u64,
+    /// Seconds left (negative once expired), by the node's clock.
+    pub expires_in_s: f64,
+    /// Less than 30 days left: renew it (`relaymesh pki renew`).
+    pub renew_soon: bool,
+}
+
+impl CertificateDoc {
+    pub fn new(not_after: std::time::SystemTime, now: std::time::SystemTime) -> CertificateDoc {
+        let left = match not_after.duration_since(now) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        CertificateDoc {
+            not_after: not_after.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            expires_in_s: left,
+            renew_soon: left < crate::pki::EXPIRY_WARNING.as_secs_f64(),
+        }
+    }
 }
 
 /// One link of a [`StatusDoc`].
@@ -311,6 +339,9 @@ pub struct LinkDoc {
     /// per neighbour and medium since the node started; zero for a link never connected.
     #[serde(default)]
     pub bytes: crate::shell::traffic::WireBytes,
+    /// The certificate the peer presented on this link.
+    #[serde(default)]
+    pub certificate: Option<CertificateDoc>,
 }
 
 /// One route of a [`StatusDoc`].
@@ -433,6 +464,10 @@ impl From<&Snapshot> for StatusDoc {
                     probes_sent: l.counters.probes_sent,
                     probes_answered: l.counters.probes_answered,
                     bytes: s.wire.get(&(l.peer.clone(), l.medium)).copied().unwrap_or_default(),
+                    certificate: s
+                        .peer_certificates
+                        .get(&l.id)
+                        .map(|t| CertificateDoc::new(*t, s.wall)),
                 })
                 .collect(),
             routes: n
@@ -501,6 +536,7 @@ impl From<&Snapshot> for StatusDoc {
                 next: n.inbox_next,
                 unread: n.inbox_next.saturating_sub(n.inbox_read),
             },
+            certificate: s.certificate_expires.map(|t| CertificateDoc::new(t, s.wall)),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::api_model::{
 use serde_json::Value;
 
 use crate::core::{NodeId, Precedence, Role};
+use crate::logging::LogFormat;
 use crate::pki;
 use crate::shell::{self, Dial, Listener, RelaySpec, clock::Clock, config, redb_store::RedbStore};
 use crate::units::{format_bytes, parse_duration};
@@ -44,6 +45,9 @@ type Outcome = Result<(), Failure>;
     about = "Mesh relay and message bus for emergency command networks"
 )]
 pub struct Cli {
+    /// Log lines as text, or one JSON object per line for a log collector.
+    #[arg(long, global = true, env = "RELAYMESH_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +65,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a node configuration without starting the node.
+    ///
+    /// Checks the configuration and the certificate, key, CA and revocation list it names as
+    /// `run` does: exit 2 with the reason `run` would give, 0 if it would start.
+    Check {
+        /// Node configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Send a message through the local node; prints its id.
     Send(SendArgs),
     /// Print the unread inbox, then follow new messages.
@@ -70,6 +83,15 @@ enum Command {
     /// Join or leave a named group on the local node (durable, advertised signed to the
     /// mesh), or list its groups.
     Group(GroupArgs),
+    /// Print a shell completion script.
+    ///
+    /// For bash, zsh, fish, elvish or powershell, e.g.
+    /// `relaymesh completions bash > /etc/bash_completion.d/relaymesh`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff).
+    ///
+    /// e.g. `relaymesh man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,6 +123,19 @@ enum PkiCommand {
         #[arg(long)]
         node: String,
     },
+    /// Renew a node's certificate: same key and role, new validity.
+    ///
+    /// Replaces DIR/<id>.crt. A revoked or decommissioned node is refused (exit 2). A
+    /// running node picks the new certificate up on SIGHUP or when the file changes.
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// Validity in days, from now.
+        #[arg(long, default_value_t = 825)]
+        days: u64,
+    },
     /// Issue a node certificate (DIR/<id>.crt, DIR/<id>.key).
     Issue {
         #[arg(long)]
@@ -120,7 +155,7 @@ enum PkiCommand {
 
 #[derive(Args, Debug, Clone)]
 struct ApiArgs {
-    /// The node's local API.
+    /// The node's local API: `host:port` or `http://host:port`.
     #[arg(long, env = "RELAYMESH_API", default_value = "http://127.0.0.1:7480")]
     api: String,
     /// API token, if the node requires one.
@@ -219,7 +254,19 @@ pub fn main() -> i32 {
 fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Pki { command } => pki_command(command),
-        Command::Run { config } => run(&config),
+        Command::Run { config } => run(&config, cli.log_format),
+        Command::Check { config } => check(&config),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "relaymesh", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::runtime(format!("man page: {e}")))
+        }
         Command::Send(a) => client_runtime()?.block_on(send(a)),
         Command::Listen(a) => client_runtime()?.block_on(listen(a)),
         Command::Status(a) => client_runtime()?.block_on(status(a)),
@@ -235,7 +282,9 @@ fn pki_command(c: PkiCommand) -> Outcome {
     let fail = |e: pki::PkiError| match e {
         pki::PkiError::Exists(_)
         | pki::PkiError::Pem { .. }
-        | pki::PkiError::UnknownNode { .. } => Failure::usage(e),
+        | pki::PkiError::UnknownNode { .. }
+        | pki::PkiError::Withdrawn { .. }
+        | pki::PkiError::BadCertificate(_) => Failure::usage(e),
         pki::PkiError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Failure::usage(e)
         }
@@ -259,6 +308,13 @@ fn pki_command(c: PkiCommand) -> Outcome {
             eprintln!("decommissioned {node}: revocation list {number}");
             println!("{}", path.display());
         }
+        PkiCommand::Renew { dir, node, days } => {
+            let node = NodeId::new(&node).map_err(Failure::usage)?;
+            let validity = pki::Validity::days_from(SystemTime::now(), days);
+            let path = pki::renew(&dir, &node, validity).map_err(fail)?;
+            eprintln!("renewed {node} for {days} days (same key)");
+            println!("{}", path.display());
+        }
         PkiCommand::Issue { dir, node, role, force, days } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let role: Role = role.parse().map_err(Failure::usage)?;
@@ -270,34 +326,118 @@ fn pki_command(c: PkiCommand) -> Outcome {
     Ok(())
 }
 
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+/// What `run` needs before it starts anything, checked as `check` reports it.
+struct Prepared {
+    cfg: config::RelayConfig,
+    creds: shell::tls::Credentials,
+    crl_path: PathBuf,
+    /// The node certificate's end of validity.
+    not_after: SystemTime,
+    /// Things that will not stop the node but that an operator should hear of.
+    warnings: Vec<String>,
 }
 
-fn run(config_path: &Path) -> Outcome {
-    init_tracing("info");
+use crate::pki::EXPIRY_WARNING;
+
+/// Loads and checks everything `run` needs from the configuration at `config_path`: the
+/// configuration itself, the certificate (this node's, issued by the CA, valid now), its key
+/// and the revocation list. Every failure is bad input (exit 2) naming the file and reason.
+fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
     let cfg = config::load(config_path).map_err(Failure::usage)?;
     let creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
         .map_err(Failure::usage)?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
+    let at =
+        |path: &Path, e: &dyn std::fmt::Display| Failure::usage(format!("{}: {e}", path.display()));
+    // Issued by the configured CA (no neighbour would take it otherwise), a key that can
+    // sign, and the key the certificate's: misconfigurations that never work.
+    check_issued_by(&creds.ca, &creds.chain[0]).map_err(|e| at(&cfg.cert, &e))?;
+    shell::trust::pki_trust(&creds, Clock::wall()).map_err(|e| at(&cfg.key, &e))?;
+    shell::tls::server_config(&creds, Clock::wall()).map_err(|e| {
+        at(&cfg.cert, &format!("{e} (does the key file belong to this certificate?)"))
+    })?;
+    // Validity is warned of, not refused: a node whose certificate lapsed, or whose clock
+    // is wrong, still takes, holds and delivers local traffic, and a renewed certificate is
+    // taken without a restart.
+    let (not_before, not_after) =
+        pki::validity_of(&creds.chain[0]).map_err(|e| at(&cfg.cert, &e))?;
+    let now = SystemTime::now();
+    let mut warnings = Vec::new();
+    let cert = cfg.cert.display();
+    let ago =
+        |t: SystemTime| crate::units::format_duration(now.duration_since(t).unwrap_or_default());
+    match not_after.duration_since(now) {
+        Err(_) => warnings.push(format!(
+            "{cert}: certificate EXPIRED {} ago: no neighbour will link with this node \
+             (renew: relaymesh pki renew)",
+            ago(not_after)
+        )),
+        Ok(left) if left < EXPIRY_WARNING => warnings.push(format!(
+            "{cert}: certificate expires in {} (renew: relaymesh pki renew)",
+            crate::units::format_duration(left)
+        )),
+        Ok(_) => {}
+    }
+    if let Ok(early) = not_before.duration_since(now) {
+        warnings.push(format!(
+            "{cert}: certificate not valid for another {}: is this machine's clock right?",
+            crate::units::format_duration(early)
+        ));
+    }
+    if let Some(w) = world_readable(&cfg.key) {
+        warnings.push(w);
+    }
     let crl_path = cfg.crl.clone().unwrap_or_else(|| {
         cfg.ca.parent().map_or_else(|| PathBuf::from("crl.pem"), |d| d.join("crl.pem"))
     });
     if crl_path.exists() {
         // A list that is there but unusable is an operator error: say so before starting.
         let der = pki::load_crl(&crl_path).map_err(Failure::usage)?;
-        let ca = pki::load_certs(&cfg.ca).map_err(Failure::usage)?;
-        check_crl_file(&ca[0], &der)
-            .map_err(|e| Failure::usage(format!("{}: {e}", crl_path.display())))?;
+        check_crl_file(&creds.ca, &der).map_err(|e| at(&crl_path, &e))?;
     }
+    Ok(Prepared { cfg, creds, crl_path, not_after, warnings })
+}
+
+/// A warning if the key file at `path` can be read by every user on the machine.
+fn world_readable(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "{}: the private key is readable by every user (mode {:o}); chmod 600 or 640",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
+/// `relaymesh check`: everything `run` checks before it starts, and what it found.
+fn check(config_path: &Path) -> Outcome {
+    let p = prepare(config_path)?;
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
+    let left = p.not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    println!(
+        "{}: node {} ({}), certificate valid for {} more, {} listener(s), {} peer(s), data in {}",
+        config_path.display(),
+        p.cfg.core.node,
+        p.creds.identity.role,
+        crate::units::format_duration(left),
+        p.cfg.listen.len(),
+        p.cfg.peers.len(),
+        p.cfg.data_dir.display()
+    );
+    Ok(())
+}
+
+fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
+    crate::logging::init(log_format, "info", tracing_subscriber::fmt::time::SystemTime);
+    let Prepared { cfg, creds, crl_path, warnings, .. } = prepare(config_path)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -359,12 +499,31 @@ fn run(config_path: &Path) -> Outcome {
         tracing::info!(addr = %cfg.api, "local API");
         let server =
             tokio::spawn(shell::api::serve(api, relay.handle().clone(), cfg.api_token.clone()));
-        shutdown_signal().await;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = watch_credentials(&cfg, &relay) => {}
+        }
         tracing::info!("stopping");
         server.abort();
         relay.stop().await;
         Ok(())
     })
+}
+
+/// Checks that the CA signed a certificate.
+fn check_issued_by(
+    ca: &rustls::pki_types::CertificateDer<'_>,
+    cert: &rustls::pki_types::CertificateDer<'_>,
+) -> Result<(), String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, ca) = X509Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?;
+    let (_, cert) = X509Certificate::from_der(cert.as_ref()).map_err(|e| e.to_string())?;
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ED25519,
+        ca.public_key().subject_public_key.data.as_ref(),
+    );
+    key.verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        .map_err(|_| "certificate not issued by the deployment CA (the `ca` file)".to_owned())
 }
 
 /// Checks a revocation list against the CA before the node starts.
@@ -407,6 +566,63 @@ async fn watch_crl(path: PathBuf, node: shell::driver::NodeHandle) {
     }
 }
 
+/// Reloads the node's certificate, key and CA on SIGHUP (`systemctl reload`) and whenever one
+/// of their files changes (`relaymesh pki renew` rewrites the certificate), without
+/// restarting: links stay up and custody is untouched. Credentials that do not load or
+/// check are logged and the running ones kept. Warns daily while the certificate has less
+/// than [`EXPIRY_WARNING`] left.
+async fn watch_credentials(cfg: &config::RelayConfig, relay: &shell::Relay) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let files = [&cfg.ca, &cfg.cert, &cfg.key];
+    let stamps = || files.map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok());
+    let mut seen = stamps();
+    let mut warned: Option<std::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let asked = tokio::select! {
+            Some(()) = async { hup.as_mut()?.recv().await } => true,
+            _ = tick.tick() => false,
+        };
+        let now = stamps();
+        if !asked && now == seen {
+            if let Ok(not_after) = pki::load_certs(&cfg.cert)
+                .map_err(drop)
+                .and_then(|c| pki::not_after(&c[0]).map_err(drop))
+                && warned.is_none_or(|w| w.elapsed() > Duration::from_secs(24 * 3600))
+                && let Ok(left) = not_after.duration_since(SystemTime::now())
+                && left < EXPIRY_WARNING
+            {
+                tracing::warn!(
+                    cert = %cfg.cert.display(),
+                    "certificate expires in {} (renew: relaymesh pki renew)",
+                    crate::units::format_duration(left)
+                );
+                warned = Some(std::time::Instant::now());
+            }
+            continue;
+        }
+        seen = now;
+        let why = if asked { "SIGHUP" } else { "files changed" };
+        let loaded = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
+            .map_err(|e| e.to_string())
+            .and_then(|c| relay.reload(&c).map(|()| c).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(c) => {
+                let until = pki::not_after(&c.chain[0])
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .map_or_else(|| "?".into(), crate::units::format_duration);
+                tracing::warn!(%why, "credentials reloaded: certificate valid for {until} more");
+                warned = None;
+            }
+            Err(e) => {
+                tracing::error!(%why, "credentials not reloaded, the running ones stay: {e}")
+            }
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
@@ -432,7 +648,7 @@ impl Client {
             .timeout(Duration::from_secs(330))
             .build()
             .map_err(Failure::runtime)?;
-        Ok(Client { http, base: a.api.trim_end_matches('/').to_owned(), token: a.token.clone() })
+        Ok(Client { http, base: api_base(&a.api)?, token: a.token.clone() })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -477,6 +693,38 @@ impl Client {
             Err(Failure::runtime(reason))
         }
     }
+}
+
+/// "valid 824d23h more", or a warning when it is time to renew.
+fn certificate_line(c: &crate::api_model::CertificateDoc) -> String {
+    if c.expires_in_s < 0.0 {
+        return "EXPIRED: renew it (relaymesh pki renew)".into();
+    }
+    let left = crate::units::format_duration(Duration::from_secs_f64(c.expires_in_s));
+    if c.renew_soon {
+        format!("expires in {left}: RENEW SOON (relaymesh pki renew)")
+    } else {
+        format!("valid {left} more")
+    }
+}
+
+/// The base URL of the node's API from `--api`: `host:port` gets `http://` in front; a URL
+/// must be `http://` (the local API has no TLS).
+fn api_base(api: &str) -> Result<String, Failure> {
+    let api = api.trim().trim_end_matches('/');
+    let url = if api.contains("://") { api.to_owned() } else { format!("http://{api}") };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| Failure::usage(format!("--api {api:?}: {e} (expected host:port)")))?;
+    if parsed.scheme() != "http" {
+        return Err(Failure::usage(format!(
+            "--api {api:?}: the local API speaks http, not {}",
+            parsed.scheme()
+        )));
+    }
+    if parsed.host_str().is_none() || parsed.port_or_known_default().is_none() {
+        return Err(Failure::usage(format!("--api {api:?}: expected host:port")));
+    }
+    Ok(url)
 }
 
 async fn send(a: SendArgs) -> Outcome {
@@ -695,6 +943,9 @@ async fn status(a: StatusArgs) -> Outcome {
         return Ok(());
     }
     println!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
+    if let Some(c) = &s.certificate {
+        println!("certificate: {}", certificate_line(c));
+    }
     println!("\nlinks:");
     for l in &s.links {
         println!(
@@ -707,6 +958,9 @@ async fn status(a: StatusArgs) -> Outcome {
             l.inflight,
             l.addr.as_deref().unwrap_or(""),
         );
+        if let Some(c) = l.certificate.as_ref().filter(|c| c.renew_soon) {
+            println!("    certificate: {}", certificate_line(c));
+        }
         for (way, d) in [("sent", &l.bytes.sent), ("received", &l.bytes.received)] {
             if d.udp_bytes == 0 {
                 continue;

@@ -12,6 +12,7 @@
 //!   in `relaymesh_core::pki`).
 //! - [`cli`]: the `relaymesh` command line.
 //! - [`api_model`]: the local API's documents as types, shared by the server and the CLI.
+//! - [`logging`]: text or JSON log lines, for the node and the simulator.
 //!
 //! # Design overview
 //! A relay node is a [`core::Node`] driven by a [`shell::driver`] task. QUIC connection tasks
@@ -23,6 +24,7 @@
 
 pub mod api_model;
 pub mod cli;
+pub mod logging;
 pub mod pki;
 pub mod shell;
 pub mod units;

@@ -74,8 +74,6 @@ pub fn revoke(dir: &Path, node: &NodeId) -> Result<(PathBuf, u64), PkiError> {
 /// revocation list (`DIR/crl.pem`), keeping every earlier entry and its reason.
 pub fn withdraw(dir: &Path, node: &NodeId, why: Withdrawal) -> Result<(PathBuf, u64), PkiError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
-    use x509_parser::revocation_list::CertificateRevocationList;
-    use x509_parser::x509::ReasonCode;
     let ca = load_ca(dir)?;
     let (cert_path, _) = node_paths(dir, node);
     if !cert_path.exists() {
@@ -86,20 +84,7 @@ pub fn withdraw(dir: &Path, node: &NodeId, why: Withdrawal) -> Result<(PathBuf, 
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
     let serial = x509.raw_serial().to_vec();
     let path = crl_path(dir);
-    let (mut entries, mut number) = (Vec::new(), 0u64);
-    if path.exists() {
-        let der = load_crl(&path)?;
-        let (_, old) = CertificateRevocationList::from_der(&der)
-            .map_err(|e| PkiError::Pem { path: path.clone(), why: e.to_string() })?;
-        number = old.crl_number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        for r in old.iter_revoked_certificates() {
-            let why = match r.reason_code() {
-                Some((_, ReasonCode::CessationOfOperation)) => Withdrawal::Decommissioned,
-                _ => Withdrawal::Revoked,
-            };
-            entries.push((r.raw_serial().to_vec(), why));
-        }
-    }
+    let (mut number, mut entries) = withdrawals(&path)?;
     match entries.iter_mut().find(|(s, _)| *s == serial) {
         // A decommissioned node found compromised later is revoked; not the other way round.
         Some(entry) if why == Withdrawal::Revoked => entry.1 = why,
@@ -111,6 +96,69 @@ pub fn withdraw(dir: &Path, node: &NodeId, why: Withdrawal) -> Result<(PathBuf, 
     let pem = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", base64_lines(&der));
     write(&path, pem.as_bytes(), false)?;
     Ok((path, number))
+}
+
+/// A revocation list's entries: serial number and reason.
+type Entries = Vec<(Vec<u8>, Withdrawal)>;
+
+/// The number of the revocation list at `path` and its entries; `(0, [])` when there is no
+/// list yet.
+fn withdrawals(path: &Path) -> Result<(u64, Entries), PkiError> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    use x509_parser::x509::ReasonCode;
+    if !path.exists() {
+        return Ok((0, Vec::new()));
+    }
+    let der = load_crl(path)?;
+    let (_, list) = CertificateRevocationList::from_der(&der)
+        .map_err(|e| PkiError::Pem { path: path.into(), why: e.to_string() })?;
+    let number = list.crl_number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let entries = list
+        .iter_revoked_certificates()
+        .map(|r| {
+            let why = match r.reason_code() {
+                Some((_, ReasonCode::CessationOfOperation)) => Withdrawal::Decommissioned,
+                _ => Withdrawal::Revoked,
+            };
+            (r.raw_serial().to_vec(), why)
+        })
+        .collect();
+    Ok((number, entries))
+}
+
+/// `relaymesh pki renew`: a new certificate for `node` with the same key and role and a new
+/// validity, replacing `DIR/<id>.crt`. A node whose certificate is on the revocation list is
+/// refused ([`PkiError::Withdrawn`]): a compromised key is not given more time.
+pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (cert_path, key_path) = node_paths(dir, node);
+    if !cert_path.exists() {
+        return Err(PkiError::UnknownNode { node: node.to_string(), path: cert_path });
+    }
+    let old = load_certs(&cert_path)?.remove(0);
+    let identity = identity_of(&old)?;
+    if &identity.node != node {
+        return Err(PkiError::Pem {
+            path: cert_path,
+            why: format!("the certificate is for {}, not {node}", identity.node),
+        });
+    }
+    let (_, x509) = X509Certificate::from_der(old.as_ref())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let crl = crl_path(dir);
+    if withdrawals(&crl)?.1.iter().any(|(serial, _)| serial == x509.raw_serial()) {
+        return Err(PkiError::Withdrawn { node: node.to_string(), path: crl });
+    }
+    let ca = load_ca(dir)?;
+    let key_pem = read(&key_path)?;
+    let cert =
+        ca.renew(node, identity.role, &key_pem, random_seed()?, validity).map_err(|e| match e {
+            PkiError::Generate(g) => PkiError::Pem { path: key_path.clone(), why: g.to_string() },
+            e => e,
+        })?;
+    write(&cert_path, cert.cert_pem.as_bytes(), false)?;
+    Ok(cert_path)
 }
 
 fn base64_lines(der: &[u8]) -> String {
@@ -174,6 +222,27 @@ fn write(path: &Path, bytes: &[u8], secret: bool) -> Result<(), PkiError> {
     fs::rename(&tmp, path).map_err(io)
 }
 
+/// A certificate with less than this left is warned of: at start, by `relaymesh check`, in
+/// the log (daily for the node's own, at link-up for a neighbour's) and in `status`.
+pub const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// When a certificate stops being valid.
+pub fn not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, PkiError> {
+    validity_of(cert).map(|(_, not_after)| not_after)
+}
+
+/// When a certificate starts and stops being valid.
+pub fn validity_of(cert: &CertificateDer<'_>) -> Result<(SystemTime, SystemTime), PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
+    Ok((at(c.validity().not_before), at(c.validity().not_after)))
+}
+
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let pem = fs::read(path).map_err(|source| PkiError::Io { path: path.into(), source })?;
@@ -228,5 +297,42 @@ mod tests {
         issue(dir.path(), &node, Role::Relay, true, validity()).unwrap();
         let mode = fs::metadata(dir.path().join("county-hq.key")).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    }
+
+    #[test]
+    fn renew_keeps_key_and_role_and_refuses_a_revoked_node() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), false, 365).unwrap();
+        let node = NodeId::new("township-north").unwrap();
+        let cert_path = issue(dir.path(), &node, Role::Township, false, validity()).unwrap();
+        let key_before = fs::read(dir.path().join("township-north.key")).unwrap();
+        let old = load_certs(&cert_path).unwrap().remove(0);
+        let later = Validity::days_from(SystemTime::now(), 400);
+        renew(dir.path(), &node, later).unwrap();
+        let new = load_certs(&cert_path).unwrap().remove(0);
+        assert_ne!(old, new);
+        assert_eq!(fs::read(dir.path().join("township-north.key")).unwrap(), key_before);
+        assert_eq!(identity_of(&new).unwrap().role, Role::Township);
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, a) = X509Certificate::from_der(old.as_ref()).unwrap();
+        let (_, b) = X509Certificate::from_der(new.as_ref()).unwrap();
+        assert_eq!(a.public_key().raw, b.public_key().raw, "same key");
+        assert!(b.validity().not_after > a.validity().not_after);
+        // The renewed certificate works with the key on disk, for TLS and for signatures.
+        use crate::shell::{clock::Clock, tls};
+        let (ca, key) = (dir.path().join("ca.crt"), dir.path().join("township-north.key"));
+        let creds = tls::Credentials::load(&ca, &cert_path, &key, &node).unwrap();
+        tls::server_config(&creds, Clock::wall()).expect("renewed certificate matches the key");
+        // (which is checked: another node's key does not go with it)
+        let other = NodeId::new("township-south").unwrap();
+        issue(dir.path(), &other, Role::Township, false, validity()).unwrap();
+        let wrong = dir.path().join("township-south.key");
+        let creds = tls::Credentials::load(&ca, &cert_path, &wrong, &node).unwrap();
+        assert!(tls::server_config(&creds, Clock::wall()).is_err());
+        // Revoked: no renewal.
+        revoke(dir.path(), &node).unwrap();
+        assert!(matches!(renew(dir.path(), &node, later), Err(PkiError::Withdrawn { .. })));
+        let unknown = NodeId::new("nobody").unwrap();
+        assert!(matches!(renew(dir.path(), &unknown, later), Err(PkiError::UnknownNode { .. })));
     }
 }

@@ -3,9 +3,39 @@
 
 use std::time::Duration;
 
-/// Parses `<number><unit>` with a unit of us, ms, s, m, h or d (fractions allowed: `1.5s`).
+/// Parses a duration: one or more `<number><unit>` parts, spaces between them optional
+/// (`90s`, `300ms`, `2h30m`, `1h 15m`, `1d 12h`), through the `humantime` crate; units are
+/// us, ms, s, m (min), h, d and their long forms (`hours`, `minutes`). A single part may have a
+/// fraction (`1.5s`, `0.5h`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = split(s)?;
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration (e.g. 90s, 5m, 2h30m)".into());
+    }
+    if t.contains('.') {
+        return fractional(s, t);
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("duration {s:?} needs a unit (e.g. 90s, 5m, 2h30m)"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        use humantime::DurationError as E;
+        let why = match e {
+            E::NumberExpected(at) => format!("expected a number at character {}", at + 1),
+            E::InvalidCharacter(at) => format!("unexpected character at {}", at + 1),
+            E::UnknownUnit { unit, .. } => {
+                format!("unknown time unit {unit:?} (us, ms, s, m, h, d; or hours, minutes, ...)")
+            }
+            E::NumberOverflow => "out of range".into(),
+            E::Empty => "empty".into(),
+        };
+        format!("duration {s:?}: {why} (e.g. 90s, 5m, 2h30m)")
+    })
+}
+
+/// A single part with a fraction, which humantime does not take: `1.5s`, `0.25h`.
+fn fractional(s: &str, t: &str) -> Result<Duration, String> {
+    let (num, unit) = split(t)?;
     let secs = match unit {
         "us" => num / 1e6,
         "ms" => num / 1e3,
@@ -13,8 +43,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => num * 60.0,
         "h" => num * 3600.0,
         "d" => num * 86400.0,
-        "" => return Err(format!("duration {s:?} needs a unit (ms, s, m, h, d)")),
-        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+        "" => return Err(format!("duration {s:?} needs a unit (e.g. 90s, 5m, 2h30m)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?}: a fraction takes one unit of us, ms, s, m, h or d (e.g. 1.5s)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
 }
@@ -64,7 +98,7 @@ fn split(s: &str) -> Result<(f64, &str), String> {
     Ok((num, unit.trim()))
 }
 
-/// Formats a duration compactly for reports (`850ms`, `12.3s`, `4m05s`, `2h00m`).
+/// Formats a duration compactly for reports (`850ms`, `12.3s`, `4m05s`, `2h00m`, `824d23h`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
@@ -73,8 +107,10 @@ pub fn format_duration(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else if ms < 3_600_000 {
         format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    } else {
+    } else if ms < 172_800_000 {
         format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    } else {
+        format!("{}d{:02}h", ms / 86_400_000, (ms / 3_600_000) % 24)
     }
 }
 
@@ -116,6 +152,21 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("-1s").is_err());
+        // Compound forms, as operators write them.
+        assert_eq!(parse_duration("2h30m"), Ok(Duration::from_secs(9000)));
+        assert_eq!(parse_duration("1h 15m"), Ok(Duration::from_secs(4500)));
+        assert_eq!(parse_duration("2h20m"), Ok(Duration::from_secs(8400)));
+        assert_eq!(parse_duration(" 90s "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1d 12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("2 hours"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0.5h"), Ok(Duration::from_secs(1800)));
+        for bad in ["", "h", "2h30", "2h 30x", "1.5h30m", "1.5 parsecs", "5 5", "10x"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        let e = parse_duration("2h30").unwrap_err();
+        assert!(e.contains("2h30"), "{e}");
     }
 
     #[test]
@@ -135,5 +186,7 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
         assert_eq!(format_duration(Duration::from_secs(245)), "4m05s");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h00m");
+        assert_eq!(format_duration(Duration::from_secs(47 * 3600)), "47h00m");
+        assert_eq!(format_duration(Duration::from_secs(825 * 86400 - 3600)), "824d23h");
     }
 }

@@ -183,7 +183,7 @@ fn a_topic_publish_reaches_a_wildcard_subscriber_three_hops_away() {
     let t1 = t1.start();
     wait_route(&mut hq, "team-01");
     // `listen --topic` subscribes (durably) and prints only matching messages.
-    let listener = std::process::Command::new(BIN)
+    let listener = std::process::Command::new(&*BIN)
         .args([
             "listen",
             "--api",

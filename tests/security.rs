@@ -204,7 +204,7 @@ fn the_api_refuses_cross_origin_and_foreign_host_requests_and_checks_its_token()
         // With a token the node's own test helpers cannot use it; probe the API directly.
         let config = token.write_config();
         let log = std::fs::File::create(mesh.dir.path().join("t.log")).unwrap();
-        std::process::Command::new(BIN)
+        std::process::Command::new(&*BIN)
             .args(["run", "--config", config.to_str().unwrap()])
             .stderr(log)
             .spawn()

@@ -51,6 +51,9 @@ pub enum PkiError {
     /// The operating system gave no randomness for a key.
     #[error("no randomness for a key: {0}")]
     Random(String),
+    /// The node's certificate is on the deployment's revocation list: it is not renewed.
+    #[error("{node} is revoked or decommissioned ({path}): issue a new certificate, not a renewal")]
+    Withdrawn { node: String, path: PathBuf },
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
@@ -161,7 +164,31 @@ impl Ca {
         seed: [u8; 32],
         validity: Validity,
     ) -> Result<NodeCert, PkiError> {
-        let key = ed25519_key(seed)?;
+        self.certify(node, role, ed25519_key(seed)?, sub_seed(&seed, 1), validity)
+    }
+
+    /// Renews a certificate: the same node, role and key (`key_pem`, the node's key file),
+    /// a new serial number (from `seed`) and a new validity.
+    pub fn renew(
+        &self,
+        node: &NodeId,
+        role: Role,
+        key_pem: &str,
+        seed: [u8; 32],
+        validity: Validity,
+    ) -> Result<NodeCert, PkiError> {
+        let key = KeyPair::from_pem_and_sign_algo(key_pem, &rcgen::PKCS_ED25519)?;
+        self.certify(node, role, key, sub_seed(&seed, 1), validity)
+    }
+
+    fn certify(
+        &self,
+        node: &NodeId,
+        role: Role,
+        key: KeyPair,
+        serial_seed: [u8; 16],
+        validity: Validity,
+    ) -> Result<NodeCert, PkiError> {
         let mut params = CertificateParams::new(vec![node.to_string()])?;
         let uri = format!("{URI_PREFIX}{node}:role:{role}");
         params.subject_alt_names.push(SanType::URI(uri.try_into()?));
@@ -171,7 +198,7 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.serial_number = Some(serial(sub_seed(&seed, 1)));
+        params.serial_number = Some(serial(serial_seed));
         params.not_before = validity.not_before.into();
         params.not_after = validity.not_after.into();
         let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;

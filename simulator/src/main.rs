@@ -16,6 +16,10 @@ mod sweep;
     about = "Runs real relaymesh nodes over a virtual network in virtual time"
 )]
 struct Cli {
+    /// Log lines (off unless RUST_LOG asks, stamped with virtual time) as text, or one JSON
+    /// object per line.
+    #[arg(long, global = true, env = "RELAYMESH_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: relaymesh::logging::LogFormat,
     /// Without a command: run the built-in county-flood scenario.
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,11 +67,11 @@ enum Command {
 fn main() {
     std::process::exit(match Cli::try_parse() {
         Ok(cli) => match cli.command {
-            None => run(None, None, None, false, false, false),
+            None => run(None, None, None, false, false, false, cli.log_format),
             Some(Command::List) => list(),
             Some(Command::Sweep { scenario, seeds, jobs }) => sweep::sweep(&scenario, &seeds, jobs),
             Some(Command::Run { scenario, seed, out, json, quiet, check_invariants }) => {
-                run(scenario, seed, out, json, quiet, check_invariants)
+                run(scenario, seed, out, json, quiet, check_invariants, cli.log_format)
             }
         },
         Err(e) => {
@@ -105,6 +109,7 @@ fn run(
     json: bool,
     quiet: bool,
     check_invariants: bool,
+    log_format: relaymesh::logging::LogFormat,
 ) -> i32 {
     let name = name.unwrap_or_else(|| "county-flood".into());
     let mut sc = match load(&name) {
@@ -115,7 +120,7 @@ fn run(
         }
     };
     sc.check_invariants = check_invariants;
-    init_tracing();
+    init_tracing(log_format);
     let seed = seed.unwrap_or(sc.seed);
     let show = !quiet && std::io::stderr().is_terminal();
     let total = sc.duration;
@@ -202,7 +207,7 @@ pub(crate) fn load(name: &str) -> Result<scenario::Scenario, String> {
 }
 
 /// Logs (off unless RUST_LOG asks) stamped with virtual time.
-fn init_tracing() {
+fn init_tracing(format: relaymesh::logging::LogFormat) {
     use std::sync::OnceLock;
     use tracing_subscriber::fmt::format::Writer;
     struct Virtual(OnceLock<tokio::time::Instant>);
@@ -214,11 +219,5 @@ fn init_tracing() {
             write!(w, "{:>12.6}s", (tokio::time::Instant::now() - start).as_secs_f64())
         }
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_timer(Virtual(OnceLock::new()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    relaymesh::logging::init(format, "error", Virtual(OnceLock::new()));
 }

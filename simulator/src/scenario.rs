@@ -719,7 +719,7 @@ link = "a~b/wireless"
     fn bad_scenarios_are_refused_with_file_line_and_reason() {
         check(&SMALL.replace("b = \"b\"", "b = \"c\""), 15, "unknown node \"c\"");
         check(&SMALL.replace("b = \"b\"", "b = \"a\""), 15, "link from a to itself");
-        check(&SMALL.replace("at = \"1m\"", "at = \"1 fortnight\""), 19, "unknown unit");
+        check(&SMALL.replace("at = \"1m\"", "at = \"1 fortnight\""), 19, "unknown time unit");
         check(
             &SMALL.replace("action = \"link_down\"", "action = \"explode\""),
             20,
@@ -730,11 +730,7 @@ link = "a~b/wireless"
             21,
             "unknown link",
         );
-        check(
-            &SMALL.replace("duration = \"10m\"", "duration = \"ten\""),
-            3,
-            "does not start with a number",
-        );
+        check(&SMALL.replace("duration = \"10m\"", "duration = \"ten\""), 3, "expected a number");
         check(&SMALL.replace("medium = \"wireless\"", "medium = \"pigeon\""), 16, "invalid medium");
     }
 

@@ -209,7 +209,7 @@ fn bad_scenarios_are_refused_before_anything_runs() {
     let cases = [
         ("b = \"township-01\"", "b = \"township-99\"", "unknown node"),
         ("b = \"relay-1\"", "b = \"county-hq\"", "to itself"),
-        ("delay = \"15ms\"", "delay = \"15 lightyears\"", "unknown unit"),
+        ("delay = \"15ms\"", "delay = \"15 lightyears\"", "unknown time unit"),
         ("action = \"link_down\"", "action = \"meteor\"", "unknown action"),
     ];
     for (from, to, why) in cases {

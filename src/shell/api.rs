@@ -580,6 +580,32 @@ pub fn metrics_text(s: &Snapshot) -> String {
         "# TYPE relaymesh_inbox_unread gauge\nrelaymesh_inbox_unread {}",
         n.inbox_next.saturating_sub(n.inbox_read)
     );
+    // Seconds left on certificates (negative once expired): alert below 30 days.
+    let left = |t: std::time::SystemTime| match t.duration_since(s.wall) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    };
+    if let Some(t) = s.certificate_expires {
+        let _ = writeln!(
+            out,
+            "# TYPE relaymesh_certificate_expiry_seconds gauge
+\
+             relaymesh_certificate_expiry_seconds {:.0}",
+            left(t)
+        );
+    }
+    let _ = writeln!(out, "# TYPE relaymesh_peer_certificate_expiry_seconds gauge");
+    for l in &n.links {
+        if let Some(t) = s.peer_certificates.get(&l.id) {
+            let _ = writeln!(
+                out,
+                "relaymesh_peer_certificate_expiry_seconds{{peer=\"{}\",medium=\"{}\"}} {:.0}",
+                l.peer,
+                l.medium,
+                left(*t)
+            );
+        }
+    }
     out
 }
 

@@ -102,6 +102,12 @@ pub struct Snapshot {
     pub wire: BTreeMap<(crate::core::NodeId, crate::core::Medium), super::traffic::WireBytes>,
     pub now: Time,
     pub started: Time,
+    /// The node clock's wall time (what certificate validity is judged by).
+    pub wall: std::time::SystemTime,
+    /// When this node's certificate expires (the one it signs with now).
+    pub certificate_expires: Option<std::time::SystemTime>,
+    /// When each link's peer certificate expires.
+    pub peer_certificates: BTreeMap<LinkId, std::time::SystemTime>,
 }
 
 /// A cheap, clonable way to talk to a running node.
@@ -689,6 +695,19 @@ impl Driver {
                     },
                     now,
                     started: self.started,
+                    wall: self.opts.clock.system_time(),
+                    certificate_expires: self.node.config().trust.as_ref().and_then(|t| {
+                        let der = t.certificate();
+                        crate::pki::not_after(&rustls::pki_types::CertificateDer::from(
+                            der.as_ref(),
+                        ))
+                        .ok()
+                    }),
+                    peer_certificates: self
+                        .links
+                        .iter()
+                        .filter_map(|(id, l)| Some((*id, l.not_after?)))
+                        .collect(),
                 };
                 let _ = reply.send(snapshot);
             }

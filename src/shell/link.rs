@@ -206,6 +206,8 @@ impl LinkContext {
 pub struct LinkHandle {
     /// Serial number of the peer's certificate.
     pub serial: bytes::Bytes,
+    /// When the peer's certificate expires.
+    pub not_after: Option<std::time::SystemTime>,
     /// This side dialled (and probes, and redials) the link.
     pub dialled: bool,
     conn: Connection,
@@ -498,8 +500,21 @@ async fn run(
             .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
             .unwrap_or_default();
         let serial = tls::serial_of(&certificate);
+        let not_after =
+            crate::pki::not_after(&rustls::pki_types::CertificateDer::from(certificate.as_ref()))
+                .ok();
+        if let Some(left) = not_after.and_then(|t| t.duration_since(ctx.clock.system_time()).ok())
+            && left < crate::pki::EXPIRY_WARNING
+        {
+            tracing::warn!(
+                peer = %hello.node,
+                "the neighbour's certificate expires in {}",
+                crate::units::format_duration(left)
+            );
+        }
         let handle = LinkHandle {
             serial,
+            not_after,
             dialled,
             conn: conn.clone(),
             control: control_tx,

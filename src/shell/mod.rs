@@ -23,8 +23,8 @@ pub mod trust;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use quinn::{AsyncUdpSocket, Endpoint};
@@ -56,6 +56,9 @@ pub enum ShellError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// New credentials that cannot be used (the running ones stay).
+    #[error("credentials not reloaded: {0}")]
+    Reload(String),
     /// A peer's medium has no socket to dial from.
     #[error("no socket to dial {peer} over {medium}")]
     NoSocket { peer: NodeId, medium: Medium },
@@ -122,7 +125,18 @@ pub struct Relay {
     endpoints: Vec<(Medium, Endpoint)>,
     tasks: Vec<JoinHandle<()>>,
     driver_thread: Option<std::thread::JoinHandle<()>>,
+    node: NodeId,
+    clock: Clock,
+    /// The core's trust, if the shell made it (not when the caller supplied its own).
+    trust: Option<Arc<trust::Reloadable>>,
+    /// Listening endpoints and the transport settings of their medium.
+    servers: Vec<(Endpoint, TransportSettings)>,
+    /// What each dial loop connects with, and the transport settings of its medium.
+    clients: Vec<(ClientSlot, TransportSettings)>,
 }
+
+/// The client configuration a dial loop uses for its next attempt.
+type ClientSlot = Arc<RwLock<quinn::ClientConfig>>;
 
 /// Initial and maximum pause between dial attempts.
 const REDIAL_MIN: Duration = Duration::from_millis(500);
@@ -135,8 +149,11 @@ impl Relay {
         let _enter = span.enter();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
         let mut core = spec.core.clone();
+        let mut reloadable = None;
         if core.trust.is_none() {
-            core.trust = Some(Arc::new(trust::pki_trust(&spec.creds, spec.clock)?));
+            let t = Arc::new(trust::Reloadable::new(trust::pki_trust(&spec.creds, spec.clock)?));
+            reloadable = Some(t.clone());
+            core.trust = Some(t);
         }
         let node = Node::open(core, spec.store, rng.random(), spec.clock.now())?;
         let revoked: link::Revoked =
@@ -193,9 +210,11 @@ impl Relay {
             ),
         };
         let mut endpoints: Vec<(Medium, Endpoint)> = Vec::new();
+        let (mut servers, mut clients) = (Vec::new(), Vec::new());
         for l in spec.listeners {
             let server = quic.server(&settings(l.medium));
             let ep = transport::endpoint(l.socket, Some(server), rng.random(), reset)?;
+            servers.push((ep.clone(), settings(l.medium)));
             tasks.push(tokio::spawn(
                 link::accept_loop(ctx.clone(), ep.clone(), l.medium).instrument(span.clone()),
             ));
@@ -214,14 +233,55 @@ impl Relay {
                 }
             };
             let ts = settings(d.medium);
-            let cfg = quic.client(&ts);
+            let cfg: ClientSlot = Arc::new(RwLock::new(quic.client(&ts)));
+            clients.push((cfg.clone(), ts.clone()));
             let jitter = rand_chacha::ChaCha8Rng::seed_from_u64(rng.random());
             tasks.push(tokio::spawn(
                 redial(ctx.clone(), ep, cfg, d, ts.attempt_timeout(), jitter)
                     .instrument(span.clone()),
             ));
         }
-        Ok(Relay { handle, endpoints, tasks, driver_thread })
+        Ok(Relay {
+            handle,
+            endpoints,
+            tasks,
+            driver_thread,
+            node: spec.core.node.clone(),
+            clock: spec.clock,
+            trust: reloadable,
+            servers,
+            clients,
+        })
+    }
+
+    /// Takes new credentials while running (a renewed certificate, a new key, a new CA):
+    /// links that are up stay up, and nothing the node holds is touched; new links are made
+    /// with the new certificate, and what the node signs from now on is signed with the new
+    /// key and carries the new certificate. Credentials that would not work (another node's,
+    /// not issued by their CA, expired, a key that is not the certificate's) are refused and
+    /// the running ones stay.
+    pub fn reload(&self, creds: &Credentials) -> Result<(), ShellError> {
+        let Some(reloadable) = &self.trust else {
+            return Err(ShellError::Reload("this node's trust was supplied by its caller".into()));
+        };
+        if creds.identity.node != self.node {
+            return Err(ShellError::Reload(format!(
+                "the certificate is for {}, but this node is {}",
+                creds.identity.node, self.node
+            )));
+        }
+        let new = trust::pki_trust(creds, self.clock)?;
+        crate::core::trust::Trust::check_certificate(&new, creds.chain[0].as_ref())
+            .map_err(|e| ShellError::Reload(format!("the certificate: {e}")))?;
+        let quic = QuicConfigs::new(creds, self.clock)?;
+        for (ep, ts) in &self.servers {
+            ep.set_server_config(Some(quic.server(ts)));
+        }
+        for (slot, ts) in &self.clients {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = quic.client(ts);
+        }
+        reloadable.replace(new);
+        Ok(())
     }
 
     pub fn handle(&self) -> &NodeHandle {
@@ -269,7 +329,7 @@ impl Drop for Relay {
 async fn redial(
     ctx: LinkContext,
     endpoint: Endpoint,
-    cfg: quinn::ClientConfig,
+    cfg: ClientSlot,
     d: Dial,
     attempt: Duration,
     mut jitter: rand_chacha::ChaCha8Rng,
@@ -277,10 +337,11 @@ async fn redial(
     let mut pause = REDIAL_MIN;
     loop {
         let started = tokio::time::Instant::now();
+        let config = cfg.read().unwrap_or_else(PoisonError::into_inner).clone();
         let (was_up, reason) = link::dial(
             ctx.clone(),
             endpoint.clone(),
-            cfg.clone(),
+            config,
             d.node.clone(),
             d.addr,
             d.medium,

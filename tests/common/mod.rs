@@ -21,11 +21,15 @@ use relaymesh::wire::Hello;
 use relaymesh_testkit::{Cut, Pki, Tool};
 use serde_json::{Value, json};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_relaymesh");
+/// The `relaymesh` binary under test: this build's, or `RELAYMESH_TEST_BIN` (the ARM smoke
+/// test runs the cross-built binary through qemu this way; README, "ARM").
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("RELAYMESH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_relaymesh").into())
+});
 
 /// Runs the CLI to completion.
 pub fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run relaymesh")
+    Command::new(&*BIN).args(args).output().expect("run relaymesh")
 }
 
 /// Runs the CLI and insists on success; returns stdout.
@@ -76,7 +80,7 @@ impl Deref for Mesh {
 
 impl Mesh {
     pub fn new() -> Mesh {
-        Mesh(Pki::new("relaymesh-test", Tool::Cli(BIN.into())).unwrap())
+        Mesh(Pki::new("relaymesh-test", Tool::Cli(BIN.as_str().into())).unwrap())
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -218,7 +222,7 @@ impl NodeSpec {
     pub fn start(&self) -> Relay {
         let config = self.write_config();
         let log = std::fs::File::create(self.dir.join(format!("{}.log", self.id))).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&*BIN)
             .args(["run", "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "info,relaymesh=debug")
             .stdout(Stdio::null())
@@ -354,6 +358,14 @@ impl Relay {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGHUP, as `systemctl reload` sends it.
+    pub fn hangup(&self) {
+        if let Some(c) = self.child.as_ref() {
+            let ok = Command::new("kill").args(["-HUP", &c.id().to_string()]).status().unwrap();
+            assert!(ok.success());
         }
     }
 

@@ -1,0 +1,240 @@
+//! Field deployment, end to end with real processes: credentials renewed and reloaded while
+//! a node runs, and the command line an operator meets first (check, renew, durations,
+//! `--api host:port`, JSON logs, completions, the man page).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Sends a FLASH from `from` to `to` and waits until it is delivered.
+fn delivered(from: &Relay, to: &str, body: &str) {
+    let id = from.submit(&format!("node:{to}"), "flash", body).unwrap();
+    let view = from.message(&id, "20s");
+    assert_eq!(view.state, "delivered", "{body}: {view:?}");
+}
+
+/// The number of log lines of `relay` that contain `what`.
+fn lines(relay: &Relay, what: &str) -> usize {
+    relay.log().lines().filter(|l| l.contains(what)).count()
+}
+
+#[test]
+fn credentials_reload_on_sighup_and_on_renewal_with_links_kept_and_bad_ones_are_refused() {
+    let mesh = Mesh::new();
+    let (hq, mut t1) = mesh.linked_pair("");
+    let link = |r: &Relay| r.links().into_iter().find(|l| l.peer == "county-hq" && l.up).unwrap();
+    let before = link(&t1);
+
+    // SIGHUP with nothing changed: reloaded, nothing else happens.
+    t1.hangup();
+    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        (lines(&t1, "credentials reloaded") == 1).then_some(())
+    });
+    assert!(t1.log().contains("SIGHUP"), "{}", t1.log());
+
+    // `pki renew` rewrites the certificate: the node sees the file change and takes it.
+    let pki = mesh.pki();
+    let crt = pki.join("township-01.crt");
+    let old = std::fs::read(&crt).unwrap();
+    cli_ok(&["pki", "renew", "--dir", pki.to_str().unwrap(), "--node", "township-01"]);
+    assert_ne!(std::fs::read(&crt).unwrap(), old);
+    wait_for("the renewal reload", Duration::from_secs(20), || {
+        (lines(&t1, "credentials reloaded") == 2).then_some(())
+    });
+    t1.assert_running();
+    let after = link(&t1);
+    assert_eq!(after.id, before.id, "the link was kept through both reloads");
+    delivered(&hq, "township-01", "after the renewal");
+    delivered(&t1, "county-hq", "signed under the renewed certificate");
+
+    // A certificate from another deployment's CA, for the same node id: refused, logged, and
+    // the node runs on with the one it has.
+    let other = Mesh::new();
+    other.issue("township-01", "township");
+    std::fs::copy(other.pki().join("township-01.crt"), &crt).unwrap();
+    wait_for("the refusal", Duration::from_secs(20), || {
+        (lines(&t1, "credentials not reloaded") == 1).then_some(())
+    });
+    t1.assert_running();
+    assert_eq!(lines(&t1, "credentials reloaded"), 2);
+    assert_eq!(link(&t1).id, before.id);
+    delivered(&hq, "township-01", "after the refused reload");
+
+    // The renewed certificate is what new links use: put it back, restart the hub, and the
+    // township links again (it redials with the renewed certificate and its key).
+    cli_ok(&["pki", "renew", "--dir", pki.to_str().unwrap(), "--node", "township-01"]);
+    wait_for("the third reload", Duration::from_secs(20), || {
+        (lines(&t1, "credentials reloaded") == 3).then_some(())
+    });
+    let mut hq = hq;
+    hq.restart();
+    t1.wait_link("county-hq");
+    hq.wait_link("township-01");
+    delivered(&hq, "township-01", "over a link made with the renewed certificate");
+}
+
+#[test]
+fn check_validates_what_run_would_and_names_the_file_and_reason() {
+    let mesh = Mesh::new();
+    let node = mesh.node("county-hq", "command", "public");
+    let config = node.write_config();
+    let config = config.to_str().unwrap();
+
+    let out = cli(&["check", "--config", config]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("node county-hq (command)"), "{said}");
+    assert!(said.contains("certificate valid for"), "{said}");
+
+    // A world-readable key: warned, not refused.
+    let key = mesh.pki().join("county-hq.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = cli(&["check", "--config", config]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by every user") && err.contains("county-hq.key"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A certificate from another CA: exit 2 naming the certificate file and the reason, and
+    // `run` says the same.
+    let other = Mesh::new();
+    other.issue("county-hq", "command");
+    let crt = mesh.pki().join("county-hq.crt");
+    let ours = std::fs::read(&crt).unwrap();
+    std::fs::copy(other.pki().join("county-hq.crt"), &crt).unwrap();
+    for verb in ["check", "run"] {
+        let out = cli(&[verb, "--config", config]);
+        assert_eq!(out.status.code(), Some(2), "{verb}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("county-hq.crt") && err.contains("deployment CA"), "{verb}: {err}");
+    }
+    // Its key does not go with our certificate: exit 2 naming the certificate.
+    std::fs::write(&crt, &ours).unwrap();
+    std::fs::copy(other.pki().join("county-hq.key"), &key).unwrap();
+    let out = cli(&["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("county-hq.crt") && err.contains("key"), "{err}");
+}
+
+#[test]
+fn renewing_a_revoked_node_exits_2_and_an_unknown_one_too() {
+    let mesh = Mesh::new();
+    mesh.issue("team-rescue-7", "field");
+    let dir = mesh.pki();
+    let dir = dir.to_str().unwrap();
+    cli_ok(&["pki", "renew", "--dir", dir, "--node", "team-rescue-7", "--days", "30"]);
+    cli_ok(&["pki", "revoke", "--dir", dir, "--node", "team-rescue-7"]);
+    let out = cli(&["pki", "renew", "--dir", dir, "--node", "team-rescue-7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    let out = cli(&["pki", "renew", "--dir", dir, "--node", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_cli_takes_host_port_compound_durations_and_logs_json() {
+    let mesh = Mesh::new();
+    let node = mesh.node("county-hq", "command", "public");
+    let config = node.write_config();
+    let log = std::fs::File::create(mesh.dir.path().join("json.log")).unwrap();
+    let mut child = Command::new(&*BIN)
+        .args(["--log-format", "json", "run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let api = format!("127.0.0.1:{}", node.api);
+    wait_for("the API", Duration::from_secs(20), || {
+        cli(&["status", "--api", &api]).status.success().then_some(())
+    });
+    // --api host:port (no http://) and a compound lifetime.
+    let out = cli(&["send", "--api", &api, "--to", "node:county-hq", "--lifetime", "2h30m", "hi"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = cli(&["send", "--api", &api, "--to", "node:county-hq", "--lifetime", "1h 15m", "x"]);
+    assert!(out.status.success());
+    let out = cli(&["send", "--api", &api, "--to", "node:county-hq", "--lifetime", "2h30", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lifetime"));
+    let out = cli(&["send", "--api", "https://127.0.0.1:1", "--to", "node:x", "y"]);
+    assert_eq!(out.status.code(), Some(2));
+    let got = cli_ok(&["listen", "--api", &api, "--json", "--count", "1"]);
+    assert!(got.contains(&id), "{got}");
+
+    // Every log line is a JSON object with a level and a message.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(mesh.dir.path().join("json.log")).unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+        seen += 1;
+    }
+    assert!(seen >= 2, "{text}");
+    assert!(text.contains("local API"), "{text}");
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_cli() {
+    let bash = cli_ok(&["completions", "bash"]);
+    assert!(bash.contains("complete") && bash.contains("renew") && bash.contains("check"));
+    let zsh = cli_ok(&["completions", "zsh"]);
+    assert!(zsh.contains("#compdef relaymesh"));
+    let man = cli_ok(&["man"]);
+    assert!(man.contains(".TH relaymesh 1") && man.contains("completions"), "{man}");
+    let out = cli(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn certificate_expiry_shows_in_status_metrics_and_logs_and_a_short_one_is_warned_of() {
+    let mesh = Mesh::new();
+    let pki = mesh.pki();
+    let dir = pki.to_str().unwrap();
+    // township-01's certificate has 10 days left; county-hq's the default 825.
+    cli_ok(&["pki", "init", "--dir", dir, "--force"]);
+    let short = ["pki", "issue", "--dir", dir, "--node", "township-01", "--role", "township"];
+    cli_ok(&[&short[..], &["--days", "10"]].concat());
+    let (hq, t1) = mesh.linked_pair("");
+    let day = 86_400.0;
+
+    let own = t1.status().certificate.expect("own certificate in status");
+    assert!(own.renew_soon && own.expires_in_s > 9.9 * day && own.expires_in_s <= 10.0 * day);
+    let hq_status = hq.status();
+    let own = hq_status.certificate.expect("own certificate in status");
+    assert!(!own.renew_soon && own.expires_in_s > 824.0 * day, "{own:?}");
+    let link = hq_status.links.iter().find(|l| l.peer == "township-01" && l.up).unwrap();
+    let peer = link.certificate.as_ref().expect("the neighbour's certificate");
+    assert!(peer.renew_soon && peer.expires_in_s <= 10.0 * day, "{peer:?}");
+
+    // The log: the township warns of its own at start, the county of its neighbour's.
+    assert!(t1.log().contains("certificate expires in"), "{}", t1.log());
+    wait_for("the county's warning", Duration::from_secs(10), || {
+        hq.log().contains("the neighbour's certificate expires in").then_some(())
+    });
+    // The text status says so; check warns.
+    let text = cli_ok(&["status", "--api", &hq.spec.api_url()]);
+    assert!(text.contains("RENEW SOON"), "{text}");
+    let out = cli(&["check", "--config", t1.spec.config_path().to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate expires in"));
+
+    // Metrics: seconds left, own and per neighbour.
+    let metrics = http().get(format!("{}/metrics", hq.spec.api_url())).send().unwrap();
+    let metrics = metrics.text().unwrap();
+    let value = |prefix: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(prefix)).expect(prefix);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("relaymesh_certificate_expiry_seconds ") > 824.0 * day);
+    let peer = value("relaymesh_peer_certificate_expiry_seconds{peer=\"township-01\"");
+    assert!(peer > 9.9 * day && peer <= 10.0 * day, "{metrics}");
+}
