@@ -151,10 +151,13 @@ fn cutting_one_medium_moves_traffic_to_the_other() {
     });
     let before = hq.submit("node:township-01", "priority", "over the radio").unwrap();
     assert_eq!(hq.message(&before, "20s").state, "delivered");
+    // Offers each medium's links took, summed over the links of that medium (a link that
+    // flaps under load is removed and comes back as a new link with counters of its own, so
+    // what an earlier satellite link carried may not be counted here).
     let link_accepted = |hq: &Relay, medium: &str| -> u64 {
-        hq.status().links.iter().find(|l| l.medium == medium).map_or(0, |l| l.accepted)
+        hq.status().links.iter().filter(|l| l.medium == medium).map(|l| l.accepted).sum()
     };
-    let sat_before = link_accepted(&hq, "satellite");
+    let radio_before = link_accepted(&hq, "wireless");
     wireless.cut();
     let after: Vec<String> = (0..5)
         .map(|i| {
@@ -164,7 +167,9 @@ fn cutting_one_medium_moves_traffic_to_the_other() {
     for id in &after {
         assert_eq!(hq.message(id, "30s").state, "delivered", "{id}");
     }
-    assert!(link_accepted(&hq, "satellite") >= sat_before + 5, "the satellite link carried them");
+    // Delivered while the radio proxy drops every packet (so over the satellite), and no
+    // radio link took them.
+    assert!(link_accepted(&hq, "wireless") <= radio_before, "the radio link took none");
     let got = ids(&t1.inbox_all());
     assert_eq!(got.len(), 6);
     hq.assert_running();
