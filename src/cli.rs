@@ -20,6 +20,24 @@ use crate::pki;
 use crate::shell::{self, Dial, Listener, RelaySpec, clock::Clock, config, redb_store::RedbStore};
 use crate::units::{format_bytes, parse_duration};
 
+/// Writes a line to standard output; a closed pipe (`relaymesh status | head`) ends the
+/// command quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(stdout_failure)?
+    }};
+}
+
+/// Standard output failed: quietly if the reader went away, else a runtime failure.
+fn stdout_failure(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure { code: 0, message: String::new() }
+    } else {
+        Failure::runtime(format!("standard output: {e}"))
+    }
+}
+
 /// A failure with its exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -88,10 +106,15 @@ enum Command {
     /// For bash, zsh, fish, elvish or powershell, e.g.
     /// `relaymesh completions bash > /etc/bash_completion.d/relaymesh`.
     Completions { shell: clap_complete::Shell },
-    /// Print the manual page (roff).
+    /// Print the manual page (roff), or write every page.
     ///
-    /// e.g. `relaymesh man | man -l -`.
-    Man,
+    /// `relaymesh man | man -l -` shows the main page; `--dir D` writes relaymesh.1 and a
+    /// page for every command (relaymesh-send.1, relaymesh-pki-renew.1, ...) into D.
+    Man {
+        /// Write all pages into this directory (printing their paths) instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +267,7 @@ pub fn main() -> i32 {
     };
     match dispatch(cli) {
         Ok(()) => 0,
+        Err(f) if f.message.is_empty() => f.code,
         Err(f) => {
             eprintln!("relaymesh: {}", f.message);
             f.code
@@ -261,17 +285,41 @@ fn dispatch(cli: Cli) -> Outcome {
             clap_complete::generate(shell, &mut cmd, "relaymesh", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Failure::runtime(format!("man page: {e}")))
+        Command::Man { dir } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            cmd.build();
+            match dir {
+                None => clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| Failure::runtime(format!("man page: {e}"))),
+                Some(dir) => man_pages(&cmd, "", &dir),
+            }
         }
         Command::Send(a) => client_runtime()?.block_on(send(a)),
         Command::Listen(a) => client_runtime()?.block_on(listen(a)),
         Command::Status(a) => client_runtime()?.block_on(status(a)),
         Command::Group(a) => client_runtime()?.block_on(group(a)),
     }
+}
+
+/// Writes the page of `cmd` (named `prefix-name`) and of each of its subcommands into `dir`.
+fn man_pages(cmd: &clap::Command, prefix: &str, dir: &Path) -> Outcome {
+    let name = match prefix {
+        "" => cmd.get_name().to_owned(),
+        p => format!("{p}-{}", cmd.get_name()),
+    };
+    let path = dir.join(format!("{name}.1"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone().name(name.clone()).bin_name(name.replace('-', " ")))
+        .render(&mut page)
+        .map_err(|e| Failure::runtime(format!("man page {name}: {e}")))?;
+    std::fs::write(&path, page)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    out!("{}", path.display());
+    for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+        man_pages(sub, &name, dir)?;
+    }
+    Ok(())
 }
 
 fn client_runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -293,34 +341,34 @@ fn pki_command(c: PkiCommand) -> Outcome {
     match c {
         PkiCommand::Init { dir, force, days } => {
             let path = pki::init(&dir, force, days).map_err(fail)?;
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
         PkiCommand::Revoke { dir, node } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let (path, number) = pki::revoke(&dir, &node).map_err(fail)?;
             eprintln!("revoked {node}: revocation list {number}");
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
         PkiCommand::Decommission { dir, node } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let (path, number) =
                 pki::withdraw(&dir, &node, pki::Withdrawal::Decommissioned).map_err(fail)?;
             eprintln!("decommissioned {node}: revocation list {number}");
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
         PkiCommand::Renew { dir, node, days } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let validity = pki::Validity::days_from(SystemTime::now(), days);
             let path = pki::renew(&dir, &node, validity).map_err(fail)?;
             eprintln!("renewed {node} for {days} days (same key)");
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
         PkiCommand::Issue { dir, node, role, force, days } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let role: Role = role.parse().map_err(Failure::usage)?;
             let validity = pki::Validity::days_from(SystemTime::now(), days);
             let path = pki::issue(&dir, &node, role, force, validity).map_err(fail)?;
-            println!("{}", path.display());
+            out!("{}", path.display());
         }
     }
     Ok(())
@@ -344,10 +392,26 @@ use crate::pki::EXPIRY_WARNING;
 /// and the revocation list. Every failure is bad input (exit 2) naming the file and reason.
 fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
     let cfg = config::load(config_path).map_err(Failure::usage)?;
-    let creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
-        .map_err(Failure::usage)?;
     let at =
         |path: &Path, e: &dyn std::fmt::Display| Failure::usage(format!("{}: {e}", path.display()));
+    let creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
+        .map_err(|e| match e {
+            shell::tls::TlsError::WrongIdentity { .. } => at(&cfg.cert, &e),
+            e => Failure::usage(e),
+        })?;
+    // The role is the certificate's: every neighbour judges this node by it.
+    if creds.identity.role != cfg.core.role {
+        return Err(at(
+            &cfg.cert,
+            &format!(
+                "the certificate says role {}, the configuration ({}) says {}",
+                creds.identity.role,
+                config_path.display(),
+                cfg.core.role
+            ),
+        ));
+    }
+    check_data_dir(&cfg.data_dir).map_err(|e| at(&cfg.data_dir, &e))?;
     // Issued by the configured CA (no neighbour would take it otherwise), a key that can
     // sign, and the key the certificate's: misconfigurations that never work.
     check_issued_by(&creds.ca, &creds.chain[0]).map_err(|e| at(&cfg.cert, &e))?;
@@ -393,8 +457,32 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
         // A list that is there but unusable is an operator error: say so before starting.
         let der = pki::load_crl(&crl_path).map_err(Failure::usage)?;
         check_crl_file(&creds.ca, &der).map_err(|e| at(&crl_path, &e))?;
+        if pki::revoked_in(&crl_path, &creds.chain[0]).map_err(Failure::usage)? {
+            warnings.push(format!(
+                "{cert}: this certificate is REVOKED in {}: no neighbour will link with this \
+                 node (issue it a new one)",
+                crl_path.display()
+            ));
+        }
     }
     Ok(Prepared { cfg, creds, crl_path, not_after, warnings })
+}
+
+/// Checks that the node can write its data directory (or make it): as the user, and in the
+/// sandbox, it will run in (under systemd, `check` runs as the unit's `ExecStartPre`).
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        existing = existing.parent().ok_or("no existing parent directory")?;
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".relaymesh-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write in {}: {e}", existing.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// A warning if the key file at `path` can be read by every user on the machine.
@@ -416,13 +504,15 @@ fn check(config_path: &Path) -> Outcome {
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
-    let left = p.not_after.duration_since(SystemTime::now()).unwrap_or_default();
-    println!(
-        "{}: node {} ({}), certificate valid for {} more, {} listener(s), {} peer(s), data in {}",
+    let validity = match p.not_after.duration_since(SystemTime::now()) {
+        Ok(left) => format!("valid for {} more", crate::units::format_duration(left)),
+        Err(_) => "EXPIRED".into(),
+    };
+    out!(
+        "{}: node {} ({}), certificate {validity}, {} listener(s), {} peer(s), data in {}",
         config_path.display(),
         p.cfg.core.node,
         p.creds.identity.role,
-        crate::units::format_duration(left),
         p.cfg.listen.len(),
         p.cfg.peers.len(),
         p.cfg.data_dir.display()
@@ -432,17 +522,23 @@ fn check(config_path: &Path) -> Outcome {
 
 fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
     crate::logging::init(log_format, "info", tracing_subscriber::fmt::time::SystemTime);
-    let Prepared { cfg, creds, crl_path, warnings, .. } = prepare(config_path)?;
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Failure::runtime)?;
+    // SIGHUP is taken from the start (its default is to end the process): a `systemctl
+    // reload` that comes while the node is still starting reloads it once it runs.
+    let hangup = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    };
+    let Prepared { cfg, creds, crl_path, warnings, not_after } = prepare(config_path)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", cfg.data_dir.display())))?;
     rt.block_on(async move {
         let mut store = RedbStore::open(&cfg.data_dir.join("store.redb"), cfg.store_cache)
             .map_err(|e| Failure::runtime(format!("store {}: {e}", cfg.data_dir.display())))?;
@@ -501,7 +597,7 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             tokio::spawn(shell::api::serve(api, relay.handle().clone(), cfg.api_token.clone()));
         tokio::select! {
             () = shutdown_signal() => {}
-            () = watch_credentials(&cfg, &relay) => {}
+            () = watch_credentials(&cfg, &relay, hangup, not_after) => {}
         }
         tracing::info!("stopping");
         server.abort();
@@ -569,11 +665,14 @@ async fn watch_crl(path: PathBuf, node: shell::driver::NodeHandle) {
 /// Reloads the node's certificate, key and CA on SIGHUP (`systemctl reload`) and whenever one
 /// of their files changes (`relaymesh pki renew` rewrites the certificate), without
 /// restarting: links stay up and custody is untouched. Credentials that do not load or
-/// check are logged and the running ones kept. Warns daily while the certificate has less
-/// than [`EXPIRY_WARNING`] left.
-async fn watch_credentials(cfg: &config::RelayConfig, relay: &shell::Relay) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).ok();
+/// check are logged and the running ones kept. Warns daily while the certificate in use
+/// (which ends at `not_after`) has less than [`EXPIRY_WARNING`] left, or has expired.
+async fn watch_credentials(
+    cfg: &config::RelayConfig,
+    relay: &shell::Relay,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    mut not_after: SystemTime,
+) {
     let files = [&cfg.ca, &cfg.cert, &cfg.key];
     let stamps = || files.map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok());
     let mut seen = stamps();
@@ -581,23 +680,26 @@ async fn watch_credentials(cfg: &config::RelayConfig, relay: &shell::Relay) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         let asked = tokio::select! {
-            Some(()) = async { hup.as_mut()?.recv().await } => true,
+            Some(()) = async { hangup.as_mut()?.recv().await } => true,
             _ = tick.tick() => false,
         };
         let now = stamps();
         if !asked && now == seen {
-            if let Ok(not_after) = pki::load_certs(&cfg.cert)
-                .map_err(drop)
-                .and_then(|c| pki::not_after(&c[0]).map_err(drop))
-                && warned.is_none_or(|w| w.elapsed() > Duration::from_secs(24 * 3600))
-                && let Ok(left) = not_after.duration_since(SystemTime::now())
-                && left < EXPIRY_WARNING
-            {
-                tracing::warn!(
-                    cert = %cfg.cert.display(),
-                    "certificate expires in {} (renew: relaymesh pki renew)",
-                    crate::units::format_duration(left)
-                );
+            if warned.is_none_or(|w| w.elapsed() > Duration::from_secs(24 * 3600)) {
+                match not_after.duration_since(SystemTime::now()) {
+                    Err(e) => tracing::error!(
+                        cert = %cfg.cert.display(),
+                        "certificate EXPIRED {} ago: no neighbour will link with this node \
+                         (renew: relaymesh pki renew)",
+                        crate::units::format_duration(e.duration())
+                    ),
+                    Ok(left) if left < EXPIRY_WARNING => tracing::warn!(
+                        cert = %cfg.cert.display(),
+                        "certificate expires in {} (renew: relaymesh pki renew)",
+                        crate::units::format_duration(left)
+                    ),
+                    Ok(_) => {}
+                }
                 warned = Some(std::time::Instant::now());
             }
             continue;
@@ -605,15 +707,20 @@ async fn watch_credentials(cfg: &config::RelayConfig, relay: &shell::Relay) {
         seen = now;
         let why = if asked { "SIGHUP" } else { "files changed" };
         let loaded = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
-            .map_err(|e| e.to_string())
-            .and_then(|c| relay.reload(&c).map(|()| c).map_err(|e| e.to_string()));
+            .map_err(|e| format!("{}: {e}", cfg.cert.display()))
+            .and_then(|c| match relay.reload(&c) {
+                Ok(()) => Ok(c),
+                Err(shell::ShellError::Reload(why)) => Err(why),
+                Err(e) => Err(e.to_string()),
+            });
         match loaded {
             Ok(c) => {
-                let until = pki::not_after(&c.chain[0])
-                    .ok()
-                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                    .map_or_else(|| "?".into(), crate::units::format_duration);
-                tracing::warn!(%why, "credentials reloaded: certificate valid for {until} more");
+                not_after = pki::not_after(&c.chain[0]).unwrap_or(not_after);
+                let left = not_after.duration_since(SystemTime::now()).map_or_else(
+                    |_| "EXPIRED".into(),
+                    |d| format!("valid for {} more", crate::units::format_duration(d)),
+                );
+                tracing::warn!(%why, "credentials reloaded: certificate {left}");
                 warned = None;
             }
             Err(e) => {
@@ -721,10 +828,14 @@ fn api_base(api: &str) -> Result<String, Failure> {
             parsed.scheme()
         )));
     }
-    if parsed.host_str().is_none() || parsed.port_or_known_default().is_none() {
+    if parsed.host_str().is_none() {
         return Err(Failure::usage(format!("--api {api:?}: expected host:port")));
     }
-    Ok(url)
+    // No port: the API's default, not HTTP's 80.
+    match parsed.port() {
+        Some(_) => Ok(url),
+        None => Ok(format!("{}:7480", url.trim_end_matches('/'))),
+    }
 }
 
 async fn send(a: SendArgs) -> Outcome {
@@ -766,7 +877,7 @@ async fn send(a: SendArgs) -> Outcome {
     let answer: SubmitDoc =
         client.call_as(client.request(reqwest::Method::POST, "/v1/messages").json(&body)).await?;
     let id = answer.id;
-    println!("{id}");
+    out!("{id}");
     let _ = std::io::stdout().flush();
     if !a.wait {
         return Ok(());
@@ -885,7 +996,7 @@ async fn group(a: GroupArgs) -> Outcome {
                 eprintln!("no named groups (besides group:all and its role's group)");
             }
             for g in v.groups {
-                println!("{g}");
+                out!("{g}");
             }
             return Ok(());
         }
@@ -939,16 +1050,16 @@ async fn status(a: StatusArgs) -> Outcome {
     let client = Client::new(&a.api)?;
     let s: StatusDoc = client.call_as(client.request(reqwest::Method::GET, "/v1/status")).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s).map_err(Failure::runtime)?);
+        out!("{}", serde_json::to_string_pretty(&s).map_err(Failure::runtime)?);
         return Ok(());
     }
-    println!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
+    out!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
     if let Some(c) = &s.certificate {
-        println!("certificate: {}", certificate_line(c));
+        out!("certificate: {}", certificate_line(c));
     }
-    println!("\nlinks:");
+    out!("\nlinks:");
     for l in &s.links {
-        println!(
+        out!(
             "  {:<20} {:<9} {:<4} rtt {:>8} loss {:>5.1}%  in flight {:>4}  {}",
             l.peer,
             l.medium,
@@ -959,13 +1070,13 @@ async fn status(a: StatusArgs) -> Outcome {
             l.addr.as_deref().unwrap_or(""),
         );
         if let Some(c) = l.certificate.as_ref().filter(|c| c.renew_soon) {
-            println!("    certificate: {}", certificate_line(c));
+            out!("    certificate: {}", certificate_line(c));
         }
         for (way, d) in [("sent", &l.bytes.sent), ("received", &l.bytes.received)] {
             if d.udp_bytes == 0 {
                 continue;
             }
-            println!(
+            out!(
                 "    {way:<8} {:>9} offers, payload {} of {} on the wire ({:.1}%), framing {} per offer, control {}",
                 d.offers,
                 format_bytes(d.payload),
@@ -976,7 +1087,7 @@ async fn status(a: StatusArgs) -> Outcome {
             );
         }
     }
-    println!("\nroutes (flash / routine next hop):");
+    out!("\nroutes (flash / routine next hop):");
     let hop = |dest: &str, p: Precedence| {
         s.routes
             .iter()
@@ -987,12 +1098,12 @@ async fn status(a: StatusArgs) -> Outcome {
     dests.sort();
     dests.dedup();
     for d in &dests {
-        println!("  {:<20} {:<20} {}", d, hop(d, Precedence::Flash), hop(d, Precedence::Routine));
+        out!("  {:<20} {:<20} {}", d, hop(d, Precedence::Flash), hop(d, Precedence::Routine));
     }
     // Members without a route: what is sent to their groups and topics waits for them.
     let away: Vec<&str> =
         s.members.iter().map(String::as_str).filter(|m| !dests.contains(m)).collect();
-    println!(
+    out!(
         "\nmembers: {} known, {} without a route{}{}",
         s.members.len(),
         away.len(),
@@ -1000,11 +1111,11 @@ async fn status(a: StatusArgs) -> Outcome {
         away.join(", ")
     );
     if !s.groups.is_empty() {
-        println!("groups of this node: {}", s.groups.join(", "));
+        out!("groups of this node: {}", s.groups.join(", "));
     }
-    println!("\nheld:");
+    out!("\nheld:");
     for (p, c) in s.counters.iter() {
-        println!(
+        out!(
             "  {:<9} held {:>7}  submitted {:>7}  delivered {:>7}  forwarded {:>7}  expired {:>5}  refused {:>5}  no recipients {:>5}",
             p.as_str(),
             s.queues.get(p),
@@ -1017,16 +1128,28 @@ async fn status(a: StatusArgs) -> Outcome {
         );
     }
     if !s.refused_links.is_empty() {
-        println!("\nrefused links:");
+        out!("\nrefused links:");
         for r in s.refused_links.iter().rev().take(10) {
-            println!(
-                "  {} {} {}: {}",
-                r.addr,
-                r.medium,
-                r.peer.as_deref().unwrap_or("?"),
-                r.reason
-            );
+            out!("  {} {} {}: {}", r.addr, r.medium, r.peer.as_deref().unwrap_or("?"), r.reason);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_base;
+
+    #[test]
+    fn api_addresses_take_host_port_urls_and_default_to_the_api_port() {
+        let ok = |s: &str| api_base(s).unwrap_or_else(|e| panic!("{s}: {}", e.message));
+        assert_eq!(ok("127.0.0.1:7481"), "http://127.0.0.1:7481");
+        assert_eq!(ok("http://127.0.0.1:7481/"), "http://127.0.0.1:7481");
+        assert_eq!(ok("127.0.0.1"), "http://127.0.0.1:7480");
+        assert_eq!(ok("http://localhost"), "http://localhost:7480");
+        assert_eq!(ok("[::1]:9000"), "http://[::1]:9000");
+        for bad in ["https://127.0.0.1:7480", "127.0.0.1:notaport", "ftp://x:1", ""] {
+            assert_eq!(api_base(bad).map_err(|e| e.code), Err(2), "{bad}");
+        }
+    }
 }

@@ -73,29 +73,91 @@ pub fn revoke(dir: &Path, node: &NodeId) -> Result<(PathBuf, u64), PkiError> {
 /// `relaymesh pki revoke` or `pki decommission`: adds `node`'s certificate to the CA's next
 /// revocation list (`DIR/crl.pem`), keeping every earlier entry and its reason.
 pub fn withdraw(dir: &Path, node: &NodeId, why: Withdrawal) -> Result<(PathBuf, u64), PkiError> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
     let ca = load_ca(dir)?;
     let (cert_path, _) = node_paths(dir, node);
     if !cert_path.exists() {
         return Err(PkiError::UnknownNode { node: node.to_string(), path: cert_path });
     }
-    let cert = load_certs(&cert_path)?.remove(0);
-    let (_, x509) = X509Certificate::from_der(cert.as_ref())
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
-    let serial = x509.raw_serial().to_vec();
+    // Every certificate the node was given (renewals keep the key: an older certificate for
+    // it would still link), and the current one for a directory from before the ledger.
+    let mut serials = issued_serials(dir, node)?;
+    let current = serial_of(&load_certs(&cert_path)?.remove(0))?;
+    if !serials.contains(&current) {
+        serials.push(current);
+    }
     let path = crl_path(dir);
     let (mut number, mut entries) = withdrawals(&path)?;
-    match entries.iter_mut().find(|(s, _)| *s == serial) {
-        // A decommissioned node found compromised later is revoked; not the other way round.
-        Some(entry) if why == Withdrawal::Revoked => entry.1 = why,
-        Some(_) => {}
-        None => entries.push((serial, why)),
+    for serial in serials {
+        match entries.iter_mut().find(|(s, _)| *s == serial) {
+            // A decommissioned node found compromised later is revoked; not the other way
+            // round.
+            Some(entry) if why == Withdrawal::Revoked => entry.1 = why,
+            Some(_) => {}
+            None => entries.push((serial, why)),
+        }
     }
     number += 1;
     let der = ca.withdrawal_list(number, &entries, SystemTime::now())?;
     let pem = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", base64_lines(&der));
     write(&path, pem.as_bytes(), false)?;
     Ok((path, number))
+}
+
+/// Whether the revocation list at `path` names `cert`.
+pub fn revoked_in(path: &Path, cert: &CertificateDer<'_>) -> Result<bool, PkiError> {
+    let serial = serial_of(cert)?;
+    Ok(withdrawals(path)?.1.iter().any(|(s, _)| *s == serial))
+}
+
+/// A certificate's serial number (its raw bytes, as revocation lists carry it).
+fn serial_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, x509) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    Ok(x509.raw_serial().to_vec())
+}
+
+/// The ledger of a node's certificates in a PKI directory: `DIR/<id>.serials`, one serial
+/// number (hex) a line, written by `issue` and `renew`, read by `revoke` and `decommission`.
+fn ledger_path(dir: &Path, node: &NodeId) -> PathBuf {
+    dir.join(format!("{node}.serials"))
+}
+
+/// Every serial number in the node's ledger (none for a directory from before it).
+fn issued_serials(dir: &Path, node: &NodeId) -> Result<Vec<Vec<u8>>, PkiError> {
+    let path = ledger_path(dir, node);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(PkiError::Io { path, source }),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let l = l.trim();
+            (0..l.len())
+                .step_by(2)
+                .map(|i| l.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| PkiError::Pem { path: path.clone(), why: format!("bad line {l:?}") })
+        })
+        .collect()
+}
+
+/// Adds `certs`' serial numbers to the node's ledger.
+fn record(dir: &Path, node: &NodeId, certs: &[&CertificateDer<'_>]) -> Result<(), PkiError> {
+    let mut serials = issued_serials(dir, node)?;
+    for cert in certs {
+        let serial = serial_of(cert)?;
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+    }
+    let text: String = serials
+        .iter()
+        .map(|s| s.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .collect();
+    write(&ledger_path(dir, node), text.as_bytes(), false)
 }
 
 /// A revocation list's entries: serial number and reason.
@@ -131,7 +193,6 @@ fn withdrawals(path: &Path) -> Result<(u64, Entries), PkiError> {
 /// validity, replacing `DIR/<id>.crt`. A node whose certificate is on the revocation list is
 /// refused ([`PkiError::Withdrawn`]): a compromised key is not given more time.
 pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, PkiError> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
     let (cert_path, key_path) = node_paths(dir, node);
     if !cert_path.exists() {
         return Err(PkiError::UnknownNode { node: node.to_string(), path: cert_path });
@@ -144,10 +205,11 @@ pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, P
             why: format!("the certificate is for {}, not {node}", identity.node),
         });
     }
-    let (_, x509) = X509Certificate::from_der(old.as_ref())
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    // Any of its certificates revoked (the current one, or one it replaced): no renewal.
+    let mut serials = issued_serials(dir, node)?;
+    serials.push(serial_of(&old)?);
     let crl = crl_path(dir);
-    if withdrawals(&crl)?.1.iter().any(|(serial, _)| serial == x509.raw_serial()) {
+    if withdrawals(&crl)?.1.iter().any(|(serial, _)| serials.contains(serial)) {
         return Err(PkiError::Withdrawn { node: node.to_string(), path: crl });
     }
     let ca = load_ca(dir)?;
@@ -157,6 +219,9 @@ pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, P
             PkiError::Generate(g) => PkiError::Pem { path: key_path.clone(), why: g.to_string() },
             e => e,
         })?;
+    // Both go in the ledger before the new certificate is written: revoking the node later
+    // revokes the one it replaces too (same key), which may still be on a station.
+    record(dir, node, &[&old, &cert.cert_der])?;
     write(&cert_path, cert.cert_pem.as_bytes(), false)?;
     Ok(cert_path)
 }
@@ -198,6 +263,7 @@ pub fn issue(
     }
     let ca = load_ca(dir)?;
     let cert = ca.issue(node, role, random_seed()?, validity)?;
+    record(dir, node, &[&cert.cert_der])?;
     write(&key_path, cert.key_pem.as_bytes(), true)?;
     write(&cert_path, cert.cert_pem.as_bytes(), false)?;
     Ok(cert_path)
@@ -329,8 +395,13 @@ mod tests {
         let wrong = dir.path().join("township-south.key");
         let creds = tls::Credentials::load(&ca, &cert_path, &wrong, &node).unwrap();
         assert!(tls::server_config(&creds, Clock::wall()).is_err());
-        // Revoked: no renewal.
+        // Revoking the node revokes both certificates: the old one has the same key.
         revoke(dir.path(), &node).unwrap();
+        let (_, entries) = withdrawals(&crl_path(dir.path())).unwrap();
+        let revoked: Vec<&Vec<u8>> = entries.iter().map(|(s, _)| s).collect();
+        assert!(revoked.contains(&&a.raw_serial().to_vec()), "the replaced certificate");
+        assert!(revoked.contains(&&b.raw_serial().to_vec()), "the current certificate");
+        // Revoked: no renewal.
         assert!(matches!(renew(dir.path(), &node, later), Err(PkiError::Withdrawn { .. })));
         let unknown = NodeId::new("nobody").unwrap();
         assert!(matches!(renew(dir.path(), &unknown, later), Err(PkiError::UnknownNode { .. })));

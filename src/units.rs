@@ -18,6 +18,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("duration {s:?} needs a unit (e.g. 90s, 5m, 2h30m)"));
     }
+    if !t.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("duration {s:?}: expected a number first (e.g. 90s, 5m, 2h30m)"));
+    }
+    // humantime also takes ns, weeks, months (`M`, against `m` for minutes) and years: not
+    // here, where a slip of the shift key must not turn 2 minutes into 2 months.
+    for unit in t.split(|c: char| !c.is_ascii_alphabetic()).filter(|u| !u.is_empty()) {
+        if !DURATION_UNITS.contains(&unit) {
+            return Err(format!(
+                "duration {s:?}: unknown time unit {unit:?} (us, ms, s, m, h, d; or seconds, \
+                 minutes, hours, days)"
+            ));
+        }
+    }
     humantime::parse_duration(t).map_err(|e| {
         use humantime::DurationError as E;
         let why = match e {
@@ -32,6 +45,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("duration {s:?}: {why} (e.g. 90s, 5m, 2h30m)")
     })
 }
+
+/// The units a duration may have (humantime's spellings of them).
+const DURATION_UNITS: &[&str] = &[
+    "us", "usec", "ms", "msec", "millis", "s", "sec", "secs", "second", "seconds", "m", "min",
+    "mins", "minute", "minutes", "h", "hr", "hrs", "hour", "hours", "d", "day", "days",
+];
 
 /// A single part with a fraction, which humantime does not take: `1.5s`, `0.25h`.
 fn fractional(s: &str, t: &str) -> Result<Duration, String> {
@@ -162,7 +181,20 @@ mod tests {
         assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("0.5h"), Ok(Duration::from_secs(1800)));
-        for bad in ["", "h", "2h30", "2h 30x", "1.5h30m", "1.5 parsecs", "5 5", "10x"] {
+        for bad in [
+            "",
+            "h",
+            "2h30",
+            "2h 30x",
+            "1.5h30m",
+            "1.5 parsecs",
+            "5 5",
+            "10x",
+            "2M",
+            "1w",
+            "1y",
+            "10ns",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         let e = parse_duration("2h30").unwrap_err();

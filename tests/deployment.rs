@@ -238,3 +238,74 @@ fn certificate_expiry_shows_in_status_metrics_and_logs_and_a_short_one_is_warned
     let peer = value("relaymesh_peer_certificate_expiry_seconds{peer=\"township-01\"");
     assert!(peer > 9.9 * day && peer <= 10.0 * day, "{metrics}");
 }
+
+#[test]
+fn check_refuses_a_role_the_certificate_does_not_give_and_a_data_dir_it_cannot_write() {
+    let mesh = Mesh::new();
+    // The certificate says township; the configuration says command.
+    mesh.issue("township-01", "township");
+    let node = mesh.node("township-01", "command", "public");
+    let config = node.write_config();
+    let out = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("township-01.crt") && err.contains("role township"), "{err}");
+    let out = cli(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "run refuses it too");
+
+    // A data directory nobody can write (as under systemd's ProtectSystem=strict).
+    let node = mesh.node("township-01", "township", "public");
+    let config = node.write_config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("data_dir = \"data/township-01\"", "data_dir = \"/proc/relaymesh\"");
+    assert!(text.contains("/proc/relaymesh"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/proc/relaymesh") && err.contains("cannot write"), "{err}");
+}
+
+#[test]
+fn check_warns_of_a_revoked_certificate_and_revoking_covers_the_one_a_renewal_replaced() {
+    let mesh = Mesh::new();
+    let node = mesh.node("team-rescue-7", "field", "public");
+    let config = node.write_config();
+    let dir = mesh.pki();
+    let dir = dir.to_str().unwrap();
+    let crt = mesh.pki().join("team-rescue-7.crt");
+    let before = std::fs::read(&crt).unwrap();
+    cli_ok(&["pki", "renew", "--dir", dir, "--node", "team-rescue-7"]);
+    cli_ok(&["pki", "revoke", "--dir", dir, "--node", "team-rescue-7"]);
+    let out = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REVOKED"));
+    // The certificate from before the renewal (same key) is revoked as well.
+    std::fs::write(&crt, &before).unwrap();
+    let out = cli(&["check", "--config", config.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REVOKED"), "the replaced certificate");
+}
+
+#[test]
+fn listen_into_a_closed_pipe_ends_quietly() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public").start();
+    hq.submit("node:county-hq", "routine", "first").unwrap();
+    let mut child = Command::new(&*BIN)
+        .args(["listen", "--api", &hq.spec.api_url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout); // the reader goes away, as `| head -1` does
+    // The next message cannot be written: listen ends, with no panic.
+    hq.submit("node:county-hq", "routine", "second").unwrap();
+    let out = wait_for("listen to end", Duration::from_secs(20), || child.try_wait().unwrap());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(out.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
