@@ -612,28 +612,35 @@ fn check_issued_by(
     cert: &rustls::pki_types::CertificateDer<'_>,
 ) -> Result<(), String> {
     use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, ca) = X509Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?;
     let (_, cert) = X509Certificate::from_der(cert.as_ref()).map_err(|e| e.to_string())?;
-    let key = ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ED25519,
-        ca.public_key().subject_public_key.data.as_ref(),
-    );
-    key.verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
-        .map_err(|_| "certificate not issued by the deployment CA (the `ca` file)".to_owned())
+    signed_by_ca(ca, cert.tbs_certificate.as_ref(), &cert.signature_value.data)?
+        .then_some(())
+        .ok_or_else(|| "certificate not issued by the deployment CA (the `ca` file)".to_owned())
 }
 
 /// Checks a revocation list against the CA before the node starts.
 fn check_crl_file(ca: &rustls::pki_types::CertificateDer<'_>, der: &[u8]) -> Result<(), String> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::prelude::FromDer;
     use x509_parser::revocation_list::CertificateRevocationList;
-    let (_, ca) = X509Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?;
     let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| e.to_string())?;
+    signed_by_ca(ca, crl.tbs_cert_list.as_ref(), &crl.signature_value.data)?
+        .then_some(())
+        .ok_or_else(|| "revocation list not signed by the deployment CA".to_owned())
+}
+
+/// Whether the CA's Ed25519 key signed `tbs` with `signature`.
+fn signed_by_ca(
+    ca: &rustls::pki_types::CertificateDer<'_>,
+    tbs: &[u8],
+    signature: &[u8],
+) -> Result<bool, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, ca) = X509Certificate::from_der(ca.as_ref()).map_err(|e| e.to_string())?;
     let key = ring::signature::UnparsedPublicKey::new(
         &ring::signature::ED25519,
         ca.public_key().subject_public_key.data.as_ref(),
     );
-    key.verify(crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
-        .map_err(|_| "revocation list not signed by the deployment CA".to_owned())
+    Ok(key.verify(tbs, signature).is_ok())
 }
 
 /// Loads the revocation list at `path` now and whenever the file changes (`relaymesh pki

@@ -110,7 +110,7 @@ pub fn revoked_in(path: &Path, cert: &CertificateDer<'_>) -> Result<bool, PkiErr
 }
 
 /// A certificate's serial number (its raw bytes, as revocation lists carry it).
-fn serial_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, PkiError> {
+pub fn serial_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, PkiError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, x509) = X509Certificate::from_der(cert.as_ref())
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;

@@ -18,6 +18,13 @@ fn delivered(from: &Relay, to: &str, body: &str) {
     assert_eq!(view.state, "delivered", "{body}: {view:?}");
 }
 
+/// Runs `relaymesh VERB --config CONFIG`, insists on exit 2, and returns what it said.
+fn refused(verb: &str, config: &std::path::Path) -> String {
+    let out = cli(&[verb, "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{verb}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The number of log lines of `relay` that contain `what`.
 fn lines(relay: &Relay, what: &str) -> usize {
     relay.log().lines().filter(|l| l.contains(what)).count()
@@ -109,17 +116,13 @@ fn check_validates_what_run_would_and_names_the_file_and_reason() {
     let ours = std::fs::read(&crt).unwrap();
     std::fs::copy(other.pki().join("county-hq.crt"), &crt).unwrap();
     for verb in ["check", "run"] {
-        let out = cli(&[verb, "--config", config]);
-        assert_eq!(out.status.code(), Some(2), "{verb}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused(verb, config.as_ref());
         assert!(err.contains("county-hq.crt") && err.contains("deployment CA"), "{verb}: {err}");
     }
     // Its key does not go with our certificate: exit 2 naming the certificate.
     std::fs::write(&crt, &ours).unwrap();
     std::fs::copy(other.pki().join("county-hq.key"), &key).unwrap();
-    let out = cli(&["check", "--config", config]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("check", config.as_ref());
     assert!(err.contains("county-hq.crt") && err.contains("key"), "{err}");
 }
 
@@ -246,12 +249,9 @@ fn check_refuses_a_role_the_certificate_does_not_give_and_a_data_dir_it_cannot_w
     mesh.issue("township-01", "township");
     let node = mesh.node("township-01", "command", "public");
     let config = node.write_config();
-    let out = cli(&["check", "--config", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("check", &config);
     assert!(err.contains("township-01.crt") && err.contains("role township"), "{err}");
-    let out = cli(&["run", "--config", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "run refuses it too");
+    refused("run", &config);
 
     // A data directory nobody can write (as under systemd's ProtectSystem=strict).
     let node = mesh.node("township-01", "township", "public");
@@ -260,9 +260,7 @@ fn check_refuses_a_role_the_certificate_does_not_give_and_a_data_dir_it_cannot_w
     let text = text.replace("data_dir = \"data/township-01\"", "data_dir = \"/proc/relaymesh\"");
     assert!(text.contains("/proc/relaymesh"), "{text}");
     std::fs::write(&config, text).unwrap();
-    let out = cli(&["check", "--config", config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("check", &config);
     assert!(err.contains("/proc/relaymesh") && err.contains("cannot write"), "{err}");
 }
 

@@ -130,8 +130,5 @@ pub fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'stat
 
 /// A certificate's serial number, as revocation lists name it.
 pub fn serial_of(cert: &[u8]) -> bytes::Bytes {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    X509Certificate::from_der(cert)
-        .map(|(_, c)| bytes::Bytes::copy_from_slice(c.raw_serial()))
-        .unwrap_or_default()
+    pki::serial_of(&CertificateDer::from(cert)).map(bytes::Bytes::from).unwrap_or_default()
 }
