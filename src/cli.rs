@@ -148,8 +148,10 @@ enum PkiCommand {
     },
     /// Renew a node's certificate: same key and role, new validity.
     ///
-    /// Replaces DIR/<id>.crt. A revoked or decommissioned node is refused (exit 2). A
-    /// running node picks the new certificate up on SIGHUP or when the file changes.
+    /// Replaces DIR/<id>.crt (and DIR/<id>.key with --new-key). A revoked or decommissioned
+    /// node is refused (exit 2). A running node picks the new certificate up on SIGHUP or when
+    /// the files change; with a new key, what it signed with the old one stays valid for the
+    /// rest of those messages' lifetimes.
     Renew {
         #[arg(long)]
         dir: PathBuf,
@@ -158,6 +160,9 @@ enum PkiCommand {
         /// Validity in days, from now.
         #[arg(long, default_value_t = 825)]
         days: u64,
+        /// Give the node a new key (key rotation) instead of certifying the one it has.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Issue a node certificate (DIR/<id>.crt, DIR/<id>.key).
     Issue {
@@ -356,11 +361,12 @@ fn pki_command(c: PkiCommand) -> Outcome {
             eprintln!("decommissioned {node}: revocation list {number}");
             out!("{}", path.display());
         }
-        PkiCommand::Renew { dir, node, days } => {
+        PkiCommand::Renew { dir, node, days, new_key } => {
             let node = NodeId::new(&node).map_err(Failure::usage)?;
             let validity = pki::Validity::days_from(SystemTime::now(), days);
-            let path = pki::renew(&dir, &node, validity).map_err(fail)?;
-            eprintln!("renewed {node} for {days} days (same key)");
+            let path = pki::renew(&dir, &node, validity, new_key).map_err(fail)?;
+            let key = if new_key { "a new key" } else { "same key" };
+            eprintln!("renewed {node} for {days} days ({key})");
             out!("{}", path.display());
         }
         PkiCommand::Issue { dir, node, role, force, days } => {

@@ -189,10 +189,16 @@ fn withdrawals(path: &Path) -> Result<(u64, Entries), PkiError> {
     Ok((number, entries))
 }
 
-/// `relaymesh pki renew`: a new certificate for `node` with the same key and role and a new
-/// validity, replacing `DIR/<id>.crt`. A node whose certificate is on the revocation list is
+/// `relaymesh pki renew`: a new certificate for `node` with the same role and a new validity,
+/// replacing `DIR/<id>.crt`: for the same key, or with `new_key` for a new one replacing
+/// `DIR/<id>.key` (key rotation). A node whose certificate is on the revocation list is
 /// refused ([`PkiError::Withdrawn`]): a compromised key is not given more time.
-pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, PkiError> {
+pub fn renew(
+    dir: &Path,
+    node: &NodeId,
+    validity: Validity,
+    new_key: bool,
+) -> Result<PathBuf, PkiError> {
     let (cert_path, key_path) = node_paths(dir, node);
     if !cert_path.exists() {
         return Err(PkiError::UnknownNode { node: node.to_string(), path: cert_path });
@@ -213,15 +219,24 @@ pub fn renew(dir: &Path, node: &NodeId, validity: Validity) -> Result<PathBuf, P
         return Err(PkiError::Withdrawn { node: node.to_string(), path: crl });
     }
     let ca = load_ca(dir)?;
-    let key_pem = read(&key_path)?;
-    let cert =
+    let cert = if new_key {
+        ca.issue(node, identity.role, random_seed()?, validity)?
+    } else {
+        let key_pem = read(&key_path)?;
         ca.renew(node, identity.role, &key_pem, random_seed()?, validity).map_err(|e| match e {
             PkiError::Generate(g) => PkiError::Pem { path: key_path.clone(), why: g.to_string() },
             e => e,
-        })?;
+        })?
+    };
     // Both go in the ledger before the new certificate is written: revoking the node later
-    // revokes the one it replaces too (same key), which may still be on a station.
+    // revokes the one it replaces too, which may still be on a station (or, after a new key,
+    // still vouch for messages signed before).
     record(dir, node, &[&old, &cert.cert_der])?;
+    if new_key {
+        // Key first: a node watching the files sees a key that its certificate does not
+        // match for at most one poll (it keeps its credentials until both are in place).
+        write(&key_path, cert.key_pem.as_bytes(), true)?;
+    }
     write(&cert_path, cert.cert_pem.as_bytes(), false)?;
     Ok(cert_path)
 }
@@ -374,7 +389,7 @@ mod tests {
         let key_before = fs::read(dir.path().join("township-north.key")).unwrap();
         let old = load_certs(&cert_path).unwrap().remove(0);
         let later = Validity::days_from(SystemTime::now(), 400);
-        renew(dir.path(), &node, later).unwrap();
+        renew(dir.path(), &node, later, false).unwrap();
         let new = load_certs(&cert_path).unwrap().remove(0);
         assert_ne!(old, new);
         assert_eq!(fs::read(dir.path().join("township-north.key")).unwrap(), key_before);
@@ -402,8 +417,47 @@ mod tests {
         assert!(revoked.contains(&&a.raw_serial().to_vec()), "the replaced certificate");
         assert!(revoked.contains(&&b.raw_serial().to_vec()), "the current certificate");
         // Revoked: no renewal.
-        assert!(matches!(renew(dir.path(), &node, later), Err(PkiError::Withdrawn { .. })));
+        assert!(matches!(renew(dir.path(), &node, later, false), Err(PkiError::Withdrawn { .. })));
         let unknown = NodeId::new("nobody").unwrap();
-        assert!(matches!(renew(dir.path(), &unknown, later), Err(PkiError::UnknownNode { .. })));
+        assert!(matches!(
+            renew(dir.path(), &unknown, later, true),
+            Err(PkiError::UnknownNode { .. })
+        ));
+    }
+
+    #[test]
+    fn renew_with_a_new_key_replaces_key_and_certificate_and_keeps_the_role() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), false, 365).unwrap();
+        let node = NodeId::new("relay-hill").unwrap();
+        let cert_path = issue(dir.path(), &node, Role::Relay, false, validity()).unwrap();
+        let key_path = dir.path().join("relay-hill.key");
+        let key_before = fs::read(&key_path).unwrap();
+        let old = load_certs(&cert_path).unwrap().remove(0);
+        renew(dir.path(), &node, validity(), true).unwrap();
+        let new = load_certs(&cert_path).unwrap().remove(0);
+        assert_ne!(fs::read(&key_path).unwrap(), key_before, "a new key");
+        let mode = fs::metadata(&key_path).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, a) = X509Certificate::from_der(old.as_ref()).unwrap();
+        let (_, b) = X509Certificate::from_der(new.as_ref()).unwrap();
+        assert_ne!(a.public_key().raw, b.public_key().raw, "the certificate carries the new key");
+        assert_eq!(identity_of(&new).unwrap().role, Role::Relay);
+        use crate::shell::{clock::Clock, tls};
+        let creds =
+            tls::Credentials::load(&dir.path().join("ca.crt"), &cert_path, &key_path, &node)
+                .unwrap();
+        tls::server_config(&creds, Clock::wall()).expect("the new certificate matches the new key");
+        // Both are in the ledger: revoking the node revokes the old key as well.
+        revoke(dir.path(), &node).unwrap();
+        let (_, entries) = withdrawals(&crl_path(dir.path())).unwrap();
+        let revoked: Vec<&Vec<u8>> = entries.iter().map(|(s, _)| s).collect();
+        assert!(revoked.contains(&&a.raw_serial().to_vec()));
+        assert!(revoked.contains(&&b.raw_serial().to_vec()));
+        assert!(matches!(
+            renew(dir.path(), &node, validity(), true),
+            Err(PkiError::Withdrawn { .. })
+        ));
     }
 }

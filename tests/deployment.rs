@@ -86,6 +86,69 @@ fn credentials_reload_on_sighup_and_on_renewal_with_links_kept_and_bad_ones_are_
 }
 
 #[test]
+fn a_new_key_under_load_with_messages_held_downstream_loses_nothing_and_cuts_nobody_off() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let hill = mesh.node("relay-hill", "relay", "public").peer(&hq);
+    // The township's radio link to the relay, which can be cut.
+    let radio = UdpProxy::start(hill.port);
+    let town =
+        mesh.node("township-01", "township", "public").peer_at("relay-hill", radio.port, "public");
+    let (hq, mut hill, mut town) = (hq.start(), hill.start(), town.start());
+    hill.wait_link("county-hq");
+    town.wait_link("relay-hill");
+    delivered(&hq, "township-01", "the township knows the county's first key");
+
+    // The radio link fails; before the relay notices, the county's messages reach it, and it
+    // holds them for the township.
+    radio.cut();
+    let send = |label: &str, n: usize| -> Vec<String> {
+        let to = "node:township-01";
+        (0..n).map(|i| hq.submit(to, "routine", &format!("{label} {i}")).unwrap()).collect()
+    };
+    let held = send("signed with the first key", 40);
+    for id in &held {
+        wait_for("custody at the relay", Duration::from_secs(30), || {
+            let view = hq.message(id, "0s");
+            (view.custody_at.as_deref() == Some("relay-hill")).then_some(())
+        });
+    }
+    // The county is given a new key while it sends: `pki renew --new-key` rewrites its key
+    // and certificate; the running node takes both and goes on.
+    let pki = mesh.pki();
+    let key = pki.join("county-hq.key");
+    let old_key = std::fs::read(&key).unwrap();
+    cli_ok(&["pki", "renew", "--dir", pki.to_str().unwrap(), "--node", "county-hq", "--new-key"]);
+    assert_ne!(std::fs::read(&key).unwrap(), old_key);
+    let mut ids = held.clone();
+    wait_for("the new key", Duration::from_secs(20), || {
+        ids.extend(send("around the change", 3));
+        (lines(&hq, "credentials reloaded") >= 1).then_some(())
+    });
+    assert!(lines(&hq, "signs with a new key") >= 1, "{}", hq.log());
+    ids.extend(send("signed with the new key", 40));
+
+    // The link comes back: everything arrives, once, and nobody was taken for a forger.
+    radio.heal();
+    for id in &ids {
+        let view = hq.message(id, "60s");
+        assert_eq!(view.state, "delivered", "{view:?}");
+    }
+    let inbox = town.inbox_all();
+    let got: std::collections::BTreeSet<&str> = inbox.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(inbox.len(), ids.len() + 1, "each message delivered once");
+    assert!(ids.iter().all(|id| got.contains(id.as_str())));
+    for r in [&hill, &town] {
+        let s = r.status();
+        assert_eq!(s.security.forged, 0, "{} refused a good signature", r.spec.id);
+        assert!(s.bad_frames.iter().all(|b| !b.reason.contains("cut off")), "{:?}", s.bad_frames);
+    }
+    town.wait_link("relay-hill");
+    delivered(&hq, "township-01", "and nobody was cut off");
+    hill.wait_link("county-hq");
+}
+
+#[test]
 fn check_validates_what_run_would_and_names_the_file_and_reason() {
     let mesh = Mesh::new();
     let node = mesh.node("county-hq", "command", "public");

@@ -75,16 +75,34 @@ fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() 
     let hq = hq_run.spec.clone();
 
     let (code, reason) = block_on(async {
-        let (peer, _control) = linked(&mesh, "team-8", &hq).await;
+        let (peer, mut control) = linked(&mesh, "team-8", &hq).await;
+        // It says which adverts it holds, as every relay does on a new link: none newer than
+        // hq's, so a bad signature cannot be a key hq has not learned yet.
+        let mut buf = BytesMut::new();
+        wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
+        control.write_all(&buf).await.unwrap();
         // An order "from township-01", signed with team-8's own (valid, CA-issued) key.
         let trust = pki_trust(&peer.creds, Clock::wall()).unwrap();
         let mut forged = envelope("township-01", "county-hq", "evacuate the north bank");
         seal_envelope(&trust, &mut forged);
-        let mut buf = BytesMut::new();
-        wire::encode_frame(&Frame::Offer { offer: 1, envelope: forged }, &mut buf);
-        let mut stream = peer.conn.open_uni().await.unwrap();
-        stream.write_all(&buf).await.unwrap();
-        cut_off(&peer).await
+        // Offered until it is cut off: an offer that overtakes the summary (another stream)
+        // is only answered busy, as it might carry a key hq has not learned yet.
+        let conn = peer.conn.clone();
+        let offers = tokio::spawn(async move {
+            for offer in 1.. {
+                let mut buf = BytesMut::new();
+                let envelope = forged.clone();
+                wire::encode_frame(&Frame::Offer { offer, envelope }, &mut buf);
+                let Ok(mut stream) = conn.open_uni().await else { break };
+                if stream.write_all(&buf).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let closed = cut_off(&peer).await;
+        offers.abort();
+        closed
     });
     assert_eq!(code, codes::ABUSE);
     assert!(reason.contains("bad signature of township-01"), "{reason}");

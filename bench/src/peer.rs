@@ -154,6 +154,7 @@ fn own_advert(trust: &PkiTrust, creds: &Credentials, relay: &str) -> Result<Fram
         subscriptions: vec![],
         certificate: Bytes::new(),
         signature: Bytes::new(),
+        previous_certificates: vec![],
     };
     seal_advert(trust, &mut advert);
     Ok(Frame::LinkState(advert))

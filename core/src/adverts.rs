@@ -16,7 +16,7 @@ use crate::wire;
 
 impl Node {
     /// This node's advert as it stands.
-    pub(super) fn own_advert(&self, _now: Time) -> Advert {
+    pub(super) fn own_advert(&self, now: Time) -> Advert {
         let mut advert = Advert {
             node: self.cfg.node.clone(),
             role: self.cfg.role,
@@ -39,8 +39,9 @@ impl Node {
             subscriptions: self.subscriptions.iter().cloned().collect(),
             certificate: bytes::Bytes::new(),
             signature: bytes::Bytes::new(),
+            previous_certificates: Vec::new(),
         };
-        self.seal_advert(&mut advert);
+        self.seal_advert(now, &mut advert);
         advert
     }
 
@@ -99,7 +100,9 @@ impl Node {
         // Membership takes any newer advert, even one whose lifetime ran out on the way
         // (a member cut off for long is still a member); routing takes only live ones.
         let for_routing = self.routing.wants(&advert);
-        if !(for_routing || self.membership.wants(&advert)) || !self.check_advert(link, &advert) {
+        if !(for_routing || self.membership.wants(&advert))
+            || !self.check_advert(now, link, &advert)
+        {
             return;
         }
         self.learn_member(now, &advert);

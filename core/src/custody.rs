@@ -226,7 +226,7 @@ impl Node {
             self.counters.bad_frames += 1;
             return Err((CustodyCode::Invalid, "offer without destinations".into()));
         }
-        self.check_origin(link, env)?;
+        self.check_origin(now, link, env)?;
         if matches!(env.body, Body::Data) {
             let role = if let Some(c) = self.keys.get(&env.origin) {
                 Some(c.role) // certified by the CA

@@ -90,8 +90,13 @@ pub struct Advert {
     pub subscriptions: Vec<TopicPattern>,
     /// The node's CA-issued certificate (DER), which carries its signing key.
     pub certificate: bytes::Bytes,
-    /// The node's signature over everything but `age` (see `core::trust::advert_signed_bytes`).
+    /// The node's signature over everything but `age` and `previous_certificates` (see
+    /// `core::trust::advert_signed_bytes`).
     pub signature: bytes::Bytes,
+    /// Certificates of keys the node signed with before its current one, while messages it
+    /// signed with them may still be alive (key rotation). Each proves itself: the CA signed
+    /// it for this node.
+    pub previous_certificates: Vec<bytes::Bytes>,
 }
 
 /// One of the advertising node's links.

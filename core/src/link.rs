@@ -112,6 +112,10 @@ pub(crate) struct Link {
     frame_tokens: f64,
     frame_tokens_at: Time,
     pub counters: LinkCounters,
+    /// The advert sequence numbers the peer said it holds (its `LsdbSummary`), `None` until
+    /// it has said: a message whose origin the peer knows a newer advert of may be signed
+    /// with a key this node has not learned yet.
+    pub(crate) peer_adverts: Option<rustc_hash::FxHashMap<NodeId, u64>>,
 }
 
 /// What to do with a frame from the peer, by its rate.
@@ -175,6 +179,7 @@ impl Link {
             frame_tokens: f64::MAX,
             frame_tokens_at: now,
             counters: LinkCounters::default(),
+            peer_adverts: None,
         }
     }
 

@@ -219,6 +219,12 @@ pub struct Node {
     pub(super) recent: RecentMessages,
     /// Certified signing keys of the nodes this node has heard of (itself included).
     pub(super) keys: rustc_hash::FxHashMap<NodeId, Credential>,
+    /// Keys nodes signed with before their current one (key rotation), while messages signed
+    /// with them may still be alive.
+    pub(super) previous_keys: rustc_hash::FxHashMap<NodeId, Vec<super::security::PreviousKey>>,
+    /// Certificates of this node's own previous keys, each with the time until which its
+    /// adverts carry it.
+    pub(super) own_previous: Vec<(bytes::Bytes, Time)>,
     /// The newest revocation list this node has seen.
     pub(super) revocations: Option<Revocations>,
     /// This node's last advert as sent (signing it again for every resync costs 25 us).
@@ -326,6 +332,8 @@ impl Node {
             last_advert: None,
             recent: RecentMessages::default(),
             keys: Default::default(),
+            previous_keys: Default::default(),
+            own_previous: Vec::new(),
             revocations: None,
             last_own_advert: None,
             unsealed: Vec::new(),
@@ -337,7 +345,7 @@ impl Node {
         };
         (node.id_run, node.id_counter) = (node.rng.random(), node.rng.random());
         node.load(now)?;
-        node.load_trust()?;
+        node.load_trust(now)?;
         Ok(node)
     }
 
@@ -417,7 +425,7 @@ impl Node {
     pub fn handle_link_up(&mut self, now: Time, link: LinkId, info: LinkInfo) {
         let cfg = self.cfg.medium(info.medium);
         let peer = info.peer.clone();
-        self.learn_neighbour(link, &info);
+        self.learn_neighbour(now, link, &info);
         self.links.insert(link, Link::new(link, info, cfg, now));
         self.pending_events.push(Event::LinkChanged { link, peer: peer.clone(), up: true });
         self.links_changed();
@@ -530,6 +538,9 @@ impl Node {
                 }
             }
             Frame::LsdbSummary(summary) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.peer_adverts = Some(summary.iter().cloned().collect());
+                }
                 let live = self.routing.newer_than(&summary, now);
                 let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();
                 for a in live {

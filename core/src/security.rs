@@ -12,18 +12,35 @@ use super::types::{Envelope, NodeId, Time};
 
 /// Meta key of the newest revocation list (DER).
 const META_REVOCATIONS: &[u8] = b"revocations";
+/// Meta key of the certificate this node last signed with (DER): a different one at start
+/// means it was given a new key while stopped.
+const META_OWN_CERTIFICATE: &[u8] = b"own_certificate";
+/// Meta key of the certificates of keys this node signed with before, each with the time
+/// until which its adverts carry it: `[until u64 BE][length u32 BE][DER]`, repeated.
+const META_OWN_PREVIOUS: &[u8] = b"own_previous_certificates";
+
+/// How long after a link comes up its peer's offers are not judged forged for want of a key
+/// while its summary (sent first thing, on another stream) has not arrived.
+const SUMMARY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A key its node signed with before its current one, accepted until `until`: by then every
+/// message signed with it has run out of lifetime.
+#[derive(Clone, Debug)]
+pub(super) struct PreviousKey {
+    pub(super) cred: Credential,
+    pub(super) until: Time,
+}
 
 impl Node {
     /// Learns this node's own key, the revocation list it stored, and the keys of the nodes
     /// whose adverts it stored. Called once the store is loaded.
-    pub(super) fn load_trust(&mut self) -> Result<(), StoreError> {
+    pub(super) fn load_trust(&mut self, now: Time) -> Result<(), StoreError> {
         let Some(trust) = self.cfg.trust.clone() else { return Ok(()) };
-        match trust.check_certificate(&trust.certificate()) {
-            Ok(c) => {
-                self.keys.insert(c.node.clone(), c);
-            }
-            Err(e) => tracing::warn!("this node's own certificate does not check: {e}"),
+        if let Some(v) = self.store.get(Table::Meta, META_OWN_PREVIOUS)? {
+            self.own_previous = decode_previous(&v);
         }
+        let stored = self.store.get(Table::Meta, META_OWN_CERTIFICATE)?;
+        self.own_certificate_in_use(now, stored.map(Bytes::from));
         if let Some(der) = self.store.get(Table::Meta, META_REVOCATIONS)? {
             match trust.check_revocations(&der) {
                 Ok(r) => self.adopt(None, r),
@@ -33,9 +50,11 @@ impl Node {
         let members: Vec<NodeId> = self.membership.nodes().cloned().collect();
         for node in members {
             let Some(a) = self.membership.get(&node) else { continue };
+            let previous = a.previous_certificates.clone();
             match trust.check_certificate(&a.certificate) {
                 Ok(c) if c.node == a.node && !self.is_revoked(&c) => {
-                    self.keys.entry(c.node.clone()).or_insert(c);
+                    self.learn_key(now, c, false);
+                    self.learn_previous(now, &node, &previous);
                 }
                 Ok(c) if c.node == a.node => self.forget_member(&node),
                 _ => {}
@@ -46,7 +65,8 @@ impl Node {
             if let Some(a) = self.routing.advert(&node, super::types::Time::ZERO) {
                 match trust.check_certificate(&a.certificate) {
                     Ok(c) if c.node == a.node && !self.is_revoked(&c) => {
-                        self.keys.insert(c.node.clone(), c);
+                        self.learn_key(now, c, false);
+                        self.learn_previous(now, &node, &a.previous_certificates);
                     }
                     _ => {
                         self.routing.forget(&node);
@@ -57,17 +77,150 @@ impl Node {
         Ok(())
     }
 
+    /// Takes note of the certificate this node signs with now (at start, with the one it
+    /// signed with before, `stored`; while running, after its credentials were reloaded). A
+    /// certificate with another key makes the old one a previous key: its adverts carry the
+    /// old certificate until every message signed with it has run out of lifetime, so that
+    /// nodes that never saw it can still check those messages.
+    pub(super) fn own_certificate_in_use(&mut self, now: Time, stored: Option<Bytes>) {
+        let Some(trust) = self.cfg.trust.clone() else { return };
+        let current = trust.certificate();
+        let own = match trust.check_certificate(&current) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("this node's own certificate does not check: {e}");
+                return;
+            }
+        };
+        let before =
+            stored.or_else(|| self.keys.get(&self.cfg.node).map(|c| c.certificate.clone()));
+        if before.as_ref() == Some(&current) {
+            self.keys.insert(own.node.clone(), own);
+            return;
+        }
+        let until = now + self.cfg.max_lifetime;
+        if let Some(old) = before.and_then(|der| trust.check_certificate(&der).ok())
+            && old.node == own.node
+            && old.public_key != own.public_key
+        {
+            tracing::warn!(
+                node = %own.node,
+                hours = self.cfg.max_lifetime.as_secs() / 3600,
+                "this node signs with a new key: its adverts carry the previous certificate for \
+                 the longest message lifetime, so that what it signed before is still accepted"
+            );
+            self.own_previous.retain(|(der, u)| *u > now && *der != old.certificate);
+            self.own_previous.push((old.certificate.clone(), until));
+            while self.own_previous.len() > trust::MAX_PREVIOUS_KEYS {
+                self.own_previous.remove(0);
+            }
+        }
+        self.own_previous.retain(|(der, _)| *der != current);
+        let previous = encode_previous(&self.own_previous);
+        self.keys.insert(own.node.clone(), own);
+        self.guarded(|n| {
+            n.store.put(Table::Meta, META_OWN_CERTIFICATE, &current)?;
+            n.store.put(Table::Meta, META_OWN_PREVIOUS, &previous)
+        });
+        self.advert_wanted = true;
+    }
+
+    /// The node's credentials were replaced while it runs (a renewed certificate, a new key):
+    /// what it signs from now on carries the new certificate, announced at once.
+    pub fn credentials_changed(&mut self, now: Time) {
+        self.own_certificate_in_use(now, None);
+    }
+
+    /// Certificates of this node's previous keys that its adverts still carry.
+    pub(super) fn own_previous_certificates(&self, now: Time) -> Vec<Bytes> {
+        self.own_previous.iter().filter(|(_, u)| *u > now).map(|(der, _)| der.clone()).collect()
+    }
+
+    /// Takes `c` as its node's current key (`replace`), or as a previous one if the node has
+    /// another current key already. A current key replaced by a different one stays
+    /// acceptable as a previous key for as long as messages signed with it may live.
+    fn learn_key(&mut self, now: Time, c: Credential, replace: bool) {
+        let until = now + self.cfg.max_lifetime;
+        match self.keys.get(&c.node) {
+            Some(held) if held.public_key == c.public_key => {
+                if replace {
+                    self.keys.insert(c.node.clone(), c);
+                }
+            }
+            Some(_) if !replace => self.keep_previous(now, c, until),
+            _ => {
+                if let Some(p) = self.previous_keys.get_mut(&c.node) {
+                    p.retain(|k| k.cred.public_key != c.public_key);
+                }
+                if let Some(old) = self.keys.insert(c.node.clone(), c) {
+                    self.keep_previous(now, old, until);
+                }
+            }
+        }
+    }
+
+    /// Keeps `cred` as a previous key of its node until `until` (at most
+    /// [`trust::MAX_PREVIOUS_KEYS`] a node: the one that runs out first goes).
+    fn keep_previous(&mut self, now: Time, cred: Credential, until: Time) {
+        if self.keys.get(&cred.node).is_some_and(|c| c.public_key == cred.public_key) {
+            return;
+        }
+        let list = self.previous_keys.entry(cred.node.clone()).or_default();
+        list.retain(|k| k.until > now);
+        if let Some(k) = list.iter_mut().find(|k| k.cred.public_key == cred.public_key) {
+            k.until = k.until.max(until);
+            return;
+        }
+        if list.len() >= trust::MAX_PREVIOUS_KEYS
+            && let Some(first) =
+                list.iter().enumerate().min_by_key(|(_, k)| k.until).map(|(i, _)| i)
+        {
+            list.remove(first);
+        }
+        list.push(PreviousKey { cred, until });
+    }
+
+    /// Learns the previous keys an advert of `node` carries. Each certificate proves itself
+    /// (the CA issued it to `node`); one that does not is ignored, as an advert's unsigned
+    /// part may have been changed on the way.
+    fn learn_previous(&mut self, now: Time, node: &NodeId, certificates: &[Bytes]) {
+        let Some(trust) = self.cfg.trust.clone() else { return };
+        let until = now + self.cfg.max_lifetime;
+        for der in certificates.iter().take(trust::MAX_PREVIOUS_KEYS) {
+            let known = self
+                .previous_keys
+                .get(node)
+                .and_then(|p| p.iter().find(|k| k.cred.certificate == *der))
+                .map(|k| k.cred.clone());
+            let cred = match known {
+                Some(c) => c,
+                None => match trust.check_certificate(der) {
+                    Ok(c) if c.node == *node && !self.is_revoked(&c) => c,
+                    Ok(c) => {
+                        tracing::info!(%node, "previous certificate ignored: it is {}'s or revoked", c.node);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::info!(%node, "previous certificate ignored: {e}");
+                        continue;
+                    }
+                },
+            };
+            self.keep_previous(now, cred, until);
+        }
+    }
+
     /// Whether `c` is on the revocation list.
     pub(super) fn is_revoked(&self, c: &Credential) -> bool {
         self.revocations.as_ref().is_some_and(|r| r.serials.contains(&c.serial))
     }
 
     /// Learns a new neighbour's key from the certificate it presented in the handshake.
-    pub(super) fn learn_neighbour(&mut self, link: LinkId, info: &LinkInfo) {
+    pub(super) fn learn_neighbour(&mut self, now: Time, link: LinkId, info: &LinkInfo) {
         let Some(trust) = self.cfg.trust.clone() else { return };
         match trust.check_certificate(&info.certificate) {
             Ok(c) if c.node == info.peer && !self.is_revoked(&c) => {
-                self.keys.insert(c.node.clone(), c);
+                self.learn_key(now, c, true);
             }
             Ok(c) if c.node == info.peer => {
                 self.pending_misbehaved(link, &info.peer, "certificate revoked".into());
@@ -129,9 +282,10 @@ impl Node {
     }
 
     /// Signs this node's advert and attaches its certificate.
-    pub(super) fn seal_advert(&self, a: &mut Advert) {
+    pub(super) fn seal_advert(&self, now: Time, a: &mut Advert) {
         if let Some(trust) = &self.cfg.trust {
             trust::seal_advert(trust.as_ref(), a);
+            a.previous_certificates = self.own_previous_certificates(now);
         }
     }
 
@@ -139,6 +293,7 @@ impl Node {
     /// forgery also cuts the neighbour off, since every honest node checks before it forwards.
     pub(super) fn check_origin(
         &mut self,
+        now: Time,
         link: LinkId,
         env: &Envelope,
     ) -> Result<(), (CustodyCode, String)> {
@@ -156,24 +311,64 @@ impl Node {
             self.counters.revoked += 1;
             return Err((CustodyCode::Policy, format!("{}'s certificate is revoked", env.origin)));
         }
-        if !self.seals.check_envelope(&c.public_key, env) {
-            self.counters.forged += 1;
-            let from = self.links.get(&link).map(|l| l.info.peer.to_string()).unwrap_or_default();
-            tracing::warn!(
-                %link, %from, id = %env.id, origin = %env.origin,
-                "refused a forged or altered message: the origin's signature does not match"
-            );
-            self.misbehaved(
-                link,
-                format!("sent message {} with a bad signature of {}", env.id, env.origin),
-            );
-            return Err((CustodyCode::Invalid, "bad origin signature".into()));
+        if self.seals.check_envelope(&c.public_key, env) {
+            return Ok(());
         }
-        Ok(())
+        // Signed before the origin's key changed?
+        let seals = &mut self.seals;
+        let previous = self
+            .previous_keys
+            .get(&env.origin)
+            .into_iter()
+            .flatten()
+            .filter(|k| k.until > now)
+            .find(|k| seals.check_envelope(&k.cred.public_key, env))
+            .map(|k| k.cred.clone());
+        if let Some(old) = previous {
+            if self.is_revoked(&old) {
+                self.counters.revoked += 1;
+                return Err((
+                    CustodyCode::Policy,
+                    format!("signed with a revoked key of {}", env.origin),
+                ));
+            }
+            return Ok(());
+        }
+        if self.may_have_a_newer_key(now, link, &env.origin) {
+            self.counters.unknown_origin += 1;
+            return Err((
+                CustodyCode::Busy,
+                format!("{}'s key may have changed: waiting for its newer advert", env.origin),
+            ));
+        }
+        self.counters.forged += 1;
+        let from = self.links.get(&link).map(|l| l.info.peer.to_string()).unwrap_or_default();
+        tracing::warn!(
+            %link, %from, id = %env.id, origin = %env.origin,
+            "refused a forged or altered message: the origin's signature does not match"
+        );
+        self.misbehaved(
+            link,
+            format!("sent message {} with a bad signature of {}", env.id, env.origin),
+        );
+        Err((CustodyCode::Invalid, "bad origin signature".into()))
+    }
+
+    /// Whether a message from `origin` that no key of `origin` known here verifies may be
+    /// signed with a key this node has not learned yet, rather than forged: the neighbour on
+    /// `link` holds a newer advert of `origin` than this node (it said so in its summary, and
+    /// sends the advert in answer to this node's), or it came up moments ago and has not said
+    /// yet ([`SUMMARY_GRACE`]). Such an offer is answered busy and retried, and nobody is cut
+    /// off; a neighbour that never sends its summary is judged as one that holds nothing.
+    fn may_have_a_newer_key(&self, now: Time, link: LinkId, origin: &NodeId) -> bool {
+        let Some(l) = self.links.get(&link) else { return false };
+        let Some(held) = &l.peer_adverts else { return now < l.since + SUMMARY_GRACE };
+        let ours = self.membership.get(origin).map_or(0, |a| a.seq);
+        held.get(origin).is_some_and(|seq| *seq > ours)
     }
 
     /// Checks an advert's certificate and signature; learns the key. `false`: drop it.
-    pub(super) fn check_advert(&mut self, link: LinkId, a: &Advert) -> bool {
+    pub(super) fn check_advert(&mut self, now: Time, link: LinkId, a: &Advert) -> bool {
         let Some(trust) = self.cfg.trust.clone() else { return true };
         let known = self.keys.get(&a.node).filter(|c| c.certificate == a.certificate).cloned();
         let cred = match known {
@@ -214,7 +409,10 @@ impl Node {
             self.misbehaved(link, format!("forged advert of {}", a.node));
             return false;
         }
-        self.keys.insert(cred.node.clone(), cred);
+        self.learn_key(now, cred, true);
+        if !a.previous_certificates.is_empty() {
+            self.learn_previous(now, &a.node, &a.previous_certificates);
+        }
         true
     }
 
@@ -278,5 +476,52 @@ impl Node {
     /// The number of the revocation list in effect, if any.
     pub fn revocation_number(&self) -> Option<u64> {
         self.revocations.as_ref().map(|r| r.number)
+    }
+}
+
+fn encode_previous(list: &[(Bytes, Time)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (der, until) in list {
+        v.extend_from_slice(&until.as_micros().to_be_bytes());
+        v.extend_from_slice(&(der.len() as u32).to_be_bytes());
+        v.extend_from_slice(der);
+    }
+    v
+}
+
+/// The inverse of [`encode_previous`]; a damaged tail is dropped.
+fn decode_previous(mut v: &[u8]) -> Vec<(Bytes, Time)> {
+    let mut list = Vec::new();
+    while let Some((until, rest)) = v.split_first_chunk::<8>()
+        && let Some((len, rest)) = rest.split_first_chunk::<4>()
+        && let Some(der) = rest.get(..u32::from_be_bytes(*len) as usize)
+    {
+        list.push((Bytes::copy_from_slice(der), Time::from_micros(u64::from_be_bytes(*until))));
+        v = &rest[der.len()..];
+    }
+    list.truncate(trust::MAX_PREVIOUS_KEYS);
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_certificates_survive_the_store_and_a_damaged_tail_is_dropped() {
+        let list = vec![
+            (Bytes::from_static(b"first certificate"), Time::from_micros(7)),
+            (Bytes::from_static(b""), Time::from_micros(u64::MAX)),
+            (Bytes::from(vec![0xab; 400]), Time::from_micros(1 << 40)),
+        ];
+        let v = encode_previous(&list);
+        assert_eq!(decode_previous(&v), list);
+        for cut in 0..v.len() {
+            let got = decode_previous(&v[..cut]);
+            assert!(list.starts_with(&got), "a prefix of what was stored, cut at {cut}");
+        }
+        let long: Vec<_> =
+            (0..9).map(|i| (Bytes::from(vec![i; 3]), Time::from_micros(1))).collect();
+        assert_eq!(decode_previous(&encode_previous(&long)).len(), trust::MAX_PREVIOUS_KEYS);
     }
 }

@@ -1003,6 +1003,7 @@ mod membership;
 mod security {
     use super::*;
     use crate::pki::{Ca, PkiTrust, Validity};
+    use crate::trust::Trust;
     use std::time::{SystemTime, UNIX_EPOCH};
 
     /// A fixed issue date (November 2023): certificates valid for twenty years from it.
@@ -1030,14 +1031,25 @@ mod security {
 
         /// The configuration of a node with a certificate from this CA, to adjust and add.
         pub(super) fn config(&mut self, name: &str, role: Role) -> CoreConfig {
+            let mut cfg = CoreConfig::new(n(name), role);
+            cfg.trust = Some(self.trust(name, role, 0));
+            cfg
+        }
+
+        /// `name`'s credentials with key number `generation` (a new key per generation); the
+        /// certificate is remembered as `name` and as `name#generation`.
+        pub(super) fn trust(&mut self, name: &str, role: Role, generation: u8) -> Arc<PkiTrust> {
             // Distinct halves: the serial number is derived from them.
             let mut seed = [0u8; 32];
             for (i, b) in seed.iter_mut().enumerate() {
                 *b = name.bytes().fold(i as u8, |h, c| h.wrapping_mul(31).wrapping_add(c));
+                if i < 16 {
+                    *b ^= generation.wrapping_mul(0x9d); // one half: a new serial too
+                }
             }
             let cert = self.ca.issue(&n(name), role, seed, self.validity).unwrap();
             self.certs.insert(name.into(), cert.cert_der.to_vec());
-            let mut cfg = CoreConfig::new(n(name), role);
+            self.certs.insert(format!("{name}#{generation}"), cert.cert_der.to_vec());
             // The node clock a day after the certificates were issued, not the wall clock:
             // these tests must not start failing the day the certificates would expire.
             let clock = Arc::new(|| issued() + Duration::from_secs(86_400));
@@ -1047,8 +1059,7 @@ mod security {
                 cert.key_der.secret_pkcs8_der(),
                 clock,
             );
-            cfg.trust = Some(Arc::new(trust.unwrap()));
-            cfg
+            Arc::new(trust.unwrap())
         }
 
         pub(super) fn revoke(&self, names: &[&str], number: u64) -> Vec<u8> {
@@ -1268,6 +1279,180 @@ mod security {
         h.crash("relay");
         h.open("relay");
         assert_eq!(h.node("relay").revocation_number(), Some(1));
+    }
+
+    /// A node's credentials, replaced while it runs (as the shell's reload does).
+    #[derive(Debug)]
+    struct Swappable(Mutex<Arc<dyn Trust>>);
+
+    impl Swappable {
+        fn current(&self) -> Arc<dyn Trust> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Trust for Swappable {
+        fn certificate(&self) -> Bytes {
+            self.current().certificate()
+        }
+        fn sign(&self, data: &[u8]) -> Bytes {
+            self.current().sign(data)
+        }
+        fn check_certificate(&self, der: &[u8]) -> Result<trust::Credential, String> {
+            self.current().check_certificate(der)
+        }
+        fn check_revocations(&self, der: &[u8]) -> Result<trust::Revocations, String> {
+            self.current().check_revocations(der)
+        }
+    }
+
+    fn submit_n(h: &mut Harness, from: &str, to: &str, count: usize) -> BTreeSet<MessageId> {
+        (0..count)
+            .map(|_| h.submit(from, to, Precedence::Routine, Duration::from_secs(3600)))
+            .collect()
+    }
+
+    fn delivered(h: &Harness, at: &str) -> BTreeSet<MessageId> {
+        h.delivered_ids(at).into_iter().collect()
+    }
+
+    #[test]
+    fn a_new_key_while_running_leaves_what_the_old_one_signed_acceptable_downstream() {
+        let mut h = Harness::new();
+        let mut pki = Pki::new();
+        let first: Arc<dyn Trust> = pki.trust("a", Role::Command, 0);
+        let swap = Arc::new(Swappable(Mutex::new(first)));
+        let mut cfg = CoreConfig::new(n("a"), Role::Command);
+        cfg.trust = Some(swap.clone());
+        h.add_with(cfg);
+        pki.add(&mut h, "b", Role::Relay);
+        pki.add(&mut h, "c", Role::Township);
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        let bc = h.connect("b", "c", Medium::Satellite, 300 * MS);
+        h.run_for(Duration::from_secs(3));
+        // The township is cut off: what the county signs with its first key waits at b.
+        h.disconnect(bc);
+        let before = submit_n(&mut h, "a", "node:c", 5);
+        h.run_for(Duration::from_secs(2));
+        // The county is given a new key while it runs.
+        *swap.0.lock().unwrap() = pki.trust("a", Role::Command, 1);
+        let now = h.now;
+        h.node("a").credentials_changed(now);
+        h.run_for(Duration::from_secs(2));
+        let advert = h.node("b").membership.get(&n("a")).cloned().unwrap();
+        assert_eq!(
+            advert.certificate.as_ref(),
+            pki.certs["a#1"].as_slice(),
+            "b has a's new advert"
+        );
+        assert_eq!(advert.previous_certificates, vec![Bytes::from(pki.certs["a#0"].clone())]);
+        let after = submit_n(&mut h, "a", "node:c", 5);
+        h.run_for(Duration::from_secs(2));
+        // The link comes back: c gets both kinds, from b, whose key for a is the new one.
+        h.connect("b", "c", Medium::Satellite, 300 * MS);
+        h.run_for(Duration::from_secs(20));
+        let all: BTreeSet<MessageId> = before.union(&after).copied().collect();
+        assert_eq!(delivered(&h, "c"), all, "every message delivered once");
+        assert_eq!(h.delivered_ids("c").len(), 10);
+        for node in ["b", "c"] {
+            assert_eq!(h.node(node).counters.forged, 0, "{node} took an old signature for forged");
+            assert!(misbehaved(&h, node).is_empty(), "{node} cut somebody off");
+        }
+        for id in &all {
+            let status = h.node("a").message_status(id).unwrap().unwrap();
+            assert_eq!(status.state, "delivered", "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_that_never_saw_the_old_key_learns_it_from_the_origins_advert() {
+        let (mut h, mut pki) =
+            secure_chain(&[("a", Role::Command), ("b", Role::Relay), ("c", Role::Township)]);
+        let bc = h.wires.iter().position(|w| w.a.node == "b" && w.b.node == "c").unwrap();
+        h.disconnect(bc);
+        let before = submit_n(&mut h, "a", "node:c", 4);
+        h.run_for(Duration::from_secs(2));
+        // The county restarts with a new key (its key file was replaced while it was down).
+        h.crash("a");
+        let mut cfg = h.configs["a"].clone();
+        cfg.trust = Some(pki.trust("a", Role::Command, 1));
+        h.configs.insert("a".into(), cfg);
+        h.open("a");
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        h.run_for(Duration::from_secs(2));
+        let after = submit_n(&mut h, "a", "node:c", 4);
+        h.run_for(Duration::from_secs(2));
+        // The township's terminal was replaced meanwhile: it has never heard of a at all.
+        h.crash("c");
+        h.disks.insert("c".into(), MemStore::new());
+        h.open("c");
+        assert!(!h.node("c").keys.contains_key(&n("a")));
+        h.connect("b", "c", Medium::Satellite, 300 * MS);
+        h.run_for(Duration::from_secs(20));
+        let all: BTreeSet<MessageId> = before.union(&after).copied().collect();
+        assert_eq!(delivered(&h, "c"), all);
+        assert_eq!(h.node("c").counters.forged, 0);
+        assert!(misbehaved(&h, "c").is_empty(), "{:?}", misbehaved(&h, "c"));
+        // It knows the new key as a's, and the old one as a's previous.
+        let old = pki.certs["a#0"].as_slice();
+        assert_eq!(h.node("c").keys[&n("a")].certificate.as_ref(), pki.certs["a#1"].as_slice());
+        assert!(h.node("c").previous_keys[&n("a")].iter().any(|k| k.cred.certificate == old));
+    }
+
+    #[test]
+    fn an_old_key_is_carried_and_accepted_for_the_longest_lifetime_and_no_longer() {
+        let (mut h, mut pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
+        let old = signed_by(&mut h, "a", "b", 10);
+        h.crash("a");
+        let mut cfg = h.configs["a"].clone();
+        cfg.max_lifetime = Duration::from_secs(600);
+        cfg.trust = Some(pki.trust("a", Role::Command, 1));
+        h.configs.insert("a".into(), cfg);
+        h.open("a");
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        h.run_for(Duration::from_secs(2));
+        let now = h.now;
+        assert_eq!(h.node("a").own_advert(now).previous_certificates.len(), 1);
+        assert_eq!(offer(&mut h, "b", old.clone()).code, frame::CustodyCode::Accepted);
+        // A restart remembers what it carries.
+        h.crash("a");
+        h.open("a");
+        let now = h.now;
+        assert_eq!(h.node("a").own_advert(now).previous_certificates.len(), 1);
+        // The longest lifetime later, nobody needs the old key any more.
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        h.run_for(Duration::from_secs(601));
+        let now = h.now;
+        assert!(h.node("a").own_advert(now).previous_certificates.is_empty());
+        let mut late = old.clone();
+        late.id = MessageId([99; 16]);
+        trust::seal_envelope(pki.trust("a", Role::Command, 0).as_ref(), &mut late);
+        // b keeps a's old key for its own longest lifetime (30 days): still taken there.
+        assert_eq!(offer(&mut h, "b", late).code, frame::CustodyCode::Accepted);
+    }
+
+    #[test]
+    fn a_message_signed_with_a_revoked_old_key_is_refused_but_nobody_is_cut_off() {
+        let (mut h, mut pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
+        let old = signed_by(&mut h, "a", "b", 10);
+        h.crash("a");
+        let mut cfg = h.configs["a"].clone();
+        cfg.trust = Some(pki.trust("a", Role::Command, 1));
+        h.configs.insert("a".into(), cfg);
+        h.open("a");
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        h.run_for(Duration::from_secs(2));
+        // The old key was stolen: only its certificate is revoked.
+        let crl = pki.revoke(&["a#0"], 1);
+        assert!(h.node("b").handle_revocations(None, &crl).unwrap());
+        let answer = offer(&mut h, "b", old);
+        assert_eq!(answer.code, frame::CustodyCode::Policy, "{answer:?}");
+        assert!(answer.reason.contains("revoked key of a"), "{answer:?}");
+        assert!(misbehaved(&h, "b").is_empty());
+        // a itself, on its new key, is not revoked.
+        let id = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(60));
+        h.run_for(Duration::from_secs(2));
+        assert!(h.delivered_ids("b").contains(&id));
     }
 
     /// Offers `env` to `to` over its first link and returns the custody answer.

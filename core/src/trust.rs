@@ -33,6 +33,9 @@ pub struct Credential {
     pub certificate: Bytes,
 }
 
+/// How many previous keys of one node are kept (and carried in its adverts).
+pub const MAX_PREVIOUS_KEYS: usize = 4;
+
 /// A revocation list the deployment CA signed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revocations {
@@ -608,11 +611,17 @@ mod tests {
             subscriptions: vec![TopicPattern::new("alerts/#").unwrap()],
             certificate: Bytes::from_static(b"cert"),
             signature: Bytes::from_static(b"sig"),
+            previous_certificates: vec![],
         };
         let signed = advert_signed_bytes(&advert);
         let same = |a: &Advert| advert_signed_bytes(a) == signed;
         assert!(same(&Advert { age: Duration::from_secs(99), ..advert.clone() }));
         assert!(same(&Advert { signature: Bytes::new(), ..advert.clone() }));
+        // Previous certificates prove themselves (the CA signed each): not covered.
+        assert!(same(&Advert {
+            previous_certificates: vec![Bytes::from_static(b"old")],
+            ..advert.clone()
+        }));
         let mut changed: Vec<Advert> = vec![
             Advert { node: n("township-03"), ..advert.clone() },
             Advert { role: Role::Field, ..advert.clone() },

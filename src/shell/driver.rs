@@ -71,6 +71,8 @@ pub enum Command {
         join: bool,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// The node's credentials were replaced (certificate, key): announce the new ones.
+    CredentialsChanged,
     MarkRead {
         cursor: u64,
     },
@@ -173,6 +175,12 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<Result<Vec<InboxItem>, String>, Stopped> {
         self.ask(|reply| Command::Inbox { from, limit, reply }).await
+    }
+
+    /// Tells the node its credentials were replaced: it advertises the new certificate at
+    /// once, and the old one too if the key changed (see `Node::credentials_changed`).
+    pub fn credentials_changed(&self) -> Result<(), Stopped> {
+        self.tx.send(Command::CredentialsChanged).map_err(|_| Stopped)
     }
 
     pub fn mark_read(&self, cursor: u64) -> Result<(), Stopped> {
@@ -601,6 +609,7 @@ impl Driver {
                 let _ = reply.send(self.node.handle_revocations(None, &crl));
             }
             Command::MarkRead { cursor } => self.node.handle_inbox_read(cursor),
+            Command::CredentialsChanged => self.node.credentials_changed(now),
             Command::Stop { reply } => after.stop = Some(reply),
             q @ (Command::Status { .. } | Command::Message { .. } | Command::Inbox { .. }) => {
                 after.queries.push(q);

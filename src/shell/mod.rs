@@ -281,6 +281,9 @@ impl Relay {
             *slot.write().unwrap_or_else(PoisonError::into_inner) = quic.client(ts);
         }
         reloadable.replace(new);
+        self.handle
+            .credentials_changed()
+            .map_err(|_| ShellError::Reload("the node has stopped".into()))?;
         Ok(())
     }
 

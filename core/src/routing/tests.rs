@@ -33,6 +33,7 @@ fn advert(node: &str, seq: u64, links: Vec<AdvertLink>) -> Advert {
         subscriptions: vec![],
         certificate: Default::default(),
         signature: Default::default(),
+        previous_certificates: vec![],
     }
 }
 

@@ -261,6 +261,7 @@ pub(super) fn advert_to_pb(a: &Advert) -> pb::LinkState {
         age_us: us(a.age),
         certificate: a.certificate.clone(),
         signature: a.signature.clone(),
+        previous_certificates: a.previous_certificates.clone(),
     }
 }
 
@@ -296,6 +297,11 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
     if a.certificate.len() > MAX_CERTIFICATE || a.signature.len() > 128 {
         return Err(WireError::invalid("link state", "certificate or signature too long"));
     }
+    if a.previous_certificates.len() > crate::trust::MAX_PREVIOUS_KEYS
+        || a.previous_certificates.iter().any(|c| c.len() > MAX_CERTIFICATE)
+    {
+        return Err(WireError::invalid("link state", "too many or too long previous certificates"));
+    }
     Ok(Advert {
         node: node("advert node", &a.node)?,
         role: a.role.parse::<Role>().map_err(|e| WireError::invalid("advert role", e))?,
@@ -307,6 +313,7 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         subscriptions,
         certificate: a.certificate,
         signature: a.signature,
+        previous_certificates: a.previous_certificates,
     })
 }
 

@@ -231,3 +231,28 @@ fn acceptances_travel_as_runs_and_come_back_in_order() {
         assert!(e.contains(what), "{e} does not say {what:?}");
     }
 }
+
+#[test]
+fn an_advert_carries_its_previous_certificates_and_too_many_are_refused() {
+    use crate::frame::Advert;
+    let mut advert = Advert {
+        node: NodeId::new("county-hq").unwrap(),
+        role: crate::types::Role::Command,
+        seq: 9,
+        lifetime: Duration::from_secs(1800),
+        age: Duration::ZERO,
+        links: vec![],
+        groups: vec![],
+        subscriptions: vec![],
+        certificate: Bytes::from_static(b"current"),
+        signature: Bytes::from_static(&[2; 64]),
+        previous_certificates: vec![Bytes::from_static(b"old"), Bytes::from_static(b"older")],
+    };
+    assert_eq!(decode_advert(&encode_advert(&advert)).unwrap(), advert);
+    advert.previous_certificates =
+        vec![Bytes::from_static(b"c"); crate::trust::MAX_PREVIOUS_KEYS + 1];
+    let err = decode_advert(&encode_advert(&advert)).unwrap_err();
+    assert!(err.to_string().contains("previous certificates"), "{err}");
+    advert.previous_certificates = vec![Bytes::from(vec![0; 9000])];
+    assert!(decode_advert(&encode_advert(&advert)).is_err());
+}
