@@ -676,7 +676,8 @@ async fn watch_crl(path: PathBuf, node: shell::driver::NodeHandle) {
 }
 
 /// Reloads the node's certificate, key and CA on SIGHUP (`systemctl reload`) and whenever one
-/// of their files changes (`relaymesh pki renew` rewrites the certificate), without
+/// of their files changes and then stays the same for 2 s (`relaymesh pki renew` rewrites
+/// the certificate, and with `--new-key` the key), without
 /// restarting: links stay up and custody is untouched. Credentials that do not load or
 /// check are logged and the running ones kept. Warns daily while the certificate in use
 /// (which ends at `not_after`) has less than [`EXPIRY_WARNING`] left, or has expired.
@@ -689,6 +690,10 @@ async fn watch_credentials(
     let files = [&cfg.ca, &cfg.cert, &cfg.key];
     let stamps = || files.map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok());
     let mut seen = stamps();
+    // Changed files are taken once they have stayed the same for a tick: `pki renew
+    // --new-key` writes the key and then the certificate, and a reload between the two would
+    // find a key its certificate does not match.
+    let mut settling = None;
     let mut warned: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -717,6 +722,11 @@ async fn watch_credentials(
             }
             continue;
         }
+        if !asked && settling.as_ref() != Some(&now) {
+            settling = Some(now);
+            continue;
+        }
+        settling = None;
         seen = now;
         let why = if asked { "SIGHUP" } else { "files changed" };
         let loaded = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)

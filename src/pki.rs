@@ -233,8 +233,8 @@ pub fn renew(
     // still vouch for messages signed before).
     record(dir, node, &[&old, &cert.cert_der])?;
     if new_key {
-        // Key first: a node watching the files sees a key that its certificate does not
-        // match for at most one poll (it keeps its credentials until both are in place).
+        // Key first, certificate last: a node watching the files takes them once they have
+        // stayed the same for a poll, so it never tries the new key with the old certificate.
         write(&key_path, cert.key_pem.as_bytes(), true)?;
     }
     write(&cert_path, cert.cert_pem.as_bytes(), false)?;
