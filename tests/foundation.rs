@@ -141,6 +141,79 @@ fn compact_offers_go_to_relays_that_announce_them_and_plain_envelopes_to_one_tha
 }
 
 #[test]
+fn satellite_offer_streams_are_compressed_to_relays_that_take_it_and_plain_to_others() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "satellite");
+    let new = mesh.node("township-01", "township", "satellite").peer(&hq);
+    // Compression switched off on its own side: it still takes compressed streams.
+    let off = mesh
+        .node("township-02", "township", "satellite")
+        .peer(&hq)
+        .extra("[media.satellite]\ncompress = false\n");
+    // As a relay from before compression (and compact offers): it announces neither.
+    let old = mesh
+        .node("township-03", "township", "satellite")
+        .peer(&hq)
+        .extra("[wire]\ncompact_offers = false\n");
+    let (mut hq, mut new, mut off, mut old) = (hq.start(), new.start(), off.start(), old.start());
+    for t in ["township-01", "township-02", "township-03"] {
+        hq.wait_link(t);
+    }
+    for r in [&mut new, &mut off, &mut old] {
+        r.wait_link("county-hq");
+    }
+    // Situation reports: the wording repeats from one to the next, the figures do not.
+    let report = |i: usize| {
+        format!(
+            "SITREP team-{:02} grid {} {}: {} evacuated, {} injured; road at mill road flooded; \
+             water level {} cm, rising. Requesting two boats and a medical team at the school.",
+            i % 40,
+            4000 + i * 37 % 997,
+            7000 + i * 53 % 991,
+            i * 7 % 300,
+            i % 11,
+            100 + i * 13 % 300
+        )
+    };
+    for i in 0..40 {
+        for t in ["township-01", "township-02", "township-03"] {
+            hq.submit(&format!("node:{t}"), "priority", &report(i)).unwrap();
+        }
+        off.submit("node:county-hq", "priority", &report(i)).unwrap();
+    }
+    for (r, n) in [(&new, 40), (&off, 40), (&old, 40), (&hq, 40)] {
+        wait_for("deliveries", Duration::from_secs(60), || {
+            (r.inbox_ids().len() == n).then_some(())
+        });
+    }
+    let sent =
+        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
+    let show = |r: &Relay| {
+        format!("{:?}", r.links().iter().map(|l| (&l.peer, l.bytes)).collect::<Vec<_>>())
+    };
+    let (to_new, to_off, to_old) =
+        (sent(&hq, "township-01"), sent(&hq, "township-02"), sent(&hq, "township-03"));
+    let from_off = sent(&off, "county-hq");
+    eprintln!(
+        "40 reports, {} B: offer stream compressed {} B, plain {} B; with receipts both ways, \
+         compressed {} B, compact only {} B",
+        to_new.payload,
+        to_new.offer_bytes,
+        to_old.offer_bytes,
+        to_off.offer_bytes,
+        from_off.offer_bytes
+    );
+    // To a relay that takes it: the whole offer stream, each report's own signature
+    // included, is smaller than the reports alone, and a third of the plain one.
+    assert!(to_new.offer_bytes < to_new.payload, "{}", show(&hq));
+    assert!(to_new.offer_bytes * 3 < to_old.offer_bytes, "{}", show(&hq));
+    // Between hq and the relay with compression off the same traffic flows both ways (40
+    // reports, 40 receipts): compressed one way, not the other.
+    assert!(to_off.offer_bytes * 3 < from_off.offer_bytes * 2, "{} {}", show(&hq), show(&off));
+    assert!(from_off.offer_bytes > from_off.payload, "{}", show(&off));
+}
+
+#[test]
 fn a_node_from_another_ca_is_refused_and_its_message_never_arrives() {
     let mesh = Mesh::new();
     let other = Mesh::new(); // a different deployment CA

@@ -1,7 +1,8 @@
 //! The stream frame decoder (`relaymesh::wire::FrameDecoder`) fed a byte stream in arbitrary
 //! chunks, as it is on a QUIC stream.
 //!
-//! Input: `[max selector] [chunking seed] stream...`.
+//! Input: `[max and kind selector] [chunking seed] stream...`: the decoder of a control
+//! stream, of an offer stream taking compact offers, or of one also taking compressed pieces.
 //!
 //! Checks: never panics; the result (frames, then at most one error, after which the shell
 //! resets the stream) does not depend on how the stream was split; the decoder never holds
@@ -49,8 +50,12 @@ fn drain(d: &mut FrameDecoder, max: usize, out: &mut Vec<Got>) -> bool {
     }
 }
 
-fn decode(stream: &[u8], max: usize, mut chunk: impl FnMut() -> usize) -> Vec<Got> {
-    let mut d = FrameDecoder::new(max);
+fn decode(stream: &[u8], max: usize, kind: u8, mut chunk: impl FnMut() -> usize) -> Vec<Got> {
+    let mut d = match kind {
+        0 => FrameDecoder::new(max),
+        1 => FrameDecoder::with_compact(max),
+        _ => FrameDecoder::with_compressed(max),
+    };
     let mut out = Vec::new();
     let mut rest = stream;
     while !rest.is_empty() {
@@ -67,10 +72,11 @@ fn decode(stream: &[u8], max: usize, mut chunk: impl FnMut() -> usize) -> Vec<Go
 fuzz_target!(|data: &[u8]| {
     let [sel, seed, stream @ ..] = data else { return };
     let max = MAXES[usize::from(*sel) % MAXES.len()];
+    let kind = (*sel / MAXES.len() as u8) % 3;
 
     // Chunk sizes from a small xorshift seeded by the input: mostly tiny, sometimes large.
     let mut state = u32::from(*seed) | 0x100;
-    let chunked = decode(stream, max, || {
+    let chunked = decode(stream, max, kind, || {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
@@ -80,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             _ => 1 + (state >> 8) as usize % 4096,
         }
     });
-    let whole = decode(stream, max, || usize::MAX);
+    let whole = decode(stream, max, kind, || usize::MAX);
     assert_eq!(chunked, whole, "the result depends on how the stream was split");
 
     for got in &whole {

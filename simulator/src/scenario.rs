@@ -56,6 +56,17 @@ pub struct TrafficDef {
     pub start: Duration,
     pub stop: Duration,
     pub lifetime: Duration,
+    pub content: Content,
+}
+
+/// What a flow's payloads hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// Random bytes (imagery, anything already compressed): compression cannot shrink them.
+    Random,
+    /// Situation-report text, varying per message like real reports (numbers, teams, places
+    /// change; the wording repeats): what compression on a costly link is for.
+    Text,
 }
 
 /// What random failures may hit.
@@ -228,6 +239,7 @@ struct RawTraffic {
     start: Option<Spanned<String>>,
     stop: Option<Spanned<String>>,
     lifetime: Option<Spanned<String>>,
+    content: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +451,16 @@ impl Checker<'_> {
             }
             let start = self.opt_duration(&t.start)?.unwrap_or_default();
             let stop = self.opt_duration(&t.stop)?.unwrap_or(duration);
+            let content = match &t.content {
+                None => Content::Random,
+                Some(c) => match c.get_ref().as_str() {
+                    "random" => Content::Random,
+                    "text" => Content::Text,
+                    other => {
+                        return Err(self.err(c, format!("content {other:?}: random or text")));
+                    }
+                },
+            };
             traffic.push(TrafficDef {
                 from,
                 to,
@@ -448,6 +470,7 @@ impl Checker<'_> {
                 start,
                 stop: stop.min(duration),
                 lifetime: self.opt_duration(&t.lifetime)?.unwrap_or(Duration::from_secs(3600)),
+                content,
             });
         }
 

@@ -30,7 +30,7 @@ use crate::fabric::{Cut, Fabric, LinkReport, RuleGuard, address};
 use crate::oracle::{Change, Declared, Membership};
 
 mod members;
-use crate::scenario::{Action, Scenario, Targets};
+use crate::scenario::{Action, Content, Scenario, Targets};
 
 /// Virtual wall-clock time at which every simulation starts (2026-01-01T00:00:00Z).
 pub const EPOCH: Duration = Duration::from_secs(1_767_225_600);
@@ -160,6 +160,40 @@ pub fn sub_seed(seed: u64, label: &str, n: u64) -> u64 {
         h ^= h >> 29;
     }
     h
+}
+
+/// A payload of `size` bytes, the same for the same seed.
+fn payload(content: Content, size: usize, seed: u64) -> Bytes {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    match content {
+        Content::Random => {
+            let mut b = vec![0u8; size];
+            rng.fill(&mut b[..]);
+            Bytes::from(b)
+        }
+        Content::Text => {
+            const PLACES: [&str; 6] =
+                ["north bank", "mill road", "school", "bridge 4", "clinic", "depot"];
+            const STATES: [&str; 4] = ["passable", "flooded", "blocked by debris", "closed"];
+            let mut s = String::with_capacity(size + 160);
+            while s.len() < size {
+                let team = rng.random_range(1..40);
+                let (x, y) = (rng.random_range(1000..9999), rng.random_range(1000..9999));
+                s.push_str(&format!(
+                    "SITREP team-{team:02} grid {x} {y}: {} evacuated, {} injured; road at {} {}; \
+                     water level {} cm, {}.\n",
+                    rng.random_range(0..300),
+                    rng.random_range(0..20),
+                    PLACES[rng.random_range(0..PLACES.len())],
+                    STATES[rng.random_range(0..STATES.len())],
+                    rng.random_range(20..400),
+                    if rng.random_bool(0.5) { "rising" } else { "falling" },
+                ));
+            }
+            s.truncate(size);
+            Bytes::from(s)
+        }
+    }
 }
 
 fn seed_bytes(seed: u64) -> [u8; 32] {
@@ -464,8 +498,15 @@ impl<'s> World<'s> {
             to: t.to.clone(),
             precedence: t.precedence,
             lifetime: t.lifetime,
-            content_type: "application/octet-stream".into(),
-            payload: Bytes::from(vec![0x5a; t.size]),
+            content_type: match t.content {
+                Content::Random => "application/octet-stream".into(),
+                Content::Text => "text/plain".into(),
+            },
+            payload: payload(
+                t.content,
+                t.size,
+                sub_seed(self.seed, "payload", flow as u64) ^ at.as_micros() as u64,
+            ),
             receipt: true,
             status: TrafficStatus::Exercise,
         };

@@ -148,6 +148,7 @@ pub struct MediumSection {
     congestion: Option<String>,
     initial_window: Option<String>,
     pace: Option<f64>,
+    compress: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -463,6 +464,9 @@ pub fn medium_config(
             return Err((k("pace"), format!("{p}: expected a share of the bandwidth, 0 to 1")));
         }
         t.pace = p;
+    }
+    if let Some(on) = m.compress {
+        t.compress = on;
     }
     Ok((c, t))
 }

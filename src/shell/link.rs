@@ -27,7 +27,9 @@ use super::traffic::{Channel, LinkBytes, Traffic};
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
 use crate::core::types::{Medium, NodeId, Precedence, Role};
-use crate::wire::{self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes, compact};
+use crate::wire::{
+    self, FrameDecoder, Hello, Incoming, PROTOCOL_VERSION, codes, compact, compress,
+};
 
 /// How long a peer has to complete the handshake and `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,6 +95,8 @@ pub struct LinkContext {
     pub compact: bool,
     /// Rates (bits per second) the links of paced media are held to (see `shell::pacing`).
     pub pacing: Arc<std::collections::BTreeMap<Medium, u64>>,
+    /// Media whose offer streams are compressed to peers that announce `zstd-v1`.
+    pub compress: Arc<std::collections::BTreeSet<Medium>>,
 }
 
 /// Connections held per peer identity, and how many refusals were logged lately.
@@ -194,6 +198,7 @@ impl LinkContext {
                 .into_iter()
                 .chain(self.compact.then_some(compact::CAPABILITY))
                 .chain(self.compact.then_some(compact::CAPABILITY_ID_DELTAS))
+                .chain(self.compact.then_some(compress::CAPABILITY))
                 .map(String::from)
                 .collect(),
             medium,
@@ -474,6 +479,7 @@ async fn run(
         let announced = |what: &str| hello.capabilities.iter().any(|c| c == what);
         let compact = ctx.compact && announced(compact::CAPABILITY);
         let id_deltas = compact && announced(compact::CAPABILITY_ID_DELTAS);
+        let compressed = ctx.compress.contains(&medium) && announced(compress::CAPABILITY);
         let encoder = move || match (compact, id_deltas) {
             (false, _) => None,
             (true, false) => Some(compact::OfferEncoder::new()),
@@ -490,7 +496,8 @@ async fn run(
             let (tx, rx) = mpsc::unbounded_channel();
             class_txs.push(tx);
             let out = Out { conn: conn.clone(), bytes: bytes.clone(), pacer: pacer.clone() };
-            tokio::spawn(class_writer(out, p, rx, encoder()).in_current_span());
+            let compressor = compressed.then(compress::Compressor::new);
+            tokio::spawn(class_writer(out, p, rx, encoder(), compressor).in_current_span());
         }
         let classes: [mpsc::UnboundedSender<Frame>; 4] = match class_txs.try_into() {
             Ok(c) => c,
@@ -591,6 +598,7 @@ async fn class_writer(
     priority: i32,
     mut rx: mpsc::UnboundedReceiver<Frame>,
     mut encoder: Option<compact::OfferEncoder>,
+    mut compressor: Option<compress::Compressor>,
 ) {
     let Out { conn, bytes, pacer } = out;
     let class = Precedence::from_index(priority as usize).unwrap_or(Precedence::Routine);
@@ -609,6 +617,10 @@ async fn class_writer(
             None => batch.iter().for_each(|f| wire::encode_frame(f, &mut buf)),
         }
         batch.clear();
+        if let Some(c) = compressor.as_mut() {
+            let frames = buf.split();
+            c.compress(&frames, &mut buf);
+        }
         bytes.add(true, Channel::Offers, buf.len());
         if stream.is_none() {
             match conn.open_uni().await {
@@ -666,7 +678,7 @@ impl Reader {
     async fn accept_streams(self) {
         while let Ok(recv) = self.conn.accept_uni().await {
             let decoder = if self.ctx.compact {
-                FrameDecoder::with_compact(self.ctx.max_frame)
+                FrameDecoder::with_compressed(self.ctx.max_frame)
             } else {
                 FrameDecoder::new(self.ctx.max_frame)
             };

@@ -208,6 +208,7 @@ impl Relay {
                     .filter_map(|m| Some((m, settings(m).pacing_bps()?)))
                     .collect(),
             ),
+            compress: Arc::new(Medium::ALL.into_iter().filter(|&m| settings(m).compress).collect()),
         };
         let mut endpoints: Vec<(Medium, Endpoint)> = Vec::new();
         let (mut servers, mut clients) = (Vec::new(), Vec::new());

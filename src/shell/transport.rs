@@ -60,6 +60,8 @@ pub struct TransportSettings {
     /// Share of `bandwidth` a `known-rate` link's bulk offers are paced to (0: not paced);
     /// see `shell::pacing`.
     pub pace: f64,
+    /// Compress offer streams to peers that take it (`wire::compress`): on for satellite.
+    pub compress: bool,
 }
 
 impl TransportSettings {
@@ -82,6 +84,7 @@ impl TransportSettings {
             bandwidth_bps: crate::core::MediumConfig::default_for(m).bandwidth_bps,
             headroom: 1.1,
             pace: super::pacing::DEFAULT_PACE,
+            compress: false,
         };
         match m {
             Medium::Satellite => TransportSettings {
@@ -92,6 +95,7 @@ impl TransportSettings {
                 stream_receive_window: 2 << 20,
                 receive_window: 8 << 20,
                 send_window: 8 << 20,
+                compress: true,
                 ..base
             },
             Medium::Wireless | Medium::Public => base,

@@ -418,6 +418,10 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
             "frame",
             "compact offers where they were not announced (capability compact-v1)",
         )),
+        Some(Kind::Compressed(_)) => Err(WireError::invalid(
+            "frame",
+            "compressed frames where they were not announced (capability zstd-v1)",
+        )),
         Some(Kind::Envelope(e)) => {
             let offer = e.offer;
             envelope_from_pb(e).map(|envelope| Frame::Offer { offer, envelope })

@@ -5,6 +5,7 @@
 //! domain value; anything that does not parse is a [`WireError`], never a panic.
 
 pub mod compact;
+pub mod compress;
 mod convert;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -138,6 +139,10 @@ pub struct FrameDecoder {
     max: usize,
     /// The stream's compact-offer tables, if this node announced `compact-v1`.
     compact: Option<compact::OfferDecoder>,
+    /// The stream's zstd context, if this node announced `zstd-v1`.
+    decompressor: Option<compress::Decompressor>,
+    /// Decompressed bytes not yet split into frames.
+    inner: BytesMut,
     /// Offers of a compact frame not yet handed out.
     pending: std::collections::VecDeque<Frame>,
 }
@@ -148,6 +153,8 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             max: max_frame,
             compact: None,
+            decompressor: None,
+            inner: BytesMut::new(),
             pending: Default::default(),
         }
     }
@@ -155,6 +162,15 @@ impl FrameDecoder {
     /// A decoder for an offer stream that also takes compact offers ([`compact`]).
     pub fn with_compact(max_frame: usize) -> FrameDecoder {
         FrameDecoder { compact: Some(compact::OfferDecoder::new()), ..FrameDecoder::new(max_frame) }
+    }
+
+    /// A decoder for an offer stream that takes compact offers and compressed pieces
+    /// ([`compress`]).
+    pub fn with_compressed(max_frame: usize) -> FrameDecoder {
+        FrameDecoder {
+            decompressor: Some(compress::Decompressor::new(max_frame)),
+            ..FrameDecoder::with_compact(max_frame)
+        }
     }
 
     /// Adds bytes read from the stream.
@@ -173,8 +189,35 @@ impl FrameDecoder {
             if let Some(f) = self.pending.pop_front() {
                 return Ok(Some(Incoming::Frame(f)));
             }
-            match self.next_wire_frame()? {
+            // Frames a compressed piece stood for come before anything after the piece.
+            let from_piece = !self.inner.is_empty();
+            let next = match from_piece {
+                true => next_wire_frame(&mut self.inner, self.max)?,
+                false => next_wire_frame(&mut self.buf, self.max)?,
+            };
+            match next {
+                None if from_piece => {
+                    return Err(WireError::invalid(
+                        "compressed frame",
+                        "a piece ends inside a frame",
+                    ));
+                }
                 None => return Ok(None),
+                Some(Wire::Compressed(_)) if from_piece => {
+                    return Err(WireError::invalid(
+                        "compressed frame",
+                        "a compressed frame inside a compressed piece",
+                    ));
+                }
+                Some(Wire::Compressed(piece)) => match self.decompressor.as_mut() {
+                    Some(d) => self.inner.extend_from_slice(&d.decompress(&piece)?),
+                    None => {
+                        return Err(WireError::invalid(
+                            "frame",
+                            "compressed frames where they were not announced (capability zstd-v1)",
+                        ));
+                    }
+                },
                 Some(Wire::One(incoming)) => return Ok(Some(incoming)),
                 Some(Wire::Compact(c)) => match self.compact.as_mut() {
                     Some(dec) => self.pending.extend(dec.decode(c)?),
@@ -188,37 +231,38 @@ impl FrameDecoder {
             }
         }
     }
+}
 
-    fn next_wire_frame(&mut self) -> Result<Option<Wire>, WireError> {
-        let Some((len, prefix)) = peek_varint(&self.buf)? else {
-            return Ok(None);
-        };
-        if len > self.max as u64 {
-            return Err(WireError::Oversized { size: len, limit: self.max });
-        }
-        let len = len as usize;
-        if self.buf.len() < prefix + len {
-            self.buf.reserve(prefix + len - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(prefix);
-        let bytes = self.buf.split_to(len).freeze();
-        let pb = pb::Frame::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
-        let incoming = match pb.kind {
-            Some(pb::frame::Kind::Hello(h)) => {
-                Wire::One(Incoming::Hello(convert::hello_from_pb(h)?))
-            }
-            Some(pb::frame::Kind::CompactOffers(c)) => Wire::Compact(c),
-            kind => Wire::One(Incoming::Frame(convert::frame_from_pb(pb::Frame { kind })?)),
-        };
-        Ok(Some(incoming))
+/// The next whole frame in `buf`, enforcing the size limit before buffering it.
+fn next_wire_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Wire>, WireError> {
+    let Some((len, prefix)) = peek_varint(buf)? else {
+        return Ok(None);
+    };
+    if len > max as u64 {
+        return Err(WireError::Oversized { size: len, limit: max });
     }
+    let len = len as usize;
+    if buf.len() < prefix + len {
+        buf.reserve(prefix + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(prefix);
+    let bytes = buf.split_to(len).freeze();
+    let pb = pb::Frame::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+    let incoming = match pb.kind {
+        Some(pb::frame::Kind::Hello(h)) => Wire::One(Incoming::Hello(convert::hello_from_pb(h)?)),
+        Some(pb::frame::Kind::CompactOffers(c)) => Wire::Compact(c),
+        Some(pb::frame::Kind::Compressed(piece)) => Wire::Compressed(piece),
+        kind => Wire::One(Incoming::Frame(convert::frame_from_pb(pb::Frame { kind })?)),
+    };
+    Ok(Some(incoming))
 }
 
 /// One frame as it came off the stream.
 enum Wire {
     One(Incoming),
     Compact(pb::CompactOffers),
+    Compressed(bytes::Bytes),
 }
 
 /// Reads a varint at the start of `buf`: `(value, bytes used)`, or `None` if incomplete.
