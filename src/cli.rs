@@ -146,7 +146,7 @@ enum PkiCommand {
         #[arg(long)]
         node: String,
     },
-    /// Renew a node's certificate: same key and role, new validity.
+    /// Renew a node's certificate: same role, new validity, same key (or a new one).
     ///
     /// Replaces DIR/<id>.crt (and DIR/<id>.key with --new-key). A revoked or decommissioned
     /// node is refused (exit 2). A running node picks the new certificate up on SIGHUP or when
@@ -479,7 +479,12 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
 fn check_data_dir(dir: &Path) -> Result<(), String> {
     let mut existing = dir;
     while !existing.exists() {
-        existing = existing.parent().ok_or("no existing parent directory")?;
+        existing = match existing.parent() {
+            // A relative path's last parent is "": the working directory.
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => return Err("no existing parent directory".into()),
+        };
     }
     if !existing.is_dir() {
         return Err(format!("{} is not a directory", existing.display()));
@@ -745,6 +750,16 @@ async fn watch_credentials(
                 );
                 tracing::warn!(%why, "credentials reloaded: certificate {left}");
                 warned = None;
+            }
+            Err(e) if e.contains("KeyMismatch") || e.contains("keys may not be consistent") => {
+                tracing::error!(
+                    %why,
+                    key = %cfg.key.display(),
+                    cert = %cfg.cert.display(),
+                    "credentials not reloaded, the running ones stay: the key does not belong \
+                     to the certificate (copying a new key and certificate? they are taken \
+                     together once both are in place)"
+                )
             }
             Err(e) => {
                 tracing::error!(%why, "credentials not reloaded, the running ones stay: {e}")

@@ -125,39 +125,78 @@ fn ledger_path(dir: &Path, node: &NodeId) -> PathBuf {
 
 /// Every serial number in the node's ledger (none for a directory from before it).
 fn issued_serials(dir: &Path, node: &NodeId) -> Result<Vec<Vec<u8>>, PkiError> {
+    Ok(ledger(dir, node)?.into_iter().flatten().collect())
+}
+
+/// Serial numbers of the certificates issued for the node's current key: those recorded
+/// since the ledger's last `# new key` line (all of them in a ledger from before such lines).
+fn current_key_serials(dir: &Path, node: &NodeId) -> Result<Vec<Vec<u8>>, PkiError> {
+    Ok(ledger(dir, node)?.pop().unwrap_or_default())
+}
+
+/// The node's ledger (`DIR/<id>.serials`): serial numbers in hex, a line each, in runs that
+/// a `# new key` line starts.
+fn ledger(dir: &Path, node: &NodeId) -> Result<Vec<Vec<Vec<u8>>>, PkiError> {
     let path = ledger_path(dir, node);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(PkiError::Io { path, source }),
     };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let l = l.trim();
-            (0..l.len())
-                .step_by(2)
-                .map(|i| l.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| PkiError::Pem { path: path.clone(), why: format!("bad line {l:?}") })
-        })
-        .collect()
-}
-
-/// Adds `certs`' serial numbers to the node's ledger.
-fn record(dir: &Path, node: &NodeId, certs: &[&CertificateDer<'_>]) -> Result<(), PkiError> {
-    let mut serials = issued_serials(dir, node)?;
-    for cert in certs {
-        let serial = serial_of(cert)?;
-        if !serials.contains(&serial) {
-            serials.push(serial);
+    let mut runs = vec![Vec::new()];
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l == NEW_KEY {
+            runs.push(Vec::new());
+            continue;
+        }
+        let serial = (0..l.len())
+            .step_by(2)
+            .map(|i| l.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| PkiError::Pem { path: path.clone(), why: format!("bad line {l:?}") })?;
+        if let Some(run) = runs.last_mut() {
+            run.push(serial);
         }
     }
-    let text: String = serials
+    Ok(runs)
+}
+
+/// The ledger line that starts the serials of a new key.
+const NEW_KEY: &str = "# new key";
+
+/// Adds `certs`' serial numbers to the node's ledger; `new_key`: they are the first of a new
+/// key (a `# new key` line goes before them).
+fn record(
+    dir: &Path,
+    node: &NodeId,
+    certs: &[&CertificateDer<'_>],
+    new_key: bool,
+) -> Result<(), PkiError> {
+    let mut runs = ledger(dir, node)?;
+    if runs.is_empty() {
+        runs.push(Vec::new());
+    }
+    if new_key && runs.iter().any(|r| !r.is_empty()) {
+        runs.push(Vec::new());
+    }
+    for cert in certs {
+        let serial = serial_of(cert)?;
+        if !runs.iter().flatten().any(|s| *s == serial)
+            && let Some(run) = runs.last_mut()
+        {
+            run.push(serial);
+        }
+    }
+    let hex = |s: &Vec<u8>| s.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";
+    let text: Vec<String> = runs
         .iter()
-        .map(|s| s.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .enumerate()
+        .map(|(i, run)| {
+            let head = if i > 0 { format!("{NEW_KEY}\n") } else { String::new() };
+            head + &run.iter().map(hex).collect::<String>()
+        })
         .collect();
-    write(&ledger_path(dir, node), text.as_bytes(), false)
+    write(&ledger_path(dir, node), text.concat().as_bytes(), false)
 }
 
 /// A revocation list's entries: serial number and reason.
@@ -211,8 +250,10 @@ pub fn renew(
             why: format!("the certificate is for {}, not {node}", identity.node),
         });
     }
-    // Any of its certificates revoked (the current one, or one it replaced): no renewal.
-    let mut serials = issued_serials(dir, node)?;
+    // Any certificate of its current key revoked (the current one, or one a renewal
+    // replaced): no renewal. Those of a key it had before do not count: a node re-issued
+    // after a revocation (`pki issue --force`) is renewed as any other.
+    let mut serials = current_key_serials(dir, node)?;
     serials.push(serial_of(&old)?);
     let crl = crl_path(dir);
     if withdrawals(&crl)?.1.iter().any(|(serial, _)| serials.contains(serial)) {
@@ -231,7 +272,8 @@ pub fn renew(
     // Both go in the ledger before the new certificate is written: revoking the node later
     // revokes the one it replaces too, which may still be on a station (or, after a new key,
     // still vouch for messages signed before).
-    record(dir, node, &[&old, &cert.cert_der])?;
+    record(dir, node, &[&old], false)?;
+    record(dir, node, &[&cert.cert_der], new_key)?;
     if new_key {
         // Key first, certificate last: a node watching the files takes them once they have
         // stayed the same for a poll, so it never tries the new key with the old certificate.
@@ -278,7 +320,7 @@ pub fn issue(
     }
     let ca = load_ca(dir)?;
     let cert = ca.issue(node, role, random_seed()?, validity)?;
-    record(dir, node, &[&cert.cert_der])?;
+    record(dir, node, &[&cert.cert_der], true)?;
     write(&key_path, cert.key_pem.as_bytes(), true)?;
     write(&cert_path, cert.cert_pem.as_bytes(), false)?;
     Ok(cert_path)
@@ -459,5 +501,16 @@ mod tests {
             renew(dir.path(), &node, validity(), true),
             Err(PkiError::Withdrawn { .. })
         ));
+        // Re-issued after the revocation (a new key): renewed as any other node, and a later
+        // revocation still covers every certificate it was ever given.
+        issue(dir.path(), &node, Role::Relay, true, validity()).unwrap();
+        renew(dir.path(), &node, validity(), false).expect("a re-issued node renews");
+        renew(dir.path(), &node, validity(), true).expect("and takes a new key");
+        let newest = load_certs(&cert_path).unwrap().remove(0);
+        revoke(dir.path(), &node).unwrap();
+        let (_, entries) = withdrawals(&crl_path(dir.path())).unwrap();
+        let revoked: Vec<&Vec<u8>> = entries.iter().map(|(s, _)| s).collect();
+        assert_eq!(revoked.len(), 5, "five certificates, of four keys");
+        assert!(revoked.contains(&&serial_of(&newest).unwrap()));
     }
 }

@@ -149,6 +149,21 @@ fn a_new_key_under_load_with_messages_held_downstream_loses_nothing_and_cuts_nob
 }
 
 #[test]
+fn check_takes_a_config_named_from_its_own_directory_as_the_quick_start_does() {
+    // `relaymesh check --config county-hq.toml` in the directory that holds it, with a
+    // relative `data_dir` that does not exist yet: its last parent is the working directory.
+    let mesh = Mesh::new();
+    let config = mesh.node("county-hq", "command", "public").write_config();
+    let out = Command::new(&*BIN)
+        .current_dir(config.parent().unwrap())
+        .args(["check", "--config"])
+        .arg(config.file_name().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn check_validates_what_run_would_and_names_the_file_and_reason() {
     let mesh = Mesh::new();
     let node = mesh.node("county-hq", "command", "public");

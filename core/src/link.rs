@@ -112,10 +112,10 @@ pub(crate) struct Link {
     frame_tokens: f64,
     frame_tokens_at: Time,
     pub counters: LinkCounters,
-    /// The advert sequence numbers the peer said it holds (its `LsdbSummary`), `None` until
-    /// it has said: a message whose origin the peer knows a newer advert of may be signed
-    /// with a key this node has not learned yet.
-    pub(crate) peer_adverts: Option<rustc_hash::FxHashMap<NodeId, u64>>,
+    /// When the peer said which adverts it holds (its `LsdbSummary`), and their sequence
+    /// numbers; `None` until it has said: a message whose origin the peer knows a newer
+    /// advert of may be signed with a key this node has not learned yet.
+    pub(crate) peer_adverts: Option<(Time, rustc_hash::FxHashMap<NodeId, u64>)>,
 }
 
 /// What to do with a frame from the peer, by its rate.

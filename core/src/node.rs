@@ -539,7 +539,7 @@ impl Node {
             }
             Frame::LsdbSummary(summary) => {
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.peer_adverts = Some(summary.iter().cloned().collect());
+                    l.peer_adverts = Some((now, summary.iter().cloned().collect()));
                 }
                 let live = self.routing.newer_than(&summary, now);
                 let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();

@@ -19,9 +19,12 @@ const META_OWN_CERTIFICATE: &[u8] = b"own_certificate";
 /// until which its adverts carry it: `[until u64 BE][length u32 BE][DER]`, repeated.
 const META_OWN_PREVIOUS: &[u8] = b"own_previous_certificates";
 
-/// How long after a link comes up its peer's offers are not judged forged for want of a key
-/// while its summary (sent first thing, on another stream) has not arrived.
-const SUMMARY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a peer's offers that no known key verifies are answered busy rather than judged
+/// forged: after the link came up, while its summary (sent first thing, on another stream)
+/// has not arrived; after the summary, while the newer advert it claimed may still be on its
+/// way (it is sent in answer to this node's summary). A peer whose claim is not borne out in
+/// this time is judged by what it sent, and a forger is cut off.
+const NEWER_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A key its node signed with before its current one, accepted until `until`: by then every
 /// message signed with it has run out of lifetime.
@@ -167,8 +170,9 @@ impl Node {
         }
         let list = self.previous_keys.entry(cred.node.clone()).or_default();
         list.retain(|k| k.until > now);
-        if let Some(k) = list.iter_mut().find(|k| k.cred.public_key == cred.public_key) {
-            k.until = k.until.max(until);
+        // Learned again (every advert of its node carries it): the time runs from when this
+        // node first learned that the key was replaced, not from the latest advert.
+        if list.iter().any(|k| k.cred.public_key == cred.public_key) {
             return;
         }
         if list.len() >= trust::MAX_PREVIOUS_KEYS
@@ -196,8 +200,12 @@ impl Node {
                 Some(c) => c,
                 None => match trust.check_certificate(der) {
                     Ok(c) if c.node == *node && !self.is_revoked(&c) => c,
-                    Ok(c) => {
-                        tracing::info!(%node, "previous certificate ignored: it is {}'s or revoked", c.node);
+                    Ok(c) if c.node != *node => {
+                        tracing::info!(%node, "previous certificate ignored: it is {}'s", c.node);
+                        continue;
+                    }
+                    Ok(_) => {
+                        tracing::info!(%node, "previous certificate ignored: it is revoked");
                         continue;
                     }
                     Err(e) => {
@@ -356,15 +364,18 @@ impl Node {
 
     /// Whether a message from `origin` that no key of `origin` known here verifies may be
     /// signed with a key this node has not learned yet, rather than forged: the neighbour on
-    /// `link` holds a newer advert of `origin` than this node (it said so in its summary, and
-    /// sends the advert in answer to this node's), or it came up moments ago and has not said
-    /// yet ([`SUMMARY_GRACE`]). Such an offer is answered busy and retried, and nobody is cut
-    /// off; a neighbour that never sends its summary is judged as one that holds nothing.
+    /// `link` said in its summary that it holds a newer advert of `origin` than this node
+    /// (and sends it in answer to this node's summary), or it came up moments ago and has not
+    /// said yet. Such an offer is answered busy and retried, and nobody is cut off, for
+    /// [`NEWER_KEY_GRACE`] at most: a claim not borne out by then counts for nothing, and a
+    /// neighbour that never sends its summary is judged as one that holds nothing.
     fn may_have_a_newer_key(&self, now: Time, link: LinkId, origin: &NodeId) -> bool {
         let Some(l) = self.links.get(&link) else { return false };
-        let Some(held) = &l.peer_adverts else { return now < l.since + SUMMARY_GRACE };
+        let Some((said, held)) = &l.peer_adverts else {
+            return now < l.since + NEWER_KEY_GRACE;
+        };
         let ours = self.membership.get(origin).map_or(0, |a| a.seq);
-        held.get(origin).is_some_and(|seq| *seq > ours)
+        now < *said + NEWER_KEY_GRACE && held.get(origin).is_some_and(|seq| *seq > ours)
     }
 
     /// Checks an advert's certificate and signature; learns the key. `false`: drop it.

@@ -1401,11 +1401,19 @@ mod security {
 
     #[test]
     fn an_old_key_is_carried_and_accepted_for_the_longest_lifetime_and_no_longer() {
-        let (mut h, mut pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
+        // Messages live at most 10 minutes here.
+        let mut h = Harness::new();
+        let mut pki = Pki::new();
+        for (name, role) in [("a", Role::Command), ("b", Role::Relay)] {
+            let mut cfg = pki.config(name, role);
+            cfg.max_lifetime = Duration::from_secs(600);
+            h.add_with(cfg);
+        }
+        h.connect("a", "b", Medium::Wireless, 5 * MS);
+        h.run_for(Duration::from_secs(3));
         let old = signed_by(&mut h, "a", "b", 10);
         h.crash("a");
         let mut cfg = h.configs["a"].clone();
-        cfg.max_lifetime = Duration::from_secs(600);
         cfg.trust = Some(pki.trust("a", Role::Command, 1));
         h.configs.insert("a".into(), cfg);
         h.open("a");
@@ -1419,16 +1427,44 @@ mod security {
         h.open("a");
         let now = h.now;
         assert_eq!(h.node("a").own_advert(now).previous_certificates.len(), 1);
-        // The longest lifetime later, nobody needs the old key any more.
+        // Adverts carrying the old certificate keep arriving at b; they do not extend its time.
         h.connect("a", "b", Medium::Wireless, 5 * MS);
-        h.run_for(Duration::from_secs(601));
-        let now = h.now;
-        assert!(h.node("a").own_advert(now).previous_certificates.is_empty());
+        h.run_for(Duration::from_secs(590));
         let mut late = old.clone();
         late.id = MessageId([99; 16]);
         trust::seal_envelope(pki.trust("a", Role::Command, 0).as_ref(), &mut late);
-        // b keeps a's old key for its own longest lifetime (30 days): still taken there.
-        assert_eq!(offer(&mut h, "b", late).code, frame::CustodyCode::Accepted);
+        assert_eq!(offer(&mut h, "b", late.clone()).code, frame::CustodyCode::Accepted);
+        // The longest lifetime after the change, nobody needs the old key any more: a does
+        // not carry it, and b takes a message under it for what it is, a forgery.
+        h.run_for(Duration::from_secs(15));
+        let now = h.now;
+        assert!(h.node("a").own_advert(now).previous_certificates.is_empty());
+        late.id = MessageId([98; 16]);
+        trust::seal_envelope(pki.trust("a", Role::Command, 0).as_ref(), &mut late);
+        let answer = offer(&mut h, "b", late);
+        assert_eq!(answer.code, frame::CustodyCode::Invalid, "{answer:?}");
+    }
+
+    #[test]
+    fn a_claim_of_a_newer_advert_buys_a_forger_thirty_seconds_and_no_more() {
+        let (mut h, mut pki) = secure_chain(&[("a", Role::Relay), ("b", Role::Relay)]);
+        pki.add(&mut h, "c", Role::Command);
+        // An order "from a", signed with c's key: no key of a's verifies it.
+        let mut forged = signed_by(&mut h, "c", "b", 10);
+        forged.origin = n("a");
+        // a says it holds a far newer advert of itself than b does.
+        let now = h.now;
+        let link = *h.node("b").links.keys().next().unwrap();
+        h.node("b").handle_frame(now, link, Frame::LsdbSummary(vec![(n("a"), u64::MAX)]));
+        let answer = offer(&mut h, "b", forged.clone());
+        assert_eq!(answer.code, frame::CustodyCode::Busy, "{answer:?}");
+        assert!(answer.reason.contains("key may have changed"), "{answer:?}");
+        assert!(misbehaved(&h, "b").is_empty());
+        // The advert never comes: half a minute later the claim counts for nothing.
+        h.run_for(Duration::from_secs(31));
+        let answer = offer(&mut h, "b", forged);
+        assert_eq!(answer.code, frame::CustodyCode::Invalid, "{answer:?}");
+        assert_eq!(h.node("b").counters.forged, 1, "judged a forgery, and its sender cut off");
     }
 
     #[test]
