@@ -299,6 +299,14 @@ pub struct CertificateDoc {
     pub expires_in_s: f64,
     /// Less than 30 days left: renew it (`relaymesh pki renew`).
     pub renew_soon: bool,
+    /// The certificate's serial number (hex), as `pki` ledgers and revocation lists name it;
+    /// shown for the node's own certificate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub serial: String,
+    /// Why the latest reload of the node's credentials failed (the running ones stay), until
+    /// one works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
 }
 
 impl CertificateDoc {
@@ -311,6 +319,8 @@ impl CertificateDoc {
             not_after: not_after.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             expires_in_s: left,
             renew_soon: left < crate::pki::EXPIRY_WARNING.as_secs_f64(),
+            serial: String::new(),
+            reload_error: None,
         }
     }
 }
@@ -536,7 +546,15 @@ impl From<&Snapshot> for StatusDoc {
                 next: n.inbox_next,
                 unread: n.inbox_next.saturating_sub(n.inbox_read),
             },
-            certificate: s.certificate_expires.map(|t| CertificateDoc::new(t, s.wall)),
+            certificate: s.certificate_expires.map(|t| CertificateDoc {
+                serial: s
+                    .certificate_serial
+                    .as_ref()
+                    .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+                    .unwrap_or_default(),
+                reload_error: s.credentials_error.clone(),
+                ..CertificateDoc::new(t, s.wall)
+            }),
         }
     }
 }

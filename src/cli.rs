@@ -751,18 +751,19 @@ async fn watch_credentials(
                 tracing::warn!(%why, "credentials reloaded: certificate {left}");
                 warned = None;
             }
-            Err(e) if e.contains("KeyMismatch") || e.contains("keys may not be consistent") => {
-                tracing::error!(
-                    %why,
-                    key = %cfg.key.display(),
-                    cert = %cfg.cert.display(),
-                    "credentials not reloaded, the running ones stay: the key does not belong \
-                     to the certificate (copying a new key and certificate? they are taken \
-                     together once both are in place)"
-                )
-            }
             Err(e) => {
-                tracing::error!(%why, "credentials not reloaded, the running ones stay: {e}")
+                let e = if e.contains("KeyMismatch") || e.contains("keys may not be consistent") {
+                    format!(
+                        "{}: the key does not belong to the certificate {} (copying a new key \
+                         and certificate? they are taken together once both are in place)",
+                        cfg.key.display(),
+                        cfg.cert.display()
+                    )
+                } else {
+                    e
+                };
+                tracing::error!(%why, "credentials not reloaded, the running ones stay: {e}");
+                let _ = relay.handle().credentials_refused(e);
             }
         }
     }
@@ -1094,6 +1095,9 @@ async fn status(a: StatusArgs) -> Outcome {
     out!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
     if let Some(c) = &s.certificate {
         out!("certificate: {}", certificate_line(c));
+        if let Some(why) = &c.reload_error {
+            out!("credentials: new ones REFUSED, the running ones stay: {why}");
+        }
     }
     out!("\nlinks:");
     for l in &s.links {

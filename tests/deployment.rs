@@ -71,6 +71,16 @@ fn credentials_reload_on_sighup_and_on_renewal_with_links_kept_and_bad_ones_are_
     assert_eq!(lines(&t1, "credentials reloaded"), 2);
     assert_eq!(link(&t1).id, before.id);
     delivered(&hq, "township-01", "after the refused reload");
+    // Reported, not only logged: in `status` and `/metrics` until a reload works.
+    let serial = |r: &Relay| r.status().certificate.unwrap().serial;
+    let refused = t1.status().certificate.unwrap();
+    assert!(refused.reload_error.is_some(), "{refused:?}");
+    let metrics = |r: &Relay| {
+        http().get(format!("{}/metrics", r.spec.api_url())).send().unwrap().text().unwrap()
+    };
+    assert!(metrics(&t1).contains("relaymesh_credentials_reload_failed 1"));
+    let serial_before = serial(&t1);
+    assert!(!serial_before.is_empty());
 
     // The renewed certificate is what new links use: put it back, restart the hub, and the
     // township links again (it redials with the renewed certificate and its key).
@@ -78,6 +88,11 @@ fn credentials_reload_on_sighup_and_on_renewal_with_links_kept_and_bad_ones_are_
     wait_for("the third reload", Duration::from_secs(20), || {
         (lines(&t1, "credentials reloaded") == 3).then_some(())
     });
+    wait_for("the error cleared", Duration::from_secs(20), || {
+        t1.status().certificate.unwrap().reload_error.is_none().then_some(())
+    });
+    assert!(metrics(&t1).contains("relaymesh_credentials_reload_failed 0"));
+    assert_ne!(serial(&t1), serial_before, "status shows the certificate in use");
     let mut hq = hq;
     hq.restart();
     t1.wait_link("county-hq");

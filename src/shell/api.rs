@@ -585,6 +585,11 @@ pub fn metrics_text(s: &Snapshot) -> String {
         Ok(d) => d.as_secs_f64(),
         Err(e) => -e.duration().as_secs_f64(),
     };
+    let _ = writeln!(
+        out,
+        "# TYPE relaymesh_credentials_reload_failed gauge\nrelaymesh_credentials_reload_failed {}",
+        u8::from(s.credentials_error.is_some())
+    );
     if let Some(t) = s.certificate_expires {
         let _ = writeln!(
             out,

@@ -73,6 +73,8 @@ pub enum Command {
     },
     /// The node's credentials were replaced (certificate, key): announce the new ones.
     CredentialsChanged,
+    /// New credentials were refused (the running ones stay): why, for `status`.
+    CredentialsRefused(String),
     MarkRead {
         cursor: u64,
     },
@@ -108,6 +110,11 @@ pub struct Snapshot {
     pub wall: std::time::SystemTime,
     /// When this node's certificate expires (the one it signs with now).
     pub certificate_expires: Option<std::time::SystemTime>,
+    /// That certificate's serial number.
+    pub certificate_serial: Option<Vec<u8>>,
+    /// Why the latest attempt to reload the node's credentials failed, if it did (the
+    /// running ones stay); cleared by a reload that works.
+    pub credentials_error: Option<String>,
     /// When each link's peer certificate expires.
     pub peer_certificates: BTreeMap<LinkId, std::time::SystemTime>,
 }
@@ -181,6 +188,12 @@ impl NodeHandle {
     /// once, and the old one too if the key changed (see `Node::credentials_changed`).
     pub fn credentials_changed(&self) -> Result<(), Stopped> {
         self.tx.send(Command::CredentialsChanged).map_err(|_| Stopped)
+    }
+
+    /// Tells the node that new credentials were refused and why (shown in `status` and
+    /// `/metrics` until a reload works).
+    pub fn credentials_refused(&self, why: String) -> Result<(), Stopped> {
+        self.tx.send(Command::CredentialsRefused(why)).map_err(|_| Stopped)
     }
 
     pub fn mark_read(&self, cursor: u64) -> Result<(), Stopped> {
@@ -295,6 +308,7 @@ pub fn driver(
     let started = opts.clock.now();
     let d = Driver {
         node,
+        credentials_error: None,
         links: BTreeMap::new(),
         refusals: VecDeque::new(),
         bad_frames: VecDeque::new(),
@@ -308,6 +322,8 @@ pub fn driver(
 
 struct Driver {
     node: Node,
+    /// Why the latest credentials reload failed (see [`Snapshot::credentials_error`]).
+    credentials_error: Option<String>,
     links: BTreeMap<LinkId, LinkHandle>,
     refusals: VecDeque<Refusal>,
     bad_frames: VecDeque<(LinkId, String)>,
@@ -609,7 +625,11 @@ impl Driver {
                 let _ = reply.send(self.node.handle_revocations(None, &crl));
             }
             Command::MarkRead { cursor } => self.node.handle_inbox_read(cursor),
-            Command::CredentialsChanged => self.node.credentials_changed(now),
+            Command::CredentialsChanged => {
+                self.credentials_error = None;
+                self.node.credentials_changed(now);
+            }
+            Command::CredentialsRefused(why) => self.credentials_error = Some(why),
             Command::Stop { reply } => after.stop = Some(reply),
             q @ (Command::Status { .. } | Command::Message { .. } | Command::Inbox { .. }) => {
                 after.queries.push(q);
@@ -692,6 +712,12 @@ impl Driver {
     fn answer(&mut self, q: Command, now: Time) {
         match q {
             Command::Status { reply } => {
+                let own = self
+                    .node
+                    .config()
+                    .trust
+                    .as_ref()
+                    .map(|t| rustls::pki_types::CertificateDer::from(t.certificate().to_vec()));
                 let snapshot = Snapshot {
                     node: self.node.status(),
                     refusals: self.refusals.iter().cloned().collect(),
@@ -705,13 +731,9 @@ impl Driver {
                     now,
                     started: self.started,
                     wall: self.opts.clock.system_time(),
-                    certificate_expires: self.node.config().trust.as_ref().and_then(|t| {
-                        let der = t.certificate();
-                        crate::pki::not_after(&rustls::pki_types::CertificateDer::from(
-                            der.as_ref(),
-                        ))
-                        .ok()
-                    }),
+                    certificate_expires: own.as_ref().and_then(|c| crate::pki::not_after(c).ok()),
+                    certificate_serial: own.as_ref().and_then(|c| crate::pki::serial_of(c).ok()),
+                    credentials_error: self.credentials_error.clone(),
                     peer_certificates: self
                         .links
                         .iter()
