@@ -1094,7 +1094,10 @@ async fn status(a: StatusArgs) -> Outcome {
     }
     out!("{} ({}), up {:.0} s", s.node, s.role, s.uptime_s);
     if let Some(c) = &s.certificate {
-        out!("certificate: {}", certificate_line(c));
+        match c.serial.as_str() {
+            "" => out!("certificate: {}", certificate_line(c)),
+            serial => out!("certificate: {} (serial {serial})", certificate_line(c)),
+        }
         if let Some(why) = &c.reload_error {
             out!("credentials: new ones REFUSED, the running ones stay: {why}");
         }
