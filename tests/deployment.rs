@@ -333,6 +333,16 @@ fn certificate_expiry_shows_in_status_metrics_and_logs_and_a_short_one_is_warned
     assert!(value("relaymesh_certificate_expiry_seconds ") > 824.0 * day);
     let peer = value("relaymesh_peer_certificate_expiry_seconds{peer=\"township-01\"");
     assert!(peer > 9.9 * day && peer <= 10.0 * day, "{metrics}");
+
+    // The township renews: the county learns the new certificate from its advert, on the
+    // link it already has, and stops warning.
+    cli_ok(&["pki", "renew", "--dir", dir, "--node", "township-01"]);
+    wait_for("the renewed neighbour", Duration::from_secs(30), || {
+        let s = hq.status();
+        let link = s.links.iter().find(|l| l.peer == "township-01" && l.up)?;
+        let peer = link.certificate.as_ref()?;
+        (!peer.renew_soon && peer.expires_in_s > 824.0 * day).then_some(())
+    });
 }
 
 #[test]

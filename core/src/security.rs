@@ -134,6 +134,13 @@ impl Node {
         self.own_certificate_in_use(now, None);
     }
 
+    /// The certificate this node holds for the peer on `link`: the one its latest advert or
+    /// handshake carried (a renewal reaches neighbours through adverts, before any new link).
+    pub fn peer_certificate(&self, link: LinkId) -> Option<Bytes> {
+        let peer = &self.links.get(&link)?.info.peer;
+        self.keys.get(peer).map(|c| c.certificate.clone())
+    }
+
     /// Certificates of this node's previous keys that its adverts still carry.
     pub(super) fn own_previous_certificates(&self, now: Time) -> Vec<Bytes> {
         self.own_previous.iter().filter(|(_, u)| *u > now).map(|(der, _)| der.clone()).collect()

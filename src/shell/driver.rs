@@ -737,7 +737,13 @@ impl Driver {
                     peer_certificates: self
                         .links
                         .iter()
-                        .filter_map(|(id, l)| Some((*id, l.not_after?)))
+                        .filter_map(|(id, l)| {
+                            let renewed = self
+                                .node
+                                .peer_certificate(*id)
+                                .and_then(|der| crate::pki::not_after(&der.to_vec().into()).ok());
+                            Some((*id, renewed.or(l.not_after)?))
+                        })
                         .collect(),
                 };
                 let _ = reply.send(snapshot);
