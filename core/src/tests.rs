@@ -1306,6 +1306,16 @@ mod security {
         }
     }
 
+    /// `name` restarts with key number `generation` (its key and certificate files were
+    /// replaced while it was down).
+    fn restart_with_key(h: &mut Harness, pki: &mut Pki, name: &str, role: Role, generation: u8) {
+        h.crash(name);
+        let mut cfg = h.configs[name].clone();
+        cfg.trust = Some(pki.trust(name, role, generation));
+        h.configs.insert(name.into(), cfg);
+        h.open(name);
+    }
+
     fn submit_n(h: &mut Harness, from: &str, to: &str, count: usize) -> BTreeSet<MessageId> {
         (0..count)
             .map(|_| h.submit(from, to, Precedence::Routine, Duration::from_secs(3600)))
@@ -1373,11 +1383,7 @@ mod security {
         let before = submit_n(&mut h, "a", "node:c", 4);
         h.run_for(Duration::from_secs(2));
         // The county restarts with a new key (its key file was replaced while it was down).
-        h.crash("a");
-        let mut cfg = h.configs["a"].clone();
-        cfg.trust = Some(pki.trust("a", Role::Command, 1));
-        h.configs.insert("a".into(), cfg);
-        h.open("a");
+        restart_with_key(&mut h, &mut pki, "a", Role::Command, 1);
         h.connect("a", "b", Medium::Wireless, 5 * MS);
         h.run_for(Duration::from_secs(2));
         let after = submit_n(&mut h, "a", "node:c", 4);
@@ -1412,11 +1418,7 @@ mod security {
         h.connect("a", "b", Medium::Wireless, 5 * MS);
         h.run_for(Duration::from_secs(3));
         let old = signed_by(&mut h, "a", "b", 10);
-        h.crash("a");
-        let mut cfg = h.configs["a"].clone();
-        cfg.trust = Some(pki.trust("a", Role::Command, 1));
-        h.configs.insert("a".into(), cfg);
-        h.open("a");
+        restart_with_key(&mut h, &mut pki, "a", Role::Command, 1);
         h.connect("a", "b", Medium::Wireless, 5 * MS);
         h.run_for(Duration::from_secs(2));
         let now = h.now;
@@ -1471,11 +1473,7 @@ mod security {
     fn a_message_signed_with_a_revoked_old_key_is_refused_but_nobody_is_cut_off() {
         let (mut h, mut pki) = secure_chain(&[("a", Role::Command), ("b", Role::Relay)]);
         let old = signed_by(&mut h, "a", "b", 10);
-        h.crash("a");
-        let mut cfg = h.configs["a"].clone();
-        cfg.trust = Some(pki.trust("a", Role::Command, 1));
-        h.configs.insert("a".into(), cfg);
-        h.open("a");
+        restart_with_key(&mut h, &mut pki, "a", Role::Command, 1);
         h.connect("a", "b", Medium::Wireless, 5 * MS);
         h.run_for(Duration::from_secs(2));
         // The old key was stolen: only its certificate is revoked.
