@@ -422,8 +422,9 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
     // sign, and the key the certificate's: misconfigurations that never work.
     check_issued_by(&creds.ca, &creds.chain[0]).map_err(|e| at(&cfg.cert, &e))?;
     shell::trust::pki_trust(&creds, Clock::wall()).map_err(|e| at(&cfg.key, &e))?;
-    shell::tls::server_config(&creds, Clock::wall()).map_err(|e| {
-        at(&cfg.cert, &format!("{e} (does the key file belong to this certificate?)"))
+    shell::tls::server_config(&creds, Clock::wall()).map_err(|e| match e {
+        shell::tls::TlsError::KeyMismatch => at(&cfg.key, &format!("{e} {}", cfg.cert.display())),
+        e => at(&cfg.cert, &e),
     })?;
     // Validity is warned of, not refused: a node whose certificate lapsed, or whose clock
     // is wrong, still takes, holds and delivers local traffic, and a renewed certificate is
@@ -738,6 +739,12 @@ async fn watch_credentials(
             .map_err(|e| format!("{}: {e}", cfg.cert.display()))
             .and_then(|c| match relay.reload(&c) {
                 Ok(()) => Ok(c),
+                Err(shell::ShellError::Tls(shell::tls::TlsError::KeyMismatch)) => Err(format!(
+                    "{}: the key does not belong to the certificate {} (copying a new key and \
+                     certificate? they are taken together once both are in place)",
+                    cfg.key.display(),
+                    cfg.cert.display()
+                )),
                 Err(shell::ShellError::Reload(why)) => Err(why),
                 Err(e) => Err(e.to_string()),
             });
@@ -752,16 +759,6 @@ async fn watch_credentials(
                 warned = None;
             }
             Err(e) => {
-                let e = if e.contains("KeyMismatch") || e.contains("keys may not be consistent") {
-                    format!(
-                        "{}: the key does not belong to the certificate {} (copying a new key \
-                         and certificate? they are taken together once both are in place)",
-                        cfg.key.display(),
-                        cfg.cert.display()
-                    )
-                } else {
-                    e
-                };
                 tracing::error!(%why, "credentials not reloaded, the running ones stay: {e}");
                 let _ = relay.handle().credentials_refused(e);
             }

@@ -98,6 +98,15 @@ fn credentials_reload_on_sighup_and_on_renewal_with_links_kept_and_bad_ones_are_
     t1.wait_link("county-hq");
     hq.wait_link("township-01");
     delivered(&hq, "township-01", "over a link made with the renewed certificate");
+
+    // A key that is not the certificate's (another node's): refused, and said so plainly.
+    std::fs::copy(pki.join("county-hq.key"), pki.join("township-01.key")).unwrap();
+    wait_for("the key refusal", Duration::from_secs(20), || {
+        (lines(&t1, "credentials not reloaded") == 2).then_some(())
+    });
+    let why = t1.status().certificate.unwrap().reload_error.unwrap();
+    assert!(why.contains("township-01.key: the key does not belong to the certificate"), "{why}");
+    t1.assert_running();
 }
 
 #[test]
@@ -216,7 +225,7 @@ fn check_validates_what_run_would_and_names_the_file_and_reason() {
     std::fs::write(&crt, &ours).unwrap();
     std::fs::copy(other.pki().join("county-hq.key"), &key).unwrap();
     let err = refused("check", config.as_ref());
-    assert!(err.contains("county-hq.crt") && err.contains("key"), "{err}");
+    assert!(err.contains("county-hq.crt") && err.contains("does not belong"), "{err}");
 }
 
 #[test]

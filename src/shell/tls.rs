@@ -21,9 +21,12 @@ pub enum TlsError {
     /// The certificate or key files are missing or unusable.
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// The key is not the one the certificate certifies.
+    #[error("the key does not belong to the certificate")]
+    KeyMismatch,
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     /// The CA could not be used as a trust anchor.
     #[error("CA certificate: {0}")]
     Ca(String),
@@ -85,6 +88,15 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Server side: requires a client certificate issued by the deployment CA.
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> TlsError {
+        match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
+            e => TlsError::Rustls(e),
+        }
+    }
+}
+
 pub fn server_config(c: &Credentials, clock: Clock) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(c.roots()?, provider.clone())
