@@ -288,6 +288,45 @@ pub struct StatusDoc {
     /// This node's certificate (the one it signs with now).
     #[serde(default)]
     pub certificate: Option<CertificateDoc>,
+    /// The mesh as this node knows it: its own links and those its held adverts describe.
+    #[serde(default)]
+    pub topology: Vec<TopologyLinkDoc>,
+}
+
+/// One link of the mesh as its owner describes it (`GET /v1/status`, `topology`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopologyLinkDoc {
+    pub from: String,
+    pub from_role: String,
+    pub to: String,
+    pub medium: String,
+    pub up: bool,
+    pub rtt_ms: Option<f64>,
+    pub loss: f64,
+}
+
+/// `GET /v1/messages`: this node's own messages, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SentDoc {
+    pub messages: Vec<MessageDoc>,
+}
+
+/// `POST /v1/login`'s answer (the session itself is an HttpOnly cookie), and `GET /v1/session`'s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionDoc {
+    /// Who logged in: the token's user name (`node` for the node's own `api_token`).
+    pub user: String,
+    /// Send it back as `X-CSRF-Token` with every request that changes something.
+    pub csrf: String,
+    /// Seconds until the session ends (none: loopback, no login needed).
+    pub expires_in_s: Option<f64>,
+}
+
+/// `POST /v1/login`'s body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub token: String,
 }
 
 /// When a certificate expires, as `status` shows it.
@@ -542,6 +581,19 @@ impl From<&Snapshot> for StatusDoc {
             invariant_violation: n.violation.clone(),
             members: names(&n.members),
             known_nodes: names(&n.known_nodes),
+            topology: s
+                .topology
+                .iter()
+                .map(|l| TopologyLinkDoc {
+                    from: l.from.to_string(),
+                    from_role: l.from_role.to_string(),
+                    to: l.to.to_string(),
+                    medium: l.medium.to_string(),
+                    up: l.up,
+                    rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    loss: l.loss,
+                })
+                .collect(),
             inbox: InboxCountsDoc {
                 next: n.inbox_next,
                 unread: n.inbox_next.saturating_sub(n.inbox_read),

@@ -604,9 +604,21 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
         let api = shell::api::bind(cfg.api)
             .await
             .map_err(|e| Failure::runtime(format!("api {}: {e}", cfg.api)))?;
-        tracing::info!(addr = %cfg.api, "local API");
-        let server =
-            tokio::spawn(shell::api::serve(api, relay.handle().clone(), cfg.api_token.clone()));
+        let tls = match &cfg.api_tls {
+            Some((cert, key)) => Some(
+                shell::console::tls_config(cert, key)
+                    .map_err(|e| Failure::usage(format!("api_tls_cert/api_tls_key: {e}")))?,
+            ),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %cfg.api, console = %format!("{scheme}://{}/", cfg.api), "local API");
+        let access = shell::api::Access {
+            token: cfg.api_token.clone(),
+            users: cfg.api_users.clone(),
+            session: cfg.api_session,
+        };
+        let server = tokio::spawn(shell::api::serve(api, relay.handle().clone(), access, tls));
         tokio::select! {
             () = shutdown_signal() => {}
             () = watch_credentials(&cfg, &relay, hangup, not_after) => {}

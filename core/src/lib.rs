@@ -62,7 +62,7 @@ pub use config::{CoreConfig, MediumConfig, StoreLimits};
 pub use custody::REPORT_CONTENT_TYPE;
 pub use link::{LinkId, LinkInfo};
 pub use node::{Counters, Event, Node, Submission, SubmitError, Transmit};
-pub use status::{InboxItem, LinkView, MessageView, NodeStatus};
+pub use status::{InboxItem, LinkView, MessageView, NodeStatus, TopologyLink};
 pub use types::{
     Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Time, TopicPattern,
     TrafficStatus,

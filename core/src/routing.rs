@@ -85,6 +85,18 @@ impl Routing {
         self.media.get(&m).cloned().unwrap_or_else(|| MediumConfig::default_for(m))
     }
 
+    /// The mesh as this node knows it: every link its held adverts describe (each as its
+    /// owner advertised it), with the owner's role. Read-only; for operators' views.
+    pub fn topology(&self) -> Vec<(NodeId, Role, AdvertLink)> {
+        let mut out = Vec::new();
+        for (node, held) in &self.adverts {
+            for l in &held.advert.links {
+                out.push((node.clone(), held.advert.role, l.clone()));
+            }
+        }
+        out
+    }
+
     /// Replaces this node's own links (called whenever one changes).
     pub fn set_local_links(&mut self, mut links: Vec<LocalLink>) {
         links.sort_by(|a, b| (&a.neighbour, a.medium).cmp(&(&b.neighbour, b.medium)));

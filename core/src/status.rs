@@ -26,6 +26,18 @@ pub struct LinkView {
     pub counters: LinkCounters,
 }
 
+/// One link of the mesh, as its owner describes it (see [`Node::topology`]).
+#[derive(Clone, Debug)]
+pub struct TopologyLink {
+    pub from: NodeId,
+    pub from_role: Role,
+    pub to: NodeId,
+    pub medium: Medium,
+    pub up: bool,
+    pub rtt: Option<Duration>,
+    pub loss: f64,
+}
+
 /// One route.
 #[derive(Clone, Debug)]
 pub struct RouteView {
@@ -208,6 +220,57 @@ impl Node {
             receipt: r.receipt,
             destinations,
         }))
+    }
+
+    /// This node's own messages whose status it still keeps, newest first, at most `limit`.
+    pub fn sent(&mut self, limit: usize) -> Result<Vec<MessageView>, StoreError> {
+        // Status records are kept in acceptance order (`StatusAge`); the newest are the last.
+        let mut ids = std::collections::VecDeque::with_capacity(limit.min(1024));
+        self.store.scan(Table::StatusAge, b"", None, &mut |k, _| {
+            if let Some(id) = k.get(8..).and_then(MessageId::from_slice) {
+                if ids.len() == limit {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
+            }
+            limit > 0
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids.iter().rev() {
+            if let Some(v) = self.message_status(id)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mesh as this node knows it: its own links and every link in the adverts it holds.
+    pub fn topology(&self) -> Vec<TopologyLink> {
+        let mut out: Vec<TopologyLink> = self
+            .links
+            .values()
+            .map(|l| TopologyLink {
+                from: self.cfg.node.clone(),
+                from_role: self.cfg.role,
+                to: l.info.peer.clone(),
+                medium: l.info.medium,
+                up: l.up,
+                rtt: l.srtt,
+                loss: l.loss,
+            })
+            .collect();
+        for (node, role, l) in self.routing.topology() {
+            out.push(TopologyLink {
+                from: node,
+                from_role: role,
+                to: l.neighbour,
+                medium: l.medium,
+                up: l.up,
+                rtt: Some(l.rtt).filter(|r| !r.is_zero()),
+                loss: f64::from(l.loss_ppm) / 1e6,
+            });
+        }
+        out
     }
 
     /// Up to `limit` inbox messages from cursor `from` on (`None`: the unread ones).

@@ -474,6 +474,34 @@ fn a_message_crosses_two_hops_by_link_state_routing() {
 }
 
 #[test]
+fn the_sent_list_is_newest_first_and_the_topology_is_the_mesh_as_known_here() {
+    let mut h = three_in_a_row();
+    let first = h.submit("a", "node:c", Precedence::Priority, Duration::from_secs(60));
+    h.run_for(Duration::from_millis(10));
+    let second = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(60));
+    h.run_for(Duration::from_secs(1));
+    let sent = h.node("a").sent(10).unwrap();
+    let ids: Vec<MessageId> = sent.iter().map(|v| v.id).collect();
+    assert_eq!(ids, vec![second, first]);
+    assert!(sent.iter().all(|v| v.state == "delivered"));
+    assert_eq!(h.node("a").sent(1).unwrap()[0].id, second, "the limit keeps the newest");
+    assert!(h.node("b").sent(10).unwrap().is_empty(), "b sent nothing of its own");
+
+    // a has its own link to b, and knows b's links (to a and c) and c's (to b) from adverts.
+    let mut links: Vec<(String, String, bool)> = h
+        .node("a")
+        .topology()
+        .into_iter()
+        .map(|l| (l.from.to_string(), l.to.to_string(), l.up))
+        .collect();
+    links.sort();
+    let want = [("a", "b"), ("b", "a"), ("b", "c"), ("c", "b")];
+    let want: Vec<(String, String, bool)> =
+        want.iter().map(|(f, t)| (f.to_string(), t.to_string(), true)).collect();
+    assert_eq!(links, want);
+}
+
+#[test]
 fn messages_wait_for_a_route_and_flow_when_it_appears() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);

@@ -1,29 +1,41 @@
-//! The local HTTP API (JSON), loopback by default.
+//! The local HTTP API (JSON), loopback by default, and the operator console on top of it.
 //!
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/messages` | submit; `201 {"id"}` once durable, `400` bad input, `403` policy, `503` refused |
+//! | `GET /v1/messages[?limit=N]` | this node's own messages, newest first, with their states |
 //! | `GET /v1/messages/{id}[?wait=30s]` | status; with `wait`, until settled, `no_recipients`, or the time runs out |
 //! | `GET /v1/inbox[?after=N or ?from=N][&limit=M][&wait=30s][&topic=P]...` | delivered messages after (or from) a cursor; default: the unread ones |
 //! | `POST /v1/inbox/read {"cursor": N}` | marks everything up to `N` read |
 //! | `GET /v1/inbox/stream[?after=N][&topic=P]...` | the same as server-sent events, following |
 //! | `GET/POST/DELETE /v1/subscriptions` | durable topic subscriptions (`{"pattern": "alerts/#"}`) |
 //! | `GET/POST/DELETE /v1/groups` | this node's named groups, joined and left durably (`{"group": "medical"}`) |
-//! | `GET /v1/status` | links, routes, queues, counters, refused links |
+//! | `GET /v1/status` | links, routes, queues, counters, refused links, the mesh as known here |
+//! | `GET /v1/status/stream[?sent=N]` | server-sent events: `status` on every change and each second, `sent` when the list changes |
+//! | `POST /v1/login {"token"}`, `POST /v1/logout`, `GET /v1/session` | console sessions (cookie + CSRF token) |
 //! | `GET /metrics` | Prometheus text |
-//! | `GET /` | a status page |
+//! | `GET /` | the operator console (`/console/*`: its script and style) |
+//! | `GET /status` | a plain status page (no script) |
 //!
-//! When a token is configured every route requires `Authorization: Bearer <token>`. No CORS
-//! headers are ever sent, so a web page elsewhere cannot read the API.
+//! Credentials: without `api_token` or `api_users` the API answers loopback host names only,
+//! to anyone there. With them, every route but the console's files and the login needs either
+//! `Authorization: Bearer <token>` (programs) or a session cookie from `POST /v1/login`
+//! (browsers); a request with a session cookie that changes something must carry the
+//! session's CSRF token as `X-CSRF-Token`. A request whose `Origin` is not the API's own is
+//! refused (403), and no CORS headers are ever sent, so a web page elsewhere can neither read
+//! the API nor change anything through an operator's browser.
 
 #![allow(clippy::result_large_err)] // axum responses are the natural error type of handlers
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -32,10 +44,12 @@ use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 
+use super::console::{Credentials, SessionInfo, Sessions, same_secret};
 use super::driver::{NodeHandle, Snapshot};
 use crate::api_model::{
-    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, PatternRequest, ReadRequest,
-    StatusDoc, SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc,
+    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, LoginRequest, PatternRequest,
+    ReadRequest, SentDoc, SessionDoc, StatusDoc, SubmitRequest, SubscriptionChangeDoc,
+    SubscriptionsDoc,
 };
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
@@ -46,15 +60,47 @@ use crate::units::parse_duration;
 #[derive(Clone)]
 struct Api {
     node: NodeHandle,
-    token: Option<String>,
+    creds: Arc<Credentials>,
+    sessions: Sessions,
 }
 
-/// The API's router for a node.
-pub fn router(node: NodeHandle, token: Option<String>) -> Router {
-    let api = Api { node, token };
+/// Who may use the API and how browsers log in.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The node's own token (`api_token`).
+    pub token: Option<String>,
+    /// The per-user tokens file (`api_users`).
+    pub users: Option<PathBuf>,
+    /// How long a console login lasts.
+    pub session: Duration,
+}
+
+impl Access {
+    /// Loopback only, no tokens (tests, the simulator).
+    pub fn open() -> Access {
+        Access { token: None, users: None, session: super::config::DEFAULT_API_SESSION }
+    }
+
+    pub fn token(token: Option<String>) -> Access {
+        Access { token, ..Access::open() }
+    }
+}
+
+/// The API's router for a node whose API listens on `port` (`tls`: served over TLS).
+pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router {
+    let api = Api {
+        node,
+        creds: Arc::new(Credentials::new(access.token, access.users)),
+        sessions: Sessions::new(access.session, port, tls),
+    };
     Router::new()
-        .route("/", get(page))
-        .route("/v1/messages", post(submit))
+        .route("/", get(console_page))
+        .route("/console/app.js", get(console_js))
+        .route("/console/style.css", get(console_css))
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/session", get(session))
+        .route("/v1/messages", post(submit).get(sent))
         .route("/v1/messages/{id}", get(message))
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/read", post(mark_read))
@@ -62,61 +108,101 @@ pub fn router(node: NodeHandle, token: Option<String>) -> Router {
         .route("/v1/subscriptions", get(subscriptions).post(subscribe).delete(unsubscribe))
         .route("/v1/groups", get(groups).post(join_group).delete(leave_group))
         .route("/v1/status", get(status))
+        .route("/v1/status/stream", get(status_stream))
         .route("/v1/links", get(links))
         .route("/metrics", get(metrics))
+        .route("/status", get(page))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api)
 }
 
-/// Serves the API on `listener` until the process ends.
+/// Serves the API on `listener` until the process ends; over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: NodeHandle,
-    token: Option<String>,
+    access: Access,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, token)).await
+    let port = listener.local_addr()?.port();
+    match tls {
+        None => axum::serve(listener, router(node, access, port, false)).await,
+        Some(cfg) => {
+            let listener = super::console::TlsListener::new(listener, cfg);
+            axum::serve(listener, router(node, access, port, true)).await
+        }
+    }
+}
+
+/// Routes anyone may reach: the console's files and the login itself.
+fn public(path: &str) -> bool {
+    path == "/" || path.starts_with("/console/") || path == "/v1/login" || path == "/v1/logout"
+}
+
+/// Who a request comes from, as the authorization found it.
+#[derive(Clone, Debug)]
+enum Caller {
+    /// Loopback, no credentials configured.
+    Local,
+    /// `Authorization: Bearer`: a program, which CSRF does not concern.
+    Bearer,
+    /// A browser session (the cookie's value).
+    Session(String, SessionInfo),
 }
 
 async fn authorize(
     State(api): State<Api>,
     headers: HeaderMap,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     // No CORS: a page from another origin may not drive the node through a user's browser.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let same = origin.strip_prefix("http://").is_some_and(|o| o == host);
+        let scheme = if api.sessions.secure { "https://" } else { "http://" };
+        let same = origin.strip_prefix(scheme).is_some_and(|o| o == host);
         if !same {
             return error(StatusCode::FORBIDDEN, "cross-origin requests are refused");
         }
     }
-    match &api.token {
-        Some(token) => {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !same_secret(given.as_bytes(), token.as_bytes()) {
-                return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
-            }
+    let path = req.uri().path().to_owned();
+    let caller = if !api.creds.required() {
+        // Without credentials the API answers loopback names only, so a DNS name rebound to
+        // 127.0.0.1 by a web page does not reach it.
+        if !is_loopback_host(host) {
+            return error(StatusCode::FORBIDDEN, "this API answers loopback host names only");
         }
-        None => {
-            // Without a token the API answers loopback names only, so a DNS name rebound to
-            // 127.0.0.1 by a web page does not reach it.
-            if !is_loopback_host(host) {
-                return error(StatusCode::FORBIDDEN, "this API answers loopback host names only");
-            }
+        Caller::Local
+    } else if let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        if api.creds.user_of(given).is_none() {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
         }
-    }
+        Caller::Bearer
+    } else {
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| api.sessions.from_cookie_header(v));
+        match cookie.and_then(|id| Some((api.sessions.check(&id, &api.creds)?, id))) {
+            Some((info, id)) => {
+                let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+                let token = headers.get("x-csrf-token").map(|v| v.as_bytes()).unwrap_or(b"");
+                if changes && !same_secret(token, info.csrf.as_bytes()) && path != "/v1/logout" {
+                    return error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
+                }
+                Caller::Session(id, info)
+            }
+            None if public(&path) => return next.run(req).await,
+            None => return error(StatusCode::UNAUTHORIZED, "missing or wrong API token"),
+        }
+    };
+    req.extensions_mut().insert(caller);
     next.run(req).await
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port (or no Host header at all).
@@ -130,6 +216,82 @@ fn is_loopback_host(host: &str) -> bool {
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn login(
+    State(api): State<Api>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"} as JSON");
+    };
+    if !api.creds.required() {
+        return error(StatusCode::BAD_REQUEST, "this node's API needs no login (loopback only)");
+    }
+    let Some(user) = api.creds.user_of(&body.token) else {
+        tracing::warn!("a console login with a wrong token was refused");
+        return error(StatusCode::UNAUTHORIZED, "wrong token");
+    };
+    let (id, info) = api.sessions.open(user, &body.token);
+    tracing::info!(user = %info.user, "console login");
+    let doc = session_doc(&info);
+    ([(header::SET_COOKIE, api.sessions.set_cookie(Some(&id)))], Json(doc)).into_response()
+}
+
+async fn logout(State(api): State<Api>, caller: Option<Extension<Caller>>) -> Response {
+    if let Some(Extension(Caller::Session(id, _))) = caller {
+        api.sessions.close(&id);
+    }
+    ([(header::SET_COOKIE, api.sessions.set_cookie(None))], StatusCode::NO_CONTENT).into_response()
+}
+
+fn session_doc(info: &SessionInfo) -> SessionDoc {
+    SessionDoc {
+        user: info.user.clone(),
+        csrf: info.csrf.clone(),
+        expires_in_s: Some(info.expires_in.as_secs_f64()),
+    }
+}
+
+/// Who the browser is logged in as (with the CSRF token to send back), or 401.
+async fn session(caller: Option<Extension<Caller>>) -> Response {
+    match caller.map(|Extension(c)| c) {
+        Some(Caller::Session(_, info)) => Json(session_doc(&info)).into_response(),
+        Some(Caller::Local) => {
+            Json(SessionDoc { user: "local".into(), csrf: String::new(), expires_in_s: None })
+                .into_response()
+        }
+        Some(Caller::Bearer) | None => error(StatusCode::UNAUTHORIZED, "not logged in"),
+    }
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn console_page() -> Response {
+    asset("text/html; charset=utf-8", super::console::INDEX_HTML)
+}
+
+async fn console_js() -> Response {
+    asset("text/javascript; charset=utf-8", super::console::APP_JS)
+}
+
+async fn console_css() -> Response {
+    asset("text/css; charset=utf-8", super::console::STYLE_CSS)
 }
 
 fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
@@ -468,6 +630,88 @@ async fn status(State(api): State<Api>) -> Response {
         Ok(s) => Json(StatusDoc::from(&s)).into_response(),
         Err(_) => stopped(),
     }
+}
+
+/// `GET /v1/messages[?limit=N]`: this node's own messages, newest first (default 50).
+async fn sent(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let limit = match limit_param(&params(&q), 50) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match sent_doc(&api.node, limit).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn limit_param(ps: &[(String, String)], default: usize) -> Result<usize, Response> {
+    match ps.iter().find(|(k, _)| k == "limit") {
+        None => Ok(default),
+        Some((_, v)) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(error(StatusCode::BAD_REQUEST, format!("limit {v:?}: expected 1 to 1000"))),
+        },
+    }
+}
+
+async fn sent_doc(node: &NodeHandle, limit: usize) -> Result<SentDoc, Response> {
+    match node.sent(limit).await {
+        Ok(Ok(views)) => {
+            Ok(SentDoc { messages: views.iter().map(crate::api_model::MessageDoc::from).collect() })
+        }
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(_) => Err(stopped()),
+    }
+}
+
+/// `GET /v1/status/stream[?sent=N]`: server-sent events for live views: `status` (the
+/// status document) at once, then whenever the node reports a change and at least every
+/// second; `sent` (the newest `N` own messages, default 50) whenever that list changes.
+async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let limit = match limit_param(&params(&q), 50) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let events = api.node.events();
+    let state = (api.node.clone(), events, None::<String>, Vec::<SseEvent>::new(), true);
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(node, mut events, mut last_sent, mut pending, first)| async move {
+            loop {
+                if let Some(ev) = pending.pop() {
+                    return Some((
+                        Ok::<_, Infallible>(ev),
+                        (node, events, last_sent, pending, false),
+                    ));
+                }
+                if !first {
+                    // A change wakes the stream at once, but not more than 4 times a second.
+                    let tick = tokio::time::sleep(Duration::from_secs(1));
+                    tokio::select! {
+                        _ = tick => {}
+                        r = events.recv() => {
+                            if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                                return None;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            while events.try_recv().is_ok() {}
+                        }
+                    }
+                }
+                let status = node.status().await.ok()?;
+                let sent = sent_doc(&node, limit).await.ok()?;
+                let sent_text = json_text(&sent);
+                if last_sent.as_ref() != Some(&sent_text) {
+                    pending.push(SseEvent::default().event("sent").data(sent_text.clone()));
+                    last_sent = Some(sent_text);
+                }
+                pending.push(
+                    SseEvent::default().event("status").data(json_text(&StatusDoc::from(&status))),
+                );
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// `GET /v1/links`: the links of `/v1/status`, with what each carried.

@@ -52,8 +52,15 @@ pub struct RelayConfig {
     /// How long a peer may leave a frame half-sent before it is cut off.
     pub stall_timeout: Duration,
     pub api: SocketAddr,
-    /// Bearer token the local API requires (mandatory when `api` is not loopback).
+    /// Bearer token the local API requires (mandatory when `api` is not loopback, unless
+    /// `api_users` is set).
     pub api_token: Option<String>,
+    /// A file of per-user API tokens (`name token` a line), re-read when it changes.
+    pub api_users: Option<PathBuf>,
+    /// How long a console login lasts.
+    pub api_session: Duration,
+    /// Serve the API over TLS with this certificate chain and key (PEM).
+    pub api_tls: Option<(PathBuf, PathBuf)>,
     pub listen: Vec<Listen>,
     pub peers: Vec<Peer>,
     pub transport: BTreeMap<Medium, TransportSettings>,
@@ -87,6 +94,10 @@ struct Raw {
     #[serde(default = "default_api")]
     api: String,
     api_token: Option<String>,
+    api_users: Option<PathBuf>,
+    api_session: Option<String>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
@@ -110,6 +121,9 @@ struct Raw {
 struct RawWire {
     compact_offers: Option<bool>,
 }
+
+/// How long a console login lasts unless `api_session` says otherwise.
+pub const DEFAULT_API_SESSION: Duration = Duration::from_secs(8 * 3600);
 
 fn default_api() -> String {
     "127.0.0.1:7480".into()
@@ -333,12 +347,31 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     core.policy = if raw.policy.defaults { Policy::with_defaults(rules) } else { Policy { rules } };
 
     let api: SocketAddr = field("api", raw.api.parse())?;
-    if !api.ip().is_loopback() && raw.api_token.is_none() {
+    if !api.ip().is_loopback() && raw.api_token.is_none() && raw.api_users.is_none() {
         return Err((
             "api".into(),
-            format!("{api} is not a loopback address: set api_token to protect the API"),
+            format!(
+                "{api} is not a loopback address: set api_token (or api_users) to protect the API"
+            ),
         ));
     }
+    let api_session = match &raw.api_session {
+        Some(s) => field("api_session", parse_duration(s))?,
+        None => DEFAULT_API_SESSION,
+    };
+    if api_session.is_zero() {
+        return Err(("api_session".into(), "a console login must last longer than 0s".into()));
+    }
+    let api_tls = match (raw.api_tls_cert, raw.api_tls_key) {
+        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(("api_tls_key".into(), "api_tls_cert needs api_tls_key beside it".into()));
+        }
+        (None, Some(_)) => {
+            return Err(("api_tls_cert".into(), "api_tls_key needs api_tls_cert beside it".into()));
+        }
+    };
     let mut listen = Vec::new();
     for (i, l) in raw.listen.into_iter().enumerate() {
         let key = format!("listen[{i}]");
@@ -392,6 +425,9 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         compact_offers: raw.wire.compact_offers.unwrap_or(true),
         api,
         api_token: raw.api_token,
+        api_users: raw.api_users.map(|u| base.join(u)),
+        api_session,
+        api_tls,
         listen,
         peers,
         transport,
@@ -610,6 +646,11 @@ reason = "no"
             "invalid medium",
         );
         check(&replace(r#"api = "127.0.0.1:7480""#, r#"api = "0.0.0.0:7480""#), "api", "api_token");
+        let api = r#"api = "127.0.0.1:7480""#;
+        check(&replace(api, &format!("{api}\napi_session = \"0s\"")), "api_session", "0s");
+        check(&replace(api, &format!("{api}\napi_session = \"soon\"")), "api_session", "");
+        check(&replace(api, &format!("{api}\napi_tls_cert = \"c.pem\"")), "api_tls_key", "beside");
+        check(&replace(api, &format!("{api}\napi_tls_key = \"k.pem\"")), "api_tls_cert", "beside");
         check(
             &replace(r#"action = "deny""#, r#"action = "maybe""#),
             "policy.rule[0].action",

@@ -90,6 +90,11 @@ pub enum Command {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<InboxItem>, String>>,
     },
+    /// This node's own messages, newest first.
+    Sent {
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<MessageView>, String>>,
+    },
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -117,6 +122,8 @@ pub struct Snapshot {
     pub credentials_error: Option<String>,
     /// When each link's peer certificate expires.
     pub peer_certificates: BTreeMap<LinkId, std::time::SystemTime>,
+    /// The mesh as this node knows it.
+    pub topology: Vec<crate::core::TopologyLink>,
 }
 
 /// A cheap, clonable way to talk to a running node.
@@ -182,6 +189,11 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<Result<Vec<InboxItem>, String>, Stopped> {
         self.ask(|reply| Command::Inbox { from, limit, reply }).await
+    }
+
+    /// This node's own messages whose status it keeps, newest first, at most `limit`.
+    pub async fn sent(&self, limit: usize) -> Result<Result<Vec<MessageView>, String>, Stopped> {
+        self.ask(|reply| Command::Sent { limit, reply }).await
     }
 
     /// Tells the node its credentials were replaced: it advertises the new certificate at
@@ -631,7 +643,10 @@ impl Driver {
             }
             Command::CredentialsRefused(why) => self.credentials_error = Some(why),
             Command::Stop { reply } => after.stop = Some(reply),
-            q @ (Command::Status { .. } | Command::Message { .. } | Command::Inbox { .. }) => {
+            q @ (Command::Status { .. }
+            | Command::Message { .. }
+            | Command::Inbox { .. }
+            | Command::Sent { .. }) => {
                 after.queries.push(q);
             }
         }
@@ -745,6 +760,7 @@ impl Driver {
                             Some((*id, renewed.or(l.not_after)?))
                         })
                         .collect(),
+                    topology: self.node.topology(),
                 };
                 let _ = reply.send(snapshot);
             }
@@ -753,6 +769,9 @@ impl Driver {
             }
             Command::Inbox { from, limit, reply } => {
                 let _ = reply.send(self.node.inbox(from, limit).map_err(|e| e.to_string()));
+            }
+            Command::Sent { limit, reply } => {
+                let _ = reply.send(self.node.sent(limit).map_err(|e| e.to_string()));
             }
             _ => {}
         }

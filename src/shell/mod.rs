@@ -11,6 +11,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod congestion;
+pub mod console;
 pub mod driver;
 pub mod link;
 pub mod pacing;

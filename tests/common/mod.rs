@@ -19,6 +19,8 @@ use relaymesh::core::{Medium, NodeId, Role};
 use relaymesh::shell::clock::Clock;
 use relaymesh::wire::Hello;
 use relaymesh_testkit::{Cut, Pki, Tool};
+
+pub mod webdriver;
 use serde_json::{Value, json};
 
 /// The `relaymesh` binary under test: this build's, or `RELAYMESH_TEST_BIN` (the ARM smoke
@@ -120,6 +122,7 @@ impl Mesh {
             more_listens: Vec::new(),
             extra: String::new(),
             top: Vec::new(),
+            token: None,
         }
     }
 }
@@ -141,6 +144,8 @@ pub struct NodeSpec {
     pub extra: String,
     /// Top-level settings (before any table).
     pub top: Vec<String>,
+    /// The API token the node requires (the helpers send it).
+    pub token: Option<String>,
 }
 
 impl NodeSpec {
@@ -171,6 +176,12 @@ impl NodeSpec {
     pub fn top(mut self, line: &str) -> NodeSpec {
         self.top.push(line.to_owned());
         self
+    }
+
+    /// Requires `token` on the API (`api_token`); the test helpers send it.
+    pub fn api_token(mut self, token: &str) -> NodeSpec {
+        self.token = Some(token.to_owned());
+        self.top(&format!("api_token = \"{token}\""))
     }
 
     pub fn extra(mut self, toml: &str) -> NodeSpec {
@@ -229,7 +240,11 @@ impl NodeSpec {
             .stderr(log)
             .spawn()
             .expect("start relaymesh run");
-        let mut relay = Relay { spec: self.clone(), child: Some(child), http: http() };
+        let mut relay = Relay {
+            spec: self.clone(),
+            child: Some(child),
+            http: http_with(self.token.as_deref()),
+        };
         let id = self.id.clone();
         wait_for(&format!("{id}'s API"), Duration::from_secs(20), || {
             relay.assert_running();
@@ -240,7 +255,20 @@ impl NodeSpec {
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    http_with(None)
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request, if given.
+pub fn http_with(token: Option<&str>) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+    }
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// A running relay process; killed (with SIGKILL) when dropped.
