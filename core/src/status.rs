@@ -223,20 +223,38 @@ impl Node {
     }
 
     /// This node's own messages whose status it still keeps, newest first, at most `limit`.
-    pub fn sent(&mut self, limit: usize) -> Result<Vec<MessageView>, StoreError> {
-        // Status records are kept in acceptance order (`StatusAge`); the newest are the last.
+    ///
+    /// Status records are kept in acceptance order (`StatusAge`), for `status_keep` (days):
+    /// the newest are the last. The scan looks at the last hour first and widens only if that
+    /// holds fewer than `limit`, so a console refreshing its list does not read a week of
+    /// records each time.
+    pub fn sent(&mut self, now: Time, limit: usize) -> Result<Vec<MessageId>, StoreError> {
         let mut ids = std::collections::VecDeque::with_capacity(limit.min(1024));
-        self.store.scan(Table::StatusAge, b"", None, &mut |k, _| {
-            if let Some(id) = k.get(8..).and_then(MessageId::from_slice) {
-                if ids.len() == limit {
-                    ids.pop_front();
+        for window in [Duration::from_secs(3600), Duration::from_secs(86_400), Duration::MAX] {
+            ids.clear();
+            let from = schema::time_bound(Time(now.0.saturating_sub(window.as_micros() as u64)));
+            let from: &[u8] = if window == Duration::MAX { b"" } else { &from };
+            self.store.scan(Table::StatusAge, from, None, &mut |k, _| {
+                if let Some(id) = k.get(8..).and_then(MessageId::from_slice) {
+                    if ids.len() == limit {
+                        ids.pop_front();
+                    }
+                    ids.push_back(id);
                 }
-                ids.push_back(id);
+                limit > 0
+            })?;
+            if ids.len() >= limit {
+                break;
             }
-            limit > 0
-        })?;
+        }
+        Ok(ids.into_iter().rev().collect())
+    }
+
+    /// [`Node::sent`] with each message's status.
+    pub fn sent_status(&mut self, now: Time, limit: usize) -> Result<Vec<MessageView>, StoreError> {
+        let ids = self.sent(now, limit)?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids.iter().rev() {
+        for id in &ids {
             if let Some(v) = self.message_status(id)? {
                 out.push(v);
             }

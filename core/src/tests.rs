@@ -480,12 +480,17 @@ fn the_sent_list_is_newest_first_and_the_topology_is_the_mesh_as_known_here() {
     h.run_for(Duration::from_millis(10));
     let second = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(60));
     h.run_for(Duration::from_secs(1));
-    let sent = h.node("a").sent(10).unwrap();
+    let now = h.now;
+    let sent = h.node("a").sent_status(now, 10).unwrap();
     let ids: Vec<MessageId> = sent.iter().map(|v| v.id).collect();
     assert_eq!(ids, vec![second, first]);
     assert!(sent.iter().all(|v| v.state == "delivered"));
-    assert_eq!(h.node("a").sent(1).unwrap()[0].id, second, "the limit keeps the newest");
-    assert!(h.node("b").sent(10).unwrap().is_empty(), "b sent nothing of its own");
+    assert_eq!(h.node("a").sent(now, 1).unwrap(), vec![second], "the limit keeps the newest");
+    assert!(h.node("b").sent(now, 10).unwrap().is_empty(), "b sent nothing of its own");
+    // Older than the last hour, or the last day: the scan widens to find them.
+    for later in [Duration::from_secs(7200), Duration::from_secs(3 * 86_400)] {
+        assert_eq!(h.node("a").sent(now + later, 10).unwrap(), vec![second, first]);
+    }
 
     // a has its own link to b, and knows b's links (to a and c) and c's (to b) from adverts.
     let mut links: Vec<(String, String, bool)> = h

@@ -673,7 +673,7 @@ async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Respons
         Err(r) => return r,
     };
     let events = api.node.events();
-    let state = (api.node.clone(), events, None::<String>, Vec::<SseEvent>::new(), true);
+    let state = (api.node.clone(), events, (None::<String>, 0u64), Vec::<SseEvent>::new(), true);
     let stream = futures_util::stream::unfold(
         state,
         move |(node, mut events, mut last_sent, mut pending, first)| async move {
@@ -684,6 +684,10 @@ async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Respons
                         (node, events, last_sent, pending, false),
                     ));
                 }
+                // The sent list is read again only when something may have changed it: an
+                // event (a report, a delivery), or a submission or custody taken by a
+                // neighbour (the counters below); not on every tick.
+                let mut changed = first;
                 if !first {
                     // A change wakes the stream at once, but not more than 4 times a second.
                     let tick = tokio::time::sleep(Duration::from_secs(1));
@@ -693,21 +697,27 @@ async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Respons
                             if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                                 return None;
                             }
+                            changed = true;
                             tokio::time::sleep(Duration::from_millis(250)).await;
                             while events.try_recv().is_ok() {}
                         }
                     }
                 }
-                let status = node.status().await.ok()?;
-                let sent = sent_doc(&node, limit).await.ok()?;
-                let sent_text = json_text(&sent);
-                if last_sent.as_ref() != Some(&sent_text) {
-                    pending.push(SseEvent::default().event("sent").data(sent_text.clone()));
-                    last_sent = Some(sent_text);
+                let status = StatusDoc::from(&node.status().await.ok()?);
+                let c = &status.counters;
+                let moved = [&c.flash, &c.immediate, &c.priority, &c.routine]
+                    .iter()
+                    .map(|c| c.submitted)
+                    .chain(status.links.iter().map(|l| l.accepted))
+                    .fold(0u64, u64::wrapping_add);
+                if changed || moved != last_sent.1 {
+                    let sent_text = json_text(&sent_doc(&node, limit).await.ok()?);
+                    if last_sent.0.as_ref() != Some(&sent_text) {
+                        pending.push(SseEvent::default().event("sent").data(sent_text.clone()));
+                    }
+                    last_sent = (Some(sent_text), moved);
                 }
-                pending.push(
-                    SseEvent::default().event("status").data(json_text(&StatusDoc::from(&status))),
-                );
+                pending.push(SseEvent::default().event("status").data(json_text(&status)));
             }
         },
     );

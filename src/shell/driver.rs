@@ -771,7 +771,7 @@ impl Driver {
                 let _ = reply.send(self.node.inbox(from, limit).map_err(|e| e.to_string()));
             }
             Command::Sent { limit, reply } => {
-                let _ = reply.send(self.node.sent(limit).map_err(|e| e.to_string()));
+                let _ = reply.send(self.node.sent_status(now, limit).map_err(|e| e.to_string()));
             }
             _ => {}
         }
