@@ -14,6 +14,7 @@ const S = {
   streams: [],
   ownSeen: new Map(), // this node's links seen up, "a|b|medium" -> {a, b, medium}
   ownDown: [], // this node's links known to be down: {peer, medium}
+  overdue: [], // GET /v1/overdue's list
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -124,6 +125,7 @@ function follow() {
   const status = new EventSource('/v1/status/stream?sent=100');
   status.addEventListener('status', (e) => { setConn(true); onStatus(JSON.parse(e.data)); });
   status.addEventListener('sent', (e) => { S.sent = JSON.parse(e.data).messages; renderSent(); });
+  status.addEventListener('overdue', (e) => { S.overdue = JSON.parse(e.data).overdue; if (S.status) renderAlarms(); });
   status.onerror = () => { setConn(false); if (status.readyState === EventSource.CLOSED) recheck(); };
   S.streams = [status];
 }
@@ -352,8 +354,8 @@ function renderSent() {
     el('td', {}, fmtTime(m.accepted_at_us)), el('td', {}, m.to),
     el('td', { class: `prec ${m.precedence}` }, m.precedence.toUpperCase()),
     el('td', {}, el('span', { class: `state ${m.state}` }, m.state.replace('_', ' '))),
-    el('td', {}, m.destinations.map((d) => el('span', { class: 'dest' },
-      `${d.node}: ${d.outcome || 'pending'}${d.reason ? ` (${d.reason})` : ''}`))),
+    el('td', {}, m.destinations.map((d) => el('span', { class: d.overdue && !d.outcome ? 'dest overdue' : 'dest' },
+      `${d.node}: ${d.outcome || (d.overdue ? 'OVERDUE' : 'pending')}${d.reason ? ` (${d.reason})` : ''}`))),
     el('td', {}, m.custody_at || '–'),
     el('td', { class: 'muted' }, m.id.slice(0, 12)))));
 }
@@ -457,6 +459,11 @@ async function compose(ev) {
 
 function alarms(st) {
   const out = [];
+  for (const o of S.overdue) {
+    const late = Math.max(0, Date.now() - o.due_at_us / 1000) / 60000;
+    const level = o.precedence === 'flash' || o.precedence === 'immediate' ? 'critical' : 'warn';
+    out.push([level, `OVERDUE ${o.precedence.toUpperCase()} to ${o.destination} (${o.to}), past its delivery objective${late >= 1 ? ` by ${Math.round(late)} min` : ''}: ${o.id.slice(0, 12)}`]);
+  }
   for (const l of S.ownDown) out.push(['critical', `Link to ${l.peer} over ${l.medium} is down.`]);
   for (const r of st.refused_links.slice(-10)) {
     out.push(['critical', `Refused a link from ${r.peer || r.addr} (${r.medium}): ${r.reason}`]);

@@ -39,6 +39,9 @@ pub struct DestinationDoc {
     pub outcome: Option<String>,
     pub age_ms: Option<f64>,
     pub reason: String,
+    /// Past the message's delivery objective with no outcome yet.
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 impl MessageDoc {
@@ -71,6 +74,7 @@ impl From<&MessageView> for MessageDoc {
                     outcome: d.outcome.map(|o| o.as_str().to_owned()),
                     age_ms: d.age.map(|a| a.as_secs_f64() * 1000.0),
                     reason: d.reason.clone(),
+                    overdue: d.overdue,
                 })
                 .collect(),
         }
@@ -266,6 +270,9 @@ pub struct StatusDoc {
     pub routes: Vec<RouteDoc>,
     /// Messages held.
     pub queues: PerPrecedence<u64>,
+    /// Destinations of this node's messages past their delivery objective now.
+    #[serde(default)]
+    pub overdue: PerPrecedence<u64>,
     pub held_bytes: u64,
     pub capacity_bytes: u64,
     pub counters: PerPrecedence<CountersDoc>,
@@ -303,6 +310,37 @@ pub struct TopologyLinkDoc {
     pub up: bool,
     pub rtt_ms: Option<f64>,
     pub loss: f64,
+}
+
+/// `GET /v1/overdue`: destinations of this node's messages past their delivery objective
+/// with no outcome yet, most urgent precedence first, then longest overdue first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverdueDoc {
+    pub overdue: Vec<OverdueItemDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverdueItemDoc {
+    pub id: String,
+    pub to: String,
+    pub precedence: String,
+    pub destination: String,
+    pub accepted_at_us: u64,
+    /// When the objective ran out (node clock, µs).
+    pub due_at_us: u64,
+}
+
+impl From<&crate::core::OverdueView> for OverdueItemDoc {
+    fn from(v: &crate::core::OverdueView) -> OverdueItemDoc {
+        OverdueItemDoc {
+            id: v.id.to_string(),
+            to: v.to.clone(),
+            precedence: v.precedence.as_str().to_owned(),
+            destination: v.destination.to_string(),
+            accepted_at_us: v.accepted_at.as_micros(),
+            due_at_us: v.due.as_micros(),
+        }
+    }
 }
 
 /// `GET /v1/messages`: this node's own messages, newest first.
@@ -530,6 +568,7 @@ impl From<&Snapshot> for StatusDoc {
                 })
                 .collect(),
             queues: PerPrecedence::from_fn(|i| n.held[i]),
+            overdue: PerPrecedence::from_fn(|i| n.overdue[i]),
             held_bytes: n.held_bytes,
             capacity_bytes: n.capacity,
             counters: PerPrecedence::from_fn(|i| CountersDoc {
@@ -631,6 +670,7 @@ mod tests {
                 outcome: Some("expired".into()),
                 age_ms: Some(1.5),
                 reason: "lifetime ended".into(),
+                overdue: false,
             }],
         };
         let text = serde_json::to_string(&doc).unwrap();

@@ -1181,6 +1181,18 @@ async fn status(a: StatusArgs) -> Outcome {
             c.no_recipients,
         );
     }
+    let late: Vec<String> = s
+        .overdue
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(p, n)| format!("{n} {}", p.as_str().to_uppercase()))
+        .collect();
+    if !late.is_empty() {
+        out!(
+            "\nOVERDUE: {} destinations past their delivery objective (GET /v1/overdue lists them)",
+            late.join(", ")
+        );
+    }
     if !s.refused_links.is_empty() {
         out!("\nrefused links:");
         for r in s.refused_links.iter().rev().take(10) {

@@ -255,7 +255,10 @@ fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
 #[test]
 fn an_operator_sends_a_flash_order_from_the_console_and_sees_it_arrive_in_a_real_browser() {
     let mesh = Mesh::new();
-    let hq = mesh.node("county-hq", "command", "public").api_token(NODE_TOKEN);
+    let hq = mesh
+        .node("county-hq", "command", "public")
+        .api_token(NODE_TOKEN)
+        .extra("[objectives]\nflash = \"2s\"");
     let t1 = mesh.node("township-01", "township", "public").peer(&hq);
     let mut hq_run = hq.start();
     let mut t1_run = t1.start();
@@ -358,6 +361,23 @@ fn an_operator_sends_a_flash_order_from_the_console_and_sees_it_arrive_in_a_real
     assert!(
         alarms.as_str().unwrap().contains("Link to township-01 over public is down"),
         "{alarms}"
+    );
+
+    // A FLASH order that cannot arrive within its objective (2 s here) raises an alarm, and
+    // its destination shows overdue under Sent.
+    let late = hq_run.submit("node:township-01", "flash", "second order").unwrap();
+    let alarm = browser.wait_until(
+        "the overdue alarm",
+        long,
+        "const t = document.querySelector('#alarms').textContent; \
+         return t.includes('OVERDUE FLASH to township-01') ? t : '';",
+    );
+    assert!(alarm.as_str().unwrap().contains(&late[..12]), "{alarm}");
+    browser.click(&browser.find("#tabs button[data-view=sent]").unwrap());
+    browser.wait_until(
+        "the overdue destination under Sent",
+        long,
+        &format!("return document.querySelector(\"#sent tr[data-id='{late}'] .dest.overdue\")"),
     );
     hq_run.assert_running();
 }

@@ -104,6 +104,9 @@ pub struct CoreConfig {
     pub inbox_keep: u64,
     /// How long the origin keeps the status of a message after accepting it.
     pub status_keep: Duration,
+    /// Delivery objectives by `Precedence::index()`: a destination not reached within it is
+    /// overdue (`objectives`).
+    pub objectives: [Duration; 4],
     /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
     /// Check every invariant after each successful commit (`Node::check_invariants`; it
     /// reads the whole store): for simulations and soak runs, not production.
@@ -135,6 +138,7 @@ impl CoreConfig {
             max_hops: 32,
             inbox_keep: 100_000,
             status_keep: Duration::from_secs(7 * 24 * 3600),
+            objectives: super::objectives::DEFAULT_OBJECTIVES,
             advert_lifetime: Duration::from_secs(30 * 60),
             check_invariants: false,
             policy: Policy::default(),

@@ -136,6 +136,9 @@ impl Node {
         };
         self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
         self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;
+        if envelope.receipt && !no_recipients {
+            self.watch_objective(&envelope.id, p, now)?;
+        }
         self.counters.submitted[p.index()] += 1;
         if no_recipients {
             self.counters.no_recipients[p.index()] += 1;
@@ -619,6 +622,7 @@ impl Node {
             }
         })?;
         if fresh {
+            self.clear_overdue(&r.of, &r.destinations)?;
             self.pending_events.push(Event::Reported {
                 of: r.of,
                 node: r.at_node.clone(),
@@ -755,6 +759,9 @@ impl Node {
         for k in statuses {
             self.store.delete(Table::StatusAge, &k)?;
             self.store.delete(Table::Status, &k[8..])?;
+            if let Some(id) = MessageId::from_slice(&k[8..]) {
+                self.forget_overdue(&id)?;
+            }
         }
         Ok(())
     }

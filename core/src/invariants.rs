@@ -69,12 +69,34 @@ impl Node {
         }
         let found = match self.check_custody_buffers().and_then(|()| self.check_inflight()) {
             Err(what) => Err(what),
-            Ok(()) => match self.check_store() {
-                Ok(result) => result,
-                Err(e) => Err(format!("store unreadable: {e}")),
-            },
+            Ok(()) => {
+                match self.check_store().and_then(|r| Ok(r.and(self.check_objectives_state()?))) {
+                    Ok(result) => result,
+                    Err(e) => Err(format!("store unreadable: {e}")),
+                }
+            }
         };
         found.map_err(|what| Violation { node: self.cfg.node.clone(), what })
+    }
+
+    /// The overdue counts match the alarms stored, and the earliest objective is scheduled.
+    fn check_objectives_state(&mut self) -> Result<Result<(), String>, StoreError> {
+        let stored = self.count_overdue()?;
+        if stored != self.overdue {
+            return Ok(Err(format!(
+                "overdue counts {:?} in memory, {stored:?} in the store",
+                self.overdue
+            )));
+        }
+        if let Some(first) = self.peek_objective()?
+            && self.next_objective.is_none_or(|t| t > first)
+        {
+            return Ok(Err(format!(
+                "an objective due at {first:?} is not scheduled (next: {:?})",
+                self.next_objective
+            )));
+        }
+        Ok(Ok(()))
     }
 
     fn check_custody_buffers(&self) -> Result<(), String> {

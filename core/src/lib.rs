@@ -42,6 +42,7 @@ pub mod invariants;
 pub mod link;
 pub mod membership;
 pub mod node;
+pub mod objectives;
 pub mod pki;
 pub mod policy;
 pub mod queue;
@@ -62,6 +63,7 @@ pub use config::{CoreConfig, MediumConfig, StoreLimits};
 pub use custody::REPORT_CONTENT_TYPE;
 pub use link::{LinkId, LinkInfo};
 pub use node::{Counters, Event, Node, Submission, SubmitError, Transmit};
+pub use objectives::OverdueView;
 pub use status::{InboxItem, LinkView, MessageView, NodeStatus, TopologyLink};
 pub use types::{
     Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Time, TopicPattern,

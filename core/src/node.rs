@@ -54,6 +54,11 @@ pub enum Event {
     Expired { id: MessageId, origin: NodeId, precedence: Precedence, destinations: Vec<NodeId> },
     /// A message was refused here or by a neighbour, for good.
     Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
+    /// Destinations of a message this node originated passed its delivery objective with no
+    /// outcome (see `objectives`).
+    Overdue { of: MessageId, precedence: Precedence, destinations: Vec<NodeId> },
+    /// Overdue destinations got their outcome at last.
+    OverdueCleared { of: MessageId, precedence: Precedence, destinations: Vec<NodeId> },
     /// A link became usable or unusable.
     LinkChanged { link: LinkId, peer: NodeId, up: bool },
     /// The neighbour on `link` did what only a hostile or broken peer does (forged a message
@@ -77,6 +82,8 @@ impl Event {
             Event::Delivered { .. }
                 | Event::Duplicate { .. }
                 | Event::Reported { .. }
+                | Event::Overdue { .. }
+                | Event::OverdueCleared { .. }
                 | Event::Expired { .. }
                 | Event::Refused { .. }
         )
@@ -211,6 +218,10 @@ pub struct Node {
     pub(super) counters: Counters,
     pub(super) disk_free: Option<u64>,
     pub(super) next_expiry: Option<Time>,
+    /// The earliest delivery objective still to check (`objectives`).
+    pub(super) next_objective: Option<Time>,
+    /// Destinations overdue now, by `Precedence::index()`.
+    pub(super) overdue: [u64; 4],
     pub(super) next_housekeeping: Time,
     pub(super) next_advert: Time,
     pub(super) advert_wanted: bool,
@@ -326,6 +337,8 @@ impl Node {
             counters: Counters::default(),
             disk_free: None,
             next_expiry: None,
+            next_objective: None,
+            overdue: [0; 4],
             next_housekeeping: now,
             next_advert: now,
             advert_wanted: true,
@@ -391,6 +404,8 @@ impl Node {
             self.routing.accept(a, now);
         }
         self.next_expiry = self.peek_expiry()?;
+        self.next_objective = self.peek_objective()?;
+        self.overdue = self.count_overdue()?;
         self.meta_dirty = false;
         Ok(())
     }
@@ -671,6 +686,9 @@ impl Node {
         if self.next_expiry.is_some_and(|t| t <= now) {
             self.guarded(|n| n.expire_held(now));
         }
+        if self.next_objective.is_some_and(|t| t <= now) {
+            self.guarded(|n| n.check_objectives(now));
+        }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.guarded(|n| n.housekeeping(now));
@@ -930,6 +948,7 @@ impl Node {
             }
         };
         earliest(self.next_expiry);
+        earliest(self.next_objective);
         earliest(self.routing.next_expiry());
         for l in self.links.values() {
             earliest(Some(l.next_timeout()));

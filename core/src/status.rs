@@ -67,6 +67,9 @@ pub struct NodeStatus {
     pub members: Vec<NodeId>,
     /// The first invariant found broken, when the node checks them (simulations).
     pub violation: Option<String>,
+    /// Destinations of this node's messages past their delivery objective, by
+    /// `Precedence::index()`.
+    pub overdue: [u64; 4],
     pub known_nodes: Vec<NodeId>,
     pub inbox_next: u64,
     pub inbox_read: u64,
@@ -85,6 +88,8 @@ pub struct DestinationView {
     pub outcome: Option<Outcome>,
     pub age: Option<Duration>,
     pub reason: String,
+    /// Past the message's delivery objective with no outcome yet.
+    pub overdue: bool,
 }
 
 /// A message this node originated, as far as it knows.
@@ -152,6 +157,7 @@ impl Node {
             groups: self.groups.iter().cloned().collect(),
             members: self.membership.nodes().cloned().collect(),
             violation: self.violation.as_ref().map(ToString::to_string),
+            overdue: self.overdue,
             known_nodes: self.routing.known_nodes().into_iter().collect(),
             inbox_next: self.inbox_landed,
             inbox_read: self.read_cursor,
@@ -171,6 +177,7 @@ impl Node {
         let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(None) };
         let r: StatusRecord = wire::decode_status(&raw)
             .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let late = self.overdue_of(id)?;
         let destinations: Vec<DestinationView> = r
             .destinations
             .iter()
@@ -186,6 +193,7 @@ impl Node {
                     outcome: report.map(|x| x.outcome),
                     age: report.map(|x| x.age),
                     reason: report.map(|x| x.reason.clone()).unwrap_or_default(),
+                    overdue: report.is_none() && late.contains(d),
                 }
             })
             .collect();

@@ -54,10 +54,14 @@ pub enum Table {
     /// message id -> StoredMessage: group and topic messages this node originated, kept while
     /// their lifetime runs, to bind members that appear late.
     Bindings,
+    /// (deadline, id) of messages whose delivery objective is still to be checked.
+    Objectives,
+    /// (id, destination) -> precedence and due time: destinations past their objective.
+    Overdue,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 17] = [
         Table::Messages,
         Table::Queue,
         Table::Expiry,
@@ -73,6 +77,8 @@ impl Table {
         Table::Groups,
         Table::Members,
         Table::Bindings,
+        Table::Objectives,
+        Table::Overdue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +98,8 @@ impl Table {
             Table::Groups => "groups",
             Table::Members => "members",
             Table::Bindings => "bindings",
+            Table::Objectives => "objectives",
+            Table::Overdue => "overdue",
         }
     }
 }

@@ -507,6 +507,65 @@ fn the_sent_list_is_newest_first_and_the_topology_is_the_mesh_as_known_here() {
 }
 
 #[test]
+fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_arrives() {
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Township);
+    let id = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(3600));
+    // Without a receipt nobody could tell: such a message is never overdue.
+    let quiet = Submission {
+        to: Address::parse("node:b").unwrap(),
+        precedence: Precedence::Flash,
+        lifetime: Duration::from_secs(3600),
+        content_type: "text/plain".into(),
+        payload: Bytes::from_static(b"no receipt"),
+        receipt: false,
+        status: TrafficStatus::Actual,
+    };
+    let now = h.now;
+    let quiet = h.node("a").handle_submit(now, quiet).unwrap();
+    h.node("a").commit(now).unwrap();
+    h.run_for(Duration::from_secs(599));
+    assert_eq!(h.node("a").status().overdue, [0; 4], "overdue before its objective");
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(h.node("a").status().overdue, [0, 0, 0, 1]);
+    let raised: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|(n, e)| n == "a" && matches!(e, Event::Overdue { .. }))
+        .map(|(_, e)| e)
+        .collect();
+    assert!(
+        matches!(raised.as_slice(), [Event::Overdue { of, precedence: Precedence::Flash, destinations }]
+            if *of == id && destinations == &vec![n("b")]),
+        "{raised:?}"
+    );
+    let view = h.node("a").message_status(&id).unwrap().unwrap();
+    assert!(view.destinations[0].overdue);
+    assert!(!h.node("a").message_status(&quiet).unwrap().unwrap().destinations[0].overdue);
+    let list = h.node("a").overdue_list(10).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].id, list[0].destination.clone()), (id, n("b")));
+
+    // The alarm is durable: a restart raises it again from the store, not twice.
+    h.crash("a");
+    h.open("a");
+    assert_eq!(h.node("a").status().overdue, [0, 0, 0, 1]);
+
+    // b comes within reach: the order arrives and the alarm clears.
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.delivered_ids("b").len(), 2);
+    assert_eq!(h.node("a").status().overdue, [0; 4]);
+    assert!(!h.node("a").message_status(&id).unwrap().unwrap().destinations[0].overdue);
+    assert!(h.node("a").overdue_list(10).unwrap().is_empty());
+    assert!(
+        h.events
+            .iter()
+            .any(|(n, e)| n == "a" && matches!(e, Event::OverdueCleared { of, .. } if *of == id))
+    );
+}
+
+#[test]
 fn messages_wait_for_a_route_and_flow_when_it_appears() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);

@@ -58,6 +58,10 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
             row.insert("messages".into(), json!(c.messages));
             row.insert("no_destinations".into(), json!(c.no_destinations));
             row.insert("delivery_ratio".into(), json!(c.ratio()));
+            // Pairs past their delivery objective at the origin (ever, and still at the end).
+            let late = obs.overdue.values().filter(|(q, _)| q == p);
+            row.insert("overdue".into(), json!(late.clone().count()));
+            row.insert("overdue_open".into(), json!(late.filter(|(_, open)| *open).count()));
             row.insert(
                 "latency_ms".into(),
                 json!({
@@ -176,6 +180,12 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         let got = c.ratio().unwrap_or(1.0);
         if got + 1e-12 < *want {
             failures.push(format!("expect.delivery_ratio.{p}: {got:.4} < {want}"));
+        }
+    }
+    for (p, max) in &x.overdue {
+        let got = obs.overdue.values().filter(|(q, _)| q == p).count() as u64;
+        if got > *max {
+            failures.push(format!("expect.overdue.{p}: {got} > {max}"));
         }
     }
     for (p, want) in &x.latency_p99 {
@@ -371,6 +381,21 @@ fn table(j: &Value) -> String {
         .iter()
         .map(|p| j["precedence"][p.as_str()]["no_destinations"].as_u64().unwrap_or(0))
         .sum();
+    let late: Vec<String> = Precedence::DESCENDING
+        .iter()
+        .filter_map(|p| {
+            let c = &j["precedence"][p.as_str()];
+            let n = c["overdue"].as_u64().filter(|n| *n > 0)?;
+            Some(format!("{p} {n} ({} still at the end)", c["overdue_open"]))
+        })
+        .collect();
+    if !late.is_empty() {
+        let _ = writeln!(
+            t,
+            "overdue (pairs past their delivery objective at the origin): {}",
+            late.join(", ")
+        );
+    }
     let refused = j["not_accepted"].as_u64().unwrap_or(0);
     if nobody > 0 || refused > 0 {
         let _ = writeln!(

@@ -138,6 +138,8 @@ pub struct Expect {
     pub starved: Option<u64>,
     pub delivery_ratio: BTreeMap<Precedence, f64>,
     pub latency_p99: BTreeMap<Precedence, Duration>,
+    /// At most this many (message, destination) pairs ever overdue, per precedence.
+    pub overdue: BTreeMap<Precedence, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +161,8 @@ pub struct Scenario {
     /// Every node checks its invariants after every commit (`--check-invariants`; slower).
     pub check_invariants: bool,
     pub expect: Expect,
+    /// `[objectives]`: every node's delivery objectives that differ from the relay's defaults.
+    pub objectives: BTreeMap<Precedence, Duration>,
 }
 
 impl Scenario {
@@ -190,6 +194,9 @@ struct Raw {
     limits: Option<RawLimits>,
     #[serde(default)]
     expect: Option<RawExpect>,
+    /// Delivery objectives of every node, by precedence (`flash = "10m"`).
+    #[serde(default)]
+    objectives: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +281,8 @@ struct RawExpect {
     delivery_ratio: BTreeMap<String, f64>,
     #[serde(default)]
     latency_p99: BTreeMap<String, String>,
+    #[serde(default)]
+    overdue: BTreeMap<String, u64>,
 }
 
 /// Parses scenario text; `file` names it in errors.
@@ -654,6 +663,22 @@ impl Checker<'_> {
                     .map_err(|e| (self.fail)(None, format!("expect.latency_p99.{p}: {e}")))?;
                 expect.latency_p99.insert(prec, d);
             }
+            for (p, n) in x.overdue {
+                let prec: Precedence =
+                    p.parse().map_err(|e| (self.fail)(None, format!("expect.overdue: {e}")))?;
+                expect.overdue.insert(prec, n);
+            }
+        }
+        let mut objectives = BTreeMap::new();
+        for (p, d) in &raw.objectives {
+            let prec: Precedence =
+                p.parse().map_err(|e| (self.fail)(None, format!("objectives.{p}: {e}")))?;
+            let d =
+                parse_duration(d).map_err(|e| (self.fail)(None, format!("objectives.{p}: {e}")))?;
+            if d.is_zero() {
+                return Err((self.fail)(None, format!("objectives.{p}: must be longer than 0s")));
+            }
+            objectives.insert(prec, d);
         }
 
         Ok(Scenario {
@@ -670,6 +695,7 @@ impl Checker<'_> {
             disk_sync,
             check_invariants: false,
             expect,
+            objectives,
         })
     }
 }

@@ -74,6 +74,9 @@ pub struct Observed {
     pub refused: HashMap<MessageId, String>,
     /// (message, destination node) still owed by some store at the end.
     pub held: HashSet<(MessageId, usize)>,
+    /// (message, destination node) ever past its delivery objective at the origin, and
+    /// whether it still is at the end.
+    pub overdue: HashMap<(MessageId, usize), (Precedence, bool)>,
     pub events: Vec<Happened>,
     pub links: Vec<LinkReport>,
     /// Per link (scenario id): what each end's relay sent on it, `[a -> b, b -> a]`, counted
@@ -274,6 +277,9 @@ impl<'s> World<'s> {
             core.check_invariants = sc.check_invariants;
             if let Some(l) = sc.advert_lifetime {
                 core.advert_lifetime = l;
+            }
+            for (p, d) in &sc.objectives {
+                core.objectives[p.index()] = *d;
             }
             let member = Membership {
                 groups: def.groups.iter().cloned().collect(),
@@ -680,6 +686,22 @@ impl<'s> World<'s> {
             }
             Event::Refused { id, reason, .. } => {
                 self.obs.refused.insert(id, reason);
+            }
+            Event::Overdue { of, precedence, destinations } => {
+                for d in destinations {
+                    if let Some(n) = self.sc.node_index(d.as_str()) {
+                        self.obs.overdue.insert((of, n), (precedence, true));
+                    }
+                }
+            }
+            Event::OverdueCleared { of, destinations, .. } => {
+                for d in destinations {
+                    if let Some(n) = self.sc.node_index(d.as_str())
+                        && let Some(o) = self.obs.overdue.get_mut(&(of, n))
+                    {
+                        o.1 = false;
+                    }
+                }
             }
             _ => {}
         }

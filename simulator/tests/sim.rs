@@ -254,6 +254,38 @@ fn a_failed_expectation_exits_1_and_says_which() {
 }
 
 #[test]
+fn a_township_cut_off_past_the_flash_objective_is_reported_overdue_and_can_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "smoke").unwrap().1;
+    // township-02 loses both its links for two minutes; FLASH must arrive within 20 s.
+    let text = base.replace("latency_p99 = { flash = \"5s\" }", "overdue = { flash = 0 }")
+        + "\n[objectives]\nflash = \"20s\"\n\n"
+        + "[[event]]\nat = \"3m\"\naction = \"link_down\"\nlink = \"county-hq~township-02/satellite\"\n\n"
+        + "[[event]]\nat = \"5m\"\naction = \"link_up\"\nlink = \"county-hq~township-02/satellite\"\n";
+    let path = dir.path().join("late.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = sim(&["run", path.to_str().unwrap(), "--quiet", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expect.overdue.flash"), "{err}");
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flash = &j["precedence"]["flash"];
+    // A FLASH every 30 s, two minutes cut off: about four orders late, every one delivered
+    // once the links return, so none is still overdue at the end.
+    let late = flash["overdue"].as_u64().unwrap();
+    assert!((2..=6).contains(&late), "{flash}");
+    assert_eq!(flash["overdue_open"], 0, "{flash}");
+    assert_eq!(flash["lost"], 0);
+    assert_eq!(j["precedence"]["routine"]["overdue"], 0);
+    // Without the cut, nothing is late.
+    let calm = base.replace("latency_p99 = { flash = \"5s\" }", "overdue = { flash = 0 }")
+        + "\n[objectives]\nflash = \"20s\"\n";
+    std::fs::write(&path, &calm).unwrap();
+    let out = sim(&["run", path.to_str().unwrap(), "--quiet", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
     let out = sim(&["run", "smoke", "--json", "--quiet", "--seed", "9"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

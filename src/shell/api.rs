@@ -47,9 +47,9 @@ use bytes::Bytes;
 use super::console::{Credentials, SessionInfo, Sessions, same_secret};
 use super::driver::{NodeHandle, Snapshot};
 use crate::api_model::{
-    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, LoginRequest, PatternRequest,
-    ReadRequest, SentDoc, SessionDoc, StatusDoc, SubmitRequest, SubscriptionChangeDoc,
-    SubscriptionsDoc,
+    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, LoginRequest, OverdueDoc,
+    PatternRequest, ReadRequest, SentDoc, SessionDoc, StatusDoc, SubmitRequest,
+    SubscriptionChangeDoc, SubscriptionsDoc,
 };
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
@@ -102,6 +102,7 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/v1/session", get(session))
         .route("/v1/messages", post(submit).get(sent))
         .route("/v1/messages/{id}", get(message))
+        .route("/v1/overdue", get(overdue))
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/read", post(mark_read))
         .route("/v1/inbox/stream", get(stream))
@@ -634,7 +635,7 @@ async fn status(State(api): State<Api>) -> Response {
 
 /// `GET /v1/messages[?limit=N]`: this node's own messages, newest first (default 50).
 async fn sent(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
-    let limit = match limit_param(&params(&q), 50) {
+    let limit = match limit_param(&params(&q), "limit", 50) {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -644,12 +645,32 @@ async fn sent(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     }
 }
 
-fn limit_param(ps: &[(String, String)], default: usize) -> Result<usize, Response> {
-    match ps.iter().find(|(k, _)| k == "limit") {
+/// `GET /v1/overdue[?limit=N]`: destinations past their delivery objective (default 100).
+async fn overdue(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let limit = match limit_param(&params(&q), "limit", 100) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match overdue_doc(&api.node, limit).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn overdue_doc(node: &NodeHandle, limit: usize) -> Result<OverdueDoc, Response> {
+    match node.overdue(limit).await {
+        Ok(Ok(list)) => Ok(OverdueDoc { overdue: list.iter().map(Into::into).collect() }),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(_) => Err(stopped()),
+    }
+}
+
+fn limit_param(ps: &[(String, String)], key: &str, default: usize) -> Result<usize, Response> {
+    match ps.iter().find(|(k, _)| k == key) {
         None => Ok(default),
         Some((_, v)) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err(error(StatusCode::BAD_REQUEST, format!("limit {v:?}: expected 1 to 1000"))),
+            _ => Err(error(StatusCode::BAD_REQUEST, format!("{key} {v:?}: expected 1 to 1000"))),
         },
     }
 }
@@ -666,14 +687,16 @@ async fn sent_doc(node: &NodeHandle, limit: usize) -> Result<SentDoc, Response> 
 
 /// `GET /v1/status/stream[?sent=N]`: server-sent events for live views: `status` (the
 /// status document) at once, then whenever the node reports a change and at least every
-/// second; `sent` (the newest `N` own messages, default 50) whenever that list changes.
+/// second; `sent` (the newest `N` own messages, default 50) whenever that list changes;
+/// `overdue` (the `GET /v1/overdue` document) at once and whenever the counts change.
 async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
-    let limit = match limit_param(&params(&q), 50) {
+    let limit = match limit_param(&params(&q), "sent", 50) {
         Ok(l) => l,
         Err(r) => return r,
     };
     let events = api.node.events();
-    let state = (api.node.clone(), events, (None::<String>, 0u64), Vec::<SseEvent>::new(), true);
+    let state =
+        (api.node.clone(), events, (None::<String>, 0u64, 0u64), Vec::<SseEvent>::new(), true);
     let stream = futures_util::stream::unfold(
         state,
         move |(node, mut events, mut last_sent, mut pending, first)| async move {
@@ -710,12 +733,22 @@ async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Respons
                     .map(|c| c.submitted)
                     .chain(status.links.iter().map(|l| l.accepted))
                     .fold(0u64, u64::wrapping_add);
+                let late = [&status.overdue.flash, &status.overdue.immediate]
+                    .into_iter()
+                    .chain([&status.overdue.priority, &status.overdue.routine])
+                    .fold(0u64, |a, b| a.wrapping_mul(1_000_003).wrapping_add(*b));
+                if first || late != last_sent.2 {
+                    let doc = overdue_doc(&node, 100).await.ok()?;
+                    pending.push(SseEvent::default().event("overdue").data(json_text(&doc)));
+                    last_sent.2 = late;
+                }
                 if changed || moved != last_sent.1 {
                     let sent_text = json_text(&sent_doc(&node, limit).await.ok()?);
                     if last_sent.0.as_ref() != Some(&sent_text) {
                         pending.push(SseEvent::default().event("sent").data(sent_text.clone()));
                     }
-                    last_sent = (Some(sent_text), moved);
+                    last_sent.0 = Some(sent_text);
+                    last_sent.1 = moved;
                 }
                 pending.push(SseEvent::default().event("status").data(json_text(&status)));
             }
@@ -762,6 +795,10 @@ pub fn metrics_text(s: &Snapshot) -> String {
     for p in Precedence::DESCENDING {
         let _ =
             writeln!(out, "relaymesh_held_messages{{precedence=\"{p}\"}} {}", n.held[p.index()]);
+    }
+    let _ = writeln!(out, "# TYPE relaymesh_overdue gauge");
+    for p in Precedence::DESCENDING {
+        let _ = writeln!(out, "relaymesh_overdue{{precedence=\"{p}\"}} {}", n.overdue[p.index()]);
     }
     let _ =
         writeln!(out, "# TYPE relaymesh_held_bytes gauge\nrelaymesh_held_bytes {}", n.held_bytes);

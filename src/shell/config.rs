@@ -114,6 +114,8 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     wire: RawWire,
+    #[serde(default)]
+    objectives: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +337,21 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
             return Err(("limits.peer_store_share".into(), format!("{s} is not in (0, 1]")));
         }
         core.peer_store_share = s;
+    }
+    for (p, s) in &raw.objectives {
+        let key = format!("objectives.{p}");
+        let prec: Precedence = field(&key, p.parse())?;
+        let d = field(&key, parse_duration(s))?;
+        if d.is_zero() || d > core.max_lifetime {
+            return Err((
+                key,
+                format!(
+                    "{s}: an objective must be longer than 0s and at most limits.max_lifetime ({})",
+                    humantime::format_duration(core.max_lifetime)
+                ),
+            ));
+        }
+        core.objectives[prec.index()] = d;
     }
     let stall_timeout = match l.stall_timeout {
         Some(s) => field("limits.stall_timeout", parse_duration(&s))?,
@@ -648,6 +665,14 @@ reason = "no"
         check(&replace(r#"api = "127.0.0.1:7480""#, r#"api = "0.0.0.0:7480""#), "api", "api_token");
         let api = r#"api = "127.0.0.1:7480""#;
         check(&replace(api, &format!("{api}\napi_session = \"0s\"")), "api_session", "0s");
+        let objectives = |body: &str| format!("{GOOD}\n[objectives]\n{body}\n");
+        check(&objectives("flash = \"0s\""), "objectives.flash", "longer than 0s");
+        check(&objectives("flash = \"31d\""), "objectives.flash", "max_lifetime");
+        check(&objectives("urgent = \"5m\""), "objectives.urgent", "");
+        let c = parse(&objectives("flash = \"5m\"\nroutine = \"1h\""), Path::new("n")).unwrap();
+        assert_eq!(c.core.objectives[Precedence::Flash.index()], Duration::from_secs(300));
+        assert_eq!(c.core.objectives[Precedence::Routine.index()], Duration::from_secs(3600));
+        assert_eq!(c.core.objectives[Precedence::Immediate.index()], Duration::from_secs(1800));
         check(&replace(api, &format!("{api}\napi_session = \"soon\"")), "api_session", "");
         check(&replace(api, &format!("{api}\napi_tls_cert = \"c.pem\"")), "api_tls_key", "beside");
         check(&replace(api, &format!("{api}\napi_tls_key = \"k.pem\"")), "api_tls_cert", "beside");

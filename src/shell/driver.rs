@@ -90,6 +90,11 @@ pub enum Command {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<InboxItem>, String>>,
     },
+    /// Destinations past their delivery objective.
+    Overdue {
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<crate::core::OverdueView>, String>>,
+    },
     /// This node's own messages, newest first.
     Sent {
         limit: usize,
@@ -189,6 +194,14 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<Result<Vec<InboxItem>, String>, Stopped> {
         self.ask(|reply| Command::Inbox { from, limit, reply }).await
+    }
+
+    /// Destinations of this node's messages past their delivery objective, most urgent first.
+    pub async fn overdue(
+        &self,
+        limit: usize,
+    ) -> Result<Result<Vec<crate::core::OverdueView>, String>, Stopped> {
+        self.ask(|reply| Command::Overdue { limit, reply }).await
     }
 
     /// This node's own messages whose status it keeps, newest first, at most `limit`.
@@ -646,7 +659,8 @@ impl Driver {
             q @ (Command::Status { .. }
             | Command::Message { .. }
             | Command::Inbox { .. }
-            | Command::Sent { .. }) => {
+            | Command::Sent { .. }
+            | Command::Overdue { .. }) => {
                 after.queries.push(q);
             }
         }
@@ -700,6 +714,20 @@ impl Driver {
                     if let Some(l) = self.links.get(link).filter(|l| l.dialled) {
                         l.close(crate::wire::codes::CLOSE_NORMAL, "link down: probes unanswered");
                     }
+                }
+                Event::Overdue { of, precedence, destinations } => {
+                    let to: Vec<&str> = destinations.iter().map(|d| d.as_str()).collect();
+                    tracing::warn!(
+                        id = %of,
+                        %precedence,
+                        destinations = %to.join(","),
+                        objective = %humantime::format_duration(self.node.objective(*precedence)),
+                        "overdue: not delivered within its objective"
+                    );
+                }
+                Event::OverdueCleared { of, precedence, destinations } => {
+                    let to: Vec<&str> = destinations.iter().map(|d| d.as_str()).collect();
+                    tracing::info!(id = %of, %precedence, destinations = %to.join(","), "no longer overdue");
                 }
                 Event::Revoked { serials, .. } => {
                     if let Ok(mut r) = self.opts.revoked.write() {
@@ -769,6 +797,9 @@ impl Driver {
             }
             Command::Inbox { from, limit, reply } => {
                 let _ = reply.send(self.node.inbox(from, limit).map_err(|e| e.to_string()));
+            }
+            Command::Overdue { limit, reply } => {
+                let _ = reply.send(self.node.overdue_list(limit).map_err(|e| e.to_string()));
             }
             Command::Sent { limit, reply } => {
                 let _ = reply.send(self.node.sent_status(now, limit).map_err(|e| e.to_string()));

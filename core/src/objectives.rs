@@ -1,0 +1,236 @@
+//! Delivery objectives: how long a message of each precedence may take to reach a destination
+//! (ACP 121's defaults: FLASH 10 min, IMMEDIATE 30 min, PRIORITY 3 h, ROUTINE 6 h). The origin
+//! watches them: a destination that has no outcome (delivered, expired, refused) when its
+//! message's objective runs out is *overdue*, an alarm that stays raised until an outcome
+//! arrives.
+//!
+//! Only the origin knows whether a destination was reached, and only if it asked for a
+//! delivery receipt: objectives are watched for messages that want one (the default).
+//!
+//! Two tables keep it durable: `Objectives` (deadline, id) holds the messages still to be
+//! checked, in deadline order; `Overdue` (id, destination) holds the raised alarms, with the
+//! message's precedence. The counts per precedence are rebuilt from it when the node opens.
+
+use std::time::Duration;
+
+use super::node::{Event, Node};
+use super::schema;
+use super::store::{StoreError, Table};
+use super::types::{MessageId, NodeId, Precedence, Time};
+use crate::wire;
+
+/// ACP 121's delivery objectives, by `Precedence::index()` (ROUTINE first).
+pub const DEFAULT_OBJECTIVES: [Duration; 4] = [
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(10 * 60),
+];
+
+/// A destination past its message's objective with no outcome yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverdueView {
+    pub id: MessageId,
+    pub to: String,
+    pub precedence: Precedence,
+    pub destination: NodeId,
+    pub accepted_at: Time,
+    /// When the objective ran out.
+    pub due: Time,
+}
+
+fn overdue_key(id: &MessageId, node: &NodeId) -> Vec<u8> {
+    let mut k = id.0.to_vec();
+    k.extend_from_slice(node.as_str().as_bytes());
+    k
+}
+
+fn overdue_value(p: Precedence, due: Time) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[0] = p.index() as u8;
+    v[1..].copy_from_slice(&due.as_micros().to_be_bytes());
+    v
+}
+
+fn parse_overdue_value(v: &[u8]) -> Option<(Precedence, Time)> {
+    let p = Precedence::from_index(usize::from(*v.first()?))?;
+    Some((p, Time(schema::read_u64(v.get(1..)?)?)))
+}
+
+impl Node {
+    /// The objective of a message of precedence `p`.
+    pub fn objective(&self, p: Precedence) -> Duration {
+        self.cfg.objectives[p.index()]
+    }
+
+    /// Starts watching the objective of a message this node just accepted from an application.
+    pub(super) fn watch_objective(
+        &mut self,
+        id: &MessageId,
+        p: Precedence,
+        accepted_at: Time,
+    ) -> Result<(), StoreError> {
+        let due = accepted_at + self.objective(p);
+        self.store.put(Table::Objectives, &schema::time_id_key(due, id), b"")?;
+        self.next_objective = Some(self.next_objective.map_or(due, |t| t.min(due)));
+        Ok(())
+    }
+
+    /// The earliest objective still to check (from the store).
+    pub(super) fn peek_objective(&mut self) -> Result<Option<Time>, StoreError> {
+        let mut first = None;
+        self.store.scan(Table::Objectives, b"", None, &mut |k, _| {
+            first = schema::read_u64(k).map(Time);
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// Counts the raised alarms per precedence (from the store).
+    pub(super) fn count_overdue(&mut self) -> Result<[u64; 4], StoreError> {
+        let mut counts = [0u64; 4];
+        self.store.scan(Table::Overdue, b"", None, &mut |_, v| {
+            if let Some((p, _)) = parse_overdue_value(v) {
+                counts[p.index()] += 1;
+            }
+            true
+        })?;
+        Ok(counts)
+    }
+
+    /// Checks the objectives that ran out by `now`: every destination of those messages still
+    /// without an outcome becomes overdue.
+    pub(super) fn check_objectives(&mut self, now: Time) -> Result<(), StoreError> {
+        loop {
+            let mut due = Vec::new();
+            self.store.scan(
+                Table::Objectives,
+                b"",
+                Some(&schema::time_bound(now)),
+                &mut |k, _| {
+                    due.push(k.to_vec());
+                    due.len() < 1024
+                },
+            )?;
+            if due.is_empty() {
+                break;
+            }
+            for k in due {
+                self.store.delete(Table::Objectives, &k)?;
+                let (Some(t), Some(id)) =
+                    (schema::read_u64(&k), k.get(8..).and_then(MessageId::from_slice))
+                else {
+                    continue;
+                };
+                self.raise_overdue(&id, Time(t))?;
+            }
+        }
+        self.next_objective = self.peek_objective()?;
+        Ok(())
+    }
+
+    fn raise_overdue(&mut self, id: &MessageId, due: Time) -> Result<(), StoreError> {
+        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
+        let r = wire::decode_status(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let p = r.precedence.unwrap_or(Precedence::Routine);
+        let late: Vec<NodeId> = r
+            .destinations
+            .iter()
+            .filter(|d| !r.reports.iter().any(|x| x.destinations.contains(d)))
+            .cloned()
+            .collect();
+        if late.is_empty() {
+            return Ok(());
+        }
+        for d in &late {
+            self.store.put(Table::Overdue, &overdue_key(id, d), &overdue_value(p, due))?;
+        }
+        self.overdue[p.index()] += late.len() as u64;
+        self.pending_events.push(Event::Overdue { of: *id, precedence: p, destinations: late });
+        Ok(())
+    }
+
+    /// An outcome arrived for `destinations` of message `id`: their alarms, if raised, clear.
+    pub(super) fn clear_overdue(
+        &mut self,
+        id: &MessageId,
+        destinations: &[NodeId],
+    ) -> Result<(), StoreError> {
+        let mut cleared = Vec::new();
+        let mut precedence = None;
+        for d in destinations {
+            let k = overdue_key(id, d);
+            if let Some(v) = self.store.get(Table::Overdue, &k)? {
+                self.store.delete(Table::Overdue, &k)?;
+                if let Some((p, _)) = parse_overdue_value(&v) {
+                    self.overdue[p.index()] = self.overdue[p.index()].saturating_sub(1);
+                    precedence = Some(p);
+                }
+                cleared.push(d.clone());
+            }
+        }
+        if let Some(p) = precedence {
+            self.pending_events.push(Event::OverdueCleared {
+                of: *id,
+                precedence: p,
+                destinations: cleared,
+            });
+        }
+        Ok(())
+    }
+
+    /// The alarms of message `id` (destinations overdue now).
+    pub(super) fn overdue_of(&mut self, id: &MessageId) -> Result<Vec<NodeId>, StoreError> {
+        let mut out = Vec::new();
+        let mut end = id.0.to_vec();
+        end.push(0xff);
+        self.store.scan(Table::Overdue, &id.0, Some(&end), &mut |k, _| {
+            if let Some(n) = k.get(16..).and_then(|b| std::str::from_utf8(b).ok())
+                && let Ok(n) = NodeId::new(n)
+            {
+                out.push(n);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Forgets the alarms of a message whose status is no longer kept.
+    pub(super) fn forget_overdue(&mut self, id: &MessageId) -> Result<(), StoreError> {
+        let late = self.overdue_of(id)?;
+        self.clear_overdue(id, &late)
+    }
+
+    /// Every raised alarm, most urgent precedence first, then oldest first; at most `limit`.
+    pub fn overdue_list(&mut self, limit: usize) -> Result<Vec<OverdueView>, StoreError> {
+        let mut raw = Vec::new();
+        self.store.scan(Table::Overdue, b"", None, &mut |k, v| {
+            let id = k.get(..16).and_then(MessageId::from_slice);
+            let node = k.get(16..).and_then(|b| std::str::from_utf8(b).ok());
+            if let (Some(id), Some(node), Some((p, due))) = (id, node, parse_overdue_value(v))
+                && let Ok(node) = NodeId::new(node)
+            {
+                raw.push((p, due, id, node));
+            }
+            true
+        })?;
+        raw.sort_by(|a, b| (b.0.index(), a.1).cmp(&(a.0.index(), b.1)));
+        raw.truncate(limit);
+        let mut out = Vec::with_capacity(raw.len());
+        for (precedence, due, id, destination) in raw {
+            let Some(s) = self.store.get(Table::Status, &id.0)? else { continue };
+            let r = wire::decode_status(&s)
+                .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+            out.push(OverdueView {
+                id,
+                to: r.to,
+                precedence,
+                destination,
+                accepted_at: r.accepted_at,
+                due,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,74 @@
+//! Delivery objectives with real relay processes: a FLASH order that cannot reach its
+//! destination in time raises an alarm everywhere an operator looks (API, status, metrics,
+//! log), and the alarm clears when the order arrives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use relaymesh::api_model::OverdueDoc;
+
+#[test]
+fn a_flash_order_past_its_objective_is_overdue_until_it_arrives() {
+    let mesh = Mesh::new();
+    let hq = mesh
+        .node("county-hq", "command", "public")
+        .extra("[objectives]\nflash = \"2s\"\nimmediate = \"1h\"");
+    let t1 = mesh.node("township-01", "township", "public").peer(&hq);
+    let hq_run = hq.start();
+    let client = http();
+    let overdue = || -> OverdueDoc {
+        client.get(format!("{}/v1/overdue", hq.api_url())).send().unwrap().json().unwrap()
+    };
+
+    // township-01 is not running: the order waits at HQ past its 2 s objective.
+    let id = hq_run.submit("node:township-01", "flash", "evacuate sector 4").unwrap();
+    let other = hq_run.submit("node:township-01", "immediate", "report at 18:00").unwrap();
+    let list = wait_for("the FLASH order to turn overdue", Duration::from_secs(20), || {
+        Some(overdue()).filter(|d| !d.overdue.is_empty())
+    });
+    assert_eq!(list.overdue.len(), 1, "{list:?}");
+    let item = &list.overdue[0];
+    assert_eq!((item.id.as_str(), item.destination.as_str()), (id.as_str(), "township-01"));
+    assert_eq!(item.precedence, "flash");
+    assert!(item.due_at_us >= item.accepted_at_us + 2_000_000);
+    let status = hq_run.status();
+    assert_eq!((status.overdue.flash, status.overdue.immediate), (1, 0));
+    let view = hq_run.message(&id, "0s");
+    assert!(view.destinations[0].overdue);
+    assert!(!hq_run.message(&other, "0s").destinations[0].overdue);
+    let metrics = client.get(format!("{}/metrics", hq.api_url())).send().unwrap().text().unwrap();
+    assert!(metrics.contains("relaymesh_overdue{precedence=\"flash\"} 1"), "{metrics}");
+    let text = cli_ok(&["status", "--api", &hq.api_url()]);
+    assert!(text.contains("OVERDUE: 1 FLASH"), "{text}");
+    assert!(hq_run.log().contains("overdue: not delivered within its objective"));
+
+    // township-01 comes up: the order arrives and the alarm clears.
+    let mut t1_run = t1.start();
+    t1_run.wait_link("county-hq");
+    assert_eq!(hq_run.message(&id, "20s").state, "delivered");
+    wait_for("the alarm to clear", Duration::from_secs(20), || {
+        overdue().overdue.is_empty().then_some(())
+    });
+    assert_eq!(hq_run.status().overdue.flash, 0);
+    assert!(!hq_run.message(&id, "0s").destinations[0].overdue);
+    assert!(hq_run.log().contains("no longer overdue"));
+}
+
+#[test]
+fn an_objective_of_zero_or_beyond_the_longest_lifetime_is_refused_naming_the_key() {
+    let mesh = Mesh::new();
+    for (body, why) in [("flash = \"0s\"", "longer than 0s"), ("routine = \"40d\"", "max_lifetime")]
+    {
+        let spec =
+            mesh.node("county-hq", "command", "public").extra(&format!("[objectives]\n{body}"));
+        let config = spec.write_config();
+        let out = cli(&["run", "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("objectives.") && err.contains(why), "{err}");
+    }
+}
