@@ -42,6 +42,8 @@ fn a_flash_order_past_its_objective_is_overdue_until_it_arrives() {
     assert!(!hq_run.message(&other, "0s").destinations[0].overdue);
     let metrics = client.get(format!("{}/metrics", hq.api_url())).send().unwrap().text().unwrap();
     assert!(metrics.contains("relaymesh_overdue{precedence=\"flash\"} 1"), "{metrics}");
+    let page = client.get(format!("{}/status", hq.api_url())).send().unwrap().text().unwrap();
+    assert!(page.contains("OVERDUE: 1 FLASH"), "{page}");
     let text = cli_ok(&["status", "--api", &hq.api_url()]);
     assert!(text.contains("OVERDUE: 1 FLASH"), "{text}");
     assert!(hq_run.log().contains("overdue: not delivered within its objective"));

@@ -942,12 +942,17 @@ async fn page(State(api): State<Api>) -> Response {
     }
     let queues: Vec<String> =
         Precedence::DESCENDING.iter().map(|p| format!("{p}: {}", n.held[p.index()])).collect();
+    let late: Vec<String> = Precedence::DESCENDING
+        .iter()
+        .filter(|p| n.overdue[p.index()] > 0)
+        .map(|p| format!("{} {}", n.overdue[p.index()], p.as_str().to_uppercase()))
+        .collect();
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><title>relaymesh {node}</title>\
          <meta http-equiv=refresh content=5><style>body{{font-family:sans-serif;margin:2em}}\
          td,th{{padding:.2em .8em;text-align:left}}</style></head><body>\
          <h1>{node} <small>({role})</small></h1>\
-         <p>Held: {queues} ({bytes} bytes). Unread inbox: {unread}.</p>\
+         <p>Held: {queues} ({bytes} bytes). Unread inbox: {unread}.</p>{late}\
          <h2>Links</h2><table><tr><th>peer</th><th>medium</th><th>state</th><th>role</th><th>rtt ms</th><th>loss</th><th>in flight</th></tr>{rows}</table>\
          <h2>Refused links</h2><ul>{refused}</ul></body></html>",
         node = escape(n.node.as_str()),
@@ -955,6 +960,11 @@ async fn page(State(api): State<Api>) -> Response {
         queues = queues.join(", "),
         bytes = n.held_bytes,
         unread = n.inbox_next.saturating_sub(n.inbox_read),
+        late = if late.is_empty() {
+            String::new()
+        } else {
+            format!("<p><strong>OVERDUE: {}</strong> (GET /v1/overdue)</p>", late.join(", "))
+        },
     ))
     .into_response()
 }
