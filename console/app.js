@@ -117,40 +117,40 @@ function setConn(up) {
   c.className = `conn ${up ? 'up' : 'down'}`;
 }
 
-// Live updates. An EventSource reconnects by itself; one that is closed for good (refused:
-// the session ended) sends the operator back to the login.
+// Live updates, in one connection (a browser allows six per host over HTTP/1.1): status,
+// the sent list, overdue alarms and the inbox. An EventSource reconnects by itself; one that
+// is refused (the session ended: the server ends the stream with it) sends the operator back
+// to the login.
 function follow() {
   for (const es of S.streams) es.close();
   S.inbox.clear();
-  const status = new EventSource('/v1/status/stream?sent=100');
-  status.addEventListener('status', (e) => { setConn(true); onStatus(JSON.parse(e.data)); });
-  status.addEventListener('sent', (e) => { S.sent = JSON.parse(e.data).messages; renderSent(); });
-  status.addEventListener('overdue', (e) => { S.overdue = JSON.parse(e.data).overdue; if (S.status) renderAlarms(); });
-  status.onerror = () => { setConn(false); if (status.readyState === EventSource.CLOSED) recheck(); };
-  S.streams = [status];
+  const live = new EventSource('/v1/status/stream?sent=100&inbox=200');
+  live.addEventListener('status', (e) => { setConn(true); onStatus(JSON.parse(e.data)); });
+  live.addEventListener('sent', (e) => { S.sent = JSON.parse(e.data).messages; renderSent(); });
+  live.addEventListener('overdue', (e) => { S.overdue = JSON.parse(e.data).overdue; if (S.status) renderAlarms(); });
+  live.addEventListener('message', (e) => { const m = JSON.parse(e.data); S.inbox.set(m.cursor, m); renderInbox(); });
+  live.onerror = () => { setConn(false); recheck(); };
+  S.streams = [live];
 }
 
-let inboxStarted = false;
-function followInbox(st) {
-  // The last 200 inbox messages, then whatever arrives.
-  const from = Math.max(0, st.inbox.next - 200);
-  const inbox = new EventSource(`/v1/inbox/stream?from=${from}`);
-  inbox.addEventListener('message', (e) => { const m = JSON.parse(e.data); S.inbox.set(m.cursor, m); renderInbox(); });
-  inbox.onerror = () => { if (inbox.readyState === EventSource.CLOSED) recheck(); };
-  S.streams.push(inbox);
-}
-
+let rechecking = false;
 async function recheck() {
-  const r = await fetch('/v1/session', { credentials: 'same-origin' });
-  if (r.status === 401) showLogin('Your session ended: log in again.');
-  else setTimeout(follow, 2000);
+  if (rechecking) return;
+  rechecking = true;
+  try {
+    const r = await fetch('/v1/session', { credentials: 'same-origin' });
+    if (r.status === 401) showLogin('Your session ended: log in again.');
+    else if (S.streams[0] && S.streams[0].readyState === EventSource.CLOSED) setTimeout(follow, 2000);
+  } catch (_) {
+    if (S.streams[0] && S.streams[0].readyState === EventSource.CLOSED) setTimeout(follow, 2000);
+  } finally {
+    rechecking = false;
+  }
 }
 
 function onStatus(st) {
-  const first = !S.status;
   S.status = st;
   S.readCursor = st.inbox.next - st.inbox.unread;
-  if (first || !S.streams.some((s) => s.url.includes('/v1/inbox/stream'))) followInbox(st);
   $('#node-name').textContent = st.node;
   $('#node-role').textContent = st.role;
   document.title = `relaymesh ${st.node}`;
@@ -159,6 +159,16 @@ function onStatus(st) {
   renderAlarms();
   renderInbox();
   fillAddresses();
+}
+
+// The views are redrawn only when what they show changed: a redraw every second would drop
+// an operator's text selection and clicks.
+const drawn = {};
+function changed(view, data) {
+  const key = JSON.stringify(data);
+  if (drawn[view] === key) return false;
+  drawn[view] = key;
+  return true;
 }
 
 // ---- mesh -------------------------------------------------------------------------------
@@ -177,21 +187,26 @@ function renderMesh() {
     if (!adj.has(b)) adj.set(b, new Set());
     adj.get(a).add(b); adj.get(b).add(a);
   };
+  // A link is up only if every end whose advert is held here says so: an end whose advert
+  // leaves the link out, or says it is down, makes it down (a stopped relay's last advert
+  // still lists its links as up until it ages out).
+  const advertisers = new Set(st.topology.map((l) => l.from));
+  const said = new Map(st.topology.map((l) => [`${l.from}>${l.to}|${l.medium}`, l]));
   for (const l of st.topology) {
     if (!roles.has(l.from)) roles.set(l.from, l.from_role);
     const [a, b] = l.from < l.to ? [l.from, l.to] : [l.to, l.from];
     const key = `${a}|${b}|${l.medium}`;
     const own = l.from === me;
     const prev = edges.get(key);
-    // This node's own view of its links wins; otherwise a link is up if either end says so.
-    if (!prev || own || (!prev.own && l.up && !prev.up)) {
-      edges.set(key, { a, b, medium: l.medium, up: l.up, rtt: l.rtt_ms, loss: l.loss, own });
-    }
+    if (prev && prev.own) continue;
+    const up = own ? l.up : [a, b].filter((n) => advertisers.has(n))
+      .every((n) => said.get(`${n}>${n === a ? b : a}|${l.medium}`)?.up === true);
+    edges.set(key, { a, b, medium: l.medium, up, rtt: l.rtt_ms, loss: l.loss, own });
     touch(a, b);
   }
   for (const l of st.links) {
     const e = [...edges.values()].find((x) => x.own && x.medium === l.medium && (x.a === l.peer || x.b === l.peer));
-    if (e) e.inflight = l.inflight;
+    if (e) { e.inflight = l.inflight_bytes; if (e.rtt == null && l.rtt_ms != null) e.rtt = l.rtt_ms; }
     roles.set(l.peer, l.role);
   }
   // A link of this node's is up only if this node has it: one seen before (in this browser)
@@ -247,6 +262,12 @@ function renderMesh() {
     }
   }
 
+  const view = {
+    e: [...edges.values()].map((e) => [e.a, e.b, e.medium, e.up, e.rtt == null ? null : Math.round(e.rtt),
+      Math.round((e.loss || 0) * 1000), e.inflight || 0]),
+    n: [...pos.keys()], r: [...roles], sel: S.selected,
+  };
+  if (!changed('mesh', view)) { renderDetail(); return; }
   const g = $('#mesh');
   g.replaceChildren();
   const perPair = new Map();
@@ -275,7 +296,7 @@ function renderMesh() {
     else {
       if (e.rtt != null) parts.push(`${Math.round(e.rtt)} ms`);
       if (e.loss > 0.0005) parts.push(`${(e.loss * 100).toFixed(1)}% loss`);
-      if (e.inflight) parts.push(`${e.inflight} in flight`);
+      if (e.inflight) parts.push(`${fmtBytes(e.inflight)} in flight`);
     }
     if (parts.length) {
       g.append(svg('text', { x: (mx + qx) / 2, y: (my + qy) / 2 - 4, 'text-anchor': 'middle', class: 'edge-label' }, parts.join(' · ')));
@@ -304,6 +325,7 @@ function renderDetail() {
   const st = S.status;
   const routes = st.routes.filter((r) => r.destination === n);
   const links = st.topology.filter((l) => l.from === n);
+  if (!changed('detail', [n, routes, links.map((l) => [l.to, l.medium, l.up, Math.round(l.rtt_ms || 0)])])) return;
   d.replaceChildren(...[
     el('h3', {}, n),
     n === st.node ? el('p', { class: 'muted' }, 'This node.') : null,
@@ -321,6 +343,8 @@ function renderDetail() {
 
 function renderLinks() {
   const st = S.status;
+  const shown = st.links.map((l) => [l.peer, l.medium, l.up, l.rtt_ms && l.rtt_ms.toFixed(1), l.loss.toFixed(3), l.inflight, l.offered, l.accepted]);
+  if (!changed('links', [shown, st.queues, st.held_bytes, st.capacity_bytes])) return;
   const body = $('#links tbody');
   body.replaceChildren(...st.links.map((l) => el('tr', { 'data-peer': l.peer, 'data-medium': l.medium },
     el('td', {}, l.peer), el('td', {}, l.medium),
@@ -348,6 +372,7 @@ function fmtTime(us) {
 }
 
 function renderSent() {
+  if (!changed('sent', S.sent)) return;
   const body = $('#sent tbody');
   $('#sent-empty').hidden = S.sent.length > 0;
   body.replaceChildren(...S.sent.map((m) => el('tr', { 'data-id': m.id, 'data-state': m.state },
@@ -371,6 +396,7 @@ function renderInbox() {
     || (unread(a) ? RANK[a.precedence] - RANK[b.precedence] : 0)
     || b.cursor - a.cursor);
   const n = all.filter(unread).length;
+  if (!changed('inbox', [all.map((m) => m.cursor), S.readCursor])) return;
   const badge = $('#unread-badge');
   badge.hidden = n === 0;
   badge.textContent = n;
@@ -387,7 +413,8 @@ function renderInbox() {
         isNew ? el('button', { class: 'mark', onclick: () => markRead(m.cursor) }, 'Mark read') : null),
       m.body != null
         ? el('p', { class: 'body' }, m.body)
-        : el('p', { class: 'body' }, el('a', { href: `data:${m.content_type};base64,${m.body_b64}`, download: `${m.id}` }, `${m.content_type}, ${Math.round(m.body_b64.length * 0.75)} bytes: download`)));
+        : el('p', { class: 'body' }, el('a', { href: `data:application/octet-stream;base64,${m.body_b64}`, download: `${m.id}.bin` },
+          `${m.content_type}, ${Math.round(m.body_b64.length * 0.75)} bytes: download`)));
   }));
   // FLASH and IMMEDIATE unread: a banner on every view.
   const urgent = all.filter((m) => unread(m) && (m.precedence === 'flash' || m.precedence === 'immediate'));
@@ -400,6 +427,12 @@ function renderInbox() {
 }
 
 async function markRead(cursor) {
+  // The inbox's read mark is a cursor: everything up to this message is marked read with it.
+  // Say so when that includes earlier unread messages, and insist for FLASH and IMMEDIATE.
+  const earlier = [...S.inbox.values()].filter((m) => m.cursor < cursor && m.cursor >= S.readCursor);
+  const urgent = earlier.filter((m) => m.precedence === 'flash' || m.precedence === 'immediate');
+  if (earlier.length && !confirm(`This also marks ${earlier.length} earlier unread message${earlier.length > 1 ? 's' : ''} read`
+    + `${urgent.length ? `, ${urgent.length} of them FLASH or IMMEDIATE` : ''}. Mark them read too?`)) return;
   try {
     await api('POST', '/v1/inbox/read', { cursor });
     S.readCursor = Math.max(S.readCursor, cursor + 1);
@@ -414,8 +447,10 @@ function fillAddresses() {
   const opts = new Set(['group:all', 'group:role:command', 'group:role:township', 'group:role:field', 'group:role:relay']);
   for (const n of st.known_nodes) opts.add(`node:${n}`);
   for (const n of st.members) opts.add(`node:${n}`);
-  for (const g of st.groups) opts.add(`group:${g}`);
-  for (const t of st.subscriptions) if (!/[#+]/.test(t)) opts.add(`topic:${t}`);
+  opts.add(`node:${st.node}`);
+  for (const g of [...st.groups, ...st.known_groups]) opts.add(`group:${g}`);
+  for (const t of [...st.subscriptions, ...st.known_topics]) opts.add(`topic:${t.replace(/\/?[#+].*$/, '')}`);
+  opts.delete('topic:');
   const list = $('#addresses');
   if (list.childElementCount === opts.size) return;
   list.replaceChildren(...[...opts].sort().map((o) => el('option', { value: o })));
@@ -434,6 +469,17 @@ async function compose(ev) {
     receipt: $('#c-receipt').checked,
   };
   const file = $('#c-file').files[0];
+  const text = $('#c-body').value;
+  if (file && text.trim()) {
+    out.className = 'error';
+    out.textContent = 'Not sent: a message carries text or a file, not both (clear one).';
+    return;
+  }
+  if (!file && !text.trim()) {
+    out.className = 'error';
+    out.textContent = 'Not sent: the message is empty.';
+    return;
+  }
   if (file) {
     const bytes = new Uint8Array(await file.arrayBuffer());
     let bin = '';
@@ -441,7 +487,7 @@ async function compose(ev) {
     req.body_b64 = btoa(bin);
     req.content_type = file.type || 'application/octet-stream';
   } else {
-    req.body = $('#c-body').value;
+    req.body = text;
   }
   try {
     const r = await api('POST', '/v1/messages', req);
@@ -465,9 +511,12 @@ function alarms(st) {
     out.push([level, `OVERDUE ${o.precedence.toUpperCase()} to ${o.destination} (${o.to}), past its delivery objective${late >= 1 ? ` by ${Math.round(late)} min` : ''}: ${o.id.slice(0, 12)}`]);
   }
   for (const l of S.ownDown) out.push(['critical', `Link to ${l.peer} over ${l.medium} is down.`]);
-  for (const r of st.refused_links.slice(-10)) {
-    out.push(['critical', `Refused a link from ${r.peer || r.addr} (${r.medium}): ${r.reason}`]);
+  const refused = new Map();
+  for (const r of st.refused_links) {
+    const k = `${r.peer || r.addr} (${r.medium}): ${r.reason}`;
+    refused.set(k, (refused.get(k) || 0) + 1);
   }
+  for (const [k, n] of refused) out.push(['critical', `Refused a link from ${k}${n > 1 ? ` (${n} times)` : ''}`]);
   const c = st.certificate;
   if (c && c.reload_error) out.push(['critical', `New credentials were refused: ${c.reload_error}`]);
   if (c && c.expires_in_s <= 0) out.push(['critical', 'This node\'s certificate has expired.']);
@@ -485,6 +534,7 @@ function alarms(st) {
 
 function renderAlarms() {
   const list = alarms(S.status);
+  if (!changed('alarms', list)) return;
   const badge = $('#alarm-badge');
   badge.hidden = list.length === 0;
   badge.textContent = list.length;

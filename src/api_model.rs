@@ -298,6 +298,12 @@ pub struct StatusDoc {
     /// The mesh as this node knows it: its own links and those its held adverts describe.
     #[serde(default)]
     pub topology: Vec<TopologyLinkDoc>,
+    /// Named groups (`group:<name>`) and topic patterns announced by this node or in the
+    /// adverts it holds.
+    #[serde(default)]
+    pub known_groups: Vec<String>,
+    #[serde(default)]
+    pub known_topics: Vec<String>,
 }
 
 /// One link of the mesh as its owner describes it (`GET /v1/status`, `topology`).
@@ -415,6 +421,9 @@ pub struct LinkDoc {
     pub rtt_ms: Option<f64>,
     pub loss: f64,
     pub inflight: u64,
+    /// Bytes of those offers.
+    #[serde(default)]
+    pub inflight_bytes: u64,
     pub offered: u64,
     pub accepted: u64,
     pub refused: u64,
@@ -544,6 +553,7 @@ impl From<&Snapshot> for StatusDoc {
                     rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1000.0),
                     loss: l.loss,
                     inflight: l.inflight as u64,
+                    inflight_bytes: l.inflight_bytes,
                     offered: l.counters.offered,
                     accepted: l.counters.accepted,
                     refused: l.counters.refused,
@@ -620,6 +630,8 @@ impl From<&Snapshot> for StatusDoc {
             invariant_violation: n.violation.clone(),
             members: names(&n.members),
             known_nodes: names(&n.known_nodes),
+            known_groups: s.known_groups.clone(),
+            known_topics: s.known_topics.clone(),
             topology: s
                 .topology
                 .iter()

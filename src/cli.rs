@@ -389,6 +389,8 @@ struct Prepared {
     not_after: SystemTime,
     /// Things that will not stop the node but that an operator should hear of.
     warnings: Vec<String>,
+    /// The API's TLS configuration (`api_tls`), loaded.
+    api_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 use crate::pki::EXPIRY_WARNING;
@@ -472,7 +474,20 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
             ));
         }
     }
-    Ok(Prepared { cfg, creds, crl_path, not_after, warnings })
+    // The console's settings: a certificate or users file that cannot be read stops the start
+    // before any link comes up.
+    let api_tls = match &cfg.api_tls {
+        Some(t) => Some(
+            shell::console::tls_config(&t.cert, &t.key)
+                .map_err(|e| Failure::usage(format!("api_tls_cert/api_tls_key: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(users) = &cfg.api_users {
+        let text = std::fs::read_to_string(users).map_err(|e| at(users, &e))?;
+        shell::console::parse_users(&text).map_err(|e| at(users, &e))?;
+    }
+    Ok(Prepared { cfg, creds, crl_path, not_after, warnings, api_tls })
 }
 
 /// Checks that the node can write its data directory (or make it): as the user, and in the
@@ -545,7 +560,7 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
         let _guard = rt.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
     };
-    let Prepared { cfg, creds, crl_path, warnings, not_after } = prepare(config_path)?;
+    let Prepared { cfg, creds, crl_path, warnings, not_after, api_tls } = prepare(config_path)?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -604,27 +619,39 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
         let api = shell::api::bind(cfg.api)
             .await
             .map_err(|e| Failure::runtime(format!("api {}: {e}", cfg.api)))?;
-        let tls = match &cfg.api_tls {
-            Some((cert, key)) => Some(
-                shell::console::tls_config(cert, key)
-                    .map_err(|e| Failure::usage(format!("api_tls_cert/api_tls_key: {e}")))?,
-            ),
-            None => None,
-        };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(addr = %cfg.api, console = %format!("{scheme}://{}/", cfg.api), "local API");
+        tracing::info!(addr = %cfg.api, console = %format!("http://{}/", cfg.api), "local API");
         let access = shell::api::Access {
             token: cfg.api_token.clone(),
             users: cfg.api_users.clone(),
             session: cfg.api_session,
+            max_body: shell::api::Access::body_limit(cfg.core.max_payload),
         };
-        let server = tokio::spawn(shell::api::serve(api, relay.handle().clone(), access, tls));
+        let server =
+            tokio::spawn(shell::api::serve(api, relay.handle().clone(), access.clone(), None));
+        let tls_server = match (&cfg.api_tls, api_tls) {
+            (Some(t), Some(tls)) => {
+                let listener = shell::api::bind(t.addr)
+                    .await
+                    .map_err(|e| Failure::runtime(format!("api_tls {}: {e}", t.addr)))?;
+                tracing::info!(addr = %t.addr, console = %format!("https://{}/", t.addr), "API over TLS");
+                Some(tokio::spawn(shell::api::serve(
+                    listener,
+                    relay.handle().clone(),
+                    access,
+                    Some(tls),
+                )))
+            }
+            _ => None,
+        };
         tokio::select! {
             () = shutdown_signal() => {}
             () = watch_credentials(&cfg, &relay, hangup, not_after) => {}
         }
         tracing::info!("stopping");
         server.abort();
+        if let Some(t) = tls_server {
+            t.abort();
+        }
         relay.stop().await;
         Ok(())
     })

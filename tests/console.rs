@@ -139,9 +139,33 @@ fn console_logins_need_a_valid_token_and_changes_need_the_csrf_token_and_the_sam
     assert_eq!(code, 400);
     assert!(body.contains("County HQ"), "{body}");
 
+    // Alice's console follows the node live (one stream for status, sent list and inbox).
+    let live = anon
+        .get(format!("{base}/v1/status/stream?inbox=10"))
+        .header("Cookie", &jar)
+        .send()
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    let (ended, ends) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut live = live;
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match live.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        let _ = ended.send(seen);
+    });
+
     // Alice's token is revoked (her line leaves the users file): her session ends with it,
-    // and so does her token as a bearer.
+    // her live stream too, and so does her token as a bearer.
     std::fs::write(&users, "# operators\n").unwrap();
+    let seen = ends.recv_timeout(Duration::from_secs(10)).expect("the live stream goes on");
+    assert!(seen.contains("event: status") && seen.contains("event: sent"), "{seen}");
+    assert!(seen.contains("evacuate sector 4"), "the inbox rides the same stream: {seen}");
     assert_eq!(get("/v1/status", &with_cookie(&[])), 401);
     let bearer = [("Authorization", format!("Bearer {ALICE}"))];
     assert_eq!(get("/v1/status", &bearer), 401);
@@ -172,27 +196,42 @@ fn lan_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pat
     (c, k, cert.der().to_vec())
 }
 
-/// One HTTP/1.1 request over TLS, trusting only `ca`: the response's text.
-fn https(port: u16, ca: &[u8], request: &str) -> std::io::Result<String> {
+/// One HTTP/1.1 request over TLS, trusting only `ca`, offering `alpn`: the response's text
+/// (empty when HTTP/2 was agreed) and the protocol agreed.
+fn https(
+    port: u16,
+    ca: &[u8],
+    request: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<(String, Option<Vec<u8>>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls::pki_types::CertificateDer::from(ca.to_vec())).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
+    if !alpn.is_empty() {
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        return Ok((String::new(), tls.conn.alpn_protocol().map(<[u8]>::to_vec)));
+    }
     tls.write_all(request.as_bytes())?;
     let mut out = String::new();
     match tls.read_to_string(&mut out) {
-        Ok(_) => Ok(out),
+        Ok(_) => Ok((out, None)),
         // The server may close without a TLS close_notify after `Connection: close`.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {
+            Ok((out, None))
+        }
         Err(e) => Err(e),
     }
 }
@@ -201,9 +240,11 @@ fn https(port: u16, ca: &[u8], request: &str) -> std::io::Result<String> {
 fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
     let mesh = Mesh::new();
     let (cert, key, der) = lan_certificate(mesh.dir.path());
+    let tls_port = free_tcp_port();
     let spec = mesh
         .node("county-hq", "command", "public")
         .api_token(NODE_TOKEN)
+        .top(&format!("api_tls = \"127.0.0.1:{tls_port}\""))
         .top(&format!("api_tls_cert = \"{}\"", cert.display()))
         .top(&format!("api_tls_key = \"{}\"", key.display()));
     let config = spec.write_config();
@@ -224,10 +265,10 @@ fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
     let status = format!(
         "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {NODE_TOKEN}\r\n\
          Connection: close\r\n\r\n",
-        spec.api
+        tls_port
     );
     let answer = wait_for("the API over TLS", Duration::from_secs(20), || {
-        https(spec.api, &der, &status).ok()
+        https(tls_port, &der, &status, &[]).ok().map(|(a, _)| a)
     });
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"node\":\"county-hq\""), "{answer}");
@@ -236,20 +277,25 @@ fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
     let login = format!(
         "POST /v1/login HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        spec.api,
+        tls_port,
         body.len()
     );
-    let answer = https(spec.api, &der, &login).unwrap();
+    let (answer, _) = https(tls_port, &der, &login, &[]).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("; Secure"), "{answer}");
-    // Plain HTTP on the TLS port gets no answer from the API.
-    let plain = http().get(spec.api_url() + "/v1/status").send();
-    assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200);
+    // The plain API stays where it was, for the command line on the node itself.
+    let plain = http_with(Some(NODE_TOKEN)).get(spec.api_url() + "/v1/status").send().unwrap();
+    assert_eq!(plain.status().as_u16(), 200);
+    let text = cli_ok(&["status", "--api", &spec.api_url(), "--token", NODE_TOKEN]);
+    assert!(text.contains("county-hq"), "{text}");
+    // A browser gets HTTP/2 (one connection for all its streams) when it asks.
+    let (_, alpn) = https(tls_port, &der, &status, &[b"h2", b"http/1.1"]).unwrap_or_default();
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     // A client that trusts another certificate: the handshake fails.
     let elsewhere = mesh.dir.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let (_, _, other) = lan_certificate(&elsewhere);
-    assert!(https(spec.api, &other, &status).is_err());
+    assert!(https(tls_port, &other, &status, &[]).is_err());
 }
 
 #[test]

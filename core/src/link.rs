@@ -102,7 +102,7 @@ pub(crate) struct Link {
     /// Offers awaiting an answer, by offer number: numbers grow with time, so the first
     /// entry is always the oldest offer.
     pub inflight: BTreeMap<u64, Offer>,
-    inflight_bytes: [u64; 4],
+    pub(crate) inflight_bytes: [u64; 4],
     next_offer: u64,
     pub backoff_until: Option<Time>,
     busy_backoff: Duration,

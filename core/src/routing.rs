@@ -97,6 +97,17 @@ impl Routing {
         out
     }
 
+    /// The named groups and topic subscriptions the held adverts announce (for operators'
+    /// address completion).
+    pub fn advertised_addresses(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let (mut groups, mut topics) = (BTreeSet::new(), BTreeSet::new());
+        for held in self.adverts.values() {
+            groups.extend(held.advert.groups.iter().cloned());
+            topics.extend(held.advert.subscriptions.iter().map(|t| t.as_str().to_owned()));
+        }
+        (groups, topics)
+    }
+
     /// Replaces this node's own links (called whenever one changes).
     pub fn set_local_links(&mut self, mut links: Vec<LocalLink>) {
         links.sort_by(|a, b| (&a.neighbour, a.medium).cmp(&(&b.neighbour, b.medium)));

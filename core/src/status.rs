@@ -23,6 +23,8 @@ pub struct LinkView {
     pub rtt: Option<Duration>,
     pub loss: f64,
     pub inflight: usize,
+    /// Bytes of the offers in flight (what the window counts).
+    pub inflight_bytes: u64,
     pub counters: LinkCounters,
 }
 
@@ -132,6 +134,7 @@ impl Node {
                 rtt: l.srtt,
                 loss: l.loss,
                 inflight: l.inflight.len(),
+                inflight_bytes: l.inflight_bytes.iter().sum(),
                 counters: l.counters.clone(),
             })
             .collect();
@@ -268,6 +271,15 @@ impl Node {
             }
         }
         Ok(out)
+    }
+
+    /// The named groups and topic patterns known here (this node's and its held adverts'),
+    /// for operators' address completion.
+    pub fn known_addresses(&self) -> (Vec<String>, Vec<String>) {
+        let (mut groups, mut topics) = self.routing.advertised_addresses();
+        groups.extend(self.cfg.groups.iter().cloned());
+        topics.extend(self.subscriptions.iter().map(|t| t.as_str().to_owned()));
+        (groups.into_iter().collect(), topics.into_iter().collect())
     }
 
     /// The mesh as this node knows it: its own links and every link in the adverts it holds.

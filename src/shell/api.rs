@@ -73,12 +73,25 @@ pub struct Access {
     pub users: Option<PathBuf>,
     /// How long a console login lasts.
     pub session: Duration,
+    /// The largest request body taken: the largest payload, base64-encoded, with room for
+    /// the rest of the request.
+    pub max_body: usize,
 }
 
 impl Access {
     /// Loopback only, no tokens (tests, the simulator).
     pub fn open() -> Access {
-        Access { token: None, users: None, session: super::config::DEFAULT_API_SESSION }
+        Access {
+            token: None,
+            users: None,
+            session: super::config::DEFAULT_API_SESSION,
+            max_body: Access::body_limit(1 << 20),
+        }
+    }
+
+    /// The body limit for payloads of at most `max_payload` bytes.
+    pub fn body_limit(max_payload: usize) -> usize {
+        max_payload.saturating_mul(4) / 3 + (64 << 10)
     }
 
     pub fn token(token: Option<String>) -> Access {
@@ -88,6 +101,7 @@ impl Access {
 
 /// The API's router for a node whose API listens on `port` (`tls`: served over TLS).
 pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router {
+    let max_body = access.max_body;
     let api = Api {
         node,
         creds: Arc::new(Credentials::new(access.token, access.users)),
@@ -114,6 +128,7 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/metrics", get(metrics))
         .route("/status", get(page))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(api)
 }
 
@@ -144,8 +159,8 @@ fn public(path: &str) -> bool {
 enum Caller {
     /// Loopback, no credentials configured.
     Local,
-    /// `Authorization: Bearer`: a program, which CSRF does not concern.
-    Bearer,
+    /// `Authorization: Bearer` (the token): a program, which CSRF does not concern.
+    Bearer(String),
     /// A browser session (the cookie's value).
     Session(String, SessionInfo),
 }
@@ -182,7 +197,7 @@ async fn authorize(
         if api.creds.user_of(given).is_none() {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong API token");
         }
-        Caller::Bearer
+        Caller::Bearer(given.to_owned())
     } else {
         let cookie = headers
             .get_all(header::COOKIE)
@@ -219,13 +234,7 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn login(
-    State(api): State<Api>,
-    body: Result<Json<LoginRequest>, JsonRejection>,
-) -> Response {
-    let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"} as JSON");
-    };
+async fn login(State(api): State<Api>, JsonBody(body): JsonBody<LoginRequest>) -> Response {
     if !api.creds.required() {
         return error(StatusCode::BAD_REQUEST, "this node's API needs no login (loopback only)");
     }
@@ -262,7 +271,7 @@ async fn session(caller: Option<Extension<Caller>>) -> Response {
             Json(SessionDoc { user: "local".into(), csrf: String::new(), expires_in_s: None })
                 .into_response()
         }
-        Some(Caller::Bearer) | None => error(StatusCode::UNAUTHORIZED, "not logged in"),
+        Some(Caller::Bearer(_)) | None => error(StatusCode::UNAUTHORIZED, "not logged in"),
     }
 }
 
@@ -293,6 +302,32 @@ async fn console_js() -> Response {
 
 async fn console_css() -> Response {
     asset("text/css; charset=utf-8", super::console::STYLE_CSS)
+}
+
+/// A JSON request body; a body that is not the expected JSON is a `400 {"error"}` naming
+/// what is wrong (axum's own rejection is plain text).
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, body_error(&e))),
+        }
+    }
+}
+
+/// What is wrong with a request body, in words.
+fn body_error(e: &JsonRejection) -> String {
+    let text = e.body_text();
+    if text.contains("length limit exceeded") {
+        return "the request body is larger than this node takes (limits.max_payload, \
+                base64 included)"
+            .into();
+    }
+    text
 }
 
 fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
@@ -346,7 +381,7 @@ async fn submit(
 ) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, body_error(&e)),
     };
     let sub = match parse_submission(body) {
         Ok(s) => s,
@@ -513,14 +548,18 @@ async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     }
 }
 
-async fn mark_read(State(api): State<Api>, Json(b): Json<ReadRequest>) -> Response {
+async fn mark_read(State(api): State<Api>, JsonBody(b): JsonBody<ReadRequest>) -> Response {
     match api.node.mark_read(b.cursor) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => stopped(),
     }
 }
 
-async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+async fn stream(
+    State(api): State<Api>,
+    caller: Option<Extension<Caller>>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let ps = params(&q);
     let from = match start_cursor(&ps) {
         Ok(f) => f,
@@ -530,10 +569,11 @@ async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let node = api.node.clone();
-    let state = (node, from, topics, Vec::<InboxItem>::new().into_iter());
-    let events =
-        futures_util::stream::unfold(state, |(node, mut from, topics, mut pending)| async move {
+    let caller = caller.map(|Extension(c)| c);
+    let state = (api, caller, from, topics, Vec::<InboxItem>::new().into_iter());
+    let events = futures_util::stream::unfold(
+        state,
+        |(api, caller, mut from, topics, mut pending)| async move {
             loop {
                 if let Some(item) = pending.next() {
                     from = Some(item.cursor + 1);
@@ -544,23 +584,30 @@ async fn stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
                         .id(item.cursor.to_string())
                         .event("message")
                         .data(json_text(&InboxMessageDoc::from(&item)));
-                    return Some((Ok::<_, Infallible>(ev), (node, from, topics, pending)));
+                    return Some((Ok::<_, Infallible>(ev), (api, caller, from, topics, pending)));
                 }
-                let mut watch = node.inbox_watch();
+                // The stream ends with the session or token it was opened with.
+                if !still_allowed(&api, caller.as_ref()) {
+                    return None;
+                }
+                let mut watch = api.node.inbox_watch();
                 watch.borrow_and_update();
-                let items = match node.inbox(from, 1000).await {
+                let items = match api.node.inbox(from, 1000).await {
                     Ok(Ok(items)) => items,
                     _ => return None,
                 };
                 if items.is_empty() {
-                    if watch.changed().await.is_err() {
-                        return None;
+                    let tick = tokio::time::sleep(Duration::from_secs(1));
+                    tokio::select! {
+                        _ = tick => {}
+                        changed = watch.changed() => if changed.is_err() { return None },
                     }
                     continue;
                 }
                 pending = items.into_iter();
             }
-        });
+        },
+    );
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
@@ -585,11 +632,11 @@ async fn change_subscription(api: Api, body: PatternRequest, subscribe: bool) ->
     }
 }
 
-async fn subscribe(State(api): State<Api>, Json(body): Json<PatternRequest>) -> Response {
+async fn subscribe(State(api): State<Api>, JsonBody(body): JsonBody<PatternRequest>) -> Response {
     change_subscription(api, body, true).await
 }
 
-async fn unsubscribe(State(api): State<Api>, Json(body): Json<PatternRequest>) -> Response {
+async fn unsubscribe(State(api): State<Api>, JsonBody(body): JsonBody<PatternRequest>) -> Response {
     change_subscription(api, body, false).await
 }
 
@@ -618,11 +665,11 @@ async fn change_group(api: Api, body: GroupRequest, join: bool) -> Response {
     }
 }
 
-async fn join_group(State(api): State<Api>, Json(body): Json<GroupRequest>) -> Response {
+async fn join_group(State(api): State<Api>, JsonBody(body): JsonBody<GroupRequest>) -> Response {
     change_group(api, body, true).await
 }
 
-async fn leave_group(State(api): State<Api>, Json(body): Json<GroupRequest>) -> Response {
+async fn leave_group(State(api): State<Api>, JsonBody(body): JsonBody<GroupRequest>) -> Response {
     change_group(api, body, false).await
 }
 
@@ -685,76 +732,155 @@ async fn sent_doc(node: &NodeHandle, limit: usize) -> Result<SentDoc, Response> 
     }
 }
 
-/// `GET /v1/status/stream[?sent=N]`: server-sent events for live views: `status` (the
-/// status document) at once, then whenever the node reports a change and at least every
-/// second; `sent` (the newest `N` own messages, default 50) whenever that list changes;
-/// `overdue` (the `GET /v1/overdue` document) at once and whenever the counts change.
-async fn status_stream(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
-    let limit = match limit_param(&params(&q), "sent", 50) {
+/// `GET /v1/status/stream[?sent=N][&inbox=M]`: server-sent events for live views, in one
+/// connection (a browser allows six per host over HTTP/1.1): `status` (the status document)
+/// at once, then whenever the node reports a change and at least every second; `sent` (the
+/// newest `N` own messages, default 50) whenever that list changes; `overdue` (the
+/// `GET /v1/overdue` document) at once and whenever the counts change; with `inbox=M`,
+/// `message` for the last `M` inbox messages and then each new one (as `/v1/inbox/stream`).
+/// The stream ends when the session or token it was opened with does.
+async fn status_stream(
+    State(api): State<Api>,
+    caller: Option<Extension<Caller>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let ps = params(&q);
+    let limit = match limit_param(&ps, "sent", 50) {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let events = api.node.events();
-    let state =
-        (api.node.clone(), events, (None::<String>, 0u64, 0u64), Vec::<SseEvent>::new(), true);
-    let stream = futures_util::stream::unfold(
-        state,
-        move |(node, mut events, mut last_sent, mut pending, first)| async move {
-            loop {
-                if let Some(ev) = pending.pop() {
-                    return Some((
-                        Ok::<_, Infallible>(ev),
-                        (node, events, last_sent, pending, false),
-                    ));
-                }
-                // The sent list is read again only when something may have changed it: an
-                // event (a report, a delivery), or a submission or custody taken by a
-                // neighbour (the counters below); not on every tick.
-                let mut changed = first;
-                if !first {
-                    // A change wakes the stream at once, but not more than 4 times a second.
-                    let tick = tokio::time::sleep(Duration::from_secs(1));
-                    tokio::select! {
-                        _ = tick => {}
-                        r = events.recv() => {
-                            if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                                return None;
-                            }
-                            changed = true;
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                            while events.try_recv().is_ok() {}
-                        }
-                    }
-                }
-                let status = StatusDoc::from(&node.status().await.ok()?);
-                let c = &status.counters;
-                let moved = [&c.flash, &c.immediate, &c.priority, &c.routine]
-                    .iter()
-                    .map(|c| c.submitted)
-                    .chain(status.links.iter().map(|l| l.accepted))
-                    .fold(0u64, u64::wrapping_add);
-                let late = [&status.overdue.flash, &status.overdue.immediate]
-                    .into_iter()
-                    .chain([&status.overdue.priority, &status.overdue.routine])
-                    .fold(0u64, |a, b| a.wrapping_mul(1_000_003).wrapping_add(*b));
-                if first || late != last_sent.2 {
-                    let doc = overdue_doc(&node, 100).await.ok()?;
-                    pending.push(SseEvent::default().event("overdue").data(json_text(&doc)));
-                    last_sent.2 = late;
-                }
-                if changed || moved != last_sent.1 {
-                    let sent_text = json_text(&sent_doc(&node, limit).await.ok()?);
-                    if last_sent.0.as_ref() != Some(&sent_text) {
-                        pending.push(SseEvent::default().event("sent").data(sent_text.clone()));
-                    }
-                    last_sent.0 = Some(sent_text);
-                    last_sent.1 = moved;
-                }
-                pending.push(SseEvent::default().event("status").data(json_text(&status)));
-            }
+    let inbox = match ps.iter().any(|(k, _)| k == "inbox") {
+        true => match limit_param(&ps, "inbox", 200) {
+            Ok(l) => Some(l),
+            Err(r) => return r,
         },
-    );
+        false => None,
+    };
+    let live = Live {
+        events: api.node.events(),
+        api,
+        caller: caller.map(|Extension(c)| c),
+        sent_limit: limit,
+        inbox,
+        inbox_from: None,
+        last_sent: None,
+        last_moved: 0,
+        last_late: None,
+        pending: Vec::new(),
+        first: true,
+    };
+    let stream = futures_util::stream::unfold(live, |mut live| async move {
+        let ev = live.next().await?;
+        Some((Ok::<_, Infallible>(ev), live))
+    });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// The state of one live stream (`GET /v1/status/stream`).
+struct Live {
+    api: Api,
+    caller: Option<Caller>,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    sent_limit: usize,
+    /// Follow the inbox: the last this many first.
+    inbox: Option<usize>,
+    inbox_from: Option<u64>,
+    last_sent: Option<String>,
+    last_moved: u64,
+    last_late: Option<[u64; 4]>,
+    /// Events to send, last first.
+    pending: Vec<SseEvent>,
+    first: bool,
+}
+
+impl Live {
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(ev) = self.pending.pop() {
+                return Some(ev);
+            }
+            // The sent list is read again only when something may have changed it: an event
+            // (a report, a delivery), or a submission or custody taken by a neighbour (the
+            // counters below); not on every tick.
+            let mut changed = self.first;
+            if !self.first {
+                // A change wakes the stream at once, but not more than 4 times a second.
+                let tick = tokio::time::sleep(Duration::from_secs(1));
+                tokio::select! {
+                    _ = tick => {}
+                    r = self.events.recv() => {
+                        if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            return None;
+                        }
+                        changed = true;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        while self.events.try_recv().is_ok() {}
+                    }
+                }
+            }
+            if !still_allowed(&self.api, self.caller.as_ref()) {
+                return None;
+            }
+            self.refresh(changed).await?;
+            self.first = false;
+        }
+    }
+
+    /// Queues what changed (in the order the browser should see it: status first).
+    async fn refresh(&mut self, changed: bool) -> Option<()> {
+        let node = self.api.node.clone();
+        let status = StatusDoc::from(&node.status().await.ok()?);
+        let mut out = vec![SseEvent::default().event("status").data(json_text(&status))];
+        let o = &status.overdue;
+        let late = [o.flash, o.immediate, o.priority, o.routine];
+        if self.last_late != Some(late) {
+            let doc = overdue_doc(&node, 100).await.ok()?;
+            out.push(SseEvent::default().event("overdue").data(json_text(&doc)));
+            self.last_late = Some(late);
+        }
+        let c = &status.counters;
+        let moved = [&c.flash, &c.immediate, &c.priority, &c.routine]
+            .iter()
+            .map(|c| c.submitted)
+            .chain(status.links.iter().map(|l| l.accepted))
+            .fold(0u64, u64::wrapping_add);
+        if changed || moved != self.last_moved {
+            let text = json_text(&sent_doc(&node, self.sent_limit).await.ok()?);
+            if self.last_sent.as_ref() != Some(&text) {
+                out.push(SseEvent::default().event("sent").data(text.clone()));
+                self.last_sent = Some(text);
+            }
+            self.last_moved = moved;
+        }
+        if let Some(last) = self.inbox {
+            let from =
+                *self.inbox_from.get_or_insert(status.inbox.next.saturating_sub(last as u64));
+            if status.inbox.next > from {
+                let items = node.inbox(Some(from), 1000).await.ok()?.ok()?;
+                for item in &items {
+                    self.inbox_from = Some(item.cursor + 1);
+                    out.push(
+                        SseEvent::default()
+                            .id(item.cursor.to_string())
+                            .event("message")
+                            .data(json_text(&InboxMessageDoc::from(item))),
+                    );
+                }
+            }
+        }
+        out.reverse();
+        self.pending = out;
+        Some(())
+    }
+}
+
+/// Whether the session or token a long request was opened with still stands.
+fn still_allowed(api: &Api, caller: Option<&Caller>) -> bool {
+    match caller {
+        Some(Caller::Session(id, _)) => api.sessions.check(id, &api.creds).is_some(),
+        Some(Caller::Bearer(token)) => api.creds.user_of(token).is_some(),
+        Some(Caller::Local) | None => true,
+    }
 }
 
 /// `GET /v1/links`: the links of `/v1/status`, with what each carried.

@@ -59,8 +59,9 @@ pub struct RelayConfig {
     pub api_users: Option<PathBuf>,
     /// How long a console login lasts.
     pub api_session: Duration,
-    /// Serve the API over TLS with this certificate chain and key (PEM).
-    pub api_tls: Option<(PathBuf, PathBuf)>,
+    /// Also serve the API and console over TLS: at this address, with this certificate chain
+    /// and key (PEM).
+    pub api_tls: Option<ApiTls>,
     pub listen: Vec<Listen>,
     pub peers: Vec<Peer>,
     pub transport: BTreeMap<Medium, TransportSettings>,
@@ -96,6 +97,7 @@ struct Raw {
     api_token: Option<String>,
     api_users: Option<PathBuf>,
     api_session: Option<String>,
+    api_tls: Option<String>,
     api_tls_cert: Option<PathBuf>,
     api_tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -122,6 +124,14 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawWire {
     compact_offers: Option<bool>,
+}
+
+/// The API and console over TLS (`api_tls`, `api_tls_cert`, `api_tls_key`).
+#[derive(Clone, Debug)]
+pub struct ApiTls {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// How long a console login lasts unless `api_session` says otherwise.
@@ -379,14 +389,32 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     if api_session.is_zero() {
         return Err(("api_session".into(), "a console login must last longer than 0s".into()));
     }
-    let api_tls = match (raw.api_tls_cert, raw.api_tls_key) {
-        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(("api_tls_key".into(), "api_tls_cert needs api_tls_key beside it".into()));
+    let api_tls = match (raw.api_tls, raw.api_tls_cert, raw.api_tls_key) {
+        (Some(a), Some(c), Some(k)) => {
+            let addr: SocketAddr = field("api_tls", a.parse())?;
+            if !addr.ip().is_loopback() && raw.api_token.is_none() && raw.api_users.is_none() {
+                return Err((
+                    "api_tls".into(),
+                    format!("{addr} is not a loopback address: set api_token or api_users"),
+                ));
+            }
+            if addr == api {
+                return Err(("api_tls".into(), format!("{addr} is the plain API's address")));
+            }
+            Some(ApiTls { addr, cert: base.join(c), key: base.join(k) })
         }
-        (None, Some(_)) => {
-            return Err(("api_tls_cert".into(), "api_tls_key needs api_tls_cert beside it".into()));
+        (None, None, None) => None,
+        (a, c, k) => {
+            let missing = [("api_tls", a.is_none()), ("api_tls_cert", c.is_none())]
+                .into_iter()
+                .chain([("api_tls_key", k.is_none())])
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>();
+            return Err((
+                missing[0].into(),
+                "api_tls, api_tls_cert and api_tls_key go together".into(),
+            ));
         }
     };
     let mut listen = Vec::new();
@@ -674,8 +702,20 @@ reason = "no"
         assert_eq!(c.core.objectives[Precedence::Routine.index()], Duration::from_secs(3600));
         assert_eq!(c.core.objectives[Precedence::Immediate.index()], Duration::from_secs(1800));
         check(&replace(api, &format!("{api}\napi_session = \"soon\"")), "api_session", "");
-        check(&replace(api, &format!("{api}\napi_tls_cert = \"c.pem\"")), "api_tls_key", "beside");
-        check(&replace(api, &format!("{api}\napi_tls_key = \"k.pem\"")), "api_tls_cert", "beside");
+        check(&replace(api, &format!("{api}\napi_tls_cert = \"c.pem\"")), "api_tls", "together");
+        check(&replace(api, &format!("{api}\napi_tls_key = \"k.pem\"")), "api_tls", "together");
+        let tls = "api_tls_cert = \"c.pem\"\napi_tls_key = \"k.pem\"";
+        check(
+            &replace(api, &format!("{api}\n{tls}\napi_tls = \"0.0.0.0:7443\"")),
+            "api_tls",
+            "api_token",
+        );
+        let c = parse(
+            &replace(api, &format!("{api}\n{tls}\napi_tls = \"127.0.0.1:7443\"")),
+            Path::new("n"),
+        )
+        .unwrap();
+        assert_eq!(c.api_tls.unwrap().addr.port(), 7443);
         check(
             &replace(r#"action = "deny""#, r#"action = "maybe""#),
             "policy.rule[0].action",

@@ -74,6 +74,12 @@ pub fn parse_users(text: &str) -> Result<Vec<(String, String)>, String> {
         if token.len() < 16 {
             return Err(format!("line {}: {name}'s token is shorter than 16 characters", i + 1));
         }
+        if name == NODE_USER {
+            return Err(format!(
+                "line {}: `{NODE_USER}` is the node's own api_token's user",
+                i + 1
+            ));
+        }
         if out.iter().any(|(n, _)| n == name) {
             return Err(format!("line {}: {name} is listed twice", i + 1));
         }
@@ -296,7 +302,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> io::Result<Arc<rustls::ServerConfi
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| bad(cert, &e))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first: a browser keeps one connection for every tab's streams, where HTTP/1.1
+    // would allow six per host.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
@@ -383,6 +391,7 @@ mod tests {
         assert!(parse_users("alice").unwrap_err().contains("line 1"));
         assert!(parse_users("alice short").unwrap_err().contains("shorter than 16"));
         assert!(parse_users("a 0123456789abcdef x").unwrap_err().contains("expected"));
+        assert!(parse_users("node 0123456789abcdef").unwrap_err().contains("api_token"));
         let twice = "a 0123456789abcdef\na 0123456789abcdefgh";
         assert!(parse_users(twice).unwrap_err().contains("line 2: a is listed twice"));
     }

@@ -129,6 +129,9 @@ pub struct Snapshot {
     pub peer_certificates: BTreeMap<LinkId, std::time::SystemTime>,
     /// The mesh as this node knows it.
     pub topology: Vec<crate::core::TopologyLink>,
+    /// Named groups and topic patterns announced anywhere this node knows of.
+    pub known_groups: Vec<String>,
+    pub known_topics: Vec<String>,
 }
 
 /// A cheap, clonable way to talk to a running node.
@@ -761,6 +764,7 @@ impl Driver {
                     .trust
                     .as_ref()
                     .map(|t| rustls::pki_types::CertificateDer::from(t.certificate().to_vec()));
+                let (known_groups, known_topics) = self.node.known_addresses();
                 let snapshot = Snapshot {
                     node: self.node.status(),
                     refusals: self.refusals.iter().cloned().collect(),
@@ -789,6 +793,8 @@ impl Driver {
                         })
                         .collect(),
                     topology: self.node.topology(),
+                    known_groups,
+                    known_topics,
                 };
                 let _ = reply.send(snapshot);
             }
