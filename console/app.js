@@ -299,7 +299,9 @@ function renderMesh() {
       if (e.inflight) parts.push(`${fmtBytes(e.inflight)} in flight`);
     }
     if (parts.length) {
-      g.append(svg('text', { x: (mx + qx) / 2, y: (my + qy) / 2 - 4, 'text-anchor': 'middle', class: 'edge-label' }, parts.join(' · ')));
+      // On the curve's middle (a quadratic's midpoint), so parallel links' labels part too.
+      const lx = 0.25 * x1 + 0.5 * qx + 0.25 * x2, ly = 0.25 * y1 + 0.5 * qy + 0.25 * y2;
+      g.append(svg('text', { x: lx, y: ly - 4, 'text-anchor': 'middle', class: 'edge-label' }, parts.join(' · ')));
     }
   }
   for (const [n, [x, y]] of pos) {
@@ -431,8 +433,9 @@ async function markRead(cursor) {
   // Say so when that includes earlier unread messages, and insist for FLASH and IMMEDIATE.
   const earlier = [...S.inbox.values()].filter((m) => m.cursor < cursor && m.cursor >= S.readCursor);
   const urgent = earlier.filter((m) => m.precedence === 'flash' || m.precedence === 'immediate');
-  if (earlier.length && !confirm(`This also marks ${earlier.length} earlier unread message${earlier.length > 1 ? 's' : ''} read`
-    + `${urgent.length ? `, ${urgent.length} of them FLASH or IMMEDIATE` : ''}. Mark them read too?`)) return;
+  const n = earlier.length;
+  if (n && !confirm(`This also marks ${n === 1 ? 'an earlier unread message' : `${n} earlier unread messages`} read`
+    + `${urgent.length ? ` (${urgent.length} FLASH or IMMEDIATE)` : ''}. Mark ${n === 1 ? 'it' : 'them'} read too?`)) return;
   try {
     await api('POST', '/v1/inbox/read', { cursor });
     S.readCursor = Math.max(S.readCursor, cursor + 1);

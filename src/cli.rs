@@ -483,6 +483,17 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
         ),
         None => None,
     };
+    if let Some(t) = &cfg.api_tls
+        && let Ok(pem) = std::fs::read(&t.cert)
+        && let Some(Ok(der)) = rustls_pemfile::certs(&mut pem.as_slice()).next()
+        && let Ok((_, c)) = x509_parser::parse_x509_certificate(&der)
+        && c.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112"
+    {
+        warnings.push(format!(
+            "{}: an Ed25519 certificate: browsers do not accept it for TLS (use ECDSA or RSA)",
+            t.cert.display()
+        ));
+    }
     if let Some(users) = &cfg.api_users {
         let text = std::fs::read_to_string(users).map_err(|e| at(users, &e))?;
         shell::console::parse_users(&text).map_err(|e| at(users, &e))?;

@@ -184,7 +184,19 @@ fn console_logins_need_a_valid_token_and_changes_need_the_csrf_token_and_the_sam
     assert_eq!(submitted(&relay), 1);
 }
 
-/// A self-signed ECDSA certificate for 127.0.0.1 (what a station would get from its own CA).
+/// A self-signed ECDSA certificate for 127.0.0.1 (what a station would get from its own CA):
+/// its files, its DER, and its key's SPKI SHA-256 in base64 (what Chromium can be told to trust).
+fn lan_certificate_with_spki(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>, String) {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    let (c, k, der) = lan_certificate(dir);
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&k).unwrap()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
+    (c, k, der, base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
+}
+
 fn lan_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let params =
@@ -296,6 +308,52 @@ fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     let (_, _, other) = lan_certificate(&elsewhere);
     assert!(https(tls_port, &other, &status, &[]).is_err());
+}
+
+#[test]
+fn a_tablet_logs_in_and_sends_over_tls_and_http2_in_a_real_browser() {
+    let mesh = Mesh::new();
+    let (cert, key, _, spki) = lan_certificate_with_spki(mesh.dir.path());
+    let tls_port = free_tcp_port();
+    let hq = mesh
+        .node("county-hq", "command", "public")
+        .api_token(NODE_TOKEN)
+        .top(&format!("api_tls = \"127.0.0.1:{tls_port}\""))
+        .top(&format!("api_tls_cert = \"{}\"", cert.display()))
+        .top(&format!("api_tls_key = \"{}\"", key.display()));
+    let hq_run = hq.start();
+    let browser = Browser::start_with(
+        &mesh.dir.path().join("chromium"),
+        &[format!("--ignore-certificate-errors-spki-list={spki}")],
+    );
+    let long = Duration::from_secs(20);
+    browser.goto(&format!("https://127.0.0.1:{tls_port}/"));
+    let token = browser.wait_for("#login-token", long);
+    browser.wait_until("the login form", long, "return !document.querySelector('#login').hidden");
+    let protocol =
+        browser.script("return performance.getEntriesByType('navigation')[0].nextHopProtocol");
+    assert_eq!(protocol, json!("h2"), "the console over TLS should be HTTP/2");
+    browser.type_into(&token, NODE_TOKEN);
+    browser.click(&browser.find("#login-form button").unwrap());
+    browser.wait_until("the console", long, "return !document.querySelector('#app').hidden");
+    browser.click(&browser.find("#tabs button[data-view=compose]").unwrap());
+    browser.type_into(&browser.find("#c-to").unwrap(), "node:county-hq");
+    browser.type_into(&browser.find("#c-body").unwrap(), "sent from the station's tablet");
+    browser.click(&browser.find("#c-send").unwrap());
+    let result = browser.wait_until(
+        "the message to be accepted",
+        long,
+        "const t = document.querySelector('#compose-result').textContent; \
+         return t.startsWith('Accepted') || t.startsWith('Not sent') ? t : '';",
+    );
+    assert!(result.as_str().unwrap().starts_with("Accepted"), "{result}");
+    browser.click(&browser.find("#tabs button[data-view=inbox]").unwrap());
+    browser.wait_until(
+        "the message in the inbox",
+        long,
+        "return document.querySelector('#inbox li')?.textContent.includes('station\\'s tablet')",
+    );
+    assert_eq!(hq_run.status().inbox.next, 1);
 }
 
 #[test]

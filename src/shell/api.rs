@@ -171,7 +171,13 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the `:authority` pseudo-header (the URI's).
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(authority.as_deref())
+        .unwrap_or("");
     // No CORS: a page from another origin may not drive the node through a user's browser.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -515,8 +521,13 @@ async fn inbox(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let limit =
-        param(&ps, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000usize).clamp(1, 10_000);
+    let limit = match param(&ps, "limit").map(|l| l.parse::<usize>()) {
+        None => 1000,
+        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
+        Some(_) => {
+            return error(StatusCode::BAD_REQUEST, "limit: expected a number from 1 to 10000");
+        }
+    };
     let (wait, topics) = match (wait_param(&ps), topic_filter(&ps)) {
         (Ok(w), Ok(t)) => (w, t),
         (Err(r), _) | (_, Err(r)) => return r,

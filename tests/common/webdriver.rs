@@ -29,6 +29,11 @@ pub struct Element(String);
 impl Browser {
     /// Starts chromedriver and a headless Chromium session; `profile` is a fresh directory.
     pub fn start(profile: &Path) -> Browser {
+        Browser::start_with(profile, &[])
+    }
+
+    /// The same, with more Chromium arguments.
+    pub fn start_with(profile: &Path, extra: &[String]) -> Browser {
         assert!(
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
             "the console tests need Chromium: apt-get install chromium chromium-driver"
@@ -48,14 +53,21 @@ impl Browser {
             let v: Value = r.json().ok()?;
             v["value"]["ready"].as_bool().filter(|r| *r)
         });
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--window-size=1400,1000",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                         "--disable-gpu", "--window-size=1400,1000",
-                         format!("--user-data-dir={}", profile.display())],
-            }
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
         }}});
         let mut b = Browser { driver, base: root.clone(), http };
         let v = b.call("POST", "/session", caps);
