@@ -199,9 +199,14 @@ function renderMesh() {
     const own = l.from === me;
     const prev = edges.get(key);
     if (prev && prev.own) continue;
+    const ends = [said.get(`${a}>${b}|${l.medium}`), said.get(`${b}>${a}|${l.medium}`)];
     const up = own ? l.up : [a, b].filter((n) => advertisers.has(n))
       .every((n) => said.get(`${n}>${n === a ? b : a}|${l.medium}`)?.up === true);
-    edges.set(key, { a, b, medium: l.medium, up, rtt: l.rtt_ms, loss: l.loss, own });
+    // Only the dialling end measures the round trip (the other advertises its estimate):
+    // show the smaller of the two.
+    const rtts = ends.map((x) => x?.rtt_ms).filter((r) => r != null);
+    const rtt = own ? l.rtt_ms : (rtts.length ? Math.min(...rtts) : null);
+    edges.set(key, { a, b, medium: l.medium, up, rtt, loss: l.loss, own });
     touch(a, b);
   }
   for (const l of st.links) {
