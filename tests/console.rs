@@ -259,21 +259,8 @@ fn the_api_and_console_are_served_over_tls_with_a_configured_certificate() {
         .top(&format!("api_tls = \"127.0.0.1:{tls_port}\""))
         .top(&format!("api_tls_cert = \"{}\"", cert.display()))
         .top(&format!("api_tls_key = \"{}\"", key.display()));
-    let config = spec.write_config();
-    let log = std::fs::File::create(mesh.dir.path().join("tls.log")).unwrap();
-    let child = std::process::Command::new(&*BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _run = Kill(child);
+    // The helpers send the token, so start() waits for the plain API as usual.
+    let _run = spec.start();
     let status = format!(
         "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {NODE_TOKEN}\r\n\
          Connection: close\r\n\r\n",
