@@ -566,6 +566,22 @@ fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_
 }
 
 #[test]
+fn an_alarm_goes_with_the_status_it_belongs_to_when_that_ages_out() {
+    let mut h = Harness::new();
+    let mut cfg = CoreConfig::new(n("a"), Role::Command);
+    cfg.status_keep = Duration::from_secs(3600);
+    h.add_with(cfg).add("b", Role::Township);
+    let id = h.submit("a", "node:b", Precedence::Flash, Duration::from_secs(7200));
+    h.run_for(Duration::from_secs(11 * 60));
+    assert_eq!(h.node("a").status().overdue, [0, 0, 0, 1]);
+    // Past status_keep (and the next housekeeping) the status, and with it the alarm, is gone.
+    h.run_for(Duration::from_secs(3600));
+    assert!(h.node("a").message_status(&id).unwrap().is_none());
+    assert_eq!(h.node("a").status().overdue, [0; 4]);
+    assert!(h.node("a").overdue_list(10).unwrap().is_empty());
+}
+
+#[test]
 fn messages_wait_for_a_route_and_flow_when_it_appears() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);

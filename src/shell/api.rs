@@ -79,23 +79,9 @@ pub struct Access {
 }
 
 impl Access {
-    /// Loopback only, no tokens (tests, the simulator).
-    pub fn open() -> Access {
-        Access {
-            token: None,
-            users: None,
-            session: super::config::DEFAULT_API_SESSION,
-            max_body: Access::body_limit(1 << 20),
-        }
-    }
-
     /// The body limit for payloads of at most `max_payload` bytes.
     pub fn body_limit(max_payload: usize) -> usize {
         max_payload.saturating_mul(4) / 3 + (64 << 10)
-    }
-
-    pub fn token(token: Option<String>) -> Access {
-        Access { token, ..Access::open() }
     }
 }
 
@@ -591,10 +577,7 @@ async fn stream(
                     if !wanted(&item, &topics) {
                         continue;
                     }
-                    let ev = SseEvent::default()
-                        .id(item.cursor.to_string())
-                        .event("message")
-                        .data(json_text(&InboxMessageDoc::from(&item)));
+                    let ev = inbox_event(&item);
                     return Some((Ok::<_, Infallible>(ev), (api, caller, from, topics, pending)));
                 }
                 // The stream ends with the session or token it was opened with.
@@ -870,12 +853,7 @@ impl Live {
                 let items = node.inbox(Some(from), 1000).await.ok()?.ok()?;
                 for item in &items {
                     self.inbox_from = Some(item.cursor + 1);
-                    out.push(
-                        SseEvent::default()
-                            .id(item.cursor.to_string())
-                            .event("message")
-                            .data(json_text(&InboxMessageDoc::from(item))),
-                    );
+                    out.push(inbox_event(item));
                 }
             }
         }
@@ -883,6 +861,14 @@ impl Live {
         self.pending = out;
         Some(())
     }
+}
+
+/// An inbox message as a server-sent event (`/v1/inbox/stream`, `/v1/status/stream`).
+fn inbox_event(item: &InboxItem) -> SseEvent {
+    SseEvent::default()
+        .id(item.cursor.to_string())
+        .event("message")
+        .data(json_text(&InboxMessageDoc::from(item)))
 }
 
 /// Whether the session or token a long request was opened with still stands.

@@ -418,6 +418,16 @@ mod tests {
         assert!(sessions.check(&id, &creds).is_none(), "a revoked token's session goes on");
         assert!(sessions.check(&id, &creds).is_none());
 
+        // A users file that no longer parses logs in nobody from it (the node's token still
+        // works), and ends the sessions opened with its tokens.
+        std::fs::write(&file, "bob 0123456789abcdef0123\n").unwrap();
+        let (bob, _) = sessions.open("bob".into(), "0123456789abcdef0123");
+        assert!(sessions.check(&bob, &creds).is_some());
+        std::fs::write(&file, "bob 0123456789abcdef0123\nbroken line here\n").unwrap();
+        assert_eq!(creds.user_of("0123456789abcdef0123"), None);
+        assert!(sessions.check(&bob, &creds).is_none());
+        assert_eq!(creds.user_of("node-token-0123456789").as_deref(), Some(NODE_USER));
+
         let short = Sessions::new(Duration::ZERO, 7480, true);
         let (id, _) = short.open(NODE_USER.into(), "node-token-0123456789");
         assert!(short.check(&id, &creds).is_none(), "an expired session goes on");
