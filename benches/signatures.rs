@@ -51,6 +51,8 @@ fn envelope(size: usize) -> Envelope {
         hop_count: 0,
         destinations: vec![NodeId::new("county-hq").expect("id")],
         signature: Bytes::new(),
+        key: None,
+        supersedes: None,
     }
 }
 

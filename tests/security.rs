@@ -61,6 +61,8 @@ fn envelope(origin: &str, to: &str, body: &str) -> Envelope {
         hop_count: 1,
         destinations: vec![NodeId::new(to).unwrap()],
         signature: Bytes::new(),
+        key: None,
+        supersedes: None,
     }
 }
 

@@ -388,6 +388,8 @@ fn submission(size: usize, receipt: bool) -> Submission {
         payload: Bytes::from(vec![0x42; size]),
         receipt,
         status: TrafficStatus::Actual,
+        key: None,
+        replaces: None,
     }
 }
 
@@ -781,6 +783,8 @@ pub fn core_relay_cost(
                 hop_count: 0,
                 destinations: vec![sink.clone()],
                 signature: Bytes::new(),
+                key: None,
+                supersedes: None,
             };
             node.handle_frame(t, up, Frame::Offer { offer: n, envelope: env });
         }

@@ -350,6 +350,8 @@ fn envelope(
         hop_count: 0,
         destinations: vec![to.clone()],
         signature: Bytes::new(),
+        key: None,
+        supersedes: None,
     }
 }
 

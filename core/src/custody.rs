@@ -28,6 +28,7 @@ const MIN_REPORT_LIFETIME: Duration = Duration::from_secs(3600);
 /// What is needed to delete a held message without reading it back.
 struct HeldRef {
     seq: u64,
+    id: MessageId,
     precedence: Precedence,
     deadline: Time,
     weight: u64,
@@ -42,6 +43,7 @@ impl HeldRef {
         let env = &m.envelope;
         HeldRef {
             seq,
+            id: env.id,
             precedence: env.precedence,
             deadline: m.deadline(),
             weight: env.weight(),
@@ -76,6 +78,13 @@ impl Node {
         if sub.content_type.len() > 128 || sub.content_type.is_empty() {
             return Err(SubmitError::Invalid("content type must be 1 to 128 bytes".into()));
         }
+        if let Some(key) = &sub.key {
+            super::types::check_key(key).map_err(SubmitError::Invalid)?;
+        }
+        let supersedes = match sub.replaces {
+            Some(target) => Some(self.replacement_target(now, target)?),
+            None => None,
+        };
         let me = self.cfg.node.clone();
         self.cfg
             .policy
@@ -99,10 +108,16 @@ impl Node {
             hop_count: 0,
             destinations,
             signature: Bytes::new(),
+            key: sub.key,
+            supersedes,
         };
         self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
         let id = envelope.id;
-        let result = self.accept_local(now, envelope, local);
+        let notice = envelope.supersedes.clone().map(|t| (envelope.clone(), t));
+        let mut result = self.accept_local(now, envelope, local);
+        if let (Ok(()), Some((replacement, target))) = (&result, notice) {
+            result = self.replacement_notice(now, &replacement, &target);
+        }
         if let Err(e) = result {
             self.poison(e.clone());
             return Err(SubmitError::Storage(e));
@@ -110,19 +125,27 @@ impl Node {
         Ok(id)
     }
 
-    fn accept_local(
+    pub(super) fn accept_local(
         &mut self,
         now: Time,
         envelope: Envelope,
         local: bool,
     ) -> Result<(), StoreError> {
         let p = envelope.precedence;
+        // What it cancels or replaces, or older messages with its key, are withdrawn here
+        // first (a newer message with its key cannot exist: the node's clock only moves on).
+        self.steer(now, &envelope)?;
         let mut dests = envelope.destinations.clone();
         if local {
             dests.push(self.cfg.node.clone());
             dests.sort();
         }
         let no_recipients = dests.is_empty();
+        if matches!(envelope.body, Body::Cancel { replaced_by: Some(_), .. }) {
+            // A replacement's notice: the replacement's own status tells the story.
+            self.originate(now, envelope);
+            return Ok(());
+        }
         let record = StatusRecord {
             id: envelope.id,
             to: envelope.to.to_string(),
@@ -133,10 +156,16 @@ impl Node {
             destinations: dests,
             custody_at: Some(self.cfg.node.clone()),
             reports: Vec::new(),
+            cancelled_by: None,
+            key: envelope.key.clone(),
+            replaces: match envelope.body {
+                Body::Data => envelope.supersedes.as_ref().map(|t| t.id),
+                _ => None,
+            },
         };
         self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
         self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;
-        if envelope.receipt && !no_recipients {
+        if envelope.receipt && !no_recipients && matches!(envelope.body, Body::Data) {
             self.watch_objective(&envelope.id, p, now)?;
         }
         self.counters.submitted[p.index()] += 1;
@@ -230,7 +259,7 @@ impl Node {
             return Err((CustodyCode::Invalid, "offer without destinations".into()));
         }
         self.check_origin(now, link, env)?;
-        if matches!(env.body, Body::Data) {
+        if !matches!(env.body, Body::Report(_)) {
             let role = if let Some(c) = self.keys.get(&env.origin) {
                 Some(c.role) // certified by the CA
             } else if self.links.get(&link).is_some_and(|l| l.info.peer == env.origin) {
@@ -238,7 +267,13 @@ impl Node {
             } else {
                 self.routing.role_of(&env.origin)
             };
-            if let Err(reason) = self.cfg.policy.check(&env.origin, role, &env.to, p) {
+            let steering = match &env.supersedes {
+                Some(t) => self.may_steer(&env.origin, role, &t.origin),
+                None => Ok(()),
+            };
+            if let Err(reason) =
+                steering.and_then(|()| self.cfg.policy.check(&env.origin, role, &env.to, p))
+            {
                 self.counters.refused[p.index()] += 1;
                 return Err((CustodyCode::Policy, reason));
             }
@@ -290,6 +325,15 @@ impl Node {
         mut env: Envelope,
         from: Option<NodeId>,
     ) -> Result<Option<u64>, StoreError> {
+        if let Some(s) = self.steer(now, &env)? {
+            // Withdrawn before it got here: custody is taken (the sender may let go) and the
+            // copy dropped.
+            let age = env.age;
+            let dests = env.destinations.clone();
+            self.count_withdrawn(&env, s.outcome, s.by, dests.clone());
+            self.report(now, &env, s.outcome, &s.reason, age, &dests)?;
+            return Ok(None);
+        }
         let me = self.cfg.node.clone();
         let mut local = false;
         if let Ok(i) = env.destinations.binary_search(&me) {
@@ -321,16 +365,30 @@ impl Node {
         }
         let remaining = env.lifetime.saturating_sub(age);
         let forget_at = now + remaining + DEDUP_MARGIN.max(remaining / 10);
-        self.store.put(Table::Delivered, &key, &forget_at.as_micros().to_be_bytes())?;
+        // With the inbox cursor of a data message, so a cancel can find it.
+        let mut delivered = forget_at.as_micros().to_be_bytes().to_vec();
+        if matches!(env.body, Body::Data) {
+            delivered.extend_from_slice(&self.next_cursor.to_be_bytes());
+        }
+        self.store.put(Table::Delivered, &key, &delivered)?;
         self.store.put(Table::DeliveredExpiry, &schema::time_prefixed(forget_at, &key), b"")?;
         match &env.body {
             Body::Report(r) => self.apply_report(now, r),
+            // Its work was done on arrival (`steer`); the origin learns it got here.
+            Body::Cancel { .. } => {
+                let me = [self.cfg.node.clone()];
+                self.report(now, env, Outcome::Delivered, "", age, &me)
+            }
             Body::Data => {
                 let cursor = self.next_cursor;
                 self.next_cursor += 1;
                 self.meta_dirty = true;
-                let record =
-                    super::frame::InboxRecord { envelope: env.clone(), delivered_at: now, age };
+                let record = super::frame::InboxRecord {
+                    envelope: env.clone(),
+                    delivered_at: now,
+                    age,
+                    withdrawn: None,
+                };
                 self.store.put(
                     Table::Inbox,
                     &cursor.to_be_bytes(),
@@ -375,6 +433,8 @@ impl Node {
         }
         self.store.insert_new(Table::Expiry, &schema::expiry_key(deadline, seq), b"")?;
         self.held.added(p, weight, from.as_ref());
+        let id_key = schema::held_id_key(&env.id, seq);
+        self.store.insert_new(Table::HeldIds, &id_key, env.origin.as_str().as_bytes())?;
         let stored = StoredMessage { envelope: env, received_at: now, from };
         let record = wire::encode_stored(&stored);
         self.store.insert_new(Table::Messages, &schema::seq_key(seq), &record)?;
@@ -418,6 +478,7 @@ impl Node {
         self.answers.downstream_took(held.seq);
         if self.store.delete(Table::Messages, &schema::seq_key(held.seq))? {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
+            self.store.delete(Table::HeldIds, &schema::held_id_key(&held.id, held.seq))?;
             self.held.removed(p, held.weight, held.from.as_ref());
             self.meta_dirty = true;
         }
@@ -559,7 +620,7 @@ impl Node {
     }
 
     /// Tells the origin what became of `original` (if it asked), or records it if that is us.
-    fn report(
+    pub(super) fn report(
         &mut self,
         now: Time,
         original: &Envelope,
@@ -568,7 +629,7 @@ impl Node {
         age: Duration,
         destinations: &[NodeId],
     ) -> Result<(), StoreError> {
-        if !original.receipt || !matches!(original.body, Body::Data) {
+        if !original.receipt || matches!(original.body, Body::Report(_)) {
             return Ok(());
         }
         let report = Report {
@@ -598,6 +659,8 @@ impl Node {
             hop_count: 0,
             destinations: vec![original.origin.clone()],
             signature: Bytes::new(),
+            key: None,
+            supersedes: None,
         };
         self.originate(now, env);
         Ok(())
@@ -676,6 +739,29 @@ impl Node {
             self.store.delete(Table::Expiry, &schema::expiry_key(deadline, seq))?;
             return Ok(());
         };
+        let owed = self.settle_for_good(seq, &m, deadline)?;
+        let env = &m.envelope;
+        let p = env.precedence;
+        self.counters.expired[p.index()] += 1;
+        self.pending_events.push(Event::Expired {
+            id: env.id,
+            origin: env.origin.clone(),
+            precedence: p,
+            destinations: owed.clone(),
+        });
+        let age = env.age + now.saturating_since(m.received_at);
+        let reason = format!("lifetime ended while held at {}", self.cfg.node);
+        self.report(now, env, Outcome::Expired, &reason, age, &owed)
+    }
+
+    /// Settles held message `seq` (expiring at `deadline`) for every destination, whatever is
+    /// still owed; returns the destinations that were.
+    pub(super) fn settle_for_good(
+        &mut self,
+        seq: u64,
+        m: &StoredMessage,
+        deadline: Time,
+    ) -> Result<Vec<NodeId>, StoreError> {
         // An offer of it still in flight is withdrawn: the node's and the links' views of what
         // is in flight stay the same (a late "accepted" is ignored; the neighbour then holds a
         // copy of its own, which it delivers or expires and reports).
@@ -695,19 +781,10 @@ impl Node {
                 owed.push(d.clone());
             }
         }
-        let held = HeldRef { deadline, ..HeldRef::of(seq, &m) };
+        let held = HeldRef { deadline, ..HeldRef::of(seq, m) };
         let all = env.destinations.clone();
         self.settle(&held, &all, true)?;
-        self.counters.expired[p.index()] += 1;
-        self.pending_events.push(Event::Expired {
-            id: env.id,
-            origin: env.origin.clone(),
-            precedence: p,
-            destinations: owed.clone(),
-        });
-        let age = env.age + now.saturating_since(m.received_at);
-        let reason = format!("lifetime ended while held at {}", self.cfg.node);
-        self.report(now, env, Outcome::Expired, &reason, age, &owed)
+        Ok(owed)
     }
 
     pub(super) fn peek_expiry(&mut self) -> Result<Option<Time>, StoreError> {
@@ -722,6 +799,7 @@ impl Node {
     /// Forgets dedup records past their time, prunes read inbox messages and old statuses.
     pub(super) fn housekeeping(&mut self, now: Time) -> Result<(), StoreError> {
         self.sweep_bindings(now)?;
+        self.sweep_steering(now)?;
         let mut old = Vec::new();
         self.store.scan(
             Table::DeliveredExpiry,
@@ -770,6 +848,7 @@ impl Node {
 fn held_ref(o: &Offer) -> HeldRef {
     HeldRef {
         seq: o.seq,
+        id: o.id,
         precedence: o.precedence,
         deadline: o.deadline,
         weight: o.held_weight,

@@ -133,6 +133,40 @@ pub struct InboxRecord {
     pub envelope: Envelope,
     pub delivered_at: Time,
     pub age: Duration,
+    /// Set once a cancel or a newer message withdrew it.
+    pub withdrawn: Option<Withdrawal>,
+}
+
+/// Why a delivered message no longer stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// The cancel, or the newer message (a replacement or a newer one with the same key).
+    pub by: MessageId,
+    /// `Cancelled` or `Superseded`.
+    pub outcome: super::types::Outcome,
+    pub reason: String,
+    pub at: Time,
+}
+
+/// A message recalled or replaced before it reached this node: when it arrives, it is
+/// neither held nor delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The target's origin; `None` while only its id is known (a local cancel of a message
+    /// not seen here yet).
+    pub origin: Option<NodeId>,
+    pub by: MessageId,
+    pub outcome: super::types::Outcome,
+    pub reason: String,
+    pub until: Time,
+}
+
+/// The newest message seen at this node of one (origin, key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatestKey {
+    pub id: MessageId,
+    pub created: Time,
+    pub until: Time,
 }
 
 /// What the origin knows about a message it sent.
@@ -149,6 +183,10 @@ pub struct StatusRecord {
     /// The last node known to hold custody of it (this node until a neighbour accepts it).
     pub custody_at: Option<NodeId>,
     pub reports: Vec<StatusReport>,
+    /// The cancel this node sent for it.
+    pub cancelled_by: Option<MessageId>,
+    pub key: Option<String>,
+    pub replaces: Option<MessageId>,
 }
 
 /// One end-to-end report received (or produced locally) about a message.

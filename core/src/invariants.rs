@@ -37,8 +37,9 @@ impl std::fmt::Debug for CheckedRows {
     }
 }
 
-/// What the invariants need of a held message: precedence, weight, destination count.
-type RowFacts = (Precedence, u64, usize);
+/// What the invariants need of a held message: precedence, weight, destination count, id
+/// and origin.
+type RowFacts = (Precedence, u64, usize, MessageId, NodeId);
 
 /// One broken invariant, with what was expected and found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,7 @@ impl Node {
     ///   queue entries; every queue and expiry entry names a held message.
     /// - Custody: no answer, acceptance or unsigned envelope waits once a batch is committed.
     /// - Membership and bindings: the in-memory views equal their tables.
+    /// - The held-id index names exactly the held messages, by id, seq and origin.
     pub fn check_invariants(&mut self) -> Result<(), Violation> {
         if self.poisoned.is_some() {
             return Ok(()); // a doomed batch: the next commit rolls back and reloads
@@ -170,12 +172,14 @@ impl Node {
                 Some((row, facts)) if row == v => Some((row, facts)),
                 _ => wire::decode_stored(v).ok().map(|m| {
                     let e = &m.envelope;
-                    (v.to_vec(), (e.precedence, e.weight(), e.destinations.len()))
+                    let facts =
+                        (e.precedence, e.weight(), e.destinations.len(), e.id, e.origin.clone());
+                    (v.to_vec(), facts)
                 }),
             };
             match facts {
                 Some((row, facts)) => {
-                    messages.insert(seq, facts);
+                    messages.insert(seq, facts.clone());
                     checked.insert(seq, (row, facts));
                 }
                 None => bad = Some(format!("undecodable message row {k:?}")),
@@ -209,7 +213,26 @@ impl Node {
             }
             true
         })?;
-        for (seq, (_, _, dests)) in &messages {
+        let mut indexed = 0usize;
+        let mut misindexed = None;
+        self.store.scan(Table::HeldIds, b"", None, &mut |k, v| {
+            indexed += 1;
+            let seq = k.get(16..).and_then(schema::read_u64);
+            let ok = seq
+                .and_then(|seq| messages.get(&seq))
+                .is_some_and(|m| k[..16] == m.3.0 && v == m.4.as_str().as_bytes());
+            if !ok {
+                misindexed = Some(format!("held-id entry {k:?} names no such held message"));
+            }
+            misindexed.is_none()
+        })?;
+        if let Some(m) = misindexed {
+            return Ok(Err(m));
+        }
+        if indexed != messages.len() {
+            return Ok(Err(format!("{} held messages, {indexed} held-id entries", messages.len())));
+        }
+        for (seq, (_, _, dests, _, _)) in &messages {
             let q = queued.get(seq).copied().unwrap_or(0);
             if q == 0 {
                 return Ok(Err(format!("message {seq} is held but owed to no one")));
@@ -230,7 +253,7 @@ impl Node {
         }
         let mut counts = [0u64; 4];
         let mut bytes = 0u64;
-        for (p, w, _) in messages.values() {
+        for (p, w, ..) in messages.values() {
             counts[p.index()] += 1;
             bytes += w;
         }

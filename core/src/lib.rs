@@ -22,6 +22,7 @@
 //! - [`routing`]: the link-state database and shortest paths.
 //! - [`membership`]: who group and topic messages are for, reachable or not; late binding.
 //! - `adverts`: originating and flooding link-state adverts.
+//! - [`steering`]: cancel, replace and latest-value keys.
 //! - `security`: signing, verifying, revocation lists, cutting off hostile neighbours.
 //! - [`policy`]: who may send what to where.
 //! - [`trust`]: origin signatures, certificates and revocation.
@@ -51,6 +52,7 @@ mod scheduler;
 pub mod schema;
 mod security;
 pub mod status;
+pub mod steering;
 pub mod store;
 /// The store contract suite, for any [`store::Store`] (feature `testkit`).
 #[cfg(any(test, feature = "testkit"))]
@@ -65,8 +67,9 @@ pub use link::{LinkId, LinkInfo};
 pub use node::{Counters, Event, Node, Submission, SubmitError, Transmit};
 pub use objectives::OverdueView;
 pub use status::{InboxItem, LinkView, MessageView, NodeStatus, TopologyLink};
+pub use steering::CancelReceipt;
 pub use types::{
-    Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Time, TopicPattern,
+    Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Supersedes, Time, TopicPattern,
     TrafficStatus,
 };
 

@@ -331,6 +331,14 @@ impl Node {
         Ok(())
     }
 
+    /// Stops binding message `id` (cancelled or replaced): no late member gets it.
+    pub(super) fn unbind(&mut self, id: &MessageId) -> Result<(), StoreError> {
+        if self.bindings.remove(id).is_some() {
+            self.store.delete(Table::Bindings, &id.0)?;
+        }
+        Ok(())
+    }
+
     /// Drops bindings whose lifetime has ended.
     pub(super) fn sweep_bindings(&mut self, now: Time) -> Result<(), StoreError> {
         let done: Vec<MessageId> = self

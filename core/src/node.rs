@@ -52,6 +52,25 @@ pub enum Event {
     /// A held message's lifetime ran out here, for the destinations still owed (an offer that
     /// arrived already expired names every destination it carried).
     Expired { id: MessageId, origin: NodeId, precedence: Precedence, destinations: Vec<NodeId> },
+    /// A held copy (or one arriving) was dropped here for a cancel or a newer message
+    /// (`outcome` is `Cancelled` or `Superseded`), for the destinations still owed.
+    Superseded {
+        id: MessageId,
+        origin: NodeId,
+        precedence: Precedence,
+        outcome: Outcome,
+        by: MessageId,
+        destinations: Vec<NodeId>,
+    },
+    /// A message delivered here (inbox `cursor`) was withdrawn by a cancel or a newer message.
+    Withdrawn {
+        cursor: u64,
+        id: MessageId,
+        origin: NodeId,
+        by: MessageId,
+        outcome: Outcome,
+        reason: String,
+    },
     /// A message was refused here or by a neighbour, for good.
     Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
     /// Destinations of a message this node originated passed its delivery objective with no
@@ -85,6 +104,8 @@ impl Event {
                 | Event::Overdue { .. }
                 | Event::OverdueCleared { .. }
                 | Event::Expired { .. }
+                | Event::Superseded { .. }
+                | Event::Withdrawn { .. }
                 | Event::Refused { .. }
         )
     }
@@ -101,6 +122,10 @@ pub struct Submission {
     /// Ask for end-to-end reports (delivered, expired, refused).
     pub receipt: bool,
     pub status: TrafficStatus,
+    /// Latest-value key: only the newest of this node's messages with it travels.
+    pub key: Option<String>,
+    /// The message this one replaces (its own, or another's with an override by role).
+    pub replaces: Option<MessageId>,
 }
 
 /// Why a submission was not accepted.
@@ -128,6 +153,9 @@ pub struct Counters {
     pub duplicates: [u64; 4],
     pub expired: [u64; 4],
     pub refused: [u64; 4],
+    /// Held or arriving copies dropped here for a cancel, and for a newer message.
+    pub cancelled: [u64; 4],
+    pub superseded: [u64; 4],
     /// Messages submitted here whose address had no member at all (kept for late binding).
     pub no_recipients: [u64; 4],
     pub store_failures: u64,
@@ -358,6 +386,7 @@ impl Node {
         };
         (node.id_run, node.id_counter) = (node.rng.random(), node.rng.random());
         node.load(now)?;
+        node.index_held()?;
         node.load_trust(now)?;
         Ok(node)
     }

@@ -133,6 +133,9 @@ impl Node {
         let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
         let r = wire::decode_status(&raw)
             .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        if r.cancelled_by.is_some() {
+            return Ok(()); // recalled: nothing is owed any more
+        }
         let p = r.precedence.unwrap_or(Precedence::Routine);
         let late: Vec<NodeId> = r
             .destinations

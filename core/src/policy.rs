@@ -80,11 +80,14 @@ impl Rule {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+    /// Roles whose nodes may cancel and replace other nodes' messages (an origin may always
+    /// steer its own). None by default.
+    pub override_roles: Vec<Role>,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { rules: Policy::safe_defaults() }
+        Policy { rules: Policy::safe_defaults(), override_roles: Vec::new() }
     }
 }
 
@@ -92,7 +95,7 @@ impl Policy {
     /// Configured rules followed by the safe defaults.
     pub fn with_defaults(mut rules: Vec<Rule>) -> Policy {
         rules.extend(Policy::safe_defaults());
-        Policy { rules }
+        Policy { rules, override_roles: Vec::new() }
     }
 
     pub fn safe_defaults() -> Vec<Rule> {

@@ -61,6 +61,32 @@ pub fn delivered_key(id: &MessageId, origin: &NodeId) -> Vec<u8> {
     k
 }
 
+/// `Keys` key: origin, 0x00, key.
+pub fn latest_key(origin: &NodeId, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.as_str().len() + 1 + key.len());
+    k.extend_from_slice(origin.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `HeldIds` key: message id, seq.
+pub fn held_id_key(id: &MessageId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&id.0);
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The `Delivered` or `HeldIds` keys of message `id`: `from <= key < to`.
+pub fn id_range(id: &MessageId) -> (Vec<u8>, Vec<u8>) {
+    let from = id.0.to_vec();
+    let mut to = from.clone();
+    // Past every origin (node ids are ASCII) and every seq that follows the id.
+    to.extend_from_slice(&[0xff; 9]);
+    (from, to)
+}
+
 /// `DeliveredExpiry` key: time, then the `Delivered` key.
 pub fn time_prefixed(t: Time, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());

@@ -101,8 +101,10 @@ pub struct MessageView {
     pub to: String,
     pub precedence: Precedence,
     /// `held` (not yet handed on), `forwarded`, `delivered`, `partially_delivered`,
-    /// `expired`, `refused`, or `no_recipients` (the address had no member at all; a member
-    /// that appears while the message is within its lifetime is still bound to it).
+    /// `expired`, `refused`, `cancelled` (recalled from here: the destinations say which it
+    /// reached first), `superseded` (a newer message took its place everywhere), or
+    /// `no_recipients` (the address had no member at all; a member that appears while the
+    /// message is within its lifetime is still bound to it).
     pub state: &'static str,
     /// Every destination's fate is known: the state will not change any more.
     pub settled: bool,
@@ -110,6 +112,11 @@ pub struct MessageView {
     pub custody_at: Option<NodeId>,
     pub receipt: bool,
     pub destinations: Vec<DestinationView>,
+    /// The cancel this node sent for it.
+    pub cancelled_by: Option<MessageId>,
+    pub key: Option<String>,
+    /// The message it replaces.
+    pub replaces: Option<MessageId>,
 }
 
 /// A delivered message with its inbox position.
@@ -203,17 +210,23 @@ impl Node {
         let count = |o: Outcome| destinations.iter().filter(|d| d.outcome == Some(o)).count();
         let (delivered, expired, refused) =
             (count(Outcome::Delivered), count(Outcome::Expired), count(Outcome::Refused));
+        let withdrawn = count(Outcome::Cancelled) + count(Outcome::Superseded);
+        let known = destinations.iter().filter(|d| d.outcome.is_some()).count();
         let all = destinations.len();
         let state = if all == 0 {
             // Nobody to deliver to (yet): a member that appears within the lifetime is bound late.
             "no_recipients"
+        } else if r.cancelled_by.is_some() {
+            "cancelled"
         } else if delivered == all {
             "delivered"
         } else if expired == all {
             "expired"
+        } else if withdrawn > 0 && delivered == 0 && known == all {
+            "superseded"
         } else if refused == all || expired + refused == all {
             "refused"
-        } else if delivered + expired + refused > 0 {
+        } else if known > 0 {
             "partially_delivered"
         } else if r.custody_at.as_ref() == Some(&self.cfg.node) {
             "held"
@@ -225,11 +238,14 @@ impl Node {
             to: r.to,
             precedence: r.precedence.unwrap_or(Precedence::Routine),
             state,
-            settled: all > 0 && delivered + expired + refused == all,
+            settled: all > 0 && known == all,
             accepted_at: r.accepted_at,
             custody_at: r.custody_at,
             receipt: r.receipt,
             destinations,
+            cancelled_by: r.cancelled_by,
+            key: r.key,
+            replaces: r.replaces,
         }))
     }
 

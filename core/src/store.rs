@@ -58,10 +58,17 @@ pub enum Table {
     Objectives,
     /// (id, destination) -> precedence and due time: destinations past their objective.
     Overdue,
+    /// (message id, seq) -> origin: the held messages of `Messages` by id, to find a copy a
+    /// cancel or a newer message withdraws.
+    HeldIds,
+    /// message id -> Tombstone: messages cancelled or replaced before they reached this node.
+    Tombstones,
+    /// (origin, 0x00, key) -> LatestKey: the newest message of each latest-value key seen here.
+    Keys,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 20] = [
         Table::Messages,
         Table::Queue,
         Table::Expiry,
@@ -79,6 +86,9 @@ impl Table {
         Table::Bindings,
         Table::Objectives,
         Table::Overdue,
+        Table::HeldIds,
+        Table::Tombstones,
+        Table::Keys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +110,9 @@ impl Table {
             Table::Bindings => "bindings",
             Table::Objectives => "objectives",
             Table::Overdue => "overdue",
+            Table::HeldIds => "held_ids",
+            Table::Tombstones => "tombstones",
+            Table::Keys => "keys",
         }
     }
 }

@@ -198,6 +198,8 @@ impl Harness {
             payload: Bytes::from(format!("{p} order")),
             receipt: true,
             status: TrafficStatus::Actual,
+            key: None,
+            replaces: None,
         };
         let id = self.node(from).handle_submit(now, sub).unwrap();
         if !self.disk_sync.contains_key(from) {
@@ -431,6 +433,8 @@ fn compact_acceptances_settle_an_offer_only_when_their_two_id_bytes_match() {
         payload: Bytes::from_static(b"hold the bridge"),
         receipt: false,
         status: TrafficStatus::Actual,
+        key: None,
+        replaces: None,
     };
     let id = node.handle_submit(now, sub).unwrap();
     let offered = |node: &mut Node| {
@@ -520,6 +524,8 @@ fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_
         payload: Bytes::from_static(b"no receipt"),
         receipt: false,
         status: TrafficStatus::Actual,
+        key: None,
+        replaces: None,
     };
     let now = h.now;
     let quiet = h.node("a").handle_submit(now, quiet).unwrap();
@@ -896,6 +902,8 @@ fn quotas_refuse_routine_first() {
         payload: Bytes::from(vec![b'x'; 400]),
         receipt: false,
         status: TrafficStatus::Actual,
+        key: None,
+        replaces: None,
     };
     let now = h.now;
     let mut routine = 0;
@@ -932,6 +940,8 @@ fn a_full_disk_refuses_new_messages_and_keeps_the_old() {
         payload: Bytes::from_static(b"x"),
         receipt: false,
         status: TrafficStatus::Actual,
+        key: None,
+        replaces: None,
     };
     let err = h.node("a").handle_submit(now, sub).unwrap_err();
     assert_eq!(err, SubmitError::Storage(super::store::StoreError::Full));
@@ -1046,6 +1056,8 @@ fn policy_refuses_at_submission_and_at_relays() {
                 payload: Bytes::new(),
                 receipt: true,
                 status: TrafficStatus::Actual,
+                key: None,
+                replaces: None,
             },
         )
         .unwrap_err();
@@ -1053,7 +1065,7 @@ fn policy_refuses_at_submission_and_at_relays() {
 
     // A node with a permissive configuration is still stopped at the next relay.
     let mut rogue = CoreConfig::new(n("rogue"), Role::Field);
-    rogue.policy = policy::Policy { rules: vec![] };
+    rogue.policy = policy::Policy { rules: vec![], override_roles: vec![] };
     h.add_with(rogue);
     h.connect("rogue", "hq", Medium::Wireless, 10 * MS);
     h.run_for(Duration::from_secs(2));
@@ -1107,6 +1119,7 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
 
 /// Origin signatures, certificates and revocation, with a real deployment CA.
 mod membership;
+mod steering;
 
 mod security {
     use super::*;
@@ -1236,6 +1249,8 @@ mod security {
                     payload: Bytes::from(format!("situation report {i}")),
                     receipt: true,
                     status: TrafficStatus::Actual,
+                    key: None,
+                    replaces: None,
                 };
                 h.node("a").handle_submit(now, sub).unwrap()
             })
@@ -1639,6 +1654,8 @@ mod security {
             hop_count: 1,
             destinations: vec![n(to)],
             signature: Bytes::new(),
+            key: None,
+            supersedes: None,
         };
         trust::seal_envelope(trust.as_ref(), &mut env);
         env

@@ -293,7 +293,9 @@ fn put(buf: &mut Vec<u8>, field: &[u8]) {
 }
 
 /// The bytes an origin signs: every field set at the origin, none of those a relay rewrites
-/// (`age`, `hop_count`, `destinations`), in a fixed, length-prefixed layout.
+/// (`age`, `hop_count`, `destinations`), in a fixed, length-prefixed layout. A cancel's
+/// reason, a key and a target (protocol 4) follow only when present, so an envelope without
+/// them signs the same bytes as before.
 pub fn envelope_signed_bytes(e: &Envelope) -> Vec<u8> {
     let mut b = Vec::with_capacity(128 + e.payload.len());
     b.extend_from_slice(b"relaymesh envelope v1\0");
@@ -319,6 +321,29 @@ pub fn envelope_signed_bytes(e: &Envelope) -> Vec<u8> {
             b.extend_from_slice(&(r.destinations.len() as u32).to_be_bytes());
             for d in &r.destinations {
                 put(&mut b, d.as_str().as_bytes());
+            }
+        }
+        Body::Cancel { reason, replaced_by } => {
+            b.push(2);
+            put(&mut b, reason.as_bytes());
+            match replaced_by {
+                None => b.push(0),
+                Some(id) => {
+                    b.push(1);
+                    b.extend_from_slice(&id.0);
+                }
+            }
+        }
+    }
+    if e.key.is_some() || e.supersedes.is_some() {
+        b.push(0xff);
+        put(&mut b, e.key.as_deref().unwrap_or("").as_bytes());
+        match &e.supersedes {
+            None => b.push(0),
+            Some(t) => {
+                b.push(1);
+                put(&mut b, t.origin.as_str().as_bytes());
+                b.extend_from_slice(&t.id.0);
             }
         }
     }
@@ -423,6 +448,8 @@ mod tests {
             hop_count: 0,
             destinations: vec![NodeId::new("county-hq").unwrap()],
             signature: Bytes::new(),
+            key: None,
+            supersedes: None,
         }
     }
 

@@ -441,11 +441,41 @@ impl fmt::Debug for MessageId {
     }
 }
 
-/// Application message or end-to-end report.
+/// Application message, end-to-end report, or the recall of an earlier message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     Data,
     Report(Report),
+    /// Recalls the message named in `Envelope::supersedes` wherever this reaches: held copies
+    /// are dropped, a delivered copy is marked cancelled, a copy arriving later is never
+    /// delivered. `reason` is the operator's, for the recipients. With `replaced_by` it is
+    /// the notice a replacement sends ahead of itself: the target is then superseded by that
+    /// message, not cancelled.
+    Cancel {
+        reason: String,
+        replaced_by: Option<MessageId>,
+    },
+}
+
+/// The message an envelope cancels (`Body::Cancel`) or replaces (`Body::Data`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Supersedes {
+    /// The target's origin: the envelope's own, or another's when its origin's role may
+    /// override (`Policy::override_roles`).
+    pub origin: NodeId,
+    pub id: MessageId,
+}
+
+/// The longest latest-value key, in bytes.
+pub const MAX_KEY: usize = 128;
+
+/// Checks a latest-value key: 1 to 128 bytes of a topic-like path (no wildcards).
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return Err(format!("a key is 1 to {MAX_KEY} bytes, not {}", key.len()));
+    }
+    validate_topic(key, false)
+        .map_err(|why| format!("key {key:?}: {}", why.replace("a published topic", "a key")))
 }
 
 /// CAP-style message status; exercise and test traffic is never shown as actual.
@@ -485,6 +515,10 @@ pub enum Outcome {
     Delivered,
     Expired,
     Refused,
+    /// Recalled by a cancel before it reached the destination.
+    Cancelled,
+    /// Dropped for a newer message: one that replaces it, or a newer one with its key.
+    Superseded,
 }
 
 impl Outcome {
@@ -493,6 +527,8 @@ impl Outcome {
             Outcome::Delivered => "delivered",
             Outcome::Expired => "expired",
             Outcome::Refused => "refused",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Superseded => "superseded",
         }
     }
 }
@@ -534,6 +570,11 @@ pub struct Envelope {
     /// The origin's seal: its signature over the batch this envelope was signed in, and the
     /// envelope's path to the batch's root (see `core::trust::seal_batch`).
     pub signature: Bytes,
+    /// Latest-value key: of an origin's messages with the same key only the newest travels
+    /// and is delivered (see `core::steering`).
+    pub key: Option<String>,
+    /// The message this one cancels or replaces.
+    pub supersedes: Option<Supersedes>,
 }
 
 impl Envelope {
@@ -544,6 +585,12 @@ impl Envelope {
             // The seal at its largest, so the weight is the same before and after signing.
             + super::trust::MAX_SEAL as u64
             + self.destinations.iter().map(|d| d.as_str().len() as u64 + 2).sum::<u64>()
+            + self.key.as_ref().map_or(0, |k| k.len() as u64 + 2)
+            + self.supersedes.as_ref().map_or(0, |s| s.origin.as_str().len() as u64 + 20)
+            + match &self.body {
+                Body::Cancel { reason, .. } => reason.len() as u64 + 18,
+                _ => 0,
+            }
     }
 }
 

@@ -85,6 +85,8 @@ fn conversation() -> (Recorded, Vec<Frame>, Vec<MemStore>) {
             payload: Bytes::from(text.to_owned()),
             receipt: true,
             status: TrafficStatus::Actual,
+            key: None,
+            replaces: None,
         };
         let _ = n.handle_submit(now, sub);
     };

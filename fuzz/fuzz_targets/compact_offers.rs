@@ -128,6 +128,8 @@ fn round_trip(data: &[u8], deltas: bool) {
                     hop_count: u32::from(spread % 5),
                     destinations: dests,
                     signature: Bytes::new(),
+                    key: None,
+                    supersedes: None,
                 }
             })
             .collect();

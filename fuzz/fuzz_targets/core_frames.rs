@@ -270,6 +270,8 @@ fuzz_target!(|data: &[u8]| {
                     payload: Bytes::from(vec![b'x'; usize::from(c) * 4]),
                     receipt: c & 1 == 1,
                     status: TrafficStatus::Actual,
+                    key: None,
+                    replaces: None,
                 };
                 let _ = sim.node.handle_submit(sim.now, sub);
             }

@@ -515,6 +515,8 @@ impl<'s> World<'s> {
             ),
             receipt: true,
             status: TrafficStatus::Exercise,
+            key: None,
+            replaces: None,
         };
         let id = match handle.submit(sub).await {
             Ok(Ok(id)) => id,

@@ -364,6 +364,8 @@ fn parse_submission(b: SubmitRequest) -> Result<Submission, String> {
         payload,
         receipt: b.receipt,
         status,
+        key: None,
+        replaces: None,
     })
 }
 

@@ -196,11 +196,14 @@ struct RawPolicy {
     defaults: bool,
     #[serde(default)]
     rule: Vec<RawRule>,
+    /// Roles whose nodes may cancel and replace other nodes' messages.
+    #[serde(default)]
+    override_roles: Vec<String>,
 }
 
 impl Default for RawPolicy {
     fn default() -> RawPolicy {
-        RawPolicy { defaults: true, rule: Vec::new() }
+        RawPolicy { defaults: true, rule: Vec::new(), override_roles: Vec::new() }
     }
 }
 
@@ -371,7 +374,18 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     for (i, r) in raw.policy.rule.into_iter().enumerate() {
         rules.push(rule(&format!("policy.rule[{i}]"), r)?);
     }
-    core.policy = if raw.policy.defaults { Policy::with_defaults(rules) } else { Policy { rules } };
+    let override_roles = raw
+        .policy
+        .override_roles
+        .iter()
+        .map(|r| field("policy.override_roles", r.parse::<Role>()))
+        .collect::<Result<Vec<_>, _>>()?;
+    core.policy = if raw.policy.defaults {
+        Policy::with_defaults(rules)
+    } else {
+        Policy { rules, override_roles: Vec::new() }
+    };
+    core.policy.override_roles = override_roles;
 
     let api: SocketAddr = field("api", raw.api.parse())?;
     if !api.ip().is_loopback() && raw.api_token.is_none() && raw.api_users.is_none() {

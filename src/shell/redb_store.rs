@@ -602,6 +602,8 @@ mod tests {
                     payload: bytes::Bytes::from_static(b"hello"),
                     receipt: true,
                     status: crate::core::TrafficStatus::Actual,
+                    key: None,
+                    replaces: None,
                 },
             )
             .unwrap();

@@ -159,7 +159,9 @@ fn id_after(prev: &[u8; 16], delta: i64) -> [u8; 16] {
 
 /// Whether the tables take `e`'s strings and destinations.
 fn compactable(e: &Envelope) -> bool {
-    !e.destinations.is_empty()
+    // Cancels and replacements are rare: they go whole.
+    e.supersedes.is_none()
+        && !e.destinations.is_empty()
         && e.destinations.len() <= MAX_COMPACT_DESTINATIONS
         && e.origin.as_str().len() <= MAX_STRING
         && e.content_type.len() <= MAX_STRING
@@ -280,8 +282,9 @@ impl OfferEncoder {
                 .sum::<usize>()
                 + match &e.body {
                     Body::Report(r) => r.reason.len() + 64 * (1 + r.destinations.len()),
-                    Body::Data => 0,
-                };
+                    Body::Data | Body::Cancel { .. } => 0,
+                }
+                + e.key.as_ref().map_or(0, String::len);
             if !group.is_empty()
                 && (group.len() >= MAX_ENVELOPES
                     || payload + e.payload.len() > FRAME_PAYLOAD
@@ -444,6 +447,7 @@ impl OfferEncoder {
             c.kind = kind as i32;
             c.status = convert::status_to_pb_enum(e.status) as i32;
             c.report = report;
+            c.key = e.key.clone().unwrap_or_default();
             match r.batch {
                 Some((n, index, path)) => {
                     if self.prev.batch != Some(n) {
@@ -647,6 +651,10 @@ impl OfferDecoder {
                 signature: e.seal,
                 report: e.report,
                 offer: self.prev.offer,
+                key: e.key,
+                supersedes: None,
+                reason: String::new(),
+                replaced_by: Bytes::new(),
             };
             (self.prev.origin, self.prev.to, self.prev.content_type) =
                 (Some(origin), Some(to), Some(content_type));
@@ -734,6 +742,8 @@ mod tests {
             hop_count: i % 4,
             destinations: dests.iter().map(|d| node(d)).collect(),
             signature: Bytes::new(),
+            key: None,
+            supersedes: None,
         }
     }
 

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use super::{Hello, WireError, pb};
 use crate::frame::{
-    Accepted, Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, StatusRecord,
-    StatusReport, StoredMessage,
+    Accepted, Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, LatestKey,
+    StatusRecord, StatusReport, StoredMessage, Tombstone, Withdrawal,
 };
 use crate::types::{
-    Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role, Time,
-    TopicPattern, TrafficStatus, duration_micros,
+    Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role,
+    Supersedes, Time, TopicPattern, TrafficStatus, check_key, duration_micros,
 };
 
 const MAX_CONTENT_TYPE: usize = 128;
@@ -62,6 +62,8 @@ fn outcome_to_pb(o: Outcome) -> pb::report::Outcome {
         Outcome::Delivered => pb::report::Outcome::Delivered,
         Outcome::Expired => pb::report::Outcome::Expired,
         Outcome::Refused => pb::report::Outcome::Refused,
+        Outcome::Cancelled => pb::report::Outcome::Cancelled,
+        Outcome::Superseded => pb::report::Outcome::Superseded,
     }
 }
 
@@ -70,6 +72,8 @@ fn outcome_from_pb(v: i32) -> Result<Outcome, WireError> {
         Ok(pb::report::Outcome::Delivered) => Ok(Outcome::Delivered),
         Ok(pb::report::Outcome::Expired) => Ok(Outcome::Expired),
         Ok(pb::report::Outcome::Refused) => Ok(Outcome::Refused),
+        Ok(pb::report::Outcome::Cancelled) => Ok(Outcome::Cancelled),
+        Ok(pb::report::Outcome::Superseded) => Ok(Outcome::Superseded),
         Err(_) => Err(WireError::invalid("report outcome", v)),
     }
 }
@@ -114,6 +118,14 @@ pub(super) fn hello_from_pb(h: pb::Hello) -> Result<Hello, WireError> {
 
 pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
     let (kind, report) = body_to_pb(e);
+    let reason = match &e.body {
+        Body::Cancel { reason, .. } => reason.clone(),
+        _ => String::new(),
+    };
+    let replaced_by = match &e.body {
+        Body::Cancel { replaced_by: Some(id), .. } => id.0.to_vec().into(),
+        _ => bytes::Bytes::new(),
+    };
     pb::Envelope {
         id: e.id.0.to_vec().into(),
         origin: e.origin.to_string(),
@@ -132,13 +144,41 @@ pub(super) fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
         signature: e.signature.clone(),
         report,
         offer: 0,
+        key: e.key.clone().unwrap_or_default(),
+        supersedes: e.supersedes.as_ref().map(supersedes_to_pb),
+        reason,
+        replaced_by,
     }
+}
+
+fn supersedes_to_pb(s: &Supersedes) -> pb::Supersedes {
+    pb::Supersedes { origin: s.origin.to_string(), id: s.id.0.to_vec().into() }
+}
+
+fn supersedes_from_pb(s: Option<pb::Supersedes>) -> Result<Option<Supersedes>, WireError> {
+    s.map(|s| {
+        Ok(Supersedes {
+            origin: node("supersedes origin", &s.origin)?,
+            id: id("supersedes id", &s.id)?,
+        })
+    })
+    .transpose()
+}
+
+/// A latest-value key as it crossed the wire ("" for none).
+pub(super) fn key_from_pb(key: String) -> Result<Option<String>, WireError> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    check_key(&key).map_err(|e| WireError::invalid("envelope key", e))?;
+    Ok(Some(key))
 }
 
 /// An envelope's kind, and its report if it is one.
 pub(super) fn body_to_pb(e: &Envelope) -> (pb::Kind, Option<pb::Report>) {
     match &e.body {
         Body::Data => (pb::Kind::Data, None),
+        Body::Cancel { .. } => (pb::Kind::Cancel, None),
         Body::Report(r) => (
             pb::Kind::Report,
             Some(pb::Report {
@@ -183,8 +223,20 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
                 destinations: nodes("report destination", &r.destinations)?,
             })
         }
+        Ok(pb::Kind::Cancel) => {
+            if e.supersedes.is_none() {
+                return Err(WireError::invalid("envelope", "a cancel that names no message"));
+            }
+            Body::Cancel {
+                reason: bounded("cancel reason", e.reason, MAX_REASON)?,
+                replaced_by: optional_id("cancel replaced by", &e.replaced_by)?,
+            }
+        }
         Err(_) => return Err(WireError::invalid("envelope kind", e.kind)),
     };
+    if matches!(body, Body::Report(_)) && (e.supersedes.is_some() || !e.key.is_empty()) {
+        return Err(WireError::invalid("envelope", "a report with a key or a target"));
+    }
     let status = match pb::Status::try_from(e.status) {
         Ok(pb::Status::Actual) => TrafficStatus::Actual,
         Ok(pb::Status::Exercise) => TrafficStatus::Exercise,
@@ -213,6 +265,8 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
         hop_count: e.hop_count,
         destinations,
         signature: e.signature,
+        key: key_from_pb(e.key)?,
+        supersedes: supersedes_from_pb(e.supersedes)?,
     })
 }
 
@@ -493,6 +547,12 @@ pub(super) fn inbox_to_pb(r: &InboxRecord) -> pb::InboxRecord {
         envelope: Some(envelope_to_pb(&r.envelope)),
         delivered_at_us: r.delivered_at.as_micros(),
         age_us: us(r.age),
+        withdrawn: r.withdrawn.as_ref().map(|w| pb::Withdrawal {
+            by: w.by.0.to_vec().into(),
+            outcome: outcome_to_pb(w.outcome) as i32,
+            reason: w.reason.clone(),
+            at_us: w.at.as_micros(),
+        }),
     }
 }
 
@@ -502,6 +562,53 @@ pub(super) fn inbox_from_pb(r: pb::InboxRecord) -> Result<InboxRecord, WireError
         envelope: envelope_from_pb(envelope)?,
         delivered_at: Time::from_micros(r.delivered_at_us),
         age: Duration::from_micros(r.age_us),
+        withdrawn: r
+            .withdrawn
+            .map(|w| {
+                Ok::<_, WireError>(Withdrawal {
+                    by: id("withdrawn by", &w.by)?,
+                    outcome: outcome_from_pb(w.outcome)?,
+                    reason: w.reason,
+                    at: Time::from_micros(w.at_us),
+                })
+            })
+            .transpose()?,
+    })
+}
+
+pub(super) fn tombstone_to_pb(t: &Tombstone) -> pb::Tombstone {
+    pb::Tombstone {
+        origin: t.origin.as_ref().map(ToString::to_string).unwrap_or_default(),
+        by: t.by.0.to_vec().into(),
+        outcome: outcome_to_pb(t.outcome) as i32,
+        reason: t.reason.clone(),
+        until_us: t.until.as_micros(),
+    }
+}
+
+pub(super) fn tombstone_from_pb(t: pb::Tombstone) -> Result<Tombstone, WireError> {
+    Ok(Tombstone {
+        origin: optional_node("tombstone origin", &t.origin)?,
+        by: id("tombstone by", &t.by)?,
+        outcome: outcome_from_pb(t.outcome)?,
+        reason: t.reason,
+        until: Time::from_micros(t.until_us),
+    })
+}
+
+pub(super) fn latest_key_to_pb(k: &LatestKey) -> pb::LatestKey {
+    pb::LatestKey {
+        id: k.id.0.to_vec().into(),
+        created_us: k.created.as_micros(),
+        until_us: k.until.as_micros(),
+    }
+}
+
+pub(super) fn latest_key_from_pb(k: pb::LatestKey) -> Result<LatestKey, WireError> {
+    Ok(LatestKey {
+        id: id("key id", &k.id)?,
+        created: Time::from_micros(k.created_us),
+        until: Time::from_micros(k.until_us),
     })
 }
 
@@ -527,6 +634,9 @@ pub(super) fn status_to_pb(s: &StatusRecord) -> pb::StatusRecord {
         custody_at: s.custody_at.as_ref().map(ToString::to_string).unwrap_or_default(),
         lifetime_us: us(s.lifetime),
         receipt: s.receipt,
+        cancelled_by: s.cancelled_by.map(|i| i.0.to_vec().into()).unwrap_or_default(),
+        key: s.key.clone().unwrap_or_default(),
+        replaces: s.replaces.map(|i| i.0.to_vec().into()).unwrap_or_default(),
     }
 }
 
@@ -558,5 +668,12 @@ pub(super) fn status_from_pb(s: pb::StatusRecord) -> Result<StatusRecord, WireEr
                 })
             })
             .collect::<Result<_, WireError>>()?,
+        cancelled_by: optional_id("status cancelled by", &s.cancelled_by)?,
+        key: (!s.key.is_empty()).then_some(s.key),
+        replaces: optional_id("status replaces", &s.replaces)?,
     })
+}
+
+fn optional_id(what: &'static str, b: &[u8]) -> Result<Option<MessageId>, WireError> {
+    if b.is_empty() { Ok(None) } else { id(what, b).map(Some) }
 }

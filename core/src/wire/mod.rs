@@ -25,7 +25,10 @@ mod pb {
 /// 3: adverts are signed over a fixed layout (`core::trust::advert_signed_bytes`) instead of
 /// their protobuf encoding, and membership travels in summaries; a version 2 node would take
 /// every advert of a version 3 node for forged.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: envelopes may carry a latest-value key, name a message they cancel or replace, and be
+/// cancels; their seals cover these (`core::trust::envelope_signed_bytes`), which a version 3
+/// node would drop unread and so take such envelopes for forged.
+pub const PROTOCOL_VERSION: u32 = 4;
 /// TLS ALPN identifier of this protocol.
 pub const ALPN: &[u8] = b"relaymesh/1";
 /// Default limit on one frame's encoded size.
@@ -295,6 +298,26 @@ pub fn encode_inbox(r: &InboxRecord) -> Vec<u8> {
 pub fn decode_inbox(b: &[u8]) -> Result<InboxRecord, WireError> {
     convert::inbox_from_pb(
         pb::InboxRecord::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
+pub fn encode_tombstone(t: &crate::frame::Tombstone) -> Vec<u8> {
+    convert::tombstone_to_pb(t).encode_to_vec()
+}
+
+pub fn decode_tombstone(b: &[u8]) -> Result<crate::frame::Tombstone, WireError> {
+    convert::tombstone_from_pb(
+        pb::Tombstone::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
+pub fn encode_latest_key(k: &crate::frame::LatestKey) -> Vec<u8> {
+    convert::latest_key_to_pb(k).encode_to_vec()
+}
+
+pub fn decode_latest_key(b: &[u8]) -> Result<crate::frame::LatestKey, WireError> {
+    convert::latest_key_from_pb(
+        pb::LatestKey::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
     )
 }
 

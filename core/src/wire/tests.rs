@@ -29,6 +29,8 @@ fn sample_envelope() -> Envelope {
             NodeId::new("township-02").unwrap(),
         ],
         signature: Bytes::from_static(&[1; 64]),
+        key: None,
+        supersedes: None,
     }
 }
 
@@ -255,4 +257,76 @@ fn an_advert_carries_its_previous_certificates_and_too_many_are_refused() {
     assert!(err.to_string().contains("previous certificates"), "{err}");
     advert.previous_certificates = vec![Bytes::from(vec![0; 9000])];
     assert!(decode_advert(&encode_advert(&advert)).is_err());
+}
+
+#[test]
+fn keys_targets_and_cancels_round_trip_and_are_signed() {
+    use crate::trust::envelope_signed_bytes;
+    use crate::types::Supersedes;
+    let plain = sample_envelope();
+    let target = Supersedes { origin: NodeId::new("county-hq").unwrap(), id: MessageId([5; 16]) };
+    let keyed = Envelope { key: Some("pos/team-07".into()), ..sample_envelope() };
+    let replacement = Envelope { supersedes: Some(target.clone()), ..sample_envelope() };
+    let cancel = Envelope {
+        body: Body::Cancel { reason: "wrong sector".into(), replaced_by: None },
+        supersedes: Some(target.clone()),
+        payload: Bytes::new(),
+        ..sample_envelope()
+    };
+    let notice = Envelope {
+        body: Body::Cancel { reason: String::new(), replaced_by: Some(MessageId([6; 16])) },
+        supersedes: Some(target),
+        payload: Bytes::new(),
+        ..sample_envelope()
+    };
+    let all = [&plain, &keyed, &replacement, &cancel, &notice];
+    for e in all {
+        let frame = Frame::Offer { offer: 1, envelope: e.clone() };
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf);
+        match decode_all(&buf, DEFAULT_MAX_FRAME).unwrap().as_slice() {
+            [Incoming::Frame(f)] => assert_eq!(f, &frame),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Each signs different bytes, and a plain envelope signs what it always did.
+    let signed: std::collections::BTreeSet<Vec<u8>> =
+        all.iter().map(|e| envelope_signed_bytes(e)).collect();
+    assert_eq!(signed.len(), all.len());
+    // A cancel that names nothing, or a key that is not a path, does not decode.
+    let mut pb_cancel = convert::envelope_to_pb(&cancel);
+    pb_cancel.supersedes = None;
+    assert!(convert::envelope_from_pb(pb_cancel).is_err());
+    let mut pb_keyed = convert::envelope_to_pb(&keyed);
+    pb_keyed.key = "pos/#".into();
+    assert!(convert::envelope_from_pb(pb_keyed.clone()).is_err());
+    pb_keyed.key = "k".repeat(129);
+    assert!(convert::envelope_from_pb(pb_keyed).is_err());
+}
+
+#[test]
+fn keyed_envelopes_cross_compact_offer_streams_and_targets_go_whole() {
+    use crate::types::Supersedes;
+    let mut enc = compact::OfferEncoder::new();
+    let keyed = Envelope { key: Some("pos/team-07".into()), ..sample_envelope() };
+    let target = Supersedes { origin: NodeId::new("county-hq").unwrap(), id: MessageId([5; 16]) };
+    let replacement = Envelope { supersedes: Some(target), ..sample_envelope() };
+    let frames = vec![
+        Frame::Offer { offer: 1, envelope: keyed },
+        Frame::Offer { offer: 2, envelope: replacement },
+    ];
+    let mut buf = BytesMut::new();
+    enc.encode(&frames[..1], &mut buf);
+    let compact_len = buf.len();
+    enc.encode(&frames[1..], &mut buf);
+    let mut plain = BytesMut::new();
+    encode_frame(&frames[1], &mut plain);
+    assert_eq!(buf.len() - compact_len, plain.len(), "a replacement goes as a plain frame");
+    let mut dec = FrameDecoder::with_compact(DEFAULT_MAX_FRAME);
+    dec.extend(&buf);
+    let mut got = Vec::new();
+    while let Some(Incoming::Frame(f)) = dec.next_frame().unwrap() {
+        got.push(f);
+    }
+    assert_eq!(got, frames);
 }
