@@ -15,6 +15,7 @@ const S = {
   ownSeen: new Map(), // this node's links seen up, "a|b|medium" -> {a, b, medium}
   ownDown: [], // this node's links known to be down: {peer, medium}
   overdue: [], // GET /v1/overdue's list
+  replaces: null, // the id Compose replaces
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -129,6 +130,11 @@ function follow() {
   live.addEventListener('sent', (e) => { S.sent = JSON.parse(e.data).messages; renderSent(); });
   live.addEventListener('overdue', (e) => { S.overdue = JSON.parse(e.data).overdue; if (S.status) renderAlarms(); });
   live.addEventListener('message', (e) => { const m = JSON.parse(e.data); S.inbox.set(m.cursor, m); renderInbox(); });
+  live.addEventListener('withdrawn', (e) => {
+    const w = JSON.parse(e.data);
+    const m = S.inbox.get(w.cursor);
+    if (m) { m.withdrawn = w; renderInbox(); }
+  });
   live.onerror = () => { setConn(false); recheck(); };
   S.streams = [live];
 }
@@ -389,7 +395,40 @@ function renderSent() {
     el('td', {}, m.destinations.map((d) => el('span', { class: d.overdue && !d.outcome ? 'dest overdue' : 'dest' },
       `${d.node}: ${d.outcome || (d.overdue ? 'OVERDUE' : 'pending')}${d.reason ? ` (${d.reason})` : ''}`))),
     el('td', {}, m.custody_at || '–'),
-    el('td', { class: 'muted' }, m.id.slice(0, 12)))));
+    el('td', { class: 'muted', title: m.id }, m.id.slice(0, 12),
+      m.key ? el('div', { class: 'note' }, `key ${m.key}`) : null,
+      m.replaces ? el('div', { class: 'note' }, `replaces ${m.replaces.slice(0, 12)}`) : null),
+    el('td', { class: 'actions' }, ...steerButtons(m)))));
+}
+
+// A message still on its way may be recalled or corrected; a settled one only corrected.
+function steerButtons(m) {
+  if (m.state === 'cancelled' || m.state === 'superseded' || m.state === 'expired') return [];
+  const out = [el('button', { class: 'replace', onclick: () => replaceMessage(m) }, 'Replace')];
+  if (!m.settled || m.state === 'delivered' || m.state === 'partially_delivered') {
+    out.unshift(el('button', { class: 'cancel', onclick: () => cancelMessage(m) }, 'Cancel'));
+  }
+  return out;
+}
+
+async function cancelMessage(m) {
+  const reason = prompt(`Recall the ${m.precedence.toUpperCase()} message to ${m.to} wherever it still travels?\n`
+    + 'Recipients that have it see it marked cancelled. Reason (shown to them):', '');
+  if (reason === null) return;
+  try {
+    const r = await api('POST', `/v1/messages/${m.id}/cancel`, { reason });
+    alert(r.state === 'pending' ? 'Not known here yet: it will be recalled if it arrives.' : `Cancel sent: ${r.id}.`);
+  } catch (e) { alert(`Not cancelled: ${e.message}`); }
+}
+
+function replaceMessage(m) {
+  S.replaces = m.id;
+  $('#c-to').value = m.to;
+  $('#c-precedence').value = m.precedence;
+  $('#c-replaces-id').textContent = m.id.slice(0, 12);
+  $('#c-replaces').hidden = false;
+  show('compose');
+  $('#c-body').focus();
 }
 
 // ---- inbox ------------------------------------------------------------------------------
@@ -403,25 +442,33 @@ function renderInbox() {
     || (unread(a) ? RANK[a.precedence] - RANK[b.precedence] : 0)
     || b.cursor - a.cursor);
   const n = all.filter(unread).length;
-  if (!changed('inbox', [all.map((m) => m.cursor), S.readCursor])) return;
+  if (!changed('inbox', [all.map((m) => [m.cursor, m.withdrawn && m.withdrawn.outcome]), S.readCursor])) return;
   const badge = $('#unread-badge');
   badge.hidden = n === 0;
   badge.textContent = n;
   $('#inbox-count').textContent = `${n} unread of ${all.length} shown`;
   $('#inbox').replaceChildren(...all.map((m) => {
     const isNew = unread(m);
-    return el('li', { class: `${m.precedence} ${isNew ? 'unread' : 'read'}`, 'data-id': m.id, 'data-cursor': m.cursor },
+    const w = m.withdrawn;
+    const note = w ? el('p', { class: 'note withdrawn' }, w.outcome === 'cancelled'
+      ? `CANCELLED by its sender${w.reason ? `: ${w.reason}` : ''}`
+      : `SUPERSEDED by a newer message (${w.by.slice(0, 12)})`)
+      : m.replaces ? el('p', { class: 'note' }, `Replaces ${m.replaces.slice(0, 12)}`) : null;
+    return el('li', { class: `${m.precedence} ${isNew ? 'unread' : 'read'}${w ? ` withdrawn ${w.outcome}` : ''}`, 'data-id': m.id, 'data-cursor': m.cursor },
       el('div', { class: 'meta' },
         m.precedence === 'flash' || m.precedence === 'immediate' ? el('span', { class: `tag ${m.precedence}` }, m.precedence.toUpperCase()) : el('span', { class: 'prec' }, m.precedence.toUpperCase()),
         m.status !== 'actual' ? el('span', { class: `tag ${m.status}` }, m.status.toUpperCase()) : null,
         isNew ? el('span', { class: 'tag new' }, 'UNREAD') : null,
+        w ? el('span', { class: `tag ${w.outcome}` }, w.outcome.toUpperCase()) : null,
+        m.key ? el('span', {}, `key ${m.key}`) : null,
         el('span', {}, `from ${m.origin}`), el('span', {}, `to ${m.to}`),
         el('span', {}, `${(m.age_ms / 1000).toFixed(1)} s in transit`),
         isNew ? el('button', { class: 'mark', onclick: () => markRead(m.cursor) }, 'Mark read') : null),
       m.body != null
         ? el('p', { class: 'body' }, m.body)
         : el('p', { class: 'body' }, el('a', { href: `data:application/octet-stream;base64,${m.body_b64}`, download: `${m.id}.bin` },
-          `${m.content_type}, ${Math.round(m.body_b64.length * 0.75)} bytes: download`)));
+          `${m.content_type}, ${Math.round(m.body_b64.length * 0.75)} bytes: download`)),
+      note);
   }));
   // FLASH and IMMEDIATE unread: a banner on every view.
   const urgent = all.filter((m) => unread(m) && (m.precedence === 'flash' || m.precedence === 'immediate'));
@@ -476,6 +523,9 @@ async function compose(ev) {
     status: $('#c-status').value,
     receipt: $('#c-receipt').checked,
   };
+  const key = $('#c-key').value.trim();
+  if (key) req.key = key;
+  if (S.replaces) req.replaces = S.replaces;
   const file = $('#c-file').files[0];
   const text = $('#c-body').value;
   if (file && text.trim()) {
@@ -500,13 +550,19 @@ async function compose(ev) {
   try {
     const r = await api('POST', '/v1/messages', req);
     out.className = 'ok';
-    out.textContent = `Accepted: ${r.id}. Follow it under Sent.`;
+    out.textContent = `Accepted: ${r.id}${S.replaces ? `, replacing ${S.replaces.slice(0, 12)}` : ''}. Follow it under Sent.`;
     $('#c-body').value = '';
     $('#c-file').value = '';
+    clearReplaces();
   } catch (e) {
     out.className = 'error';
     out.textContent = `Not sent: ${e.message}`;
   }
+}
+
+function clearReplaces() {
+  S.replaces = null;
+  $('#c-replaces').hidden = true;
 }
 
 // ---- alarms -----------------------------------------------------------------------------
@@ -563,6 +619,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', logout);
   $('#compose').addEventListener('submit', compose);
+  $('#c-replaces-clear').addEventListener('click', clearReplaces);
   $('#read-all').addEventListener('click', () => { const c = Math.max(-1, ...S.inbox.keys()); if (c >= 0) markRead(c); });
   $('#flash-banner').addEventListener('click', () => show('inbox'));
   const v = location.hash.slice(1);

@@ -20,8 +20,8 @@ pub struct MessageDoc {
     pub id: String,
     pub to: String,
     pub precedence: String,
-    /// `held`, `forwarded`, `delivered`, `partially_delivered`, `expired`, `refused` or
-    /// `no_recipients`.
+    /// `held`, `forwarded`, `delivered`, `partially_delivered`, `expired`, `refused`,
+    /// `cancelled`, `superseded` or `no_recipients`.
     pub state: String,
     /// Every destination's fate is known.
     pub settled: bool,
@@ -29,13 +29,23 @@ pub struct MessageDoc {
     pub custody_at: Option<String>,
     pub receipt: bool,
     pub destinations: Vec<DestinationDoc>,
+    /// The cancel this node sent for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
+    /// Its latest-value key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The message it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// One destination of a [`MessageDoc`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DestinationDoc {
     pub node: String,
-    /// `delivered`, `expired` or `refused`; `None` while pending.
+    /// `delivered`, `expired`, `refused`, `cancelled` or `superseded`; `None` while
+    /// pending.
     pub outcome: Option<String>,
     pub age_ms: Option<f64>,
     pub reason: String,
@@ -77,6 +87,9 @@ impl From<&MessageView> for MessageDoc {
                     overdue: d.overdue,
                 })
                 .collect(),
+            cancelled_by: v.cancelled_by.map(|i| i.to_string()),
+            key: v.key.clone(),
+            replaces: v.replaces.map(|i| i.to_string()),
         }
     }
 }
@@ -108,6 +121,54 @@ pub struct SubmitRequest {
     /// `actual` (default), `exercise` or `test`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Latest-value key (`pos/team-07`): of this node's messages with the same key, only the
+    /// newest travels and is delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The id of a message this one replaces (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// `POST /v1/messages/{id}/cancel`: the body is optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Shown to the recipients with the recalled message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The cancel travels at the target's precedence, or this one if higher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precedence: Option<String>,
+}
+
+/// `POST /v1/messages/{id}/cancel`: the cancel's own id (its status shows where it reached).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CancelDoc {
+    pub id: String,
+    /// The recalled message.
+    pub target: String,
+    /// `sent`, or `pending` when the target is not known here yet (it is dropped if it ever
+    /// arrives, and the cancel leaves then).
+    pub state: String,
+    /// The target's origin, when it is another node (an override by role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrode: Option<String>,
+}
+
+/// Why a delivered message no longer stands (in an inbox entry, or a `withdrawn` event of
+/// `/v1/inbox/stream` and `/v1/status/stream`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WithdrawnDoc {
+    /// The inbox entry.
+    pub cursor: u64,
+    /// The withdrawn message.
+    pub id: String,
+    /// `cancelled` or `superseded`.
+    pub outcome: String,
+    /// The cancel, or the message that replaced it or is newer with its key.
+    pub by: String,
+    pub reason: String,
 }
 
 fn yes() -> bool {
@@ -194,6 +255,14 @@ pub struct InboxMessageDoc {
     /// ... or else base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_b64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The message this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// Set once a cancel or a newer message withdrew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<WithdrawnDoc>,
 }
 
 impl From<&InboxItem> for InboxMessageDoc {
@@ -215,6 +284,18 @@ impl From<&InboxItem> for InboxMessageDoc {
             status: e.status.as_str().to_owned(),
             body,
             body_b64,
+            key: e.key.clone(),
+            replaces: match e.body {
+                crate::core::types::Body::Data => e.supersedes.as_ref().map(|t| t.id.to_string()),
+                _ => None,
+            },
+            withdrawn: item.record.withdrawn.as_ref().map(|w| WithdrawnDoc {
+                cursor: item.cursor,
+                id: e.id.to_string(),
+                outcome: w.outcome.as_str().to_owned(),
+                by: w.by.to_string(),
+                reason: w.reason.clone(),
+            }),
         }
     }
 }
@@ -460,6 +541,11 @@ pub struct CountersDoc {
     pub expired: u64,
     pub refused: u64,
     pub no_recipients: u64,
+    /// Copies dropped here for a cancel, and for a newer message.
+    #[serde(default)]
+    pub cancelled: u64,
+    #[serde(default)]
+    pub superseded: u64,
 }
 
 /// Signatures and what was refused for them.
@@ -590,6 +676,8 @@ impl From<&Snapshot> for StatusDoc {
                 expired: c.expired[i],
                 refused: c.refused[i],
                 no_recipients: c.no_recipients[i],
+                cancelled: c.cancelled[i],
+                superseded: c.superseded[i],
             }),
             store_failures: c.store_failures,
             security: SecurityDoc {
@@ -684,6 +772,9 @@ mod tests {
                 reason: "lifetime ended".into(),
                 overdue: false,
             }],
+            cancelled_by: None,
+            key: Some("pos/team-07".into()),
+            replaces: Some("1".repeat(32)),
         };
         let text = serde_json::to_string(&doc).unwrap();
         assert_eq!(serde_json::from_str::<MessageDoc>(&text).unwrap(), doc);

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand};
 
 use crate::api_model::{
-    ErrorDoc, GroupChangeDoc, GroupRequest, GroupsDoc, InboxDoc, InboxMessageDoc, MessageDoc,
-    PatternRequest, ReadRequest, StatusDoc, SubmitDoc, SubmitRequest,
+    CancelDoc, CancelRequest, ErrorDoc, GroupChangeDoc, GroupRequest, GroupsDoc, InboxDoc,
+    InboxMessageDoc, MessageDoc, PatternRequest, ReadRequest, StatusDoc, SubmitDoc, SubmitRequest,
 };
 use serde_json::Value;
 
@@ -94,6 +94,13 @@ enum Command {
     },
     /// Send a message through the local node; prints its id.
     Send(SendArgs),
+    /// Recall a message wherever it still travels; prints the cancel's id.
+    ///
+    /// Held copies are dropped, a delivered copy is marked cancelled in the recipient's
+    /// inbox, and a copy that arrives after the cancel is never delivered. Only the message's
+    /// origin may cancel it, unless `[policy] override_roles` lets this node's role. A message
+    /// not seen here yet is cancelled when it arrives (pending).
+    Cancel(CancelArgs),
     /// Print the unread inbox, then follow new messages.
     Listen(ListenArgs),
     /// Neighbours, links, routes and queues of the local node.
@@ -223,6 +230,28 @@ struct SendArgs {
     /// The message text.
     #[arg(required_unless_present = "file")]
     text: Option<String>,
+    /// Latest-value key (e.g. pos/team-07): of this node's messages with the same key only
+    /// the newest travels and is delivered.
+    #[arg(long)]
+    key: Option<String>,
+    /// The id of a message this one replaces: the old one is dropped wherever it waits and
+    /// marked superseded where it was delivered.
+    #[arg(long)]
+    replaces: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args, Debug)]
+struct CancelArgs {
+    /// The id of the message to recall (32 hex digits, as `send` printed it).
+    id: String,
+    /// Shown to the recipients with the recalled message.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Send the cancel at this precedence if higher than the message's.
+    #[arg(long, short)]
+    precedence: Option<String>,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -301,6 +330,7 @@ fn dispatch(cli: Cli) -> Outcome {
             }
         }
         Command::Send(a) => client_runtime()?.block_on(send(a)),
+        Command::Cancel(a) => client_runtime()?.block_on(cancel(a)),
         Command::Listen(a) => client_runtime()?.block_on(listen(a)),
         Command::Status(a) => client_runtime()?.block_on(status(a)),
         Command::Group(a) => client_runtime()?.block_on(group(a)),
@@ -934,6 +964,13 @@ async fn send(a: SendArgs) -> Outcome {
         Some(t) => parse_duration(t).map_err(|e| Failure::usage(format!("--timeout: {e}")))?,
         None => lifetime + Duration::from_secs(10),
     };
+    if let Some(k) = &a.key {
+        crate::core::types::check_key(k).map_err(|e| Failure::usage(format!("--key: {e}")))?;
+    }
+    if let Some(r) = &a.replaces {
+        crate::core::MessageId::parse_hex(r)
+            .map_err(|e| Failure::usage(format!("--replaces: {e}")))?;
+    }
     let mut body = SubmitRequest {
         to: a.to.clone(),
         precedence: Some(a.precedence.clone()),
@@ -941,6 +978,8 @@ async fn send(a: SendArgs) -> Outcome {
         content_type: a.content_type.clone(),
         receipt: !a.no_receipt,
         status: Some(a.status.clone()),
+        key: a.key.clone(),
+        replaces: a.replaces.clone(),
         ..SubmitRequest::default()
     };
     match (&a.file, &a.text) {
@@ -999,6 +1038,33 @@ async fn send(a: SendArgs) -> Outcome {
             )));
         }
     }
+}
+
+async fn cancel(a: CancelArgs) -> Outcome {
+    crate::core::MessageId::parse_hex(&a.id).map_err(Failure::usage)?;
+    if let Some(p) = &a.precedence {
+        p.parse::<Precedence>().map_err(Failure::usage)?;
+    }
+    let client = Client::new(&a.api)?;
+    let body = CancelRequest { reason: a.reason.clone(), precedence: a.precedence.clone() };
+    let path = format!("/v1/messages/{}/cancel", a.id);
+    let answer: CancelDoc =
+        client.call_as(client.request(reqwest::Method::POST, &path).json(&body)).await?;
+    out!("{}", answer.id);
+    match (answer.state.as_str(), &answer.overrode) {
+        ("pending", _) => eprintln!(
+            "{} is not known here yet: it will be dropped if it arrives, and the cancel sent on",
+            answer.target
+        ),
+        (_, Some(origin)) => {
+            eprintln!("cancelling {}, sent by {origin} (override by role)", answer.target)
+        }
+        _ => eprintln!(
+            "cancelling {}: `relaymesh status` shows where the cancel reached",
+            answer.target
+        ),
+    }
+    Ok(())
 }
 
 fn fates(view: &MessageDoc) -> String {
@@ -1123,8 +1189,16 @@ fn text_line(m: &InboxMessageDoc) -> String {
         "actual" => String::new(),
         s => format!(" [{}]", s.to_uppercase()),
     };
+    let mut notes = String::new();
+    if let Some(r) = &m.replaces {
+        notes.push_str(&format!(" [replaces {r}]"));
+    }
+    if let Some(w) = &m.withdrawn {
+        let reason = if w.reason.is_empty() { String::new() } else { format!(": {}", w.reason) };
+        notes.push_str(&format!(" [{} by {}{reason}]", w.outcome.to_uppercase(), w.by));
+    }
     format!(
-        "{} {} -> {} ({:.0} ms){status}: {body}",
+        "{} {} -> {} ({:.0} ms){status}{notes}: {body}",
         m.precedence.to_uppercase(),
         m.origin,
         m.to,
@@ -1218,6 +1292,17 @@ async fn status(a: StatusArgs) -> Outcome {
             c.refused,
             c.no_recipients,
         );
+    }
+    let steered: Vec<String> = s
+        .counters
+        .iter()
+        .filter(|(_, c)| c.cancelled + c.superseded > 0)
+        .map(|(p, c)| {
+            format!("{} {} cancelled, {} superseded", p.as_str(), c.cancelled, c.superseded)
+        })
+        .collect();
+    if !steered.is_empty() {
+        out!("dropped here for a cancel or a newer message: {}", steered.join("; "));
     }
     let late: Vec<String> = s
         .overdue

@@ -431,6 +431,59 @@ fn an_operator_sends_a_flash_order_from_the_console_and_sees_it_arrive_in_a_real
     );
     assert_eq!(t1_run.status().inbox.unread, 0);
 
+    // A correction from HQ's Sent view: Replace opens Compose for the same address.
+    browser.goto(&format!("{}/#sent", hq.api_url()));
+    let first = browser
+        .wait_until(
+            "the order under Sent",
+            long,
+            "return document.querySelector('#sent tbody tr')?.dataset.id || ''",
+        )
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.click(&browser.find("#sent tbody tr button.replace").unwrap());
+    let to = browser.script("return document.querySelector('#c-to').value");
+    assert_eq!(to, json!("node:township-01"));
+    assert_eq!(browser.script("return document.querySelector('#c-replaces').hidden"), json!(false));
+    browser.type_into(&browser.find("#c-body").unwrap(), "Evacuate sector 5, not 4");
+    browser.click(&browser.find("#c-send").unwrap());
+    let result = browser.wait_until(
+        "the correction to be accepted",
+        long,
+        "const t = document.querySelector('#compose-result').textContent; \
+         return t.startsWith('Accepted') || t.startsWith('Not sent') ? t : '';",
+    );
+    assert!(result.as_str().unwrap().contains(&format!("replacing {}", &first[..12])), "{result}");
+
+    // township-01's inbox shows the first order superseded and the correction replacing it;
+    // a cancel of the correction shows on the open page as it lands.
+    browser.goto(&format!("{}/#inbox", t1.api_url()));
+    browser.wait_until(
+        "the first order marked superseded",
+        long,
+        &format!(
+            "return document.querySelector(\"#inbox li[data-id='{first}']\")?.classList.contains('superseded')"
+        ),
+    );
+    let second = t1_run.inbox_ids().into_iter().find(|id| id != &first).unwrap();
+    let shown = browser.script(&format!(
+        "return document.querySelector(\"#inbox li[data-id='{second}']\").textContent"
+    ));
+    assert!(shown.as_str().unwrap().contains(&format!("Replaces {}", &first[..12])), "{shown}");
+    let r = hq_run
+        .http_post_json(&format!("/v1/messages/{second}/cancel"), json!({ "reason": "all clear" }));
+    assert_eq!(r, 201);
+    let shown = browser.wait_until(
+        "the correction marked cancelled, live",
+        long,
+        &format!(
+            "const li = document.querySelector(\"#inbox li[data-id='{second}']\"); \
+             return li && li.classList.contains('cancelled') ? li.textContent : '';"
+        ),
+    );
+    assert!(shown.as_str().unwrap().contains("CANCELLED by its sender: all clear"), "{shown}");
+
     // Back on HQ's console: stop township-01 and watch its link go down in the mesh view.
     browser.goto(&format!("{}/#mesh", hq.api_url()));
     browser.wait_until(

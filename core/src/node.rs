@@ -138,6 +138,10 @@ pub enum SubmitError {
     /// The node will not take it now or ever (policy, quota): the reason says which.
     #[error("refused: {0}")]
     Refused(String),
+    /// Only the message's origin (or a role the policy lets override) may cancel or replace
+    /// it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The store failed; nothing was kept.
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),

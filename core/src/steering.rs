@@ -136,7 +136,7 @@ impl Node {
         if let Some(id) = known.cancelled_by {
             return Ok(CancelReceipt { id, pending: false, overrode: None });
         }
-        self.may_steer(&me, Some(self.cfg.role), &known.origin).map_err(SubmitError::Refused)?;
+        self.may_steer(&me, Some(self.cfg.role), &known.origin).map_err(SubmitError::Forbidden)?;
         if known.deadline <= now {
             return Err(SubmitError::Invalid(format!(
                 "message {target}'s lifetime has ended: there is nothing left to cancel"
@@ -214,7 +214,7 @@ impl Node {
         let known = self.find_message(now, &target).map_err(SubmitError::Storage)?;
         let me = self.cfg.node.clone();
         let origin = known.map_or(me.clone(), |k| k.origin);
-        self.may_steer(&me, Some(self.cfg.role), &origin).map_err(SubmitError::Refused)?;
+        self.may_steer(&me, Some(self.cfg.role), &origin).map_err(SubmitError::Forbidden)?;
         if origin != me {
             tracing::warn!(%target, %origin, "replacing another node's message (override by role)");
         }

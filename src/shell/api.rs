@@ -47,9 +47,9 @@ use bytes::Bytes;
 use super::console::{Credentials, SessionInfo, Sessions, same_secret};
 use super::driver::{NodeHandle, Snapshot};
 use crate::api_model::{
-    ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc, LoginRequest, OverdueDoc,
-    PatternRequest, ReadRequest, SentDoc, SessionDoc, StatusDoc, SubmitRequest,
-    SubscriptionChangeDoc, SubscriptionsDoc,
+    CancelDoc, CancelRequest, ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc,
+    LoginRequest, OverdueDoc, PatternRequest, ReadRequest, SentDoc, SessionDoc, StatusDoc,
+    SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc, WithdrawnDoc,
 };
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
@@ -102,6 +102,7 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/v1/session", get(session))
         .route("/v1/messages", post(submit).get(sent))
         .route("/v1/messages/{id}", get(message))
+        .route("/v1/messages/{id}/cancel", post(cancel))
         .route("/v1/overdue", get(overdue))
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/read", post(mark_read))
@@ -356,6 +357,13 @@ fn parse_submission(b: SubmitRequest) -> Result<Submission, String> {
         Some(s) => s.parse::<TrafficStatus>()?,
         None => TrafficStatus::Actual,
     };
+    if let Some(k) = &b.key {
+        crate::core::types::check_key(k)?;
+    }
+    let replaces = match &b.replaces {
+        Some(id) => Some(MessageId::parse_hex(id).map_err(|e| format!("replaces: {e}"))?),
+        None => None,
+    };
     Ok(Submission {
         to,
         precedence,
@@ -364,8 +372,8 @@ fn parse_submission(b: SubmitRequest) -> Result<Submission, String> {
         payload,
         receipt: b.receipt,
         status,
-        key: None,
-        replaces: None,
+        key: b.key,
+        replaces,
     })
 }
 
@@ -387,11 +395,54 @@ async fn submit(
             let doc = crate::api_model::SubmitDoc { id: id.to_string() };
             (StatusCode::CREATED, Json(doc)).into_response()
         }
-        Ok(Err(SubmitError::Invalid(e))) => error(StatusCode::BAD_REQUEST, e),
-        Ok(Err(SubmitError::Refused(e))) if e.contains("policy") || e.contains("may not") => {
+        Ok(Err(e)) => submit_error(e),
+    }
+}
+
+/// A refused submission or cancel as an answer: 400 for a wrong request, 403 for what policy
+/// forbids, 503 for what the node cannot take now.
+fn submit_error(e: SubmitError) -> Response {
+    match e {
+        SubmitError::Invalid(e) => error(StatusCode::BAD_REQUEST, e),
+        SubmitError::Forbidden(e) => error(StatusCode::FORBIDDEN, e),
+        SubmitError::Refused(e) if e.contains("policy") || e.contains("may not") => {
             error(StatusCode::FORBIDDEN, e)
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        e => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `POST /v1/messages/{id}/cancel`: recalls a message (the body is optional).
+async fn cancel(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> Response {
+    let target = match MessageId::parse_hex(&id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+        }
+    };
+    let precedence = match req.precedence.as_deref().map(str::parse::<Precedence>).transpose() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let reason = req.reason.unwrap_or_default();
+    match api.node.cancel(target, reason, precedence).await {
+        Err(_) => stopped(),
+        Ok(Err(e)) => submit_error(e),
+        Ok(Ok(r)) => {
+            let doc = CancelDoc {
+                id: r.id.to_string(),
+                target: target.to_string(),
+                state: if r.pending { "pending" } else { "sent" }.into(),
+                overrode: r.overrode.map(|o| o.to_string()),
+            };
+            (StatusCode::CREATED, Json(doc)).into_response()
+        }
     }
 }
 
@@ -569,42 +620,80 @@ async fn stream(
         Err(r) => return r,
     };
     let caller = caller.map(|Extension(c)| c);
-    let state = (api, caller, from, topics, Vec::<InboxItem>::new().into_iter());
-    let events = futures_util::stream::unfold(
-        state,
-        |(api, caller, mut from, topics, mut pending)| async move {
-            loop {
-                if let Some(item) = pending.next() {
-                    from = Some(item.cursor + 1);
-                    if !wanted(&item, &topics) {
-                        continue;
-                    }
-                    let ev = inbox_event(&item);
-                    return Some((Ok::<_, Infallible>(ev), (api, caller, from, topics, pending)));
-                }
-                // The stream ends with the session or token it was opened with.
-                if !still_allowed(&api, caller.as_ref()) {
-                    return None;
-                }
-                let mut watch = api.node.inbox_watch();
-                watch.borrow_and_update();
-                let items = match api.node.inbox(from, 1000).await {
-                    Ok(Ok(items)) => items,
-                    _ => return None,
-                };
-                if items.is_empty() {
-                    let tick = tokio::time::sleep(Duration::from_secs(1));
-                    tokio::select! {
-                        _ = tick => {}
-                        changed = watch.changed() => if changed.is_err() { return None },
-                    }
+    let follow = Follow {
+        events: api.node.events(),
+        api,
+        caller,
+        from,
+        topics,
+        pending: Vec::<InboxItem>::new().into_iter(),
+        marks: Vec::new(),
+    };
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        let ev = f.next().await?;
+        Some((Ok::<_, Infallible>(ev), f))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// One `/v1/inbox/stream`: the inbox from a cursor on, and withdrawals as they happen.
+struct Follow {
+    api: Api,
+    caller: Option<Caller>,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    from: Option<u64>,
+    topics: Vec<TopicPattern>,
+    pending: std::vec::IntoIter<InboxItem>,
+    /// Withdrawals of entries already sent.
+    marks: Vec<SseEvent>,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<SseEvent> {
+        let Follow { api, caller, events, from, topics, pending, marks } = self;
+        let (api, caller, topics) = (api.clone(), caller.clone(), topics.clone());
+        loop {
+            if let Some(item) = pending.next() {
+                *from = Some(item.cursor + 1);
+                if !wanted(&item, &topics) {
                     continue;
                 }
-                pending = items.into_iter();
+                return Some(inbox_event(&item));
             }
-        },
-    );
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+            if let Some(mark) = marks.pop() {
+                return Some(mark);
+            }
+            // The stream ends with the session or token it was opened with.
+            if !still_allowed(&api, caller.as_ref()) {
+                return None;
+            }
+            let mut watch = api.node.inbox_watch();
+            watch.borrow_and_update();
+            let items = match api.node.inbox(*from, 1000).await {
+                Ok(Ok(items)) => items,
+                _ => return None,
+            };
+            if items.is_empty() {
+                let tick = tokio::time::sleep(Duration::from_secs(1));
+                tokio::select! {
+                    _ = tick => {}
+                    changed = watch.changed() => if changed.is_err() { return None },
+                    e = events.recv() => {
+                        // Only entries this stream has sent (or skipped) are marked here;
+                        // a later entry shows its withdrawal when it is sent.
+                        if let Ok(e @ Event::Withdrawn { cursor, .. }) = e
+                            && from.is_some_and(|f| cursor < f)
+                            && let Some(mark) = withdrawn_event(&e)
+                        {
+                            marks.push(mark);
+                        }
+                    }
+                }
+                continue;
+            }
+            *pending = items.into_iter();
+        }
+    }
 }
 
 async fn subscriptions(State(api): State<Api>) -> Response {
@@ -763,6 +852,7 @@ async fn status_stream(
         last_moved: 0,
         last_late: None,
         pending: Vec::new(),
+        withdrawn: Vec::new(),
         first: true,
     };
     let stream = futures_util::stream::unfold(live, |mut live| async move {
@@ -786,6 +876,8 @@ struct Live {
     last_late: Option<[u64; 4]>,
     /// Events to send, last first.
     pending: Vec<SseEvent>,
+    /// Inbox entries withdrawn since the last refresh, as events.
+    withdrawn: Vec<SseEvent>,
     first: bool,
 }
 
@@ -809,8 +901,11 @@ impl Live {
                             return None;
                         }
                         changed = true;
+                        self.withdrawn.extend(r.ok().as_ref().and_then(withdrawn_event));
                         tokio::time::sleep(Duration::from_millis(250)).await;
-                        while self.events.try_recv().is_ok() {}
+                        while let Ok(e) = self.events.try_recv() {
+                            self.withdrawn.extend(withdrawn_event(&e));
+                        }
                     }
                 }
             }
@@ -858,6 +953,7 @@ impl Live {
                     out.push(inbox_event(item));
                 }
             }
+            out.append(&mut self.withdrawn);
         }
         out.reverse();
         self.pending = out;
@@ -871,6 +967,19 @@ fn inbox_event(item: &InboxItem) -> SseEvent {
         .id(item.cursor.to_string())
         .event("message")
         .data(json_text(&InboxMessageDoc::from(item)))
+}
+
+/// A `withdrawn` server-sent event for an inbox entry a cancel or a newer message withdrew.
+fn withdrawn_event(e: &Event) -> Option<SseEvent> {
+    let Event::Withdrawn { cursor, id, by, outcome, reason, .. } = e else { return None };
+    let doc = WithdrawnDoc {
+        cursor: *cursor,
+        id: id.to_string(),
+        outcome: outcome.as_str().to_owned(),
+        by: by.to_string(),
+        reason: reason.clone(),
+    };
+    Some(SseEvent::default().event("withdrawn").data(json_text(&doc)))
 }
 
 /// Whether the session or token a long request was opened with still stands.
@@ -908,6 +1017,8 @@ pub fn metrics_text(s: &Snapshot) -> String {
             ("expired", c.expired[i]),
             ("refused", c.refused[i]),
             ("no_recipients", c.no_recipients[i]),
+            ("cancelled", c.cancelled[i]),
+            ("superseded", c.superseded[i]),
         ] {
             let _ = writeln!(
                 out,

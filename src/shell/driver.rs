@@ -60,6 +60,13 @@ pub enum Command {
         sub: Submission,
         reply: oneshot::Sender<Result<MessageId, SubmitError>>,
     },
+    /// Recall a message (`Node::handle_cancel`).
+    Cancel {
+        target: MessageId,
+        reason: String,
+        precedence: Option<crate::core::Precedence>,
+        reply: oneshot::Sender<Result<crate::core::CancelReceipt, SubmitError>>,
+    },
     Subscribe {
         pattern: TopicPattern,
         subscribe: bool,
@@ -159,6 +166,16 @@ impl NodeHandle {
     /// Submits a message; resolves once it is durable (or refused).
     pub async fn submit(&self, sub: Submission) -> Result<Result<MessageId, SubmitError>, Stopped> {
         self.ask(|reply| Command::Submit { sub, reply }).await
+    }
+
+    /// Recalls message `target`; resolves once the cancel is durable (or refused).
+    pub async fn cancel(
+        &self,
+        target: MessageId,
+        reason: String,
+        precedence: Option<crate::core::Precedence>,
+    ) -> Result<Result<crate::core::CancelReceipt, SubmitError>, Stopped> {
+        self.ask(|reply| Command::Cancel { target, reason, precedence, reply }).await
     }
 
     pub async fn subscribe(
@@ -377,6 +394,7 @@ type Deferred<T> = (oneshot::Sender<T>, T);
 #[derive(Default)]
 struct AfterCommit {
     submits: Vec<Deferred<Result<MessageId, SubmitError>>>,
+    cancels: Vec<Deferred<Result<crate::core::CancelReceipt, SubmitError>>>,
     subscribes: Vec<Deferred<Result<bool, String>>>,
     queries: Vec<Command>,
     stop: Option<oneshot::Sender<()>>,
@@ -385,6 +403,7 @@ struct AfterCommit {
 impl AfterCommit {
     fn is_empty(&self) -> bool {
         self.submits.is_empty()
+            && self.cancels.is_empty()
             && self.subscribes.is_empty()
             && self.queries.is_empty()
             && self.stop.is_none()
@@ -581,6 +600,13 @@ impl Driver {
             };
             let _ = reply.send(result);
         }
+        for (reply, result) in done.cancels {
+            let result = match (committed, result) {
+                (Err(e), Ok(_)) => Err(SubmitError::Storage(e.clone())),
+                (_, r) => r,
+            };
+            let _ = reply.send(result);
+        }
         for (reply, result) in done.subscribes {
             let result = match (committed, result) {
                 (Err(e), Ok(_)) => Err(e.to_string()),
@@ -639,6 +665,10 @@ impl Driver {
             Command::Submit { sub, reply } => {
                 let r = self.node.handle_submit(now, sub);
                 after.submits.push((reply, r));
+            }
+            Command::Cancel { target, reason, precedence, reply } => {
+                let r = self.node.handle_cancel(now, target, reason, precedence);
+                after.cancels.push((reply, r));
             }
             Command::Subscribe { pattern, subscribe, reply } => {
                 let r =

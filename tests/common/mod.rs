@@ -339,6 +339,12 @@ impl Relay {
         }
     }
 
+    /// POSTs `j` to `path` of this node's API (with its token, if any); the status code.
+    pub fn http_post_json(&self, path: &str, j: Value) -> u16 {
+        let url = format!("{}{path}", self.spec.api_url());
+        self.http.post(url).json(&j).send().unwrap().status().as_u16()
+    }
+
     /// Every inbox message (read or not), in delivery order.
     pub fn inbox_all(&self) -> Vec<InboxMessageDoc> {
         let mut out = Vec::new();

@@ -281,12 +281,12 @@ fn only_the_origin_steers_its_messages_unless_policy_lets_its_role_override() {
     let now = h.now;
     let refused = h.node("u").handle_cancel(now, order, String::new(), None);
     assert!(
-        matches!(&refused, Err(SubmitError::Refused(why)) if why.contains("only hq, its origin")),
+        matches!(&refused, Err(SubmitError::Forbidden(why)) if why.contains("only hq, its origin")),
         "{refused:?}"
     );
     let mut fix = submission("node:u", Precedence::Immediate, "x");
     fix.replaces = Some(order);
-    assert!(matches!(h.node("u").handle_submit(now, fix), Err(SubmitError::Refused(_))));
+    assert!(matches!(h.node("u").handle_submit(now, fix), Err(SubmitError::Forbidden(_))));
 
     // hq's role may override, but the relay's policy does not allow it: refused on the way.
     let r = cancel(&mut h, "hq", report, "duplicate");
