@@ -107,6 +107,9 @@ pub struct CoreConfig {
     /// Delivery objectives by `Precedence::index()`: a destination not reached within it is
     /// overdue (`objectives`).
     pub objectives: [Duration; 4],
+    /// Where an overdue alarm is also sent, as a message (`group:role:command` by default;
+    /// `None`: nowhere). The notice asks for no receipt, so it is never overdue itself.
+    pub notify_overdue: Option<super::types::Address>,
     /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
     /// Check every invariant after each successful commit (`Node::check_invariants`; it
     /// reads the whole store): for simulations and soak runs, not production.
@@ -139,6 +142,9 @@ impl CoreConfig {
             inbox_keep: 100_000,
             status_keep: Duration::from_secs(7 * 24 * 3600),
             objectives: super::objectives::DEFAULT_OBJECTIVES,
+            notify_overdue: Some(super::types::Address::Group(super::types::Group::Role(
+                Role::Command,
+            ))),
             advert_lifetime: Duration::from_secs(30 * 60),
             check_invariants: false,
             policy: Policy::default(),

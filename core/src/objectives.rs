@@ -7,16 +7,24 @@
 //! Only the origin knows whether a destination was reached, and only if it asked for a
 //! delivery receipt: objectives are watched for messages that want one (the default).
 //!
+//! When it raises one, the origin also tells `CoreConfig::notify_overdue` (the command nodes,
+//! `group:role:command`, by default) in a message of the same precedence that asks for no
+//! receipt, so a notice is never overdue itself and no alarm begets another.
+//!
 //! Two tables keep it durable: `Objectives` (deadline, id) holds the messages still to be
 //! checked, in deadline order; `Overdue` (id, destination) holds the raised alarms, with the
 //! message's precedence. The counts per precedence are rebuilt from it when the node opens.
 
 use std::time::Duration;
 
+use super::frame::StatusRecord;
 use super::node::{Event, Node};
 use super::schema;
 use super::store::{StoreError, Table};
-use super::types::{MessageId, NodeId, Precedence, Time};
+use super::types::{Body, Envelope, MessageId, NodeId, Precedence, Time, TrafficStatus};
+
+/// The content type of the notice an overdue alarm sends to `CoreConfig::notify_overdue`.
+pub const OVERDUE_CONTENT_TYPE: &str = "text/vnd.relaymesh.overdue";
 use crate::wire;
 
 /// ACP 121's delivery objectives, by `Precedence::index()` (ROUTINE first).
@@ -122,14 +130,14 @@ impl Node {
                 else {
                     continue;
                 };
-                self.raise_overdue(&id, Time(t))?;
+                self.raise_overdue(now, &id, Time(t))?;
             }
         }
         self.next_objective = self.peek_objective()?;
         Ok(())
     }
 
-    fn raise_overdue(&mut self, id: &MessageId, due: Time) -> Result<(), StoreError> {
+    fn raise_overdue(&mut self, now: Time, id: &MessageId, due: Time) -> Result<(), StoreError> {
         let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
         let r = wire::decode_status(&raw)
             .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
@@ -150,8 +158,71 @@ impl Node {
             self.store.put(Table::Overdue, &overdue_key(id, d), &overdue_value(p, due))?;
         }
         self.overdue[p.index()] += late.len() as u64;
+        self.notify_overdue(now, id, &r, &late)?;
         self.pending_events.push(Event::Overdue { of: *id, precedence: p, destinations: late });
         Ok(())
+    }
+
+    /// Tells `notify_overdue` (the command nodes, by default) that `late` of message `id`
+    /// were not reached in time: a message of the same precedence, without a receipt (so it
+    /// is never overdue itself: no loop), to every member but this node.
+    fn notify_overdue(
+        &mut self,
+        now: Time,
+        id: &MessageId,
+        r: &StatusRecord,
+        late: &[NodeId],
+    ) -> Result<(), StoreError> {
+        let Some(to) = self.cfg.notify_overdue.clone() else { return Ok(()) };
+        let p = r.precedence.unwrap_or(Precedence::Routine);
+        let me = self.cfg.node.clone();
+        let late: Vec<String> = late.iter().map(ToString::to_string).collect();
+        let objective = self.objective(p);
+        let text = format!(
+            "OVERDUE {} from {me}: message {id} to {} not delivered to {} within its objective \
+             of {}",
+            p.as_str().to_uppercase(),
+            r.to,
+            late.join(", "),
+            match objective.as_secs() {
+                s if s % 3600 == 0 => format!("{} h", s / 3600),
+                s if s % 60 == 0 => format!("{} min", s / 60),
+                s => format!("{s} s"),
+            },
+        );
+        let mut destinations = self.resolve(&to);
+        destinations.retain(|d| d != &me);
+        let envelope = Envelope {
+            id: self.new_id(),
+            origin: me.clone(),
+            to,
+            precedence: p,
+            lifetime: self.cfg.max_lifetime.min(Duration::from_secs(24 * 3600)),
+            content_type: OVERDUE_CONTENT_TYPE.into(),
+            payload: bytes::Bytes::from(text),
+            receipt: false,
+            body: Body::Data,
+            status: TrafficStatus::Actual,
+            created: now,
+            age: Duration::ZERO,
+            hop_count: 0,
+            destinations,
+            signature: bytes::Bytes::new(),
+            key: None,
+            supersedes: None,
+        };
+        let allowed = self
+            .cfg
+            .policy
+            .check(&me, Some(self.cfg.role), &envelope.to, p)
+            .and_then(|()| self.admit(p, envelope.weight()));
+        match allowed {
+            Ok(()) => self.accept_local(now, envelope, false),
+            Err(why) => {
+                tracing::warn!(%id, "overdue notice not sent: {why}");
+                Ok(())
+            }
+        }
     }
 
     /// An outcome arrived for `destinations` of message `id`: their alarms, if raised, clear.

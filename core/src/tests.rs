@@ -572,6 +572,35 @@ fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_
 }
 
 #[test]
+fn an_overdue_alarm_is_sent_to_the_command_nodes_once_and_begets_no_other() {
+    let mut h = Harness::new();
+    h.add("hq", Role::Command).add("t1", Role::Township).add("t2", Role::Township);
+    h.connect("hq", "t1", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(3));
+    // t1's FLASH report to t2, which nobody can reach.
+    let late = h.submit("t1", "node:t2", Precedence::Flash, Duration::from_secs(3600));
+    h.run_for(Duration::from_secs(11 * 60));
+    assert_eq!(h.node("t1").status().overdue, [0, 0, 0, 1]);
+    let inbox = h.node("hq").inbox(Some(0), 10).unwrap();
+    assert_eq!(inbox.len(), 1, "one notice at hq");
+    let e = &inbox[0].record.envelope;
+    assert_eq!((e.origin.as_str(), e.precedence), ("t1", Precedence::Flash));
+    assert_eq!(e.content_type, crate::objectives::OVERDUE_CONTENT_TYPE);
+    let text = String::from_utf8_lossy(&e.payload);
+    assert!(
+        text.contains(&late.to_string()) && text.contains("t2") && text.contains("10 min"),
+        "{text}"
+    );
+    assert!(!e.receipt, "a notice that could turn overdue would beget another");
+    // Hours later: still one alarm, one notice; hq's own alarms do not come back to it.
+    let own = h.submit("hq", "node:t2", Precedence::Flash, Duration::from_secs(7200));
+    h.run_for(Duration::from_secs(3600));
+    assert_eq!(h.node("hq").inbox(Some(0), 10).unwrap().len(), 1);
+    assert_eq!(h.node("hq").status().overdue, [0, 0, 0, 1]);
+    assert!(h.node("hq").message_status(&own).unwrap().unwrap().destinations[0].overdue);
+}
+
+#[test]
 fn an_alarm_goes_with_the_status_it_belongs_to_when_that_ages_out() {
     let mut h = Harness::new();
     let mut cfg = CoreConfig::new(n("a"), Role::Command);

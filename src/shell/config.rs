@@ -353,6 +353,13 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     }
     for (p, s) in &raw.objectives {
         let key = format!("objectives.{p}");
+        if p == "notify" {
+            core.notify_overdue = match s.as_str() {
+                "" | "none" => None,
+                a => Some(field(&key, crate::core::Address::parse(a))?),
+            };
+            continue;
+        }
         let prec: Precedence = field(&key, p.parse())?;
         let d = field(&key, parse_duration(s))?;
         if d.is_zero() || d > core.max_lifetime {
@@ -711,6 +718,14 @@ reason = "no"
         check(&objectives("flash = \"0s\""), "objectives.flash", "longer than 0s");
         check(&objectives("flash = \"31d\""), "objectives.flash", "max_lifetime");
         check(&objectives("urgent = \"5m\""), "objectives.urgent", "");
+        check(&objectives("notify = \"nowhere\""), "objectives.notify", "");
+        let c = parse(&objectives("notify = \"none\""), Path::new("n")).unwrap();
+        assert_eq!(c.core.notify_overdue, None);
+        let c = parse(&objectives("notify = \"group:duty-officers\""), Path::new("n")).unwrap();
+        assert_eq!(
+            c.core.notify_overdue,
+            Some(crate::core::Address::parse("group:duty-officers").unwrap())
+        );
         let c = parse(&objectives("flash = \"5m\"\nroutine = \"1h\""), Path::new("n")).unwrap();
         assert_eq!(c.core.objectives[Precedence::Flash.index()], Duration::from_secs(300));
         assert_eq!(c.core.objectives[Precedence::Routine.index()], Duration::from_secs(3600));
