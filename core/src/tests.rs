@@ -280,7 +280,11 @@ impl Harness {
                     && let Frame::Offer { envelope, .. } = &mut t.frame
                     && envelope.origin.as_str() != name
                 {
-                    envelope.payload = Bytes::from_static(b"evacuate to the river");
+                    match &mut envelope.supersedes {
+                        // A cancel turned on another message.
+                        Some(target) => target.id = MessageId([9; 16]),
+                        None => envelope.payload = Bytes::from_static(b"evacuate to the river"),
+                    }
                 }
                 if let Frame::Offer { envelope, .. } = &t.frame {
                     self.offers_seen.push((name.clone(), envelope.precedence));
@@ -1325,6 +1329,30 @@ mod security {
             status.destinations.iter().any(|d| d.reason.contains("bad origin signature")),
             "{status:?}"
         );
+    }
+
+    #[test]
+    fn a_cancel_turned_on_another_message_is_a_forgery_and_its_relay_is_cut_off() {
+        let (mut h, _pki) =
+            secure_chain(&[("a", Role::Command), ("b", Role::Relay), ("c", Role::Township)]);
+        let order = h.submit("a", "node:c", Precedence::Flash, Duration::from_secs(600));
+        h.run_for(Duration::from_secs(2));
+        assert_eq!(h.delivered_ids("c"), vec![order]);
+        h.tamper = Some("b".into());
+        let now = h.now;
+        h.node("a").handle_cancel(now, order, "recalled".into(), None).unwrap();
+        h.node("a").commit(now).unwrap();
+        h.run_for(Duration::from_secs(2));
+        assert!(h.node("c").counters.forged >= 1);
+        assert!(
+            misbehaved(&h, "c")
+                .iter()
+                .any(|(p, why)| p == &n("b") && why.contains("bad signature")),
+            "{:?}",
+            misbehaved(&h, "c")
+        );
+        let inbox = h.node("c").inbox(Some(0), 10).unwrap();
+        assert!(inbox[0].record.withdrawn.is_none(), "a forged cancel withdrew a message");
     }
 
     #[test]
