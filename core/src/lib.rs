@@ -69,8 +69,8 @@ pub use objectives::OverdueView;
 pub use status::{InboxItem, LinkView, MessageView, NodeStatus, TopologyLink};
 pub use steering::CancelReceipt;
 pub use types::{
-    Address, Envelope, Medium, MessageId, NodeId, Precedence, Role, Supersedes, Time, TopicPattern,
-    TrafficStatus,
+    Address, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Role, Supersedes, Time,
+    TopicPattern, TrafficStatus,
 };
 
 #[cfg(test)]
