@@ -82,7 +82,7 @@ impl Node {
             super::types::check_key(key).map_err(SubmitError::Invalid)?;
         }
         let supersedes = match sub.replaces {
-            Some(target) => Some(self.replacement_target(now, target)?),
+            Some(target) => Some(self.replacement_target(target)?),
             None => None,
         };
         let me = self.cfg.node.clone();

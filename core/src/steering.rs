@@ -114,7 +114,7 @@ impl Node {
         if reason.len() > 1024 {
             return Err(SubmitError::Invalid("a reason is at most 1024 bytes".into()));
         }
-        let known = self.find_message(now, &target).map_err(SubmitError::Storage)?;
+        let known = self.find_message(&target).map_err(SubmitError::Storage)?;
         let me = self.cfg.node.clone();
         let Some(known) = known else {
             // Not seen here: a pending tombstone, applied when it arrives.
@@ -208,10 +208,9 @@ impl Node {
     /// here, applied if it ever arrives).
     pub(super) fn replacement_target(
         &mut self,
-        now: Time,
         target: MessageId,
     ) -> Result<Supersedes, SubmitError> {
-        let known = self.find_message(now, &target).map_err(SubmitError::Storage)?;
+        let known = self.find_message(&target).map_err(SubmitError::Storage)?;
         let me = self.cfg.node.clone();
         let origin = known.map_or(me.clone(), |k| k.origin);
         self.may_steer(&me, Some(self.cfg.role), &origin).map_err(SubmitError::Forbidden)?;
@@ -229,7 +228,7 @@ impl Node {
         replacement: &Envelope,
         target: &Supersedes,
     ) -> Result<(), StoreError> {
-        let known = match self.find_message(now, &target.id)? {
+        let known = match self.find_message(&target.id)? {
             Some(k) => k,
             None => Known {
                 origin: target.origin.clone(),
@@ -255,7 +254,7 @@ impl Node {
     }
 
     /// What this node knows of message `id`: sent from here, held here, or delivered here.
-    fn find_message(&mut self, now: Time, id: &MessageId) -> Result<Option<Known>, StoreError> {
+    fn find_message(&mut self, id: &MessageId) -> Result<Option<Known>, StoreError> {
         if let Some(raw) = self.store.get(Table::Status, &id.0)? {
             let s = wire::decode_status(&raw)
                 .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
@@ -300,7 +299,6 @@ impl Node {
         {
             let e = r.envelope;
             let deadline = r.delivered_at + e.lifetime.saturating_sub(r.age);
-            let _ = now;
             return Ok(Some(Known {
                 origin: e.origin,
                 to: e.to,

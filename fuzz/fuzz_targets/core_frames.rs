@@ -12,7 +12,9 @@
 //!   fails if the seed's next bit is set), then seals the next;
 //! - 3 answer: the peer answers offer `arg` of those the node made, code from the next byte;
 //! - 4 link: link `arg % 2` goes down, or up again;
-//! - 5 submit: an application message, address `arg`, precedence and size from the next byte;
+//! - 5 submit: an application message, address `arg % 8`, precedence and size from the next
+//!   byte; `arg / 8` steers: 1 a latest-value key (one of two), 2 replacing, 3 instead a cancel
+//!   of, a message the node made or offered (or an id never seen);
 //! - 6 echo: something the node sent (offer or advert) comes back on link `arg % 2`;
 //! - 7 misc: inbox read, disk space, subscription or status queries.
 //!
@@ -75,6 +77,8 @@ struct Sim {
     offers: Vec<(LinkId, u64, MessageId)>,
     /// Frames the node sent, to echo back.
     sent: Vec<Frame>,
+    /// Messages submitted here.
+    submitted: Vec<MessageId>,
     /// Split commits: whether a batch is in flight, landings so far, and whether some fail.
     split: bool,
     in_flight: bool,
@@ -88,6 +92,7 @@ impl Sim {
         let mut cfg = CoreConfig::new(id("me"), role);
         cfg.groups = vec!["medical".into()];
         cfg.check_invariants = true;
+        cfg.policy.override_roles = vec![Role::Command];
         let now = Time(1_000_000_000);
         let split = seed & 0x80 != 0;
         let store = if split { MemStore::new().split_commits() } else { MemStore::new() };
@@ -117,6 +122,7 @@ impl Sim {
             links: [(LinkId(1), b, false), (LinkId(2), c, false)],
             offers: Vec::new(),
             sent: Vec::new(),
+            submitted: Vec::new(),
             split,
             in_flight: false,
             landings: 0,
@@ -262,6 +268,23 @@ fuzz_target!(|data: &[u8]| {
             5 => {
                 let c = input.byte().unwrap_or(0);
                 let Ok(to) = Address::parse(ADDRESSES[arg % ADDRESSES.len()]) else { continue };
+                // A message the node made, one it was offered, or one never seen.
+                let known: Vec<MessageId> = sim
+                    .submitted
+                    .iter()
+                    .copied()
+                    .chain(sim.offers.iter().map(|o| o.2))
+                    .collect();
+                let target = match known.len() {
+                    0 => MessageId([c; 16]),
+                    n => known[usize::from(c) % n],
+                };
+                let steer = arg / ADDRESSES.len();
+                if steer == 3 {
+                    let p = (c & 2 != 0).then_some(Precedence::Flash);
+                    let _ = sim.node.handle_cancel(sim.now, target, "fuzzed".into(), p);
+                    continue;
+                }
                 let sub = Submission {
                     to,
                     precedence: Precedence::DESCENDING[usize::from(c) % 4],
@@ -270,10 +293,14 @@ fuzz_target!(|data: &[u8]| {
                     payload: Bytes::from(vec![b'x'; usize::from(c) * 4]),
                     receipt: c & 1 == 1,
                     status: TrafficStatus::Actual,
-                    key: None,
-                    replaces: None,
+                    key: (steer == 1).then(|| format!("pos/{}", c & 1)),
+                    replaces: (steer == 2).then_some(target),
                 };
-                let _ = sim.node.handle_submit(sim.now, sub);
+                if let Ok(id) = sim.node.handle_submit(sim.now, sub)
+                    && sim.submitted.len() < 64
+                {
+                    sim.submitted.push(id);
+                }
             }
             6 => {
                 if sim.sent.is_empty() {
