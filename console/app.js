@@ -397,13 +397,16 @@ function renderSent() {
     el('td', {}, m.custody_at || '–'),
     el('td', { class: 'muted', title: m.id }, m.id.slice(0, 12),
       m.key ? el('div', { class: 'note' }, `key ${m.key}`) : null,
-      m.replaces ? el('div', { class: 'note' }, `replaces ${m.replaces.slice(0, 12)}`) : null),
+      m.replaces ? el('div', { class: 'note' }, `replaces ${m.replaces.slice(0, 12)}`) : null,
+      m.cancels ? el('div', { class: 'note' }, `cancel of ${m.cancels.slice(0, 12)}`) : null,
+      m.replaced_by ? el('div', { class: 'note' }, `replaced by ${m.replaced_by.slice(0, 12)}`) : null,
+      m.cancelled_by ? el('div', { class: 'note' }, `cancelled by ${m.cancelled_by.slice(0, 12)}`) : null),
     el('td', { class: 'actions' }, ...steerButtons(m)))));
 }
 
 // A message still on its way may be recalled or corrected; a settled one only corrected.
 function steerButtons(m) {
-  if (m.state === 'cancelled' || m.state === 'superseded' || m.state === 'expired') return [];
+  if (m.cancels || m.replaced_by || ['cancelled', 'superseded', 'expired'].includes(m.state)) return [];
   const out = [el('button', { class: 'replace', onclick: () => replaceMessage(m) }, 'Replace')];
   if (!m.settled || m.state === 'delivered' || m.state === 'partially_delivered') {
     out.unshift(el('button', { class: 'cancel', onclick: () => cancelMessage(m) }, 'Cancel'));

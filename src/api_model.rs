@@ -38,6 +38,12 @@ pub struct MessageDoc {
     /// The message it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
+    /// Set on a cancel: the message it recalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancels: Option<String>,
+    /// A newer message of this node took its place (a replacement, or newer with its key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 /// One destination of a [`MessageDoc`].
@@ -90,6 +96,8 @@ impl From<&MessageView> for MessageDoc {
             cancelled_by: v.cancelled_by.map(|i| i.to_string()),
             key: v.key.clone(),
             replaces: v.replaces.map(|i| i.to_string()),
+            cancels: v.cancels.map(|i| i.to_string()),
+            replaced_by: v.replaced_by.map(|i| i.to_string()),
         }
     }
 }
@@ -775,6 +783,8 @@ mod tests {
             cancelled_by: None,
             key: Some("pos/team-07".into()),
             replaces: Some("1".repeat(32)),
+            cancels: None,
+            replaced_by: None,
         };
         let text = serde_json::to_string(&doc).unwrap();
         assert_eq!(serde_json::from_str::<MessageDoc>(&text).unwrap(), doc);

@@ -564,10 +564,25 @@ fn readme_screenshots() {
         ("node:township-02", "priority", "Send water level readings every 15 min"),
         ("node:township-01", "routine", "Generator fuel report due 20:00"),
     ];
+    let mut ids = Vec::new();
     for (to, p, body) in orders {
         let id = hq_run.submit(to, p, body).unwrap();
         let _ = hq_run.message(&id, "20s");
+        ids.push(id);
     }
+    // A correction of the first order, and the fuel report recalled.
+    let fix = hq_run
+        .submit_json(json!({
+            "to": "node:field-07", "precedence": "flash", "replaces": ids[0],
+            "body": "Evacuate sector 5 now, not 4: levee failing at km 15",
+        }))
+        .unwrap();
+    let _ = hq_run.message(&fix, "20s");
+    let code = hq_run.http_post_json(
+        &format!("/v1/messages/{}/cancel", ids[3]),
+        json!({ "reason": "report received by radio" }),
+    );
+    assert_eq!(code, 201);
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     let browser = Browser::start(&mesh.dir.path().join("chromium"));
@@ -592,7 +607,8 @@ fn readme_screenshots() {
     browser.wait_until(
         "the inbox",
         long,
-        "return document.querySelectorAll('#inbox li').length >= 2",
+        "return document.querySelectorAll('#inbox li').length >= 3 \
+         && document.querySelector('#inbox li.superseded')",
     );
     browser.screenshot(&docs.join("console-inbox.png"));
 }

@@ -162,6 +162,11 @@ impl Node {
                 Body::Data => envelope.supersedes.as_ref().map(|t| t.id),
                 _ => None,
             },
+            cancels: match envelope.body {
+                Body::Cancel { .. } => envelope.supersedes.as_ref().map(|t| t.id),
+                _ => None,
+            },
+            replaced_by: None,
         };
         self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
         self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;

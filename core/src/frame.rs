@@ -187,6 +187,10 @@ pub struct StatusRecord {
     pub cancelled_by: Option<MessageId>,
     pub key: Option<String>,
     pub replaces: Option<MessageId>,
+    /// Set on a cancel: the message it recalls.
+    pub cancels: Option<MessageId>,
+    /// A newer message of this node took its place (a replacement, or newer with its key).
+    pub replaced_by: Option<MessageId>,
 }
 
 /// One end-to-end report received (or produced locally) about a message.

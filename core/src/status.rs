@@ -117,6 +117,10 @@ pub struct MessageView {
     pub key: Option<String>,
     /// The message it replaces.
     pub replaces: Option<MessageId>,
+    /// Set on a cancel: the message it recalls.
+    pub cancels: Option<MessageId>,
+    /// A newer message of this node took its place.
+    pub replaced_by: Option<MessageId>,
 }
 
 /// A delivered message with its inbox position.
@@ -246,6 +250,8 @@ impl Node {
             cancelled_by: r.cancelled_by,
             key: r.key,
             replaces: r.replaces,
+            cancels: r.cancels,
+            replaced_by: r.replaced_by,
         }))
     }
 

@@ -76,6 +76,8 @@ struct Known {
     deadline: Time,
     /// Already cancelled from here, by this cancel.
     cancelled_by: Option<MessageId>,
+    /// It is a cancel itself.
+    is_cancel: bool,
 }
 
 impl Node {
@@ -135,6 +137,11 @@ impl Node {
         };
         if let Some(id) = known.cancelled_by {
             return Ok(CancelReceipt { id, pending: false, overrode: None });
+        }
+        if known.is_cancel {
+            return Err(SubmitError::Invalid(format!(
+                "message {target} is itself a cancel: it cannot be recalled"
+            )));
         }
         self.may_steer(&me, Some(self.cfg.role), &known.origin).map_err(SubmitError::Forbidden)?;
         if known.deadline <= now {
@@ -237,6 +244,7 @@ impl Node {
                 destinations: Vec::new(),
                 deadline: now + replacement.lifetime,
                 cancelled_by: None,
+                is_cancel: false,
             },
         };
         let id = self.new_id();
@@ -267,6 +275,7 @@ impl Node {
                 destinations: s.destinations,
                 deadline: s.accepted_at + s.lifetime,
                 cancelled_by: s.cancelled_by,
+                is_cancel: s.cancels.is_some(),
             }));
         }
         let (from, to) = schema::id_range(id);
@@ -287,6 +296,7 @@ impl Node {
                 destinations: e.destinations,
                 deadline,
                 cancelled_by: None,
+                is_cancel: matches!(e.body, Body::Cancel { .. }),
             }));
         }
         let mut cursor = None;
@@ -306,6 +316,7 @@ impl Node {
                 destinations: e.destinations,
                 deadline,
                 cancelled_by: None,
+                is_cancel: matches!(e.body, Body::Cancel { .. }),
             }));
         }
         Ok(None)
@@ -464,9 +475,10 @@ impl Node {
             });
         }
         if target.origin == self.cfg.node {
-            if outcome == Outcome::Cancelled {
-                self.update_status(&target.id, |s| s.cancelled_by = Some(by))?;
-            }
+            self.update_status(&target.id, |s| match outcome {
+                Outcome::Cancelled => s.cancelled_by = Some(by),
+                _ => s.replaced_by = Some(by),
+            })?;
             let destinations = match self.store.get(Table::Status, &target.id.0)? {
                 Some(raw) => {
                     wire::decode_status(&raw)
@@ -536,6 +548,7 @@ impl Node {
             destinations: env.destinations.clone(),
             deadline: now + env.lifetime.saturating_sub(env.age),
             cancelled_by: None,
+            is_cancel: false,
         };
         let cancel =
             self.cancel_envelope(now, stone.by, &env.id, known, stone.reason.clone(), None);

@@ -172,8 +172,15 @@ fn a_delivered_order_is_marked_cancelled_in_the_inbox_and_a_replacement_names_wh
     assert_eq!(inbox.len(), 2, "a cancel is not a message of its own");
     let w = inbox[1].withdrawn.as_ref().expect("the correction is withdrawn");
     assert_eq!((w.by, w.outcome, w.reason.as_str()), (r.id, Outcome::Cancelled, "road reopened"));
-    // Cancelling twice sends nothing more.
+    // Cancelling twice sends nothing more; a cancel cannot be recalled; the origin's views
+    // say which message replaced, cancelled or recalled which.
     assert_eq!(cancel(&mut h, "hq", second, "again").id, r.id);
+    let now = h.now;
+    let again = h.node("hq").handle_cancel(now, r.id, String::new(), None);
+    assert!(matches!(again, Err(SubmitError::Invalid(_))), "{again:?}");
+    assert_eq!(h.node("hq").message_status(&first).unwrap().unwrap().replaced_by, Some(second));
+    assert_eq!(h.node("hq").message_status(&second).unwrap().unwrap().cancelled_by, Some(r.id));
+    assert_eq!(h.node("hq").message_status(&r.id).unwrap().unwrap().cancels, Some(second));
 }
 
 #[test]

@@ -637,6 +637,8 @@ pub(super) fn status_to_pb(s: &StatusRecord) -> pb::StatusRecord {
         cancelled_by: s.cancelled_by.map(|i| i.0.to_vec().into()).unwrap_or_default(),
         key: s.key.clone().unwrap_or_default(),
         replaces: s.replaces.map(|i| i.0.to_vec().into()).unwrap_or_default(),
+        cancels: s.cancels.map(|i| i.0.to_vec().into()).unwrap_or_default(),
+        replaced_by: s.replaced_by.map(|i| i.0.to_vec().into()).unwrap_or_default(),
     }
 }
 
@@ -671,6 +673,8 @@ pub(super) fn status_from_pb(s: pb::StatusRecord) -> Result<StatusRecord, WireEr
         cancelled_by: optional_id("status cancelled by", &s.cancelled_by)?,
         key: (!s.key.is_empty()).then_some(s.key),
         replaces: optional_id("status replaces", &s.replaces)?,
+        cancels: optional_id("status cancels", &s.cancels)?,
+        replaced_by: optional_id("status replaced by", &s.replaced_by)?,
     })
 }
 
