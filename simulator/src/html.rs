@@ -183,7 +183,7 @@ pub fn page(
         }
         h.push_str("</ul>");
     }
-    h.push_str("<h2>Deliveries</h2><p>Messages sent, then (message, intended recipient) pairs.</p><table><tr><th>precedence</th><th>messages</th><th>no recipient</th><th>pairs</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
+    h.push_str("<h2>Deliveries</h2><p>Messages sent, then (message, intended recipient) pairs.</p><table><tr><th>precedence</th><th>messages</th><th>no recipient</th><th>pairs</th><th>delivered</th><th>cancelled</th><th>superseded</th><th>expired</th><th>refused</th><th>held</th><th>lost</th><th>dup</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th></tr>");
     for p in Precedence::DESCENDING {
         let c = &j["precedence"][p.as_str()];
         let l = &c["latency_ms"];
@@ -193,6 +193,8 @@ pub fn page(
             &c["no_destinations"],
             &c["sent"],
             &c["delivered"],
+            &c["cancelled"],
+            &c["superseded"],
             &c["expired"],
             &c["refused"],
             &c["held"],
@@ -337,11 +339,11 @@ pub fn page(
         false,
     ));
 
-    h.push_str("<h2>Failure events</h2><table><tr><th>at</th><th>event</th><th>target</th><th>recovered after</th></tr>");
+    h.push_str("<h2>Failure events</h2><p>Recovered after: until traffic flowed again after a failure; caught up after: until the last message sent before a repair and delivered after it arrived.</p><table><tr><th>at</th><th>event</th><th>target</th><th>recovered after</th><th>caught up after</th></tr>");
     for e in j["events"].as_array().into_iter().flatten() {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             relaymesh::units::format_duration(Duration::from_secs_f64(
                 e["at_s"].as_f64().unwrap_or(0.0)
             )),
@@ -349,6 +351,7 @@ pub fn page(
             if e["random"] == true { " (random)" } else { "" },
             esc(e["target"].as_str().unwrap_or("")),
             e["recovered_after_s"].as_f64().map_or("-".into(), |s| format!("{s:.2} s")),
+            e["caught_up_after_s"].as_f64().map_or("-".into(), |s| format!("{s:.2} s")),
         );
     }
     h.push_str("</table><h2>Links</h2><table><tr><th>link</th><th>medium</th><th>bytes</th><th>utilisation</th><th>payload</th><th>down</th></tr>");

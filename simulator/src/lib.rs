@@ -30,6 +30,16 @@ pub use scenario::{Scenario, ScenarioError};
 
 /// Runs a scenario to completion on a fresh paused runtime and returns its report.
 pub fn run(sc: &Scenario, seed: u64, progress: &mut dyn FnMut(Duration)) -> Report {
+    run_observed(sc, seed, progress).0
+}
+
+/// [`run`], with what the run observed (every message sent, every delivery, every withdrawal)
+/// beside the report.
+pub fn run_observed(
+    sc: &Scenario,
+    seed: u64,
+    progress: &mut dyn FnMut(Duration),
+) -> (Report, world::Observed) {
     let rt =
         match tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()
         {
@@ -41,5 +51,5 @@ pub fn run(sc: &Scenario, seed: u64, progress: &mut dyn FnMut(Duration)) -> Repo
     let wall = wall.elapsed();
     // Dropping the runtime drops every node's remaining tasks.
     drop(rt);
-    report::build(sc, seed, &observed, wall)
+    (report::build(sc, seed, &observed, wall), observed)
 }

@@ -47,6 +47,10 @@ enum Command {
         /// one fails the run.
         #[arg(long)]
         check_invariants: bool,
+        /// Drop every flow's latest-value key (`key = ...`): every message travels, for
+        /// comparison with the keyed run.
+        #[arg(long)]
+        no_keys: bool,
     },
     /// Run a scenario over a range of seeds, in parallel processes, every node checking its
     /// invariants; print each failing seed with the command that reproduces it (exit 1).
@@ -67,11 +71,12 @@ enum Command {
 fn main() {
     std::process::exit(match Cli::try_parse() {
         Ok(cli) => match cli.command {
-            None => run(None, None, None, false, false, false, cli.log_format),
+            None => run(None, None, None, Flags::default(), cli.log_format),
             Some(Command::List) => list(),
             Some(Command::Sweep { scenario, seeds, jobs }) => sweep::sweep(&scenario, &seeds, jobs),
-            Some(Command::Run { scenario, seed, out, json, quiet, check_invariants }) => {
-                run(scenario, seed, out, json, quiet, check_invariants, cli.log_format)
+            Some(Command::Run { scenario, seed, out, json, quiet, check_invariants, no_keys }) => {
+                let flags = Flags { json, quiet, check_invariants, no_keys };
+                run(scenario, seed, out, flags, cli.log_format)
             }
         },
         Err(e) => {
@@ -102,15 +107,23 @@ fn list() -> i32 {
     0
 }
 
+/// The switches of `run`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flags {
+    json: bool,
+    quiet: bool,
+    check_invariants: bool,
+    no_keys: bool,
+}
+
 fn run(
     name: Option<String>,
     seed: Option<u64>,
     out: Option<PathBuf>,
-    json: bool,
-    quiet: bool,
-    check_invariants: bool,
+    flags: Flags,
     log_format: relaymesh::logging::LogFormat,
 ) -> i32 {
+    let Flags { json, quiet, check_invariants, no_keys } = flags;
     let name = name.unwrap_or_else(|| "county-flood".into());
     let mut sc = match load(&name) {
         Ok(sc) => sc,
@@ -120,6 +133,13 @@ fn run(
         }
     };
     sc.check_invariants = check_invariants;
+    if no_keys {
+        if !sc.without_keys() {
+            eprintln!("relaymesh-sim: --no-keys: no flow of {} has a key", sc.name);
+            return 2;
+        }
+        sc.name.push_str(" (--no-keys)");
+    }
     init_tracing(log_format);
     let seed = seed.unwrap_or(sc.seed);
     let show = !quiet && std::io::stderr().is_terminal();

@@ -1,17 +1,25 @@
 //! Accounting per (message, intended recipient) pair, per precedence and per destination.
 //!
-//! A pair's fate, in this order: delivered (its first delivery; more are duplicates), expired
-//! (an `Expired` event at any node for the message naming the destination), refused (a
-//! `Refused` event for the message: refusals name no destination, so it counts for every pair
-//! still open), held (in some store at the end), else lost. A delivery to a node that is not an
-//! intended recipient (one that left the group before the send, say) is `unintended`: reported,
-//! not a failure.
+//! A pair's fate, in this order: delivered (its first delivery; more are duplicates; a copy
+//! withdrawn after its delivery stays delivered, and counts as `withdrawn` too), cancelled or
+//! superseded (an `Event::Superseded` at any node for the message naming the destination, with
+//! a cause the simulator knows of: a cancel it had the origin send for this message, or a
+//! message it sent that replaces this one or carries the same key from the same origin and was
+//! sent no earlier; a withdrawal without such a cause is counted `unfounded` and the pair goes
+//! on down this list), expired (an `Expired` event at any node for the message naming the
+//! destination), refused (a `Refused` event for the message: refusals name no destination, so
+//! it counts for every pair still open), held (in some store at the end), else lost. A delivery
+//! to a node that is not an intended recipient (one that left the group before the send, say)
+//! is `unintended`: reported, not a failure.
+//!
+//! The delivery ratio is of the pairs still owed: cancelled and superseded pairs were taken
+//! back by their sender, and count neither for nor against it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use relaymesh::core::{MessageId, Precedence};
+use relaymesh::core::{MessageId, Outcome, Precedence};
 use serde_json::{Value, json};
 
 use crate::scenario::Scenario;
@@ -21,6 +29,8 @@ use crate::world::{Observed, Sent};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fate {
     Delivered,
+    Cancelled,
+    Superseded,
     Expired,
     Refused,
     Held,
@@ -36,12 +46,20 @@ pub struct Stats {
     pub no_destinations: u64,
     pub pairs: u64,
     pub delivered: u64,
+    pub cancelled: u64,
+    pub superseded: u64,
     pub expired: u64,
     pub refused: u64,
     pub held: u64,
     pub lost: u64,
     pub duplicates: u64,
     pub unintended: u64,
+    /// Delivered pairs later withdrawn at the destination (a cancel or a newer message came
+    /// after): counted delivered too.
+    pub withdrawn: u64,
+    /// Pairs a node said it dropped for a cancel or a newer message the simulator knows
+    /// nothing of (a cause that is not one): accounted by the rest of the list.
+    pub unfounded: u64,
     /// From send to first delivery, sorted once counting is done.
     pub latencies: Vec<Duration>,
 }
@@ -52,12 +70,16 @@ impl Stats {
         [
             ("pairs", self.pairs),
             ("delivered", self.delivered),
+            ("cancelled", self.cancelled),
+            ("superseded", self.superseded),
             ("expired", self.expired),
             ("refused", self.refused),
             ("held", self.held),
             ("lost", self.lost),
             ("duplicates", self.duplicates),
             ("unintended", self.unintended),
+            ("withdrawn_after_delivery", self.withdrawn),
+            ("unfounded", self.unfounded),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), Value::from(v)))
@@ -69,6 +91,8 @@ impl Stats {
         self.duplicates += duplicates;
         match fate {
             Fate::Delivered => self.delivered += 1,
+            Fate::Cancelled => self.cancelled += 1,
+            Fate::Superseded => self.superseded += 1,
             Fate::Expired => self.expired += 1,
             Fate::Refused => self.refused += 1,
             Fate::Held => self.held += 1,
@@ -77,8 +101,10 @@ impl Stats {
         self.latencies.extend(latency);
     }
 
+    /// Delivered over the pairs still owed (all but the cancelled and superseded ones).
     pub fn ratio(&self) -> Option<f64> {
-        (self.pairs > 0).then(|| self.delivered as f64 / self.pairs as f64)
+        let owed = self.pairs - self.cancelled - self.superseded;
+        (owed > 0).then(|| self.delivered as f64 / owed as f64)
     }
 }
 
@@ -105,11 +131,28 @@ pub fn account(obs: &Observed, sent: &[(&MessageId, &Sent)]) -> Accounts {
         for d in &s.intended {
             let key = (**id, *d);
             let times = obs.deliveries.get(&key).filter(|t| !t.is_empty());
+            let withdrawn = match obs.withdrawn.get(&key) {
+                Some((outcome, by)) if times.is_none() => {
+                    let founded = founded(obs, id, s, *outcome, by);
+                    if !founded {
+                        c.unfounded += 1;
+                        destinations.entry((*d, s.precedence)).or_default().unfounded += 1;
+                    }
+                    founded.then_some(*outcome)
+                }
+                _ => None,
+            };
+            if times.is_some() && obs.marked.contains(&key) {
+                c.withdrawn += 1;
+                destinations.entry((*d, s.precedence)).or_default().withdrawn += 1;
+            }
             let (fate, first, dups) = match times {
                 Some(t) => {
                     let first = t.iter().min().copied().unwrap_or_default();
                     (Fate::Delivered, Some(first), t.len() as u64 - 1)
                 }
+                None if withdrawn == Some(Outcome::Cancelled) => (Fate::Cancelled, None, 0),
+                None if withdrawn.is_some() => (Fate::Superseded, None, 0),
                 None if obs.expired.contains(&key) => (Fate::Expired, None, 0),
                 None if obs.refused.contains_key(id) => (Fate::Refused, None, 0),
                 None if obs.held.contains(&key) => (Fate::Held, None, 0),
@@ -135,6 +178,23 @@ pub fn account(obs: &Observed, sent: &[(&MessageId, &Sent)]) -> Accounts {
         c.latencies.sort();
     }
     Accounts { classes, destinations, fates }
+}
+
+/// Whether a withdrawal of message `id` (sent as `s`) by `by` has a cause the simulator knows:
+/// a cancel it had the origin send for this message, or a message it sent that replaces this
+/// one, or carries its key from its origin and was sent no earlier.
+fn founded(obs: &Observed, id: &MessageId, s: &Sent, outcome: Outcome, by: &MessageId) -> bool {
+    match outcome {
+        Outcome::Cancelled => obs.cancels.get(by) == Some(id),
+        _ => obs.sent.get(by).is_some_and(|b| {
+            b.replaces == Some(*id)
+                || (by != id
+                    && s.key.is_some()
+                    && b.key == s.key
+                    && b.origin == s.origin
+                    && b.at >= s.at)
+        }),
+    }
 }
 
 pub fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
@@ -176,13 +236,16 @@ pub fn destinations_json(sc: &Scenario, a: &Accounts) -> Value {
     Value::Array(rows)
 }
 
-/// Whether a JSON row has anything but every pair delivered once.
+/// Whether a JSON row has anything but every pair delivered once (or withdrawn by its sender).
 fn row_missed(r: &Value) -> bool {
     let n = |k: &str| r[k].as_u64().unwrap_or(0);
-    n("delivered") < n("pairs") || n("duplicates") > 0 || n("unintended") > 0
+    n("delivered") + n("cancelled") + n("superseded") < n("pairs")
+        || n("duplicates") > 0
+        || n("unintended") > 0
 }
 
-/// Up to this many rows the terminal shows them all; beyond, only the rows that missed.
+/// Up to this many rows the terminal shows them all; beyond, only the rows that missed (a pair
+/// cancelled or superseded by its sender is not a miss).
 const ALL_ROWS: usize = 16;
 
 /// The terminal's per-destination table.
@@ -190,6 +253,10 @@ pub fn text(t: &mut String, rows: &[Value], cell: impl Fn(&Value) -> String) {
     if rows.is_empty() {
         return;
     }
+    let steered = rows
+        .iter()
+        .any(|r| r["cancelled"].as_u64().unwrap_or(0) + r["superseded"].as_u64().unwrap_or(0) > 0);
+    let once = if steered { "delivered once or withdrawn by its sender" } else { "delivered once" };
     let show: Vec<&Value> = if rows.len() <= ALL_ROWS {
         rows.iter().collect()
     } else {
@@ -198,18 +265,20 @@ pub fn text(t: &mut String, rows: &[Value], cell: impl Fn(&Value) -> String) {
     if show.is_empty() {
         let _ = writeln!(
             t,
-            "\nper destination: all {} (destination, precedence) rows delivered once (all in --json)",
+            "\nper destination: all {} (destination, precedence) rows {once} (all in --json)",
             rows.len()
         );
         return;
     }
     let _ = writeln!(
         t,
-        "\n{:<20} {:<10} {:>6} {:>9} {:>7} {:>7} {:>5} {:>5} {:>4} {:>6} {:>9} {:>9} {:>9}",
+        "\n{:<20} {:<10} {:>6} {:>9} {:>9} {:>10} {:>7} {:>7} {:>5} {:>5} {:>4} {:>6} {:>9} {:>9} {:>9}",
         "destination",
         "precedence",
         "pairs",
         "delivered",
+        "cancelled",
+        "superseded",
         "expired",
         "refused",
         "held",
@@ -224,11 +293,13 @@ pub fn text(t: &mut String, rows: &[Value], cell: impl Fn(&Value) -> String) {
         let l = &r["latency_ms"];
         let _ = writeln!(
             t,
-            "{:<20} {:<10} {:>6} {:>9} {:>7} {:>7} {:>5} {:>5} {:>4} {:>6} {:>9} {:>9} {:>9}",
+            "{:<20} {:<10} {:>6} {:>9} {:>9} {:>10} {:>7} {:>7} {:>5} {:>5} {:>4} {:>6} {:>9} {:>9} {:>9}",
             r["node"].as_str().unwrap_or("?"),
             r["precedence"].as_str().unwrap_or("?"),
             cell(&r["pairs"]),
             cell(&r["delivered"]),
+            cell(&r["cancelled"]),
+            cell(&r["superseded"]),
             cell(&r["expired"]),
             cell(&r["refused"]),
             cell(&r["held"]),
@@ -243,7 +314,7 @@ pub fn text(t: &mut String, rows: &[Value], cell: impl Fn(&Value) -> String) {
     if show.len() < rows.len() {
         let _ = writeln!(
             t,
-            "... and {} more (destination, precedence) rows, each delivered once (all in --json)",
+            "... and {} more (destination, precedence) rows, each {once} (all in --json)",
             rows.len() - show.len()
         );
     }
@@ -254,7 +325,7 @@ pub fn html(h: &mut String, rows: &[Value], esc: impl Fn(&str) -> String) {
     h.push_str(
         "<h2>Per destination</h2><p>(message, intended recipient) pairs by destination node and \
          precedence; latency from the send.</p><table><tr><th>destination</th><th>precedence</th>\
-         <th>pairs</th><th>delivered</th><th>expired</th><th>refused</th><th>held</th><th>lost</th>\
+         <th>pairs</th><th>delivered</th><th>cancelled</th><th>superseded</th><th>expired</th><th>refused</th><th>held</th><th>lost</th>\
          <th>dup</th><th>unintended</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>",
     );
     for r in rows {
@@ -269,6 +340,8 @@ pub fn html(h: &mut String, rows: &[Value], esc: impl Fn(&str) -> String) {
         for v in [
             &r["pairs"],
             &r["delivered"],
+            &r["cancelled"],
+            &r["superseded"],
             &r["expired"],
             &r["refused"],
             &r["held"],

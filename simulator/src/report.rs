@@ -3,8 +3,15 @@
 //! Rendered as a terminal table, one JSON object, and an HTML page with SVG plots.
 //!
 //! Accounting is per (message, intended recipient) pair ([`crate::pairs`]), because one group or
-//! topic message is owed to several nodes: every pair is delivered, expired, refused, still held
-//! in some store, or lost. Intended recipients come from the scenario ([`crate::oracle`]).
+//! topic message is owed to several nodes: every pair is delivered, cancelled or superseded by
+//! its sender, expired, refused, still held in some store, or lost. Intended recipients come
+//! from the scenario ([`crate::oracle`]).
+//!
+//! Per event: after a failure (`link_down`, `node_crash`, `partition`, `degrade`),
+//! `recovered_after_s`, the time until traffic flowed again (`recovery`); after a repair
+//! (`link_up`, `heal`, `node_restart`), `caught_up_after_s`, the time until the last message
+//! sent before it and delivered after it arrived: how long the backlog took to cross
+//! (`catch_up`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -42,6 +49,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
     let accounts = pairs::account(obs, &sent);
     let (classes, fates) = (&accounts.classes, &accounts.fates);
     let lost: u64 = classes.values().map(|c| c.lost).sum();
+    let unfounded: u64 = classes.values().map(|c| c.unfounded).sum();
     let duplicates: u64 = classes.values().map(|c| c.duplicates).sum();
     let unintended: u64 = classes.values().map(|c| c.unintended).sum();
     let starved = starvation(&sent, fates);
@@ -138,13 +146,17 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         .iter()
         .map(|e| {
             let failure = matches!(e.action, "link_down" | "node_crash" | "partition" | "degrade");
+            let repair = matches!(e.action, "link_up" | "heal" | "node_restart");
             let recovered = if failure { recovery(sc, e.at, &sent, fates) } else { None };
+            let caught_up = if repair { catch_up(e.at, &sent, fates) } else { None };
+            let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e3).round() / 1e3);
             json!({
                 "at_s": e.at.as_secs_f64(),
                 "action": e.action,
                 "target": e.target,
                 "random": e.random,
-                "recovered_after_s": recovered.map(|d| (d.as_secs_f64() * 1e3).round() / 1e3),
+                "recovered_after_s": secs(recovered),
+                "caught_up_after_s": secs(caught_up),
             })
         })
         .collect();
@@ -155,6 +167,9 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
     }
     if duplicates > 0 {
         failures.push(format!("invariant: {duplicates} duplicate deliveries"));
+    }
+    if unfounded > 0 {
+        failures.push(format!("invariant: {unfounded} (message, intended recipient) pairs dropped for a cancel or newer message nobody sent"));
     }
     for v in &obs.violations {
         failures.push(format!("invariant broken inside a node: {v}"));
@@ -224,6 +239,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
             "lost": lost,
             "duplicates": duplicates,
             "starved": starved,
+            "unfounded": unfounded,
             "checked": sc.check_invariants,
             "broken": obs.violations,
         },
@@ -278,6 +294,10 @@ fn starvation(
 /// The longest time, over the flows that were delivering before the event, from the event to
 /// the arrival of the flow's first message sent after it (minus the wait for that send).
 /// An origin's own copy (it is a member of its groups) arrives at once: it does not count.
+/// Messages withdrawn by their sender (cancelled, or superseded by a newer one with their key)
+/// before the first one delivered count from their send: with latest-value keys, the first
+/// message after a cut is superseded by the next, and traffic flowed again only when the newest
+/// got through.
 fn recovery(
     sc: &Scenario,
     at: Duration,
@@ -296,23 +316,53 @@ fn recovery(
         if !was_flowing {
             continue;
         }
+        let mut since: Option<Duration> = None;
         let first_after =
             sent.iter().filter(|(_, s)| s.flow == flow && s.at >= at).find_map(|(id, s)| {
-                s.intended
-                    .iter()
-                    .filter(|d| **d != s.origin)
-                    .filter_map(|d| match fates.get(&(**id, *d)) {
+                let fate = |d: &usize| fates.get(&(**id, *d));
+                let mut others = s.intended.iter().filter(|d| **d != s.origin).peekable();
+                let withdrawn = others.peek().is_some()
+                    && others
+                        .clone()
+                        .all(|d| matches!(fate(d), Some((Fate::Cancelled | Fate::Superseded, _))));
+                if withdrawn {
+                    since.get_or_insert(s.at);
+                    return None;
+                }
+                others
+                    .filter_map(|d| match fate(d) {
                         Some((Fate::Delivered, Some(x))) => Some(*x),
                         _ => None,
                     })
                     .min()
-                    .map(|x| x.saturating_sub(s.at))
+                    .map(|x| x.saturating_sub(since.unwrap_or(s.at)))
             });
         if let Some(r) = first_after {
             worst = Some(worst.map_or(r, |w| w.max(r)));
         }
     }
     worst
+}
+
+/// How long after a repair at `at` the backlog took to cross: from `at` to the last delivery
+/// of a message sent before it and delivered after it (to a node other than its origin).
+/// Where failures overlap, what another failure held back counts too.
+fn catch_up(
+    at: Duration,
+    sent: &[(&MessageId, &Sent)],
+    fates: &HashMap<(MessageId, usize), (Fate, Option<Duration>)>,
+) -> Option<Duration> {
+    sent.iter()
+        .filter(|(_, s)| s.at < at)
+        .flat_map(|(id, s)| {
+            s.intended.iter().filter(|d| **d != s.origin).filter_map(|d| {
+                match fates.get(&(**id, *d)) {
+                    Some((Fate::Delivered, Some(x))) if *x > at => Some(*x - at),
+                    _ => None,
+                }
+            })
+        })
+        .max()
 }
 
 fn cell(v: &Value) -> String {
@@ -341,11 +391,13 @@ fn table(j: &Value) -> String {
     );
     let _ = writeln!(
         t,
-        "\n{:<10} {:>8} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<10} {:>8} {:>7} {:>9} {:>9} {:>10} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
         "precedence",
         "messages",
         "pairs",
         "delivered",
+        "cancelled",
+        "superseded",
         "expired",
         "refused",
         "held",
@@ -361,11 +413,13 @@ fn table(j: &Value) -> String {
         let l = &c["latency_ms"];
         let _ = writeln!(
             t,
-            "{:<10} {:>8} {:>7} {:>9} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
+            "{:<10} {:>8} {:>7} {:>9} {:>9} {:>10} {:>7} {:>7} {:>6} {:>5} {:>4} {:>9} {:>9} {:>9} {:>9}",
             p.as_str(),
             cell(&c["messages"]),
             cell(&c["sent"]),
             cell(&c["delivered"]),
+            cell(&c["cancelled"]),
+            cell(&c["superseded"]),
             cell(&c["expired"]),
             cell(&c["refused"]),
             cell(&c["held"]),
@@ -394,6 +448,22 @@ fn table(j: &Value) -> String {
             t,
             "overdue (pairs past their delivery objective at the origin): {}",
             late.join(", ")
+        );
+    }
+    let withdrawn: Vec<String> = Precedence::DESCENDING
+        .iter()
+        .filter_map(|p| {
+            let n = j["precedence"][p.as_str()]["withdrawn_after_delivery"]
+                .as_u64()
+                .filter(|n| *n > 0)?;
+            Some(format!("{p} {n}"))
+        })
+        .collect();
+    if !withdrawn.is_empty() {
+        let _ = writeln!(
+            t,
+            "delivered, then withdrawn at the destination by a cancel or a newer message (counted delivered): {}",
+            withdrawn.join(", ")
         );
     }
     let refused = j["not_accepted"].as_u64().unwrap_or(0);
@@ -456,11 +526,18 @@ fn table(j: &Value) -> String {
     }
     let events = j["events"].as_array().cloned().unwrap_or_default();
     if !events.is_empty() {
-        let _ = writeln!(t, "\n{:>9} {:<14} {:<44} {:>10}", "at", "event", "target", "recovered");
+        let _ = writeln!(
+            t,
+            "\n{:>9} {:<14} {:<44} {:>10} {:>10}",
+            "at", "event", "target", "recovered", "caught up"
+        );
+        let secs = |v: &Value| {
+            v.as_f64().map_or("-".into(), |s| format_duration(Duration::from_secs_f64(s)))
+        };
         for e in events.iter().take(40) {
             let _ = writeln!(
                 t,
-                "{:>9} {:<14} {:<44} {:>10}",
+                "{:>9} {:<14} {:<44} {:>10} {:>10}",
                 format_duration(Duration::from_secs_f64(e["at_s"].as_f64().unwrap_or(0.0))),
                 format!(
                     "{}{}",
@@ -468,9 +545,8 @@ fn table(j: &Value) -> String {
                     if e["random"] == true { "*" } else { "" }
                 ),
                 e["target"].as_str().unwrap_or(""),
-                e["recovered_after_s"]
-                    .as_f64()
-                    .map_or("-".into(), |s| format_duration(Duration::from_secs_f64(s))),
+                secs(&e["recovered_after_s"]),
+                secs(&e["caught_up_after_s"]),
             );
         }
         if events.len() > 40 {
@@ -482,11 +558,15 @@ fn table(j: &Value) -> String {
     let i = &j["invariants"];
     let _ = writeln!(
         t,
-        "\ninvariants: lost {}, duplicates {}, starved {} (pairs); unintended deliveries {}{}",
+        "\ninvariants: lost {}, duplicates {}, starved {} (pairs); unintended deliveries {}{}{}",
         i["lost"],
         i["duplicates"],
         i["starved"],
         j["unintended"],
+        match i["unfounded"].as_u64() {
+            Some(n) if n > 0 => format!("; {n} pairs withdrawn for no cause the simulator gave"),
+            _ => String::new(),
+        },
         match i["broken"].as_array().map(Vec::len) {
             _ if i["checked"] != true => String::new(),
             Some(0) | None => "; every node checked its own invariants: none broken".into(),

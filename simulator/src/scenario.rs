@@ -1,11 +1,53 @@
 //! Scenario files (the format is in the README, "Simulator"): parsed and checked completely before anything runs.
 //! Every error names the file, the line and the reason.
+//!
+//! # Steering: keys, cancel and replace
+//!
+//! A flow may carry a latest-value key and a name, and events may cancel or replace what a
+//! flow sent (see `relaymesh_core::steering`):
+//!
+//! ```toml
+//! [[traffic]]
+//! name = "positions"          # optional: events name the flow by it (else by its index,
+//!                             # 0 for the first [[traffic]] of the file)
+//! from = "team-01"
+//! to = "node:county-hq"
+//! every = "3s"
+//! key = "pos/{from}"          # optional: every message of the flow carries this key ({from}
+//!                             # is the sending node's id): only the newest travels
+//!
+//! [[event]]
+//! at = "20m"
+//! action = "cancel"           # the flow's origin recalls one of the flow's messages
+//! flow = "positions"          # a flow's name, or its index (0 = the first [[traffic]])
+//! message = "last"            # "last" (the default), "first", or an index among the messages
+//!                             # the flow has sent so far: 0 the first, -1 the last, -2 the one
+//!                             # before, ...
+//! reason = "sent in error"    # optional
+//!
+//! [[event]]
+//! at = "25m"
+//! action = "replace"          # the origin sends a new message of the flow (same address,
+//! flow = 0                    # precedence, size, lifetime and key) that replaces the one
+//! message = -2                # chosen; it counts as one of the flow's messages from then on
+//! ```
+//!
+//! The messages a flow "has sent" are those its origin accepted, replacements included, in
+//! order. An event whose message does not exist yet, or whose origin is down or refuses, does
+//! nothing but say so in the report's event list. `relaymesh-sim run --no-keys` runs a
+//! scenario with every `key` removed, for comparison ([`Scenario::without_keys`]).
+//!
+//! In the accounting, a (message, intended recipient) pair that a node dropped for a cancel
+//! is `cancelled`, one dropped for a replacement or a newer message with its key
+//! `superseded` (`Event::Superseded`, checked against what the simulator sent: a withdrawal
+//! without such a cause does not count, see [`crate::pairs`]). A pair delivered before its
+//! withdrawal stays delivered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use relaymesh::core::config::MediumConfig;
-use relaymesh::core::types::Group;
+use relaymesh::core::types::{Group, check_key};
 use relaymesh::core::{Address, Medium, NodeId, Precedence, Role, TopicPattern};
 use relaymesh::shell::config::{MediumSection, medium_config};
 use relaymesh::shell::transport::TransportSettings;
@@ -48,6 +90,8 @@ pub struct LinkDef {
 
 #[derive(Clone, Debug)]
 pub struct TrafficDef {
+    /// `name`: what events call the flow (optional).
+    pub name: Option<String>,
     pub from: usize,
     pub to: Address,
     pub precedence: Precedence,
@@ -57,6 +101,34 @@ pub struct TrafficDef {
     pub stop: Duration,
     pub lifetime: Duration,
     pub content: Content,
+    /// The latest-value key every message of the flow carries (`{from}` already replaced).
+    pub key: Option<String>,
+}
+
+impl TrafficDef {
+    /// The flow as the report names it: its name, or `flow <index>`.
+    pub fn label(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("flow {index}"))
+    }
+}
+
+/// Which of a flow's messages (those sent so far) an event acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The n-th message, from 0.
+    From(usize),
+    /// The n-th from the end, from 1 (`-1` is the last).
+    Back(usize),
+}
+
+impl Pick {
+    /// The index into a list of `n` messages, if there is such a message.
+    pub fn resolve(self, n: usize) -> Option<usize> {
+        match self {
+            Pick::From(i) => (i < n).then_some(i),
+            Pick::Back(k) => n.checked_sub(k),
+        }
+    }
 }
 
 /// What a flow's payloads hold.
@@ -107,6 +179,17 @@ pub enum Action {
         node: usize,
         change: Change,
     },
+    /// The origin of `flow` recalls one of the flow's messages.
+    Cancel {
+        flow: usize,
+        message: Pick,
+        reason: String,
+    },
+    /// The origin of `flow` sends a new message of the flow replacing one it sent.
+    Replace {
+        flow: usize,
+        message: Pick,
+    },
 }
 
 impl Action {
@@ -121,6 +204,8 @@ impl Action {
             Action::Heal => "heal",
             Action::RandomFailures { .. } => "random_failures",
             Action::Membership { change, .. } => change.describe().0,
+            Action::Cancel { .. } => "cancel",
+            Action::Replace { .. } => "replace",
         }
     }
 }
@@ -168,6 +253,16 @@ pub struct Scenario {
 impl Scenario {
     pub fn node_index(&self, id: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.id.as_str() == id)
+    }
+
+    /// The same scenario with no latest-value key on any flow (`--no-keys`): every message
+    /// travels, for comparison. Whether any flow had one.
+    pub fn without_keys(&mut self) -> bool {
+        let mut had = false;
+        for t in &mut self.traffic {
+            had |= t.key.take().is_some();
+        }
+        had
     }
 }
 
@@ -235,6 +330,7 @@ struct RawLink {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTraffic {
+    name: Option<Spanned<String>>,
     from: Spanned<String>,
     to: Spanned<String>,
     #[serde(default)]
@@ -247,6 +343,35 @@ struct RawTraffic {
     stop: Option<Spanned<String>>,
     lifetime: Option<Spanned<String>>,
     content: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+/// A flow's name or index, a message's index or "first"/"last".
+enum RawRef {
+    Index(i64),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for RawRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawRef, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a name (a string) or an index (an integer)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawRef, E> {
+                Ok(RawRef::Index(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawRef, E> {
+                i64::try_from(v).map(RawRef::Index).map_err(|_| E::custom("index out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRef, E> {
+                Ok(RawRef::Name(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,6 +394,9 @@ struct RawEvent {
     targets: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
     topic: Option<Spanned<String>>,
+    flow: Option<Spanned<RawRef>>,
+    message: Option<Spanned<RawRef>>,
+    reason: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +466,47 @@ impl Checker<'_> {
             .iter()
             .position(|n| n.id.as_str() == s.get_ref())
             .ok_or_else(|| self.err(s, format!("unknown node {:?}", s.get_ref())))
+    }
+
+    /// The flow a cancel or replace event names (`flow = "<name>"` or its index).
+    fn flow(&self, traffic: &[TrafficDef], e: &RawEvent) -> Result<usize, ScenarioError> {
+        let f = e.flow.as_ref().ok_or_else(|| {
+            self.err(&e.action, "this action needs flow = \"<name>\" or the flow's index")
+        })?;
+        match f.get_ref() {
+            RawRef::Index(i) => {
+                usize::try_from(*i).ok().filter(|i| *i < traffic.len()).ok_or_else(|| {
+                    self.err(
+                        f,
+                        format!(
+                            "no flow {i}: there are {} [[traffic]] (0 is the first)",
+                            traffic.len()
+                        ),
+                    )
+                })
+            }
+            RawRef::Name(n) => {
+                traffic.iter().position(|t| t.name.as_ref() == Some(n)).ok_or_else(|| {
+                    self.err(f, format!("unknown flow {n:?} (name it in its [[traffic]])"))
+                })
+            }
+        }
+    }
+
+    /// Which of the flow's messages: `message = "last"` (the default), `"first"`, or an index
+    /// (negative from the end).
+    fn pick(&self, e: &RawEvent) -> Result<Pick, ScenarioError> {
+        let Some(m) = &e.message else { return Ok(Pick::Back(1)) };
+        match m.get_ref() {
+            RawRef::Name(n) if n == "last" => Ok(Pick::Back(1)),
+            RawRef::Name(n) if n == "first" => Ok(Pick::From(0)),
+            RawRef::Name(n) => Err(self.err(
+                m,
+                format!("message {n:?}: expected \"last\", \"first\" or an index (0 the first, -1 the last)"),
+            )),
+            RawRef::Index(i) if *i >= 0 => Ok(Pick::From(*i as usize)),
+            RawRef::Index(i) => Ok(Pick::Back(i.unsigned_abs() as usize)),
+        }
     }
 
     fn ratio(&self, s: &Spanned<f64>, what: &str) -> Result<f64, ScenarioError> {
@@ -470,7 +639,36 @@ impl Checker<'_> {
                     }
                 },
             };
+            let name = match &t.name {
+                None => None,
+                Some(n) if n.get_ref().is_empty() => {
+                    return Err(self.err(n, "a flow's name may not be empty"));
+                }
+                Some(n)
+                    if traffic
+                        .iter()
+                        .any(|x: &TrafficDef| x.name.as_ref() == Some(n.get_ref())) =>
+                {
+                    return Err(self.err(n, format!("two flows are named {:?}", n.get_ref())));
+                }
+                Some(n) => Some(n.get_ref().clone()),
+            };
+            let key = match &t.key {
+                None => None,
+                Some(k) => {
+                    let key = k.get_ref().replace("{from}", nodes[from].id.as_str());
+                    if key.contains('{') || key.contains('}') {
+                        return Err(self.err(
+                            k,
+                            format!("key {:?}: the only placeholder is {{from}}", k.get_ref()),
+                        ));
+                    }
+                    check_key(&key).map_err(|e| self.err(k, e))?;
+                    Some(key)
+                }
+            };
             traffic.push(TrafficDef {
+                name,
                 from,
                 to,
                 precedence,
@@ -480,6 +678,7 @@ impl Checker<'_> {
                 stop: stop.min(duration),
                 lifetime: self.opt_duration(&t.lifetime)?.unwrap_or(Duration::from_secs(3600)),
                 content,
+                key,
             });
         }
 
@@ -606,10 +805,26 @@ impl Checker<'_> {
                     };
                     Action::Membership { node, change }
                 }
+                "cancel" => {
+                    if let Some(r) = e.reason.as_ref().filter(|r| r.get_ref().len() > 1024) {
+                        return Err(self.err(r, "a reason is at most 1024 bytes"));
+                    }
+                    Action::Cancel {
+                        flow: self.flow(&traffic, e)?,
+                        message: self.pick(e)?,
+                        reason: e.reason.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default(),
+                    }
+                }
+                "replace" => {
+                    if let Some(r) = &e.reason {
+                        return Err(self.err(r, "a replacement takes no reason (cancel does)"));
+                    }
+                    Action::Replace { flow: self.flow(&traffic, e)?, message: self.pick(e)? }
+                }
                 other => {
                     return Err(self.err(
                         &e.action,
-                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal, random_failures, join, leave, subscribe or unsubscribe"),
+                        format!("unknown action {other:?}: expected link_down, link_up, degrade, node_crash, node_restart, partition, heal, random_failures, join, leave, subscribe, unsubscribe, cancel or replace"),
                     ));
                 }
             };

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use relaymesh::core::status::held_entries;
 use relaymesh::core::store::MemStore;
 use relaymesh::core::{
-    Address, CoreConfig, Event, Medium, MessageId, NodeId, Precedence, Submission, Time,
+    Address, CoreConfig, Event, Medium, MessageId, NodeId, Outcome, Precedence, Submission, Time,
     TrafficStatus,
 };
 use relaymesh::pki::{Ca, Validity};
@@ -30,7 +30,7 @@ use crate::fabric::{Cut, Fabric, LinkReport, RuleGuard, address};
 use crate::oracle::{Change, Declared, Membership};
 
 mod members;
-use crate::scenario::{Action, Content, Scenario, Targets};
+use crate::scenario::{Action, Content, Pick, Scenario, Targets};
 
 /// Virtual wall-clock time at which every simulation starts (2026-01-01T00:00:00Z).
 pub const EPOCH: Duration = Duration::from_secs(1_767_225_600);
@@ -44,6 +44,10 @@ pub struct Sent {
     pub precedence: Precedence,
     pub at: Duration,
     pub lifetime: Duration,
+    /// Its latest-value key, if the flow has one.
+    pub key: Option<String>,
+    /// The message it replaces (a `replace` event).
+    pub replaces: Option<MessageId>,
     /// Intended recipients (node indexes, ascending), from the scenario's declared membership
     /// ([`crate::oracle`]), never from a node's view; filled in when the run ends.
     pub intended: Vec<usize>,
@@ -74,6 +78,14 @@ pub struct Observed {
     pub refused: HashMap<MessageId, String>,
     /// (message, destination node) still owed by some store at the end.
     pub held: HashSet<(MessageId, usize)>,
+    /// (message, destination node) a node dropped for a cancel or a newer message
+    /// (`Event::Superseded`): the first outcome (`Cancelled` or `Superseded`) and what caused it.
+    pub withdrawn: HashMap<(MessageId, usize), (Outcome, MessageId)>,
+    /// (message, destination node) delivered there and later marked withdrawn in its inbox
+    /// (`Event::Withdrawn`): still delivered.
+    pub marked: HashSet<(MessageId, usize)>,
+    /// The cancels the simulator had origins send: cancel id -> the message it recalls.
+    pub cancels: HashMap<MessageId, MessageId>,
     /// (message, destination node) ever past its delivery objective at the origin, and
     /// whether it still is at the end.
     pub overdue: HashMap<(MessageId, usize), (Precedence, bool)>,
@@ -149,6 +161,8 @@ struct World<'s> {
     queue: BinaryHeap<Reverse<(Duration, u64, StepKey)>>,
     steps: Vec<Step>,
     counter: u64,
+    /// Per flow, the messages its origin accepted, in order (what cancel and replace pick from).
+    flow_sent: Vec<Vec<MessageId>>,
     obs: Observed,
 }
 
@@ -344,6 +358,7 @@ impl<'s> World<'s> {
             queue: BinaryHeap::new(),
             steps: Vec::new(),
             counter: 0,
+            flow_sent: vec![Vec::new(); sc.traffic.len()],
             obs: Observed { declared: Declared::new(sc), ..Observed::default() },
         }
     }
@@ -496,10 +511,27 @@ impl<'s> World<'s> {
         if next <= t.stop {
             self.at(next, Step::Send(flow));
         }
-        let Some(handle) = self.nodes[t.from].handle.clone() else {
+        if self.submit(flow, at, None).await.is_err() {
             *self.obs.not_accepted.entry(flow).or_default() += 1;
-            return;
+        }
+    }
+
+    /// Submits one message of `flow` at its origin (replacing `replaces`, if given) and records
+    /// it as sent; why not, if the origin is down or does not accept it.
+    async fn submit(
+        &mut self,
+        flow: usize,
+        at: Duration,
+        replaces: Option<MessageId>,
+    ) -> Result<MessageId, String> {
+        let t = &self.sc.traffic[flow];
+        let Some(handle) = self.nodes[t.from].handle.clone() else {
+            return Err("origin down".into());
         };
+        let mut seed = sub_seed(self.seed, "payload", flow as u64) ^ at.as_micros() as u64;
+        if replaces.is_some() {
+            seed = sub_seed(seed, "replacement", 0);
+        }
         let sub = Submission {
             to: t.to.clone(),
             precedence: t.precedence,
@@ -508,23 +540,18 @@ impl<'s> World<'s> {
                 Content::Random => "application/octet-stream".into(),
                 Content::Text => "text/plain".into(),
             },
-            payload: payload(
-                t.content,
-                t.size,
-                sub_seed(self.seed, "payload", flow as u64) ^ at.as_micros() as u64,
-            ),
+            payload: payload(t.content, t.size, seed),
             receipt: true,
             status: TrafficStatus::Exercise,
-            key: None,
-            replaces: None,
+            key: t.key.clone(),
+            replaces,
         };
         let id = match handle.submit(sub).await {
             Ok(Ok(id)) => id,
-            _ => {
-                *self.obs.not_accepted.entry(flow).or_default() += 1;
-                return;
-            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
         };
+        self.flow_sent[flow].push(id);
         self.obs.sent.insert(
             id,
             Sent {
@@ -534,9 +561,48 @@ impl<'s> World<'s> {
                 precedence: t.precedence,
                 at,
                 lifetime: t.lifetime,
+                key: t.key.clone(),
+                replaces,
                 intended: Vec::new(),
             },
         );
+        Ok(id)
+    }
+
+    /// A cancel or replace event: the flow's origin steers message `pick` of the flow. The
+    /// event log says which message, and why nothing happened if nothing did.
+    async fn steer(&mut self, at: Duration, flow: usize, pick: Pick, cancel: Option<String>) {
+        let sent = &self.flow_sent[flow];
+        let label = self.sc.traffic[flow].label(flow);
+        let action = if cancel.is_some() { "cancel" } else { "replace" };
+        let Some(index) = pick.resolve(sent.len()) else {
+            let target = format!("{label}: no such message ({} sent so far)", sent.len());
+            self.log(at, action, target, false);
+            return;
+        };
+        let target = sent[index];
+        let result = match cancel {
+            Some(reason) => match self.nodes[self.sc.traffic[flow].from].handle.clone() {
+                None => Err("origin down".to_owned()),
+                Some(h) => match h.cancel(target, reason, None).await {
+                    Ok(Ok(receipt)) => {
+                        self.obs.cancels.insert(receipt.id, target);
+                        Ok(String::new())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            },
+            None => self
+                .submit(flow, at, Some(target))
+                .await
+                .map(|_| format!(" by message {}", self.flow_sent[flow].len() - 1)),
+        };
+        let target = match result {
+            Ok(by) => format!("{label} message {index}{by}"),
+            Err(why) => format!("{label} message {index}: not done, {why}"),
+        };
+        self.log(at, action, target, false);
     }
 
     async fn event(&mut self, i: usize, at: Duration) {
@@ -616,6 +682,10 @@ impl<'s> World<'s> {
                 self.log(at, action, target, false);
                 self.change_membership(node, change, at).await;
             }
+            Action::Cancel { flow, message, reason } => {
+                self.steer(at, flow, message, Some(reason)).await;
+            }
+            Action::Replace { flow, message } => self.steer(at, flow, message, None).await,
         }
     }
 
@@ -681,6 +751,18 @@ impl<'s> World<'s> {
                     if let Some(n) = self.sc.node_index(d.as_str()) {
                         self.obs.expired.insert((id, n));
                     }
+                }
+            }
+            Event::Superseded { id, outcome, by, destinations, .. } => {
+                for d in destinations {
+                    if let Some(n) = self.sc.node_index(d.as_str()) {
+                        self.obs.withdrawn.entry((id, n)).or_insert((outcome, by));
+                    }
+                }
+            }
+            Event::Withdrawn { id, .. } => {
+                if let Some(n) = self.sc.node_index(node.as_str()) {
+                    self.obs.marked.insert((id, n));
                 }
             }
             Event::InvariantBroken { what } => {

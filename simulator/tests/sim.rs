@@ -5,6 +5,7 @@
 
 use std::process::Command;
 
+use relaymesh::core::Outcome;
 use relaymesh_sim::scenario;
 use serde_json::Value;
 
@@ -321,6 +322,9 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
         ] {
             assert!(j["precedence"][p].get(k).is_some(), "missing precedence.{p}.{k}");
         }
+        for k in ["cancelled", "superseded", "withdrawn_after_delivery", "delivery_ratio"] {
+            assert!(j["precedence"][p].get(k).is_some(), "missing precedence.{p}.{k}");
+        }
     }
     assert!(j["unintended"].is_u64(), "missing unintended");
     for k in [
@@ -360,7 +364,7 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
     ] {
         assert!(j["links"][0].get(k).is_some(), "missing links[].{k}");
     }
-    for k in ["at_s", "action", "target", "recovered_after_s"] {
+    for k in ["at_s", "action", "target", "recovered_after_s", "caught_up_after_s"] {
         assert!(j["events"][0].get(k).is_some(), "missing events[].{k}");
     }
     let list = String::from_utf8(sim(&["list"]).stdout).unwrap();
@@ -715,4 +719,325 @@ fn compression_carries_text_reports_in_a_fraction_of_the_bytes_and_random_bytes_
     let r = relaymesh_sim::run(&random, random.seed, &mut |_| {});
     let efficiency = r.json["links"][0]["payload_efficiency"].as_f64().unwrap();
     assert!(efficiency > 0.9, "{efficiency}: {}", r.text);
+}
+
+/// The messages `flow` sent, in order: (id, sent at), from what the run observed.
+fn flow_messages(
+    obs: &relaymesh_sim::world::Observed,
+    flow: usize,
+) -> Vec<(relaymesh::core::MessageId, std::time::Duration)> {
+    let mut v: Vec<_> =
+        obs.sent.iter().filter(|(_, s)| s.flow == flow).map(|(id, s)| (*id, s.at)).collect();
+    v.sort_by_key(|(id, at)| (*at, *id));
+    v
+}
+
+#[test]
+fn keyed_positions_cross_a_healed_link_as_the_newest_only_and_never_out_of_order() {
+    // Two teams report their position every 5 s with a key, team-1 also a log without one;
+    // the relay's link to county-hq is down from 2 to 12 min.
+    let text = format!(
+        "{TEAMS}{}",
+        r#"
+[[traffic]]
+name = "pos-1"
+from = "team-1"
+to = "node:county-hq"
+every = "5s"
+size = 48
+key = "pos/{from}"
+start = "10s"
+stop = "14m"
+
+[[traffic]]
+name = "pos-2"
+from = "team-2"
+to = "node:county-hq"
+every = "5s"
+size = 48
+key = "pos/{from}"
+start = "12s"
+stop = "14m"
+
+[[traffic]]
+name = "log-1"
+from = "team-1"
+to = "node:county-hq"
+every = "30s"
+size = 200
+start = "15s"
+stop = "14m"
+
+[[event]]
+at = "2m"
+action = "link_down"
+link = "county-hq~relay-1/wireless"
+
+[[event]]
+at = "12m"
+action = "link_up"
+link = "county-hq~relay-1/wireless"
+"#
+    );
+    let sc = scenario::parse(&text, "t.toml").unwrap();
+    assert_eq!(sc.traffic[0].key.as_deref(), Some("pos/team-1"));
+    assert_eq!(sc.traffic[2].key, None);
+    let (r, obs) = relaymesh_sim::run_observed(&sc, sc.seed, &mut |_| {});
+    let j = &r.json;
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    let routine = &j["precedence"]["routine"];
+    assert_eq!((n(routine, "lost"), n(routine, "held"), n(routine, "expired")), (0, 0, 0));
+    let (cut, heal) = (std::time::Duration::from_secs(120), std::time::Duration::from_secs(720));
+    let hq = 0;
+    for flow in [0, 1] {
+        let sent = flow_messages(&obs, flow);
+        let delivered: Vec<_> = sent
+            .iter()
+            .filter_map(|(id, at)| obs.deliveries.get(&(*id, hq)).map(|t| (t[0], *at, *id)))
+            .collect();
+        // Never an older position after a newer one.
+        let mut by_arrival = delivered.clone();
+        by_arrival.sort();
+        assert!(
+            by_arrival.windows(2).all(|w| w[0].1 < w[1].1),
+            "flow {flow}: a position arrived after a newer one: {by_arrival:?}"
+        );
+        // Of the ~120 positions sent during the cut, at most two crossed after the heal: the
+        // newest, and perhaps the one relay-1 had offered over the link as it went silent
+        // (later ones waited at the team, which had no route, so relay-1 never saw a newer
+        // one and offers that stale copy first when the link returns; county-hq then marks
+        // it superseded as the newest arrives). Every other one was superseded, not lost.
+        let during: Vec<_> = sent.iter().filter(|(_, at)| *at > cut && *at < heal).collect();
+        let crossed = during.iter().filter(|(id, _)| obs.deliveries.contains_key(&(*id, hq)));
+        assert!(crossed.count() <= 2, "flow {flow}: {}", r.text);
+        let superseded = during
+            .iter()
+            .filter(|(id, _)| {
+                matches!(obs.withdrawn.get(&(*id, hq)), Some((Outcome::Superseded, _)))
+            })
+            .count();
+        assert!(superseded + 2 >= during.len() && during.len() > 100, "flow {flow}: {}", r.text);
+        // The last position sent is delivered.
+        let (last, _) = sent.last().unwrap();
+        assert!(obs.deliveries.contains_key(&(*last, hq)), "flow {flow}: the newest is missing");
+    }
+    // The log has no key: every entry crosses after the heal.
+    let log = flow_messages(&obs, 2);
+    assert!(log.iter().all(|(id, _)| obs.deliveries.contains_key(&(*id, hq))), "{}", r.text);
+    let superseded = n(routine, "superseded");
+    assert!(superseded > 200, "{}", r.text);
+    assert_eq!(n(routine, "delivered") + superseded, n(routine, "pairs"), "{}", r.text);
+    // Keyed positions delivered before a newer one arrived are marked withdrawn at county-hq,
+    // and stay delivered.
+    assert!(n(routine, "withdrawn_after_delivery") > 20, "{}", r.text);
+    let up = j["events"].as_array().unwrap().iter().find(|e| e["action"] == "link_up").unwrap();
+    let caught_up = up["caught_up_after_s"].as_f64().unwrap();
+    assert!(caught_up < 30.0, "the backlog took {caught_up} s: {}", r.text);
+}
+
+/// county-hq sends team-1 one FLASH order at 2 min while team-1's radio is down (1 to 6 min),
+/// and team-2 one at 1 min that arrives at once; then the events in `events`.
+fn orders(events: &str) -> String {
+    format!(
+        "{TEAMS}{}{events}",
+        r#"
+[[traffic]]
+name = "order"
+from = "county-hq"
+to = "node:team-1"
+precedence = "flash"
+every = "1h"
+start = "2m"
+stop = "2m"
+
+[[traffic]]
+name = "early"
+from = "county-hq"
+to = "node:team-2"
+precedence = "flash"
+every = "1h"
+start = "1m"
+stop = "1m"
+
+[[event]]
+at = "1m"
+action = "link_down"
+link = "relay-1~team-1/wireless"
+
+[[event]]
+at = "6m"
+action = "link_up"
+link = "relay-1~team-1/wireless"
+"#
+    )
+}
+
+#[test]
+fn a_scripted_cancel_counts_the_pair_cancelled_not_lost_and_a_delivered_one_stays_delivered() {
+    let r = run_text(&orders(
+        r#"
+[[event]]
+at = "3m"
+action = "cancel"
+flow = "order"
+reason = "sent to the wrong team"
+
+[[event]]
+at = "4m"
+action = "cancel"
+flow = 1
+message = "first"
+
+[[event]]
+at = "4m"
+action = "cancel"
+flow = "order"
+message = 3
+"#,
+    ));
+    let j = &r.json;
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    let flash = &j["precedence"]["flash"];
+    assert_eq!(
+        (n(flash, "pairs"), n(flash, "delivered"), n(flash, "cancelled"), n(flash, "lost")),
+        (2, 1, 1, 0),
+        "{}",
+        r.text
+    );
+    // The order to team-2 arrived before its cancel: delivered, and marked withdrawn there.
+    assert_eq!(n(flash, "withdrawn_after_delivery"), 1, "{}", r.text);
+    assert_eq!(flash["delivery_ratio"], 1.0, "the cancelled pair is not owed: {}", r.text);
+    let t1 = row(j, "team-1", "flash").unwrap();
+    assert_eq!((n(t1, "cancelled"), n(t1, "delivered"), n(t1, "held")), (1, 0, 0), "{t1}");
+    let cancels: Vec<&str> = j["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "cancel")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cancels,
+        ["order message 0", "early message 0", "order: no such message (1 sent so far)"],
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("cancelled"), "{}", r.text);
+    assert!(r.html.contains("<th>cancelled</th>"));
+}
+
+#[test]
+fn a_replacement_counts_the_old_pair_superseded_and_is_delivered_in_its_place() {
+    let text = orders(
+        r#"
+[[event]]
+at = "3m"
+action = "replace"
+flow = "order"
+message = -1
+"#,
+    );
+    let sc = scenario::parse(&text, "t.toml").unwrap();
+    let (r, obs) = relaymesh_sim::run_observed(&sc, sc.seed, &mut |_| {});
+    let j = &r.json;
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    let t1 = row(j, "team-1", "flash").unwrap();
+    assert_eq!(
+        (n(t1, "pairs"), n(t1, "delivered"), n(t1, "superseded"), n(t1, "lost")),
+        (2, 1, 1, 0),
+        "{}",
+        r.text
+    );
+    let order = flow_messages(&obs, 0);
+    assert_eq!(order.len(), 2, "the order and its replacement");
+    let (old, new) = (order[0].0, order[1].0);
+    assert_eq!(obs.sent[&new].replaces, Some(old));
+    let team1 = sc.node_index("team-1").unwrap();
+    assert!(!obs.deliveries.contains_key(&(old, team1)), "the old order arrived");
+    let at = obs.deliveries[&(new, team1)][0].as_secs_f64();
+    assert!((360.0..380.0).contains(&at), "the replacement arrived at {at} s");
+    let replace = j["events"].as_array().unwrap().iter().find(|e| e["action"] == "replace");
+    assert_eq!(replace.unwrap()["target"], "order message 0 by message 1");
+}
+
+#[test]
+fn steering_events_naming_an_unknown_flow_or_message_are_refused_with_the_line() {
+    let base = orders("");
+    // After the base: a blank line, [[event]], at; then the event's own lines, from 1.
+    let before = base.lines().count() + 3;
+    for (event, line, why) in [
+        ("action = \"cancel\"\nflow = \"orders\"", 2, "unknown flow \"orders\""),
+        ("action = \"cancel\"\nflow = 7", 2, "no flow 7"),
+        ("action = \"cancel\"\nflow = 1.5", 2, "a name (a string) or an index"),
+        ("action = \"replace\"", 1, "needs flow"),
+        ("action = \"cancel\"\nflow = 0\nmessage = \"newest\"", 3, "message \"newest\""),
+        ("action = \"replace\"\nflow = 0\nreason = \"x\"", 3, "takes no reason"),
+    ] {
+        let text = format!("{base}\n[[event]]\nat = \"2m\"\n{event}\n");
+        let e = scenario::parse(&text, "t.toml").unwrap_err();
+        assert_eq!(e.line, Some(before + line), "{why}: {e}");
+        assert!(e.reason.contains(why), "{e}");
+    }
+    let keyed = |key: &str| {
+        let text = base.replace("stop = \"2m\"\n", &format!("stop = \"2m\"\nkey = \"{key}\"\n"));
+        scenario::parse(&text, "t.toml")
+    };
+    assert_eq!(keyed("orders/{from}").unwrap().traffic[0].key.as_deref(), Some("orders/county-hq"));
+    assert!(keyed("orders/{to}").unwrap_err().reason.contains("placeholder"));
+    assert!(keyed("orders/#").is_err());
+    assert!(keyed("").is_err());
+}
+
+#[test]
+fn keyed_outage_sends_a_fraction_of_the_bytes_over_the_healed_satellite_and_catches_up_at_once() {
+    // The built-in, shortened: six teams, the satellite cut for 20 minutes from 5 min.
+    let mut sc = built_in("keyed-outage");
+    assert_eq!(sc.traffic.len(), 20);
+    assert!(
+        sc.traffic.iter().all(|t| t.key.as_deref().is_some_and(|k| k.starts_with("pos/team-")))
+    );
+    let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+    sc.traffic.truncate(6);
+    sc.nodes.truncate(8);
+    sc.links.truncate(7);
+    assert_eq!(
+        (sc.nodes[7].id.as_str(), sc.links[6].id.as_str()),
+        ("team-06", "township-relay~team-06/wireless")
+    );
+    for t in &mut sc.traffic {
+        t.stop = minutes(35);
+    }
+    sc.events[0].at = minutes(5);
+    sc.events[1].at = minutes(25);
+    sc.duration = minutes(40);
+    let keyed = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    let mut plain = sc.clone();
+    assert!(plain.without_keys());
+    let plain = relaymesh_sim::run(&plain, plain.seed, &mut |_| {});
+    let satellite = |r: &relaymesh_sim::Report| {
+        r.json["links"].as_array().unwrap().iter().find(|l| l["medium"] == "satellite").unwrap()
+            ["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let caught_up = |r: &relaymesh_sim::Report| {
+        let up = r.json["events"].as_array().unwrap().iter().find(|e| e["action"] == "link_up");
+        up.unwrap()["caught_up_after_s"].as_f64().unwrap()
+    };
+    for r in [&keyed, &plain] {
+        assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+        assert_eq!(r.json["invariants"]["lost"], 0, "{}", r.text);
+    }
+    let (k, p) = (&keyed.json["precedence"]["routine"], &plain.json["precedence"]["routine"]);
+    assert_eq!(n(k, "pairs"), n(p, "pairs"), "the same positions were sent");
+    // 20 minutes at one position every 3 s, six teams: 2,400 positions waited at the relay.
+    // With keys a handful of them crossed; without, all, at over 80 bytes each on the
+    // satellite (the rest of the traffic is the same in both runs).
+    assert!(n(k, "superseded") > 2_300, "{}", keyed.text);
+    assert_eq!((n(p, "superseded"), n(p, "delivered")), (0, n(p, "pairs")), "{}", plain.text);
+    let saved = satellite(&plain).saturating_sub(satellite(&keyed));
+    assert!(saved > 80 * 2_300, "{saved} B saved:\n{}\n{}", keyed.text, plain.text);
+    assert!(caught_up(&keyed) < 15.0, "{}", keyed.text);
+    assert!(caught_up(&plain) > 2.0 * caught_up(&keyed), "{}\n{}", keyed.text, plain.text);
+    assert!(plain.json["scenario"] == keyed.json["scenario"]);
 }

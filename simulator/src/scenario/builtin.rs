@@ -10,6 +10,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("chaos-10", include_str!("../../../scenarios/chaos-10.toml")),
     ("chaos-30", include_str!("../../../scenarios/chaos-30.toml")),
     ("township-cutoff", include_str!("../../../scenarios/township-cutoff.toml")),
+    ("keyed-outage", include_str!("../../../scenarios/keyed-outage.toml")),
 ];
 
 /// A built-in scenario by name.
