@@ -1053,14 +1053,15 @@ async fn cancel(a: CancelArgs) -> Outcome {
     out!("{}", answer.id);
     match (answer.state.as_str(), &answer.overrode) {
         ("pending", _) => eprintln!(
-            "{} is not known here yet: it will be dropped if it arrives, and the cancel sent on",
+            "{} is not known here yet: it will be dropped if it arrives here, and the cancel sent \
+             on then; to recall it elsewhere now, cancel it from its origin or a node that has it",
             answer.target
         ),
         (_, Some(origin)) => {
             eprintln!("cancelling {}, sent by {origin} (override by role)", answer.target)
         }
         _ => eprintln!(
-            "cancelling {}: `relaymesh status` shows where the cancel reached",
+            "cancelling {}: GET /v1/messages/<the cancel's id> shows where the cancel reached",
             answer.target
         ),
     }

@@ -211,15 +211,21 @@ impl Node {
         }
     }
 
-    /// The target of a replacement submitted here: its origin (this node for one not seen
-    /// here, applied if it ever arrives).
+    /// The target of a replacement submitted here: a message this node sent, holds or
+    /// delivered. An id not known here is refused: its origin is unknown, and a replacement
+    /// that named a wrong one would arrive beside the message it was meant to replace.
     pub(super) fn replacement_target(
         &mut self,
         target: MessageId,
     ) -> Result<Supersedes, SubmitError> {
-        let known = self.find_message(&target).map_err(SubmitError::Storage)?;
+        let Some(known) = self.find_message(&target).map_err(SubmitError::Storage)? else {
+            return Err(SubmitError::Invalid(format!(
+                "message {target} is not known here (not sent, held or delivered here): \
+                 send the replacement from its origin or from a node that has it"
+            )));
+        };
         let me = self.cfg.node.clone();
-        let origin = known.map_or(me.clone(), |k| k.origin);
+        let origin = known.origin;
         self.may_steer(&me, Some(self.cfg.role), &origin).map_err(SubmitError::Forbidden)?;
         if origin != me {
             tracing::warn!(%target, %origin, "replacing another node's message (override by role)");

@@ -371,3 +371,16 @@ fn hostile_steering_fields_are_decoding_errors() {
     assert!(crate::types::check_key("").is_err());
     assert!(crate::types::check_key("pos/team-07").is_ok());
 }
+
+#[test]
+fn a_replacement_of_a_message_not_known_here_is_refused_rather_than_sent_beside_it() {
+    let (mut h, _pki) = signed(&[("hq", Role::Command), ("t", Role::Township)]);
+    let now = h.now;
+    let mut fix = submission("node:t", Precedence::Flash, "correction");
+    fix.replaces = Some(MessageId([0xab; 16]));
+    let r = h.node("hq").handle_submit(now, fix);
+    assert!(
+        matches!(&r, Err(SubmitError::Invalid(why)) if why.contains("not known here")),
+        "{r:?}"
+    );
+}
