@@ -80,6 +80,21 @@ struct Known {
     is_cancel: bool,
 }
 
+impl Known {
+    /// A message held or delivered here, whose lifetime ends at `deadline`.
+    fn of(e: Envelope, deadline: Time) -> Known {
+        Known {
+            is_cancel: matches!(e.body, Body::Cancel { .. }),
+            origin: e.origin,
+            to: e.to,
+            precedence: e.precedence,
+            destinations: e.destinations,
+            deadline,
+            cancelled_by: None,
+        }
+    }
+}
+
 impl Node {
     /// Whether `origin` may steer messages of `target_origin`: its own, or anyone's when its
     /// role may override.
@@ -294,16 +309,7 @@ impl Node {
             && let Some(m) = self.load_message(seq)?
         {
             let deadline = m.deadline();
-            let e = m.envelope;
-            return Ok(Some(Known {
-                origin: e.origin,
-                to: e.to,
-                precedence: e.precedence,
-                destinations: e.destinations,
-                deadline,
-                cancelled_by: None,
-                is_cancel: matches!(e.body, Body::Cancel { .. }),
-            }));
+            return Ok(Some(Known::of(m.envelope, deadline)));
         }
         let mut cursor = None;
         self.store.scan(Table::Delivered, &from, Some(&to), &mut |_, v| {
@@ -313,17 +319,8 @@ impl Node {
         if let Some(cursor) = cursor
             && let Some(r) = self.inbox_record(cursor)?
         {
-            let e = r.envelope;
-            let deadline = r.delivered_at + e.lifetime.saturating_sub(r.age);
-            return Ok(Some(Known {
-                origin: e.origin,
-                to: e.to,
-                precedence: e.precedence,
-                destinations: e.destinations,
-                deadline,
-                cancelled_by: None,
-                is_cancel: matches!(e.body, Body::Cancel { .. }),
-            }));
+            let deadline = r.delivered_at + r.envelope.lifetime.saturating_sub(r.age);
+            return Ok(Some(Known::of(r.envelope, deadline)));
         }
         Ok(None)
     }
@@ -547,15 +544,7 @@ impl Node {
         env: &Envelope,
         stone: Tombstone,
     ) -> Result<(), StoreError> {
-        let known = Known {
-            origin: env.origin.clone(),
-            to: env.to.clone(),
-            precedence: env.precedence,
-            destinations: env.destinations.clone(),
-            deadline: now + env.lifetime.saturating_sub(env.age),
-            cancelled_by: None,
-            is_cancel: false,
-        };
+        let known = Known::of(env.clone(), now + env.lifetime.saturating_sub(env.age));
         let cancel =
             self.cancel_envelope(now, stone.by, &env.id, known, stone.reason.clone(), None);
         let local = self.is_local_member(&cancel.to);
