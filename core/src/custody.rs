@@ -62,6 +62,28 @@ impl Node {
         if let Some(e) = &self.poisoned {
             return Err(SubmitError::Storage(e.clone()));
         }
+        let envelope = self.new_envelope(now, sub)?;
+        let local = self.is_local_member(&envelope.to);
+        let id = envelope.id;
+        let notice = envelope.supersedes.clone().map(|t| (envelope.clone(), t));
+        let mut result = self.accept_local(now, envelope, local);
+        if let (Ok(()), Some((replacement, target))) = (&result, notice) {
+            result = self.replacement_notice(now, &replacement, &target);
+        }
+        if let Err(e) = result {
+            self.poison(e.clone());
+            return Err(SubmitError::Storage(e));
+        }
+        Ok(id)
+    }
+
+    /// A submission checked (size, lifetime, key, target, policy, quota) and made into this
+    /// node's envelope, addressed to the members known now; nothing is stored yet.
+    pub(super) fn new_envelope(
+        &mut self,
+        now: Time,
+        sub: Submission,
+    ) -> Result<Envelope, SubmitError> {
         if sub.payload.len() > self.cfg.max_payload {
             return Err(SubmitError::Invalid(format!(
                 "payload of {} bytes exceeds the limit of {}",
@@ -90,7 +112,6 @@ impl Node {
             .policy
             .check(&me, Some(self.cfg.role), &sub.to, sub.precedence)
             .map_err(SubmitError::Refused)?;
-        let local = self.is_local_member(&sub.to);
         let destinations = self.resolve(&sub.to);
         let envelope = Envelope {
             id: self.new_id(),
@@ -112,17 +133,7 @@ impl Node {
             supersedes,
         };
         self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
-        let id = envelope.id;
-        let notice = envelope.supersedes.clone().map(|t| (envelope.clone(), t));
-        let mut result = self.accept_local(now, envelope, local);
-        if let (Ok(()), Some((replacement, target))) = (&result, notice) {
-            result = self.replacement_notice(now, &replacement, &target);
-        }
-        if let Err(e) = result {
-            self.poison(e.clone());
-            return Err(SubmitError::Storage(e));
-        }
-        Ok(id)
+        Ok(envelope)
     }
 
     pub(super) fn accept_local(

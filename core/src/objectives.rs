@@ -18,10 +18,10 @@
 use std::time::Duration;
 
 use super::frame::StatusRecord;
-use super::node::{Event, Node};
+use super::node::{Event, Node, Submission};
 use super::schema;
 use super::store::{StoreError, Table};
-use super::types::{Body, Envelope, MessageId, NodeId, Precedence, Time, TrafficStatus};
+use super::types::{MessageId, NodeId, Precedence, Time, TrafficStatus};
 
 /// The content type of the notice an overdue alarm sends to `CoreConfig::notify_overdue`.
 pub const OVERDUE_CONTENT_TYPE: &str = "text/vnd.relaymesh.overdue";
@@ -190,34 +190,23 @@ impl Node {
                 s => format!("{s} s"),
             },
         );
-        let mut destinations = self.resolve(&to);
-        destinations.retain(|d| d != &me);
-        let envelope = Envelope {
-            id: self.new_id(),
-            origin: me.clone(),
+        let sub = Submission {
             to,
             precedence: p,
             lifetime: self.cfg.max_lifetime.min(Duration::from_secs(24 * 3600)),
             content_type: OVERDUE_CONTENT_TYPE.into(),
             payload: bytes::Bytes::from(text),
             receipt: false,
-            body: Body::Data,
             status: TrafficStatus::Actual,
-            created: now,
-            age: Duration::ZERO,
-            hop_count: 0,
-            destinations,
-            signature: bytes::Bytes::new(),
             key: None,
-            supersedes: None,
+            replaces: None,
         };
-        let allowed = self
-            .cfg
-            .policy
-            .check(&me, Some(self.cfg.role), &envelope.to, p)
-            .and_then(|()| self.admit(p, envelope.weight()));
-        match allowed {
-            Ok(()) => self.accept_local(now, envelope, false),
+        match self.new_envelope(now, sub) {
+            Ok(mut envelope) => {
+                // This node has its own alarm: the notice is for the others.
+                envelope.destinations.retain(|d| d != &me);
+                self.accept_local(now, envelope, false)
+            }
             Err(why) => {
                 tracing::warn!(%id, "overdue notice not sent: {why}");
                 Ok(())

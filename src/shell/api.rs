@@ -651,11 +651,10 @@ struct Follow {
 impl Follow {
     async fn next(&mut self) -> Option<SseEvent> {
         let Follow { api, caller, events, from, topics, pending, marks } = self;
-        let (api, caller, topics) = (api.clone(), caller.clone(), topics.clone());
         loop {
             if let Some(item) = pending.next() {
                 *from = Some(item.cursor + 1);
-                if !wanted(&item, &topics) {
+                if !wanted(&item, topics) {
                     continue;
                 }
                 return Some(inbox_event(&item));
@@ -664,7 +663,7 @@ impl Follow {
                 return Some(mark);
             }
             // The stream ends with the session or token it was opened with.
-            if !still_allowed(&api, caller.as_ref()) {
+            if !still_allowed(api, caller.as_ref()) {
                 return None;
             }
             let mut watch = api.node.inbox_watch();
