@@ -21,6 +21,43 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Opens `/v1/inbox/stream?from=0` at `api` and, on a thread, reads it until a `withdrawn`
+/// event comes: its data line. Gives up (an error, not a hang) after 60 s without one.
+fn follow_withdrawn(api: &str) -> std::thread::JoinHandle<Result<String, String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = api.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = format!("GET /v1/inbox/stream?from=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(tcp);
+    // The headers: the stream is open (and following the node's events) once they came.
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = String::new();
+        let mut withdrawn = false;
+        while std::time::Instant::now() < deadline {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return Err(format!("the stream ended: {seen}")),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(e) => return Err(format!("{e}: {seen}")),
+            }
+            if withdrawn && let Some(data) = line.strip_prefix("data:") {
+                return Ok(data.trim().to_owned());
+            }
+            withdrawn = line.trim() == "event: withdrawn" || line.trim() == "event:withdrawn";
+            seen.push_str(&line);
+        }
+        Err(format!("no withdrawn event in 60 s: {seen}"))
+    })
+}
+
 fn find<'a>(inbox: &'a [InboxMessageDoc], id: &str) -> &'a InboxMessageDoc {
     inbox.iter().find(|m| m.id == id).unwrap_or_else(|| panic!("{id} not in {inbox:?}"))
 }
@@ -46,6 +83,8 @@ fn a_commander_replaces_and_recalls_orders_from_the_command_line() {
         hq_run.send_cli(&["--to", "node:township-01", "-p", "flash", "--wait", "road 7 open"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let first = stdout(&out);
+    // township-01's inbox stream, following as the correction arrives.
+    let stream = follow_withdrawn(&t1.api_url());
     let out = hq_run.send_cli(&[
         "--to",
         "node:township-01",
@@ -65,6 +104,12 @@ fn a_commander_replaces_and_recalls_orders_from_the_command_line() {
     let w = find(&inbox, &first).withdrawn.clone().unwrap();
     assert_eq!((w.outcome.as_str(), w.by.as_str()), ("superseded", second.as_str()));
     assert_eq!(find(&inbox, &second).replaces.as_deref(), Some(first.as_str()));
+    let event: serde_json::Value = serde_json::from_str(&stream.join().unwrap().unwrap()).unwrap();
+    assert_eq!(event["id"], first.as_str(), "{event}");
+    assert_eq!(
+        (event["outcome"].as_str(), event["by"].as_str()),
+        (Some("superseded"), Some(second.as_str()))
+    );
     let listed = cli_ok(&["listen", "--api", &t1.api_url(), "--count", "2"]);
     assert!(listed.contains(&format!("[SUPERSEDED by {second}]")), "{listed}");
     assert!(listed.contains(&format!("[replaces {first}]")), "{listed}");
