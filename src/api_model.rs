@@ -554,6 +554,9 @@ pub struct CountersDoc {
     pub cancelled: u64,
     #[serde(default)]
     pub superseded: u64,
+    /// Late messages offered over a route their precedence avoids on time.
+    #[serde(default)]
+    pub escalated: u64,
 }
 
 /// Signatures and what was refused for them.
@@ -686,6 +689,7 @@ impl From<&Snapshot> for StatusDoc {
                 no_recipients: c.no_recipients[i],
                 cancelled: c.cancelled[i],
                 superseded: c.superseded[i],
+                escalated: c.escalated[i],
             }),
             store_failures: c.store_failures,
             security: SecurityDoc {

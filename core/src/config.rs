@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::policy::Policy;
+use super::policy::{AddressPattern, Policy};
 use super::trust::Trust;
 use super::types::{Medium, NodeId, Precedence, Role};
 
@@ -16,6 +16,9 @@ pub struct MediumConfig {
     pub cost: u32,
     /// Lowest precedence that may use this medium while another path exists.
     pub min_precedence: Precedence,
+    /// Precedences below `min_precedence` never use this medium, not even as the only way,
+    /// until they are late (past their delivery objective, with `CoreConfig::escalate`).
+    pub strict: bool,
     /// Interval between link probes.
     pub probe_interval: Duration,
     /// Consecutive unanswered probes after which the link is declared down (more on a lossy
@@ -38,6 +41,7 @@ impl MediumConfig {
             Medium::Satellite => MediumConfig {
                 cost: 50,
                 min_precedence: Precedence::Priority,
+                strict: false,
                 probe_interval: Duration::from_secs(5),
                 probe_misses: 2,
                 window_bytes: 256 * 1024,
@@ -48,6 +52,7 @@ impl MediumConfig {
             Medium::Wireless => MediumConfig {
                 cost: 10,
                 min_precedence: Precedence::Routine,
+                strict: false,
                 probe_interval: Duration::from_secs(1),
                 probe_misses: 2,
                 window_bytes: 512 * 1024,
@@ -58,6 +63,7 @@ impl MediumConfig {
             Medium::Public => MediumConfig {
                 cost: 5,
                 min_precedence: Precedence::Routine,
+                strict: false,
                 probe_interval: Duration::from_secs(1),
                 probe_misses: 2,
                 window_bytes: 4 * 1024 * 1024,
@@ -85,6 +91,14 @@ impl Default for StoreLimits {
     }
 }
 
+/// Delivery objectives for the messages to some addresses (`[[objectives.address]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressObjectives {
+    pub to: AddressPattern,
+    /// By `Precedence::index()`; `None`: the node's objective for that precedence.
+    pub objectives: [Option<Duration>; 4],
+}
+
 /// Everything the core needs to know about its node.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -107,6 +121,12 @@ pub struct CoreConfig {
     /// Delivery objectives by `Precedence::index()`: a destination not reached within it is
     /// overdue (`objectives`).
     pub objectives: [Duration; 4],
+    /// Objectives for messages to some addresses, checked in order; the first rule that
+    /// matches the message's address and names its precedence wins over `objectives`.
+    pub address_objectives: Vec<AddressObjectives>,
+    /// A message held past its objective (its age says so, at every hop) may use media its
+    /// precedence otherwise avoids (`MediumConfig::min_precedence`, `strict`).
+    pub escalate: bool,
     /// Where an overdue alarm is also sent, as a message (`group:role:command` by default;
     /// `None`: nowhere). The notice asks for no receipt, so it is never overdue itself.
     pub notify_overdue: Option<super::types::Address>,
@@ -142,6 +162,8 @@ impl CoreConfig {
             inbox_keep: 100_000,
             status_keep: Duration::from_secs(7 * 24 * 3600),
             objectives: super::objectives::DEFAULT_OBJECTIVES,
+            address_objectives: Vec::new(),
+            escalate: true,
             notify_overdue: Some(super::types::Address::Group(super::types::Group::Role(
                 Role::Command,
             ))),

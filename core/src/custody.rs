@@ -182,7 +182,7 @@ impl Node {
         self.store.put(Table::Status, &envelope.id.0, &wire::encode_status(&record))?;
         self.store.put(Table::StatusAge, &schema::time_id_key(now, &envelope.id), b"")?;
         if envelope.receipt && !no_recipients && matches!(envelope.body, Body::Data) {
-            self.watch_objective(&envelope.id, p, now)?;
+            self.watch_objective(&envelope.id, &envelope.to, p, now)?;
         }
         self.counters.submitted[p.index()] += 1;
         if no_recipients {

@@ -75,7 +75,13 @@ pub enum Event {
     Refused { id: MessageId, origin: NodeId, precedence: Precedence, reason: String },
     /// Destinations of a message this node originated passed its delivery objective with no
     /// outcome (see `objectives`).
-    Overdue { of: MessageId, precedence: Precedence, destinations: Vec<NodeId> },
+    Overdue {
+        of: MessageId,
+        precedence: Precedence,
+        destinations: Vec<NodeId>,
+        /// The objective it missed.
+        objective: Duration,
+    },
     /// Overdue destinations got their outcome at last.
     OverdueCleared { of: MessageId, precedence: Precedence, destinations: Vec<NodeId> },
     /// A link became usable or unusable.
@@ -160,6 +166,9 @@ pub struct Counters {
     /// Held or arriving copies dropped here for a cancel, and for a newer message.
     pub cancelled: [u64; 4],
     pub superseded: [u64; 4],
+    /// Offers of late messages over a route their precedence would have avoided on time
+    /// (`CoreConfig::escalate`).
+    pub escalated: [u64; 4],
     /// Messages submitted here whose address had no member at all (kept for late binding).
     pub no_recipients: [u64; 4],
     pub store_failures: u64,
@@ -254,6 +263,10 @@ pub struct Node {
     pub(super) next_objective: Option<Time>,
     /// Destinations overdue now, by `Precedence::index()`.
     pub(super) overdue: [u64; 4],
+    /// When held messages become late, by seq (`core::scheduler`; a cache).
+    pub(super) late_at: rustc_hash::FxHashMap<u64, Time>,
+    /// The earliest time a lane head waiting for it becomes late: fill again then.
+    pub(super) next_late: Option<Time>,
     pub(super) next_housekeeping: Time,
     pub(super) next_advert: Time,
     pub(super) advert_wanted: bool,
@@ -370,6 +383,8 @@ impl Node {
             disk_free: None,
             next_expiry: None,
             next_objective: None,
+            late_at: Default::default(),
+            next_late: None,
             overdue: [0; 4],
             next_housekeeping: now,
             next_advert: now,
@@ -722,6 +737,10 @@ impl Node {
         if self.next_objective.is_some_and(|t| t <= now) {
             self.guarded(|n| n.check_objectives(now));
         }
+        if self.next_late.is_some_and(|t| t <= now) {
+            // A lane head became late; the next `schedule` routes it around what it avoided.
+            self.next_late = None;
+        }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.guarded(|n| n.housekeeping(now));
@@ -982,6 +1001,7 @@ impl Node {
         };
         earliest(self.next_expiry);
         earliest(self.next_objective);
+        earliest(self.next_late);
         earliest(self.routing.next_expiry());
         for l in self.links.values() {
             earliest(Some(l.next_timeout()));

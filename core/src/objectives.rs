@@ -21,7 +21,7 @@ use super::frame::StatusRecord;
 use super::node::{Event, Node, Submission};
 use super::schema;
 use super::store::{StoreError, Table};
-use super::types::{MessageId, NodeId, Precedence, Time, TrafficStatus};
+use super::types::{Address, MessageId, NodeId, Precedence, Time, TrafficStatus};
 
 /// The content type of the notice an overdue alarm sends to `CoreConfig::notify_overdue`.
 pub const OVERDUE_CONTENT_TYPE: &str = "text/vnd.relaymesh.overdue";
@@ -66,19 +66,26 @@ fn parse_overdue_value(v: &[u8]) -> Option<(Precedence, Time)> {
 }
 
 impl Node {
-    /// The objective of a message of precedence `p`.
-    pub fn objective(&self, p: Precedence) -> Duration {
-        self.cfg.objectives[p.index()]
+    /// The objective of a message to `to` of precedence `p`: the first `address_objectives`
+    /// rule that covers the address and names the precedence, else the node's.
+    pub fn objective_for(&self, to: &Address, p: Precedence) -> Duration {
+        self.cfg
+            .address_objectives
+            .iter()
+            .filter(|r| r.to.matches(to))
+            .find_map(|r| r.objectives[p.index()])
+            .unwrap_or(self.cfg.objectives[p.index()])
     }
 
     /// Starts watching the objective of a message this node just accepted from an application.
     pub(super) fn watch_objective(
         &mut self,
         id: &MessageId,
+        to: &Address,
         p: Precedence,
         accepted_at: Time,
     ) -> Result<(), StoreError> {
-        let due = accepted_at + self.objective(p);
+        let due = accepted_at + self.objective_for(to, p);
         self.store.put(Table::Objectives, &schema::time_id_key(due, id), b"")?;
         self.next_objective = Some(self.next_objective.map_or(due, |t| t.min(due)));
         Ok(())
@@ -158,8 +165,14 @@ impl Node {
             self.store.put(Table::Overdue, &overdue_key(id, d), &overdue_value(p, due))?;
         }
         self.overdue[p.index()] += late.len() as u64;
-        self.notify_overdue(now, id, &r, &late)?;
-        self.pending_events.push(Event::Overdue { of: *id, precedence: p, destinations: late });
+        self.notify_overdue(now, id, &r, due, &late)?;
+        let objective = due.saturating_since(r.accepted_at);
+        self.pending_events.push(Event::Overdue {
+            of: *id,
+            precedence: p,
+            destinations: late,
+            objective,
+        });
         Ok(())
     }
 
@@ -171,13 +184,14 @@ impl Node {
         now: Time,
         id: &MessageId,
         r: &StatusRecord,
+        due: Time,
         late: &[NodeId],
     ) -> Result<(), StoreError> {
         let Some(to) = self.cfg.notify_overdue.clone() else { return Ok(()) };
         let p = r.precedence.unwrap_or(Precedence::Routine);
         let me = self.cfg.node.clone();
         let late: Vec<String> = late.iter().map(ToString::to_string).collect();
-        let objective = self.objective(p);
+        let objective = due.saturating_since(r.accepted_at);
         let text = format!(
             "OVERDUE {} from {me}: message {id} to {} not delivered to {} within its objective \
              of {}",

@@ -41,7 +41,8 @@ impl AddressPattern {
         }
     }
 
-    fn matches(&self, to: &Address) -> bool {
+    /// Whether the address `to` is covered.
+    pub fn matches(&self, to: &Address) -> bool {
         match (self, to) {
             (AddressPattern::Any, _) => true,
             (AddressPattern::AnyNode, Address::Node(_)) => true,

@@ -129,6 +129,11 @@ impl QueueIndex {
         Ok(head)
     }
 
+    /// The entries of a lane's window in seq order (what `head` refilled), not in flight.
+    pub fn window(&self, dest: &NodeId, p: Precedence) -> impl Iterator<Item = u64> + '_ {
+        self.lanes[p.rank() as usize].get(dest).into_iter().flat_map(|l| l.buf.iter().copied())
+    }
+
     /// Destinations with a lane of precedence `p` (possibly exhausted until the next `head`).
     pub fn destinations(&self, p: Precedence) -> impl Iterator<Item = &NodeId> {
         self.lanes[p.rank() as usize].keys()

@@ -8,7 +8,11 @@
 //! * FLASH: the measured round-trip time plus one per hop: the fastest path.
 //! * Other precedences: the medium's configured cost plus the round-trip time in milliseconds,
 //!   scaled up by loss. A medium whose `min_precedence` is above the message's precedence costs
-//!   [`AVOID`] extra: it is used only when no other path exists (ROUTINE avoids satellite).
+//!   [`AVOID`] extra: it is used only when no other path exists (ROUTINE avoids satellite). A
+//!   `strict` medium is not used below its `min_precedence` at all.
+//! * A *late* message (held past its delivery objective, see `core::scheduler`) avoids nothing:
+//!   medium cost plus round-trip time, for every precedence but FLASH (which avoids nothing
+//!   anyway). One table serves all of them, computed only when a late message asks.
 //!
 //! Ties break on node id, so every node computes the same routes from the same database.
 
@@ -23,14 +27,25 @@ use super::types::{Address, Group, Medium, NodeId, Precedence, Role, Time, Topic
 /// Extra cost of a hop over a medium the precedence should avoid.
 pub const AVOID: u64 = 1_000_000;
 
-/// Cost of one hop over a link for precedence `p`.
-pub fn edge_cost(cfg: &MediumConfig, rtt: Duration, loss_ppm: u32, p: Precedence) -> u64 {
+/// Cost of one hop over a link for precedence `p` (for a `late` message, if it is one); `None`:
+/// the link may not carry it.
+pub fn edge_cost(
+    cfg: &MediumConfig,
+    rtt: Duration,
+    loss_ppm: u32,
+    p: Precedence,
+    late: bool,
+) -> Option<u64> {
     let rtt_ms = (rtt.as_micros() / 1000) as u64;
     let base = if p == Precedence::Flash { rtt_ms + 1 } else { u64::from(cfg.cost) + rtt_ms };
     // Loss inflates the cost: at 50% loss a hop costs about twice as much.
     let loss = u64::from(loss_ppm.min(900_000));
     let cost = base * 1_000_000 / (1_000_000 - loss);
-    if p < cfg.min_precedence { cost + AVOID } else { cost }
+    match () {
+        _ if late || p >= cfg.min_precedence => Some(cost),
+        _ if cfg.strict => None,
+        _ => Some(cost + AVOID),
+    }
 }
 
 /// One of this node's own links, as routing sees it.
@@ -66,6 +81,8 @@ pub struct Routing {
     adverts: BTreeMap<NodeId, Held>,
     /// Per precedence index: destination -> (next-hop neighbour, path cost).
     table: [BTreeMap<NodeId, (NodeId, u64)>; 4],
+    /// The same for late messages below FLASH (`None`: not computed since the last change).
+    late: Option<BTreeMap<NodeId, (NodeId, u64)>>,
     dirty: bool,
 }
 
@@ -77,6 +94,7 @@ impl Routing {
             local: Vec::new(),
             adverts: BTreeMap::new(),
             table: Default::default(),
+            late: None,
             dirty: true,
         }
     }
@@ -241,6 +259,20 @@ impl Routing {
         self.table[p.index()].get(dest).map(|(hop, _)| hop)
     }
 
+    /// The neighbour to hand a *late* message for `dest` of precedence `p` to: one that is
+    /// past its delivery objective and so avoids no medium.
+    pub fn next_hop_late(&mut self, dest: &NodeId, p: Precedence) -> Option<&NodeId> {
+        self.recompute_if_dirty();
+        if p == Precedence::Flash {
+            return self.table[p.index()].get(dest).map(|(hop, _)| hop);
+        }
+        if self.late.is_none() {
+            let graph = self.graph();
+            self.late = Some(self.dijkstra(&graph, Precedence::Routine, true));
+        }
+        self.late.as_ref().and_then(|t| t.get(dest)).map(|(hop, _)| hop)
+    }
+
     /// Path cost to `dest` for `p`, if reachable.
     pub fn cost(&mut self, dest: &NodeId, p: Precedence) -> Option<u64> {
         self.recompute_if_dirty();
@@ -263,9 +295,10 @@ impl Routing {
             return;
         }
         self.dirty = false;
+        self.late = None;
         let graph = self.graph();
         for p in Precedence::DESCENDING {
-            self.table[p.index()] = self.dijkstra(&graph, p);
+            self.table[p.index()] = self.dijkstra(&graph, p, false);
         }
     }
 
@@ -307,6 +340,7 @@ impl Routing {
         &self,
         graph: &BTreeMap<NodeId, Vec<(NodeId, Medium, Duration, u32)>>,
         p: Precedence,
+        late: bool,
     ) -> BTreeMap<NodeId, (NodeId, u64)> {
         let media: BTreeMap<Medium, MediumConfig> =
             Medium::ALL.into_iter().map(|m| (m, self.medium(m))).collect();
@@ -327,7 +361,10 @@ impl Routing {
                 if done.contains(next) {
                     continue;
                 }
-                let c = cost + edge_cost(&media[medium], *rtt, *loss, p);
+                let Some(edge) = edge_cost(&media[medium], *rtt, *loss, p, late) else {
+                    continue;
+                };
+                let c = cost + edge;
                 if dist.get(next).is_some_and(|d| c > *d) {
                     continue;
                 }

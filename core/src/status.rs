@@ -154,7 +154,7 @@ impl Node {
             let table: Vec<(NodeId, (NodeId, u64))> =
                 self.routing.routes(p).iter().map(|(d, r)| (d.clone(), r.clone())).collect();
             for (destination, (next_hop, cost)) in table {
-                let link = self.link_for(&next_hop, p);
+                let link = self.link_for(&next_hop, p, false);
                 routes.push(RouteView { destination, precedence: p, next_hop, link, cost });
             }
         }

@@ -545,7 +545,7 @@ fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_
         .map(|(_, e)| e)
         .collect();
     assert!(
-        matches!(raised.as_slice(), [Event::Overdue { of, precedence: Precedence::Flash, destinations }]
+        matches!(raised.as_slice(), [Event::Overdue { of, precedence: Precedence::Flash, destinations, .. }]
             if *of == id && destinations == &vec![n("b")]),
         "{raised:?}"
     );
@@ -1151,6 +1151,7 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
 }
 
 /// Origin signatures, certificates and revocation, with a real deployment CA.
+mod escalation;
 mod membership;
 mod steering;
 

@@ -9,7 +9,9 @@
 //! - 2 flush: `schedule`, `commit`, drain transmits and events (as the driver does); the
 //!   node checks its invariants as each batch is sealed (a violation is a crash). With the seed's top bit set the store syncs
 //!   in the background (split commits): a flush lands the batch in flight (every fifth landing
-//!   fails if the seed's next bit is set), then seals the next;
+//!   fails if the seed's next bit is set), then seals the next; with its third bit set,
+//!   satellite carries nothing below PRIORITY until it is late and objectives are seconds
+//!   long, so late messages take the routes they otherwise avoid;
 //! - 3 answer: the peer answers offer `arg` of those the node made, code from the next byte;
 //! - 4 link: link `arg % 2` goes down, or up again;
 //! - 5 submit: an application message, address `arg % 8`, precedence and size from the next
@@ -26,7 +28,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use relaymesh::core::config::AddressObjectives;
 use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+use relaymesh::core::policy::AddressPattern;
 use relaymesh::core::store::{Began, MemStore};
 use relaymesh::core::{
     Address, CoreConfig, Event, LinkId, LinkInfo, Medium, MessageId, Node, NodeId, Precedence,
@@ -93,6 +97,18 @@ impl Sim {
         cfg.groups = vec!["medical".into()];
         cfg.check_invariants = true;
         cfg.policy.override_roles = vec![Role::Command];
+        if seed & 0x20 != 0 {
+            // Escalation: below PRIORITY nothing rides satellite until it is late, and
+            // messages turn late within the time a run covers.
+            if let Some(sat) = cfg.media.get_mut(&Medium::Satellite) {
+                sat.strict = true;
+            }
+            cfg.objectives = [30, 20, 10, 5].map(Duration::from_secs);
+            cfg.address_objectives = vec![AddressObjectives {
+                to: AddressPattern::parse("topic:alerts/#").expect("a valid pattern"),
+                objectives: [Some(Duration::from_secs(3)), None, None, None],
+            }];
+        }
         let now = Time(1_000_000_000);
         let split = seed & 0x80 != 0;
         let store = if split { MemStore::new().split_commits() } else { MemStore::new() };

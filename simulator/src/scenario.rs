@@ -46,10 +46,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use relaymesh::core::config::MediumConfig;
+use relaymesh::core::config::{AddressObjectives, CoreConfig, MediumConfig};
 use relaymesh::core::types::{Group, check_key};
 use relaymesh::core::{Address, Medium, NodeId, Precedence, Role, TopicPattern};
-use relaymesh::shell::config::{MediumSection, medium_config};
+use relaymesh::shell::config::{MediumSection, ObjectivesSection, apply_objectives, medium_config};
 use relaymesh::shell::transport::TransportSettings;
 use relaymesh::units::{parse_duration, parse_rate, parse_size};
 use serde::Deserialize;
@@ -246,8 +246,36 @@ pub struct Scenario {
     /// Every node checks its invariants after every commit (`--check-invariants`; slower).
     pub check_invariants: bool,
     pub expect: Expect,
-    /// `[objectives]`: every node's delivery objectives that differ from the relay's defaults.
-    pub objectives: BTreeMap<Precedence, Duration>,
+    /// `[objectives]`: every node's delivery objectives, notices and escalation.
+    pub objectives: Objectives,
+}
+
+/// What `[objectives]` sets in every node's configuration (the relay's defaults where it
+/// says nothing).
+#[derive(Clone, Debug)]
+pub struct Objectives {
+    pub by_precedence: [Duration; 4],
+    pub by_address: Vec<AddressObjectives>,
+    pub notify: Option<Address>,
+    pub escalate: bool,
+}
+
+impl Objectives {
+    fn from(core: CoreConfig) -> Objectives {
+        Objectives {
+            by_precedence: core.objectives,
+            by_address: core.address_objectives,
+            notify: core.notify_overdue,
+            escalate: core.escalate,
+        }
+    }
+
+    pub fn apply(&self, core: &mut CoreConfig) {
+        core.objectives = self.by_precedence;
+        core.address_objectives = self.by_address.clone();
+        core.notify_overdue = self.notify.clone();
+        core.escalate = self.escalate;
+    }
 }
 
 impl Scenario {
@@ -289,9 +317,9 @@ struct Raw {
     limits: Option<RawLimits>,
     #[serde(default)]
     expect: Option<RawExpect>,
-    /// Delivery objectives of every node, by precedence (`flash = "10m"`).
+    /// Delivery objectives of every node, as in `node.toml` (`flash = "10m"`).
     #[serde(default)]
-    objectives: BTreeMap<String, String>,
+    objectives: Option<Spanned<ObjectivesSection>>,
 }
 
 #[derive(Deserialize)]
@@ -884,17 +912,14 @@ impl Checker<'_> {
                 expect.overdue.insert(prec, n);
             }
         }
-        let mut objectives = BTreeMap::new();
-        for (p, d) in &raw.objectives {
-            let prec: Precedence =
-                p.parse().map_err(|e| (self.fail)(None, format!("objectives.{p}: {e}")))?;
-            let d =
-                parse_duration(d).map_err(|e| (self.fail)(None, format!("objectives.{p}: {e}")))?;
-            if d.is_zero() {
-                return Err((self.fail)(None, format!("objectives.{p}: must be longer than 0s")));
-            }
-            objectives.insert(prec, d);
+        // Applied to a relay's defaults (its `max_lifetime` among them), as a node would.
+        let me = NodeId::new("scenario").map_err(|e| (self.fail)(None, e.to_string()))?;
+        let mut defaults = CoreConfig::new(me, Role::Relay);
+        if let Some(section) = raw.objectives {
+            apply_objectives("objectives", section.get_ref(), &mut defaults)
+                .map_err(|(key, why)| self.err(&section, format!("{key}: {why}")))?;
         }
+        let objectives = Objectives::from(defaults);
 
         Ok(Scenario {
             name: raw.name,

@@ -292,9 +292,7 @@ impl<'s> World<'s> {
             if let Some(l) = sc.advert_lifetime {
                 core.advert_lifetime = l;
             }
-            for (p, d) in &sc.objectives {
-                core.objectives[p.index()] = *d;
-            }
+            sc.objectives.apply(&mut core);
             let member = Membership {
                 groups: def.groups.iter().cloned().collect(),
                 topics: def.subscribe.iter().map(|p| p.as_str().to_owned()).collect(),
@@ -771,7 +769,7 @@ impl<'s> World<'s> {
             Event::Refused { id, reason, .. } => {
                 self.obs.refused.insert(id, reason);
             }
-            Event::Overdue { of, precedence, destinations } => {
+            Event::Overdue { of, precedence, destinations, .. } => {
                 for d in destinations {
                     if let Some(n) = self.sc.node_index(d.as_str()) {
                         self.obs.overdue.insert((of, n), (precedence, true));

@@ -1018,6 +1018,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
             ("no_recipients", c.no_recipients[i]),
             ("cancelled", c.cancelled[i]),
             ("superseded", c.superseded[i]),
+            ("escalated", c.escalated[i]),
         ] {
             let _ = writeln!(
                 out,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::transport::{Congestion, TransportSettings};
-use crate::core::config::{CoreConfig, MediumConfig};
+use crate::core::config::{AddressObjectives, CoreConfig, MediumConfig};
 use crate::core::policy::{AddressPattern, Policy, Rule};
 use crate::core::types::{Group, Medium, NodeId, Precedence, Role};
 use crate::units::{parse_duration, parse_rate, parse_size};
@@ -117,7 +117,7 @@ struct Raw {
     #[serde(default)]
     wire: RawWire,
     #[serde(default)]
-    objectives: BTreeMap<String, String>,
+    objectives: ObjectivesSection,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,12 +156,101 @@ struct RawPeer {
     medium: String,
 }
 
+/// The `[objectives]` table, shared with the simulator's scenario files.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectivesSection {
+    flash: Option<String>,
+    immediate: Option<String>,
+    priority: Option<String>,
+    routine: Option<String>,
+    notify: Option<String>,
+    escalate: Option<bool>,
+    #[serde(default)]
+    address: Vec<AddressObjectivesSection>,
+}
+
+/// One `[[objectives.address]]` entry: objectives for the messages to some addresses.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct AddressObjectivesSection {
+    to: String,
+    flash: Option<String>,
+    immediate: Option<String>,
+    priority: Option<String>,
+    routine: Option<String>,
+}
+
+/// The objectives of each precedence named in a table (FLASH last, like `Precedence::index`).
+fn by_precedence(
+    key: &str,
+    [routine, priority, immediate, flash]: [&Option<String>; 4],
+    max_lifetime: Duration,
+) -> Result<[Option<Duration>; 4], Fail> {
+    let mut out = [None; 4];
+    for (p, s) in
+        Precedence::DESCENDING.into_iter().rev().zip([routine, priority, immediate, flash])
+    {
+        let Some(s) = s else { continue };
+        let key = format!("{key}.{}", p.as_str());
+        let d = field(&key, parse_duration(s))?;
+        if d.is_zero() || d > max_lifetime {
+            return Err((
+                key,
+                format!(
+                    "{s}: an objective must be longer than 0s and at most limits.max_lifetime ({})",
+                    humantime::format_duration(max_lifetime)
+                ),
+            ));
+        }
+        out[p.index()] = Some(d);
+    }
+    Ok(out)
+}
+
+/// Applies an `[objectives]` table (named `key` in errors) to a node's configuration; its
+/// `max_lifetime` must be set already.
+pub fn apply_objectives(
+    key: &str,
+    o: &ObjectivesSection,
+    core: &mut CoreConfig,
+) -> Result<(), (String, String)> {
+    let own = [&o.routine, &o.priority, &o.immediate, &o.flash];
+    for (i, d) in by_precedence(key, own, core.max_lifetime)?.into_iter().enumerate() {
+        if let Some(d) = d {
+            core.objectives[i] = d;
+        }
+    }
+    if let Some(s) = &o.notify {
+        core.notify_overdue = match s.as_str() {
+            "" | "none" => None,
+            a => Some(field(&format!("{key}.notify"), crate::core::Address::parse(a))?),
+        };
+    }
+    if let Some(e) = o.escalate {
+        core.escalate = e;
+    }
+    core.address_objectives = Vec::new();
+    for (i, a) in o.address.iter().enumerate() {
+        let key = format!("{key}.address[{i}]");
+        let to = field(&format!("{key}.to"), AddressPattern::parse(&a.to))?;
+        let named = [&a.routine, &a.priority, &a.immediate, &a.flash];
+        let objectives = by_precedence(&key, named, core.max_lifetime)?;
+        if objectives.iter().all(Option::is_none) {
+            return Err((key, "names no precedence (flash, immediate, priority, routine)".into()));
+        }
+        core.address_objectives.push(AddressObjectives { to, objectives });
+    }
+    Ok(())
+}
+
 /// A `[media.<medium>]` table, shared with the simulator's scenario files.
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct MediumSection {
     cost: Option<u32>,
     min_precedence: Option<String>,
+    strict: Option<bool>,
     probe_interval: Option<String>,
     probe_misses: Option<u32>,
     window: Option<String>,
@@ -351,28 +440,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         }
         core.peer_store_share = s;
     }
-    for (p, s) in &raw.objectives {
-        let key = format!("objectives.{p}");
-        if p == "notify" {
-            core.notify_overdue = match s.as_str() {
-                "" | "none" => None,
-                a => Some(field(&key, crate::core::Address::parse(a))?),
-            };
-            continue;
-        }
-        let prec: Precedence = field(&key, p.parse())?;
-        let d = field(&key, parse_duration(s))?;
-        if d.is_zero() || d > core.max_lifetime {
-            return Err((
-                key,
-                format!(
-                    "{s}: an objective must be longer than 0s and at most limits.max_lifetime ({})",
-                    humantime::format_duration(core.max_lifetime)
-                ),
-            ));
-        }
-        core.objectives[prec.index()] = d;
-    }
+    apply_objectives("objectives", &raw.objectives, &mut core)?;
     let stall_timeout = match l.stall_timeout {
         Some(s) => field("limits.stall_timeout", parse_duration(&s))?,
         None => DEFAULT_STALL_TIMEOUT,
@@ -521,6 +589,9 @@ pub fn medium_config(
     if let Some(p) = &m.min_precedence {
         c.min_precedence = field(&k("min_precedence"), p.parse())?;
     }
+    if let Some(s) = m.strict {
+        c.strict = s;
+    }
     if let Some(d) = dur("probe_interval", &m.probe_interval)? {
         if d < Duration::from_millis(10) {
             return Err((k("probe_interval"), "must be at least 10ms".into()));
@@ -630,6 +701,7 @@ medium = "satellite"
 [media.satellite]
 cost = 10
 min_precedence = "priority"
+strict = true
 rate = "2Mbps"
 congestion = "bbr"
 
@@ -651,6 +723,8 @@ reason = "no"
         assert_eq!(c.data_dir, PathBuf::from("/etc/relaymesh/data/township-03"));
         assert_eq!(c.peers[0].medium, Medium::Satellite);
         assert_eq!(c.core.medium(Medium::Satellite).cost, 10);
+        assert!(c.core.medium(Medium::Satellite).strict);
+        assert!(!c.core.medium(Medium::Wireless).strict);
         assert_eq!(c.core.medium(Medium::Satellite).rate_bytes_per_s, Some(250_000));
         assert_eq!(c.transport(Medium::Satellite).congestion, Congestion::Bbr);
         assert_eq!(c.core.limits.max_bytes, 1 << 30);
@@ -730,6 +804,31 @@ reason = "no"
         assert_eq!(c.core.objectives[Precedence::Flash.index()], Duration::from_secs(300));
         assert_eq!(c.core.objectives[Precedence::Routine.index()], Duration::from_secs(3600));
         assert_eq!(c.core.objectives[Precedence::Immediate.index()], Duration::from_secs(1800));
+        assert!(c.core.escalate && c.core.address_objectives.is_empty());
+        let per_address = "escalate = false\n[[objectives.address]]\nto = \"topic:alerts/#\"\n\
+                           flash = \"2m\"\n[[objectives.address]]\nto = \"node:county-hq\"\n\
+                           routine = \"1h\"";
+        let c = parse(&objectives(per_address), Path::new("n")).unwrap();
+        assert!(!c.core.escalate);
+        let rules = &c.core.address_objectives;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].to, AddressPattern::parse("topic:alerts/#").unwrap());
+        assert_eq!(rules[0].objectives, [None, None, None, Some(Duration::from_secs(120))]);
+        assert_eq!(
+            rules[1].objectives[Precedence::Routine.index()],
+            Some(Duration::from_secs(3600))
+        );
+        let bad = |entry: &str| objectives(&format!("[[objectives.address]]\n{entry}"));
+        check(&bad("to = \"topic:a/#/b\"\nflash = \"1m\""), "objectives.address[0].to", "`#`");
+        check(&bad("to = \"node:a\"\nflash = \"0s\""), "objectives.address[0].flash", "0s");
+        check(
+            &bad("to = \"node:a\"\nflash = \"40d\""),
+            "objectives.address[0].flash",
+            "max_lifetime",
+        );
+        check(&bad("to = \"node:a\""), "objectives.address[0]", "names no precedence");
+        check(&bad("flash = \"1m\""), "objectives.address[0]", "to");
+        check(&objectives("escalate = \"yes\""), "objectives.escalate", "");
         check(&replace(api, &format!("{api}\napi_session = \"soon\"")), "api_session", "");
         check(&replace(api, &format!("{api}\napi_tls_cert = \"c.pem\"")), "api_tls", "together");
         check(&replace(api, &format!("{api}\napi_tls_key = \"k.pem\"")), "api_tls", "together");

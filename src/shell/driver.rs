@@ -748,13 +748,13 @@ impl Driver {
                         l.close(crate::wire::codes::CLOSE_NORMAL, "link down: probes unanswered");
                     }
                 }
-                Event::Overdue { of, precedence, destinations } => {
+                Event::Overdue { of, precedence, destinations, objective } => {
                     let to: Vec<&str> = destinations.iter().map(|d| d.as_str()).collect();
                     tracing::warn!(
                         id = %of,
                         %precedence,
                         destinations = %to.join(","),
-                        objective = %humantime::format_duration(self.node.objective(*precedence)),
+                        objective = %humantime::format_duration(*objective),
                         "overdue: not delivered within its objective"
                     );
                 }

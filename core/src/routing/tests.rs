@@ -79,6 +79,33 @@ fn flash_takes_the_fastest_path() {
 }
 
 #[test]
+fn a_strict_medium_is_closed_below_its_precedence_and_open_to_late_messages() {
+    let mut strict = media();
+    strict.get_mut(&Medium::Satellite).unwrap().strict = true;
+    let sat = &strict[&Medium::Satellite];
+    let rtt = Duration::from_millis(600);
+    assert_eq!(edge_cost(sat, rtt, 0, Precedence::Routine, false), None);
+    assert_eq!(edge_cost(sat, rtt, 0, Precedence::Routine, true), Some(650));
+    assert_eq!(edge_cost(sat, rtt, 0, Precedence::Priority, false), Some(650));
+    // Soft (the default): a penalty, not a ban; late messages pay none.
+    let soft = &media()[&Medium::Satellite];
+    assert_eq!(edge_cost(soft, rtt, 0, Precedence::Routine, false), Some(650 + AVOID));
+    assert_eq!(edge_cost(soft, rtt, 0, Precedence::Routine, true), Some(650));
+
+    // The triangle with b cut off from c: satellite is the only way to c.
+    let mut r = Routing::new(n("a"), strict);
+    r.set_local_links(vec![local("b", Medium::Wireless, 40), local("c", Medium::Satellite, 600)]);
+    r.accept(advert("b", 1, vec![link("a", Medium::Wireless, 40, true)]), Time(0));
+    r.accept(advert("c", 1, vec![link("a", Medium::Satellite, 600, true)]), Time(0));
+    assert_eq!(r.next_hop(&n("c"), Precedence::Routine), None, "strict: not even the only way");
+    assert_eq!(r.next_hop_late(&n("c"), Precedence::Routine), Some(&n("c")));
+    assert_eq!(r.next_hop(&n("c"), Precedence::Priority), Some(&n("c")));
+    // The late table follows changes: the satellite link goes down, and with it the route.
+    r.set_local_links(vec![local("b", Medium::Wireless, 40)]);
+    assert_eq!(r.next_hop_late(&n("c"), Precedence::Routine), None);
+}
+
+#[test]
 fn routine_avoids_satellite_unless_it_is_the_only_way() {
     let mut r = triangle();
     assert_eq!(r.next_hop(&n("c"), Precedence::Routine), Some(&n("b")));
