@@ -288,45 +288,42 @@ fn a_township_cut_off_past_the_flash_objective_is_reported_overdue_and_can_fail_
 
 #[test]
 fn a_late_routine_message_may_cross_a_strict_satellite_link_and_objectives_are_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "smoke").unwrap().1;
-    // ROUTINE to township-02 every 10 s; its mesh link is down from 3 to 5 minutes, and
-    // ROUTINE may not ride satellite until it is a minute late.
-    let scenario = |objectives: &str| {
-        format!(
-            "{base}\n[media.satellite]\nstrict = true\n\n[objectives]\n{objectives}\n\n\
-             [[traffic]]\nfrom = \"county-hq\"\nto = \"node:township-02\"\n\
-             precedence = \"routine\"\nevery = \"10s\"\nsize = 500\nstart = \"30s\"\nstop = \"9m\"\n"
-        )
-    };
-    let path = dir.path().join("late.toml");
-    let run = |text: String| -> Value {
-        std::fs::write(&path, text).unwrap();
-        let out = sim(&["run", path.to_str().unwrap(), "--quiet", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["precedence"]["routine"].clone()
-    };
+    // late-routine: ROUTINE to township-02 every 10 s; its mesh link is down from 3 to 5
+    // minutes, and ROUTINE may not ride satellite until it is a minute late.
+    let out = sim(&["run", "late-routine", "--quiet", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let escalated = &j["precedence"]["routine"];
     let max = |r: &Value| r["latency_ms"]["max"].as_f64().unwrap();
-    let escalated = run(scenario("routine = \"1m\""));
     assert_eq!(
         (escalated["lost"].as_u64(), escalated["overdue_open"].as_u64()),
         (Some(0), Some(0))
     );
     assert!(escalated["overdue"].as_u64().unwrap() >= 5, "{escalated}");
     // Late after a minute, then across at once: nothing waits for the mesh link.
-    assert!((60_000.0..62_000.0).contains(&max(&escalated)), "{escalated}");
-    let held = run(scenario("routine = \"1m\"\nescalate = false"));
-    assert_eq!(held["lost"].as_u64(), Some(0));
-    // Without escalation the first of them waits the whole two minutes.
-    assert!(max(&held) > 110_000.0, "{held}");
+    assert!((60_000.0..62_000.0).contains(&max(escalated)), "{escalated}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "late-routine").unwrap().1;
+    let path = dir.path().join("late.toml");
+    let run = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        sim(&["run", path.to_str().unwrap(), "--quiet", "--json"])
+    };
+    // Without escalation the first of them waits the whole two minutes, and the scenario's
+    // expectation on ROUTINE latency fails the run.
+    let out = run(base.replace("escalate = true", "escalate = false"));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expect.latency_p99.routine"));
+    let held: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held["precedence"]["routine"]["lost"].as_u64(), Some(0));
+    assert!(max(&held["precedence"]["routine"]) > 110_000.0, "{held}");
 
     // An objective beyond the relay's max_lifetime, or a rule naming no precedence: refused.
-    for (objectives, why) in [
-        ("flash = \"40d\"", "objectives.flash"),
-        ("[[objectives.address]]\nto = \"node:township-02\"", "names no precedence"),
-    ] {
-        std::fs::write(&path, scenario(objectives)).unwrap();
-        let out = sim(&["run", path.to_str().unwrap(), "--quiet"]);
+    let too_long = base.replace("routine = \"1m\"", "flash = \"40d\"");
+    let no_precedence = format!("{base}\n[[objectives.address]]\nto = \"node:township-02\"\n");
+    for (text, why) in [(too_long, "objectives.flash"), (no_precedence, "names no precedence")] {
+        let out = run(text);
         assert_eq!(out.status.code(), Some(2), "{why}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{err}");

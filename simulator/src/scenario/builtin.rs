@@ -11,6 +11,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("chaos-30", include_str!("../../../scenarios/chaos-30.toml")),
     ("township-cutoff", include_str!("../../../scenarios/township-cutoff.toml")),
     ("keyed-outage", include_str!("../../../scenarios/keyed-outage.toml")),
+    ("late-routine", include_str!("../../../scenarios/late-routine.toml")),
 ];
 
 /// A built-in scenario by name.
