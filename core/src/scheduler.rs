@@ -6,9 +6,9 @@
 //! route that avoids no medium (`Routing::next_hop_late`). Every hop can tell, from the age the
 //! message carries, so the relays downstream escalate it too. Only where the two routes of a
 //! lane differ does the scheduler look at how old the lane's messages are (those in its
-//! in-memory window: a late message that came back from a relay has a newer seq than the
-//! on-time ones it must not wait behind), so lanes that escalation would not move cost nothing
-//! extra.
+//! in-memory window, up to `LATE_SCAN` of them: a late message that came back from a relay
+//! has a newer seq than the on-time ones it must not wait behind), so lanes that escalation
+//! would not move cost nothing extra.
 
 use std::time::Duration;
 
@@ -22,9 +22,13 @@ use super::types::{Body, NodeId, Precedence, Time};
 /// Routes looked up during one `fill`, by (destination, precedence, late).
 type RouteCache = rustc_hash::FxHashMap<(NodeId, Precedence, bool), Option<LinkId>>;
 
-/// Lateness looked up for lane heads, by seq: when each becomes late. Bounded: cleared when
-/// it grows past this (it is only a cache of what the store says).
-const LATE_CACHE: usize = 1 << 16;
+/// When held messages become late, by seq, for lanes whose routes differ. Bounded: cleared
+/// when it grows past this (it is only a cache of what the store says).
+const LATE_CACHE: usize = 1 << 18;
+
+/// How far into a lane `pick_in_lane` looks: its cost stays bounded with a deep backlog, at
+/// the price of a late message further back waiting until those ahead of it have gone.
+const LATE_SCAN: usize = 256;
 
 enum Offered {
     /// An offer went out; look for the next.
@@ -192,7 +196,7 @@ impl Node {
         on_time: Option<LinkId>,
         late: Option<LinkId>,
     ) -> Result<Option<(u64, bool)>, StoreError> {
-        let window: Vec<u64> = self.queue.window(dest, p).collect();
+        let window: Vec<u64> = self.queue.window(dest, p).take(LATE_SCAN).collect();
         for seq in window {
             let is_late = match self.late_at(seq)? {
                 Some(at) if at <= now => true,
