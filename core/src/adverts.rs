@@ -88,9 +88,22 @@ impl Node {
     pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, advert: Advert) {
         if advert.node == self.cfg.node {
             // Our own advert comes back around every cycle in the mesh; only one newer than
-            // ours (from before a restart that lost its sequence number) needs an answer:
-            // jump past it.
-            if advert.seq > self.advert_seq {
+            // ours, or as new but saying something else (from before a restart that lost its
+            // sequence number: a replaced terminal starts again at 1), needs an answer: jump
+            // past it, or the others keep the old one for its whole lifetime.
+            let same = |mine: &Advert| {
+                (&mine.links, &mine.groups, &mine.subscriptions, mine.role, &mine.certificate)
+                    == (
+                        &advert.links,
+                        &advert.groups,
+                        &advert.subscriptions,
+                        advert.role,
+                        &advert.certificate,
+                    )
+            };
+            let stale = advert.seq == self.advert_seq
+                && self.last_own_advert.as_ref().is_none_or(|mine| !same(mine));
+            if advert.seq > self.advert_seq || stale {
                 self.advert_seq = advert.seq;
                 self.advert_wanted = true;
                 self.meta_dirty = true;

@@ -57,6 +57,9 @@ struct Harness {
     landing: BTreeMap<String, Time>,
     /// When each (node, message) delivery event came out.
     delivery_times: BTreeMap<(String, MessageId), Time>,
+    /// How often each node was opened: part of its seed, as a restart draws new random bytes
+    /// for its message ids (the same bytes again would repeat its ids).
+    opens: BTreeMap<String, u64>,
 }
 
 impl Harness {
@@ -79,6 +82,7 @@ impl Harness {
             disk_sync: BTreeMap::new(),
             landing: BTreeMap::new(),
             delivery_times: BTreeMap::new(),
+            opens: BTreeMap::new(),
         }
     }
 
@@ -110,8 +114,12 @@ impl Harness {
         self.landing.remove(name);
         let (store, plan) = FaultStore::new(disk);
         self.faults.insert(name.to_owned(), plan);
-        // Every node its own seed, as in production: equal seeds would mean equal message ids.
+        // Every node its own seed, and every opening, as in production: equal seeds would
+        // mean equal message ids.
+        let opens = self.opens.entry(name.to_owned()).or_default();
+        *opens += 1;
         let seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let seed = seed.wrapping_add(*opens << 32);
         let node = Node::open(self.configs[name].clone(), Box::new(store), seed, self.now).unwrap();
         self.nodes.insert(name.to_owned(), node);
     }
