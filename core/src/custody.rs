@@ -701,7 +701,7 @@ impl Node {
             }
         })?;
         if fresh {
-            self.clear_overdue(&r.of, &r.destinations)?;
+            self.clear_overdue(now, &r.of, &r.destinations, Some(r.outcome))?;
             self.pending_events.push(Event::Reported {
                 of: r.of,
                 node: r.at_node.clone(),
@@ -854,7 +854,7 @@ impl Node {
             self.store.delete(Table::StatusAge, &k)?;
             self.store.delete(Table::Status, &k[8..])?;
             if let Some(id) = MessageId::from_slice(&k[8..]) {
-                self.forget_overdue(&id)?;
+                self.forget_overdue(now, &id)?;
             }
         }
         Ok(())

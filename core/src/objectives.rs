@@ -21,7 +21,7 @@ use super::frame::StatusRecord;
 use super::node::{Event, Node, Submission};
 use super::schema;
 use super::store::{StoreError, Table};
-use super::types::{Address, MessageId, NodeId, Precedence, Time, TrafficStatus};
+use super::types::{Address, MessageId, NodeId, Outcome, Precedence, Time, TrafficStatus};
 
 /// The content type of the notice an overdue alarm sends to `CoreConfig::notify_overdue`.
 pub const OVERDUE_CONTENT_TYPE: &str = "text/vnd.relaymesh.overdue";
@@ -177,8 +177,7 @@ impl Node {
     }
 
     /// Tells `notify_overdue` (the command nodes, by default) that `late` of message `id`
-    /// were not reached in time: a message of the same precedence, without a receipt (so it
-    /// is never overdue itself: no loop), to every member but this node.
+    /// were not reached in time.
     fn notify_overdue(
         &mut self,
         now: Time,
@@ -187,23 +186,58 @@ impl Node {
         due: Time,
         late: &[NodeId],
     ) -> Result<(), StoreError> {
-        let Some(to) = self.cfg.notify_overdue.clone() else { return Ok(()) };
         let p = r.precedence.unwrap_or(Precedence::Routine);
-        let me = self.cfg.node.clone();
         let late: Vec<String> = late.iter().map(ToString::to_string).collect();
-        let objective = due.saturating_since(r.accepted_at);
         let text = format!(
-            "OVERDUE {} from {me}: message {id} to {} not delivered to {} within its objective \
+            "OVERDUE {} from {}: message {id} to {} not delivered to {} within its objective \
              of {}",
             p.as_str().to_uppercase(),
+            self.cfg.node,
             r.to,
             late.join(", "),
-            match objective.as_secs() {
-                s if s % 3600 == 0 => format!("{} h", s / 3600),
-                s if s % 60 == 0 => format!("{} min", s / 60),
-                s => format!("{s} s"),
-            },
+            minutes(due.saturating_since(r.accepted_at)),
         );
+        self.notice(now, id, p, text)
+    }
+
+    /// Tells `notify_overdue` that the alarms for `cleared` of message `id` cleared with
+    /// `outcome`: the notice replaces the overdue one where that is still on its way or in an
+    /// inbox (both carry the latest-value key `overdue/<id>`).
+    fn notify_cleared(
+        &mut self,
+        now: Time,
+        id: &MessageId,
+        p: Precedence,
+        outcome: Outcome,
+        cleared: &[NodeId],
+    ) -> Result<(), StoreError> {
+        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
+        let r = wire::decode_status(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let cleared: Vec<String> = cleared.iter().map(ToString::to_string).collect();
+        let text = format!(
+            "CLEARED {} from {}: message {id} to {}: {} at {} after {}",
+            p.as_str().to_uppercase(),
+            self.cfg.node,
+            r.to,
+            outcome.as_str(),
+            cleared.join(", "),
+            minutes(now.saturating_since(r.accepted_at)),
+        );
+        self.notice(now, id, p, text)
+    }
+
+    /// A notice about message `id` to `notify_overdue`: a message of its precedence without a
+    /// receipt (so it is never overdue itself: no loop), to every member but this node.
+    fn notice(
+        &mut self,
+        now: Time,
+        id: &MessageId,
+        p: Precedence,
+        text: String,
+    ) -> Result<(), StoreError> {
+        let Some(to) = self.cfg.notify_overdue.clone() else { return Ok(()) };
+        let me = self.cfg.node.clone();
         let sub = Submission {
             to,
             precedence: p,
@@ -212,7 +246,7 @@ impl Node {
             payload: bytes::Bytes::from(text),
             receipt: false,
             status: TrafficStatus::Actual,
-            key: None,
+            key: Some(format!("overdue/{id}")),
             replaces: None,
         };
         match self.new_envelope(now, sub) {
@@ -228,11 +262,14 @@ impl Node {
         }
     }
 
-    /// An outcome arrived for `destinations` of message `id`: their alarms, if raised, clear.
+    /// An outcome arrived for `destinations` of message `id`: their alarms, if raised, clear,
+    /// and `notify_overdue` is told (not when the alarm is only forgotten: `outcome` `None`).
     pub(super) fn clear_overdue(
         &mut self,
+        now: Time,
         id: &MessageId,
         destinations: &[NodeId],
+        outcome: Option<Outcome>,
     ) -> Result<(), StoreError> {
         // Every report at the origin comes here: with no alarm raised (the counts match the
         // store, `check_invariants`) there is nothing to look up.
@@ -251,6 +288,9 @@ impl Node {
                 }
                 cleared.push(d.clone());
             }
+        }
+        if let (Some(p), Some(outcome)) = (precedence, outcome) {
+            self.notify_cleared(now, id, p, outcome, &cleared)?;
         }
         if let Some(p) = precedence {
             self.pending_events.push(Event::OverdueCleared {
@@ -279,12 +319,12 @@ impl Node {
     }
 
     /// Forgets the alarms of a message whose status is no longer kept.
-    pub(super) fn forget_overdue(&mut self, id: &MessageId) -> Result<(), StoreError> {
+    pub(super) fn forget_overdue(&mut self, now: Time, id: &MessageId) -> Result<(), StoreError> {
         if self.overdue == [0; 4] {
             return Ok(());
         }
         let late = self.overdue_of(id)?;
-        self.clear_overdue(id, &late)
+        self.clear_overdue(now, id, &late, None)
     }
 
     /// Every raised alarm, most urgent precedence first, then oldest first; at most `limit`.
@@ -317,5 +357,15 @@ impl Node {
             });
         }
         Ok(out)
+    }
+}
+
+/// A duration as a notice writes it: `10 min`, `3 h`, `90 s`.
+fn minutes(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s if s >= 600 => format!("{} min", (s + 30) / 60),
+        s => format!("{s} s"),
     }
 }

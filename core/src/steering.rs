@@ -490,7 +490,7 @@ impl Node {
                 }
                 None => Vec::new(),
             };
-            self.clear_overdue(&target.id, &destinations)?;
+            self.clear_overdue(now, &target.id, &destinations, Some(outcome))?;
             self.unbind(&target.id)?;
         }
         Ok(())

@@ -604,10 +604,21 @@ fn an_overdue_alarm_is_sent_to_the_command_nodes_once_and_begets_no_other() {
         "{text}"
     );
     assert!(!e.receipt, "a notice that could turn overdue would beget another");
-    // Hours later: still one alarm, one notice; hq's own alarms do not come back to it.
+    assert_eq!(e.key.as_deref(), Some(format!("overdue/{late}").as_str()));
+    // An hour later t1's report expires: its alarm clears, and hq is told so in a notice that
+    // replaces the first (same key). hq's own alarms do not come back to it.
     let own = h.submit("hq", "node:t2", Precedence::Flash, Duration::from_secs(7200));
     h.run_for(Duration::from_secs(3600));
-    assert_eq!(h.node("hq").inbox(Some(0), 10).unwrap().len(), 1);
+    assert_eq!(h.node("t1").status().overdue, [0; 4]);
+    let inbox = h.node("hq").inbox(Some(0), 10).unwrap();
+    assert_eq!(inbox.len(), 2, "the overdue notice, then the cleared one");
+    let cleared = &inbox[1].record.envelope;
+    let text = String::from_utf8_lossy(&cleared.payload);
+    assert!(text.starts_with("CLEARED FLASH from t1") && text.contains("expired at t2"), "{text}");
+    assert!(text.contains("after 1 h"), "{text}");
+    assert_eq!((cleared.key.as_ref(), cleared.receipt), (e.key.as_ref(), false));
+    let withdrawn = inbox[0].record.withdrawn.as_ref().expect("the overdue notice stands");
+    assert_eq!((withdrawn.by, withdrawn.outcome), (cleared.id, Outcome::Superseded));
     assert_eq!(h.node("hq").status().overdue, [0, 0, 0, 1]);
     assert!(h.node("hq").message_status(&own).unwrap().unwrap().destinations[0].overdue);
 }
