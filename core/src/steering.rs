@@ -131,6 +131,19 @@ impl Node {
         if reason.len() > 1024 {
             return Err(SubmitError::Invalid("a reason is at most 1024 bytes".into()));
         }
+        // Cancelled here already (by this node, pending, or by a cancel that came through):
+        // that cancel is the answer, and nothing more is sent.
+        let stone = self.store.get(Table::Tombstones, &target.0).map_err(SubmitError::Storage)?;
+        if let Some(stone) = stone.and_then(|raw| wire::decode_tombstone(&raw).ok())
+            && stone.outcome == Outcome::Cancelled
+            && stone.until > now
+        {
+            return Ok(CancelReceipt {
+                id: stone.by,
+                pending: stone.origin.is_none(),
+                overrode: None,
+            });
+        }
         let known = self.find_message(&target).map_err(SubmitError::Storage)?;
         let me = self.cfg.node.clone();
         let Some(known) = known else {

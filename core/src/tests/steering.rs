@@ -335,6 +335,14 @@ fn only_the_origin_steers_its_messages_unless_policy_lets_its_role_override() {
     // hq's role may override, but the relay's policy does not allow it: refused on the way.
     let r = cancel(&mut h, "hq", report, "duplicate");
     assert_eq!(r.overrode, Some(n("t")));
+    // Cancelling it again sends nothing more: the first cancel is the answer.
+    let again = cancel(&mut h, "hq", report, "duplicate");
+    assert_eq!((again.id, again.pending), (r.id, false));
+    // Likewise for an id never seen here (a pending cancel).
+    let unknown = MessageId([7; 16]);
+    let pending = cancel(&mut h, "hq", unknown, "");
+    assert!(pending.pending);
+    assert_eq!(cancel(&mut h, "hq", unknown, "").id, pending.id);
     h.run_for(SECOND);
     assert!(h.node("u").inbox(Some(0), 10).unwrap().iter().all(|i| i.record.withdrawn.is_none()));
     let c = h.node("hq").message_status(&r.id).unwrap().unwrap();
