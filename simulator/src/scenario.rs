@@ -452,7 +452,8 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let de = toml::Deserializer::parse(text)
         .map_err(|e| fail(e.span(), e.message().trim().to_owned()))?;
     let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        // `Spanned` tables add a serde-internal segment to the path: not for the reader.
+        let path = e.path().to_string().replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
         fail(inner.span(), format!("{path}: {}", inner.message().trim()))
     })?;

@@ -322,7 +322,14 @@ fn a_late_routine_message_may_cross_a_strict_satellite_link_and_objectives_are_c
     // An objective beyond the relay's max_lifetime, or a rule naming no precedence: refused.
     let too_long = base.replace("routine = \"1m\"", "flash = \"40d\"");
     let no_precedence = format!("{base}\n[[objectives.address]]\nto = \"node:township-02\"\n");
-    for (text, why) in [(too_long, "objectives.flash"), (no_precedence, "names no precedence")] {
+    let no_to = format!("{base}\n[[objectives.address]]\nflash = \"1m\"\n");
+    let bad_medium = base.replace("strict = true ", "strict = 3 ");
+    for (text, why) in [
+        (too_long, "objectives.flash"),
+        (no_precedence, "names no precedence"),
+        (no_to, "objectives.address[0]: missing field `to`"),
+        (bad_medium, "media.satellite.strict: invalid type"),
+    ] {
         let out = run(text);
         assert_eq!(out.status.code(), Some(2), "{why}");
         let err = String::from_utf8_lossy(&out.stderr);
