@@ -228,7 +228,8 @@ impl Node {
     }
 
     /// A notice about message `id` to `notify_overdue`: a message of its precedence without a
-    /// receipt (so it is never overdue itself: no loop), to every member but this node.
+    /// receipt (so it is never overdue itself: no loop), to every member known here but this
+    /// node.
     fn notice(
         &mut self,
         now: Time,
@@ -251,8 +252,13 @@ impl Node {
         };
         match self.new_envelope(now, sub) {
             Ok(mut envelope) => {
-                // This node has its own alarm: the notice is for the others.
+                // This node has its own alarm: the notice is for the others, and with no
+                // other member known it is not sent at all (it would only stand in this
+                // node's own Sent list as `no_recipients`).
                 envelope.destinations.retain(|d| d != &me);
+                if envelope.destinations.is_empty() {
+                    return Ok(());
+                }
                 self.accept_local(now, envelope, false)
             }
             Err(why) => {

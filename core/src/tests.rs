@@ -621,6 +621,12 @@ fn an_overdue_alarm_is_sent_to_the_command_nodes_once_and_begets_no_other() {
     assert_eq!((withdrawn.by, withdrawn.outcome), (cleared.id, Outcome::Superseded));
     assert_eq!(h.node("hq").status().overdue, [0, 0, 0, 1]);
     assert!(h.node("hq").message_status(&own).unwrap().unwrap().destinations[0].overdue);
+    // hq is the only command node: its own alarm is sent to nobody, not even as a message
+    // with no recipients in its Sent list.
+    let now = h.now;
+    let sent = h.node("hq").sent(now, 10).unwrap();
+    assert_eq!(sent, vec![own], "a notice to nobody stands in hq's Sent list");
+    assert_eq!(h.node("hq").counters.no_recipients, [0; 4]);
 }
 
 #[test]
