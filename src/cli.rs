@@ -1305,6 +1305,15 @@ async fn status(a: StatusArgs) -> Outcome {
     if !steered.is_empty() {
         out!("dropped here for a cancel or a newer message: {}", steered.join("; "));
     }
+    let escalated: Vec<String> = s
+        .counters
+        .iter()
+        .filter(|(_, c)| c.escalated > 0)
+        .map(|(p, c)| format!("{} {}", c.escalated, p.as_str()))
+        .collect();
+    if !escalated.is_empty() {
+        out!("late, sent on routes their precedence avoids: {}", escalated.join(", "));
+    }
     let late: Vec<String> = s
         .overdue
         .iter()

@@ -74,3 +74,29 @@ fn an_objective_of_zero_or_beyond_the_longest_lifetime_is_refused_naming_the_key
         assert!(err.contains("objectives.") && err.contains(why), "{err}");
     }
 }
+
+#[test]
+fn a_late_routine_message_crosses_a_strict_satellite_link_and_status_says_so() {
+    // The only link is satellite, closed to ROUTINE until it is 5 s late.
+    let config = "[media.satellite]\nstrict = true\n\n[objectives]\nroutine = \"5s\"";
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "satellite").extra(config);
+    let t1 = mesh.node("township-01", "township", "satellite").extra(config).peer(&hq);
+    let hq_run = hq.start();
+    let mut t1_run = t1.start();
+    t1_run.wait_link("county-hq");
+    let priority = hq_run.submit("node:township-01", "priority", "convoy at 14:00").unwrap();
+    let routine = hq_run.submit("node:township-01", "routine", "daily report due").unwrap();
+    assert_eq!(hq_run.message(&priority, "20s").state, "delivered");
+    let held = hq_run.message(&routine, "0s");
+    assert_eq!(held.state, "held", "ROUTINE crossed a strict satellite link on time: {held:?}");
+    // Late after 5 s, it crosses.
+    assert_eq!(hq_run.message(&routine, "20s").state, "delivered");
+    let counters = hq_run.status().counters;
+    assert_eq!(counters.routine.escalated, 1, "{counters:?}");
+    let text = cli_ok(&["status", "--api", &hq.api_url()]);
+    assert!(text.contains("late, sent on routes their precedence avoids: 1 routine"), "{text}");
+    let metrics = http().get(format!("{}/metrics", hq.api_url())).send().unwrap().text().unwrap();
+    let line = "relaymesh_messages_total{precedence=\"routine\",event=\"escalated\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
+}
