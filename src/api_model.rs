@@ -88,7 +88,7 @@ impl From<&MessageView> for MessageDoc {
                 .map(|d| DestinationDoc {
                     node: d.node.to_string(),
                     outcome: d.outcome.map(|o| o.as_str().to_owned()),
-                    age_ms: d.age.map(|a| a.as_secs_f64() * 1000.0),
+                    age_ms: d.age.map(|a| a.as_micros() as f64 / 1000.0),
                     reason: d.reason.clone(),
                     overdue: d.overdue,
                 })
@@ -287,7 +287,7 @@ impl From<&InboxItem> for InboxMessageDoc {
             to: e.to.to_string(),
             precedence: e.precedence.as_str().to_owned(),
             content_type: e.content_type.clone(),
-            age_ms: item.record.age.as_secs_f64() * 1000.0,
+            age_ms: item.record.age.as_micros() as f64 / 1000.0,
             cursor: item.cursor,
             status: e.status.as_str().to_owned(),
             body,
@@ -647,7 +647,7 @@ impl From<&Snapshot> for StatusDoc {
                     up: l.up,
                     addr: s.links.get(&l.id).map(ToString::to_string),
                     since_s: s.now.saturating_since(l.since).as_secs_f64(),
-                    rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    rtt_ms: l.rtt.map(|r| r.as_micros() as f64 / 1000.0),
                     loss: l.loss,
                     inflight: l.inflight as u64,
                     inflight_bytes: l.inflight_bytes,
@@ -741,7 +741,7 @@ impl From<&Snapshot> for StatusDoc {
                     to: l.to.to_string(),
                     medium: l.medium.to_string(),
                     up: l.up,
-                    rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    rtt_ms: l.rtt.map(|r| r.as_micros() as f64 / 1000.0),
                     loss: l.loss,
                 })
                 .collect(),

@@ -1167,7 +1167,7 @@ async fn page(State(api): State<Api>) -> Response {
             l.medium,
             if l.up { "up" } else { "down" },
             l.role,
-            l.rtt.map_or(0.0, |r| r.as_secs_f64() * 1000.0),
+            l.rtt.map_or(0.0, |r| r.as_micros() as f64 / 1000.0),
             l.loss * 100.0,
             l.inflight
         ));
