@@ -717,9 +717,7 @@ impl Node {
         id: &MessageId,
         f: impl FnOnce(&mut StatusRecord),
     ) -> Result<(), StoreError> {
-        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
-        let mut record = wire::decode_status(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let Some(mut record) = self.status_record(id)? else { return Ok(()) };
         f(&mut record);
         self.store.put(Table::Status, &id.0, &wire::encode_status(&record))
     }

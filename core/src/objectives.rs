@@ -25,7 +25,6 @@ use super::types::{Address, MessageId, NodeId, Outcome, Precedence, Time, Traffi
 
 /// The content type of the notice an overdue alarm sends to `CoreConfig::notify_overdue`.
 pub const OVERDUE_CONTENT_TYPE: &str = "text/vnd.relaymesh.overdue";
-use crate::wire;
 
 /// ACP 121's delivery objectives, by `Precedence::index()` (ROUTINE first).
 pub const DEFAULT_OBJECTIVES: [Duration; 4] = [
@@ -145,9 +144,7 @@ impl Node {
     }
 
     fn raise_overdue(&mut self, now: Time, id: &MessageId, due: Time) -> Result<(), StoreError> {
-        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
-        let r = wire::decode_status(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let Some(r) = self.status_record(id)? else { return Ok(()) };
         if r.cancelled_by.is_some() {
             return Ok(()); // recalled: nothing is owed any more
         }
@@ -211,9 +208,7 @@ impl Node {
         outcome: Outcome,
         cleared: &[NodeId],
     ) -> Result<(), StoreError> {
-        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(()) };
-        let r = wire::decode_status(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let Some(r) = self.status_record(id)? else { return Ok(()) };
         let cleared: Vec<String> = cleared.iter().map(ToString::to_string).collect();
         let text = format!(
             "CLEARED {} from {}: message {id} to {}: {} at {} after {}",
@@ -350,9 +345,7 @@ impl Node {
         raw.truncate(limit);
         let mut out = Vec::with_capacity(raw.len());
         for (precedence, due, id, destination) in raw {
-            let Some(s) = self.store.get(Table::Status, &id.0)? else { continue };
-            let r = wire::decode_status(&s)
-                .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+            let Some(r) = self.status_record(&id)? else { continue };
             out.push(OverdueView {
                 id,
                 to: r.to,

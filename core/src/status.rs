@@ -186,11 +186,20 @@ impl Node {
         self.held.total()
     }
 
+    /// The stored status record of a message this node originated, if still kept.
+    pub(super) fn status_record(
+        &mut self,
+        id: &MessageId,
+    ) -> Result<Option<StatusRecord>, StoreError> {
+        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(None) };
+        wire::decode_status(&raw)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))
+    }
+
     /// The status of a message this node originated.
     pub fn message_status(&mut self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
-        let Some(raw) = self.store.get(Table::Status, &id.0)? else { return Ok(None) };
-        let r: StatusRecord = wire::decode_status(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        let Some(r) = self.status_record(id)? else { return Ok(None) };
         let late = self.overdue_of(id)?;
         let destinations: Vec<DestinationView> = r
             .destinations

@@ -297,9 +297,7 @@ impl Node {
 
     /// What this node knows of message `id`: sent from here, held here, or delivered here.
     fn find_message(&mut self, id: &MessageId) -> Result<Option<Known>, StoreError> {
-        if let Some(raw) = self.store.get(Table::Status, &id.0)? {
-            let s = wire::decode_status(&raw)
-                .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
+        if let Some(s) = self.status_record(id)? {
             let to = Address::parse(&s.to)
                 .map_err(|e| StoreError::Corrupt(format!("status of {id}: {e}")))?;
             return Ok(Some(Known {
@@ -495,14 +493,8 @@ impl Node {
                 Outcome::Cancelled => s.cancelled_by = Some(by),
                 _ => s.replaced_by = Some(by),
             })?;
-            let destinations = match self.store.get(Table::Status, &target.id.0)? {
-                Some(raw) => {
-                    wire::decode_status(&raw)
-                        .map_err(|e| StoreError::Corrupt(format!("status of {}: {e}", target.id)))?
-                        .destinations
-                }
-                None => Vec::new(),
-            };
+            let destinations =
+                self.status_record(&target.id)?.map(|r| r.destinations).unwrap_or_default();
             self.clear_overdue(now, &target.id, &destinations, Some(outcome))?;
             self.unbind(&target.id)?;
         }
