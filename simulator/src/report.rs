@@ -70,6 +70,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
             let late = obs.overdue.values().filter(|(q, _)| q == p);
             row.insert("overdue".into(), json!(late.clone().count()));
             row.insert("overdue_open".into(), json!(late.filter(|(_, open)| *open).count()));
+            row.insert("escalated".into(), json!(obs.escalated[p.index()]));
             row.insert(
                 "latency_ms".into(),
                 json!({
@@ -448,6 +449,20 @@ fn table(j: &Value) -> String {
             t,
             "overdue (pairs past their delivery objective at the origin): {}",
             late.join(", ")
+        );
+    }
+    let escalated: Vec<String> = Precedence::DESCENDING
+        .iter()
+        .filter_map(|p| {
+            let n = j["precedence"][p.as_str()]["escalated"].as_u64().filter(|n| *n > 0)?;
+            Some(format!("{p} {n}"))
+        })
+        .collect();
+    if !escalated.is_empty() {
+        let _ = writeln!(
+            t,
+            "escalated (offers of late messages on routes their precedence avoids): {}",
+            escalated.join(", ")
         );
     }
     let withdrawn: Vec<String> = Precedence::DESCENDING

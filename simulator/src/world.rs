@@ -89,6 +89,9 @@ pub struct Observed {
     /// (message, destination node) ever past its delivery objective at the origin, and
     /// whether it still is at the end.
     pub overdue: HashMap<(MessageId, usize), (Precedence, bool)>,
+    /// Offers of late messages over routes their precedence avoids on time, by
+    /// `Precedence::index()`, counted by the nodes running at the end (since their last start).
+    pub escalated: [u64; 4],
     pub events: Vec<Happened>,
     pub links: Vec<LinkReport>,
     /// Per link (scenario id): what each end's relay sent on it, `[a -> b, b -> a]`, counted
@@ -794,6 +797,9 @@ impl<'s> World<'s> {
             if let Some(h) = &n.handle
                 && let Ok(s) = h.status().await
             {
+                for (sum, n) in self.obs.escalated.iter_mut().zip(s.node.counters.escalated) {
+                    *sum += n;
+                }
                 self.obs.control.adverts += s.node.counters.adverts_sent;
                 self.obs.control.advert_bytes += s.node.counters.advert_bytes;
                 self.obs.control.probes +=

@@ -302,6 +302,8 @@ fn a_late_routine_message_may_cross_a_strict_satellite_link_and_objectives_are_c
     assert!(escalated["overdue"].as_u64().unwrap() >= 5, "{escalated}");
     // Late after a minute, then across at once: nothing waits for the mesh link.
     assert!((60_000.0..62_000.0).contains(&max(escalated)), "{escalated}");
+    // One offer at county-hq for each message late there (relay-1 may bounce more back).
+    assert!(escalated["escalated"].as_u64().unwrap() >= 5, "{escalated}");
 
     let dir = tempfile::tempdir().unwrap();
     let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "late-routine").unwrap().1;
@@ -318,6 +320,7 @@ fn a_late_routine_message_may_cross_a_strict_satellite_link_and_objectives_are_c
     let held: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(held["precedence"]["routine"]["lost"].as_u64(), Some(0));
     assert!(max(&held["precedence"]["routine"]) > 110_000.0, "{held}");
+    assert_eq!(held["precedence"]["routine"]["escalated"], 0);
 
     // An objective beyond the relay's max_lifetime, or a rule naming no precedence: refused.
     let too_long = base.replace("routine = \"1m\"", "flash = \"40d\"");
@@ -373,7 +376,9 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
         ] {
             assert!(j["precedence"][p].get(k).is_some(), "missing precedence.{p}.{k}");
         }
-        for k in ["cancelled", "superseded", "withdrawn_after_delivery", "delivery_ratio"] {
+        for k in
+            ["cancelled", "superseded", "withdrawn_after_delivery", "delivery_ratio", "escalated"]
+        {
             assert!(j["precedence"][p].get(k).is_some(), "missing precedence.{p}.{k}");
         }
     }
