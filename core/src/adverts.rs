@@ -90,16 +90,12 @@ impl Node {
             // Our own advert comes back around every cycle in the mesh; only one newer than
             // ours, or as new but saying something else (from before a restart that lost its
             // sequence number: a replaced terminal starts again at 1), needs an answer: jump
-            // past it, or the others keep the old one for its whole lifetime.
+            // past it, or the others keep the old one for its whole lifetime. "Something else"
+            // is judged on what was signed: the copy came through the wire, which keeps RTTs
+            // to the microsecond (comparing the fields themselves set off an advert storm).
             let same = |mine: &Advert| {
-                (&mine.links, &mine.groups, &mine.subscriptions, mine.role, &mine.certificate)
-                    == (
-                        &advert.links,
-                        &advert.groups,
-                        &advert.subscriptions,
-                        advert.role,
-                        &advert.certificate,
-                    )
+                super::trust::advert_signed_bytes(mine)
+                    == super::trust::advert_signed_bytes(&advert)
             };
             let stale = advert.seq == self.advert_seq
                 && self.last_own_advert.as_ref().is_none_or(|mine| !same(mine));

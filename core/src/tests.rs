@@ -523,6 +523,29 @@ fn the_sent_list_is_newest_first_and_the_topology_is_the_mesh_as_known_here() {
 }
 
 #[test]
+fn a_node_takes_its_own_advert_back_from_the_wire_without_advertising_again() {
+    // RTTs are measured finer than the wire keeps them (microseconds): the copy that floods
+    // back differs in its fields, not in what was signed, and must not count as stale.
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Township);
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(3));
+    let now = h.now;
+    let a = h.node("a");
+    a.originate_advert(now).unwrap();
+    let mut mine = a.current_advert(now);
+    mine.links[0].rtt = Duration::from_nanos(42_015_625);
+    a.last_own_advert = Some(mine.clone());
+    let back = crate::wire::decode_advert(&crate::wire::encode_advert(&mine)).unwrap();
+    assert_ne!(back.links, mine.links, "the wire keeps microseconds");
+    let seq = a.advert_seq;
+    a.advert_wanted = false;
+    a.receive_advert(now, LinkId(2), back);
+    assert_eq!(a.advert_seq, seq);
+    assert!(!a.advert_wanted, "its own advert, back from the wire, set off a new one");
+}
+
+#[test]
 fn an_undelivered_flash_order_turns_overdue_at_its_objective_and_clears_when_it_arrives() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);

@@ -345,6 +345,11 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
     let out = sim(&["run", "smoke", "--json", "--quiet", "--seed", "9"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Four nodes, one link down and up in ten minutes: a handful of adverts a minute (about
+    // 7). A node that takes its own advert back for a stale one floods them (180 a minute
+    // here, 65,000 in county-flood, when RTTs were compared finer than the wire keeps them).
+    let adverts = j["control"]["adverts_per_min"].as_f64().unwrap();
+    assert!(adverts < 30.0, "an advert storm: {adverts} a minute");
     for key in [
         "scenario",
         "seed",
