@@ -57,12 +57,19 @@ impl Node {
     /// The link a message for `dest` of precedence `p` leaves on (a `late` one), if there is a
     /// route.
     pub(super) fn route(&mut self, dest: &NodeId, p: Precedence, late: bool) -> Option<LinkId> {
-        let hop = if late && self.cfg.escalate {
+        let hop = if late {
             self.routing.next_hop_late(dest, p)?.clone()
         } else {
             self.routing.next_hop(dest, p)?.clone()
         };
-        self.link_for(&hop, p, late && self.cfg.escalate)
+        self.link_for(&hop, p, late)
+    }
+
+    /// Whether lateness can move a message of precedence `p` at all: escalation is on and
+    /// some medium avoids `p` (none avoids FLASH). If not, its late route is its on-time one,
+    /// and no lane of `p` pays for the late table or for reading how old its messages are.
+    fn escalates(&self, p: Precedence) -> bool {
+        self.cfg.escalate && self.cfg.media.values().any(|m| p < m.min_precedence)
     }
 
     /// When held message `seq` becomes late (`None`: it is no longer held).
@@ -110,7 +117,7 @@ impl Node {
         p: Precedence,
         late: bool,
     ) -> Option<LinkId> {
-        let late = late && self.cfg.escalate && p != Precedence::Flash;
+        let late = late && self.escalates(p);
         if let Some(r) = routes.get(&(dest.clone(), p, late)) {
             return *r;
         }
