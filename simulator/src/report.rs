@@ -436,51 +436,27 @@ fn table(j: &Value) -> String {
         .iter()
         .map(|p| j["precedence"][p.as_str()]["no_destinations"].as_u64().unwrap_or(0))
         .sum();
-    let late: Vec<String> = Precedence::DESCENDING
-        .iter()
-        .filter_map(|p| {
-            let c = &j["precedence"][p.as_str()];
-            let n = c["overdue"].as_u64().filter(|n| *n > 0)?;
-            Some(format!("{p} {n} ({} still at the end)", c["overdue_open"]))
-        })
-        .collect();
-    if !late.is_empty() {
-        let _ = writeln!(
-            t,
-            "overdue (pairs past their delivery objective at the origin): {}",
-            late.join(", ")
-        );
-    }
-    let escalated: Vec<String> = Precedence::DESCENDING
-        .iter()
-        .filter_map(|p| {
-            let n = j["precedence"][p.as_str()]["escalated"].as_u64().filter(|n| *n > 0)?;
-            Some(format!("{p} {n}"))
-        })
-        .collect();
-    if !escalated.is_empty() {
-        let _ = writeln!(
-            t,
-            "escalated (offers of late messages on routes their precedence avoids): {}",
-            escalated.join(", ")
-        );
-    }
-    let withdrawn: Vec<String> = Precedence::DESCENDING
-        .iter()
-        .filter_map(|p| {
-            let n = j["precedence"][p.as_str()]["withdrawn_after_delivery"]
-                .as_u64()
-                .filter(|n| *n > 0)?;
-            Some(format!("{p} {n}"))
-        })
-        .collect();
-    if !withdrawn.is_empty() {
-        let _ = writeln!(
-            t,
-            "delivered, then withdrawn at the destination by a cancel or a newer message (counted delivered): {}",
-            withdrawn.join(", ")
-        );
-    }
+    // One line per count that is not zero for some precedence.
+    let mut line = |label: &str, cell: &dyn Fn(&Value) -> Option<String>| {
+        let parts: Vec<String> = Precedence::DESCENDING
+            .iter()
+            .filter_map(|p| Some(format!("{p} {}", cell(&j["precedence"][p.as_str()])?)))
+            .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(t, "{label}: {}", parts.join(", "));
+        }
+    };
+    let nonzero = |c: &Value, k: &str| c[k].as_u64().filter(|n| *n > 0);
+    line("overdue (pairs past their delivery objective at the origin)", &|c| {
+        Some(format!("{} ({} still at the end)", nonzero(c, "overdue")?, c["overdue_open"]))
+    });
+    line("escalated (offers of late messages on routes their precedence avoids)", &|c| {
+        nonzero(c, "escalated").map(|n| n.to_string())
+    });
+    line(
+        "delivered, then withdrawn at the destination by a cancel or a newer message (counted delivered)",
+        &|c| nonzero(c, "withdrawn_after_delivery").map(|n| n.to_string()),
+    );
     let refused = j["not_accepted"].as_u64().unwrap_or(0);
     if nobody > 0 || refused > 0 {
         let _ = writeln!(

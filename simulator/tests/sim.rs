@@ -304,6 +304,14 @@ fn a_late_routine_message_may_cross_a_strict_satellite_link_and_objectives_are_c
     assert!((60_000.0..62_000.0).contains(&max(escalated)), "{escalated}");
     // One offer at county-hq for each message late there (relay-1 may bounce more back).
     assert!(escalated["escalated"].as_u64().unwrap() >= 5, "{escalated}");
+    let text = sim(&["run", "late-routine", "--quiet"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for line in [
+        "overdue (pairs past their delivery objective at the origin): routine 7 (0 still at the end)",
+        "escalated (offers of late messages on routes their precedence avoids): routine ",
+    ] {
+        assert!(text.contains(line), "{line} missing: {text}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let base = scenario::BUILT_IN.iter().find(|(n, _)| *n == "late-routine").unwrap().1;
