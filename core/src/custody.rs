@@ -13,7 +13,9 @@ use super::link::{LinkId, Offer};
 use super::node::{Event, Node, Submission, SubmitError};
 use super::schema;
 use super::store::{StoreError, Table};
-use super::types::{Address, Body, Envelope, MessageId, NodeId, Outcome, Precedence, Report, Time};
+use super::types::{
+    Address, Body, Envelope, MessageId, NodeId, Outcome, Precedence, Report, Time, wire_duration,
+};
 use crate::wire;
 
 /// Free space kept back on the store's device for commits, the inbox and metadata.
@@ -430,9 +432,14 @@ impl Node {
     pub(super) fn hold(
         &mut self,
         now: Time,
-        env: Envelope,
+        mut env: Envelope,
         from: Option<NodeId>,
     ) -> Result<u64, StoreError> {
+        // The `Expiry` key is computed from the record as it reads back: a finer age or
+        // lifetime than the store keeps (an envelope handed over in memory) would leave it
+        // behind when the message is settled.
+        env.age = wire_duration(env.age);
+        env.lifetime = wire_duration(env.lifetime);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.meta_dirty = true;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::config::MediumConfig;
-use super::types::{Medium, MessageId, NodeId, Precedence, Role, Time};
+use super::types::{Medium, MessageId, NodeId, Precedence, Role, Time, wire_duration};
 
 /// Identifies one connection; assigned by the shell, never reused within a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -192,7 +192,8 @@ impl Link {
                 Medium::Wireless => Duration::from_millis(20),
                 Medium::Public => Duration::from_millis(30),
             },
-            |rtt| rtt / 2,
+            // In the wire's unit: the age an offer carries is what its receiver reads.
+            |rtt| wire_duration(rtt / 2),
         )
     }
 

@@ -425,6 +425,9 @@ impl Node {
         self.advert_seq = get(self.store.as_mut(), meta::ADVERT_SEQ)?;
         self.queue = QueueIndex::load(self.store.as_mut())?;
         self.recent.clear();
+        // Both caches are by seq, and a rolled-back batch's seqs are given out again.
+        self.late_at.clear();
+        self.next_late = None;
         self.inflight.clear();
         for link in self.links.values_mut() {
             link.take_inflight();

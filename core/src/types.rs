@@ -52,6 +52,12 @@ pub fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// `d` at the wire's resolution (whole microseconds, saturating): what a frame or the store
+/// carries, so what is kept in memory reads back exactly.
+pub fn wire_duration(d: Duration) -> Duration {
+    Duration::from_micros(duration_micros(d))
+}
+
 /// Why a piece of input was not accepted as a domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -212,3 +212,45 @@ fn a_late_message_that_comes_back_does_not_wait_behind_on_time_ones() {
     later.sort();
     assert_eq!(all, later);
 }
+
+#[test]
+fn a_rolled_back_late_message_leaves_no_lateness_to_the_next_holding_its_place() {
+    // b learns that the message it holds in place 0 is late, then the batch that held it fails
+    // as it lands. Place 0 goes to the next message b takes, an on-time one: it must wait for
+    // its own objective, not cross the strict satellite on the late one's account.
+    let mut h = Harness::new();
+    h.add_with(strict_satellite("a", Role::Township, true))
+        .add_with(strict_satellite("b", Role::Relay, true))
+        .add_with(strict_satellite("c", Role::Township, true));
+    h.slow_disk("b", Duration::from_millis(300));
+    let ab = h.connect("a", "b", Medium::Wireless, 5 * MS);
+    let bc = h.connect("b", "c", Medium::Satellite, 300 * MS);
+    h.run_for(Duration::from_secs(5));
+    h.disconnect(ab);
+    h.submit("a", "node:c", Precedence::Routine, 4 * 60 * MINUTE);
+    h.run_for(61 * MINUTE);
+    // b's offers to c are lost from now on (so no receipt comes back to take place 0).
+    h.blackhole(bc);
+    h.faults["b"].lock().unwrap().fail_landings = true;
+    let ab = h.connect("a", "b", Medium::Wireless, 5 * MS);
+    let mut took = false;
+    for _ in 0..100 {
+        h.run_for(10 * MS);
+        took |= h.node("b").late_at.contains_key(&0);
+        if took && h.landing.is_empty() {
+            break;
+        }
+    }
+    assert!(took, "b never held the late message");
+    h.disconnect(ab);
+    h.disconnect(bc);
+    h.faults["b"].lock().unwrap().fail_landings = false;
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.node("b").held_messages(), 0, "the late message's batch did not fail");
+    let on_time = h.submit("b", "node:c", Precedence::Routine, 4 * 60 * MINUTE);
+    h.connect("b", "c", Medium::Satellite, 300 * MS);
+    h.run_for(30 * MINUTE);
+    assert!(!h.delivered_ids("c").contains(&on_time), "an on-time message crossed satellite");
+    h.run_for(31 * MINUTE);
+    assert!(h.delivered_ids("c").contains(&on_time));
+}
