@@ -126,7 +126,7 @@ pub struct SubmitRequest {
     /// A delivery receipt is wanted (default yes).
     #[serde(default = "yes")]
     pub receipt: bool,
-    /// `actual` (default), `exercise` or `test`.
+    /// `actual` (default), `exercise`, `test` or `system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Latest-value key (`pos/team-07`): of this node's messages with the same key, only the
@@ -237,6 +237,22 @@ pub struct SubscriptionChangeDoc {
 }
 
 /// `GET /v1/inbox`: a page of the inbox.
+/// `POST /v1/cap/alerts`: the messages an alert became (`201`), or had become (`200`,
+/// `duplicate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapIngestDoc {
+    pub duplicate: bool,
+    pub messages: Vec<CapMessageDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapMessageDoc {
+    /// The address.
+    pub to: String,
+    /// The message's id (32 hex digits).
+    pub id: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboxDoc {
     pub messages: Vec<InboxMessageDoc>,
@@ -255,7 +271,7 @@ pub struct InboxMessageDoc {
     pub content_type: String,
     pub age_ms: f64,
     pub cursor: u64,
-    /// The sender's traffic status: `actual`, `exercise` or `test`.
+    /// The sender's traffic status: `actual`, `exercise`, `test` or `system`.
     pub status: String,
     /// The payload, when it is UTF-8 ...
     #[serde(default, skip_serializing_if = "Option::is_none")]

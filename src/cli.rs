@@ -15,6 +15,7 @@ use crate::api_model::{
 use serde_json::Value;
 
 use crate::core::{NodeId, Precedence, Role};
+use crate::gateway;
 use crate::logging::LogFormat;
 use crate::pki;
 use crate::shell::{self, Dial, Listener, RelaySpec, clock::Clock, config, redb_store::RedbStore};
@@ -218,7 +219,7 @@ struct SendArgs {
     timeout: Option<String>,
     #[arg(long)]
     content_type: Option<String>,
-    /// actual, exercise or test.
+    /// actual, exercise, test or system.
     #[arg(long, default_value = "actual")]
     status: String,
     /// Do not ask for delivery reports.
@@ -657,6 +658,7 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
         for (medium, addr) in relay.local_addrs() {
             tracing::info!(%medium, %addr, "listening");
         }
+        let gateways = start_gateways(&cfg, relay.handle()).await?;
         let api = shell::api::bind(cfg.api)
             .await
             .map_err(|e| Failure::runtime(format!("api {}: {e}", cfg.api)))?;
@@ -666,6 +668,8 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             users: cfg.api_users.clone(),
             session: cfg.api_session,
             max_body: shell::api::Access::body_limit(cfg.core.max_payload),
+            cap: gateways.0,
+            mqtt: gateways.1,
         };
         let server =
             tokio::spawn(shell::api::serve(api, relay.handle().clone(), access.clone(), None));
@@ -696,6 +700,39 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
         relay.stop().await;
         Ok(())
     })
+}
+
+/// Starts the gateways `[gateway.*]` configures: the CAP gateway (for the API) and the MQTT
+/// bridge (and its counters).
+async fn start_gateways(
+    cfg: &shell::config::RelayConfig,
+    node: &shell::driver::NodeHandle,
+) -> Result<
+    (
+        Option<std::sync::Arc<gateway::CapGateway>>,
+        Option<std::sync::Arc<gateway::mqtt::MqttStatus>>,
+    ),
+    Failure,
+> {
+    let g = &cfg.gateways;
+    if g.cap.is_none() && g.mqtt.is_none() {
+        return Ok((None, None));
+    }
+    let db = gateway::open_db(&cfg.data_dir).map_err(Failure::runtime)?;
+    let cap = match &g.cap {
+        Some(c) => Some(
+            gateway::CapGateway::start(c.clone(), node.clone(), db.clone(), cfg.core.max_payload)
+                .await
+                .map_err(|e| Failure::runtime(format!("CAP gateway: {e}")))?,
+        ),
+        None => None,
+    };
+    let mqtt = g.mqtt.clone().map(|m| {
+        let status = std::sync::Arc::new(gateway::mqtt::MqttStatus::default());
+        tokio::spawn(gateway::mqtt::run(m, node.clone(), db.clone(), status.clone()));
+        status
+    });
+    Ok((cap, mqtt))
 }
 
 /// Checks that the CA signed a certificate.

@@ -24,6 +24,7 @@
 
 pub mod api_model;
 pub mod cli;
+pub mod gateway;
 pub mod logging;
 pub mod pki;
 pub mod shell;

@@ -113,7 +113,7 @@ impl Node {
         self.cfg
             .policy
             .check(&me, Some(self.cfg.role), &sub.to, sub.precedence)
-            .map_err(SubmitError::Refused)?;
+            .map_err(SubmitError::Forbidden)?;
         let destinations = self.resolve(&sub.to);
         let envelope = Envelope {
             id: self.new_id(),

@@ -141,11 +141,11 @@ pub enum SubmitError {
     /// The submission itself is wrong (bad address, lifetime, size): fix it and resend.
     #[error("invalid message: {0}")]
     Invalid(String),
-    /// The node will not take it now or ever (policy, quota): the reason says which.
+    /// The node will not take it now (its store's share for the precedence is full).
     #[error("refused: {0}")]
     Refused(String),
-    /// Only the message's origin (or a role the policy lets override) may cancel or replace
-    /// it.
+    /// The policy forbids it: a sender rule (only `command` sends FLASH to everyone, say), or
+    /// a cancel or replacement of another node's message by a role that may not override.
     #[error("forbidden: {0}")]
     Forbidden(String),
     /// The store failed; nothing was kept.

@@ -186,7 +186,7 @@ impl Node {
         self.cfg
             .policy
             .check(&me, Some(self.cfg.role), &envelope.to, envelope.precedence)
-            .map_err(SubmitError::Refused)?;
+            .map_err(SubmitError::Forbidden)?;
         let local = self.is_local_member(&envelope.to);
         if let Err(e) = self.accept_local(now, envelope, local) {
             self.poison(e.clone());

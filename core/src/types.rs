@@ -491,6 +491,9 @@ pub enum TrafficStatus {
     Actual,
     Exercise,
     Test,
+    /// For the alerting network itself (CAP's `System`: heartbeats, tests of the chain), not
+    /// for the public.
+    System,
 }
 
 impl TrafficStatus {
@@ -499,6 +502,7 @@ impl TrafficStatus {
             TrafficStatus::Actual => "actual",
             TrafficStatus::Exercise => "exercise",
             TrafficStatus::Test => "test",
+            TrafficStatus::System => "system",
         }
     }
 }
@@ -510,7 +514,8 @@ impl FromStr for TrafficStatus {
             "actual" => Ok(TrafficStatus::Actual),
             "exercise" => Ok(TrafficStatus::Exercise),
             "test" => Ok(TrafficStatus::Test),
-            _ => Err(format!("invalid status {s:?}: expected actual, exercise or test")),
+            "system" => Ok(TrafficStatus::System),
+            _ => Err(format!("invalid status {s:?}: expected actual, exercise, test or system")),
         }
     }
 }

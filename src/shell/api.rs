@@ -13,6 +13,10 @@
 //! | `GET /v1/status` | links, routes, queues, counters, refused links, the mesh as known here |
 //! | `GET /v1/status/stream[?sent=N]` | server-sent events: `status` on every change and each second, `sent` when the list changes |
 //! | `POST /v1/login {"token"}`, `POST /v1/logout`, `GET /v1/session` | console sessions (cookie + CSRF token) |
+//! | `POST /v1/cap/alerts` | a CAP 1.2 alert (XML body): `201 {"duplicate", "messages"}` once sent, `200` if it was sent before, `400` naming the element and line, `403` policy, `413` too large |
+//! | `GET /v1/cap/feed[?status=actual]` | the CAP alerts received and in force, as Atom, newest first |
+//! | `GET /v1/cap/alerts/{id}` | one received alert's CAP document, as sent |
+//! | `GET /v1/gateways` | which gateways run, and the MQTT bridge's counters |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /` | the operator console (`/console/*`: its script and style) |
 //! | `GET /status` | a plain status page (no script) |
@@ -62,6 +66,8 @@ struct Api {
     node: NodeHandle,
     creds: Arc<Credentials>,
     sessions: Sessions,
+    cap: Option<Arc<crate::gateway::CapGateway>>,
+    mqtt: Option<Arc<crate::gateway::mqtt::MqttStatus>>,
 }
 
 /// Who may use the API and how browsers log in.
@@ -76,6 +82,10 @@ pub struct Access {
     /// The largest request body taken: the largest payload, base64-encoded, with room for
     /// the rest of the request.
     pub max_body: usize,
+    /// The CAP gateway that takes `POST /v1/cap/alerts` (without one, 404).
+    pub cap: Option<Arc<crate::gateway::CapGateway>>,
+    /// The MQTT bridge's counters, for `GET /v1/gateways`.
+    pub mqtt: Option<Arc<crate::gateway::mqtt::MqttStatus>>,
 }
 
 impl Access {
@@ -92,6 +102,8 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         node,
         creds: Arc::new(Credentials::new(access.token, access.users)),
         sessions: Sessions::new(access.session, port, tls),
+        cap: access.cap,
+        mqtt: access.mqtt,
     };
     Router::new()
         .route("/", get(console_page))
@@ -112,6 +124,10 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/v1/status", get(status))
         .route("/v1/status/stream", get(status_stream))
         .route("/v1/links", get(links))
+        .route("/v1/cap/alerts", post(cap_ingest))
+        .route("/v1/cap/alerts/{id}", get(cap_alert))
+        .route("/v1/cap/feed", get(cap_feed))
+        .route("/v1/gateways", get(gateways))
         .route("/metrics", get(metrics))
         .route("/status", get(page))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -327,6 +343,81 @@ fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
     (code, Json(ErrorDoc { error: reason.to_string() })).into_response()
 }
 
+/// `POST /v1/cap/alerts`: a CAP alert to send (see `crate::gateway`).
+async fn cap_ingest(State(api): State<Api>, body: Bytes) -> Response {
+    use crate::api_model::{CapIngestDoc, CapMessageDoc};
+    use crate::gateway::IngestError;
+    let Some(cap) = &api.cap else {
+        return error(StatusCode::NOT_FOUND, "this node runs no CAP gateway");
+    };
+    let doc = |duplicate, sent: &[crate::gateway::Sent]| CapIngestDoc {
+        duplicate,
+        messages: sent
+            .iter()
+            .map(|m| CapMessageDoc { to: m.to.clone(), id: m.id.clone().unwrap_or_default() })
+            .collect(),
+    };
+    match cap.ingest(&body).await {
+        Ok(i) if i.duplicate => (StatusCode::OK, Json(doc(true, &i.messages))).into_response(),
+        Ok(i) => (StatusCode::CREATED, Json(doc(false, &i.messages))).into_response(),
+        Err(e @ IngestError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e @ IngestError::TooLarge { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(IngestError::Refused { error, .. }) => submit_error(error),
+        Err(e @ IngestError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `GET /v1/gateways`.
+async fn gateways(State(api): State<Api>) -> Response {
+    Json(serde_json::json!({
+        "cap": api.cap.is_some(),
+        "mqtt": api.mqtt.as_ref().map(|m| m.json()),
+    }))
+    .into_response()
+}
+
+/// `GET /v1/cap/feed[?status=actual]`.
+async fn cap_feed(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
+    let only = match params(&q).iter().find(|(k, _)| k == "status") {
+        None => None,
+        Some((_, v)) => match v.parse::<TrafficStatus>() {
+            Ok(s) => Some(s),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        },
+    };
+    match crate::gateway::feed::received(&api.node).await {
+        Ok(alerts) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let node = match api.node.status().await {
+                Ok(s) => s.node.node.to_string(),
+                Err(_) => return stopped(),
+            };
+            let body = crate::gateway::feed::atom(&node, &alerts, only, now);
+            ([(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")], body).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// `GET /v1/cap/alerts/{id}`: a received alert's document.
+async fn cap_alert(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let id = match MessageId::parse_hex(&id) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match crate::gateway::feed::received(&api.node).await {
+        Ok(alerts) => match alerts.into_iter().find(|a| a.id == id) {
+            Some(a) => {
+                ([(header::CONTENT_TYPE, crate::gateway::cap::CONTENT_TYPE)], a.xml).into_response()
+            }
+            None => error(StatusCode::NOT_FOUND, format!("no CAP alert {id} was received here")),
+        },
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 fn stopped() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping")
 }
@@ -405,9 +496,6 @@ fn submit_error(e: SubmitError) -> Response {
     match e {
         SubmitError::Invalid(e) => error(StatusCode::BAD_REQUEST, e),
         SubmitError::Forbidden(e) => error(StatusCode::FORBIDDEN, e),
-        SubmitError::Refused(e) if e.contains("policy") || e.contains("may not") => {
-            error(StatusCode::FORBIDDEN, e)
-        }
         e => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }

@@ -74,6 +74,8 @@ pub struct RelayConfig {
     /// Announce `compact-v1` (`[wire] compact_offers`, default on): peers that announce it
     /// too get compact offers.
     pub compact_offers: bool,
+    /// `[gateway.cap]`, `[gateway.mqtt]`.
+    pub gateways: crate::gateway::config::Gateways,
 }
 
 impl RelayConfig {
@@ -118,6 +120,8 @@ struct Raw {
     wire: RawWire,
     #[serde(default)]
     objectives: ObjectivesSection,
+    #[serde(default)]
+    gateway: crate::gateway::config::RawGateways,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,6 +380,7 @@ fn field<T, E: std::fmt::Display>(key: &str, r: Result<T, E>) -> Result<T, Fail>
 
 fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     let node = field("node", NodeId::new(&raw.node))?;
+    let gateways = crate::gateway::config::build(raw.gateway, base, node.as_str())?;
     let role: Role = field("role", raw.role.parse())?;
     let mut core = CoreConfig::new(node, role);
     for (i, g) in raw.groups.iter().enumerate() {
@@ -557,6 +562,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         crl: raw.crl.map(|c| base.join(c)),
         stall_timeout,
         compact_offers: raw.wire.compact_offers.unwrap_or(true),
+        gateways,
         api,
         api_token: raw.api_token,
         api_users: raw.api_users.map(|u| base.join(u)),

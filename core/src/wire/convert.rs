@@ -83,6 +83,7 @@ pub(super) fn status_to_pb_enum(s: TrafficStatus) -> pb::Status {
         TrafficStatus::Actual => pb::Status::Actual,
         TrafficStatus::Exercise => pb::Status::Exercise,
         TrafficStatus::Test => pb::Status::Test,
+        TrafficStatus::System => pb::Status::System,
     }
 }
 
@@ -241,6 +242,7 @@ pub(super) fn envelope_from_pb(e: pb::Envelope) -> Result<Envelope, WireError> {
         Ok(pb::Status::Actual) => TrafficStatus::Actual,
         Ok(pb::Status::Exercise) => TrafficStatus::Exercise,
         Ok(pb::Status::Test) => TrafficStatus::Test,
+        Ok(pb::Status::System) => TrafficStatus::System,
         Err(_) => return Err(WireError::invalid("envelope status", e.status)),
     };
     if e.signature.len() > crate::trust::MAX_SEAL {

@@ -1,0 +1,194 @@
+//! The `[gateway.*]` sections of `node.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use relaymesh_core::{Address, Precedence, TopicPattern};
+use serde::Deserialize;
+
+use super::CapConfig;
+use super::cap::{AreaRule, Mapping};
+use super::mqtt::{MqttConfig, MqttIn, MqttOut};
+use crate::units::parse_duration;
+
+/// The gateways a node runs.
+#[derive(Clone, Debug, Default)]
+pub struct Gateways {
+    pub cap: Option<CapConfig>,
+    pub mqtt: Option<MqttConfig>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateways {
+    cap: Option<RawCap>,
+    mqtt: Option<RawMqtt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    default_to: Option<String>,
+    default_lifetime: Option<String>,
+    watch_dir: Option<PathBuf>,
+    #[serde(default)]
+    post_to: Vec<String>,
+    #[serde(default)]
+    precedence: BTreeMap<String, String>,
+    #[serde(default)]
+    area: Vec<RawArea>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArea {
+    geocode: Option<String>,
+    value_name: Option<String>,
+    name: Option<String>,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    broker: String,
+    client_id: Option<String>,
+    #[serde(default, rename = "in")]
+    inbound: Vec<RawMqttIn>,
+    #[serde(default, rename = "out")]
+    outbound: Vec<RawMqttOut>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttIn {
+    filter: String,
+    to: String,
+    precedence: Option<String>,
+    lifetime: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttOut {
+    pattern: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+type Fail = (String, String);
+
+fn field<T, E: std::fmt::Display>(key: &str, r: Result<T, E>) -> Result<T, Fail> {
+    r.map_err(|e| (key.to_owned(), e.to_string()))
+}
+
+/// Checks and builds the gateway sections; paths are relative to `base` (the config file's
+/// directory); `node` names the default MQTT client.
+pub fn build(raw: RawGateways, base: &Path, node: &str) -> Result<Gateways, Fail> {
+    let cap = raw.cap.map(|c| build_cap(c, base)).transpose()?;
+    let mqtt = raw.mqtt.map(|m| build_mqtt(m, node)).transpose()?;
+    Ok(Gateways { cap, mqtt })
+}
+
+fn build_cap(raw: RawCap, base: &Path) -> Result<CapConfig, Fail> {
+    let mut mapping = Mapping::default();
+    if let Some(to) = &raw.default_to {
+        mapping.default_to = field("gateway.cap.default_to", Address::parse(to))?;
+    }
+    if let Some(l) = &raw.default_lifetime {
+        mapping.default_lifetime = field("gateway.cap.default_lifetime", parse_duration(l))?;
+    }
+    for (cell, p) in &raw.precedence {
+        let key = format!("gateway.cap.precedence.{cell:?}");
+        let p: Precedence = field(&key, p.parse())?;
+        field(&key, mapping.precedence.set(cell, p))?;
+    }
+    for (i, a) in raw.area.into_iter().enumerate() {
+        let key = format!("gateway.cap.area[{i}]");
+        if a.geocode.is_none() && a.name.is_none() {
+            return Err((key, "give a geocode, a name, or both".into()));
+        }
+        if a.value_name.is_some() && a.geocode.is_none() {
+            return Err((key, "value_name qualifies a geocode: give the geocode".into()));
+        }
+        let to = field(&format!("{key}.to"), Address::parse(&a.to))?;
+        mapping.areas.push(AreaRule {
+            geocode: a.geocode,
+            value_name: a.value_name,
+            name: a.name,
+            to,
+        });
+    }
+    for (i, url) in raw.post_to.iter().enumerate() {
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err((
+                format!("gateway.cap.post_to[{i}]"),
+                format!("{url:?} is not an http(s) URL"),
+            ));
+        }
+    }
+    Ok(CapConfig { mapping, watch_dir: raw.watch_dir.map(|d| base.join(d)), post_to: raw.post_to })
+}
+
+fn build_mqtt(raw: RawMqtt, node: &str) -> Result<MqttConfig, Fail> {
+    let (host, port) = raw
+        .broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            ("gateway.mqtt.broker".to_owned(), format!("{:?} is not host:port", raw.broker))
+        })?;
+    let mut inbound = Vec::new();
+    for (i, r) in raw.inbound.into_iter().enumerate() {
+        let key = format!("gateway.mqtt.in[{i}]");
+        if r.filter.is_empty() || r.filter.contains(['\0']) {
+            return Err((format!("{key}.filter"), "an MQTT topic filter, e.g. sensors/#".into()));
+        }
+        // The address must be a topic; "{topic}" stands for the MQTT topic of each reading.
+        let sample = r.to.replace("{topic}", "a/b");
+        match Address::parse(&sample) {
+            Ok(Address::Topic(_)) => {}
+            Ok(_) => return Err((format!("{key}.to"), "a topic:<path> address".into())),
+            Err(e) => return Err((format!("{key}.to"), e.to_string())),
+        }
+        let precedence = match &r.precedence {
+            Some(p) => field(&format!("{key}.precedence"), p.parse::<Precedence>())?,
+            None => Precedence::Routine,
+        };
+        let lifetime = match &r.lifetime {
+            Some(l) => field(&format!("{key}.lifetime"), parse_duration(l))?,
+            None => Duration::from_secs(3600),
+        };
+        inbound.push(MqttIn { filter: r.filter, to: r.to, precedence, lifetime });
+    }
+    let mut outbound = Vec::new();
+    for (i, r) in raw.outbound.into_iter().enumerate() {
+        let key = format!("gateway.mqtt.out[{i}]");
+        let pattern = field(&format!("{key}.pattern"), TopicPattern::new(&r.pattern))?;
+        // What goes out must not come back in: no inbound filter may match it.
+        if let Some(f) = inbound.iter().find(|m| {
+            super::mqtt::filter_matches(
+                &m.filter,
+                &format!("{}{}", r.prefix, r.pattern.trim_end_matches("/#")),
+            )
+        }) {
+            return Err((
+                format!("{key}.prefix"),
+                format!(
+                    "what goes out under {:?} would come back in through the filter {:?}",
+                    r.prefix, f.filter
+                ),
+            ));
+        }
+        outbound.push(MqttOut { pattern, prefix: r.prefix });
+    }
+    Ok(MqttConfig {
+        host,
+        port,
+        client_id: raw.client_id.unwrap_or_else(|| format!("relaymesh-{node}")),
+        inbound,
+        outbound,
+    })
+}

@@ -1,0 +1,368 @@
+//! Gateways between relaymesh and the systems around it.
+//!
+//! - [`cap`]: CAP 1.2 alerts (and China's national format) parsed, validated and mapped to
+//!   messages; pure code.
+//! - [`CapGateway`]: alerts in over the local API (`POST /v1/cap/alerts`) and from a watched
+//!   directory, each sent once however often it is posted; Updates and Cancels replace what
+//!   they refer to.
+//! - [`feed`]: alerts out: what a node received, as an Atom feed and per-alert XML, and
+//!   POSTed to configured URLs with retries.
+//! - [`mqtt`]: sensor readings in from an MQTT broker as latest-value messages, and topics
+//!   out to it.
+//!
+//! Gateways use the node through its [`NodeHandle`], as the API does: they never block it.
+
+pub mod cap;
+pub mod config;
+pub mod feed;
+pub mod mqtt;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use relaymesh_core::{Address, MessageId, Submission, SubmitError};
+use serde::{Deserialize, Serialize};
+
+use crate::shell::driver::NodeHandle;
+
+/// Alerts taken, by `sender` and `identifier` (joined by a unit separator): JSON [`Taken`].
+const ALERTS: TableDefinition<&str, &str> = TableDefinition::new("cap_alerts");
+/// Per consumer (a POST target, the MQTT bridge), the next inbox cursor to hand on.
+pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+
+/// The gateways' own small database (`gateway.redb` in the node's data directory): what was
+/// taken, and how far each consumer has got. The node's store is the node's alone.
+pub fn open_db(data_dir: &Path) -> Result<Arc<Database>, String> {
+    let path = data_dir.join("gateway.redb");
+    Database::create(&path).map(Arc::new).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) fn read_cursor(db: &Database, name: &str) -> Result<u64, String> {
+    let tx = db.begin_read().map_err(|e| e.to_string())?;
+    let t = match tx.open_table(CURSORS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(t.get(name).map_err(|e| e.to_string())?.map_or(0, |v| v.value()))
+}
+
+pub(crate) fn write_cursor(db: &Database, name: &str, cursor: u64) -> Result<(), String> {
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    tx.open_table(CURSORS)
+        .and_then(|mut t| t.insert(name, cursor).map(|_| ()).map_err(Into::into))
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// `[gateway.cap]`.
+#[derive(Clone, Debug, Default)]
+pub struct CapConfig {
+    pub mapping: cap::Mapping,
+    /// Alerts dropped here as `*.xml` files are taken (then moved to `done/` or `failed/`).
+    pub watch_dir: Option<PathBuf>,
+    /// Every alert this node receives is POSTed to each of these URLs.
+    pub post_to: Vec<String>,
+}
+
+/// One message an alert became.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub to: String,
+    pub key: String,
+    /// `None` while it is being submitted (a crash then is resolved at the next start by the
+    /// key, from the node's own list of sent messages).
+    pub id: Option<String>,
+}
+
+/// What became of one alert.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    pub messages: Vec<Sent>,
+}
+
+/// The answer to an alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ingested {
+    /// Everything it names had been sent before: nothing was sent now.
+    pub duplicate: bool,
+    pub messages: Vec<Sent>,
+}
+
+/// Why an alert was not taken (each with its HTTP status).
+#[derive(Debug)]
+pub enum IngestError {
+    /// 400: not a valid alert (or one not to send: a draft, an expired one).
+    Invalid(cap::CapError),
+    /// 413.
+    TooLarge { size: usize, limit: usize },
+    /// The node refused a message (403 for policy, 400 or 503 otherwise); `sent` lists what
+    /// it had taken before.
+    Refused { error: SubmitError, sent: Vec<Sent> },
+    /// 503: the node is stopping, or the gateway's database failed.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IngestError::Invalid(e) => write!(f, "{e}"),
+            IngestError::TooLarge { size, limit } => {
+                write!(f, "the alert is {size} bytes; the limit is {limit} (the largest payload)")
+            }
+            IngestError::Refused { error, .. } => write!(f, "{error}"),
+            IngestError::Unavailable(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// CAP in: alerts to messages, each sent once.
+#[derive(Debug)]
+pub struct CapGateway {
+    cfg: CapConfig,
+    node: NodeHandle,
+    db: Arc<Database>,
+    max_bytes: usize,
+    /// One alert at a time: "already sent?" and "send" must not interleave.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn alert_key(sender: &str, identifier: &str) -> String {
+    format!("{sender}\u{1f}{identifier}")
+}
+
+/// The latest-value key of the message an alert sends to `to`: a second copy (a crash between
+/// sending and recording) then only supersedes the first.
+fn message_key(sender: &str, identifier: &str, to: &str) -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{sender}\0{identifier}\0{to}").as_bytes(),
+    );
+    let hex: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("cap/{hex}")
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl CapGateway {
+    /// Opens the gateway on `db`, resolving alerts a crash left half-sent.
+    pub async fn start(
+        cfg: CapConfig,
+        node: NodeHandle,
+        db: Arc<Database>,
+        max_bytes: usize,
+    ) -> Result<Arc<CapGateway>, String> {
+        let g = Arc::new(CapGateway { cfg, node, db, max_bytes, lock: Default::default() });
+        g.reconcile().await?;
+        if let Some(dir) = g.cfg.watch_dir.clone() {
+            tokio::spawn(watch(g.clone(), dir));
+        }
+        for url in &g.cfg.post_to {
+            tokio::spawn(feed::post_out(g.node.clone(), g.db.clone(), url.clone()));
+        }
+        Ok(g)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Taken>, String> {
+        let tx = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = match tx.open_table(ALERTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let Some(v) = t.get(key).map_err(|e| e.to_string())? else { return Ok(None) };
+        serde_json::from_str(v.value()).map(Some).map_err(|e| format!("cap_alerts {key:?}: {e}"))
+    }
+
+    fn put(&self, key: &str, taken: &Taken) -> Result<(), String> {
+        let json = serde_json::to_string(taken).map_err(|e| e.to_string())?;
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        tx.open_table(ALERTS)
+            .and_then(|mut t| t.insert(key, json.as_str()).map(|_| ()).map_err(Into::into))
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// Messages recorded as being submitted when the process stopped: sent if the node lists
+    /// one with their key, else never sent (and forgotten, so a repost sends them).
+    async fn reconcile(&self) -> Result<(), String> {
+        let mut pending: Vec<(String, Taken)> = Vec::new();
+        {
+            let tx = self.db.begin_read().map_err(|e| e.to_string())?;
+            match tx.open_table(ALERTS) {
+                Ok(t) => {
+                    for row in t.iter().map_err(|e| e.to_string())? {
+                        let (k, v) = row.map_err(|e| e.to_string())?;
+                        let taken: Taken = serde_json::from_str(v.value()).unwrap_or_default();
+                        if taken.messages.iter().any(|m| m.id.is_none()) {
+                            pending.push((k.value().to_owned(), taken));
+                        }
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let sent = match self.node.sent(1000).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("the node stopped".into()),
+        };
+        let by_key: BTreeMap<&str, MessageId> =
+            sent.iter().filter_map(|v| Some((v.key.as_deref()?, v.id))).collect();
+        for (k, mut taken) in pending {
+            taken.messages.retain_mut(|m| {
+                if m.id.is_none() {
+                    m.id = by_key.get(m.key.as_str()).map(|id| id.to_string());
+                }
+                m.id.is_some()
+            });
+            self.put(&k, &taken)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one alert: validates it, and sends it to each address it maps to (and, for an
+    /// Update or Cancel, to every address the alerts it refers to went to, replacing them
+    /// there) unless it was sent there before.
+    pub async fn ingest(&self, body: &[u8]) -> Result<Ingested, IngestError> {
+        if body.len() > self.max_bytes {
+            return Err(IngestError::TooLarge { size: body.len(), limit: self.max_bytes });
+        }
+        let xml = std::str::from_utf8(body).map_err(|e| {
+            IngestError::Invalid(cap::CapError {
+                line: 0,
+                element: String::new(),
+                message: format!("not UTF-8: {e}"),
+            })
+        })?;
+        let alert = cap::parse(xml).map_err(IngestError::Invalid)?;
+        let plan = self.cfg.mapping.plan(&alert, unix_now()).map_err(IngestError::Invalid)?;
+        let unavailable = IngestError::Unavailable;
+        let _one = self.lock.lock().await;
+        let key = alert_key(&alert.sender, &alert.identifier);
+        let mut taken = self.get(&key).map_err(unavailable)?.unwrap_or_default();
+        // What it refers to, oldest first: each address's newest copy is what it replaces.
+        let mut replaced: BTreeMap<String, MessageId> = BTreeMap::new();
+        let mut to: Vec<String> = plan.to.iter().map(Address::to_string).collect();
+        let replaces = matches!(alert.msg_type, cap::MsgType::Update | cap::MsgType::Cancel);
+        for r in alert.references.iter().filter(|_| replaces) {
+            let Some(earlier) =
+                self.get(&alert_key(&r.sender, &r.identifier)).map_err(unavailable)?
+            else {
+                continue;
+            };
+            for m in earlier.messages {
+                let Some(id) = m.id.as_deref().and_then(|i| MessageId::parse_hex(i).ok()) else {
+                    continue;
+                };
+                if !to.contains(&m.to) {
+                    to.push(m.to.clone());
+                }
+                replaced.insert(m.to, id);
+            }
+        }
+        let mut duplicate = true;
+        for address in to {
+            if taken.messages.iter().any(|m| m.to == address && m.id.is_some()) {
+                continue;
+            }
+            duplicate = false;
+            let mkey = message_key(&alert.sender, &alert.identifier, &address);
+            taken.messages.retain(|m| m.to != address);
+            taken.messages.push(Sent { to: address.clone(), key: mkey.clone(), id: None });
+            self.put(&key, &taken).map_err(unavailable)?;
+            let sub = Submission {
+                to: Address::parse(&address).map_err(|e| unavailable(e.to_string()))?,
+                precedence: plan.precedence,
+                lifetime: plan.lifetime,
+                content_type: cap::CONTENT_TYPE.to_owned(),
+                payload: bytes::Bytes::copy_from_slice(body),
+                receipt: true,
+                status: plan.status,
+                key: Some(mkey),
+                replaces: replaced.get(&address).copied(),
+            };
+            let result = self.node.submit(sub).await;
+            let last = taken.messages.len() - 1;
+            match result {
+                Ok(Ok(id)) => taken.messages[last].id = Some(id.to_string()),
+                Ok(Err(error)) => {
+                    taken.messages.pop();
+                    self.put(&key, &taken).map_err(unavailable)?;
+                    return Err(IngestError::Refused { error, sent: taken.messages });
+                }
+                Err(_) => return Err(unavailable("the node is stopping".into())),
+            }
+            self.put(&key, &taken).map_err(unavailable)?;
+        }
+        Ok(Ingested { duplicate, messages: taken.messages })
+    }
+}
+
+/// Takes the `*.xml` files dropped in `dir`, oldest name first, once they have not changed
+/// for a second (a writer still writing one is left alone), and moves each to `done/` or,
+/// with a `.error` file saying why, to `failed/`.
+async fn watch(g: Arc<CapGateway>, dir: PathBuf) {
+    for sub in ["done", "failed"] {
+        if let Err(e) = std::fs::create_dir_all(dir.join(sub)) {
+            tracing::error!(dir = %dir.display(), "CAP watch directory: {e}");
+            return;
+        }
+    }
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "xml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        for path in files {
+            let settled = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= Duration::from_secs(1));
+            if !settled {
+                continue;
+            }
+            let Ok(body) = std::fs::read(&path) else { continue };
+            let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let outcome = g.ingest(&body).await;
+            let to = match &outcome {
+                Ok(i) => {
+                    tracing::info!(file = %path.display(), duplicate = i.duplicate, "CAP alert taken");
+                    dir.join("done").join(&name)
+                }
+                Err(IngestError::Unavailable(e)) => {
+                    tracing::warn!(file = %path.display(), "CAP alert left for later: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "CAP alert refused: {e}");
+                    let mut why = dir.join("failed").join(&name).into_os_string();
+                    why.push(".error");
+                    let _ = std::fs::write(&why, format!("{e}\n"));
+                    dir.join("failed").join(&name)
+                }
+            };
+            if let Err(e) = std::fs::rename(&path, &to) {
+                tracing::error!(file = %path.display(), "CAP watch directory: {e}");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
