@@ -139,6 +139,9 @@ pub enum Content {
     /// Situation-report text, varying per message like real reports (numbers, teams, places
     /// change; the wording repeats): what compression on a costly link is for.
     Text,
+    /// CAP 1.2 warnings (`application/cap+xml`, status Exercise), as the CAP gateway sends
+    /// them: urgency and severity to match the flow's precedence, expiring with the message.
+    Cap,
 }
 
 /// What random failures may hit.
@@ -663,8 +666,9 @@ impl Checker<'_> {
                 Some(c) => match c.get_ref().as_str() {
                     "random" => Content::Random,
                     "text" => Content::Text,
+                    "cap" => Content::Cap,
                     other => {
-                        return Err(self.err(c, format!("content {other:?}: random or text")));
+                        return Err(self.err(c, format!("content {other:?}: random, text or cap")));
                     }
                 },
             };

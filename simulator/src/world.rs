@@ -182,6 +182,42 @@ pub fn sub_seed(seed: u64, label: &str, n: u64) -> u64 {
     h
 }
 
+/// A CAP 1.2 exercise warning from `origin`, sent `at` into the run (virtual time starts at
+/// 2026-01-01T00:00:00+00:00), urgency and severity those the CAP gateway maps to the flow's
+/// precedence, expiring with the message; padded to the flow's `size` with its description.
+pub fn cap_alert(t: &crate::scenario::TrafficDef, origin: &str, at: Duration, seed: u64) -> Bytes {
+    use relaymesh::gateway::cap::format_time;
+    const EPOCH: i64 = 1_767_225_600;
+    let (urgency, severity, event) = match t.precedence {
+        Precedence::Flash => ("Immediate", "Extreme", "Flash Flood Warning"),
+        Precedence::Immediate => ("Expected", "Severe", "Flood Warning"),
+        Precedence::Priority => ("Future", "Severe", "Flood Watch"),
+        Precedence::Routine => ("Past", "Minor", "Hydrologic Statement"),
+    };
+    let sent = EPOCH + at.as_secs() as i64;
+    let expires = sent + t.lifetime.as_secs().max(1) as i64;
+    let mut alert = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">\n\
+         <identifier>SIM-{seed:016x}</identifier>\n<sender>{origin}@relaymesh-sim</sender>\n\
+         <sent>{}</sent>\n<status>Exercise</status>\n<msgType>Alert</msgType>\n\
+         <scope>Public</scope>\n<note>relaymesh-sim exercise</note>\n<info>\n\
+         <category>Met</category>\n<event>{event}</event>\n<urgency>{urgency}</urgency>\n\
+         <severity>{severity}</severity>\n<certainty>Likely</certainty>\n\
+         <expires>{}</expires>\n<headline>{event} for the county</headline>\n<description>",
+        format_time(sent),
+        format_time(expires),
+    );
+    let tail = "</description>\n<area>\n<areaDesc>The county</areaDesc>\n</area>\n</info>\n</alert>\n";
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    alert.push_str(&format!("River gauge {} reads {} cm and rising.", rng.random_range(1..40), rng.random_range(200..900)));
+    while alert.len() + tail.len() < t.size {
+        alert.push_str(" Move to higher ground; avoid the river road.");
+    }
+    alert.push_str(tail);
+    Bytes::from(alert)
+}
+
 /// A payload of `size` bytes, the same for the same seed.
 fn payload(content: Content, size: usize, seed: u64) -> Bytes {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -213,6 +249,7 @@ fn payload(content: Content, size: usize, seed: u64) -> Bytes {
             s.truncate(size);
             Bytes::from(s)
         }
+        Content::Cap => unreachable!("CAP payloads are made by cap_alert"),
     }
 }
 
@@ -540,8 +577,12 @@ impl<'s> World<'s> {
             content_type: match t.content {
                 Content::Random => "application/octet-stream".into(),
                 Content::Text => "text/plain".into(),
+                Content::Cap => relaymesh::gateway::cap::CONTENT_TYPE.into(),
             },
-            payload: payload(t.content, t.size, seed),
+            payload: match t.content {
+                Content::Cap => cap_alert(t, self.sc.nodes[t.from].id.as_str(), at, seed),
+                c => payload(c, t.size, seed),
+            },
             receipt: true,
             status: TrafficStatus::Exercise,
             key: t.key.clone(),

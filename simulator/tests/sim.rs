@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
+use std::time::Duration;
 
 use relaymesh::core::Outcome;
 use relaymesh_sim::scenario;
@@ -1109,4 +1110,33 @@ fn keyed_outage_sends_a_fraction_of_the_bytes_over_the_healed_satellite_and_catc
     assert!(caught_up(&keyed) < 15.0, "{}", keyed.text);
     assert!(caught_up(&plain) > 2.0 * caught_up(&keyed), "{}\n{}", keyed.text, plain.text);
     assert!(plain.json["scenario"] == keyed.json["scenario"]);
+}
+
+#[test]
+fn cap_warnings_reach_every_township_within_their_objectives_as_valid_cap() {
+    let sc = built_in("cap-warnings");
+    let r = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    let per = r.json["destinations"].as_array().unwrap();
+    for t in ["township-01", "township-02", "township-03"] {
+        let flash = per
+            .iter()
+            .find(|d| d["node"] == t && d["precedence"] == "flash")
+            .unwrap_or_else(|| panic!("no FLASH row for {t}: {}", r.json["destinations"]));
+        assert_eq!(flash["delivered"], flash["pairs"], "{t}: {flash}");
+    }
+    // What the flows send is CAP the gateway would take, at the flow's precedence.
+    let mapping = relaymesh::gateway::cap::Mapping::default();
+    for t in &sc.traffic {
+        if t.content != relaymesh_sim::scenario::Content::Cap {
+            continue;
+        }
+        let xml = relaymesh_sim::world::cap_alert(t, "county-hq", Duration::from_secs(600), 9);
+        let alert = relaymesh::gateway::cap::parse(std::str::from_utf8(&xml).unwrap()).unwrap();
+        let plan = mapping.plan(&alert, alert.sent).unwrap();
+        assert_eq!(plan.precedence, t.precedence);
+        assert_eq!(plan.lifetime, t.lifetime);
+        assert_eq!(plan.status, relaymesh::core::TrafficStatus::Exercise);
+        assert!(xml.len() >= t.size, "{} bytes, wanted {}", xml.len(), t.size);
+    }
 }

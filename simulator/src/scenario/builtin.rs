@@ -12,6 +12,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("township-cutoff", include_str!("../../../scenarios/township-cutoff.toml")),
     ("keyed-outage", include_str!("../../../scenarios/keyed-outage.toml")),
     ("late-routine", include_str!("../../../scenarios/late-routine.toml")),
+    ("cap-warnings", include_str!("../../../scenarios/cap-warnings.toml")),
 ];
 
 /// A built-in scenario by name.
