@@ -1173,7 +1173,10 @@ fn policy_refuses_at_submission_and_at_relays() {
             },
         )
         .unwrap_err();
-    assert_eq!(err, SubmitError::Forbidden("only command nodes may send FLASH to group:all".into()));
+    assert_eq!(
+        err,
+        SubmitError::Forbidden("only command nodes may send FLASH to group:all".into())
+    );
 
     // A node with a permissive configuration is still stopped at the next relay.
     let mut rogue = CoreConfig::new(n("rogue"), Role::Field);

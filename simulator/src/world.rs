@@ -208,9 +208,14 @@ pub fn cap_alert(t: &crate::scenario::TrafficDef, origin: &str, at: Duration, se
         format_time(sent),
         format_time(expires),
     );
-    let tail = "</description>\n<area>\n<areaDesc>The county</areaDesc>\n</area>\n</info>\n</alert>\n";
+    let tail =
+        "</description>\n<area>\n<areaDesc>The county</areaDesc>\n</area>\n</info>\n</alert>\n";
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    alert.push_str(&format!("River gauge {} reads {} cm and rising.", rng.random_range(1..40), rng.random_range(200..900)));
+    alert.push_str(&format!(
+        "River gauge {} reads {} cm and rising.",
+        rng.random_range(1..40),
+        rng.random_range(200..900)
+    ));
     while alert.len() + tail.len() < t.size {
         alert.push_str(" Move to higher ground; avoid the river road.");
     }

@@ -192,3 +192,95 @@ fn build_mqtt(raw: RawMqtt, node: &str) -> Result<MqttConfig, Fail> {
         outbound,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateways(text: &str) -> Result<Gateways, Fail> {
+        #[derive(Deserialize)]
+        struct Top {
+            gateway: RawGateways,
+        }
+        let top: Top = toml::from_str(text).map_err(|e| ("toml".to_owned(), e.to_string()))?;
+        build(top.gateway, Path::new("/etc/relaymesh"), "county-hq")
+    }
+
+    #[test]
+    fn a_full_cap_section_builds() {
+        let g = gateways(
+            r#"
+            [gateway.cap]
+            default_to = "group:role:township"
+            default_lifetime = "12h"
+            watch_dir = "cap-in"
+            post_to = ["http://127.0.0.1:8080/cap"]
+            [gateway.cap.precedence]
+            "Future/*" = "immediate"
+            [[gateway.cap.area]]
+            geocode = "006109"
+            value_name = "SAME"
+            to = "group:sonora"
+            "#,
+        )
+        .unwrap();
+        let cap = g.cap.unwrap();
+        assert_eq!(cap.mapping.default_to.to_string(), "group:role:township");
+        assert_eq!(cap.mapping.default_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(cap.watch_dir, Some(PathBuf::from("/etc/relaymesh/cap-in")));
+        assert_eq!(
+            cap.mapping
+                .precedence
+                .get(super::super::cap::Urgency::Future, super::super::cap::Severity::Minor),
+            Precedence::Immediate
+        );
+        assert_eq!(cap.mapping.areas.len(), 1);
+        assert!(g.mqtt.is_none());
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let cases = [
+            ("[gateway.cap]\ndefault_to = \"everyone\"", "gateway.cap.default_to"),
+            ("[gateway.cap]\ndefault_lifetime = \"soon\"", "gateway.cap.default_lifetime"),
+            ("[gateway.cap]\npost_to = [\"ftp://x\"]", "gateway.cap.post_to[0]"),
+            (
+                "[gateway.cap.precedence]\n\"Soon/Extreme\" = \"flash\"",
+                "gateway.cap.precedence.\"Soon/Extreme\"",
+            ),
+            (
+                "[gateway.cap.precedence]\n\"Immediate/Extreme\" = \"urgent\"",
+                "gateway.cap.precedence.\"Immediate/Extreme\"",
+            ),
+            ("[[gateway.cap.area]]\nto = \"group:x\"", "gateway.cap.area[0]"),
+            (
+                "[[gateway.cap.area]]\nvalue_name = \"SAME\"\nname = \"x\"\nto = \"group:x\"",
+                "gateway.cap.area[0]",
+            ),
+            ("[[gateway.cap.area]]\nname = \"x\"\nto = \"nowhere\"", "gateway.cap.area[0].to"),
+            ("[gateway.mqtt]\nbroker = \"localhost\"", "gateway.mqtt.broker"),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.in]]\nfilter = \"a/#\"\nto = \"node:hq\"",
+                "gateway.mqtt.in[0].to",
+            ),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.in]]\nfilter = \"a/#\"\nto = \"topic:a/{topic}\"\nlifetime = \"x\"",
+                "gateway.mqtt.in[0].lifetime",
+            ),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.out]]\npattern = \"a/+/#/b\"",
+                "gateway.mqtt.out[0].pattern",
+            ),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.in]]\nfilter = \"#\"\nto = \"topic:s/{topic}\"\n[[gateway.mqtt.out]]\npattern = \"s/#\"",
+                "gateway.mqtt.out[0].prefix",
+            ),
+        ];
+        for (text, key) in cases {
+            let (k, why) = gateways(text).unwrap_err();
+            assert_eq!(k, key, "{text}: {why}");
+        }
+        let g = gateways("[gateway.mqtt]\nbroker = \"127.0.0.1:1883\"").unwrap();
+        assert_eq!(g.mqtt.unwrap().client_id, "relaymesh-county-hq");
+    }
+}

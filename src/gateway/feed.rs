@@ -228,6 +228,47 @@ mod tests {
         assert_eq!(without_declaration("<alert/>"), "<alert/>");
     }
 
+    fn inbox_item(xml: &str, status: TrafficStatus) -> InboxItem {
+        use relaymesh_core::frame::InboxRecord;
+        use relaymesh_core::types::{Address, Body, Envelope, NodeId, Precedence, Time};
+        let envelope = Envelope {
+            id: MessageId([7; 16]),
+            origin: NodeId::new("county-hq").unwrap(),
+            to: Address::parse("group:all").unwrap(),
+            precedence: Precedence::Flash,
+            lifetime: Duration::from_secs(3600),
+            content_type: cap::CONTENT_TYPE.into(),
+            payload: bytes::Bytes::copy_from_slice(xml.as_bytes()),
+            receipt: true,
+            body: Body::Data,
+            status,
+            created: Time(0),
+            age: Duration::ZERO,
+            hop_count: 1,
+            destinations: Vec::new(),
+            signature: bytes::Bytes::new(),
+            key: None,
+            supersedes: None,
+        };
+        let record =
+            InboxRecord { envelope, delivered_at: Time(0), age: Duration::ZERO, withdrawn: None };
+        InboxItem { cursor: 3, record }
+    }
+
+    #[test]
+    fn an_alert_is_emitted_only_with_the_status_it_travelled_with() {
+        let storm = include_str!("../../tests/data/cap/thunderstorm.xml");
+        assert!(as_alert(&inbox_item(storm, TrafficStatus::Actual)).is_some());
+        // Exercise traffic whose document says Actual (a faulty or hostile origin): never out.
+        assert!(as_alert(&inbox_item(storm, TrafficStatus::Exercise)).is_none());
+        let exercise = storm.replace("<status>Actual</status>", "<status>Exercise</status>");
+        assert!(as_alert(&inbox_item(&exercise, TrafficStatus::Actual)).is_none());
+        let a = as_alert(&inbox_item(&exercise, TrafficStatus::Exercise)).unwrap();
+        assert_eq!((a.status, a.cursor), (TrafficStatus::Exercise, 3));
+        // Not CAP, or not valid CAP: not an alert.
+        assert!(as_alert(&inbox_item("<alert/>", TrafficStatus::Actual)).is_none());
+    }
+
     #[test]
     fn the_feed_is_atom_with_each_alert_inline_and_exercises_marked() {
         let storm = include_str!("../../tests/data/cap/thunderstorm.xml");
