@@ -173,8 +173,11 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
             .contains("<expires>: 2003-06-17T23:00:00+00:00 is in the past"),
         "{doc}"
     );
-    let (code, _) = post_cap(&hq, &"x".repeat(2 << 20));
-    assert_eq!(code, 413);
+    for size in [(1 << 20) + 1, 2 << 20] {
+        let (code, doc) = post_cap(&hq, &"x".repeat(size));
+        assert_eq!(code, 413);
+        assert!(doc["error"].as_str().unwrap().contains("limit of 1048576 bytes"), "{doc}");
+    }
 
     // A node without [gateway.cap] takes no alerts.
     let (code, doc) = post_cap(&t1, &first);

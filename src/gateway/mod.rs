@@ -111,7 +111,10 @@ impl std::fmt::Display for IngestError {
         match self {
             IngestError::Invalid(e) => write!(f, "{e}"),
             IngestError::TooLarge { size, limit } => {
-                write!(f, "the alert is {size} bytes; the limit is {limit} (the largest payload)")
+                write!(
+                    f,
+                    "the alert is {size} bytes, larger than the limit of {limit} bytes (the largest payload)"
+                )
             }
             IngestError::Refused { error, .. } => write!(f, "{error}"),
             IngestError::Unavailable(e) => write!(f, "{e}"),
@@ -168,6 +171,11 @@ impl CapGateway {
             tokio::spawn(feed::post_out(g.node.clone(), g.db.clone(), url.clone()));
         }
         Ok(g)
+    }
+
+    /// The largest alert taken: the node's largest payload.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     fn get(&self, key: &str) -> Result<Option<Taken>, String> {

@@ -344,11 +344,25 @@ fn error(code: StatusCode, reason: impl std::fmt::Display) -> Response {
 }
 
 /// `POST /v1/cap/alerts`: a CAP alert to send (see `crate::gateway`).
-async fn cap_ingest(State(api): State<Api>, body: Bytes) -> Response {
+async fn cap_ingest(
+    State(api): State<Api>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     use crate::api_model::{CapIngestDoc, CapMessageDoc};
     use crate::gateway::IngestError;
     let Some(cap) = &api.cap else {
         return error(StatusCode::NOT_FOUND, "this node runs no CAP gateway");
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = cap.max_bytes();
+            let why = format!(
+                "the alert is larger than the limit of {limit} bytes (the largest payload)"
+            );
+            return error(StatusCode::PAYLOAD_TOO_LARGE, why);
+        }
+        Err(e) => return error(e.status(), e.body_text()),
     };
     let doc = |duplicate, sent: &[crate::gateway::Sent]| CapIngestDoc {
         duplicate,

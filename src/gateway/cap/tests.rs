@@ -2,6 +2,8 @@ use super::*;
 
 const THUNDERSTORM: &str = include_str!("../../../tests/data/cap/thunderstorm.xml");
 const EARTHQUAKE_UPDATE: &str = include_str!("../../../tests/data/cap/earthquake-update.xml");
+const ADVISORY: &str = include_str!("../../../tests/data/cap/advisory.xml");
+const AMBER: &str = include_str!("../../../tests/data/cap/amber-two-languages.xml");
 const NATIONAL_GALE: &str = include_str!("../../../tests/data/cap/national-gale.xml");
 
 /// 2003-06-17T14:57:00-07:00, when the thunderstorm warning was sent.
@@ -52,6 +54,31 @@ fn the_thunderstorm_warning_parses_and_maps_to_a_flash_message_for_its_county() 
     // No rule matches: the default address.
     let plan = Mapping::default().plan(&a, STORM_SENT).unwrap();
     assert_eq!(plan.to, vec![all_nodes()]);
+}
+
+#[test]
+fn the_specifications_other_examples_parse_an_advisory_and_a_two_language_alert() {
+    let a = parse(ADVISORY).unwrap();
+    assert_eq!((a.identifier.as_str(), a.sent), ("43b080713727", 1_049_312_341));
+    assert_eq!(a.title(), "Homeland Security Sets Code ORANGE");
+    let plan = Mapping::default().plan(&a, a.sent).unwrap();
+    assert_eq!((plan.precedence, plan.lifetime), (Precedence::Flash, Duration::from_secs(86_400)));
+    // A resource needs its media type (new in 1.2).
+    let e = refused(&edit(ADVISORY, "<mimeType>image/gif</mimeType>", ""));
+    assert_eq!((e.element.as_str(), e.message.as_str()), ("resource", "<mimeType> is required"));
+
+    let a = parse(AMBER).unwrap();
+    assert_eq!(a.infos.len(), 2);
+    assert_eq!(a.infos[1].event, "Abducción de Niño");
+    let mut m = Mapping::default();
+    m.areas.push(AreaRule {
+        geocode: Some("006037".into()),
+        value_name: Some("SAME".into()),
+        name: None,
+        to: group("los-angeles"),
+    });
+    // Both languages name the same area: one message.
+    assert_eq!(m.plan(&a, a.sent).unwrap().to, vec![group("los-angeles")]);
 }
 
 #[test]
