@@ -284,3 +284,17 @@ mod tests {
         assert_eq!(g.mqtt.unwrap().client_id, "relaymesh-county-hq");
     }
 }
+
+#[cfg(test)]
+mod seed {
+    /// The config fuzz target's fullest seed parses, gateways included, so the fuzzer starts
+    /// from inside them.
+    #[test]
+    fn the_fuzz_seed_is_a_valid_configuration() {
+        let text = include_str!("../../fuzz/seeds/config/full");
+        let path = std::path::Path::new("/etc/relaymesh/node.toml");
+        let cfg = crate::shell::config::parse(text, path).unwrap();
+        assert_eq!(cfg.gateways.cap.unwrap().mapping.areas.len(), 2);
+        assert_eq!(cfg.gateways.mqtt.unwrap().inbound.len(), 1);
+    }
+}
