@@ -25,10 +25,15 @@ fn now() -> i64 {
 
 /// The thunderstorm warning, sent now, expiring in an hour, as `identifier`.
 fn storm(identifier: &str, status: &str) -> String {
+    storm_for(identifier, status, 3600)
+}
+
+/// The same, expiring `secs` from now.
+fn storm_for(identifier: &str, status: &str, secs: i64) -> String {
     STORM
         .replace("KSTO1055887203", identifier)
         .replace("2003-06-17T14:57:00-07:00", &format_time(now()))
-        .replace("2003-06-17T16:00:00-07:00", &format_time(now() + 3600))
+        .replace("2003-06-17T16:00:00-07:00", &format_time(now() + secs))
         .replace("<status>Actual</status>", &format!("<status>{status}</status>"))
 }
 
@@ -135,8 +140,9 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     for t in [&t1, &t2] {
         wait_titles(t, &["STORM WARNING EXTENDED"]);
     }
+    // The Cancel names only the original (as CAP allows): it is the Update it replaces.
     let (code, doc) =
-        post_cap(&hq, &follow_up("KSTO-3", "Cancel", "KSTO-2", "STORM WARNING CANCELLED"));
+        post_cap(&hq, &follow_up("KSTO-3", "Cancel", "KSTO-1", "STORM WARNING CANCELLED"));
     assert_eq!(code, 201, "{doc}");
     for t in [&t1, &t2] {
         wait_titles(t, &["STORM WARNING CANCELLED"]);
@@ -183,6 +189,38 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     let (code, doc) = post_cap(&t1, &first);
     assert_eq!(code, 404, "t1 runs no gateway: {doc}");
     assert_eq!(t1.inbox_all().len(), 4, "nothing else arrived");
+
+    // Only the same sender's alerts of the same status are cancelled: an exercise Cancel of a
+    // real warning, or another sender's, is delivered but withdraws nothing.
+    let river = storm("KSTO-R", "Actual").replace("SEVERE THUNDERSTORM WARNING", "RIVER WARNING");
+    assert_eq!(post_cap(&hq, &river).0, 201);
+    let drill = follow_up("KSTO-XC", "Cancel", "KSTO-R", "DRILL CANCEL")
+        .replace("<status>Actual</status>", "<status>Exercise</status>");
+    assert_eq!(post_cap(&hq, &drill).0, 201);
+    let other = follow_up("OTHER-C", "Cancel", "KSTO-R", "OTHER CANCEL")
+        .replace("<sender>KSTO@NWS.NOAA.GOV</sender>", "<sender>someone@example.org</sender>");
+    assert_eq!(post_cap(&hq, &other).0, 201);
+    wait_for("both cancels at township-01", Duration::from_secs(30), || {
+        let t = titles(&t1);
+        (t.contains(&"[EXERCISE] DRILL CANCEL".to_owned())
+            && t.contains(&"OTHER CANCEL".to_owned()))
+        .then_some(())
+    });
+    let actual: Vec<String> = feed(&t1, "?status=actual").into_iter().map(|e| e.0).collect();
+    assert!(actual.contains(&"RIVER WARNING".to_owned()), "{actual:?}");
+    // An identifier is the sender's for one alert: another document under it is refused.
+    let (code, doc) = post_cap(&hq, &river.replace("RIVER WARNING", "RIVER WARNING v2"));
+    assert_eq!(code, 409, "{doc}");
+    // An alert leaves the feed when it expires.
+    let short = storm_for("KSTO-SHORT", "Actual", 4)
+        .replace("SEVERE THUNDERSTORM WARNING", "SHORT WARNING");
+    assert_eq!(post_cap(&hq, &short).0, 201);
+    wait_for("the short warning at township-01", Duration::from_secs(30), || {
+        titles(&t1).contains(&"SHORT WARNING".to_owned()).then_some(())
+    });
+    wait_for("the short warning to expire from the feed", Duration::from_secs(30), || {
+        (!titles(&t1).contains(&"SHORT WARNING".to_owned())).then_some(())
+    });
     for r in [&mut hq, &mut t1, &mut t2] {
         r.stop();
     }
@@ -252,9 +290,15 @@ fn alerts_dropped_in_a_directory_go_out_and_a_township_posts_them_through_failur
     let mesh = Mesh::new();
     let spool = tempfile::tempdir().unwrap();
     let (terminal, got) = broadcast_terminal(2);
-    let hq = mesh
-        .node("county-hq", "command", "public")
-        .extra(&format!("[gateway.cap]\nwatch_dir = \"{}\"\n", spool.path().display()));
+    // Two area rules match the alert, one by code and one by name: township-01 is in both
+    // addresses, gets two messages, and shows and posts the alert once.
+    let desc = "EXTREME NORTH CENTRAL TUOLUMNE COUNTY IN CALIFORNIA, EXTREME NORTHEASTERN \
+                CALAVERAS COUNTY IN CALIFORNIA, SOUTHWESTERN ALPINE COUNTY IN CALIFORNIA";
+    let hq = mesh.node("county-hq", "command", "public").extra(&format!(
+        "[gateway.cap]\nwatch_dir = \"{}\"\n\n[[gateway.cap.area]]\ngeocode = \"006109\"\n\
+         to = \"group:role:township\"\n\n[[gateway.cap.area]]\nname = \"{desc}\"\nto = \"group:all\"\n",
+        spool.path().display()
+    ));
     let t1 = mesh
         .node("township-01", "township", "public")
         .peer(&hq)
@@ -278,6 +322,8 @@ fn alerts_dropped_in_a_directory_go_out_and_a_township_posts_them_through_failur
         (got.lock().unwrap().len() == 1).then_some(())
     });
     assert_eq!(got.lock().unwrap()[0], alert);
+    assert_eq!(t1.inbox_all().len(), 2, "by both addresses");
+    assert_eq!(titles(&t1), vec!["SEVERE THUNDERSTORM WARNING"], "shown once");
     // Restarted, the township does not post it again.
     t1.restart();
     t1.wait_link("county-hq");
@@ -420,7 +466,8 @@ fn a_sensors_latest_reading_crosses_an_outage_through_mosquitto() {
         hq.inbox_all().iter().any(|m| m.body.as_deref() == Some("4.10")).then_some(())
     });
     let readings: Vec<String> = hq.inbox_all().into_iter().filter_map(|m| m.body).collect();
-    assert!(readings.len() < 10, "the backlog travelled: {readings:?}");
+    // The first reading, the newest, and at most one offered as the link died.
+    assert!(readings.len() <= 3, "the backlog travelled: {readings:?}");
     wait_for("the newest reading on the county display", Duration::from_secs(30), || {
         display
             .got

@@ -171,12 +171,25 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The first headline, else the first event, else the identifier: a title for a feed.
+    /// The first headline, else the first event; without an `info`, what it is and what it
+    /// refers to (`Cancel of KSTO-1`): a title for a feed.
     pub fn title(&self) -> String {
         let info = self.infos.first();
         info.and_then(|i| i.headline.clone())
             .or_else(|| info.map(|i| i.event.clone()))
-            .unwrap_or_else(|| self.identifier.clone())
+            .unwrap_or_else(|| {
+                let refs: Vec<&str> =
+                    self.references.iter().map(|r| r.identifier.as_str()).collect();
+                match self.msg_type {
+                    MsgType::Alert => self.identifier.clone(),
+                    t => format!("{t:?} of {}", refs.join(", ")),
+                }
+            })
+    }
+
+    /// The latest `expires` of its `info` blocks (Unix seconds).
+    pub fn expires(&self) -> Option<i64> {
+        self.infos.iter().filter_map(|i| i.expires.map(|(t, _)| t)).max()
     }
 }
 
@@ -333,6 +346,9 @@ pub fn parse(xml: &str) -> Result<Alert, CapError> {
         }
     }
     let doc = &doc;
+    if root.tag_name().namespace() == Some(CAP12_NS) {
+        check_strict(doc, root)?;
+    }
     let c = Children::of(
         doc,
         root,
@@ -416,6 +432,55 @@ pub fn parse(xml: &str) -> Result<Alert, CapError> {
     }
     let status_line = doc.text_pos_at(status_node.range().start).row;
     Ok(Alert { identifier, sender, sent, status, msg_type, references, infos, status_line })
+}
+
+/// In CAP 1.2's namespace, CAP 1.2 alone: none of the national format's names and forms
+/// (which a document without a namespace may use).
+fn check_strict(doc: &roxmltree::Document, root: roxmltree::Node) -> Result<(), CapError> {
+    const NATIONAL: [&str; 5] =
+        ["sendTime", "eventType", "senderCode", "secClassification", "phone"];
+    let national =
+        "is the national format's, not CAP 1.2's (a document without a namespace may use it)";
+    for n in
+        root.descendants().filter(|n| n.is_element() && n.tag_name().namespace() == Some(CAP12_NS))
+    {
+        let name = n.tag_name().name();
+        let text = || n.text().unwrap_or("").trim().to_owned();
+        if NATIONAL.contains(&name) {
+            return Err(err(doc, n, format!("the element {national}")));
+        }
+        match name {
+            "severity" => {
+                one_of(doc, n, &text(), &SEVERITIES)?;
+            }
+            "sent" | "effective" | "onset" | "expires"
+                if text().as_bytes().get(10) == Some(&b' ') =>
+            {
+                return Err(err(
+                    doc,
+                    n,
+                    format!("{:?}: a CAP 1.2 dateTime has a T between date and time", text()),
+                ));
+            }
+            "references" => {
+                if let Some(e) = text().split_whitespace().find(|e| !e.contains(',')) {
+                    return Err(err(doc, n, format!("{e:?} is not sender,identifier,sent")));
+                }
+            }
+            "geocode" if !n.children().any(|c| c.is_element()) => {
+                return Err(err(doc, n, "needs <valueName> and <value>"));
+            }
+            "info" => {
+                for required in ["category", "certainty"] {
+                    if !n.children().any(|c| c.has_tag_name((CAP12_NS, required))) {
+                        return Err(err(doc, n, format!("<{required}> is required")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_references(
@@ -766,6 +831,9 @@ pub struct Mapping {
     pub default_lifetime: Duration,
     pub precedence: PrecedenceTable,
     pub areas: Vec<AreaRule>,
+    /// The longest lifetime the node takes (`[limits] max_lifetime`): an alert expiring later
+    /// lives this long.
+    pub max_lifetime: Duration,
 }
 
 impl Default for Mapping {
@@ -775,6 +843,7 @@ impl Default for Mapping {
             default_lifetime: Duration::from_secs(24 * 3600),
             precedence: PrecedenceTable::default(),
             areas: Vec::new(),
+            max_lifetime: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -791,6 +860,8 @@ pub struct Plan {
     pub precedence: Precedence,
     pub lifetime: Duration,
     pub to: Vec<Address>,
+    /// No area rule matched: `to` is the default address.
+    pub defaulted: bool,
 }
 
 impl Mapping {
@@ -819,7 +890,7 @@ impl Mapping {
                     message: format!("{} is in the past", format_time(t)),
                 });
             }
-            Some((t, _)) => Duration::from_secs((t - now) as u64),
+            Some((t, _)) => Duration::from_secs((t - now) as u64).min(self.max_lifetime),
         };
         let mut to = BTreeSet::new();
         for area in alert.infos.iter().flat_map(|i| &i.areas) {
@@ -828,10 +899,11 @@ impl Mapping {
             }
         }
         let mut to: Vec<Address> = to.iter().filter_map(|a| Address::parse(a).ok()).collect();
-        if to.is_empty() {
+        let defaulted = to.is_empty();
+        if defaulted {
             to.push(self.default_to.clone());
         }
-        Ok(Plan { status, precedence, lifetime, to })
+        Ok(Plan { status, precedence, lifetime, to, defaulted })
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relaymesh_core::{Address, Precedence, TopicPattern};
+use relaymesh_core::{Address, CoreConfig, Precedence, TopicPattern};
 use serde::Deserialize;
 
 use super::CapConfig;
@@ -83,21 +83,34 @@ fn field<T, E: std::fmt::Display>(key: &str, r: Result<T, E>) -> Result<T, Fail>
     r.map_err(|e| (key.to_owned(), e.to_string()))
 }
 
-/// Checks and builds the gateway sections; paths are relative to `base` (the config file's
-/// directory); `node` names the default MQTT client.
-pub fn build(raw: RawGateways, base: &Path, node: &str) -> Result<Gateways, Fail> {
-    let cap = raw.cap.map(|c| build_cap(c, base)).transpose()?;
-    let mqtt = raw.mqtt.map(|m| build_mqtt(m, node)).transpose()?;
+/// Checks and builds the gateway sections for the node `core` configures (its id names the
+/// default MQTT client; lifetimes are at most its `max_lifetime`); paths are relative to
+/// `base` (the config file's directory).
+pub fn build(raw: RawGateways, base: &Path, core: &CoreConfig) -> Result<Gateways, Fail> {
+    let cap = raw.cap.map(|c| build_cap(c, base, core.max_lifetime)).transpose()?;
+    let mqtt = raw.mqtt.map(|m| build_mqtt(m, core)).transpose()?;
     Ok(Gateways { cap, mqtt })
 }
 
-fn build_cap(raw: RawCap, base: &Path) -> Result<CapConfig, Fail> {
-    let mut mapping = Mapping::default();
+/// A lifetime the node takes: more than 0, at most `max` (`[limits] max_lifetime`).
+fn lifetime(key: &str, text: &str, max: Duration) -> Result<Duration, Fail> {
+    let d = field(key, parse_duration(text))?;
+    if d.is_zero() || d > max {
+        let why =
+            format!("{text:?}: more than 0 and at most [limits] max_lifetime ({}s)", max.as_secs());
+        return Err((key.to_owned(), why));
+    }
+    Ok(d)
+}
+
+fn build_cap(raw: RawCap, base: &Path, max_lifetime: Duration) -> Result<CapConfig, Fail> {
+    let mut mapping = Mapping { max_lifetime, ..Mapping::default() };
+    mapping.default_lifetime = mapping.default_lifetime.min(max_lifetime);
     if let Some(to) = &raw.default_to {
         mapping.default_to = field("gateway.cap.default_to", Address::parse(to))?;
     }
     if let Some(l) = &raw.default_lifetime {
-        mapping.default_lifetime = field("gateway.cap.default_lifetime", parse_duration(l))?;
+        mapping.default_lifetime = lifetime("gateway.cap.default_lifetime", l, max_lifetime)?;
     }
     for (cell, p) in &raw.precedence {
         let key = format!("gateway.cap.precedence.{cell:?}");
@@ -132,7 +145,8 @@ fn build_cap(raw: RawCap, base: &Path) -> Result<CapConfig, Fail> {
     Ok(CapConfig { mapping, watch_dir: raw.watch_dir.map(|d| base.join(d)), post_to: raw.post_to })
 }
 
-fn build_mqtt(raw: RawMqtt, node: &str) -> Result<MqttConfig, Fail> {
+fn build_mqtt(raw: RawMqtt, core: &CoreConfig) -> Result<MqttConfig, Fail> {
+    let node = core.node.as_str();
     let (host, port) = raw
         .broker
         .rsplit_once(':')
@@ -158,8 +172,8 @@ fn build_mqtt(raw: RawMqtt, node: &str) -> Result<MqttConfig, Fail> {
             None => Precedence::Routine,
         };
         let lifetime = match &r.lifetime {
-            Some(l) => field(&format!("{key}.lifetime"), parse_duration(l))?,
-            None => Duration::from_secs(3600),
+            Some(l) => lifetime(&format!("{key}.lifetime"), l, core.max_lifetime)?,
+            None => Duration::from_secs(3600).min(core.max_lifetime),
         };
         inbound.push(MqttIn { filter: r.filter, to: r.to, precedence, lifetime });
     }
@@ -168,12 +182,10 @@ fn build_mqtt(raw: RawMqtt, node: &str) -> Result<MqttConfig, Fail> {
         let key = format!("gateway.mqtt.out[{i}]");
         let pattern = field(&format!("{key}.pattern"), TopicPattern::new(&r.pattern))?;
         // What goes out must not come back in: no inbound filter may match it.
-        if let Some(f) = inbound.iter().find(|m| {
-            super::mqtt::filter_matches(
-                &m.filter,
-                &format!("{}{}", r.prefix, r.pattern.trim_end_matches("/#")),
-            )
-        }) {
+        let out_topics = format!("{}{}", r.prefix, r.pattern);
+        if let Some(f) =
+            inbound.iter().find(|m| super::mqtt::filters_overlap(&m.filter, &out_topics))
+        {
             return Err((
                 format!("{key}.prefix"),
                 format!(
@@ -203,7 +215,9 @@ mod tests {
             gateway: RawGateways,
         }
         let top: Top = toml::from_str(text).map_err(|e| ("toml".to_owned(), e.to_string()))?;
-        build(top.gateway, Path::new("/etc/relaymesh"), "county-hq")
+        let node = relaymesh_core::NodeId::new("county-hq").unwrap();
+        let core = CoreConfig::new(node, relaymesh_core::Role::Command);
+        build(top.gateway, Path::new("/etc/relaymesh"), &core)
     }
 
     #[test]
@@ -243,6 +257,16 @@ mod tests {
         let cases = [
             ("[gateway.cap]\ndefault_to = \"everyone\"", "gateway.cap.default_to"),
             ("[gateway.cap]\ndefault_lifetime = \"soon\"", "gateway.cap.default_lifetime"),
+            ("[gateway.cap]\ndefault_lifetime = \"0s\"", "gateway.cap.default_lifetime"),
+            ("[gateway.cap]\ndefault_lifetime = \"90d\"", "gateway.cap.default_lifetime"),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.in]]\nfilter = \"a/+/#\"\nto = \"topic:{topic}\"\n[[gateway.mqtt.out]]\npattern = \"a/#\"",
+                "gateway.mqtt.out[0].prefix",
+            ),
+            (
+                "[gateway.mqtt]\nbroker = \"h:1883\"\n[[gateway.mqtt.in]]\nfilter = \"relay/+/x\"\nto = \"topic:s/{topic}\"\n[[gateway.mqtt.out]]\npattern = \"alerts/+\"\nprefix = \"relay/\"",
+                "gateway.mqtt.out[0].prefix",
+            ),
             ("[gateway.cap]\npost_to = [\"ftp://x\"]", "gateway.cap.post_to[0]"),
             (
                 "[gateway.cap.precedence]\n\"Soon/Extreme\" = \"flash\"",

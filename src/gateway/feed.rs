@@ -27,6 +27,8 @@ pub struct Received {
     pub withdrawn: bool,
     pub xml: String,
     pub alert: Alert,
+    /// What was left of its lifetime when it was delivered.
+    pub remaining: Duration,
 }
 
 /// `item` as an alert to emit: `None` if it is not CAP, or not emitted (see the module).
@@ -61,6 +63,7 @@ pub fn as_alert(item: &InboxItem) -> Option<Received> {
         withdrawn: item.record.withdrawn.is_some(),
         xml: xml.to_owned(),
         alert,
+        remaining: e.lifetime.saturating_sub(item.record.age),
     })
 }
 
@@ -103,14 +106,19 @@ fn without_declaration(xml: &str) -> &str {
     }
 }
 
-/// An Atom feed (RFC 4287) of the alerts in force, newest first, each with its CAP document
-/// inline and a link to it. Withdrawn alerts are left out (their Update or Cancel is in);
-/// `only` keeps those of one status. Non-actual entries say so in their title.
+/// An Atom feed (RFC 4287) of the alerts in force at `now` (Unix seconds), newest first, each
+/// with its CAP document inline and a link to it. Withdrawn alerts are left out (their Update
+/// or Cancel is in), and so are expired ones; an alert that came more than once (by two
+/// addresses this node is in) is shown once; `only` keeps those of one status. Non-actual
+/// entries say so in their title.
 pub fn atom(node: &str, alerts: &[Received], only: Option<TrafficStatus>, now: i64) -> String {
+    let mut seen = std::collections::HashSet::new();
     let shown: Vec<&Received> = alerts
         .iter()
         .rev()
         .filter(|a| !a.withdrawn && only.is_none_or(|s| s == a.status))
+        .filter(|a| a.alert.expires().is_none_or(|t| t > now))
+        .filter(|a| seen.insert((a.alert.sender.clone(), a.alert.identifier.clone())))
         .collect();
     let updated = shown.iter().map(|a| a.alert.sent).max().unwrap_or(now);
     let mut f = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -145,9 +153,10 @@ pub fn atom(node: &str, alerts: &[Received], only: Option<TrafficStatus>, now: i
 
 /// Hands every CAP alert this node receives to `url` (HTTP POST, `application/cap+xml`), in
 /// the order received, from where it got to before (kept in the gateway database, so a
-/// restart neither repeats nor skips). A failure is retried with a backoff of 1 s doubling to
-/// 1 min until the alert expires; a 4xx answer (but 408 and 429) is final and logged.
-/// Withdrawn alerts are skipped: their Update or Cancel follows.
+/// restart neither repeats nor skips), each alert once even if it came by two addresses. A
+/// failure is retried with a backoff of 1 s doubling to 1 min until the alert expires (or,
+/// without `expires`, its message's lifetime runs out); a 4xx answer (but 408 and 429) is
+/// final and logged. Withdrawn alerts are skipped: their Update or Cancel follows.
 pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
     let name = format!("post {url}");
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(30)).build() {
@@ -177,7 +186,17 @@ pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
         }
         for item in items {
             if let Some(a) = as_alert(&item).filter(|a| !a.withdrawn) {
-                post_one(&client, &url, &a).await;
+                let done = format!("{name}\u{1f}{}\u{1f}{}", a.alert.sender, a.alert.identifier);
+                match super::read_cursor(&db, &done) {
+                    Ok(0) => {
+                        post_one(&client, &url, &a).await;
+                        if let Err(e) = super::write_cursor(&db, &done, 1) {
+                            return tracing::error!(%url, "CAP POST: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return tracing::error!(%url, "CAP POST: {e}"),
+                }
             }
             cursor = item.cursor + 1;
             if let Err(e) = super::write_cursor(&db, &name, cursor) {
@@ -188,7 +207,8 @@ pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
 }
 
 async fn post_one(client: &reqwest::Client, url: &str, a: &Received) {
-    let expires = a.alert.infos.iter().filter_map(|i| i.expires.map(|(t, _)| t)).max();
+    let lifetime_ends = super::unix_now() + a.remaining.as_secs() as i64;
+    let expires = Some(a.alert.expires().unwrap_or(lifetime_ends));
     let mut backoff = Duration::from_secs(1);
     loop {
         let sent = client
@@ -283,6 +303,7 @@ mod tests {
             withdrawn,
             xml: xml.to_owned(),
             alert: cap::parse(xml).unwrap(),
+            remaining: Duration::from_secs(3600),
         };
         let alerts = vec![
             mk(storm, 1, TrafficStatus::Actual, true),

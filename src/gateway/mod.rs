@@ -82,6 +82,21 @@ pub struct Sent {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Taken {
     pub messages: Vec<Sent>,
+    /// Sent to every address it maps to (a repost is a duplicate).
+    #[serde(default)]
+    pub complete: bool,
+    /// SHA-256 of the document (hex): the same identifier for another document is refused.
+    #[serde(default)]
+    pub digest: String,
+    /// The traffic status it travelled as.
+    #[serde(default)]
+    pub status: String,
+    /// Its `sent` (Unix seconds), which a reference to it must name.
+    #[serde(default)]
+    pub sent: i64,
+    /// The alert (its key) that replaced it: an Update or Cancel referring to it.
+    #[serde(default)]
+    pub replaced_by: Option<String>,
 }
 
 /// The answer to an alert.
@@ -99,6 +114,8 @@ pub enum IngestError {
     Invalid(cap::CapError),
     /// 413.
     TooLarge { size: usize, limit: usize },
+    /// 409: the sender's identifier was used before for a different document.
+    Conflict(String),
     /// The node refused a message (403 for policy, 400 or 503 otherwise); `sent` lists what
     /// it had taken before.
     Refused { error: SubmitError, sent: Vec<Sent> },
@@ -117,7 +134,7 @@ impl std::fmt::Display for IngestError {
                 )
             }
             IngestError::Refused { error, .. } => write!(f, "{error}"),
-            IngestError::Unavailable(e) => write!(f, "{e}"),
+            IngestError::Unavailable(e) | IngestError::Conflict(e) => write!(f, "{e}"),
         }
     }
 }
@@ -144,8 +161,7 @@ fn message_key(sender: &str, identifier: &str, to: &str) -> String {
         &ring::digest::SHA256,
         format!("{sender}\0{identifier}\0{to}").as_bytes(),
     );
-    let hex: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("cap/{hex}")
+    format!("cap/{}", hex(&d.as_ref()[..16]))
 }
 
 fn unix_now() -> i64 {
@@ -240,9 +256,26 @@ impl CapGateway {
         Ok(())
     }
 
-    /// Takes one alert: validates it, and sends it to each address it maps to (and, for an
-    /// Update or Cancel, to every address the alerts it refers to went to, replacing them
-    /// there) unless it was sent there before.
+    /// The alert `key` names as it stands now: following what replaced it (an Update, then a
+    /// Cancel of that...) to the newest, of the same status. Its key and record.
+    fn newest(&self, key: String, taken: Taken) -> Result<(String, Taken), String> {
+        let (mut key, mut taken) = (key, taken);
+        for _ in 0..64 {
+            let Some(next) = taken.replaced_by.clone() else { break };
+            match self.get(&next)? {
+                Some(t) if t.status == taken.status => (key, taken) = (next, t),
+                _ => break,
+            }
+        }
+        Ok((key, taken))
+    }
+
+    /// Takes one alert: validates it, and sends it to each address it maps to unless it was
+    /// sent there before. An Update or Cancel (and an Ack or Error) also goes to every address
+    /// the alerts it refers to went to (only there, if none of its own areas maps), and an
+    /// Update or Cancel replaces there the newest of what it refers to. Only references to
+    /// this gateway's alerts of the same sender and the same status count: an exercise never
+    /// touches an actual alert, nor one sender another's.
     pub async fn ingest(&self, body: &[u8]) -> Result<Ingested, IngestError> {
         if body.len() > self.max_bytes {
             return Err(IngestError::TooLarge { size: body.len(), limit: self.max_bytes });
@@ -255,30 +288,55 @@ impl CapGateway {
             })
         })?;
         let alert = cap::parse(xml).map_err(IngestError::Invalid)?;
-        let plan = self.cfg.mapping.plan(&alert, unix_now()).map_err(IngestError::Invalid)?;
+        let digest = hex(ring::digest::digest(&ring::digest::SHA256, body).as_ref());
         let unavailable = IngestError::Unavailable;
         let _one = self.lock.lock().await;
         let key = alert_key(&alert.sender, &alert.identifier);
         let mut taken = self.get(&key).map_err(unavailable)?.unwrap_or_default();
-        // What it refers to, oldest first: each address's newest copy is what it replaces.
-        let mut replaced: BTreeMap<String, MessageId> = BTreeMap::new();
-        let mut to: Vec<String> = plan.to.iter().map(Address::to_string).collect();
+        if !taken.digest.is_empty() && taken.digest != digest {
+            return Err(IngestError::Conflict(format!(
+                "{} already sent a different alert with the identifier {}",
+                alert.sender, alert.identifier
+            )));
+        }
+        if taken.complete {
+            return Ok(Ingested { duplicate: true, messages: taken.messages });
+        }
+        let plan = self.cfg.mapping.plan(&alert, unix_now()).map_err(IngestError::Invalid)?;
+        let status = plan.status.as_str();
+        (taken.digest, taken.status, taken.sent) = (digest, status.to_owned(), alert.sent);
         let replaces = matches!(alert.msg_type, cap::MsgType::Update | cap::MsgType::Cancel);
-        for r in alert.references.iter().filter(|_| replaces) {
-            let Some(earlier) =
-                self.get(&alert_key(&r.sender, &r.identifier)).map_err(unavailable)?
-            else {
+        let mut replaced: BTreeMap<String, MessageId> = BTreeMap::new();
+        let mut referred: Vec<String> = Vec::new();
+        let mut earlier_keys = Vec::new();
+        for r in &alert.references {
+            let rkey = alert_key(&r.sender, &r.identifier);
+            let Some(earlier) = self.get(&rkey).map_err(unavailable)? else { continue };
+            let same_sent = r.sent.is_empty() || cap::parse_time(&r.sent) == Ok(earlier.sent);
+            if r.sender != alert.sender || earlier.status != status || !same_sent {
+                tracing::warn!(alert = %alert.identifier, reference = %r.identifier, "CAP reference not followed: another sender, status or time");
                 continue;
-            };
+            }
+            let (rkey, earlier) = self.newest(rkey, earlier).map_err(unavailable)?;
+            earlier_keys.push(rkey);
             for m in earlier.messages {
                 let Some(id) = m.id.as_deref().and_then(|i| MessageId::parse_hex(i).ok()) else {
                     continue;
                 };
-                if !to.contains(&m.to) {
-                    to.push(m.to.clone());
+                if !referred.contains(&m.to) {
+                    referred.push(m.to.clone());
                 }
-                replaced.insert(m.to, id);
+                if replaces {
+                    replaced.insert(m.to, id);
+                }
             }
+        }
+        let mut to: Vec<String> = Vec::new();
+        if !(plan.defaulted && !referred.is_empty()) {
+            to.extend(plan.to.iter().map(Address::to_string));
+        }
+        if alert.msg_type != cap::MsgType::Alert {
+            to.extend(referred.into_iter().filter(|a| !to.contains(a)).collect::<Vec<_>>());
         }
         let mut duplicate = true;
         for address in to {
@@ -314,14 +372,45 @@ impl CapGateway {
             }
             self.put(&key, &taken).map_err(unavailable)?;
         }
+        taken.complete = true;
+        self.put(&key, &taken).map_err(unavailable)?;
+        if replaces {
+            for k in earlier_keys {
+                if let Some(mut e) = self.get(&k).map_err(unavailable)? {
+                    e.replaced_by = Some(key.clone());
+                    self.put(&k, &e).map_err(unavailable)?;
+                }
+            }
+        }
         Ok(Ingested { duplicate, messages: taken.messages })
     }
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `dir/name`, or if that is taken, `dir/name.1`, `dir/name.2`, ...: nothing moved there
+/// overwrites what an earlier file left.
+fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+    let first = dir.join(name);
+    (1..)
+        .map(|n| {
+            let mut p = first.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        })
+        .find(|p| !p.exists() && !PathBuf::from(format!("{}.error", p.display())).exists())
+        .filter(|_| first.exists())
+        .unwrap_or(first)
+}
+
 /// Takes the `*.xml` files dropped in `dir`, oldest name first, once they have not changed
 /// for a second (a writer still writing one is left alone), and moves each to `done/` or,
-/// with a `.error` file saying why, to `failed/`.
+/// with a `.error` file saying why, to `failed/` (a name already there gets `.1`, `.2`, ...).
+/// A file that cannot be moved is logged and left alone until the process restarts.
 async fn watch(g: Arc<CapGateway>, dir: PathBuf) {
+    let mut stuck = std::collections::HashSet::new();
     for sub in ["done", "failed"] {
         if let Err(e) = std::fs::create_dir_all(dir.join(sub)) {
             tracing::error!(dir = %dir.display(), "CAP watch directory: {e}");
@@ -337,6 +426,7 @@ async fn watch(g: Arc<CapGateway>, dir: PathBuf) {
             })
             .unwrap_or_default();
         files.sort();
+        files.retain(|p| !stuck.contains(p));
         for path in files {
             let settled = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
@@ -352,7 +442,7 @@ async fn watch(g: Arc<CapGateway>, dir: PathBuf) {
             let to = match &outcome {
                 Ok(i) => {
                     tracing::info!(file = %path.display(), duplicate = i.duplicate, "CAP alert taken");
-                    dir.join("done").join(&name)
+                    free_name(&dir.join("done"), &name)
                 }
                 Err(IngestError::Unavailable(e)) => {
                     tracing::warn!(file = %path.display(), "CAP alert left for later: {e}");
@@ -360,15 +450,16 @@ async fn watch(g: Arc<CapGateway>, dir: PathBuf) {
                 }
                 Err(e) => {
                     tracing::warn!(file = %path.display(), "CAP alert refused: {e}");
-                    let mut why = dir.join("failed").join(&name).into_os_string();
+                    let to = free_name(&dir.join("failed"), &name);
+                    let mut why = to.clone().into_os_string();
                     why.push(".error");
                     let _ = std::fs::write(&why, format!("{e}\n"));
-                    dir.join("failed").join(&name)
+                    to
                 }
             };
             if let Err(e) = std::fs::rename(&path, &to) {
-                tracing::error!(file = %path.display(), "CAP watch directory: {e}");
-                return;
+                tracing::error!(file = %path.display(), "CAP watch directory: cannot move it: {e}");
+                stuck.insert(path);
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

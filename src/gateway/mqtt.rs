@@ -59,7 +59,8 @@ pub struct MqttStatus {
     pub refused: AtomicU64,
     /// Connection failures.
     pub broker_errors: AtomicU64,
-    /// Messages published to the broker.
+    /// Messages handed to the MQTT client for the broker (while the broker is away they wait
+    /// in the client's queue, and go once it is back).
     pub published: AtomicU64,
 }
 
@@ -87,6 +88,20 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
         }
     }
     t.next().is_none()
+}
+
+/// Whether some topic matches both filters (MQTT wildcards: `+` one level, `#` the rest,
+/// including the level before it).
+pub fn filters_overlap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (Some(&"#"), _) | (_, Some(&"#")) | (None, None) => return true,
+            (Some(x), Some(y)) if *x == "+" || *y == "+" || x == y => i += 1,
+            _ => return false,
+        }
+    }
 }
 
 /// The message a reading on `topic` becomes, per the first matching `[[gateway.mqtt.in]]`.
@@ -257,6 +272,12 @@ mod tests {
         assert!(filter_matches("a/#", "a/b/c"));
         assert!(filter_matches("#", "x"));
         assert!(!filter_matches("a/b", "a/bb"));
+        assert!(filters_overlap("a/+/#", "a/#"));
+        assert!(filters_overlap("relay/+/x", "relay/alerts/+"));
+        assert!(!filters_overlap("relay/+/x", "relay/alerts/+/y"));
+        assert!(filters_overlap("a/#", "a"));
+        assert!(!filters_overlap("gauges/#", "county/sensors/#"));
+        assert!(!filters_overlap("a/b", "a/c"));
     }
 
     #[test]

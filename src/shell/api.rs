@@ -376,6 +376,7 @@ async fn cap_ingest(
         Ok(i) => (StatusCode::CREATED, Json(doc(false, &i.messages))).into_response(),
         Err(e @ IngestError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e),
         Err(e @ IngestError::TooLarge { .. }) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(e @ IngestError::Conflict(_)) => error(StatusCode::CONFLICT, e),
         Err(IngestError::Refused { error, .. }) => submit_error(error),
         Err(e @ IngestError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }

@@ -380,7 +380,6 @@ fn field<T, E: std::fmt::Display>(key: &str, r: Result<T, E>) -> Result<T, Fail>
 
 fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     let node = field("node", NodeId::new(&raw.node))?;
-    let gateways = crate::gateway::config::build(raw.gateway, base, node.as_str())?;
     let role: Role = field("role", raw.role.parse())?;
     let mut core = CoreConfig::new(node, role);
     for (i, g) in raw.groups.iter().enumerate() {
@@ -421,6 +420,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     if let Some(s) = l.max_lifetime {
         core.max_lifetime = field("limits.max_lifetime", parse_duration(&s))?;
     }
+    let gateways = crate::gateway::config::build(raw.gateway, base, &core)?;
     if let Some(h) = l.max_hops {
         core.max_hops = h;
     }

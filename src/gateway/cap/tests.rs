@@ -273,6 +273,86 @@ fn errors_name_the_element_and_its_line() {
 }
 
 #[test]
+fn in_the_cap_namespace_the_national_forms_are_refused() {
+    let cases = [
+        (
+            edit(
+                THUNDERSTORM,
+                "<sent>2003-06-17T14:57:00-07:00</sent>",
+                "<sendTime>2003-06-17T14:57:00-07:00</sendTime>",
+            ),
+            "sendTime",
+            "national format",
+        ),
+        (
+            edit(
+                THUNDERSTORM,
+                "<sender>KSTO@NWS.NOAA.GOV</sender>",
+                "<sender>KSTO@NWS.NOAA.GOV</sender><senderCode>1</senderCode>",
+            ),
+            "senderCode",
+            "national format",
+        ),
+        (
+            edit(THUNDERSTORM, "<severity>Severe</severity>", "<severity>Red</severity>"),
+            "severity",
+            "is not one of Extreme",
+        ),
+        (
+            edit(THUNDERSTORM, "    <certainty>Observed</certainty>\n", ""),
+            "info",
+            "<certainty> is required",
+        ),
+        (
+            edit(THUNDERSTORM, "2003-06-17T14:57:00-07:00", "2003-06-17 14:57:00-07:00"),
+            "sent",
+            "has a T",
+        ),
+        (
+            edit(
+                EARTHQUAKE_UPDATE,
+                "trinet@caltech.edu,TRI13970876.1,2003-06-11T20:30:00-07:00",
+                "TRI13970876.1",
+            ),
+            "references",
+            "not sender,identifier,sent",
+        ),
+        (
+            edit(
+                THUNDERSTORM,
+                "<geocode>\n        <valueName>SAME</valueName>\n        <value>006109</value>\n      </geocode>",
+                "<geocode>006109</geocode>",
+            ),
+            "geocode",
+            "<valueName> and <value>",
+        ),
+    ];
+    for (xml, element, message) in cases {
+        let e = refused(&xml);
+        assert_eq!(e.element, element, "{e}");
+        assert!(e.message.contains(message), "{e} (wanted {message:?})");
+        // Without a namespace (the national format's way) the same document is taken.
+        let bare = xml.replace(" xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"", "");
+        assert!(parse(&bare).is_ok(), "{element}: {:?}", parse(&bare));
+    }
+}
+
+#[test]
+fn a_cancel_without_info_is_titled_by_what_it_cancels_and_lifetimes_are_capped() {
+    let cancel = edit(
+        &EARTHQUAKE_UPDATE.replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>"),
+        &EARTHQUAKE_UPDATE[EARTHQUAKE_UPDATE.find("  <info>").unwrap()
+            ..EARTHQUAKE_UPDATE.find("</alert>").unwrap()],
+        "",
+    );
+    let a = parse(&cancel).unwrap();
+    assert_eq!(a.title(), "Cancel of TRI13970876.1");
+    let storm = parse(THUNDERSTORM).unwrap();
+    let m = Mapping { max_lifetime: Duration::from_secs(600), ..Mapping::default() };
+    assert_eq!(m.plan(&storm, STORM_SENT).unwrap().lifetime, Duration::from_secs(600));
+}
+
+#[test]
 fn a_document_type_definition_is_refused_so_no_entity_can_expand() {
     let bomb = format!(
         "<?xml version=\"1.0\"?>\n<!DOCTYPE alert [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;\">]>\n{}",
