@@ -332,7 +332,7 @@ impl CapGateway {
             }
         }
         let mut to: Vec<String> = Vec::new();
-        if !(plan.defaulted && !referred.is_empty()) {
+        if !plan.defaulted || referred.is_empty() {
             to.extend(plan.to.iter().map(Address::to_string));
         }
         if alert.msg_type != cap::MsgType::Alert {
