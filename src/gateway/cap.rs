@@ -124,6 +124,7 @@ const CATEGORIES: [&str; 12] = [
     "CBRNE",
     "Other",
 ];
+/// CAP 1.2's, then the national format's `VeryLikely`.
 const CERTAINTIES: [&str; 6] =
     ["Observed", "Likely", "Possible", "Unlikely", "Unknown", "VeryLikely"];
 const RESPONSE_TYPES: [&str; 9] =
@@ -452,6 +453,9 @@ fn check_strict(doc: &roxmltree::Document, root: roxmltree::Node) -> Result<(), 
         match name {
             "severity" => {
                 one_of(doc, n, &text(), &SEVERITIES)?;
+            }
+            "certainty" => {
+                one_of(doc, n, &text(), &CERTAINTIES[..5])?;
             }
             "sent" | "effective" | "onset" | "expires"
                 if text().as_bytes().get(10) == Some(&b' ') =>

@@ -311,7 +311,10 @@ impl CapGateway {
         let mut earlier_keys = Vec::new();
         for r in &alert.references {
             let rkey = alert_key(&r.sender, &r.identifier);
-            let Some(earlier) = self.get(&rkey).map_err(unavailable)? else { continue };
+            let Some(earlier) = self.get(&rkey).map_err(unavailable)? else {
+                tracing::info!(alert = %alert.identifier, reference = %r.identifier, "CAP reference to an alert this gateway did not send: not followed");
+                continue;
+            };
             let same_sent = r.sent.is_empty() || cap::parse_time(&r.sent) == Ok(earlier.sent);
             if r.sender != alert.sender || earlier.status != status || !same_sent {
                 tracing::warn!(alert = %alert.identifier, reference = %r.identifier, "CAP reference not followed: another sender, status or time");

@@ -299,6 +299,15 @@ fn in_the_cap_namespace_the_national_forms_are_refused() {
             "is not one of Extreme",
         ),
         (
+            edit(
+                THUNDERSTORM,
+                "<certainty>Observed</certainty>",
+                "<certainty>VeryLikely</certainty>",
+            ),
+            "certainty",
+            "is not one of Observed, Likely, Possible, Unlikely, Unknown",
+        ),
+        (
             edit(THUNDERSTORM, "    <certainty>Observed</certainty>\n", ""),
             "info",
             "<certainty> is required",
