@@ -158,50 +158,31 @@ pub fn atom(node: &str, alerts: &[Received], only: Option<TrafficStatus>, now: i
 /// without `expires`, its message's lifetime runs out); a 4xx answer (but 408 and 429) is
 /// final and logged. Withdrawn alerts are skipped: their Update or Cancel follows.
 pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
-    let name = format!("post {url}");
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(30)).build() {
         Ok(c) => c,
         Err(e) => return tracing::error!(%url, "CAP POST: {e}"),
     };
-    let mut changed = node.inbox_watch();
-    let mut cursor = match super::read_cursor(&db, &name) {
-        Ok(c) => c,
+    let mut inbox = match super::InboxFollower::open(node, db, &format!("post {url}")) {
+        Ok(i) => i,
         Err(e) => return tracing::error!(%url, "CAP POST: {e}"),
     };
-    loop {
-        let items = match node.inbox(Some(cursor), 100).await {
-            Ok(Ok(items)) => items,
-            Ok(Err(e)) => {
-                tracing::warn!(%url, "CAP POST: inbox: {e}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-            Err(_) => return,
-        };
-        if items.is_empty() {
-            if changed.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
-        for item in items {
-            if let Some(a) = as_alert(&item).filter(|a| !a.withdrawn) {
-                let done = format!("{name}\u{1f}{}\u{1f}{}", a.alert.sender, a.alert.identifier);
-                match super::read_cursor(&db, &done) {
-                    Ok(0) => {
+    while let Some(item) = inbox.next().await {
+        let result = match as_alert(&item).filter(|a| !a.withdrawn) {
+            Some(a) => {
+                let alert = format!("{}\u{1f}{}", a.alert.sender, a.alert.identifier);
+                match inbox.marked(&alert) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
                         post_one(&client, &url, &a).await;
-                        if let Err(e) = super::write_cursor(&db, &done, 1) {
-                            return tracing::error!(%url, "CAP POST: {e}");
-                        }
+                        inbox.mark(&alert)
                     }
-                    Ok(_) => {}
-                    Err(e) => return tracing::error!(%url, "CAP POST: {e}"),
+                    Err(e) => Err(e),
                 }
             }
-            cursor = item.cursor + 1;
-            if let Err(e) = super::write_cursor(&db, &name, cursor) {
-                return tracing::error!(%url, "CAP POST: {e}");
-            }
+            None => Ok(()),
+        };
+        if let Err(e) = result.and_then(|()| inbox.done(&item)) {
+            return tracing::error!(%url, "CAP POST: {e}");
         }
     }
 }

@@ -58,6 +58,61 @@ pub(crate) fn write_cursor(db: &Database, name: &str, cursor: u64) -> Result<(),
     tx.commit().map_err(|e| e.to_string())
 }
 
+/// The node's inbox as one consumer (a POST target, the MQTT bridge) goes through it: in
+/// order, from where it got to before (its cursor is kept in the gateway database under its
+/// name), waiting for more at the end.
+pub(crate) struct InboxFollower {
+    node: NodeHandle,
+    db: Arc<Database>,
+    name: String,
+    /// The next cursor to read from.
+    cursor: u64,
+    changed: tokio::sync::watch::Receiver<u64>,
+    ready: std::collections::VecDeque<relaymesh_core::status::InboxItem>,
+}
+
+impl InboxFollower {
+    pub(crate) fn open(node: NodeHandle, db: Arc<Database>, name: &str) -> Result<Self, String> {
+        let cursor = read_cursor(&db, name)?;
+        let changed = node.inbox_watch();
+        let name = name.to_owned();
+        Ok(InboxFollower { node, db, name, cursor, changed, ready: Default::default() })
+    }
+
+    /// The next inbox item; `None` once the node stops.
+    pub(crate) async fn next(&mut self) -> Option<relaymesh_core::status::InboxItem> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            match self.node.inbox(Some(self.cursor), 100).await {
+                Ok(Ok(items)) if items.is_empty() => self.changed.changed().await.ok()?,
+                Ok(Ok(items)) => self.ready.extend(items),
+                Ok(Err(e)) => {
+                    tracing::warn!(consumer = %self.name, "inbox: {e}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// `item` is done with: the next start goes on after it.
+    pub(crate) fn done(&mut self, item: &relaymesh_core::status::InboxItem) -> Result<(), String> {
+        self.cursor = item.cursor + 1;
+        write_cursor(&self.db, &self.name, self.cursor)
+    }
+
+    /// A mark of this consumer's in the gateway database (whether `what` was done before).
+    pub(crate) fn marked(&self, what: &str) -> Result<bool, String> {
+        Ok(read_cursor(&self.db, &format!("{}\u{1f}{what}", self.name))? != 0)
+    }
+
+    pub(crate) fn mark(&self, what: &str) -> Result<(), String> {
+        write_cursor(&self.db, &format!("{}\u{1f}{what}", self.name), 1)
+    }
+}
+
 /// `[gateway.cap]`.
 #[derive(Clone, Debug, Default)]
 pub struct CapConfig {

@@ -193,46 +193,26 @@ async fn publish_out(
     client: AsyncClient,
     status: Arc<MqttStatus>,
 ) {
-    const NAME: &str = "mqtt out";
-    let mut changed = node.inbox_watch();
-    let mut cursor = match super::read_cursor(&db, NAME) {
-        Ok(c) => c,
+    let mut inbox = match super::InboxFollower::open(node, db, "mqtt out") {
+        Ok(i) => i,
         Err(e) => return tracing::error!("MQTT out: {e}"),
     };
-    loop {
-        let items = match node.inbox(Some(cursor), 100).await {
-            Ok(Ok(items)) => items,
-            Ok(Err(e)) => {
-                tracing::warn!("MQTT out: inbox: {e}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-            Err(_) => return,
-        };
-        if items.is_empty() {
-            if changed.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
-        for item in items {
-            let e = &item.record.envelope;
-            if let Address::Topic(path) = &e.to
-                && item.record.withdrawn.is_none()
-                && let Some(out) = cfg.outbound.iter().find(|o| o.pattern.matches(path))
-            {
-                let topic = format!("{}{path}", out.prefix);
-                match client.publish(topic, QoS::AtLeastOnce, false, e.payload.to_vec()).await {
-                    Ok(()) => {
-                        status.published.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => return tracing::error!("MQTT out: {err}"),
+    while let Some(item) = inbox.next().await {
+        let e = &item.record.envelope;
+        if let Address::Topic(path) = &e.to
+            && item.record.withdrawn.is_none()
+            && let Some(out) = cfg.outbound.iter().find(|o| o.pattern.matches(path))
+        {
+            let topic = format!("{}{path}", out.prefix);
+            match client.publish(topic, QoS::AtLeastOnce, false, e.payload.to_vec()).await {
+                Ok(()) => {
+                    status.published.fetch_add(1, Ordering::Relaxed);
                 }
+                Err(err) => return tracing::error!("MQTT out: {err}"),
             }
-            cursor = item.cursor + 1;
-            if let Err(err) = super::write_cursor(&db, NAME, cursor) {
-                return tracing::error!("MQTT out: {err}");
-            }
+        }
+        if let Err(err) = inbox.done(&item) {
+            return tracing::error!("MQTT out: {err}");
         }
     }
 }
