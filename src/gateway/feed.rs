@@ -167,6 +167,7 @@ pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
         Err(e) => return tracing::error!(%url, "CAP POST: {e}"),
     };
     while let Some(item) = inbox.next().await {
+        let mut acted = false;
         let result = match as_alert(&item).filter(|a| !a.withdrawn) {
             Some(a) => {
                 let alert = format!("{}\u{1f}{}", a.alert.sender, a.alert.identifier);
@@ -174,6 +175,7 @@ pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
                     Ok(true) => Ok(()),
                     Ok(false) => {
                         post_one(&client, &url, &a).await;
+                        acted = true;
                         inbox.mark(&alert)
                     }
                     Err(e) => Err(e),
@@ -181,7 +183,7 @@ pub async fn post_out(node: NodeHandle, db: Arc<Database>, url: String) {
             }
             None => Ok(()),
         };
-        if let Err(e) = result.and_then(|()| inbox.done(&item)) {
+        if let Err(e) = result.and_then(|()| inbox.done(&item, acted)) {
             return tracing::error!(%url, "CAP POST: {e}");
         }
     }

@@ -97,10 +97,19 @@ impl InboxFollower {
         }
     }
 
-    /// `item` is done with: the next start goes on after it.
-    pub(crate) fn done(&mut self, item: &relaymesh_core::status::InboxItem) -> Result<(), String> {
+    /// `item` is done with: the next start goes on after it. The cursor is written (a synced
+    /// commit) when the consumer `acted` on the item, and at the end of each batch read, not
+    /// for every message it passes over: a restart may pass over those again, never act twice.
+    pub(crate) fn done(
+        &mut self,
+        item: &relaymesh_core::status::InboxItem,
+        acted: bool,
+    ) -> Result<(), String> {
         self.cursor = item.cursor + 1;
-        write_cursor(&self.db, &self.name, self.cursor)
+        if acted || self.ready.is_empty() {
+            write_cursor(&self.db, &self.name, self.cursor)?;
+        }
+        Ok(())
     }
 
     /// A mark of this consumer's in the gateway database (whether `what` was done before).
@@ -219,7 +228,8 @@ fn message_key(sender: &str, identifier: &str, to: &str) -> String {
     format!("cap/{}", hex(&d.as_ref()[..16]))
 }
 
-fn unix_now() -> i64 {
+/// The wall clock as Unix seconds (CAP times are wall-clock times).
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -198,6 +198,7 @@ async fn publish_out(
         Err(e) => return tracing::error!("MQTT out: {e}"),
     };
     while let Some(item) = inbox.next().await {
+        let mut acted = false;
         let e = &item.record.envelope;
         if let Address::Topic(path) = &e.to
             && item.record.withdrawn.is_none()
@@ -207,11 +208,12 @@ async fn publish_out(
             match client.publish(topic, QoS::AtLeastOnce, false, e.payload.to_vec()).await {
                 Ok(()) => {
                     status.published.fetch_add(1, Ordering::Relaxed);
+                    acted = true;
                 }
                 Err(err) => return tracing::error!("MQTT out: {err}"),
             }
         }
-        if let Err(err) = inbox.done(&item) {
+        if let Err(err) = inbox.done(&item, acted) {
             return tracing::error!("MQTT out: {err}");
         }
     }

@@ -402,9 +402,7 @@ async fn cap_feed(State(api): State<Api>, RawQuery(q): RawQuery) -> Response {
     };
     match crate::gateway::feed::received(&api.node).await {
         Ok(alerts) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = crate::gateway::unix_now();
             let node = match api.node.status().await {
                 Ok(s) => s.node.node.to_string(),
                 Err(_) => return stopped(),
