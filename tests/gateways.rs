@@ -37,9 +37,18 @@ fn storm_for(identifier: &str, status: &str, secs: i64) -> String {
         .replace("<status>Actual</status>", &format!("<status>{status}</status>"))
 }
 
-/// An Update or Cancel of `earlier` (an identifier of [`storm`]'s sender).
+/// The text of `earlier`'s first `<tag>`.
+fn element<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+    &xml[start..start + xml[start..].find('<').unwrap()]
+}
+
+/// An Update or Cancel of `earlier` (a document of [`storm`]'s sender). The reference names
+/// the earlier alert's own `sent`, which a gateway checks: made up from the clock here, it
+/// would differ whenever a second passed between the two.
 fn follow_up(identifier: &str, msg_type: &str, earlier: &str, headline: &str) -> String {
-    let reference = format!("KSTO@NWS.NOAA.GOV,{earlier},{}", format_time(now()));
+    let (id, sent) = (element(earlier, "identifier"), element(earlier, "sent"));
+    let reference = format!("KSTO@NWS.NOAA.GOV,{id},{sent}");
     storm(identifier, "Actual")
         .replace("<msgType>Alert</msgType>", &format!("<msgType>{msg_type}</msgType>"))
         .replace(
@@ -135,14 +144,14 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
 
     // The Update replaces it everywhere; the Cancel replaces the Update.
     let (code, doc) =
-        post_cap(&hq, &follow_up("KSTO-2", "Update", "KSTO-1", "STORM WARNING EXTENDED"));
+        post_cap(&hq, &follow_up("KSTO-2", "Update", &first, "STORM WARNING EXTENDED"));
     assert_eq!(code, 201, "{doc}");
     for t in [&t1, &t2] {
         wait_titles(t, &["STORM WARNING EXTENDED"]);
     }
     // The Cancel names only the original (as CAP allows): it is the Update it replaces.
     let (code, doc) =
-        post_cap(&hq, &follow_up("KSTO-3", "Cancel", "KSTO-1", "STORM WARNING CANCELLED"));
+        post_cap(&hq, &follow_up("KSTO-3", "Cancel", &first, "STORM WARNING CANCELLED"));
     assert_eq!(code, 201, "{doc}");
     for t in [&t1, &t2] {
         wait_titles(t, &["STORM WARNING CANCELLED"]);
@@ -194,10 +203,10 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     // real warning, or another sender's, is delivered but withdraws nothing.
     let river = storm("KSTO-R", "Actual").replace("SEVERE THUNDERSTORM WARNING", "RIVER WARNING");
     assert_eq!(post_cap(&hq, &river).0, 201);
-    let drill = follow_up("KSTO-XC", "Cancel", "KSTO-R", "DRILL CANCEL")
+    let drill = follow_up("KSTO-XC", "Cancel", &river, "DRILL CANCEL")
         .replace("<status>Actual</status>", "<status>Exercise</status>");
     assert_eq!(post_cap(&hq, &drill).0, 201);
-    let other = follow_up("OTHER-C", "Cancel", "KSTO-R", "OTHER CANCEL")
+    let other = follow_up("OTHER-C", "Cancel", &river, "OTHER CANCEL")
         .replace("<sender>KSTO@NWS.NOAA.GOV</sender>", "<sender>someone@example.org</sender>");
     assert_eq!(post_cap(&hq, &other).0, 201);
     wait_for("both cancels at township-01", Duration::from_secs(30), || {

@@ -110,6 +110,8 @@ pub struct CoreConfig {
     pub limits: StoreLimits,
     /// Largest payload accepted, in bytes.
     pub max_payload: usize,
+    /// Largest object accepted (`Node::handle_submit_object`), in bytes as chunked.
+    pub max_object: u64,
     /// Longest lifetime accepted.
     pub max_lifetime: Duration,
     /// Hops after which a message is refused (a routing loop that did not converge).
@@ -157,6 +159,7 @@ impl CoreConfig {
             media: Medium::ALL.into_iter().map(|m| (m, MediumConfig::default_for(m))).collect(),
             limits: StoreLimits::default(),
             max_payload: 1024 * 1024,
+            max_object: 256 * 1024 * 1024,
             max_lifetime: Duration::from_secs(30 * 24 * 3600),
             max_hops: 32,
             inbox_keep: 100_000,

@@ -86,6 +86,24 @@ impl Node {
         now: Time,
         sub: Submission,
     ) -> Result<Envelope, SubmitError> {
+        if super::objects::is_reserved(&sub.content_type) {
+            return Err(SubmitError::Invalid(format!(
+                "content type {} is reserved for objects (send the file as an object)",
+                sub.content_type
+            )));
+        }
+        let envelope = self.build_envelope(now, sub)?;
+        self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
+        Ok(envelope)
+    }
+
+    /// [`Node::new_envelope`] but for the quota, which an object's caller checks for the
+    /// whole object.
+    pub(super) fn build_envelope(
+        &mut self,
+        now: Time,
+        sub: Submission,
+    ) -> Result<Envelope, SubmitError> {
         if sub.payload.len() > self.cfg.max_payload {
             return Err(SubmitError::Invalid(format!(
                 "payload of {} bytes exceeds the limit of {}",
@@ -134,7 +152,6 @@ impl Node {
             key: sub.key,
             supersedes,
         };
-        self.admit(envelope.precedence, envelope.weight()).map_err(SubmitError::Refused)?;
         Ok(envelope)
     }
 
@@ -383,13 +400,19 @@ impl Node {
         }
         let remaining = env.lifetime.saturating_sub(age);
         let forget_at = now + remaining + DEDUP_MARGIN.max(remaining / 10);
+        let object_part = matches!(env.body, Body::Data)
+            && (env.content_type == super::objects::MANIFEST_CONTENT_TYPE
+                || env.content_type == super::objects::CHUNK_CONTENT_TYPE);
         // With the inbox cursor of a data message, so a cancel can find it.
         let mut delivered = forget_at.as_micros().to_be_bytes().to_vec();
-        if matches!(env.body, Body::Data) {
+        if matches!(env.body, Body::Data) && !object_part {
             delivered.extend_from_slice(&self.next_cursor.to_be_bytes());
         }
         self.store.put(Table::Delivered, &key, &delivered)?;
         self.store.put(Table::DeliveredExpiry, &schema::time_prefixed(forget_at, &key), b"")?;
+        if object_part {
+            return self.deliver_object_part(now, env, age);
+        }
         match &env.body {
             Body::Report(r) => self.apply_report(now, r),
             // Its work was done on arrival (`steer`); the origin learns it got here.
@@ -837,13 +860,22 @@ impl Node {
         }
         let keep_from = self.next_cursor.saturating_sub(self.cfg.inbox_keep).min(self.read_cursor);
         let mut inbox = Vec::new();
-        self.store.scan(Table::Inbox, b"", Some(&keep_from.to_be_bytes()), &mut |k, _| {
-            inbox.push(k.to_vec());
+        self.store.scan(Table::Inbox, b"", Some(&keep_from.to_be_bytes()), &mut |k, v| {
+            // An object's chunks go with its item.
+            let object = wire::decode_inbox(v)
+                .ok()
+                .filter(|r| r.envelope.content_type == super::objects::OBJECT_CONTENT_TYPE)
+                .map(|r| r.envelope.id);
+            inbox.push((k.to_vec(), object));
             inbox.len() < 10_000
         })?;
-        for k in inbox {
+        for (k, object) in inbox {
             self.store.delete(Table::Inbox, &k)?;
+            if let Some(id) = object {
+                self.forget_object(&id)?;
+            }
         }
+        self.expire_objects(now)?;
         let cutoff = Time(now.as_micros().saturating_sub(self.cfg.status_keep.as_micros() as u64));
         let mut statuses = Vec::new();
         self.store.scan(
@@ -860,6 +892,7 @@ impl Node {
             self.store.delete(Table::Status, &k[8..])?;
             if let Some(id) = MessageId::from_slice(&k[8..]) {
                 self.forget_overdue(now, &id)?;
+                self.forget_sent_object(&id)?;
             }
         }
         Ok(())

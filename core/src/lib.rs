@@ -23,6 +23,7 @@
 //! - [`membership`]: who group and topic messages are for, reachable or not; late binding.
 //! - `adverts`: originating and flooding link-state adverts.
 //! - [`steering`]: cancel, replace and latest-value keys.
+//! - [`objects`]: large objects as a manifest and chunks; reassembly at the destination.
 //! - `security`: signing, verifying, revocation lists, cutting off hostile neighbours.
 //! - [`policy`]: who may send what to where.
 //! - [`trust`]: origin signatures, certificates and revocation.
@@ -44,6 +45,7 @@ pub mod link;
 pub mod membership;
 pub mod node;
 pub mod objectives;
+pub mod objects;
 pub mod pki;
 pub mod policy;
 pub mod queue;

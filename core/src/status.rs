@@ -205,12 +205,14 @@ impl Node {
             .destinations
             .iter()
             .map(|d| {
-                // A delivery report wins over an expiry reported for the same copy elsewhere.
+                // A delivery report wins over an expiry reported for the same copy elsewhere,
+                // and the destination's own word over a relay's (an object's says how much of
+                // it arrived).
                 let report = r
                     .reports
                     .iter()
                     .filter(|x| x.destinations.contains(d))
-                    .min_by_key(|x| x.outcome != Outcome::Delivered);
+                    .min_by_key(|x| (x.outcome != Outcome::Delivered, &x.node != d));
                 DestinationView {
                     node: d.clone(),
                     outcome: report.map(|x| x.outcome),

@@ -65,10 +65,16 @@ pub enum Table {
     Tombstones,
     /// (origin, 0x00, key) -> LatestKey: the newest message of each latest-value key seen here.
     Keys,
+    /// (object id, index) -> chunk data: chunks of objects arriving or delivered here.
+    ObjectChunks,
+    /// (role, object id) -> ObjectRecord: objects arriving here (role 0) or sent (role 1).
+    Objects,
+    /// (deadline, object id) -> (): incomplete objects by the time they expire.
+    ObjectExpiry,
 }
 
 impl Table {
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 23] = [
         Table::Messages,
         Table::Queue,
         Table::Expiry,
@@ -89,6 +95,9 @@ impl Table {
         Table::HeldIds,
         Table::Tombstones,
         Table::Keys,
+        Table::ObjectChunks,
+        Table::Objects,
+        Table::ObjectExpiry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -113,6 +122,9 @@ impl Table {
             Table::HeldIds => "held_ids",
             Table::Tombstones => "tombstones",
             Table::Keys => "keys",
+            Table::ObjectChunks => "object_chunks",
+            Table::Objects => "objects",
+            Table::ObjectExpiry => "object_expiry",
         }
     }
 }

@@ -1235,6 +1235,7 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
 /// Origin signatures, certificates and revocation, with a real deployment CA.
 mod escalation;
 mod membership;
+mod objects;
 mod steering;
 
 mod security {
@@ -1311,7 +1312,7 @@ mod security {
         }
     }
 
-    fn secure_chain(names: &[(&str, Role)]) -> (Harness, Pki) {
+    pub(super) fn secure_chain(names: &[(&str, Role)]) -> (Harness, Pki) {
         let mut h = Harness::new();
         let mut pki = Pki::new();
         for (name, role) in names {
@@ -1324,7 +1325,7 @@ mod security {
         (h, pki)
     }
 
-    fn misbehaved(h: &Harness, at: &str) -> Vec<(NodeId, String)> {
+    pub(super) fn misbehaved(h: &Harness, at: &str) -> Vec<(NodeId, String)> {
         h.events
             .iter()
             .filter(|(n, _)| n == at)

@@ -7,6 +7,7 @@
 pub mod compact;
 pub mod compress;
 mod convert;
+pub mod objects;
 
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
