@@ -210,6 +210,74 @@ pub struct SubmitDoc {
     pub id: String,
 }
 
+/// `POST /v1/objects`: the object as it was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSubmitDoc {
+    /// The object's id (32 hex digits), also its manifest message's: `GET /v1/messages/{id}`
+    /// tells its delivery.
+    pub id: String,
+    pub name: String,
+    /// Bytes of the object.
+    pub size: u64,
+    /// Bytes as it travels (compressed when `zstd`).
+    pub encoded_size: u64,
+    pub zstd: bool,
+    pub chunks: u32,
+    pub chunk_size: u32,
+}
+
+/// A delivered object, as its inbox item shows it (`GET /v1/objects/{id}` has its bytes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectDoc {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    pub chunks: u32,
+    pub zstd: bool,
+}
+
+impl From<&crate::core::objects::Manifest> for ObjectDoc {
+    fn from(m: &crate::core::objects::Manifest) -> ObjectDoc {
+        ObjectDoc {
+            name: m.name.clone(),
+            content_type: m.content_type.clone(),
+            size: m.size,
+            sha256: m.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+            chunks: m.chunks.len() as u32,
+            zstd: m.zstd,
+        }
+    }
+}
+
+/// `GET /v1/objects/{id}/progress`: how far an object has got, as this node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectProgressDoc {
+    pub id: String,
+    /// Once this node has its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectDoc>,
+    /// As a destination: chunks here.
+    pub received: u32,
+    /// As a destination: delivered (its inbox cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+    /// As a destination: refused, its chunks not matching its manifest.
+    pub refused: bool,
+    /// As the origin: chunks in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_chunks: Option<u32>,
+    /// As the origin: chunks whose custody has passed on from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_on: Option<u32>,
+    /// As the origin: the object's state (as a message's: `delivered`, `expired`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// One line: `chunks 37/120 received`, `chunks 120/120 passed on, delivered`.
+    pub summary: String,
+}
+
 /// `GET /v1/groups`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupsDoc {
@@ -287,13 +355,21 @@ pub struct InboxMessageDoc {
     /// Set once a cancel or a newer message withdrew it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawn: Option<WithdrawnDoc>,
+    /// A delivered object (content type `application/vnd.relaymesh.object`; no body): its
+    /// bytes are at `GET /v1/objects/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectDoc>,
 }
 
 impl From<&InboxItem> for InboxMessageDoc {
     fn from(item: &InboxItem) -> InboxMessageDoc {
         use base64::Engine;
         let e = &item.record.envelope;
+        let object = (e.content_type == crate::core::objects::OBJECT_CONTENT_TYPE)
+            .then(|| crate::core::wire::objects::decode_manifest(&e.payload).ok())
+            .flatten();
         let (body, body_b64) = match std::str::from_utf8(&e.payload) {
+            _ if object.is_some() => (None, None),
             Ok(text) => (Some(text.to_owned()), None),
             Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&e.payload))),
         };
@@ -320,6 +396,7 @@ impl From<&InboxItem> for InboxMessageDoc {
                 by: w.by.to_string(),
                 reason: w.reason.clone(),
             }),
+            object: object.as_ref().map(ObjectDoc::from),
         }
     }
 }

@@ -225,11 +225,15 @@ struct SendArgs {
     /// Do not ask for delivery reports.
     #[arg(long, conflicts_with = "wait")]
     no_receipt: bool,
-    /// Send this file's contents instead of TEXT.
-    #[arg(long, conflicts_with = "text")]
+    /// Send this file as an object (up to `[limits] max_object`, 256 MiB by default): its
+    /// name travels with it, and `listen --save-dir` writes it out at the destination.
+    #[arg(long, conflicts_with_all = ["text", "body_file", "key", "replaces"])]
     file: Option<PathBuf>,
+    /// The message text from this file (a message: at most `[limits] max_payload`).
+    #[arg(long, conflicts_with = "text")]
+    body_file: Option<PathBuf>,
     /// The message text.
-    #[arg(required_unless_present = "file")]
+    #[arg(required_unless_present_any = ["file", "body_file"])]
     text: Option<String>,
     /// Latest-value key (e.g. pos/team-07): of this node's messages with the same key only
     /// the newest travels and is delivered.
@@ -268,6 +272,10 @@ struct ListenArgs {
     /// Exit after this many messages.
     #[arg(long)]
     count: Option<u64>,
+    /// Write each object received into this directory, under the name it was sent with
+    /// (checked against its SHA-256 first; a name taken gets the object's id added).
+    #[arg(long)]
+    save_dir: Option<PathBuf>,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -670,7 +678,15 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             max_body: shell::api::Access::body_limit(cfg.core.max_payload),
             cap: gateways.0,
             mqtt: gateways.1,
+            objects: shell::objects::ObjectLimits {
+                max_object: cfg.core.max_object,
+                chunk_size: crate::core::objects::chunk_size_for(
+                    cfg.listen.iter().map(|l| l.medium).chain(cfg.peers.iter().map(|p| p.medium)),
+                ),
+                spool: cfg.data_dir.join("spool"),
+            },
         };
+        shell::objects::clear_spool(&cfg.data_dir.join("spool"));
         let server =
             tokio::spawn(shell::api::serve(api, relay.handle().clone(), access.clone(), None));
         let tls_server = match (&cfg.api_tls, api_tls) {
@@ -947,7 +963,9 @@ impl Client {
         }
         let reason =
             serde_json::from_value::<ErrorDoc>(body).map_or_else(|_| code.to_string(), |e| e.error);
-        if code == reqwest::StatusCode::BAD_REQUEST {
+        if code == reqwest::StatusCode::BAD_REQUEST
+            || code == reqwest::StatusCode::PAYLOAD_TOO_LARGE
+        {
             Err(Failure::usage(reason))
         } else {
             Err(Failure::runtime(reason))
@@ -1019,7 +1037,10 @@ async fn send(a: SendArgs) -> Outcome {
         replaces: a.replaces.clone(),
         ..SubmitRequest::default()
     };
-    match (&a.file, &a.text) {
+    if let Some(f) = &a.file {
+        return send_object(&a, f, timeout).await;
+    }
+    match (&a.body_file, &a.text) {
         (Some(f), _) => {
             let bytes =
                 std::fs::read(f).map_err(|e| Failure::usage(format!("{}: {e}", f.display())))?;
@@ -1033,7 +1054,7 @@ async fn send(a: SendArgs) -> Outcome {
             }
         }
         (None, Some(t)) => body.body = Some(t.clone()),
-        (None, None) => return Err(Failure::usage("give the message text or --file")),
+        (None, None) => return Err(Failure::usage("give the message text, --body-file or --file")),
     }
     let client = Client::new(&a.api)?;
     let answer: SubmitDoc =
@@ -1144,13 +1165,31 @@ async fn listen(a: ListenArgs) -> Outcome {
         let path = format!("/v1/inbox?wait=30s&limit=1000{after_q}{topics}");
         let page: InboxDoc = client.call_as(client.request(reqwest::Method::GET, &path)).await?;
         let messages = page.messages;
+        let mut saved = std::collections::BTreeMap::new();
+        if let Some(dir) = &a.save_dir {
+            for (i, m) in messages.iter().enumerate() {
+                let Some(object) = &m.object else { continue };
+                match save_object(&client, dir, m, object).await {
+                    Ok(path) => {
+                        saved.insert(m.cursor, path);
+                    }
+                    Err(e) => {
+                        // What came before it is done; it stays in the node for the next try.
+                        if a.topic.is_empty() && i > 0 {
+                            mark_read(&client, messages[i - 1].cursor).await?;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
         {
             let mut out = stdout.lock();
             for m in &messages {
                 let line = if a.json {
                     serde_json::to_string(m).map_err(Failure::runtime)?
                 } else {
-                    text_line(m)
+                    text_line(m, saved.get(&m.cursor))
                 };
                 if writeln!(out, "{line}").is_err() {
                     return Ok(()); // stdout closed: the reader is gone
@@ -1174,6 +1213,171 @@ async fn listen(a: ListenArgs) -> Outcome {
             after = Some(last);
         }
     }
+}
+
+/// A media type for a file name's extension (the common ones in the field).
+fn guess_type(path: &std::path::Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "pdf" => "application/pdf",
+        "json" => "application/json",
+        "geojson" => "application/geo+json",
+        "kml" => "application/vnd.google-earth.kml+xml",
+        "zip" => "application/zip",
+        "txt" | "log" => "text/plain",
+        "csv" => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `send --file`: the file as one object, streamed to the node; with `--wait`, a progress
+/// line until its receipt.
+async fn send_object(a: &SendArgs, path: &std::path::Path, timeout: Duration) -> Outcome {
+    use crate::api_model::{ObjectProgressDoc, ObjectSubmitDoc};
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Failure::usage(format!("{}: not a file name", path.display())))?
+        .to_owned();
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let size = file.metadata().await.map_err(Failure::runtime)?.len();
+    let content_type = a.content_type.clone().unwrap_or_else(|| guess_type(path).to_owned());
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("to", &a.to)
+        .append_pair("precedence", &a.precedence)
+        .append_pair("lifetime", &a.lifetime)
+        .append_pair("status", &a.status)
+        .append_pair("name", &name)
+        .append_pair("receipt", if a.no_receipt { "false" } else { "true" })
+        .finish();
+    let client = Client::new(&a.api)?;
+    let req = client
+        .request(reqwest::Method::POST, &format!("/v1/objects?{query}"))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::from(file));
+    let doc: ObjectSubmitDoc = client.call_as(req).await?;
+    let id = doc.id.clone();
+    out!("{id}");
+    let _ = std::io::stdout().flush();
+    let kib = doc.chunk_size / 1024;
+    let packed =
+        if doc.zstd { format!(", {} bytes with zstd", doc.encoded_size) } else { String::new() };
+    eprintln!("{name}: {} bytes{packed}, {} chunks of {kib} KiB", doc.size, doc.chunks);
+    if !a.wait {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shown = String::new();
+    loop {
+        let path = format!("/v1/messages/{id}?wait=1s");
+        let view: MessageDoc = client.call_as(client.request(reqwest::Method::GET, &path)).await?;
+        let p: ObjectProgressDoc = client
+            .call_as(client.request(reqwest::Method::GET, &format!("/v1/objects/{id}/progress")))
+            .await?;
+        let (n, passed) = (p.sent_chunks.unwrap_or(doc.chunks), p.passed_on.unwrap_or(0));
+        let filled = (passed as usize * 30).checked_div(n as usize).unwrap_or(30);
+        let line = format!(
+            "[{}{}] chunks {passed}/{n} passed on; {}",
+            "#".repeat(filled),
+            "-".repeat(30 - filled),
+            view.state
+        );
+        if line != shown {
+            eprint!("\r{line}");
+            shown = line;
+        }
+        if view.state == "no_recipients" {
+            eprintln!();
+            return Err(Failure::runtime(format!(
+                "{id} no_recipients: {} has no member this node knows of; the object is kept \
+                 until its lifetime ends and goes to any member that appears meanwhile",
+                view.to
+            )));
+        }
+        if view.settled {
+            eprintln!();
+            if view.state == "delivered" {
+                eprintln!("delivered to {}", view.with_outcome("delivered").join(", "));
+                return Ok(());
+            }
+            return Err(Failure::runtime(format!("{id} {}: {}", view.state, fates(&view))));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!();
+            return Err(Failure::runtime(format!(
+                "{id}: no delivery report within {}",
+                crate::units::format_duration(timeout)
+            )));
+        }
+    }
+}
+
+/// Streams object `m` into `dir` and checks it against its SHA-256 and size before giving it
+/// its name (a name already taken gets the object's id added); the path written.
+async fn save_object(
+    client: &Client,
+    dir: &std::path::Path,
+    m: &InboxMessageDoc,
+    object: &crate::api_model::ObjectDoc,
+) -> Result<PathBuf, Failure> {
+    let failed = |e: String| Failure::runtime(format!("object {} ({}): {e}", m.id, object.name));
+    crate::core::objects::check_name(&object.name).map_err(failed)?;
+    tokio::fs::create_dir_all(dir).await.map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    let part = dir.join(format!(".{}.part", m.id));
+    let resp = client
+        .request(reqwest::Method::GET, &format!("/v1/objects/{}", m.id))
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(failed(format!("the node answered {}", resp.status())));
+    }
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| failed(format!("{}: {e}", part.display())))?;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut size = 0u64;
+    let mut stream = resp.bytes_stream();
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let written: Result<(), String> = async {
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| format!("reading it from the node: {e}"))?;
+            size += piece.len() as u64;
+            hash.update(&piece);
+            file.write_all(&piece).await.map_err(|e| format!("{}: {e}", part.display()))?;
+        }
+        file.sync_all().await.map_err(|e| format!("{}: {e}", part.display()))?;
+        let digest: String = hash.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if size != object.size || digest != object.sha256 {
+            return Err(format!(
+                "came out as {size} bytes with SHA-256 {digest}, not {} bytes with {}",
+                object.size, object.sha256
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(failed(e));
+    }
+    let mut target = dir.join(&object.name);
+    if tokio::fs::try_exists(&target).await.unwrap_or(true) {
+        target = dir.join(format!("{}.{}", object.name, &m.id[..8]));
+    }
+    tokio::fs::rename(&part, &target)
+        .await
+        .map_err(|e| failed(format!("{}: {e}", target.display())))?;
+    Ok(target)
 }
 
 async fn group(a: GroupArgs) -> Outcome {
@@ -1215,14 +1419,29 @@ async fn mark_read(client: &Client, cursor: u64) -> Outcome {
         .map(|_| ())
 }
 
-fn text_line(m: &InboxMessageDoc) -> String {
-    let body = m.body.clone().unwrap_or_else(|| {
-        format!(
-            "<{} bytes of {}>",
-            m.body_b64.as_ref().map_or(0, |b| b.len() * 3 / 4),
-            m.content_type
-        )
-    });
+fn text_line(m: &InboxMessageDoc, saved: Option<&PathBuf>) -> String {
+    let body = match (&m.object, saved) {
+        (Some(o), Some(path)) => {
+            format!(
+                "object {} ({} bytes of {}) saved as {}",
+                o.name,
+                o.size,
+                o.content_type,
+                path.display()
+            )
+        }
+        (Some(o), None) => format!(
+            "object {} ({} bytes of {}): GET /v1/objects/{}",
+            o.name, o.size, o.content_type, m.id
+        ),
+        _ => m.body.clone().unwrap_or_else(|| {
+            format!(
+                "<{} bytes of {}>",
+                m.body_b64.as_ref().map_or(0, |b| b.len() * 3 / 4),
+                m.content_type
+            )
+        }),
+    };
     let status = match m.status.as_str() {
         "actual" => String::new(),
         s => format!(" [{}]", s.to_uppercase()),

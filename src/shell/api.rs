@@ -17,6 +17,9 @@
 //! | `GET /v1/cap/feed[?status=actual]` | the CAP alerts received and in force, as Atom, newest first |
 //! | `GET /v1/cap/alerts/{id}` | one received alert's CAP document, as sent |
 //! | `GET /v1/gateways` | which gateways run, and the MQTT bridge's counters |
+//! | `POST /v1/objects?to=A[&precedence=P][&lifetime=T][&name=N][&receipt=false][&status=S]` | an object (the raw body, streamed; its `Content-Type` travels): `201 {"id", "chunks", ...}` once durable, `413` over `max_object`, `503` no room for all of it |
+//! | `GET /v1/objects/{id}` | a delivered object's bytes; `409` while it is still arriving |
+//! | `GET /v1/objects/{id}/progress` | chunks received here, or passed on from its origin; its state |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /` | the operator console (`/console/*`: its script and style) |
 //! | `GET /status` | a plain status page (no script) |
@@ -68,6 +71,7 @@ struct Api {
     sessions: Sessions,
     cap: Option<Arc<crate::gateway::CapGateway>>,
     mqtt: Option<Arc<crate::gateway::mqtt::MqttStatus>>,
+    objects: Arc<super::objects::ObjectLimits>,
 }
 
 /// Who may use the API and how browsers log in.
@@ -86,6 +90,8 @@ pub struct Access {
     pub cap: Option<Arc<crate::gateway::CapGateway>>,
     /// The MQTT bridge's counters, for `GET /v1/gateways`.
     pub mqtt: Option<Arc<crate::gateway::mqtt::MqttStatus>>,
+    /// How objects are taken (`POST /v1/objects`).
+    pub objects: super::objects::ObjectLimits,
 }
 
 impl Access {
@@ -104,6 +110,7 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         sessions: Sessions::new(access.session, port, tls),
         cap: access.cap,
         mqtt: access.mqtt,
+        objects: Arc::new(access.objects),
     };
     Router::new()
         .route("/", get(console_page))
@@ -128,6 +135,9 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/v1/cap/alerts/{id}", get(cap_alert))
         .route("/v1/cap/feed", get(cap_feed))
         .route("/v1/gateways", get(gateways))
+        .route("/v1/objects", post(object_upload))
+        .route("/v1/objects/{id}", get(object_download))
+        .route("/v1/objects/{id}/progress", get(object_progress))
         .route("/metrics", get(metrics))
         .route("/status", get(page))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
@@ -545,6 +555,190 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> 
             (StatusCode::CREATED, Json(doc)).into_response()
         }
     }
+}
+
+/// `POST /v1/objects`: the body, streamed to the spool, goes as one object.
+async fn object_upload(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    use super::objects::UploadError;
+    /// What is read of a refused upload before the answer, at most.
+    const DRAIN: u64 = 64 << 20;
+    let limits = api.objects.clone();
+    let mut body = body.into_data_stream();
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if length.is_some_and(|n: u64| n > limits.max_object) {
+        super::objects::drain(&mut body, DRAIN).await;
+        let why = UploadError::TooLarge(limits.max_object);
+        return error(StatusCode::PAYLOAD_TOO_LARGE, why);
+    }
+    let ps = params(&q);
+    let meta = match object_meta(&ps, &headers) {
+        Ok(m) => m,
+        Err(e) => {
+            super::objects::drain(&mut body, DRAIN).await;
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    let spool = match super::objects::spool(&mut body, &limits).await {
+        Ok(s) => s,
+        Err(e @ UploadError::TooLarge(_)) => {
+            super::objects::drain(&mut body, DRAIN).await;
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e);
+        }
+        Err(e @ UploadError::Body(_)) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let chunk_size = limits.chunk_size;
+    let prepared =
+        tokio::task::spawn_blocking(move || super::objects::prepare(&spool, meta, chunk_size))
+            .await;
+    let sub = match prepared {
+        Ok(Ok(sub)) => sub,
+        Ok(Err(e)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the spool: {e}"));
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let doc = crate::api_model::ObjectSubmitDoc {
+        id: String::new(),
+        name: sub.name.clone(),
+        size: sub.size,
+        encoded_size: sub.chunks.iter().map(|c| c.len() as u64).sum(),
+        zstd: sub.zstd,
+        chunks: sub.chunks.len() as u32,
+        chunk_size: sub.chunk_size,
+    };
+    match api.node.submit_object(sub).await {
+        Err(_) => stopped(),
+        Ok(Ok(id)) => {
+            let doc = crate::api_model::ObjectSubmitDoc { id: id.to_string(), ..doc };
+            (StatusCode::CREATED, Json(doc)).into_response()
+        }
+        Ok(Err(e)) => submit_error(e),
+    }
+}
+
+/// An upload's address, precedence, lifetime, name and type from its query and headers.
+fn object_meta(
+    ps: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<super::objects::ObjectMeta, String> {
+    let to = Address::parse(param(ps, "to").ok_or("the query must name `to`")?)
+        .map_err(|e| e.to_string())?;
+    let precedence = param(ps, "precedence")
+        .unwrap_or("routine")
+        .parse::<Precedence>()
+        .map_err(|e| e.to_string())?;
+    let lifetime = parse_duration(param(ps, "lifetime").unwrap_or("1h"))?;
+    let status = param(ps, "status").unwrap_or("actual").parse::<TrafficStatus>()?;
+    let receipt = match param(ps, "receipt") {
+        None | Some("true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(v) => return Err(format!("receipt: {v:?} is not true or false")),
+    };
+    let name = param(ps, "name").map_or_else(super::objects::default_name, str::to_owned);
+    crate::core::objects::check_name(&name)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    Ok(super::objects::ObjectMeta { to, precedence, lifetime, receipt, status, name, content_type })
+}
+
+fn object_id(id: &str) -> Result<MessageId, Response> {
+    MessageId::parse_hex(id).map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+/// `GET /v1/objects/{id}`: a delivered object's bytes.
+async fn object_download(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    use super::driver::ObjectPart;
+    let id = match object_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let manifest = match api.node.object_read(id, None).await {
+        Err(_) => return stopped(),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Ok(ObjectPart::Manifest(Some(m)))) => m,
+        Ok(Ok(_)) => {
+            return match api.node.object_progress(id).await {
+                Ok(Ok(Some(p))) if !p.refused && p.sent.is_none() => error(
+                    StatusCode::CONFLICT,
+                    format!("object {id} is still arriving: {}", progress_summary(&p)),
+                ),
+                _ => error(StatusCode::NOT_FOUND, format!("no object {id} was delivered here")),
+            };
+        }
+    };
+    let disposition = format!("attachment; filename=\"{}\"", manifest.name.replace('"', "_"));
+    let headers = [
+        (header::CONTENT_TYPE, manifest.content_type.clone()),
+        (header::CONTENT_LENGTH, manifest.size.to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+    ];
+    (headers, super::objects::download(api.node.clone(), id, manifest)).into_response()
+}
+
+fn progress_summary(p: &crate::core::objects::ObjectProgress) -> String {
+    let total = p.total().map_or_else(|| "?".to_owned(), |t| t.to_string());
+    let mut parts = Vec::new();
+    if let Some((n, passed)) = p.sent {
+        parts.push(format!("chunks {passed}/{n} passed on"));
+    }
+    if p.received > 0 || p.manifest.is_some() {
+        parts.push(format!("chunks {}/{total} received", p.received));
+    }
+    if p.delivered.is_some() {
+        parts.push("delivered here".into());
+    }
+    if p.refused {
+        parts.push("refused: its chunks do not match its manifest".into());
+    }
+    parts.join(", ")
+}
+
+/// `GET /v1/objects/{id}/progress`.
+async fn object_progress(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let id = match object_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let p = match api.node.object_progress(id).await {
+        Err(_) => return stopped(),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Ok(None)) => {
+            return error(StatusCode::NOT_FOUND, format!("no object {id} is known here"));
+        }
+        Ok(Ok(Some(p))) => p,
+    };
+    let state = match p.sent {
+        Some(_) => match api.node.message(id).await {
+            Ok(Ok(Some(v))) => Some(v.state.to_owned()),
+            _ => None,
+        },
+        None => None,
+    };
+    let mut summary = progress_summary(&p);
+    if let Some(s) = &state {
+        summary = format!("{summary}; {s}");
+    }
+    let doc = crate::api_model::ObjectProgressDoc {
+        id: id.to_string(),
+        object: p.manifest.as_ref().map(crate::api_model::ObjectDoc::from),
+        received: p.received,
+        cursor: p.delivered,
+        refused: p.refused,
+        sent_chunks: p.sent.map(|s| s.0),
+        passed_on: p.sent.map(|s| s.1),
+        state,
+        summary,
+    };
+    Json(doc).into_response()
 }
 
 /// Query parameters as (key, value) pairs, repeats kept.

@@ -322,6 +322,7 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_payload: Option<String>,
+    max_object: Option<String>,
     max_lifetime: Option<String>,
     max_hops: Option<u32>,
     inbox_keep: Option<u64>,
@@ -416,6 +417,9 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
     let l = raw.limits;
     if let Some(s) = l.max_payload {
         core.max_payload = field("limits.max_payload", parse_size(&s))? as usize;
+    }
+    if let Some(s) = l.max_object {
+        core.max_object = field("limits.max_object", parse_size(&s))?;
     }
     if let Some(s) = l.max_lifetime {
         core.max_lifetime = field("limits.max_lifetime", parse_duration(&s))?;

@@ -24,6 +24,7 @@ use super::clock::Clock;
 use super::link::{LinkHandle, Refusal};
 use crate::core::frame::Frame;
 use crate::core::link::{LinkId, LinkInfo};
+use crate::core::objects::{ObjectProgress, ObjectSubmission};
 use crate::core::store::{Began, StoreError};
 use crate::core::{
     Event, InboxItem, MessageId, MessageView, Node, NodeStatus, Submission, SubmitError, Time,
@@ -59,6 +60,22 @@ pub enum Command {
     Submit {
         sub: Submission,
         reply: oneshot::Sender<Result<MessageId, SubmitError>>,
+    },
+    /// An object, whole (`Node::handle_submit_object`).
+    SubmitObject {
+        sub: Box<ObjectSubmission>,
+        reply: oneshot::Sender<Result<MessageId, SubmitError>>,
+    },
+    /// How far an object has got here.
+    ObjectProgress {
+        id: MessageId,
+        reply: oneshot::Sender<Result<Option<ObjectProgress>, String>>,
+    },
+    /// A delivered object's manifest (`index` none) or one of its chunks.
+    ObjectRead {
+        id: MessageId,
+        index: Option<u32>,
+        reply: oneshot::Sender<Result<ObjectPart, String>>,
     },
     /// Recall a message (`Node::handle_cancel`).
     Cancel {
@@ -110,6 +127,14 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// What [`NodeHandle::object_read`] found.
+#[derive(Debug)]
+pub enum ObjectPart {
+    /// The manifest of an object delivered here (`None`: not delivered here).
+    Manifest(Option<crate::core::objects::Manifest>),
+    Chunk(Option<bytes::Bytes>),
 }
 
 /// The node's status plus what only the shell knows.
@@ -166,6 +191,31 @@ impl NodeHandle {
     /// Submits a message; resolves once it is durable (or refused).
     pub async fn submit(&self, sub: Submission) -> Result<Result<MessageId, SubmitError>, Stopped> {
         self.ask(|reply| Command::Submit { sub, reply }).await
+    }
+
+    /// Submits an object, whole; resolves once it is durable (or refused).
+    pub async fn submit_object(
+        &self,
+        sub: ObjectSubmission,
+    ) -> Result<Result<MessageId, SubmitError>, Stopped> {
+        self.ask(|reply| Command::SubmitObject { sub: Box::new(sub), reply }).await
+    }
+
+    /// How far object `id` has got here (`None`: unknown here).
+    pub async fn object_progress(
+        &self,
+        id: MessageId,
+    ) -> Result<Result<Option<ObjectProgress>, String>, Stopped> {
+        self.ask(|reply| Command::ObjectProgress { id, reply }).await
+    }
+
+    /// A delivered object's manifest (`index` none) or chunk `index`.
+    pub async fn object_read(
+        &self,
+        id: MessageId,
+        index: Option<u32>,
+    ) -> Result<Result<ObjectPart, String>, Stopped> {
+        self.ask(|reply| Command::ObjectRead { id, index, reply }).await
     }
 
     /// Recalls message `target`; resolves once the cancel is durable (or refused).
@@ -666,6 +716,10 @@ impl Driver {
                 let r = self.node.handle_submit(now, sub);
                 after.submits.push((reply, r));
             }
+            Command::SubmitObject { sub, reply } => {
+                let r = self.node.handle_submit_object(now, *sub);
+                after.submits.push((reply, r));
+            }
             Command::Cancel { target, reason, precedence, reply } => {
                 let r = self.node.handle_cancel(now, target, reason, precedence);
                 after.cancels.push((reply, r));
@@ -692,6 +746,8 @@ impl Driver {
             q @ (Command::Status { .. }
             | Command::Message { .. }
             | Command::Inbox { .. }
+            | Command::ObjectProgress { .. }
+            | Command::ObjectRead { .. }
             | Command::Sent { .. }
             | Command::Overdue { .. }) => {
                 after.queries.push(q);
@@ -836,6 +892,16 @@ impl Driver {
             }
             Command::Overdue { limit, reply } => {
                 let _ = reply.send(self.node.overdue_list(limit).map_err(|e| e.to_string()));
+            }
+            Command::ObjectProgress { id, reply } => {
+                let _ = reply.send(self.node.object_progress(&id).map_err(|e| e.to_string()));
+            }
+            Command::ObjectRead { id, index, reply } => {
+                let r = match index {
+                    None => self.node.object_manifest(&id).map(ObjectPart::Manifest),
+                    Some(i) => self.node.object_chunk(&id, i).map(ObjectPart::Chunk),
+                };
+                let _ = reply.send(r.map_err(|e| e.to_string()));
             }
             Command::Sent { limit, reply } => {
                 let _ = reply.send(self.node.sent_status(now, limit).map_err(|e| e.to_string()));

@@ -14,6 +14,7 @@ pub mod congestion;
 pub mod console;
 pub mod driver;
 pub mod link;
+pub mod objects;
 pub mod pacing;
 pub mod redb_store;
 pub mod tls;
