@@ -59,6 +59,16 @@ pub fn chunk_size_for(media: impl IntoIterator<Item = Medium>) -> u32 {
     media.into_iter().map(chunk_bytes).min().unwrap_or(chunk_bytes(Medium::Satellite))
 }
 
+/// `data` cut into chunks of `chunk_size` bytes (the last may be shorter; an empty object is
+/// one empty chunk), sharing its buffer.
+pub fn cut(data: &Bytes, chunk_size: u32) -> Vec<Bytes> {
+    let size = (chunk_size as usize).max(1);
+    if data.is_empty() {
+        return vec![Bytes::new()];
+    }
+    (0..data.len()).step_by(size).map(|at| data.slice(at..(at + size).min(data.len()))).collect()
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);

@@ -218,6 +218,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         }
     }
 
+    let objects_json = objects(sc, obs, &sent, &links_json);
     let json = json!({
         "scenario": sc.name,
         "seed": seed,
@@ -246,6 +247,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         },
         "unintended": unintended,
         "destinations": pairs::destinations_json(sc, &accounts),
+        "objects": objects_json,
         "expect": { "passed": failures.is_empty(), "failures": failures },
     });
     let text = table(&json);
@@ -256,6 +258,55 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         &classes.iter().map(|(p, c)| (*p, c.latencies.clone())).collect(),
     );
     Report { json, failures, text, html }
+}
+
+/// Object flows (`content = "object"`): objects sent, delivered (pairs), completion times, and
+/// each link's bytes (all its traffic) per object byte delivered.
+fn objects(sc: &Scenario, obs: &Observed, sent: &[(&MessageId, &Sent)], links: &[Value]) -> Value {
+    let flows: Vec<usize> = (0..sc.traffic.len())
+        .filter(|f| sc.traffic[*f].content == crate::scenario::Content::Object)
+        .collect();
+    if flows.is_empty() {
+        return Value::Null;
+    }
+    let mut delivered_bytes = 0u64;
+    let mut out = Vec::new();
+    for f in flows {
+        let t = &sc.traffic[f];
+        let mine: Vec<_> = sent.iter().filter(|(_, s)| s.flow == f).collect();
+        let mut done: Vec<Duration> = Vec::new();
+        for (id, s) in &mine {
+            for node in &s.intended {
+                if let Some(first) = obs.deliveries.get(&(**id, *node)).and_then(|v| v.first()) {
+                    done.push(first.saturating_sub(s.at));
+                }
+            }
+        }
+        done.sort();
+        delivered_bytes += t.size as u64 * done.len() as u64;
+        let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e3).round() / 1e3);
+        out.push(json!({
+            "flow": t.label(f),
+            "size": t.size,
+            "objects": mine.len(),
+            "pairs": mine.iter().map(|(_, s)| s.intended.len()).sum::<usize>(),
+            "delivered": done.len(),
+            "completion_s": {
+                "p50": secs(pairs::percentile(&done, 0.5)),
+                "max": secs(done.last().copied()),
+            },
+        }));
+    }
+    let per_byte: serde_json::Map<String, Value> = links
+        .iter()
+        .filter(|_| delivered_bytes > 0)
+        .map(|l| {
+            let bytes = l["bytes"].as_u64().unwrap_or(0) as f64;
+            let ratio = (bytes / delivered_bytes as f64 * 1e4).round() / 1e4;
+            (l["id"].as_str().unwrap_or("?").to_owned(), json!(ratio))
+        })
+        .collect();
+    json!({ "flows": out, "delivered_bytes": delivered_bytes, "link_bytes_per_object_byte": per_byte })
 }
 
 /// Higher precedence overtaken by lower: for each (origin, destination), a delivered message
@@ -496,6 +547,28 @@ fn table(j: &Value) -> String {
     }
     if links.len() > 12 {
         let _ = writeln!(t, "... and {} more links", links.len() - 12);
+    }
+    if let Some(flows) = j["objects"]["flows"].as_array() {
+        let _ = writeln!(t, "\nobjects");
+        for f in flows {
+            let _ = writeln!(
+                t,
+                "  {}: {} objects of {} B to {} destinations, {} delivered whole; completion p50 {} s, max {} s",
+                f["flow"].as_str().unwrap_or("?"),
+                f["objects"],
+                f["size"],
+                f["pairs"],
+                f["delivered"],
+                cell(&f["completion_s"]["p50"]),
+                cell(&f["completion_s"]["max"]),
+            );
+        }
+        if let Some(per) = j["objects"]["link_bytes_per_object_byte"].as_object() {
+            let parts: Vec<String> = per.iter().map(|(l, r)| format!("{l} {r}")).collect();
+            if !parts.is_empty() {
+                let _ = writeln!(t, "  link bytes per object byte delivered: {}", parts.join(", "));
+            }
+        }
     }
     if let Some(media) = j["media"].as_object() {
         let _ = writeln!(

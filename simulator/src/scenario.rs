@@ -142,6 +142,10 @@ pub enum Content {
     /// CAP 1.2 warnings (`application/cap+xml`, status Exercise), as the CAP gateway sends
     /// them: urgency and severity to match the flow's precedence, expiring with the message.
     Cap,
+    /// Objects (photos, imagery) of `size` random bytes, each sent as one object in chunks
+    /// sized for the origin's narrowest medium (`core::objects`): the report counts an object
+    /// once it is whole at a destination, and its latency is its completion time.
+    Object,
 }
 
 /// What random failures may hit.
@@ -369,12 +373,20 @@ struct RawTraffic {
     every: Option<Spanned<String>>,
     rate: Option<Spanned<f64>>,
     #[serde(default)]
-    size: Option<usize>,
+    size: Option<Spanned<Size>>,
     start: Option<Spanned<String>>,
     stop: Option<Spanned<String>>,
     lifetime: Option<Spanned<String>>,
     content: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+}
+
+/// A size: bytes, or a string with a unit (`"20MB"`, `"64KiB"`).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
 }
 
 /// A flow's name or index, a message's index or "first"/"last".
@@ -667,11 +679,30 @@ impl Checker<'_> {
                     "random" => Content::Random,
                     "text" => Content::Text,
                     "cap" => Content::Cap,
+                    "object" => Content::Object,
                     other => {
-                        return Err(self.err(c, format!("content {other:?}: random, text or cap")));
+                        return Err(
+                            self.err(c, format!("content {other:?}: random, text, cap or object"))
+                        );
                     }
                 },
             };
+            let size = match &t.size {
+                None => 256,
+                Some(sz) => {
+                    let n = match sz.get_ref() {
+                        Size::Bytes(n) => *n,
+                        Size::Text(text) => parse_size(text).map_err(|e| self.err(sz, e))?,
+                    };
+                    if n > 1 << 30 {
+                        return Err(self.err(sz, format!("size {n}: at most 1 GiB")));
+                    }
+                    n
+                }
+            };
+            if let (Content::Object, Some(k)) = (content, &t.key) {
+                return Err(self.err(k, "objects carry no latest-value key"));
+            }
             let name = match &t.name {
                 None => None,
                 Some(n) if n.get_ref().is_empty() => {
@@ -706,7 +737,7 @@ impl Checker<'_> {
                 to,
                 precedence,
                 interval,
-                size: t.size.unwrap_or(256),
+                size: size as usize,
                 start,
                 stop: stop.min(duration),
                 lifetime: self.opt_duration(&t.lifetime)?.unwrap_or(Duration::from_secs(3600)),

@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use relaymesh::core::objects::{self, ObjectSubmission};
 use relaymesh::core::status::held_entries;
 use relaymesh::core::store::MemStore;
 use relaymesh::core::{
@@ -255,6 +256,7 @@ fn payload(content: Content, size: usize, seed: u64) -> Bytes {
             Bytes::from(s)
         }
         Content::Cap => unreachable!("CAP payloads are made by cap_alert"),
+        Content::Object => payload(Content::Random, size, seed),
     }
 }
 
@@ -580,7 +582,7 @@ impl<'s> World<'s> {
             precedence: t.precedence,
             lifetime: t.lifetime,
             content_type: match t.content {
-                Content::Random => "application/octet-stream".into(),
+                Content::Random | Content::Object => "application/octet-stream".into(),
                 Content::Text => "text/plain".into(),
                 Content::Cap => relaymesh::gateway::cap::CONTENT_TYPE.into(),
             },
@@ -593,7 +595,11 @@ impl<'s> World<'s> {
             key: t.key.clone(),
             replaces,
         };
-        let id = match handle.submit(sub).await {
+        let accepted = match t.content {
+            Content::Object => handle.submit_object(self.object(flow, sub)).await,
+            _ => handle.submit(sub).await,
+        };
+        let id = match accepted {
             Ok(Ok(id)) => id,
             Ok(Err(e)) => return Err(e.to_string()),
             Err(e) => return Err(e.to_string()),
@@ -614,6 +620,30 @@ impl<'s> World<'s> {
             },
         );
         Ok(id)
+    }
+
+    /// Message `sub` of object flow `flow` as an object: its payload cut into chunks for the
+    /// narrowest medium of the origin's links.
+    fn object(&self, flow: usize, sub: Submission) -> ObjectSubmission {
+        let from = self.sc.traffic[flow].from;
+        let media = self.sc.links.iter().filter(|l| l.a == from || l.b == from).map(|l| l.medium);
+        let chunk_size = objects::chunk_size_for(media);
+        let data = sub.payload;
+        let chunks = objects::cut(&data, chunk_size);
+        ObjectSubmission {
+            to: sub.to,
+            precedence: sub.precedence,
+            lifetime: sub.lifetime,
+            receipt: sub.receipt,
+            status: sub.status,
+            name: format!("flow-{flow}-{}.bin", self.flow_sent[flow].len()),
+            content_type: sub.content_type,
+            size: data.len() as u64,
+            zstd: false,
+            sha256: objects::sha256(&data),
+            chunk_size,
+            chunks,
+        }
     }
 
     /// A cancel or replace event: the flow's origin steers message `pick` of the flow. The

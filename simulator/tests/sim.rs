@@ -73,6 +73,40 @@ fn satellite_bulk_fills_the_link_and_flash_still_gets_through_fast() {
 }
 
 #[test]
+fn a_20_mb_object_over_satellite_survives_a_cut_resending_only_what_was_in_flight() {
+    let sc = built_in("satellite-object");
+    let cut = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    assert!(cut.failures.is_empty(), "{:?}\n{}", cut.failures, cut.text);
+    let routine = &cut.json["precedence"]["routine"];
+    assert_eq!(routine["delivered"].as_u64(), Some(1), "the object, once");
+    // Sent at 5 s; the link was down from 90 s to 210 s.
+    let done = routine["latency_ms"]["p50"].as_f64().unwrap() / 1e3 + 5.0;
+    assert!(done > 210.0, "complete at {done} s, before the link came back");
+
+    let mut whole = sc.clone();
+    whole.events.clear();
+    let uncut = relaymesh_sim::run(&whole, sc.seed, &mut |_| {});
+    let bytes = |r: &relaymesh_sim::Report| r.json["links"][0]["bytes"].as_u64().unwrap();
+    // What the cut cost: the chunks in flight when it came (the satellite window is 256 KiB
+    // a precedence), not the 45% of the object already across.
+    let extra = bytes(&cut) - bytes(&uncut);
+    assert!(extra < 512 * 1024, "the cut cost {extra} bytes more");
+    let ratio = bytes(&cut) as f64 / 20e6;
+    assert!(ratio < 1.12, "{ratio} link bytes an object byte");
+    // FLASH reports from the team share the link with the upload: they wait for at most the
+    // chunk on the wire (16 KiB, 131 ms at 1 Mbit/s) beyond the 300 ms one way.
+    let flash = uncut.json["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["node"] == "county-hq" && d["precedence"] == "flash")
+        .unwrap()
+        .clone();
+    let p50 = flash["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50 < 300.0 + 131.0, "FLASH p50 {p50} ms behind the object");
+}
+
+#[test]
 fn a_slow_disk_delays_acknowledgements_but_never_forwarding() {
     let mut sc = built_in("smoke");
     sc.check_invariants = true;

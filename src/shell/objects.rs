@@ -121,16 +121,7 @@ pub fn prepare(
     let compressed = compressed_if_it_pays(&raw)?;
     let zstd = compressed.is_some();
     let encoded = Bytes::from(compressed.unwrap_or(raw));
-    let mut chunks = Vec::with_capacity(encoded.len().div_ceil(chunk_size as usize).max(1));
-    let mut at = 0;
-    loop {
-        let end = (at + chunk_size as usize).min(encoded.len());
-        chunks.push(encoded.slice(at..end));
-        at = end;
-        if at >= encoded.len() {
-            break;
-        }
-    }
+    let chunks = crate::core::objects::cut(&encoded, chunk_size);
     Ok(ObjectSubmission {
         to: meta.to,
         precedence: meta.precedence,

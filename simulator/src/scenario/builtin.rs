@@ -13,6 +13,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("keyed-outage", include_str!("../../../scenarios/keyed-outage.toml")),
     ("late-routine", include_str!("../../../scenarios/late-routine.toml")),
     ("cap-warnings", include_str!("../../../scenarios/cap-warnings.toml")),
+    ("satellite-object", include_str!("../../../scenarios/satellite-object.toml")),
 ];
 
 /// A built-in scenario by name.
