@@ -278,6 +278,12 @@ pub struct ObjectProgressDoc {
     pub summary: String,
 }
 
+/// `GET /v1/objects` (and the `objects` event of `/v1/status/stream`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectsDoc {
+    pub objects: Vec<ObjectProgressDoc>,
+}
+
 /// `GET /v1/groups`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupsDoc {

@@ -86,6 +86,14 @@ fn a_file_crosses_a_relay_killed_mid_transfer_and_is_saved_byte_for_byte() {
     relay.kill();
     let before = received(&hq);
     assert!(before < 23, "the relay was killed after the transfer: {before}");
+    // The county lists it as arriving, with its progress.
+    let list: serde_json::Value =
+        http().get(format!("{}/v1/objects", hq.spec.api_url())).send().unwrap().json().unwrap();
+    let arriving = &list["objects"][0];
+    assert_eq!(arriving["id"], id.as_str(), "{list}");
+    assert_eq!(arriving["object"]["name"], "drone-0042.jpg");
+    let summary = arriving["summary"].as_str().unwrap();
+    assert!(summary.starts_with("chunks ") && summary.ends_with("/23 received"), "{summary}");
     relay.restart();
     relay.wait_link("county-hq");
 

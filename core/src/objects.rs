@@ -626,6 +626,36 @@ impl Node {
         Ok(Some(p))
     }
 
+    /// Objects on their way: arriving here incomplete, or sent from here with chunks still
+    /// held here (at most `limit`).
+    pub fn objects_in_progress(
+        &mut self,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, ObjectProgress)>, StoreError> {
+        let mut ids = Vec::new();
+        self.store.scan(Table::Objects, b"", None, &mut |k, _| {
+            if let Some(id) = MessageId::from_slice(&k[1..]) {
+                ids.push(id);
+            }
+            true
+        })?;
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(p) = self.object_progress(&id)? else { continue };
+            let arriving =
+                (p.received > 0 || p.manifest.is_some()) && p.delivered.is_none() && !p.refused;
+            let sending = p.sent.is_some_and(|(n, passed)| passed < n);
+            if arriving || sending {
+                out.push((id, p));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Chunk `index` of an object stored here.
     pub fn object_chunk(
         &mut self,

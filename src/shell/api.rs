@@ -18,6 +18,7 @@
 //! | `GET /v1/cap/alerts/{id}` | one received alert's CAP document, as sent |
 //! | `GET /v1/gateways` | which gateways run, and the MQTT bridge's counters |
 //! | `POST /v1/objects?to=A[&precedence=P][&lifetime=T][&name=N][&receipt=false][&status=S]` | an object (the raw body, streamed; its `Content-Type` travels): `201 {"id", "chunks", ...}` once durable, `413` over `max_object`, `503` no room for all of it |
+//! | `GET /v1/objects` | objects arriving here or still leaving from here, with their progress |
 //! | `GET /v1/objects/{id}` | a delivered object's bytes; `409` while it is still arriving |
 //! | `GET /v1/objects/{id}/progress` | chunks received here, or passed on from its origin; its state |
 //! | `GET /metrics` | Prometheus text |
@@ -135,7 +136,7 @@ pub fn router(node: NodeHandle, access: Access, port: u16, tls: bool) -> Router 
         .route("/v1/cap/alerts/{id}", get(cap_alert))
         .route("/v1/cap/feed", get(cap_feed))
         .route("/v1/gateways", get(gateways))
-        .route("/v1/objects", post(object_upload))
+        .route("/v1/objects", post(object_upload).get(objects))
         .route("/v1/objects/{id}", get(object_download))
         .route("/v1/objects/{id}/progress", get(object_progress))
         .route("/metrics", get(metrics))
@@ -716,18 +717,47 @@ async fn object_progress(State(api): State<Api>, Path(id): Path<String>) -> Resp
         }
         Ok(Ok(Some(p))) => p,
     };
+    Json(progress_doc(&api.node, id, &p).await).into_response()
+}
+
+/// `GET /v1/objects`: what is on its way.
+async fn objects(State(api): State<Api>) -> Response {
+    match objects_doc(&api.node).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn objects_doc(node: &NodeHandle) -> Result<crate::api_model::ObjectsDoc, Response> {
+    let list = match node.objects(100).await {
+        Err(_) => return Err(stopped()),
+        Ok(Err(e)) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Ok(Ok(list)) => list,
+    };
+    let mut objects = Vec::new();
+    for (id, p) in &list {
+        objects.push(progress_doc(node, *id, p).await);
+    }
+    Ok(crate::api_model::ObjectsDoc { objects })
+}
+
+async fn progress_doc(
+    node: &NodeHandle,
+    id: MessageId,
+    p: &crate::core::objects::ObjectProgress,
+) -> crate::api_model::ObjectProgressDoc {
     let state = match p.sent {
-        Some(_) => match api.node.message(id).await {
+        Some(_) => match node.message(id).await {
             Ok(Ok(Some(v))) => Some(v.state.to_owned()),
             _ => None,
         },
         None => None,
     };
-    let mut summary = progress_summary(&p);
+    let mut summary = progress_summary(p);
     if let Some(s) = &state {
         summary = format!("{summary}; {s}");
     }
-    let doc = crate::api_model::ObjectProgressDoc {
+    crate::api_model::ObjectProgressDoc {
         id: id.to_string(),
         object: p.manifest.as_ref().map(crate::api_model::ObjectDoc::from),
         received: p.received,
@@ -737,8 +767,7 @@ async fn object_progress(State(api): State<Api>, Path(id): Path<String>) -> Resp
         passed_on: p.sent.map(|s| s.1),
         state,
         summary,
-    };
-    Json(doc).into_response()
+    }
 }
 
 /// Query parameters as (key, value) pairs, repeats kept.
@@ -1145,6 +1174,7 @@ async fn status_stream(
         last_sent: None,
         last_moved: 0,
         last_late: None,
+        last_objects: None,
         pending: Vec::new(),
         withdrawn: Vec::new(),
         first: true,
@@ -1168,6 +1198,7 @@ struct Live {
     last_sent: Option<String>,
     last_moved: u64,
     last_late: Option<[u64; 4]>,
+    last_objects: Option<String>,
     /// Events to send, last first.
     pending: Vec<SseEvent>,
     /// Inbox entries withdrawn since the last refresh, as events.
@@ -1222,6 +1253,11 @@ impl Live {
             let doc = overdue_doc(&node, 100).await.ok()?;
             out.push(SseEvent::default().event("overdue").data(json_text(&doc)));
             self.last_late = Some(late);
+        }
+        let objects = json_text(&objects_doc(&node).await.ok()?);
+        if self.last_objects.as_ref() != Some(&objects) {
+            out.push(SseEvent::default().event("objects").data(objects.clone()));
+            self.last_objects = Some(objects);
         }
         let c = &status.counters;
         let moved = [&c.flash, &c.immediate, &c.priority, &c.routine]

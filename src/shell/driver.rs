@@ -71,10 +71,15 @@ pub enum Command {
         id: MessageId,
         reply: oneshot::Sender<Result<Option<ObjectProgress>, String>>,
     },
-    /// A delivered object's manifest (`index` none) or one of its chunks.
+    /// Objects arriving or leaving.
+    Objects {
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<(MessageId, ObjectProgress)>, String>>,
+    },
+    /// A delivered object's manifest (`chunks` none) or chunks (from, at most how many).
     ObjectRead {
         id: MessageId,
-        index: Option<u32>,
+        chunks: Option<(u32, u32)>,
         reply: oneshot::Sender<Result<ObjectPart, String>>,
     },
     /// Recall a message (`Node::handle_cancel`).
@@ -134,7 +139,8 @@ pub enum Command {
 pub enum ObjectPart {
     /// The manifest of an object delivered here (`None`: not delivered here).
     Manifest(Option<crate::core::objects::Manifest>),
-    Chunk(Option<bytes::Bytes>),
+    /// Chunks in order from the one asked for, as many as asked or up to the first missing.
+    Chunks(Vec<bytes::Bytes>),
 }
 
 /// The node's status plus what only the shell knows.
@@ -209,13 +215,21 @@ impl NodeHandle {
         self.ask(|reply| Command::ObjectProgress { id, reply }).await
     }
 
-    /// A delivered object's manifest (`index` none) or chunk `index`.
+    /// Objects arriving here incomplete or sent from here and not all passed on.
+    pub async fn objects(
+        &self,
+        limit: usize,
+    ) -> Result<Result<Vec<(MessageId, ObjectProgress)>, String>, Stopped> {
+        self.ask(|reply| Command::Objects { limit, reply }).await
+    }
+
+    /// A delivered object's manifest (`chunks` none) or `(from, count)` of its chunks.
     pub async fn object_read(
         &self,
         id: MessageId,
-        index: Option<u32>,
+        chunks: Option<(u32, u32)>,
     ) -> Result<Result<ObjectPart, String>, Stopped> {
-        self.ask(|reply| Command::ObjectRead { id, index, reply }).await
+        self.ask(|reply| Command::ObjectRead { id, chunks, reply }).await
     }
 
     /// Recalls message `target`; resolves once the cancel is durable (or refused).
@@ -747,6 +761,7 @@ impl Driver {
             | Command::Message { .. }
             | Command::Inbox { .. }
             | Command::ObjectProgress { .. }
+            | Command::Objects { .. }
             | Command::ObjectRead { .. }
             | Command::Sent { .. }
             | Command::Overdue { .. }) => {
@@ -896,10 +911,27 @@ impl Driver {
             Command::ObjectProgress { id, reply } => {
                 let _ = reply.send(self.node.object_progress(&id).map_err(|e| e.to_string()));
             }
-            Command::ObjectRead { id, index, reply } => {
-                let r = match index {
+            Command::Objects { limit, reply } => {
+                let _ = reply.send(self.node.objects_in_progress(limit).map_err(|e| e.to_string()));
+            }
+            Command::ObjectRead { id, chunks, reply } => {
+                let r = match chunks {
                     None => self.node.object_manifest(&id).map(ObjectPart::Manifest),
-                    Some(i) => self.node.object_chunk(&id, i).map(ObjectPart::Chunk),
+                    Some((from, count)) => {
+                        let mut out = Vec::new();
+                        let mut result = Ok(());
+                        for i in from..from.saturating_add(count) {
+                            match self.node.object_chunk(&id, i) {
+                                Ok(Some(c)) => out.push(c),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    result = Err(e);
+                                    break;
+                                }
+                            }
+                        }
+                        result.map(|()| ObjectPart::Chunks(out))
+                    }
                 };
                 let _ = reply.send(r.map_err(|e| e.to_string()));
             }

@@ -111,17 +111,35 @@ pub struct ObjectMeta {
 }
 
 /// The spooled object, compressed if that pays, cut into chunks (blocking: file reads and
-/// compression). The chunks share one buffer of the object as it travels.
+/// compression). Each chunk is a buffer of its own, so the node can let each go once it has
+/// made its message of it.
 pub fn prepare(
     spool: &Spool,
     meta: ObjectMeta,
     chunk_size: u32,
 ) -> std::io::Result<ObjectSubmission> {
-    let raw = std::fs::read(&spool.path)?;
-    let compressed = compressed_if_it_pays(&raw)?;
+    use std::io::Read;
+    let cs = (chunk_size as usize).max(1);
+    let compressed = compressed_if_it_pays(&spool.path)?;
     let zstd = compressed.is_some();
-    let encoded = Bytes::from(compressed.unwrap_or(raw));
-    let chunks = crate::core::objects::cut(&encoded, chunk_size);
+    let chunks = match compressed {
+        Some(packed) => packed.chunks(cs).map(Bytes::copy_from_slice).collect(),
+        None => {
+            let mut file = std::fs::File::open(&spool.path)?;
+            let mut left = spool.size as usize;
+            let mut chunks = Vec::with_capacity(left.div_ceil(cs).max(1));
+            loop {
+                let mut buf = vec![0; left.min(cs)];
+                file.read_exact(&mut buf)?;
+                left -= buf.len();
+                chunks.push(Bytes::from(buf));
+                if left == 0 {
+                    break;
+                }
+            }
+            chunks
+        }
+    };
     Ok(ObjectSubmission {
         to: meta.to,
         precedence: meta.precedence,
@@ -138,23 +156,29 @@ pub fn prepare(
     })
 }
 
-/// `data` compressed with zstd, if that saves at least a tenth (tried on its first MiB first,
-/// so photos and video, which do not compress, cost one MiB of effort).
-fn compressed_if_it_pays(data: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-    let pays = |out: usize, of: usize| out * 10 <= of * 9;
-    if data.len() < 64 {
+/// The file compressed with zstd, if that saves at least a tenth (tried on its first MiB
+/// first, so photos and video, which do not compress, cost one MiB of effort).
+fn compressed_if_it_pays(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let pays = |out: u64, of: u64| out * 10 <= of * 9;
+    let size = std::fs::metadata(path)?.len();
+    if size < 64 {
         return Ok(None);
     }
-    if data.len() > PROBE {
-        let probe = zstd::bulk::compress(&data[..PROBE], ZSTD_LEVEL)?;
-        if !pays(probe.len(), PROBE) {
+    let mut file = std::fs::File::open(path)?;
+    if size > PROBE as u64 {
+        let mut head = vec![0; PROBE];
+        file.read_exact(&mut head)?;
+        let probe = zstd::bulk::compress(&head, ZSTD_LEVEL)?;
+        if !pays(probe.len() as u64, PROBE as u64) {
             return Ok(None);
         }
+        file = std::fs::File::open(path)?;
     }
     let mut enc = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
-    enc.write_all(data)?;
+    std::io::copy(&mut file, &mut enc)?;
     let out = enc.finish()?;
-    Ok(pays(out.len(), data.len()).then_some(out))
+    Ok(pays(out.len() as u64, size).then_some(out))
 }
 
 /// A name for an upload without one: the object's id is not known yet, so the time.
@@ -172,40 +196,81 @@ pub fn download(node: NodeHandle, id: MessageId, manifest: Manifest) -> Body {
         true => zstd::stream::write::Decoder::new(Vec::new()).ok(),
         false => None,
     };
-    let state = (node, 0u32, decoder, 0u64, manifest);
-    let stream =
-        futures_util::stream::unfold(state, move |(node, index, mut dec, sent, m)| async move {
-            if index as usize >= m.chunks.len() {
+    let state = Download {
+        node,
+        id,
+        next: 0,
+        fetched: Default::default(),
+        dec: decoder,
+        sent: 0,
+        m: manifest,
+    };
+    let stream = futures_util::stream::unfold(state, |mut d| async move {
+        let item = d.next().await?;
+        if item.is_err() {
+            d.next = u32::MAX; // nothing more after an error
+            d.fetched.clear();
+        }
+        Some((item, d))
+    });
+    Body::from_stream(stream)
+}
+
+/// Chunks read from the node at a time, in bytes at most (one chunk at least).
+const READ_AHEAD: usize = 4 << 20;
+
+/// One object being served.
+struct Download {
+    node: NodeHandle,
+    id: MessageId,
+    /// The next chunk to ask the node for.
+    next: u32,
+    fetched: std::collections::VecDeque<Bytes>,
+    dec: Option<zstd::stream::write::Decoder<'static, Vec<u8>>>,
+    sent: u64,
+    m: Manifest,
+}
+
+impl Download {
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        let id = self.id;
+        if self.fetched.is_empty() {
+            if self.next as usize >= self.m.chunks.len() {
                 return None;
             }
-            let failed = |why: String| {
-                Some((
-                    Err(std::io::Error::other(why)),
-                    (node.clone(), u32::MAX, None, sent, m.clone()),
-                ))
-            };
-            let chunk = match node.object_read(id, Some(index)).await {
-                Ok(Ok(ObjectPart::Chunk(Some(c)))) => c,
-                Ok(Ok(_)) => return failed(format!("object {id}: chunk {index} is not here")),
+            let count = (READ_AHEAD / self.m.chunk_size.max(1) as usize).max(1) as u32;
+            let failed = |why: String| Some(Err(std::io::Error::other(why)));
+            match self.node.object_read(id, Some((self.next, count))).await {
+                Ok(Ok(ObjectPart::Chunks(c))) if !c.is_empty() => {
+                    self.next += c.len() as u32;
+                    self.fetched.extend(c);
+                }
+                Ok(Ok(_)) => {
+                    return failed(format!("object {id}: chunk {} is not here", self.next));
+                }
                 Ok(Err(e)) => return failed(format!("object {id}: {e}")),
                 Err(e) => return failed(e.to_string()),
-            };
-            let out = match dec.as_mut() {
-                None => chunk,
-                Some(d) => {
-                    if let Err(e) = d.write_all(&chunk).and_then(|()| d.flush()) {
-                        return failed(format!("object {id}: decompressing chunk {index}: {e}"));
-                    }
-                    Bytes::from(std::mem::take(d.get_mut()))
-                }
-            };
-            let sent = sent + out.len() as u64;
-            if sent > m.size {
-                return failed(format!("object {id} decompresses past its size of {}", m.size));
             }
-            Some((Ok::<_, std::io::Error>(out), (node, index + 1, dec, sent, m)))
-        });
-    Body::from_stream(stream)
+        }
+        let chunk = self.fetched.pop_front()?;
+        let out = match self.dec.as_mut() {
+            None => chunk,
+            Some(d) => {
+                if let Err(e) = d.write_all(&chunk).and_then(|()| d.flush()) {
+                    return Some(Err(std::io::Error::other(format!(
+                        "object {id}: decompressing: {e}"
+                    ))));
+                }
+                Bytes::from(std::mem::take(d.get_mut()))
+            }
+        };
+        self.sent += out.len() as u64;
+        if self.sent > self.m.size {
+            let why = format!("object {id} decompresses past its size of {}", self.m.size);
+            return Some(Err(std::io::Error::other(why)));
+        }
+        Some(Ok(out))
+    }
 }
 
 /// Removes what a crash left in the spool.
