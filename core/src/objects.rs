@@ -626,6 +626,20 @@ impl Node {
         Ok(Some(p))
     }
 
+    /// Refuses to steer an object this node knows: a cancel or replacement of its manifest
+    /// alone would leave its chunks travelling (and a destination holding the manifest would
+    /// still deliver it).
+    pub(super) fn refuse_object_steering(&mut self, id: &MessageId) -> Result<(), SubmitError> {
+        for key in [sent_key(id), arriving_key(id)] {
+            if self.store.get(Table::Objects, &key).map_err(SubmitError::Storage)?.is_some() {
+                return Err(SubmitError::Invalid(format!(
+                    "{id} is an object: objects cannot be cancelled or replaced yet"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Objects on their way: arriving here incomplete, or sent from here with chunks still
     /// held here (at most `limit`).
     pub fn objects_in_progress(

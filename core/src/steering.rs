@@ -131,6 +131,7 @@ impl Node {
         if reason.len() > 1024 {
             return Err(SubmitError::Invalid("a reason is at most 1024 bytes".into()));
         }
+        self.refuse_object_steering(&target)?;
         // Cancelled here already (by this node, pending, or by a cancel that came through):
         // that cancel is the answer, and nothing more is sent.
         let stone = self.store.get(Table::Tombstones, &target.0).map_err(SubmitError::Storage)?;
@@ -246,6 +247,7 @@ impl Node {
         &mut self,
         target: MessageId,
     ) -> Result<Supersedes, SubmitError> {
+        self.refuse_object_steering(&target)?;
         let Some(known) = self.find_message(&target).map_err(SubmitError::Storage)? else {
             return Err(SubmitError::Invalid(format!(
                 "message {target} is not known here (not sent, held or delivered here): \

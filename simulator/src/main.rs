@@ -51,6 +51,10 @@ enum Command {
         /// comparison with the keyed run.
         #[arg(long)]
         no_keys: bool,
+        /// Drop every scripted event (cuts, crashes, degradations...): the same traffic on a
+        /// network that never fails, for comparison.
+        #[arg(long)]
+        no_events: bool,
     },
     /// Run a scenario over a range of seeds, in parallel processes, every node checking its
     /// invariants; print each failing seed with the command that reproduces it (exit 1).
@@ -74,8 +78,17 @@ fn main() {
             None => run(None, None, None, Flags::default(), cli.log_format),
             Some(Command::List) => list(),
             Some(Command::Sweep { scenario, seeds, jobs }) => sweep::sweep(&scenario, &seeds, jobs),
-            Some(Command::Run { scenario, seed, out, json, quiet, check_invariants, no_keys }) => {
-                let flags = Flags { json, quiet, check_invariants, no_keys };
+            Some(Command::Run {
+                scenario,
+                seed,
+                out,
+                json,
+                quiet,
+                check_invariants,
+                no_keys,
+                no_events,
+            }) => {
+                let flags = Flags { json, quiet, check_invariants, no_keys, no_events };
                 run(scenario, seed, out, flags, cli.log_format)
             }
         },
@@ -114,6 +127,7 @@ struct Flags {
     quiet: bool,
     check_invariants: bool,
     no_keys: bool,
+    no_events: bool,
 }
 
 fn run(
@@ -123,7 +137,7 @@ fn run(
     flags: Flags,
     log_format: relaymesh::logging::LogFormat,
 ) -> i32 {
-    let Flags { json, quiet, check_invariants, no_keys } = flags;
+    let Flags { json, quiet, check_invariants, no_keys, no_events } = flags;
     let name = name.unwrap_or_else(|| "county-flood".into());
     let mut sc = match load(&name) {
         Ok(sc) => sc,
@@ -139,6 +153,14 @@ fn run(
             return 2;
         }
         sc.name.push_str(" (--no-keys)");
+    }
+    if no_events {
+        if sc.events.is_empty() {
+            eprintln!("relaymesh-sim: --no-events: {} has no scripted events", sc.name);
+            return 2;
+        }
+        sc.events.clear();
+        sc.name.push_str(" (--no-events)");
     }
     init_tracing(log_format);
     let seed = seed.unwrap_or(sc.seed);

@@ -189,18 +189,30 @@ fn an_object_is_admitted_whole_or_not_at_all() {
         err,
         SubmitError::Invalid("object of 5242880 bytes exceeds the limit of 4194304".into())
     );
-    // The objects' content types are not for messages.
-    let sub = Submission {
+    // An object is not cancelled or replaced through its manifest alone.
+    let small = content(40_000);
+    let id = h.submit_object("a", object("node:b", &small, 16 * 1024, Duration::from_secs(60)));
+    let now = h.now;
+    let err = h.node("a").handle_cancel(now, id, "wrong file".into(), None).unwrap_err();
+    assert!(err.to_string().contains("objects cannot be cancelled or replaced yet"), "{err}");
+    let mut replacement = Submission {
         to: Address::parse("node:b").unwrap(),
-        precedence: Precedence::Flash,
+        precedence: Precedence::Routine,
         lifetime: Duration::from_secs(60),
-        content_type: crate::objects::CHUNK_CONTENT_TYPE.into(),
-        payload: Bytes::from_static(b"x"),
+        content_type: "text/plain".into(),
+        payload: Bytes::from_static(b"instead"),
         receipt: false,
         status: TrafficStatus::Actual,
         key: None,
-        replaces: None,
+        replaces: Some(id),
     };
+    assert!(matches!(
+        h.node("a").handle_submit(now, replacement.clone()),
+        Err(SubmitError::Invalid(_))
+    ));
+    replacement.replaces = None;
+    // The objects' content types are not for messages.
+    let sub = Submission { content_type: crate::objects::CHUNK_CONTENT_TYPE.into(), ..replacement };
     assert!(matches!(h.node("a").handle_submit(now, sub), Err(SubmitError::Invalid(_))));
 }
 
@@ -270,4 +282,23 @@ fn a_manifest_checks_index_length_and_hash_of_every_chunk() {
         let bad = crate::objects::Manifest { name: name.into(), ..manifest.clone() };
         assert!(bad.check().is_err(), "{name:?}");
     }
+}
+
+#[test]
+fn a_destination_whose_disk_fills_mid_object_keeps_what_it_has_and_loses_nothing() {
+    let mut h = three_in_a_row();
+    let data = content(48 * 16 * 1024);
+    let id = h.submit_object("a", object("node:c", &data, 16 * 1024, Duration::from_secs(600)));
+    h.run_until_received("c", &id, 8);
+    h.faults["c"].lock().unwrap().full = true;
+    h.run_for(Duration::from_secs(5));
+    let stuck = h.progress("c", &id).received;
+    assert!(stuck < 48, "c took chunks on a full disk");
+    assert!(h.node("b").held_messages() > 0, "b keeps what c could not store");
+    assert!(h.delivered_ids("c").is_empty());
+    h.faults["c"].lock().unwrap().full = false;
+    h.run_for(Duration::from_secs(60));
+    assert_eq!(h.delivered_ids("c"), vec![id], "whole, once");
+    assert_eq!(h.read_object("c", &id), data);
+    assert_eq!(h.node("b").held_messages(), 0);
 }
