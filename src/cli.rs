@@ -1582,6 +1582,15 @@ async fn status(a: StatusArgs) -> Outcome {
             late.join(", ")
         );
     }
+    let objects: crate::api_model::ObjectsDoc =
+        client.call_as(client.request(reqwest::Method::GET, "/v1/objects")).await?;
+    if !objects.objects.is_empty() {
+        out!("\nobjects on their way:");
+        for o in &objects.objects {
+            let name = o.object.as_ref().map_or("?", |d| d.name.as_str());
+            out!("  {} {name}: {}", &o.id[..8], o.summary);
+        }
+    }
     if !s.refused_links.is_empty() {
         out!("\nrefused links:");
         for r in s.refused_links.iter().rev().take(10) {

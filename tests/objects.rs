@@ -94,6 +94,8 @@ fn a_file_crosses_a_relay_killed_mid_transfer_and_is_saved_byte_for_byte() {
     assert_eq!(arriving["object"]["name"], "drone-0042.jpg");
     let summary = arriving["summary"].as_str().unwrap();
     assert!(summary.starts_with("chunks ") && summary.ends_with("/23 received"), "{summary}");
+    let status = cli_ok(&["status", "--api", &hq.spec.api_url()]);
+    assert!(status.contains(&format!("{} drone-0042.jpg: {summary}", &id[..8])), "{status}");
     relay.restart();
     relay.wait_link("county-hq");
 

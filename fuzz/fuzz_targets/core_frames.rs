@@ -18,7 +18,9 @@
 //!   byte; `arg / 8` steers: 1 a latest-value key (one of two), 2 replacing, 3 instead a cancel
 //!   of, a message the node made or offered (or an id never seen);
 //! - 6 echo: something the node sent (offer or advert) comes back on link `arg % 2`;
-//! - 7 misc: inbox read, disk space, subscription or status queries.
+//! - 7 misc: inbox read, disk space, subscription or status queries, an object submitted
+//!   (to one of the addresses, this node's own among them, so that it gathers the chunks
+//!   itself) or objects' progress and chunks read.
 //!
 //! Checks: never panics; every frame the node sends decodes at its peer and fits the frame
 //! limit; the node's timer never stays due once the due work has been done (no busy loop).
@@ -30,6 +32,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use relaymesh::core::config::AddressObjectives;
 use relaymesh::core::frame::{CustodyCode, CustodyResult, Frame};
+use relaymesh::core::objects::{self, ObjectSubmission};
 use relaymesh::core::policy::AddressPattern;
 use relaymesh::core::store::{Began, MemStore};
 use relaymesh::core::{
@@ -325,14 +328,51 @@ fuzz_target!(|data: &[u8]| {
                 let f = sim.sent[arg % sim.sent.len()].clone();
                 sim.frame(arg % 2, f);
             }
-            _ => match arg % 6 {
+            _ => match arg % 8 {
                 0 => sim.node.handle_inbox_read(u64::from(input.byte().unwrap_or(0))),
                 1 => sim.node.handle_disk_space(Some(u64::from(input.byte().unwrap_or(0)) << 12)),
                 2 => sim.node.handle_disk_space(None),
                 3 | 4 => {
-                    let pattern = if arg % 6 == 3 { "alerts/#" } else { "alerts/+" };
+                    let pattern = if arg % 8 == 3 { "alerts/#" } else { "alerts/+" };
                     if let Ok(p) = TopicPattern::new(pattern) {
                         let _ = sim.node.handle_subscription(p, input.byte().unwrap_or(0) & 1 == 0);
+                    }
+                }
+                6 => {
+                    // An object: to one of the addresses (this node among them, so that it
+                    // gathers its own chunks), of up to 178 KB in 4 KiB chunks.
+                    let (a, n) = (input.byte().unwrap_or(0), input.byte().unwrap_or(0));
+                    let Ok(to) = Address::parse(ADDRESSES[usize::from(a) % ADDRESSES.len()])
+                    else {
+                        continue;
+                    };
+                    let data = Bytes::from(vec![a; usize::from(n) * 700]);
+                    let sub = ObjectSubmission {
+                        to,
+                        precedence: Precedence::DESCENDING[usize::from(a) % 4],
+                        lifetime: Duration::from_secs(1 + u64::from(a >> 2) * 60),
+                        receipt: a & 1 == 1,
+                        status: TrafficStatus::Actual,
+                        name: "fuzz.bin".into(),
+                        content_type: "application/octet-stream".into(),
+                        size: data.len() as u64,
+                        zstd: false,
+                        sha256: objects::sha256(&data),
+                        chunk_size: 4096,
+                        chunks: objects::cut(&data, 4096),
+                    };
+                    if let Ok(id) = sim.node.handle_submit_object(sim.now, sub)
+                        && sim.submitted.len() < 64
+                    {
+                        sim.submitted.push(id);
+                    }
+                }
+                7 => {
+                    let _ = sim.node.objects_in_progress(16);
+                    for id in sim.submitted.clone() {
+                        let _ = sim.node.object_progress(&id);
+                        let _ = sim.node.object_manifest(&id);
+                        let _ = sim.node.object_chunk(&id, 0);
                     }
                 }
                 _ => {
