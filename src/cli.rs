@@ -214,7 +214,7 @@ struct SendArgs {
     /// if its address has no member (no_recipients).
     #[arg(long)]
     wait: bool,
-    /// Give up waiting after this long (default: the lifetime).
+    /// Give up waiting after this long (default: the lifetime and 10 s).
     #[arg(long)]
     timeout: Option<String>,
     #[arg(long)]
@@ -1165,46 +1165,46 @@ async fn listen(a: ListenArgs) -> Outcome {
         let path = format!("/v1/inbox?wait=30s&limit=1000{after_q}{topics}");
         let page: InboxDoc = client.call_as(client.request(reqwest::Method::GET, &path)).await?;
         let messages = page.messages;
-        let mut saved = std::collections::BTreeMap::new();
-        if let Some(dir) = &a.save_dir {
-            for (i, m) in messages.iter().enumerate() {
-                let Some(object) = &m.object else { continue };
-                match save_object(&client, dir, m, object).await {
-                    Ok(path) => {
-                        saved.insert(m.cursor, path);
-                    }
+        // In order, one at a time: an object is saved just before its line is printed, so
+        // a failure to save it leaves it, and nothing after it, marked read.
+        let mut out = stdout.lock();
+        for (i, m) in messages.iter().enumerate() {
+            let saved = match (&a.save_dir, &m.object) {
+                (Some(dir), Some(object)) => match save_object(&client, dir, m, object).await {
+                    Ok(path) => Some(path),
                     Err(e) => {
-                        // What came before it is done; it stays in the node for the next try.
+                        let _ = out.flush();
                         if a.topic.is_empty() && i > 0 {
                             mark_read(&client, messages[i - 1].cursor).await?;
                         }
                         return Err(e);
                     }
+                },
+                _ => None,
+            };
+            let line = if a.json {
+                let mut v = serde_json::to_value(m).map_err(Failure::runtime)?;
+                if let (Some(path), Some(o)) = (&saved, v.as_object_mut()) {
+                    o.insert("saved_as".into(), path.display().to_string().into());
                 }
+                v.to_string()
+            } else {
+                text_line(m, saved.as_ref())
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // stdout closed: the reader is gone
+            }
+            printed += 1;
+            if a.count.is_some_and(|c| printed >= c) {
+                let _ = out.flush();
+                if a.topic.is_empty() {
+                    mark_read(&client, m.cursor).await?;
+                }
+                return Ok(());
             }
         }
-        {
-            let mut out = stdout.lock();
-            for m in &messages {
-                let line = if a.json {
-                    serde_json::to_string(m).map_err(Failure::runtime)?
-                } else {
-                    text_line(m, saved.get(&m.cursor))
-                };
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(()); // stdout closed: the reader is gone
-                }
-                printed += 1;
-                if a.count.is_some_and(|c| printed >= c) {
-                    let _ = out.flush();
-                    if a.topic.is_empty() {
-                        mark_read(&client, m.cursor).await?;
-                    }
-                    return Ok(());
-                }
-            }
-            let _ = out.flush();
-        }
+        let _ = out.flush();
+        drop(out);
         if let Some(last) = page.last {
             // Filtered listening must not mark other messages read.
             if a.topic.is_empty() && !messages.is_empty() {
@@ -1270,7 +1270,9 @@ async fn send_object(a: &SendArgs, path: &std::path::Path, timeout: Duration) ->
     let kib = doc.chunk_size / 1024;
     let packed =
         if doc.zstd { format!(", {} bytes with zstd", doc.encoded_size) } else { String::new() };
-    eprintln!("{name}: {} bytes{packed}, {} chunks of {kib} KiB", doc.size, doc.chunks);
+    let chunks =
+        if doc.chunks == 1 { "1 chunk".to_owned() } else { format!("{} chunks", doc.chunks) };
+    eprintln!("{name}: {} bytes{packed}, {chunks} of {kib} KiB", doc.size);
     if !a.wait {
         return Ok(());
     }
@@ -1284,8 +1286,10 @@ async fn send_object(a: &SendArgs, path: &std::path::Path, timeout: Duration) ->
             .await?;
         let (n, passed) = (p.sent_chunks.unwrap_or(doc.chunks), p.passed_on.unwrap_or(0));
         let filled = (passed as usize * 30).checked_div(n as usize).unwrap_or(30);
+        // This node sees its chunks leave, not arrive: past the first hop, the receipt tells.
+        let then = if passed == n { ", waiting for the receipt" } else { "" };
         let line = format!(
-            "[{}{}] chunks {passed}/{n} passed on; {}",
+            "[{}{}] chunks {passed}/{n} passed on{then}; {}",
             "#".repeat(filled),
             "-".repeat(30 - filled),
             view.state
@@ -1372,7 +1376,12 @@ async fn save_object(
     }
     let mut target = dir.join(&object.name);
     if tokio::fs::try_exists(&target).await.unwrap_or(true) {
-        target = dir.join(format!("{}.{}", object.name, &m.id[..8]));
+        // photo.jpg taken: photo.1ce674ce.jpg, keeping the extension.
+        let name = match object.name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{}.{ext}", &m.id[..8]),
+            _ => format!("{}.{}", object.name, &m.id[..8]),
+        };
+        target = dir.join(name);
     }
     tokio::fs::rename(&part, &target)
         .await
@@ -1535,6 +1544,14 @@ async fn status(a: StatusArgs) -> Outcome {
     );
     if !s.groups.is_empty() {
         out!("groups of this node: {}", s.groups.join(", "));
+    }
+    if s.capacity_bytes <= s.held_bytes {
+        out!(
+            "\nSTORE FULL: {} held of {} it may hold now ([store] max_bytes, or the disk's free \
+             space less 16 MiB): offers and submissions are refused; neighbours keep what they offer",
+            format_bytes(s.held_bytes),
+            format_bytes(s.capacity_bytes)
+        );
     }
     out!("\nheld:");
     for (p, c) in s.counters.iter() {

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use relaymesh::api_model::InboxDoc;
 
 /// `size` bytes that do not compress (a photo, as far as zstd can tell).
 fn noise(size: usize) -> Vec<u8> {
@@ -150,13 +151,44 @@ fn objects_compress_where_it_pays_and_bad_uploads_are_refused_whole() {
     assert!(hq.inbox_all()[0].object.as_ref().unwrap().zstd);
     assert_eq!(t1.message(&id, "30s").state, "delivered");
 
+    // An object that cannot be written stops `listen`, but not before what came ahead of it
+    // was printed, and it stays unread for the next try.
+    t1.submit("node:county-hq", "flash", "EVACUATE SECTOR 4").unwrap();
+    wait_for("the order at the county", Duration::from_secs(30), || {
+        (hq.inbox_all().len() == 2).then_some(())
+    });
+    let (again, _) = send_file(&t1, "node:county-hq", &path);
+    wait_for("the report again", Duration::from_secs(30), || {
+        (hq.inbox_all().len() == 3).then_some(())
+    });
+    let blocked = mesh.dir.path().join("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let out = Command::new(&*BIN)
+        .args(["listen", "--api", &hq.spec.api_url(), "--save-dir", blocked.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EVACUATE SECTOR 4"));
+    let unread: InboxDoc =
+        http().get(format!("{}/v1/inbox", hq.spec.api_url())).send().unwrap().json().unwrap();
+    let unread: Vec<&str> = unread.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(unread, vec![again.as_str()], "the order read, the object not");
+    let line = listen_save(&hq, &dir, 1);
+    assert!(
+        line.contains(&format!(
+            "saved as {}",
+            dir.join(format!("sitrep.{}.txt", &again[..8])).display()
+        )),
+        "{line}"
+    );
+
     // Over max_object: 413 naming the limit, and `send` exits 2.
     let big = mesh.dir.path().join("big.bin");
     std::fs::write(&big, noise(3_500_000)).unwrap();
     let out = t1.send_cli(&["--to", "node:county-hq", "--file", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exceeds the limit of 3000000 bytes"), "{stderr}");
+    assert!(stderr.contains("exceeds [limits] max_object of 3000000 bytes"), "{stderr}");
 
     // Room for part of it only: 503, nothing kept.
     let part = mesh.dir.path().join("part.bin");
@@ -178,6 +210,14 @@ fn objects_compress_where_it_pays_and_bad_uploads_are_refused_whole() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("without directories"));
+    // A misspelt parameter is an error, not a default.
+    let r = http()
+        .post(format!("{url}/v1/objects?to=node:county-hq&nmae=a.txt"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("nmae"));
     let r = http().get(format!("{url}/v1/objects/{}", "0".repeat(32))).send().unwrap();
     assert_eq!(r.status(), 404);
 }

@@ -19,7 +19,7 @@ use super::types::{
 use crate::wire;
 
 /// Free space kept back on the store's device for commits, the inbox and metadata.
-const DISK_RESERVE: u64 = 16 * 1024 * 1024;
+pub const DISK_RESERVE: u64 = 16 * 1024 * 1024;
 /// Dedup records outlive a message's remaining lifetime by this much, for clock slop.
 const DEDUP_MARGIN: Duration = Duration::from_secs(600);
 /// Content type of end-to-end reports.
@@ -216,6 +216,12 @@ impl Node {
             self.originate(now, envelope);
         }
         Ok(())
+    }
+
+    /// Whether the store's disk has no more than [`DISK_RESERVE`] free: every offer and
+    /// submission is refused (what neighbours offer stays with them) until space is freed.
+    pub fn disk_nearly_full(&self) -> bool {
+        self.disk_free.is_some_and(|free| free <= DISK_RESERVE)
     }
 
     /// Bytes the store may hold: the configured limit, or less if the disk is fuller.

@@ -64,7 +64,7 @@ pub mod types;
 pub mod wire;
 
 pub use config::{CoreConfig, MediumConfig, StoreLimits};
-pub use custody::REPORT_CONTENT_TYPE;
+pub use custody::{DISK_RESERVE, REPORT_CONTENT_TYPE};
 pub use link::{LinkId, LinkInfo};
 pub use node::{Counters, Event, Node, Submission, SubmitError, Transmit};
 pub use objectives::OverdueView;

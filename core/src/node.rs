@@ -259,6 +259,8 @@ pub struct Node {
     pub(super) counters: Counters,
     pub(super) disk_free: Option<u64>,
     pub(super) next_expiry: Option<Time>,
+    /// When the first incomplete object gathering here expires (`objects`).
+    pub(super) next_object_expiry: Option<Time>,
     /// The earliest delivery objective still to check (`objectives`).
     pub(super) next_objective: Option<Time>,
     /// Destinations overdue now, by `Precedence::index()`.
@@ -382,6 +384,7 @@ impl Node {
             counters: Counters::default(),
             disk_free: None,
             next_expiry: None,
+            next_object_expiry: None,
             next_objective: None,
             late_at: Default::default(),
             next_late: None,
@@ -455,6 +458,7 @@ impl Node {
             self.routing.accept(a, now);
         }
         self.next_expiry = self.peek_expiry()?;
+        self.next_object_expiry = self.peek_object_expiry()?;
         self.next_objective = self.peek_objective()?;
         self.overdue = self.count_overdue()?;
         self.meta_dirty = false;
@@ -737,6 +741,9 @@ impl Node {
         if self.next_expiry.is_some_and(|t| t <= now) {
             self.guarded(|n| n.expire_held(now));
         }
+        if self.next_object_expiry.is_some_and(|t| t <= now) {
+            self.guarded(|n| n.expire_objects(now));
+        }
         if self.next_objective.is_some_and(|t| t <= now) {
             self.guarded(|n| n.check_objectives(now));
         }
@@ -1003,6 +1010,7 @@ impl Node {
             }
         };
         earliest(self.next_expiry);
+        earliest(self.next_object_expiry);
         earliest(self.next_objective);
         earliest(self.next_late);
         earliest(self.routing.next_expiry());

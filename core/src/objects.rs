@@ -148,7 +148,8 @@ impl Manifest {
     }
 }
 
-/// A bare file name: no directories, nothing hidden, no control characters.
+/// A bare file name: 1 to 255 bytes, no directories (`/` or `\`), not hidden (a leading
+/// dot, which also rules out `.` and `..`), no control characters.
 pub fn check_name(name: &str) -> Result<(), String> {
     let bad = name.is_empty()
         || name.len() > 255
@@ -156,7 +157,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
         || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
     if bad {
         return Err(format!(
-            "object name {name:?} must be a file name of 1 to 255 bytes without directories"
+            "object name {name:?}: a file name of 1 to 255 bytes, without directories, control \
+             characters or a leading dot"
         ));
     }
     Ok(())
@@ -258,9 +260,10 @@ impl Node {
         }
         let invalid = SubmitError::Invalid;
         let encoded: u64 = sub.chunks.iter().map(|c| c.len() as u64).sum();
-        if encoded > self.cfg.max_object {
+        let size = sub.size.max(encoded);
+        if size > self.cfg.max_object {
             return Err(invalid(format!(
-                "object of {encoded} bytes exceeds the limit of {}",
+                "object of {size} bytes exceeds [limits] max_object of {} bytes",
                 self.cfg.max_object
             )));
         }
@@ -312,8 +315,10 @@ impl Node {
             let payload = wire::objects::encode_chunk(&chunk);
             envelopes.push(self.build_envelope(now, message(CHUNK_CONTENT_TYPE, payload, false))?);
         }
-        let weight = envelopes.iter().map(Envelope::weight).sum();
-        self.admit(sub.precedence, weight).map_err(SubmitError::Refused)?;
+        let weight: u64 = envelopes.iter().map(Envelope::weight).sum();
+        self.admit(sub.precedence, weight).map_err(|e| {
+            SubmitError::Refused(format!("no room for all {weight} bytes of the object: {e}"))
+        })?;
         let local = self.is_local_member(&sub.to);
         let record = ObjectRecord {
             chunk_ids: envelopes[1..].iter().map(|e| e.id).collect(),
@@ -356,6 +361,8 @@ impl Node {
             return Ok(r);
         }
         self.store.put(Table::ObjectExpiry, &schema::time_prefixed(deadline, &id.0), b"")?;
+        self.next_object_expiry =
+            Some(self.next_object_expiry.map_or(deadline, |t| t.min(deadline)));
         Ok(ObjectRecord { deadline, ..ObjectRecord::default() })
     }
 
@@ -532,6 +539,15 @@ impl Node {
         Ok(())
     }
 
+    pub(super) fn peek_object_expiry(&mut self) -> Result<Option<Time>, StoreError> {
+        let mut first = None;
+        self.store.scan(Table::ObjectExpiry, b"", None, &mut |k, _| {
+            first = schema::read_u64(k).map(Time);
+            false
+        })?;
+        Ok(first)
+    }
+
     /// Objects whose lifetime ended before they were whole: dropped, the origin told how much
     /// arrived.
     pub(super) fn expire_objects(&mut self, now: Time) -> Result<(), StoreError> {
@@ -573,6 +589,7 @@ impl Node {
             let age = env.lifetime;
             self.report(now, &env, Outcome::Expired, &why, age, &me)?;
         }
+        self.next_object_expiry = self.peek_object_expiry()?;
         Ok(())
     }
 

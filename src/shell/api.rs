@@ -628,6 +628,10 @@ fn object_meta(
     ps: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<super::objects::ObjectMeta, String> {
+    const KNOWN: [&str; 6] = ["to", "precedence", "lifetime", "status", "receipt", "name"];
+    if let Some((k, _)) = ps.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        return Err(format!("unknown parameter {k:?} (known: {})", KNOWN.join(", ")));
+    }
     let to = Address::parse(param(ps, "to").ok_or("the query must name `to`")?)
         .map_err(|e| e.to_string())?;
     let precedence = param(ps, "precedence")
@@ -676,13 +680,36 @@ async fn object_download(State(api): State<Api>, Path(id): Path<String>) -> Resp
             };
         }
     };
-    let disposition = format!("attachment; filename=\"{}\"", manifest.name.replace('"', "_"));
+    let disposition = content_disposition(&manifest.name);
     let headers = [
         (header::CONTENT_TYPE, manifest.content_type.clone()),
         (header::CONTENT_LENGTH, manifest.size.to_string()),
         (header::CONTENT_DISPOSITION, disposition),
     ];
     (headers, super::objects::download(api.node.clone(), id, manifest)).into_response()
+}
+
+/// `attachment` with the name as ASCII (other characters `_`) and, if it is not ASCII, as
+/// UTF-8 too (RFC 6266, `filename*`).
+fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let mut v = format!("attachment; filename=\"{ascii}\"");
+    if !name.is_ascii() {
+        let encoded: String = name
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        v.push_str(&format!("; filename*=UTF-8''{encoded}"));
+    }
+    v
 }
 
 fn progress_summary(p: &crate::core::objects::ObjectProgress) -> String {

@@ -418,6 +418,7 @@ pub fn driver(
     let d = Driver {
         node,
         credentials_error: None,
+        disk_full: false,
         links: BTreeMap::new(),
         refusals: VecDeque::new(),
         bad_frames: VecDeque::new(),
@@ -433,6 +434,8 @@ struct Driver {
     node: Node,
     /// Why the latest credentials reload failed (see [`Snapshot::credentials_error`]).
     credentials_error: Option<String>,
+    /// The store's disk was full at the last check (logged when it changes).
+    disk_full: bool,
     links: BTreeMap<LinkId, LinkHandle>,
     refusals: VecDeque<Refusal>,
     bad_frames: VecDeque<(LinkId, String)>,
@@ -695,6 +698,19 @@ impl Driver {
         if let Some(dir) = &self.opts.data_dir {
             let free = fs4::available_space(dir).ok();
             self.node.handle_disk_space(free);
+            let full = self.node.disk_nearly_full();
+            if full && !self.disk_full {
+                warn!(
+                    free = free.unwrap_or(0),
+                    reserve = crate::core::DISK_RESERVE,
+                    dir = %dir.display(),
+                    "the store's disk is full: offers and submissions are refused until space \
+                     is freed (neighbours keep what they offer; nothing is lost)"
+                );
+            } else if !full && self.disk_full {
+                tracing::info!(free = free.unwrap_or(0), "the store's disk has room again");
+            }
+            self.disk_full = full;
         }
     }
 

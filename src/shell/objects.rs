@@ -48,7 +48,7 @@ impl Drop for Spool {
 /// Why an upload was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    #[error("object exceeds the limit of {0} bytes")]
+    #[error("object exceeds [limits] max_object of {0} bytes")]
     TooLarge(u64),
     #[error("reading the upload: {0}")]
     Body(String),
