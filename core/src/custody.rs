@@ -838,8 +838,28 @@ impl Node {
     }
 
     pub(super) fn peek_expiry(&mut self) -> Result<Option<Time>, StoreError> {
+        self.first_time(Table::Expiry)
+    }
+
+    /// Keys of a table keyed by (time, ...) whose time is `now` or earlier, at most `limit`.
+    pub(super) fn due_keys(
+        &mut self,
+        table: Table,
+        now: Time,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut due = Vec::new();
+        self.store.scan(table, b"", Some(&schema::time_bound(now)), &mut |k, _| {
+            due.push(k.to_vec());
+            due.len() < limit
+        })?;
+        Ok(due)
+    }
+
+    /// The time the first key of a table keyed by (time, ...) begins with.
+    pub(super) fn first_time(&mut self, table: Table) -> Result<Option<Time>, StoreError> {
         let mut first = None;
-        self.store.scan(Table::Expiry, b"", None, &mut |k, _| {
+        self.store.scan(table, b"", None, &mut |k, _| {
             first = schema::read_u64(k).map(Time);
             false
         })?;
@@ -850,17 +870,7 @@ impl Node {
     pub(super) fn housekeeping(&mut self, now: Time) -> Result<(), StoreError> {
         self.sweep_bindings(now)?;
         self.sweep_steering(now)?;
-        let mut old = Vec::new();
-        self.store.scan(
-            Table::DeliveredExpiry,
-            b"",
-            Some(&schema::time_bound(now)),
-            &mut |k, _| {
-                old.push(k.to_vec());
-                old.len() < 10_000
-            },
-        )?;
-        for k in old {
+        for k in self.due_keys(Table::DeliveredExpiry, now, 10_000)? {
             self.store.delete(Table::DeliveredExpiry, &k)?;
             self.store.delete(Table::Delivered, &k[8..])?;
         }
@@ -883,17 +893,7 @@ impl Node {
         }
         self.expire_objects(now)?;
         let cutoff = Time(now.as_micros().saturating_sub(self.cfg.status_keep.as_micros() as u64));
-        let mut statuses = Vec::new();
-        self.store.scan(
-            Table::StatusAge,
-            b"",
-            Some(&schema::time_bound(cutoff)),
-            &mut |k, _| {
-                statuses.push(k.to_vec());
-                statuses.len() < 10_000
-            },
-        )?;
-        for k in statuses {
+        for k in self.due_keys(Table::StatusAge, cutoff, 10_000)? {
             self.store.delete(Table::StatusAge, &k)?;
             self.store.delete(Table::Status, &k[8..])?;
             if let Some(id) = MessageId::from_slice(&k[8..]) {

@@ -92,12 +92,7 @@ impl Node {
 
     /// The earliest objective still to check (from the store).
     pub(super) fn peek_objective(&mut self) -> Result<Option<Time>, StoreError> {
-        let mut first = None;
-        self.store.scan(Table::Objectives, b"", None, &mut |k, _| {
-            first = schema::read_u64(k).map(Time);
-            false
-        })?;
-        Ok(first)
+        self.first_time(Table::Objectives)
     }
 
     /// Counts the raised alarms per precedence (from the store).

@@ -540,28 +540,13 @@ impl Node {
     }
 
     pub(super) fn peek_object_expiry(&mut self) -> Result<Option<Time>, StoreError> {
-        let mut first = None;
-        self.store.scan(Table::ObjectExpiry, b"", None, &mut |k, _| {
-            first = schema::read_u64(k).map(Time);
-            false
-        })?;
-        Ok(first)
+        self.first_time(Table::ObjectExpiry)
     }
 
     /// Objects whose lifetime ended before they were whole: dropped, the origin told how much
     /// arrived.
     pub(super) fn expire_objects(&mut self, now: Time) -> Result<(), StoreError> {
-        let mut due = Vec::new();
-        self.store.scan(
-            Table::ObjectExpiry,
-            b"",
-            Some(&schema::time_bound(now)),
-            &mut |k, _| {
-                due.push(k.to_vec());
-                due.len() < 1000
-            },
-        )?;
-        for k in due {
+        for k in self.due_keys(Table::ObjectExpiry, now, 1000)? {
             self.store.delete(Table::ObjectExpiry, &k)?;
             let Some(id) = MessageId::from_slice(&k[8..]) else { continue };
             let key = arriving_key(&id);
