@@ -532,6 +532,7 @@ impl Node {
             self.store.delete(Table::Expiry, &schema::expiry_key(held.deadline, held.seq))?;
             self.store.delete(Table::HeldIds, &schema::held_id_key(&held.id, held.seq))?;
             self.held.removed(p, held.weight, held.from.as_ref());
+            self.sending.passed(&held.id);
             self.meta_dirty = true;
         }
         Ok(())

@@ -261,6 +261,9 @@ pub struct Node {
     pub(super) next_expiry: Option<Time>,
     /// When the first incomplete object gathering here expires (`objects`).
     pub(super) next_object_expiry: Option<Time>,
+    /// Objects this node sent whose chunks it still holds: chunk -> object, and per object
+    /// how many (so progress is a lookup, not a scan per chunk on the driver's thread).
+    pub(super) sending: super::objects::Sending,
     /// The earliest delivery objective still to check (`objectives`).
     pub(super) next_objective: Option<Time>,
     /// Destinations overdue now, by `Precedence::index()`.
@@ -385,6 +388,7 @@ impl Node {
             disk_free: None,
             next_expiry: None,
             next_object_expiry: None,
+            sending: Default::default(),
             next_objective: None,
             late_at: Default::default(),
             next_late: None,
@@ -459,6 +463,7 @@ impl Node {
         }
         self.next_expiry = self.peek_expiry()?;
         self.next_object_expiry = self.peek_object_expiry()?;
+        self.sending = self.load_sending()?;
         self.next_objective = self.peek_objective()?;
         self.overdue = self.count_overdue()?;
         self.meta_dirty = false;

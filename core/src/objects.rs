@@ -228,6 +228,38 @@ pub(crate) struct ObjectRecord {
     pub failed_until: Option<Time>,
 }
 
+/// The chunks of this node's own objects that it still holds (built from the store when the
+/// node opens, kept as they are submitted and pass on).
+#[derive(Debug, Default)]
+pub(crate) struct Sending {
+    object_of: rustc_hash::FxHashMap<MessageId, MessageId>,
+    held: rustc_hash::FxHashMap<MessageId, u32>,
+}
+
+impl Sending {
+    fn add(&mut self, object: MessageId, chunk: MessageId) {
+        self.object_of.insert(chunk, object);
+        *self.held.entry(object).or_default() += 1;
+    }
+
+    /// A held message left this node's store: if it is a chunk of one of its objects, one
+    /// fewer is held.
+    pub(crate) fn passed(&mut self, id: &MessageId) {
+        if let Some(object) = self.object_of.remove(id)
+            && let Some(n) = self.held.get_mut(&object)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(&object);
+            }
+        }
+    }
+
+    fn held(&self, object: &MessageId) -> u32 {
+        self.held.get(object).copied().unwrap_or(0)
+    }
+}
+
 fn arriving_key(id: &MessageId) -> Vec<u8> {
     let mut k = vec![0];
     k.extend_from_slice(&id.0);
@@ -332,6 +364,9 @@ impl Node {
         for env in envelopes {
             if result.is_err() {
                 break;
+            }
+            if env.id != object && !env.destinations.is_empty() {
+                self.sending.add(object, env.id);
             }
             result = self.accept_local(now, env, local);
         }
@@ -585,9 +620,41 @@ impl Node {
         Ok(())
     }
 
+    /// Which chunks of its own objects the store holds (when the node opens).
+    pub(super) fn load_sending(&mut self) -> Result<Sending, StoreError> {
+        let mut sent = Vec::new();
+        self.store.scan(Table::Objects, &[1], Some(&[2]), &mut |k, v| {
+            if let (Some(id), Ok(r)) =
+                (MessageId::from_slice(&k[1..]), wire::objects::decode_record(v))
+            {
+                sent.push((id, r.chunk_ids));
+            }
+            true
+        })?;
+        let mut s = Sending::default();
+        for (object, chunks) in sent {
+            for chunk in chunks {
+                let mut held = false;
+                let mut end = chunk.0.to_vec();
+                end.push(0xff);
+                self.store.scan(Table::HeldIds, &chunk.0, Some(&end), &mut |_, _| {
+                    held = true;
+                    false
+                })?;
+                if held {
+                    s.add(object, chunk);
+                }
+            }
+        }
+        Ok(s)
+    }
+
     /// The origin's record of an object goes with its status.
     pub(super) fn forget_sent_object(&mut self, id: &MessageId) -> Result<(), StoreError> {
-        self.store.delete(Table::Objects, &sent_key(id))?;
+        if self.store.delete(Table::Objects, &sent_key(id))? {
+            self.sending.held.remove(id);
+            self.sending.object_of.retain(|_, o| o != id);
+        }
         Ok(())
     }
 
@@ -612,18 +679,8 @@ impl Node {
             p.refused = r.failed_until.is_some();
         }
         if let Some(r) = sent {
-            let mut passed = 0u32;
-            for chunk in &r.chunk_ids {
-                let mut held = false;
-                let mut end = chunk.0.to_vec();
-                end.push(0xff);
-                self.store.scan(Table::HeldIds, &chunk.0, Some(&end), &mut |_, _| {
-                    held = true;
-                    false
-                })?;
-                passed += u32::from(!held);
-            }
-            p.sent = Some((r.chunk_ids.len() as u32, passed));
+            let n = r.chunk_ids.len() as u32;
+            p.sent = Some((n, n.saturating_sub(self.sending.held(id))));
         }
         Ok(Some(p))
     }

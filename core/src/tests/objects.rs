@@ -305,3 +305,20 @@ fn a_destination_whose_disk_fills_mid_object_keeps_what_it_has_and_loses_nothing
     assert_eq!(h.read_object("c", &id), data);
     assert_eq!(h.node("b").held_messages(), 0);
 }
+
+#[test]
+fn the_origin_counts_what_passed_on_across_a_restart() {
+    let mut h = Harness::new();
+    h.add("a", Role::Field).add("b", Role::Command);
+    let data = content(10 * 16 * 1024);
+    let id = h.submit_object("a", object("node:b", &data, 16 * 1024, Duration::from_secs(600)));
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.progress("a", &id).sent, Some((10, 0)), "no route yet: all held");
+    h.crash("a");
+    h.open("a");
+    assert_eq!(h.progress("a", &id).sent, Some((10, 0)), "counted again from the store");
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.progress("a", &id).sent, Some((10, 10)));
+    assert_eq!(h.delivered_ids("b"), vec![id]);
+}
