@@ -1225,7 +1225,8 @@ struct Live {
     last_sent: Option<String>,
     last_moved: u64,
     last_late: Option<[u64; 4]>,
-    last_objects: Option<String>,
+    /// The traffic counters when the objects list was last read, and the list.
+    last_objects: Option<(u64, String)>,
     /// Events to send, last first.
     pending: Vec<SseEvent>,
     /// Inbox entries withdrawn since the last refresh, as events.
@@ -1281,12 +1282,21 @@ impl Live {
             out.push(SseEvent::default().event("overdue").data(json_text(&doc)));
             self.last_late = Some(late);
         }
-        let objects = json_text(&objects_doc(&node).await.ok()?);
-        if self.last_objects.as_ref() != Some(&objects) {
-            out.push(SseEvent::default().event("objects").data(objects.clone()));
-            self.last_objects = Some(objects);
-        }
         let c = &status.counters;
+        // Objects move only when messages do (chunks submitted, taken by a neighbour or
+        // received): the list is read again then, not on every tick of every console.
+        let traffic = [&c.flash, &c.immediate, &c.priority, &c.routine]
+            .iter()
+            .map(|c| c.submitted.wrapping_add(c.received).wrapping_add(c.expired))
+            .chain(status.links.iter().map(|l| l.accepted))
+            .fold(0u64, u64::wrapping_add);
+        if changed || self.last_objects.as_ref().is_none_or(|(t, _)| *t != traffic) {
+            let objects = json_text(&objects_doc(&node).await.ok()?);
+            if self.last_objects.as_ref().is_none_or(|(_, o)| *o != objects) {
+                out.push(SseEvent::default().event("objects").data(objects.clone()));
+            }
+            self.last_objects = Some((traffic, objects));
+        }
         let moved = [&c.flash, &c.immediate, &c.priority, &c.routine]
             .iter()
             .map(|c| c.submitted)
@@ -1566,4 +1576,18 @@ async fn page(State(api): State<Api>) -> Response {
 /// Binds the API address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn a_download_names_its_file_in_ascii_and_in_utf8_when_it_must() {
+        assert_eq!(content_disposition("drone 42.jpg"), "attachment; filename=\"drone 42.jpg\"");
+        assert_eq!(
+            content_disposition("café\"x.jpg"),
+            "attachment; filename=\"caf__x.jpg\"; filename*=UTF-8''caf%C3%A9%22x.jpg"
+        );
+    }
 }

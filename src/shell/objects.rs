@@ -62,12 +62,9 @@ pub async fn spool(
     limits: &ObjectLimits,
 ) -> Result<Spool, UploadError> {
     tokio::fs::create_dir_all(&limits.spool).await?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    // Unique within the process; the spool is emptied when the node starts.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("upload-{}-{nanos:x}-{n}", std::process::id());
+    let name = format!("upload-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let mut spool = Spool { path: limits.spool.join(name), size: 0, sha256: [0; 32] };
     let mut file = tokio::fs::File::create(&spool.path).await?;
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
