@@ -155,13 +155,14 @@ fn main() -> Result<()> {
             );
         }
         Cmd::Latency { rate, seconds, size } => {
-            let (p50, p99, max, n) = rt.block_on(latency(rate, seconds, size))?;
+            let (p50, p99, max, n, (stalls, stall_max)) =
+                rt.block_on(latency(rate, seconds, size))?;
             println!(
-                "latency at {rate} msg/s for {seconds} s ({n} messages): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms"
+                "latency at {rate} msg/s for {seconds} s ({n} messages): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms; the relays logged {stalls} commits of 50 ms or more (longest {stall_max} ms)"
             );
             println!(
                 "{}",
-                json!({"bench": "latency", "rate": rate, "p50_ms": p50, "p99_ms": p99, "max_ms": max, "messages": n})
+                json!({"bench": "latency", "rate": rate, "p50_ms": p50, "p99_ms": p99, "max_ms": max, "messages": n, "disk_stalls": stalls, "disk_stall_max_ms": stall_max})
             );
         }
         Cmd::Core { messages, batch } => {
@@ -596,7 +597,30 @@ async fn throughput(
     Ok(messages as f64 / elapsed.as_secs_f64())
 }
 
-async fn latency(rate: u64, seconds: u64, size: usize) -> Result<(f64, f64, f64, usize)> {
+/// What the relays' logs say of their store's commits that took 50 ms or more (each relay logs
+/// them: "store commit took N ms"): how many, and the longest in ms.
+fn disk_stalls(dir: &Path) -> (usize, u64) {
+    let mut stalls = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log")
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            stalls.extend(text.lines().filter_map(|l| {
+                let rest = l.split("store commit took ").nth(1)?;
+                rest.split(" ms").next()?.trim().parse::<u64>().ok()
+            }));
+        }
+    }
+    (stalls.len(), stalls.iter().copied().max().unwrap_or(0))
+}
+
+/// p50, p99 and max in ms, the messages measured, and the disk stalls the relays logged.
+async fn latency(
+    rate: u64,
+    seconds: u64,
+    size: usize,
+) -> Result<(f64, f64, f64, usize, (usize, u64))> {
     let mut p = two_relays(None).await?;
     let link = p.load.take().context("load link")?;
     let total = rate * seconds;
@@ -613,7 +637,8 @@ async fn latency(rate: u64, seconds: u64, size: usize) -> Result<(f64, f64, f64,
     }
     loader.await??;
     lat.sort_by(f64::total_cmp);
-    Ok((quantile(&lat, 0.5), quantile(&lat, 0.99), *lat.last().unwrap_or(&0.0), lat.len()))
+    let stalls = disk_stalls(p.dep.dir());
+    Ok((quantile(&lat, 0.5), quantile(&lat, 0.99), *lat.last().unwrap_or(&0.0), lat.len(), stalls))
 }
 
 /// The `f` quantile of sorted `v` (nearest rank); 0 when empty.
@@ -802,4 +827,30 @@ pub fn core_relay_cost(
         while node.poll_transmit().is_some() {}
     }
     Ok(start.elapsed().as_secs_f64() * 1e6 / messages as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_stalls_are_read_from_every_relay_log_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("relay-a.log"),
+            "2026-12-05T07:00:00Z  WARN relay{node=relay-a}: store commit took 73 ms (in the \
+             background; forwarding went on)\n\
+             2026-12-05T07:00:01Z  WARN relay{node=relay-a}: link to relay-b lost\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("relay-b.log"),
+            "2026-12-05T07:00:02Z  WARN relay{node=relay-b}: store commit took 312 ms\n",
+        )
+        .unwrap();
+        // Not a log: a configuration that happens to contain the words.
+        std::fs::write(dir.path().join("relay-c.toml"), "# store commit took 999 ms\n").unwrap();
+        assert_eq!(disk_stalls(dir.path()), (2, 312));
+        assert_eq!(disk_stalls(&dir.path().join("missing")), (0, 0));
+    }
 }
