@@ -181,6 +181,12 @@ impl RedbStore {
         }
     }
 
+    /// Whether the last committed state has `key`, without copying its value.
+    fn committed_exists(&mut self, t: Table, key: &[u8]) -> Result<bool, StoreError> {
+        let r = self.reader(t).and_then(|r| r.get(key).map(|v| v.is_some()).map_err(map));
+        r.map_err(|e| self.failed(e))
+    }
+
     /// Drops the handle after an I/O error so the next use reopens (and recovers) the file.
     fn failed(&mut self, e: StoreError) -> StoreError {
         if matches!(e, StoreError::Io(_) | StoreError::Full) {
@@ -302,24 +308,28 @@ impl Store for RedbStore {
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
         let pending = &mut self.pending[table as usize];
-        match pending.get(key) {
+        // One search of the open batch for the common case, a row written and deleted within
+        // the same batch (a message forwarded before its batch was sealed).
+        match pending.remove_entry(key) {
             // Never reached the disk: forget it, and the disk never sees it.
-            Some(Pending::Put { fresh: true, .. }) => {
-                pending.remove(key);
+            Some((_, Pending::Put { fresh: true, .. })) => {
                 self.stats.rows_cancelled += 1;
                 return Ok(true);
             }
-            Some(Pending::Put { .. }) => {
-                pending.insert(key.to_vec(), Pending::Delete);
+            Some((key, Pending::Put { .. })) => {
+                pending.insert(key, Pending::Delete);
                 return Ok(true);
             }
-            Some(Pending::Delete) => return Ok(false),
+            Some((key, Pending::Delete)) => {
+                pending.insert(key, Pending::Delete);
+                return Ok(false);
+            }
             None => {}
         }
         let sealed = self.sealed.as_ref().and_then(|s| s[table as usize].get(key));
         let existed = match sealed {
             Some(p) => p.value().is_some(),
-            None => self.committed(table, key)?.is_some(),
+            None => self.committed_exists(table, key)?,
         };
         if existed {
             self.pending[table as usize].insert(key.to_vec(), Pending::Delete);
