@@ -157,8 +157,14 @@ fn main() -> Result<()> {
         Cmd::Latency { rate, seconds, size } => {
             let (p50, p99, max, n, (stalls, stall_max)) =
                 rt.block_on(latency(rate, seconds, size))?;
+            let stalled = match stalls {
+                0 => "the relays logged no commit of 50 ms or more".to_string(),
+                n => format!(
+                    "the relays logged {n} commits of 50 ms or more, the longest {stall_max} ms"
+                ),
+            };
             println!(
-                "latency at {rate} msg/s for {seconds} s ({n} messages): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms; the relays logged {stalls} commits of 50 ms or more (longest {stall_max} ms)"
+                "latency at {rate} msg/s for {seconds} s ({n} messages): p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms; {stalled}"
             );
             println!(
                 "{}",
