@@ -858,6 +858,51 @@ fn a_relay_with_a_slow_disk_forwards_at_once_and_acknowledges_when_its_batch_lan
 }
 
 #[test]
+fn flash_crosses_a_relay_whose_batch_is_on_its_way_to_a_slow_disk_without_waiting_for_it() {
+    // The case the driver once blocked on: b has sealed a batch and its disk takes 300 ms to
+    // sync it when a FLASH order for c arrives.
+    let mut h = three_in_a_row();
+    h.slow_disk("b", Duration::from_millis(300));
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.connect("b", "c", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(2));
+    h.submit("a", "node:b", Precedence::Priority, Duration::from_secs(600));
+    h.run_for(Duration::from_millis(100));
+    assert!(h.landing.contains_key("b"), "b's batch is in flight");
+    let sent = h.now;
+    let flash = h.submit("a", "node:c", Precedence::Flash, Duration::from_secs(600));
+    h.run_for(Duration::from_millis(60));
+    assert!(h.landing.contains_key("b"), "b's disk is still syncing the first batch");
+    let at = delivered_at(&h, "c", flash).expect("the FLASH order crossed b meanwhile");
+    let took = at.saturating_since(sent);
+    assert!(took < Duration::from_millis(60), "took {took:?}");
+}
+
+#[test]
+fn a_batch_that_cannot_begin_after_one_in_flight_is_refused_alone_and_loses_nothing() {
+    let mut h = Harness::new();
+    h.add("a", Role::Command).add("b", Role::Township);
+    h.slow_disk("b", Duration::from_millis(300));
+    h.connect("a", "b", Medium::Wireless, 10 * MS);
+    h.run_for(Duration::from_secs(1));
+    let first = h.submit("a", "node:b", Precedence::Priority, Duration::from_secs(600));
+    h.run_for(Duration::from_millis(100));
+    assert!(h.landing.contains_key("b"), "the first batch is in flight");
+    // The disk refuses the next write transaction before anything of it is written; the
+    // first batch's landing is not affected.
+    h.faults["b"].lock().unwrap().fail_commits = true;
+    let second = h.submit("a", "node:b", Precedence::Priority, Duration::from_secs(600));
+    h.run_for(Duration::from_secs(1));
+    // (b may hold the second again in its open batch, offered anew: uncommitted, unanswered.)
+    assert_eq!(h.delivered_ids("b"), vec![first], "the first landed and was delivered");
+    assert_eq!(h.node("a").held_messages(), 1, "a keeps the second while b cannot take it");
+    h.faults["b"].lock().unwrap().fail_commits = false;
+    h.run_for(Duration::from_secs(40));
+    assert_eq!(h.delivered_ids("b"), vec![first, second], "each once, in order");
+    assert_eq!(h.node("a").held_messages(), 0);
+}
+
+#[test]
 fn a_batch_that_fails_as_it_lands_takes_the_next_one_with_it_and_loses_nothing() {
     let mut h = Harness::new();
     h.add("a", Role::Command).add("b", Role::Township);
