@@ -603,8 +603,8 @@ async fn throughput(
     Ok(messages as f64 / elapsed.as_secs_f64())
 }
 
-/// What the relays' logs say of their store's commits that took 50 ms or more (each relay logs
-/// them: "store commit took N ms"): how many, and the longest in ms.
+/// What the relays' logs say of their store's commits that took `SLOW_COMMIT` or more (each
+/// relay logs them: "store commit took N ms"): how many, and the longest in ms.
 fn disk_stalls(dir: &Path) -> (usize, u64) {
     let mut stalls = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -613,7 +613,7 @@ fn disk_stalls(dir: &Path) -> (usize, u64) {
             && let Ok(text) = std::fs::read_to_string(&path)
         {
             stalls.extend(text.lines().filter_map(|l| {
-                let rest = l.split("store commit took ").nth(1)?;
+                let rest = l.split(relaymesh::shell::driver::SLOW_COMMIT_LOG).nth(1)?;
                 rest.split(" ms").next()?.trim().parse::<u64>().ok()
             }));
         }
@@ -838,20 +838,23 @@ pub fn core_relay_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relaymesh::shell::driver::SLOW_COMMIT_LOG;
 
     #[test]
     fn disk_stalls_are_read_from_every_relay_log_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("relay-a.log"),
-            "2026-12-05T07:00:00Z  WARN relay{node=relay-a}: store commit took 73 ms (in the \
-             background; forwarding went on)\n\
-             2026-12-05T07:00:01Z  WARN relay{node=relay-a}: link to relay-b lost\n",
+            format!(
+                "2026-12-05T07:00:00Z  WARN relay{{node=relay-a}}: {SLOW_COMMIT_LOG} 73 ms (in \
+                 the background; forwarding went on)\n\
+                 2026-12-05T07:00:01Z  WARN relay{{node=relay-a}}: link to relay-b lost\n"
+            ),
         )
         .unwrap();
         std::fs::write(
             dir.path().join("relay-b.log"),
-            "2026-12-05T07:00:02Z  WARN relay{node=relay-b}: store commit took 312 ms\n",
+            format!("2026-12-05T07:00:02Z  WARN relay{{node=relay-b}}: {SLOW_COMMIT_LOG} 312 ms\n"),
         )
         .unwrap();
         // Not a log: a configuration that happens to contain the words.
