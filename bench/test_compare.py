@@ -90,6 +90,15 @@ class Parsing(unittest.TestCase):
         for bad in ("", "12 1000", "a b c", "1 2 3 4"):
             self.assertIsNone(compare.parse_sub_line(bad))
 
+    def test_the_token_buckets_sent_bytes_come_from_tcs_statistics(self):
+        stats = ("qdisc tbf 8004: root refcnt 3 rate 20Mbit burst 16Kb lat 50ms \n"
+                 " Sent 7225881 bytes 5032 pkt (dropped 3, overlimits 912 requeues 0) \n"
+                 " backlog 0b 0p requeues 0\n")
+        self.assertEqual(compare.tbf_sent_bytes(stats), 7225881)
+        for bad in ("qdisc noqueue 0: root refcnt 2\n", " Sent many bytes", " Sent 12 pkt"):
+            with self.assertRaises(RuntimeError):
+                compare.tbf_sent_bytes(bad)
+
     def test_summarize_counts_lost_and_duplicates_in_range(self):
         recs = [(1, 0, 0), (2, 0, 0), (2, 0, 0), (4, 0, 0), (0, 0, 0), (9, 0, 0)]
         self.assertEqual(compare.summarize(recs, 1, 5), {"lost": 2, "duplicates": 1})

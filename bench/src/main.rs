@@ -120,7 +120,7 @@ enum Cmd {
         #[arg(long, default_value = "known-rate")]
         congestion: String,
         /// Share of the link's rate bulk is paced to with `known-rate` (default: the relays'
-        /// default, 0.95).
+        /// default, 0.98).
         #[arg(long)]
         pace: Option<f64>,
     },
@@ -861,5 +861,17 @@ mod tests {
         std::fs::write(dir.path().join("relay-c.toml"), "# store commit took 999 ms\n").unwrap();
         assert_eq!(disk_stalls(dir.path()), (2, 312));
         assert_eq!(disk_stalls(&dir.path().join("missing")), (0, 0));
+    }
+
+    #[test]
+    fn the_token_buckets_sent_bytes_are_read_from_tcs_statistics() {
+        use crate::precedence::tbf_sent_bytes;
+        let stats = "qdisc tbf 8004: root refcnt 3 rate 20Mbit burst 16Kb lat 50ms \n \
+                     Sent 7225881 bytes 5032 pkt (dropped 3, overlimits 912 requeues 0) \n \
+                     backlog 0b 0p requeues 0\n";
+        assert_eq!(tbf_sent_bytes(stats), Some(7_225_881));
+        assert_eq!(tbf_sent_bytes("qdisc noqueue 0: root refcnt 2\n"), None);
+        assert_eq!(tbf_sent_bytes(" Sent many bytes"), None);
+        assert_eq!(tbf_sent_bytes(" Sent 12 packets"), None);
     }
 }
