@@ -749,7 +749,7 @@ reason = "no"
         assert_eq!(c.transport(Medium::Satellite).pacing_bps(), None);
         let text = GOOD.replacen(r#"congestion = "bbr""#, "bandwidth = \"2Mbps\"", 1);
         let c = parse(&text, Path::new("node.toml")).unwrap();
-        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), Some(1_900_000));
+        assert_eq!(c.transport(Medium::Satellite).pacing_bps(), Some(1_960_000));
         let c = parse(&text.replacen("cost = 10", "pace = 0.5", 1), Path::new("n")).unwrap();
         assert_eq!(c.transport(Medium::Satellite).pacing_bps(), Some(1_000_000));
         let c = parse(&text.replacen("cost = 10", "pace = 0", 1), Path::new("n")).unwrap();

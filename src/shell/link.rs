@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::driver::Command;
-use super::pacing::Pacer;
+use super::pacing::{Pacer, link_bytes_sent};
 use super::tls;
 use super::traffic::{Channel, LinkBytes, Traffic};
 use crate::core::frame::Frame;
@@ -641,14 +641,21 @@ async fn class_writer(
         // A paced link takes bulk a chunk at a time (the stream is a byte stream: a chunk may
         // end inside a frame); urgent offers and unpaced links take it all at once.
         let step = match &pacer {
-            Some(p) if !urgent => p.chunk(),
+            Some(p) if !urgent => {
+                p.set_mtu(conn.stats().path.current_mtu);
+                p.chunk()
+            }
             _ => data.len().max(1),
         };
         for start in (0..data.len()).step_by(step) {
             let piece = data.slice(start..(start + step).min(data.len()));
             match &pacer {
                 Some(p) if urgent => p.urgent(piece.len()),
-                Some(p) => p.bulk(piece.len(), class).await,
+                Some(p) => {
+                    let sent = link_bytes_sent(&conn.stats().udp_tx);
+                    p.reconcile(sent, tokio::time::Instant::now());
+                    p.bulk(piece.len(), class).await
+                }
                 None => {}
             }
             if let Err(e) = s.write_chunk(piece).await {

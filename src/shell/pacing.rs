@@ -13,13 +13,19 @@
 //! IMMEDIATE offers, custody answers and probes are never held back, only counted, so bulk
 //! gives way to them.
 //!
-//! The bucket counts stream bytes plus an estimate of the packet headers QUIC, UDP and IP add
-//! ([`HEADER_BYTES`] per [`PACKET_BYTES`]); `pace` (default 0.95) leaves room for what the
-//! estimate misses (acknowledgements, retransmissions, link-layer framing). It holds a few
-//! milliseconds of the link, so a writer woken late by the timer catches up; urgent traffic can
-//! put it in debt by at most [`MAX_DEBT`] of the link, so a bulk frame half-sent is never held
-//! long enough for the peer to cut the link as stalled. PRIORITY goes before ROUTINE: a ROUTINE
-//! writer waits while a PRIORITY writer has something to send ([`Pacer::priority_busy`]).
+//! The bucket counts stream bytes plus an estimate of the headers of the packets that carry
+//! them (IP, UDP and QUIC: [`PACKET_COST`] a packet), and every 50 ms it is set right by what
+//! QUIC actually sent ([`Pacer::reconcile`]): acknowledgements, retransmissions and probes
+//! are paid for too, so `pace` (default 0.98) is the share of `bandwidth` the link is filled
+//! to, everything on it counted, bulk taking what the rest leaves. A bulk chunk is a whole number of
+//! full packets at the path's current MTU, so a chunk leaves as full packets and not as full
+//! ones plus a short tail: a 2 ms chunk on a 20 Mbit/s link is about three and a half packets,
+//! and its tail packet paid a whole packet's headers for a few hundred bytes. The bucket
+//! holds a few milliseconds of the link, so a writer woken late by the timer catches up;
+//! urgent traffic can put it in debt by at most [`MAX_DEBT`] of the link, so a bulk frame
+//! half-sent is never held long enough for the peer to cut the link as stalled. PRIORITY goes
+//! before ROUTINE: a ROUTINE writer waits while a PRIORITY writer has something to send
+//! ([`Pacer::priority_busy`]).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,15 +36,32 @@ use crate::core::Precedence;
 use tokio::time::Instant;
 
 /// Default share of `bandwidth` that known-rate links are paced to.
-pub const DEFAULT_PACE: f64 = 0.95;
-/// Stream bytes in a full packet, for the header estimate.
-pub const PACKET_BYTES: usize = 1_400;
-/// IP (20), UDP (8) and QUIC (short header, packet number, AEAD tag, stream frame) bytes per
-/// packet, about.
-pub const HEADER_BYTES: usize = 60;
+pub const DEFAULT_PACE: f64 = 0.98;
+/// UDP payload of a packet until path MTU discovery has measured the path (QUIC's minimum).
+pub const INITIAL_MTU: u16 = 1_200;
+/// QUIC bytes of a packet besides its stream data, at most: short header (1), the 8-byte
+/// connection id relays use, packet number (up to 4), AEAD tag (16), STREAM frame header
+/// (type, stream id, offset up to 8 bytes, length: up to 13). A chunk sized with it fits
+/// its packets whatever the packet number and offset lengths are at the time.
+const QUIC_OVERHEAD_MAX: usize = 42;
+/// Room left in each chunk for an acknowledgement QUIC puts in the same packets.
+const ACK_ROOM: usize = 16;
+/// What a full packet costs the link besides its stream data, as usually sent: IP (20), UDP
+/// (8), QUIC (short header, 8-byte connection id, 2-byte packet number, tag, STREAM frame
+/// header with a 4-byte offset: 35). An estimate: [`Pacer::reconcile`] corrects it.
+pub const PACKET_COST: usize = 63;
+/// Bytes of a datagram besides its UDP payload: IPv4 (20) and UDP (8). `bandwidth` is the
+/// rate of IP packets across the link, as a modem's rate is given; a link that frames them
+/// in Ethernet (a `tbf` on a veth pair) meters 14 bytes more a packet, about 1% of a full one,
+/// which `pace` leaves room for.
+pub const DATAGRAM_COST: u64 = 28;
+/// How often at most the bucket is set right by what QUIC sent ([`Pacer::reconcile`]).
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(50);
+/// A writer that has not reconciled for this long had no bulk to send: what the link carried
+/// meanwhile is not charged to the bulk that follows.
+const RECONCILE_IDLE: Duration = Duration::from_millis(250);
 /// Chunks carry about this much of the link's time.
 const CHUNK_TIME: Duration = Duration::from_millis(2);
-const MIN_CHUNK: usize = PACKET_BYTES;
 const MAX_CHUNK: usize = 16 * 1024;
 /// The bucket holds at most this much of the link (and at least a chunk).
 const BURST: Duration = Duration::from_millis(3);
@@ -50,9 +73,8 @@ pub const MAX_DEBT: Duration = Duration::from_secs(2);
 pub struct Pacer {
     /// Bytes per second.
     rate: f64,
-    chunk: usize,
-    /// Bytes the bucket holds at most.
-    burst: f64,
+    /// The path's current MTU (UDP payload of a full packet).
+    mtu: AtomicUsize,
     bucket: Mutex<Bucket>,
     /// PRIORITY writers with something to send.
     priority: AtomicUsize,
@@ -63,6 +85,17 @@ struct Bucket {
     /// Bytes that may go now; negative when sends are booked ahead.
     tokens: f64,
     at: Instant,
+    /// Link bytes booked so far, in all.
+    booked: f64,
+    /// Where the last [`Pacer::reconcile`] left off.
+    mark: Option<Mark>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: Instant,
+    booked: f64,
+    sent: u64,
 }
 
 impl Pacer {
@@ -72,41 +105,94 @@ impl Pacer {
         if !rate.is_finite() || rate < 1.0 {
             return None;
         }
-        let chunk = ((rate * CHUNK_TIME.as_secs_f64()) as usize).clamp(MIN_CHUNK, MAX_CHUNK);
-        let burst = (rate * BURST.as_secs_f64()).max(chunk as f64);
-        Some(Pacer {
+        let pacer = Pacer {
             rate,
-            chunk,
-            burst,
-            bucket: Mutex::new(Bucket { tokens: chunk as f64, at: now }),
+            mtu: AtomicUsize::new(usize::from(INITIAL_MTU)),
+            bucket: Mutex::new(Bucket { tokens: 0.0, at: now, booked: 0.0, mark: None }),
             priority: AtomicUsize::new(0),
-        })
+        };
+        pacer.bucket.lock().unwrap_or_else(|e| e.into_inner()).tokens = pacer.chunk() as f64;
+        Some(pacer)
     }
 
-    /// About how many stream bytes a writer should hand QUIC at once.
+    /// Tells the pacer the path's current MTU (QUIC's `current_mtu`: path MTU discovery
+    /// raises it from 1,200 bytes once the path carries more).
+    pub fn set_mtu(&self, mtu: u16) {
+        self.mtu.store(usize::from(mtu.max(INITIAL_MTU)), Ordering::Relaxed);
+    }
+
+    /// Stream bytes a full packet carries at least.
+    fn packet_payload(&self) -> usize {
+        self.mtu.load(Ordering::Relaxed) - QUIC_OVERHEAD_MAX
+    }
+
+    /// How many stream bytes a writer should hand QUIC at once: the whole packets closest to
+    /// 2 ms of the link (at least one, at most 16 KiB), less room for an acknowledgement.
     pub fn chunk(&self) -> usize {
-        self.chunk
+        let packet = self.packet_payload();
+        let packets = (self.rate * CHUNK_TIME.as_secs_f64() / packet as f64).round();
+        let packets = (packets as usize).clamp(1, MAX_CHUNK / packet);
+        packets * packet - ACK_ROOM
+    }
+
+    /// Bytes the bucket holds at most: 3 ms of the link, and at least a chunk.
+    fn burst(&self) -> f64 {
+        (self.rate * BURST.as_secs_f64()).max(self.chunk() as f64)
     }
 
     /// What `bytes` of stream data cost on the link, headers included.
-    fn cost(bytes: usize) -> f64 {
-        (bytes + bytes.div_ceil(PACKET_BYTES) * HEADER_BYTES) as f64
+    fn cost(&self, bytes: usize) -> f64 {
+        (bytes + bytes.div_ceil(self.packet_payload()) * PACKET_COST) as f64
+    }
+
+    /// The bucket, with what it gained since it was last looked at.
+    fn refilled(&self, now: Instant) -> std::sync::MutexGuard<'_, Bucket> {
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst());
+        b.at = b.at.max(now);
+        b
     }
 
     /// Books `bytes` to go and returns how long the sender must wait first. Urgent sends never
     /// wait: they only push later bulk back.
     pub fn book(&self, bytes: usize, urgent: bool, now: Instant) -> Duration {
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
-        b.at = now;
+        let mut b = self.refilled(now);
         let before = b.tokens;
-        b.tokens = (b.tokens - Self::cost(bytes)).max(-self.rate * MAX_DEBT.as_secs_f64());
+        let cost = self.cost(bytes);
+        b.booked += cost;
+        b.tokens = (b.tokens - cost).max(-self.rate * MAX_DEBT.as_secs_f64());
         if urgent || before >= 0.0 {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(-before / self.rate)
         }
+    }
+
+    /// Sets the bucket right by what the connection actually put on the link: `sent` is the
+    /// link bytes of every datagram it sent so far (see [`link_bytes_sent`]). What went
+    /// beyond what was booked since the last call (acknowledgements, retransmissions, path
+    /// MTU probes, the header estimate's error) is paid from the bucket, and what was booked
+    /// but went smaller is given back, at most every [`RECONCILE_EVERY`]. Bytes booked but not
+    /// yet sent are given back by one call and paid again by a later one: summed over time,
+    /// the bucket follows the bytes on the link, whatever the loss.
+    /// After more than [`RECONCILE_IDLE`] without a call (no bulk to send), the call only
+    /// marks where the link stands.
+    pub fn reconcile(&self, sent: u64, now: Instant) {
+        let mut b = self.refilled(now);
+        let booked = b.booked;
+        match b.mark {
+            Some(m) if now.saturating_duration_since(m.at) < RECONCILE_EVERY => return,
+            // Bulk was idle meanwhile: what went then went while the bucket stood full.
+            Some(m) if now.saturating_duration_since(m.at) > RECONCILE_IDLE => {}
+            Some(m) => {
+                let unbooked = sent.saturating_sub(m.sent) as f64 - (booked - m.booked);
+                b.tokens =
+                    (b.tokens - unbooked).clamp(-self.rate * MAX_DEBT.as_secs_f64(), self.burst());
+            }
+            None => {}
+        }
+        b.mark = Some(Mark { at: now, booked, sent });
     }
 
     /// Waits until `bytes` of bulk of precedence `p` may go (and books them): ROUTINE first
@@ -133,6 +219,12 @@ impl Pacer {
     }
 }
 
+/// The link bytes of every datagram a connection sent so far, from QUIC's statistics: UDP
+/// payloads plus [`DATAGRAM_COST`] each (segments of a GSO batch counted one by one).
+pub fn link_bytes_sent(udp_tx: &quinn::UdpStats) -> u64 {
+    udp_tx.bytes + udp_tx.datagrams * DATAGRAM_COST
+}
+
 /// See [`Pacer::priority_busy`].
 #[derive(Debug)]
 pub struct PriorityBusy<'a>(&'a Pacer);
@@ -154,25 +246,54 @@ mod tests {
 
     #[test]
     fn bulk_goes_at_the_rate() {
-        // 8 Mbit/s: 1,000,000 bytes a second; chunks of 2 ms = 2,000 bytes.
+        // 8 Mbit/s: 1,000,000 bytes a second; 2 ms is 2,000 bytes, two packets of 1,158 stream
+        // bytes at the initial MTU.
         let (p, t0) = pacer(8_000_000);
-        assert_eq!(p.chunk(), 2_000);
+        assert_eq!(p.chunk(), 2 * 1_158 - ACK_ROOM);
         let mut now = t0;
-        let mut sent = 0usize;
-        // Send 1,400-byte chunks back to back for a simulated second.
+        let mut sent = 0.0;
+        // Send chunks back to back for a simulated second.
         while now < t0 + Duration::from_secs(1) {
-            now += p.book(1_400, false, now);
-            sent += 1_400 + HEADER_BYTES;
+            now += p.book(p.chunk(), false, now);
+            sent += p.cost(p.chunk());
         }
         // One second's worth, plus the first chunk's burst and the send booked last (which
         // would have waited past the second).
-        assert!((1_000_000..=1_000_000 + 2_000 + 2 * 1_460).contains(&sent), "{sent} bytes");
+        let slack = 3.0 * p.cost(p.chunk());
+        assert!((1e6..=1e6 + slack).contains(&sent), "{sent} bytes");
+    }
+
+    #[test]
+    fn chunks_are_whole_packets_at_the_paths_mtu() {
+        let now = Instant::now();
+        let p = Pacer::new(20_000_000, 1.0, now).expect("a rate");
+        // 2 ms of 20 Mbit/s is 5,000 bytes: four packets of 1,158 stream bytes at QUIC's
+        // initial MTU, less room for an acknowledgement; the headers of four packets.
+        assert_eq!(p.chunk(), 4 * 1_158 - ACK_ROOM);
+        assert_eq!(p.cost(p.chunk()), (p.chunk() + 4 * PACKET_COST) as f64);
+        // Once path MTU discovery reaches 1,452 bytes (Ethernet), the same in larger packets.
+        p.set_mtu(1_452);
+        assert_eq!(p.chunk(), 4 * 1_410 - ACK_ROOM);
+        assert_eq!(p.cost(p.chunk()), (p.chunk() + 4 * PACKET_COST) as f64);
+        let five = p.chunk() + ACK_ROOM + 1;
+        assert_eq!(p.cost(five), (five + 5 * PACKET_COST) as f64);
+        // A slow link still gets a packet a chunk, a fast one at most 16 KiB.
+        let slow = Pacer::new(1_000_000, 1.0, now).expect("a rate");
+        slow.set_mtu(1_452);
+        assert_eq!(slow.chunk(), 1_410 - ACK_ROOM);
+        let fast = Pacer::new(1_000_000_000, 1.0, now).expect("a rate");
+        fast.set_mtu(1_452);
+        assert_eq!(fast.chunk(), 11 * 1_410 - ACK_ROOM);
+        // An MTU below QUIC's minimum is not one: it is read as the minimum.
+        fast.set_mtu(576);
+        assert_eq!(fast.chunk(), 14 * 1_158 - ACK_ROOM);
     }
 
     #[test]
     fn urgent_never_waits_and_pushes_bulk_back() {
         let (p, t0) = pacer(8_000_000);
-        // Nearly empty the bucket with bulk (1,800 bytes cost 1,920 of its 2,000).
+        // Nearly empty the bucket (it starts with a chunk: 2,300 bytes) with bulk: 1,800 bytes
+        // cost 1,926 of them.
         assert_eq!(p.book(1_800, false, t0), Duration::ZERO);
         let wait = p.book(1_000, false, t0);
         assert!(wait.is_zero(), "the bucket held some tokens: {wait:?}");
@@ -186,13 +307,14 @@ mod tests {
 
     #[test]
     fn idle_time_buys_a_few_milliseconds_of_the_link() {
-        // 1,000,000 bytes a second: 2,000-byte chunks, 3,000 bytes of burst.
+        // 1,000,000 bytes a second: 3,000 bytes of burst.
         let (p, t0) = pacer(8_000_000);
         let later = t0 + Duration::from_secs(60);
         for _ in 0..3 {
             assert!(p.book(1_000, false, later).is_zero());
         }
-        // 3,180 bytes booked of 3,000: the fourth waits.
+        // 3,189 bytes booked of 3,000 (each 1,000 bytes in a packet of their own): the
+        // fourth waits.
         assert!(!p.book(1_000, false, later).is_zero());
     }
 
@@ -203,15 +325,75 @@ mod tests {
         let mut now = t0;
         let mut sent = 0usize;
         while now < t0 + Duration::from_millis(100) {
-            let wait = p.book(16_384, false, now);
-            sent += 16_384;
+            let wait = p.book(p.chunk(), false, now);
+            sent += p.chunk();
             if !wait.is_zero() {
                 now += wait.max(Duration::from_micros(1_100));
             }
         }
         // Stream bytes: the rest of the bucket went on headers.
-        let expected = 125_000_000.0 * 0.1 * 1_400.0 / 1_460.0;
+        let expected = 125_000_000.0 * 0.1 * p.chunk() as f64 / p.cost(p.chunk());
         assert!(sent as f64 > 0.97 * expected, "{sent} bytes in 100 ms");
+    }
+
+    #[test]
+    fn what_went_beyond_the_booking_is_paid_and_what_fell_short_given_back() {
+        // Two pacers booked alike, one of them reconciled; both deep in debt, so that neither
+        // the burst nor the debt limit clips the difference.
+        let (p, t0) = pacer(8_000_000);
+        let twin = Pacer::new(8_000_000, 1.0, t0).expect("a rate");
+        let tokens = |p: &Pacer, now| p.refilled(now).tokens;
+        let book = |bytes: usize, now| {
+            p.book(bytes, true, now);
+            twin.book(bytes, true, now);
+        };
+        book(100_000, t0);
+        // The first call only marks where the link stands.
+        p.reconcile(7_000, t0);
+        assert_eq!(tokens(&p, t0), tokens(&twin, t0));
+        // 1,000 bytes booked; the link carried 1,500 (acknowledgements, a retransmission).
+        assert_eq!(p.cost(1_000 - PACKET_COST), 1_000.0);
+        book(1_000 - PACKET_COST, t0);
+        // Too soon: nothing changes.
+        let t = t0 + RECONCILE_EVERY / 2;
+        p.reconcile(8_500, t);
+        assert_eq!(tokens(&p, t), tokens(&twin, t));
+        // The 500 bytes the bucket had not counted are paid.
+        let t = t0 + RECONCILE_EVERY;
+        p.reconcile(8_500, t);
+        assert_eq!(tokens(&p, t), tokens(&twin, t) - 500.0);
+        // Booked but sent smaller (or not yet sent): given back.
+        book(2_000 - 2 * PACKET_COST, t);
+        let t = t + RECONCILE_EVERY;
+        p.reconcile(9_700, t);
+        assert_eq!(tokens(&p, t), tokens(&twin, t) - 500.0 + 800.0);
+    }
+
+    #[test]
+    fn what_the_link_carried_while_bulk_was_idle_is_not_charged() {
+        let (p, t0) = pacer(8_000_000);
+        p.reconcile(0, t0);
+        // An hour of probes, acknowledgements and FLASH orders, none of it booked; then bulk.
+        let later = t0 + Duration::from_secs(3_600);
+        p.reconcile(5_000_000, later);
+        assert_eq!(p.book(p.chunk(), false, later), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_lossy_link_is_paced_by_the_bytes_it_carried() {
+        // Bulk sent back to back for a simulated second; each chunk costs the link 10% more
+        // than booked (retransmissions): the bulk goes about 10% slower, not the link 10%
+        // over its rate.
+        let (p, t0) = pacer(8_000_000);
+        let (mut now, mut sent, mut bulk) = (t0, 0u64, 0.0);
+        while now < t0 + Duration::from_secs(1) {
+            p.reconcile(sent, now);
+            now += p.book(p.chunk(), false, now);
+            sent += (p.cost(p.chunk()) * 1.1) as u64;
+            bulk += p.cost(p.chunk());
+        }
+        assert!((1e6..1.02e6).contains(&(sent as f64)), "{sent} bytes on the link in 1 s");
+        assert!((0.89e6..0.92e6).contains(&bulk), "{bulk} bytes of bulk in 1 s");
     }
 
     #[test]
