@@ -109,6 +109,9 @@ impl Netns {
             .args(["netns", "exec", &self.name, "tc", "-s", "qdisc", "show", "dev", &self.inner_if])
             .output()
             .context("running tc")?;
+        if !out.status.success() {
+            bail!("tc -s qdisc show: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
         let stats = String::from_utf8_lossy(&out.stdout);
         let forward = tbf_sent_bytes(&stats)
             .with_context(|| format!("no \"Sent N bytes\" in tc's statistics: {stats:?}"))?;

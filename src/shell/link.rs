@@ -652,8 +652,11 @@ async fn class_writer(
             match &pacer {
                 Some(p) if urgent => p.urgent(piece.len()),
                 Some(p) => {
-                    let sent = link_bytes_sent(&conn.stats().udp_tx);
-                    p.reconcile(sent, tokio::time::Instant::now());
+                    let now = tokio::time::Instant::now();
+                    if p.reconcile_due(now) {
+                        let sent = link_bytes_sent(&conn.stats().udp_tx, conn.remote_address());
+                        p.reconcile(sent, now);
+                    }
                     p.bulk(piece.len(), class).await
                 }
                 None => {}

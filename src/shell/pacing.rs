@@ -14,10 +14,10 @@
 //! gives way to them.
 //!
 //! The bucket counts stream bytes plus an estimate of the headers of the packets that carry
-//! them (IP, UDP and QUIC: [`PACKET_COST`] a packet), and every 50 ms it is set right by what
-//! QUIC actually sent ([`Pacer::reconcile`]): acknowledgements, retransmissions and probes
-//! are paid for too, so `pace` (default 0.98) is the share of `bandwidth` the link is filled
-//! to, everything on it counted, bulk taking what the rest leaves. A bulk chunk is a whole number of
+//! them (IP, UDP and QUIC: [`PACKET_COST`] a packet), and while bulk flows it is set right, at
+//! most every 50 ms, by what QUIC says it sent ([`Pacer::reconcile`]): acknowledgements,
+//! retransmissions and probes are paid for too, so what the connection sends stays within
+//! `pace` (default 0.98) x `bandwidth`, bulk taking what the rest leaves. A bulk chunk is a whole number of
 //! full packets at the path's current MTU, so a chunk leaves as full packets and not as full
 //! ones plus a short tail: a 2 ms chunk on a 20 Mbit/s link is about three and a half packets,
 //! and its tail packet paid a whole packet's headers for a few hundred bytes. The bucket
@@ -44,22 +44,24 @@ pub const INITIAL_MTU: u16 = 1_200;
 /// (type, stream id, offset up to 8 bytes, length: up to 13). A chunk sized with it fits
 /// its packets whatever the packet number and offset lengths are at the time.
 const QUIC_OVERHEAD_MAX: usize = 42;
-/// Room left in each chunk for an acknowledgement QUIC puts in the same packets.
+/// Room left in each chunk for an acknowledgement QUIC puts in the same packets. A chunk of
+/// several packets has more beside it: QUIC's real overhead is about 10 bytes under
+/// [`QUIC_OVERHEAD_MAX`] a packet.
 const ACK_ROOM: usize = 16;
+/// The same for a chunk of a single packet (a slow link), which has nothing beside it.
+const ACK_ROOM_ONE_PACKET: usize = 32;
 /// What a full packet costs the link besides its stream data, as usually sent: IP (20), UDP
 /// (8), QUIC (short header, 8-byte connection id, 2-byte packet number, tag, STREAM frame
 /// header with a 4-byte offset: 35). An estimate: [`Pacer::reconcile`] corrects it.
 pub const PACKET_COST: usize = 63;
-/// Bytes of a datagram besides its UDP payload: IPv4 (20) and UDP (8). `bandwidth` is the
-/// rate of IP packets across the link, as a modem's rate is given; a link that frames them
-/// in Ethernet (a `tbf` on a veth pair) meters 14 bytes more a packet, about 1% of a full one,
-/// which `pace` leaves room for.
-pub const DATAGRAM_COST: u64 = 28;
+/// Bytes of a datagram besides its UDP payload: IPv4 (20) or IPv6 (40) and UDP (8).
+/// `bandwidth` is the rate of IP packets across the link, as a modem's rate is given; a link
+/// that frames them in Ethernet (a `tbf` on a veth pair) meters 14 bytes more a packet, about
+/// 1% of a full one, which `pace` leaves room for.
+pub const DATAGRAM_COST_V4: u64 = 28;
+pub const DATAGRAM_COST_V6: u64 = 48;
 /// How often at most the bucket is set right by what QUIC sent ([`Pacer::reconcile`]).
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(50);
-/// A writer that has not reconciled for this long had no bulk to send: what the link carried
-/// meanwhile is not charged to the bulk that follows.
-const RECONCILE_IDLE: Duration = Duration::from_millis(250);
 /// Chunks carry about this much of the link's time.
 const CHUNK_TIME: Duration = Duration::from_millis(2);
 const MAX_CHUNK: usize = 16 * 1024;
@@ -89,6 +91,8 @@ struct Bucket {
     booked: f64,
     /// Where the last [`Pacer::reconcile`] left off.
     mark: Option<Mark>,
+    /// Link bytes booked that QUIC had not sent at the last reconcile (see there).
+    credit: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +112,13 @@ impl Pacer {
         let pacer = Pacer {
             rate,
             mtu: AtomicUsize::new(usize::from(INITIAL_MTU)),
-            bucket: Mutex::new(Bucket { tokens: 0.0, at: now, booked: 0.0, mark: None }),
+            bucket: Mutex::new(Bucket {
+                tokens: 0.0,
+                at: now,
+                booked: 0.0,
+                mark: None,
+                credit: 0.0,
+            }),
             priority: AtomicUsize::new(0),
         };
         pacer.bucket.lock().unwrap_or_else(|e| e.into_inner()).tokens = pacer.chunk() as f64;
@@ -131,8 +141,9 @@ impl Pacer {
     pub fn chunk(&self) -> usize {
         let packet = self.packet_payload();
         let packets = (self.rate * CHUNK_TIME.as_secs_f64() / packet as f64).round();
-        let packets = (packets as usize).clamp(1, MAX_CHUNK / packet);
-        packets * packet - ACK_ROOM
+        let packets = (packets as usize).min(MAX_CHUNK / packet).max(1);
+        let room = if packets == 1 { ACK_ROOM_ONE_PACKET } else { ACK_ROOM };
+        packets * packet - room
     }
 
     /// Bytes the bucket holds at most: 3 ms of the link, and at least a chunk.
@@ -148,10 +159,14 @@ impl Pacer {
     /// The bucket, with what it gained since it was last looked at.
     fn refilled(&self, now: Instant) -> std::sync::MutexGuard<'_, Bucket> {
         let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        self.refill(&mut b, now);
+        b
+    }
+
+    fn refill(&self, b: &mut Bucket, now: Instant) {
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst());
         b.at = b.at.max(now);
-        b
     }
 
     /// Books `bytes` to go and returns how long the sender must wait first. Urgent sends never
@@ -169,30 +184,43 @@ impl Pacer {
         }
     }
 
-    /// Sets the bucket right by what the connection actually put on the link: `sent` is the
-    /// link bytes of every datagram it sent so far (see [`link_bytes_sent`]). What went
-    /// beyond what was booked since the last call (acknowledgements, retransmissions, path
-    /// MTU probes, the header estimate's error) is paid from the bucket, and what was booked
-    /// but went smaller is given back, at most every [`RECONCILE_EVERY`]. Bytes booked but not
-    /// yet sent are given back by one call and paid again by a later one: summed over time,
-    /// the bucket follows the bytes on the link, whatever the loss.
-    /// After more than [`RECONCILE_IDLE`] without a call (no bulk to send), the call only
-    /// marks where the link stands.
+    /// Whether [`Pacer::reconcile`] would do anything now (so that a writer reads QUIC's
+    /// statistics only then).
+    pub fn reconcile_due(&self, now: Instant) -> bool {
+        let b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.mark.is_none_or(|m| now.saturating_duration_since(m.at) >= RECONCILE_EVERY)
+    }
+
+    /// Sets the bucket right by what the connection actually put on the link, at most every
+    /// [`RECONCILE_EVERY`]: `sent` is the link bytes of every datagram it sent so far (see
+    /// [`link_bytes_sent`]). What went beyond what was booked since the last call
+    /// (acknowledgements, retransmissions, path MTU probes, the header estimate's error) is
+    /// paid from the bucket, as of its last refill, so what went while it stood full (bulk
+    /// idle) costs nothing. What was booked and has not gone yet (QUIC holds it: its window, or
+    /// the peer's flow control) is kept as a credit against later sends, never given back to
+    /// the bucket, so bytes are paid once; the credit is capped at [`MAX_DEBT`] of the link, so
+    /// an estimate that runs high does not hide a lossy stretch for long.
     pub fn reconcile(&self, sent: u64, now: Instant) {
-        let mut b = self.refilled(now);
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let booked = b.booked;
         match b.mark {
             Some(m) if now.saturating_duration_since(m.at) < RECONCILE_EVERY => return,
-            // Bulk was idle meanwhile: what went then went while the bucket stood full.
-            Some(m) if now.saturating_duration_since(m.at) > RECONCILE_IDLE => {}
             Some(m) => {
-                let unbooked = sent.saturating_sub(m.sent) as f64 - (booked - m.booked);
-                b.tokens =
-                    (b.tokens - unbooked).clamp(-self.rate * MAX_DEBT.as_secs_f64(), self.burst());
+                // A statistics snapshot older than the mark counts as the mark.
+                let sent = sent.max(m.sent);
+                let beyond = (sent - m.sent) as f64 - (booked - m.booked) - b.credit;
+                let limit = self.rate * MAX_DEBT.as_secs_f64();
+                if beyond > 0.0 {
+                    b.tokens = (b.tokens - beyond).max(-limit);
+                    b.credit = 0.0;
+                } else {
+                    b.credit = (-beyond).min(limit);
+                }
+                b.mark = Some(Mark { at: now, booked, sent });
             }
-            None => {}
+            None => b.mark = Some(Mark { at: now, booked, sent }),
         }
-        b.mark = Some(Mark { at: now, booked, sent });
+        self.refill(&mut b, now);
     }
 
     /// Waits until `bytes` of bulk of precedence `p` may go (and books them): ROUTINE first
@@ -219,10 +247,12 @@ impl Pacer {
     }
 }
 
-/// The link bytes of every datagram a connection sent so far, from QUIC's statistics: UDP
-/// payloads plus [`DATAGRAM_COST`] each (segments of a GSO batch counted one by one).
-pub fn link_bytes_sent(udp_tx: &quinn::UdpStats) -> u64 {
-    udp_tx.bytes + udp_tx.datagrams * DATAGRAM_COST
+/// The link bytes of every datagram a connection to `peer` sent so far, from QUIC's
+/// statistics: UDP payloads plus their IP and UDP headers ([`DATAGRAM_COST_V4`] or
+/// [`DATAGRAM_COST_V6`] each; QUIC counts the segments of a GSO batch one by one).
+pub fn link_bytes_sent(udp_tx: &quinn::UdpStats, peer: std::net::SocketAddr) -> u64 {
+    let v6 = peer.ip().to_canonical().is_ipv6();
+    udp_tx.bytes + udp_tx.datagrams * if v6 { DATAGRAM_COST_V6 } else { DATAGRAM_COST_V4 }
 }
 
 /// See [`Pacer::priority_busy`].
@@ -280,7 +310,7 @@ mod tests {
         // A slow link still gets a packet a chunk, a fast one at most 16 KiB.
         let slow = Pacer::new(1_000_000, 1.0, now).expect("a rate");
         slow.set_mtu(1_452);
-        assert_eq!(slow.chunk(), 1_410 - ACK_ROOM);
+        assert_eq!(slow.chunk(), 1_410 - ACK_ROOM_ONE_PACKET);
         let fast = Pacer::new(1_000_000_000, 1.0, now).expect("a rate");
         fast.set_mtu(1_452);
         assert_eq!(fast.chunk(), 11 * 1_410 - ACK_ROOM);
@@ -337,9 +367,9 @@ mod tests {
     }
 
     #[test]
-    fn what_went_beyond_the_booking_is_paid_and_what_fell_short_given_back() {
-        // Two pacers booked alike, one of them reconciled; both deep in debt, so that neither
-        // the burst nor the debt limit clips the difference.
+    fn what_went_beyond_the_booking_is_paid_once_and_what_is_still_to_go_is_not_paid_twice() {
+        // Two pacers booked alike, one of them reconciled; both deep in debt, so that the
+        // burst does not clip the difference.
         let (p, t0) = pacer(8_000_000);
         let twin = Pacer::new(8_000_000, 1.0, t0).expect("a rate");
         let tokens = |p: &Pacer, now| p.refilled(now).tokens;
@@ -347,7 +377,7 @@ mod tests {
             p.book(bytes, true, now);
             twin.book(bytes, true, now);
         };
-        book(100_000, t0);
+        book(1_000_000, t0);
         // The first call only marks where the link stands.
         p.reconcile(7_000, t0);
         assert_eq!(tokens(&p, t0), tokens(&twin, t0));
@@ -356,17 +386,50 @@ mod tests {
         book(1_000 - PACKET_COST, t0);
         // Too soon: nothing changes.
         let t = t0 + RECONCILE_EVERY / 2;
+        assert!(!p.reconcile_due(t));
         p.reconcile(8_500, t);
         assert_eq!(tokens(&p, t), tokens(&twin, t));
         // The 500 bytes the bucket had not counted are paid.
         let t = t0 + RECONCILE_EVERY;
+        assert!(p.reconcile_due(t));
         p.reconcile(8_500, t);
         assert_eq!(tokens(&p, t), tokens(&twin, t) - 500.0);
-        // Booked but sent smaller (or not yet sent): given back.
+        // 2,000 bytes booked of which QUIC has sent 1,200 so far: nothing given back...
         book(2_000 - 2 * PACKET_COST, t);
         let t = t + RECONCILE_EVERY;
         p.reconcile(9_700, t);
-        assert_eq!(tokens(&p, t), tokens(&twin, t) - 500.0 + 800.0);
+        assert_eq!(tokens(&p, t), tokens(&twin, t) - 500.0);
+        // ... and when the other 800 go, with 100 more than was booked, only the 100 are paid.
+        let t = t + RECONCILE_EVERY;
+        p.reconcile(10_600, t);
+        assert_eq!(tokens(&p, t), tokens(&twin, t) - 600.0);
+        // A statistics snapshot older than the last one is read as the last one.
+        let t = t + RECONCILE_EVERY;
+        p.reconcile(9_000, t);
+        assert_eq!(tokens(&p, t), tokens(&twin, t) - 600.0);
+    }
+
+    #[test]
+    fn a_credit_for_bytes_still_to_go_is_capped() {
+        // 8 Mbit/s: the credit holds at most 2 s of the link, 2,000,000 bytes.
+        let (p, t0) = pacer(8_000_000);
+        let credit = |p: &Pacer| p.bucket.lock().unwrap().credit;
+        p.reconcile(0, t0);
+        // 1.5 MB booked that QUIC holds (the peer's flow control): a credit of all of it.
+        p.book(1_500_000 - 2 * PACKET_COST, true, t0);
+        let t = t0 + RECONCILE_EVERY;
+        p.reconcile(0, t);
+        assert_eq!(credit(&p), p.cost(1_500_000 - 2 * PACKET_COST));
+        // 1.5 MB more: the credit stops at 2 MB.
+        p.book(1_500_000, true, t);
+        let t = t + RECONCILE_EVERY;
+        p.reconcile(0, t);
+        assert_eq!(credit(&p), 2_000_000.0);
+        // Sent at last: the credit is spent, and it covered 2 MB of the 3 MB.
+        let t = t + RECONCILE_EVERY;
+        let sent = (p.cost(1_500_000 - 2 * PACKET_COST) + p.cost(1_500_000)) as u64;
+        p.reconcile(sent, t);
+        assert_eq!(credit(&p), 0.0);
     }
 
     #[test]
@@ -377,6 +440,10 @@ mod tests {
         let later = t0 + Duration::from_secs(3_600);
         p.reconcile(5_000_000, later);
         assert_eq!(p.book(p.chunk(), false, later), Duration::ZERO);
+        // A short gap is absorbed as far as the bucket refilled meanwhile: 100 ms at 1 MB/s.
+        let t = later + Duration::from_millis(100);
+        p.reconcile(5_090_000 + p.cost(p.chunk()) as u64, t);
+        assert_eq!(p.book(p.chunk(), false, t), Duration::ZERO);
     }
 
     #[test]
