@@ -151,6 +151,12 @@ impl Pacer {
         (self.rate * BURST.as_secs_f64()).max(self.chunk() as f64)
     }
 
+    /// Bytes of the link the bucket may owe at most ([`MAX_DEBT`]), and the most a credit
+    /// holds.
+    fn debt_limit(&self) -> f64 {
+        self.rate * MAX_DEBT.as_secs_f64()
+    }
+
     /// What `bytes` of stream data cost on the link, headers included.
     fn cost(&self, bytes: usize) -> f64 {
         (bytes + bytes.div_ceil(self.packet_payload()) * PACKET_COST) as f64
@@ -176,7 +182,7 @@ impl Pacer {
         let before = b.tokens;
         let cost = self.cost(bytes);
         b.booked += cost;
-        b.tokens = (b.tokens - cost).max(-self.rate * MAX_DEBT.as_secs_f64());
+        b.tokens = (b.tokens - cost).max(-self.debt_limit());
         if urgent || before >= 0.0 {
             Duration::ZERO
         } else {
@@ -209,7 +215,7 @@ impl Pacer {
                 // A statistics snapshot older than the mark counts as the mark.
                 let sent = sent.max(m.sent);
                 let beyond = (sent - m.sent) as f64 - (booked - m.booked) - b.credit;
-                let limit = self.rate * MAX_DEBT.as_secs_f64();
+                let limit = self.debt_limit();
                 if beyond > 0.0 {
                     b.tokens = (b.tokens - beyond).max(-limit);
                     b.credit = 0.0;
