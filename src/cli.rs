@@ -659,7 +659,7 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             })),
             stall_timeout: cfg.stall_timeout,
             traffic: Default::default(),
-            compact_offers: cfg.compact_offers,
+            compact: cfg.compact,
         };
         let relay = shell::Relay::start(spec).map_err(Failure::runtime)?;
         tokio::spawn(watch_crl(crl_path, relay.handle().clone()));

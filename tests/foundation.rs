@@ -141,6 +141,66 @@ fn compact_offers_go_to_relays_that_announce_them_and_plain_envelopes_to_one_tha
 }
 
 #[test]
+fn relays_of_each_compact_dialect_exchange_offers_in_the_newest_both_take() {
+    let mesh = Mesh::new();
+    let hq = mesh.node("county-hq", "command", "public");
+    let v3 = mesh.node("township-01", "township", "public").peer(&hq);
+    // As relays from before `compact-v3` and before `compact-v2`.
+    let v2 = mesh
+        .node("township-02", "township", "public")
+        .peer(&hq)
+        .extra("[wire]\ncompact_dialect = 2\n");
+    let v1 = mesh
+        .node("township-03", "township", "public")
+        .peer(&hq)
+        .extra("[wire]\ncompact_dialect = 1\n");
+    let (mut hq, mut v3, mut v2, mut v1) = (hq.start(), v3.start(), v2.start(), v1.start());
+    let towns = ["township-01", "township-02", "township-03"];
+    for t in towns {
+        hq.wait_link(t);
+    }
+    for r in [&mut v3, &mut v2, &mut v1] {
+        r.wait_link("county-hq");
+    }
+    // A run of orders to each township (receipts asked for, the default), and reports from
+    // each back to hq.
+    let body = "x".repeat(40);
+    let mut ids = Vec::new();
+    for t in towns {
+        for _ in 0..30 {
+            ids.push(hq.submit(&format!("node:{t}"), "routine", &body).unwrap());
+        }
+    }
+    for r in [&v3, &v2, &v1] {
+        for _ in 0..10 {
+            r.submit("node:county-hq", "priority", &body).unwrap();
+        }
+    }
+    for (r, n) in [(&v3, 30), (&v2, 30), (&v1, 30), (&hq, 30)] {
+        wait_for("deliveries", Duration::from_secs(30), || {
+            (r.inbox_ids().len() == n).then_some(())
+        });
+    }
+    // Every order's receipt came back across its link, whichever dialect carried it.
+    for id in &ids {
+        assert_eq!(hq.message(id, "20s").state, "delivered", "{id}");
+    }
+    let sent =
+        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
+    let framing = |r: &Relay, peer: &str| sent(r, peer).framing_per_offer().unwrap();
+    let [to_v3, to_v2, to_v1] = towns.map(|t| framing(&hq, t));
+    eprintln!("framing per offer from hq: v3 {to_v3} B, v2 {to_v2} B, v1 {to_v1} B");
+    // compact-v2 left out 15 bytes of each id; compact-v3 the rest of an id in a run, the
+    // hop count and the receipt flag repeated (at least 7 bytes).
+    assert!(to_v2 + 10.0 < to_v1, "v2 {to_v2} B, v1 {to_v1} B");
+    assert!(to_v3 + 5.0 < to_v2, "v3 {to_v3} B, v2 {to_v2} B");
+    // Each older relay encodes its own dialect to hq, which takes them all.
+    let [from_v3, from_v2, from_v1] = [&v3, &v2, &v1].map(|r| framing(r, "county-hq"));
+    eprintln!("framing per offer to hq: v3 {from_v3} B, v2 {from_v2} B, v1 {from_v1} B");
+    assert!(from_v3 + 5.0 < from_v2 && from_v2 + 10.0 < from_v1, "{from_v3} {from_v2} {from_v1}");
+}
+
+#[test]
 fn satellite_offer_streams_are_compressed_to_relays_that_take_it_and_plain_to_others() {
     let mesh = Mesh::new();
     let hq = mesh.node("county-hq", "command", "satellite");

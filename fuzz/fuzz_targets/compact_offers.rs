@@ -6,8 +6,9 @@
 //!   deltas it holds; it stops at the first error, as the shell does.
 //! - mode odd: `rest` describes envelopes (origin, destinations, address, batch sizes, which
 //!   envelopes of each batch cross, in which order, and how they are grouped into writes);
-//!   they are sealed, encoded on one stream (with ids relative to the one before, `compact-v2`,
-//!   when mode & 2) and decoded: what comes out must equal what went in, seals included.
+//!   they are sealed, encoded on one stream in the dialect `(mode >> 1) & 3` picks (0
+//!   `compact-v1`, 1 `compact-v2`, 2 and 3 `compact-v3`) and decoded: what comes out must
+//!   equal what went in, seals included.
 #![no_main]
 
 use std::time::Duration;
@@ -79,7 +80,7 @@ fn decode_stream(data: &[u8]) {
     }
 }
 
-fn round_trip(data: &[u8], deltas: bool) {
+fn round_trip(data: &[u8], dialect: compact::Dialect) {
     let mut input = Input(data);
     let mut offers = Vec::new();
     let mut id = 0u32;
@@ -124,8 +125,11 @@ fn round_trip(data: &[u8], deltas: bool) {
                     body: Body::Data,
                     status: TrafficStatus::Actual,
                     created: Time(1_000_000 + u64::from(id) * u64::from(spread)),
-                    age: Duration::from_micros(u64::from(spread) * 3),
-                    hop_count: u32::from(spread % 5),
+                    // Departures together, apart, or running backwards; hop counts that change.
+                    age: Duration::from_micros(
+                        u64::from(spread) * 3 + (i as u64 * u64::from(spread & 3) * 1000),
+                    ),
+                    hop_count: u32::from(spread % 5) + u32::from(spread & 128 != 0) * (i as u32 % 2),
                     destinations: dests,
                     signature: Bytes::new(),
                     key: None,
@@ -158,8 +162,7 @@ fn round_trip(data: &[u8], deltas: bool) {
         let r = usize::from(input.byte()) % offers.len();
         offers.rotate_left(r);
     }
-    let mut enc =
-        if deltas { compact::OfferEncoder::with_id_deltas() } else { compact::OfferEncoder::new() };
+    let mut enc = compact::OfferEncoder::new(dialect);
     let mut bytes = BytesMut::new();
     let mut rest = &offers[..];
     while !rest.is_empty() {
@@ -186,5 +189,14 @@ fn round_trip(data: &[u8], deltas: bool) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 2 == 0 { decode_stream(rest) } else { round_trip(rest, mode & 2 != 0) }
+    if mode % 2 == 0 {
+        decode_stream(rest)
+    } else {
+        let dialect = match (mode >> 1) & 3 {
+            0 => compact::Dialect::V1,
+            1 => compact::Dialect::V2,
+            _ => compact::Dialect::V3,
+        };
+        round_trip(rest, dialect)
+    }
 });

@@ -459,7 +459,7 @@ impl<'s> World<'s> {
             client_socket: None,
             stall_timeout: relaymesh::shell::config::DEFAULT_STALL_TIMEOUT,
             traffic: node.traffic.clone(),
-            compact_offers: true,
+            compact: Some(relaymesh::core::wire::compact::Dialect::NEWEST),
         };
         node.starts += 1;
         match Relay::start(spec) {

@@ -12,6 +12,7 @@ use super::transport::{Congestion, TransportSettings};
 use crate::core::config::{AddressObjectives, CoreConfig, MediumConfig};
 use crate::core::policy::{AddressPattern, Policy, Rule};
 use crate::core::types::{Group, Medium, NodeId, Precedence, Role};
+use crate::core::wire::compact::Dialect;
 use crate::units::{parse_duration, parse_rate, parse_size};
 
 /// A configuration problem: which file, which key, and why.
@@ -71,9 +72,10 @@ pub struct RelayConfig {
     pub commit: super::driver::CommitPolicy,
     /// Bytes of page cache for the store.
     pub store_cache: usize,
-    /// Announce `compact-v1` (`[wire] compact_offers`, default on): peers that announce it
-    /// too get compact offers.
-    pub compact_offers: bool,
+    /// The compact dialect announced (`[wire] compact_offers`, default on, and
+    /// `[wire] compact_dialect`, default the newest): peers that announce it too get compact
+    /// offers in the newest dialect both take. `None`: none announced.
+    pub compact: Option<Dialect>,
     /// `[gateway.cap]`, `[gateway.mqtt]`.
     pub gateways: crate::gateway::config::Gateways,
 }
@@ -128,6 +130,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawWire {
     compact_offers: Option<bool>,
+    compact_dialect: Option<u32>,
 }
 
 /// The API and console over TLS (`api_tls`, `api_tls_cert`, `api_tls_key`).
@@ -425,6 +428,13 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         core.max_lifetime = field("limits.max_lifetime", parse_duration(&s))?;
     }
     let gateways = crate::gateway::config::build(raw.gateway, base, &core)?;
+    let dialect = match raw.wire.compact_dialect {
+        None => Dialect::NEWEST,
+        Some(n) => Dialect::from_number(n).ok_or_else(|| {
+            ("wire.compact_dialect".to_owned(), format!("{n} is not a compact dialect (1 to 3)"))
+        })?,
+    };
+    let compact = raw.wire.compact_offers.unwrap_or(true).then_some(dialect);
     if let Some(h) = l.max_hops {
         core.max_hops = h;
     }
@@ -565,7 +575,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         key: base.join(raw.key),
         crl: raw.crl.map(|c| base.join(c)),
         stall_timeout,
-        compact_offers: raw.wire.compact_offers.unwrap_or(true),
+        compact,
         gateways,
         api,
         api_token: raw.api_token,
@@ -756,6 +766,20 @@ reason = "no"
         assert_eq!(c.transport(Medium::Satellite).pacing_bps(), None);
         // Cubic media are not paced.
         assert_eq!(c.transport(Medium::Wireless).pacing_bps(), None);
+    }
+
+    #[test]
+    fn compact_offers_announce_the_newest_dialect_unless_told_an_older_one_or_none() {
+        let with = |wire: &str| parse(&format!("{GOOD}\n[wire]\n{wire}\n"), Path::new("n"));
+        assert_eq!(parse(GOOD, Path::new("n")).unwrap().compact, Some(Dialect::V3));
+        assert_eq!(with("compact_dialect = 2").unwrap().compact, Some(Dialect::V2));
+        assert_eq!(with("compact_dialect = 1").unwrap().compact, Some(Dialect::V1));
+        assert_eq!(with("compact_offers = false").unwrap().compact, None);
+        for bad in ["compact_dialect = 0", "compact_dialect = 4"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.key, "wire.compact_dialect", "{e}");
+            assert!(e.reason.contains("is not a compact dialect (1 to 3)"), "{e}");
+        }
     }
 
     fn check(text: &str, key: &str, reason: &str) {

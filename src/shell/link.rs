@@ -91,8 +91,9 @@ pub struct LinkContext {
     pub admission: Arc<Admission>,
     /// Bytes each link carried.
     pub traffic: Traffic,
-    /// This node announces `compact-v1`: its offer streams take compact offers.
-    pub compact: bool,
+    /// The compact dialect this node announces (its offer streams take it and every older
+    /// one); `None`: they take plain envelopes only.
+    pub compact: Option<compact::Dialect>,
     /// Rates (bits per second) the links of paced media are held to (see `shell::pacing`).
     pub pacing: Arc<std::collections::BTreeMap<Medium, u64>>,
     /// Media whose offer streams are compressed to peers that announce `zstd-v1`.
@@ -196,9 +197,8 @@ impl LinkContext {
             role: self.role,
             capabilities: ["custody", "lsdb"]
                 .into_iter()
-                .chain(self.compact.then_some(compact::CAPABILITY))
-                .chain(self.compact.then_some(compact::CAPABILITY_ID_DELTAS))
-                .chain(self.compact.then_some(compress::CAPABILITY))
+                .chain(self.compact.map_or(&[][..], compact::Dialect::capabilities).iter().copied())
+                .chain(self.compact.is_some().then_some(compress::CAPABILITY))
                 .map(String::from)
                 .collect(),
             medium,
@@ -477,14 +477,11 @@ async fn run(
         let bytes = ctx.traffic.link(&hello.node, medium);
         // Compact offers only to a peer that takes them (an older one gets plain envelopes).
         let announced = |what: &str| hello.capabilities.iter().any(|c| c == what);
-        let compact = ctx.compact && announced(compact::CAPABILITY);
-        let id_deltas = compact && announced(compact::CAPABILITY_ID_DELTAS);
+        let dialect = ctx.compact.and_then(|ours| {
+            compact::Dialect::agreed(ours, hello.capabilities.iter().map(String::as_str))
+        });
         let compressed = ctx.compress.contains(&medium) && announced(compress::CAPABILITY);
-        let encoder = move || match (compact, id_deltas) {
-            (false, _) => None,
-            (true, false) => Some(compact::OfferEncoder::new()),
-            (true, true) => Some(compact::OfferEncoder::with_id_deltas()),
-        };
+        let encoder = move || dialect.map(compact::OfferEncoder::new);
         let pacer = ctx
             .pacing
             .get(&medium)
@@ -535,7 +532,7 @@ async fn run(
             medium,
             prober: dialled,
             certificate,
-            compact,
+            compact: dialect.is_some(),
         };
         info!(addr = %conn.remote_address(), "link up");
         if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {
@@ -687,7 +684,7 @@ impl Reader {
     /// Accepts the peer's offer streams.
     async fn accept_streams(self) {
         while let Ok(recv) = self.conn.accept_uni().await {
-            let decoder = if self.ctx.compact {
+            let decoder = if self.ctx.compact.is_some() {
                 FrameDecoder::with_compressed(self.ctx.max_frame)
             } else {
                 FrameDecoder::new(self.ctx.max_frame)

@@ -110,8 +110,10 @@ pub struct RelaySpec {
     /// Where the links' byte counts go (`Traffic::default()` unless the caller keeps them
     /// across restarts, as the simulator does).
     pub traffic: traffic::Traffic,
-    /// Announce `compact-v1` and take compact offers (peers that announce it get them).
-    pub compact_offers: bool,
+    /// The compact dialect this node announces and takes (peers that announce one get compact
+    /// offers in the newest both take); `None`: plain envelopes only, as a relay from before
+    /// compact offers.
+    pub compact: Option<crate::core::wire::compact::Dialect>,
 }
 
 impl std::fmt::Debug for RelaySpec {
@@ -203,7 +205,7 @@ impl Relay {
             stall_timeout: spec.stall_timeout,
             admission: Arc::default(),
             traffic: spec.traffic.clone(),
-            compact: spec.compact_offers,
+            compact: spec.compact,
             pacing: Arc::new(
                 Medium::ALL
                     .into_iter()

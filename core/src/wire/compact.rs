@@ -1,6 +1,6 @@
 //! Compact offers: the envelopes of one offer stream with what the stream already carried
-//! referred to by number (capability `compact-v1`; format in `proto/relaymesh.proto`,
-//! `CompactOffers`).
+//! referred to by number (capabilities `compact-v1` to `compact-v3`, see [`Dialect`]; format
+//! in `proto/relaymesh.proto`, `CompactOffers`).
 //!
 //! A QUIC stream delivers its bytes once and in order, so both ends of an offer stream can
 //! keep the same tables without ever acknowledging them: an [`OfferEncoder`] at the sender, an
@@ -15,9 +15,10 @@
 //!   leaf of every envelope of the batch it received and every parent of two known children,
 //!   and keeps every path hash it was sent). An envelope carries only the path hashes the
 //!   receiver cannot compute: none when its whole batch crosses in one frame;
-//! - the previous compact envelope's creation time, offer number, place in its batch and
-//!   strings, which the next one is relative to (plain `Envelope` frames, which the encoder
-//!   sends for what the tables do not fit, change none of the state).
+//! - the previous compact envelope's creation time, offer number, place in its batch,
+//!   strings, id, departure (creation time + age), hop count, precedence and receipt, which
+//!   the next one is relative to (plain `Envelope` frames, which the encoder sends for what
+//!   the tables do not fit, change none of the state).
 //!
 //! The decoder rebuilds each envelope exactly, its full seal included, and hands it on as an
 //! ordinary offer: the core checks its origin seal as it checks any other, so a path hash that
@@ -40,6 +41,57 @@ pub const CAPABILITY: &str = "compact-v1";
 /// previous envelope's (`CompactEnvelope.id_delta`); a peer that announces only `compact-v1`
 /// gets every id whole.
 pub const CAPABILITY_ID_DELTAS: &str = "compact-v2";
+/// Announced besides both by a node whose decoder takes `CompactOffers.envelopes_v3`.
+pub const CAPABILITY_V3: &str = "compact-v3";
+
+/// What an encoder may send and a node announces: each dialect's decoder takes every older
+/// one too, so a node announces its own and every older one, and a stream's encoder speaks
+/// the newest both ends announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Dialect {
+    /// `compact-v1`: strings, batch seals, destinations, lifetimes and creation times by
+    /// reference or relative to the previous envelope.
+    #[default]
+    V1,
+    /// `compact-v2`: besides, an id is its counter's step from the previous one's.
+    V2,
+    /// `compact-v3`: besides, a run of ids, departures together, and the same hop count,
+    /// precedence and receipt as the previous envelope cost nothing.
+    V3,
+}
+
+impl Dialect {
+    /// The newest dialect.
+    pub const NEWEST: Dialect = Dialect::V3;
+
+    /// The dialect of its number (1 to 3).
+    pub fn from_number(n: u32) -> Option<Dialect> {
+        match n {
+            1 => Some(Dialect::V1),
+            2 => Some(Dialect::V2),
+            3 => Some(Dialect::V3),
+            _ => None,
+        }
+    }
+
+    /// What a node that speaks `self` announces in `Hello`: its capability and every older
+    /// one's.
+    pub fn capabilities(self) -> &'static [&'static str] {
+        const ALL: [&str; 3] = [CAPABILITY, CAPABILITY_ID_DELTAS, CAPABILITY_V3];
+        &ALL[..self as usize + 1]
+    }
+
+    /// The newest dialect up to `ours` that a peer announcing `theirs` takes (`None`: the
+    /// peer takes no compact offers).
+    pub fn agreed<'a>(ours: Dialect, theirs: impl IntoIterator<Item = &'a str>) -> Option<Dialect> {
+        let theirs: Vec<&str> = theirs.into_iter().collect();
+        [Dialect::V1, Dialect::V2, Dialect::V3]
+            .into_iter()
+            .filter(|&d| d <= ours)
+            .take_while(|d| d.capabilities().iter().all(|c| theirs.contains(c)))
+            .last()
+    }
+}
 /// Ids are relative to the previous envelope's when they share its last 8 bytes and their
 /// counters (the first 8, little-endian) are at most this far apart.
 const MAX_ID_DELTA: u64 = 1 << 20;
@@ -157,10 +209,22 @@ fn id_after(prev: &[u8; 16], delta: i64) -> [u8; 16] {
     id
 }
 
+/// `n` as protobuf's `sint64` puts it on the wire: small magnitudes, either sign, are small.
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
 /// Whether the tables take `e`'s strings and destinations.
 fn compactable(e: &Envelope) -> bool {
-    // Cancels and replacements are rare: they go whole.
+    // Cancels and replacements are rare: they go whole. So does a hop count `compact-v3`
+    // could not say one more than.
     e.supersedes.is_none()
+        && e.hop_count < u32::MAX
         && !e.destinations.is_empty()
         && e.destinations.len() <= MAX_COMPACT_DESTINATIONS
         && e.origin.as_str().len() <= MAX_STRING
@@ -206,8 +270,8 @@ pub struct OfferEncoder {
     trees: HashMap<u64, EncoderTree>,
     next_batch: u64,
     prev: Previous,
-    /// Send ids relative to the previous envelope's (the peer announced `compact-v2`).
-    id_deltas: bool,
+    /// What the receiver takes.
+    dialect: Dialect,
 }
 
 /// What the next envelope on a stream is described relative to (both ends keep the same).
@@ -226,6 +290,12 @@ struct Previous {
     lifetime: Option<u64>,
     /// The previous compact envelope's id.
     id: Option<[u8; 16]>,
+    /// Its creation time plus age (microseconds, wrapping), hop count, precedence (as on the
+    /// wire) and receipt.
+    departure: u64,
+    hop_count: u32,
+    precedence: i32,
+    receipt: bool,
 }
 
 /// Which tree nodes the receiver knows (the encoder needs no hashes: it has every path).
@@ -246,15 +316,11 @@ impl EncoderTree {
 }
 
 impl OfferEncoder {
-    pub fn new() -> OfferEncoder {
-        OfferEncoder::default()
-    }
-
-    /// An encoder for a peer that announced [`CAPABILITY_ID_DELTAS`]: an id that follows the
-    /// previous envelope's (as a node's own ids do, see `Node::new_id`) costs three bytes, not
-    /// 18.
-    pub fn with_id_deltas() -> OfferEncoder {
-        OfferEncoder { id_deltas: true, ..OfferEncoder::default() }
+    /// An encoder for a receiver that takes `dialect` (see [`Dialect::agreed`]). From
+    /// [`Dialect::V2`] on, an id that follows the previous envelope's (as a node's own ids do,
+    /// see `Node::new_id`) costs three bytes, not 18; from [`Dialect::V3`] on, none.
+    pub fn new(dialect: Dialect) -> OfferEncoder {
+        OfferEncoder { dialect, ..OfferEncoder::default() }
     }
 
     /// Appends `offers` (`Frame::Offer`s; anything else is ignored) to `out` as length-prefixed
@@ -429,13 +495,26 @@ impl OfferEncoder {
                 c.content_type = back(strings_end, r.content_type);
                 self.prev.content_type = Some(e.content_type.clone());
             }
-            if self.id_deltas
+            if self.dialect >= Dialect::V2
                 && let Some(delta) = self.prev.id.and_then(|p| id_delta(&p, &e.id.0))
             {
                 c.id = Bytes::new();
-                c.id_delta = delta;
+                // A run of ids steps by one: from `compact-v3` on, that step is implied.
+                c.id_delta =
+                    if self.dialect >= Dialect::V3 { delta.wrapping_sub(1) } else { delta };
             }
             self.prev.id = Some(e.id.0);
+            let departure = e.created.as_micros().wrapping_add(c.age_us);
+            if self.dialect >= Dialect::V3 {
+                c.age_us = zigzag(departure.wrapping_sub(self.prev.departure) as i64);
+                c.hop_count = if c.hop_count == self.prev.hop_count { 0 } else { c.hop_count + 1 };
+                c.precedence =
+                    if c.precedence == self.prev.precedence { 0 } else { c.precedence + 1 };
+                c.receipt = e.receipt != self.prev.receipt;
+            }
+            self.prev.departure = departure;
+            (self.prev.hop_count, self.prev.precedence, self.prev.receipt) =
+                (e.hop_count, convert::precedence_to_pb(e.precedence) as i32, e.receipt);
             self.prev.created = e.created.as_micros();
             self.prev.offer = *offer;
             let lifetime = convert::us(e.lifetime);
@@ -473,6 +552,9 @@ impl OfferEncoder {
                 }
             }
             frame.envelopes.push(c);
+        }
+        if self.dialect >= Dialect::V3 {
+            frame.envelopes_v3 = std::mem::take(&mut frame.envelopes);
         }
         encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(frame)) }, out);
     }
@@ -554,12 +636,18 @@ impl OfferDecoder {
                 self.batches.pop_front();
             }
         }
+        let v3 = !c.envelopes_v3.is_empty();
+        if v3 && !c.envelopes.is_empty() {
+            return Err(bad("envelopes of two dialects in one frame"));
+        }
+        let envelopes = if v3 { c.envelopes_v3 } else { c.envelopes };
         // Every envelope as it was sent, its seal still to be rebuilt.
-        let mut envs = Vec::with_capacity(c.envelopes.len());
-        for e in c.envelopes {
+        let mut envs = Vec::with_capacity(envelopes.len());
+        for mut e in envelopes {
             let id = if e.id.is_empty() {
                 let prev = self.prev.id.ok_or_else(|| bad("no previous id to count from"))?;
-                Bytes::copy_from_slice(&id_after(&prev, e.id_delta))
+                let delta = if v3 { e.id_delta.wrapping_add(1) } else { e.id_delta };
+                Bytes::copy_from_slice(&id_after(&prev, delta))
             } else {
                 e.id
             };
@@ -594,6 +682,22 @@ impl OfferDecoder {
             let content_type =
                 self.or_previous(e.content_type, &self.prev.content_type, "content type")?;
             self.prev.created = self.prev.created.wrapping_add(e.created_delta_us as u64);
+            if v3 {
+                let departure = self.prev.departure.wrapping_add(unzigzag(e.age_us) as u64);
+                e.age_us = departure.wrapping_sub(self.prev.created);
+                e.hop_count = match e.hop_count {
+                    0 => self.prev.hop_count,
+                    h => h - 1,
+                };
+                e.precedence = match e.precedence {
+                    0 => self.prev.precedence,
+                    p => p.wrapping_sub(1),
+                };
+                e.receipt ^= self.prev.receipt;
+            }
+            self.prev.departure = self.prev.created.wrapping_add(e.age_us);
+            (self.prev.hop_count, self.prev.precedence, self.prev.receipt) =
+                (e.hop_count, e.precedence, e.receipt);
             self.prev.offer = self.prev.offer.wrapping_add(1).wrapping_add(e.offer_gap);
             if e.lifetime_us.is_some() {
                 self.prev.lifetime = e.lifetime_us;
@@ -763,7 +867,7 @@ mod tests {
 
     /// Encodes each group as one `encode` call and decodes the stream in one piece.
     fn round_trip(groups: &[Vec<Frame>]) -> (Vec<Frame>, usize) {
-        round_trip_with(OfferEncoder::with_id_deltas(), groups)
+        round_trip_with(OfferEncoder::new(Dialect::NEWEST), groups)
     }
 
     fn round_trip_with(mut enc: OfferEncoder, groups: &[Vec<Frame>]) -> (Vec<Frame>, usize) {
@@ -797,9 +901,10 @@ mod tests {
         envs[9].id.0[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
         seal_batch(&key, &mut envs);
         let sent = offers(&envs, 1);
-        let (whole, whole_len) = round_trip_with(OfferEncoder::new(), std::slice::from_ref(&sent));
+        let (whole, whole_len) =
+            round_trip_with(OfferEncoder::new(Dialect::V1), std::slice::from_ref(&sent));
         let (deltas, delta_len) =
-            round_trip_with(OfferEncoder::with_id_deltas(), std::slice::from_ref(&sent));
+            round_trip_with(OfferEncoder::new(Dialect::V2), std::slice::from_ref(&sent));
         assert_eq!(whole, sent);
         assert_eq!(deltas, sent);
         // 11 of the 16 follow the one before (not the first, the odd one or the one after it,
@@ -807,7 +912,7 @@ mod tests {
         // of delta: field 21 takes a two-byte tag).
         assert_eq!(whole_len - delta_len, 11 * 15, "{whole_len} against {delta_len}");
         // A decoder asked for the previous id on a fresh stream says so.
-        let mut enc = OfferEncoder::with_id_deltas();
+        let mut enc = OfferEncoder::new(Dialect::V2);
         let mut bytes = BytesMut::new();
         enc.encode(&sent[..2], &mut bytes);
         let mut second = BytesMut::new();
@@ -876,9 +981,9 @@ mod tests {
                 }
                 (steady.len() - 48 * size) as f64 / 48.0
             };
-            let framing = steady(OfferEncoder::new());
+            let framing = steady(OfferEncoder::new(Dialect::V1));
             // With ids relative to the one before (`compact-v2`), 15 bytes less.
-            let with_deltas = steady(OfferEncoder::with_id_deltas());
+            let with_deltas = steady(OfferEncoder::new(Dialect::V2));
             assert!(with_deltas <= 25.0, "{size} B: {with_deltas} bytes with id deltas");
             let mut plain = BytesMut::new();
             frames[16..].iter().for_each(|f| crate::wire::encode_frame(f, &mut plain));
@@ -891,6 +996,121 @@ mod tests {
             let (got, _) = round_trip(&[frames[..16].to_vec(), frames[16..].to_vec()]);
             assert_eq!(got, frames);
         }
+    }
+
+    /// Bytes of framing an envelope for a stream in `dialect`, once the stream is warm:
+    /// batches of 16 from one origin to one destination, each batch sent together (one
+    /// departure), one hop from its origin, receipts asked for, as a relay sends what its
+    /// clients submit.
+    fn steady_framing(dialect: Dialect, size: usize) -> f64 {
+        let key = Key::new(1);
+        let all: Vec<Envelope> = (0..4u32)
+            .flat_map(|b| {
+                let mut envs: Vec<Envelope> = (0..16)
+                    .map(|i| {
+                        let mut e = envelope("team-01", b * 16 + i, &["county-hq"], size);
+                        // Submitted 117 us apart, the batch leaves 4 ms after its last.
+                        e.created = Time(1_700_000_000_000_000 + u64::from(b * 16 + i) * 117);
+                        let departure = 1_700_000_000_000_000 + u64::from(b * 16 + 15) * 117 + 4000;
+                        e.age = Duration::from_micros(departure - e.created.as_micros());
+                        (e.hop_count, e.receipt) = (1, true);
+                        e
+                    })
+                    .collect();
+                seal_batch(&key, &mut envs);
+                envs
+            })
+            .collect();
+        let frames = offers(&all, 1);
+        let mut enc = OfferEncoder::new(dialect);
+        enc.encode(&frames[..16], &mut BytesMut::new());
+        let mut steady = BytesMut::new();
+        for batch in frames[16..].chunks(16) {
+            enc.encode(batch, &mut steady);
+        }
+        let (got, _) = round_trip_with(
+            OfferEncoder::new(dialect),
+            &[frames[..16].to_vec(), frames[16..].to_vec()],
+        );
+        assert_eq!(got, frames, "{dialect:?}");
+        (steady.len() - 48 * size) as f64 / 48.0
+    }
+
+    #[test]
+    fn in_compact_v3_a_steady_stream_spends_under_15_bytes_an_envelope_on_framing() {
+        for size in [40, 256] {
+            let [v1, v2, v3] =
+                [Dialect::V1, Dialect::V2, Dialect::V3].map(|d| steady_framing(d, size));
+            eprintln!("{size} B: framing an envelope {v1} B (v1), {v2} B (v2), {v3} B (v3)");
+            // An id in a run, a departure shared with the batch, the same hop count and
+            // receipt: 3 + 3 + 2 + 2 bytes in `compact-v2`, none in `compact-v3`.
+            assert!(v3 + 9.0 < v2, "{size} B: {v3} B in v3, {v2} B in v2");
+            assert!(v3 < 15.0, "{size} B: {v3} B in v3");
+        }
+    }
+
+    #[test]
+    fn the_dialect_is_the_newest_both_ends_announce() {
+        use Dialect::*;
+        assert_eq!(V3.capabilities(), ["compact-v1", "compact-v2", "compact-v3"]);
+        assert_eq!(V1.capabilities(), ["compact-v1"]);
+        for (ours, theirs, agreed) in [
+            (V3, V3.capabilities(), Some(V3)),
+            (V3, V2.capabilities(), Some(V2)),
+            (V2, V3.capabilities(), Some(V2)),
+            (V3, V1.capabilities(), Some(V1)),
+            (V1, V3.capabilities(), Some(V1)),
+            (V3, &[][..], None),
+            // A newer dialect without the older ones it implies is not taken.
+            (V3, &["compact-v3"][..], None),
+            (V3, &["compact-v1", "compact-v3"][..], Some(V1)),
+        ] {
+            assert_eq!(
+                Dialect::agreed(ours, theirs.iter().copied()),
+                agreed,
+                "{ours:?} {theirs:?}"
+            );
+        }
+        assert_eq!(Dialect::from_number(3), Some(V3));
+        assert_eq!(Dialect::from_number(0), None);
+        assert_eq!(Dialect::from_number(4), None);
+    }
+
+    #[test]
+    fn zigzag_keeps_small_numbers_of_either_sign_small_and_round_trips() {
+        for (n, z) in
+            [(0, 0), (-1, 1), (1, 2), (-2, 3), (i64::MAX, u64::MAX - 1), (i64::MIN, u64::MAX)]
+        {
+            assert_eq!(zigzag(n), z);
+            assert_eq!(unzigzag(z), n);
+        }
+    }
+
+    #[test]
+    fn every_dialect_decodes_the_same_envelopes_with_any_mix_of_fields() {
+        // Hop counts, receipts, precedences and ages that change from one envelope to the
+        // next, and a departure that runs backwards.
+        let key = Key::new(4);
+        let mut envs: Vec<Envelope> =
+            (0..16).map(|i| envelope("team-07", i * 3, &["county-hq"], 9)).collect();
+        for (i, e) in envs.iter_mut().enumerate() {
+            e.precedence = [Precedence::Flash, Precedence::Routine, Precedence::Immediate][i % 3];
+            e.hop_count = [0, 7, 7, u32::MAX - 1][i % 4];
+            e.age = Duration::from_micros([0, 5_000_000, 1, 123][i % 4]);
+        }
+        seal_batch(&key, &mut envs);
+        let sent = offers(&envs, 40);
+        for d in [Dialect::V1, Dialect::V2, Dialect::V3] {
+            let (got, _) =
+                round_trip_with(OfferEncoder::new(d), &[sent[..5].to_vec(), sent[5..].to_vec()]);
+            assert_eq!(got, sent, "{d:?}");
+        }
+        // A hop count one more than which would overflow goes as a plain envelope.
+        let mut last = envelope("team-07", 99, &["county-hq"], 9);
+        last.hop_count = u32::MAX;
+        let sent = vec![sent[0].clone(), Frame::Offer { offer: 90, envelope: last }];
+        let (got, _) = round_trip(std::slice::from_ref(&sent));
+        assert_eq!(got, sent);
     }
 
     #[test]
@@ -966,7 +1186,7 @@ mod tests {
     }
 
     fn encoded(frames: &[Frame]) -> pb::CompactOffers {
-        let mut enc = OfferEncoder::new();
+        let mut enc = OfferEncoder::new(Dialect::V1);
         let mut out = BytesMut::new();
         enc.encode(frames, &mut out);
         let mut d = FrameDecoder::new(crate::wire::DEFAULT_MAX_FRAME);
@@ -1042,9 +1262,19 @@ mod tests {
         assert!(!authentic(&key, &got[0]));
         assert!(OfferDecoder::new().decode(partial).unwrap().iter().all(|f| authentic(&key, f)));
 
+        // Envelopes of both dialects in one frame.
+        let mut c = good.clone();
+        c.envelopes_v3 = c.envelopes.clone();
+        fails(c, "envelopes of two dialects in one frame");
+        // A run of ids on a fresh stream, in compact-v3.
+        let mut c = good.clone();
+        c.envelopes_v3 = std::mem::take(&mut c.envelopes);
+        c.envelopes_v3[0].id = Bytes::new();
+        fails(c, "no previous id");
+
         // A decoder that did not announce the capability refuses the frame.
         let mut out = BytesMut::new();
-        OfferEncoder::new().encode(&sent, &mut out);
+        OfferEncoder::new(Dialect::V1).encode(&sent, &mut out);
         let mut plain = FrameDecoder::new(crate::wire::DEFAULT_MAX_FRAME);
         plain.extend(&out);
         let e = plain.next_frame().unwrap_err();

@@ -307,7 +307,7 @@ fn keys_targets_and_cancels_round_trip_and_are_signed() {
 #[test]
 fn keyed_envelopes_cross_compact_offer_streams_and_targets_go_whole() {
     use crate::types::Supersedes;
-    let mut enc = compact::OfferEncoder::new();
+    let mut enc = compact::OfferEncoder::new(compact::Dialect::NEWEST);
     let keyed = Envelope { key: Some("pos/team-07".into()), ..sample_envelope() };
     let target = Supersedes { origin: NodeId::new("county-hq").unwrap(), id: MessageId([5; 16]) };
     let replacement = Envelope { supersedes: Some(target), ..sample_envelope() };
