@@ -42,7 +42,14 @@ use tokio::sync::mpsc;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// The newest compact dialect the relays announce (`[wire] compact_dialect`, 1 to 3;
+    /// default: the newest), to measure one dialect against another on the same build.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=3))]
+    compact_dialect: Option<u32>,
 }
+
+/// `--compact-dialect`, for every pair of relays the run starts.
+static COMPACT_DIALECT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -135,6 +142,9 @@ enum Cmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(n) = cli.compact_dialect {
+        let _ = COMPACT_DIALECT.set(n);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
         Cmd::Throughput { messages, size, runs, window, cache } => {
@@ -493,6 +503,9 @@ async fn two_relays_with(layout: Layout) -> Result<Path2> {
     let mut dep = Deployment::new()?;
     dep.extra = layout.cache.map(|c| format!("[store]\ncache = \"{c}\"\n")).unwrap_or_default();
     dep.extra.push_str(&layout.extra);
+    if let Some(n) = COMPACT_DIALECT.get() {
+        dep.extra.push_str(&format!("[wire]\ncompact_dialect = {n}\n"));
+    }
     dep.issue("relay-a", Role::Relay)?;
     dep.issue("relay-b", Role::Relay)?;
     let load_creds = dep.issue("load", Role::Command)?;
