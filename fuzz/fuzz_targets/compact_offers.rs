@@ -66,7 +66,7 @@ fn node(i: u8) -> NodeId {
 fn decode_stream(data: &[u8]) {
     let Some((&split, stream)) = data.split_first() else { return };
     let at = usize::from(split).min(stream.len());
-    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME);
+    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME, compact::Dialect::NEWEST);
     for chunk in [&stream[..at], &stream[at..]] {
         d.extend(chunk);
         loop {
@@ -170,7 +170,7 @@ fn round_trip(data: &[u8], dialect: compact::Dialect) {
         enc.encode(&rest[..n], &mut bytes);
         rest = &rest[n..];
     }
-    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME);
+    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME, compact::Dialect::NEWEST);
     d.extend(&bytes);
     let mut got = Vec::new();
     loop {

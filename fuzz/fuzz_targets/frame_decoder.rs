@@ -53,8 +53,8 @@ fn drain(d: &mut FrameDecoder, max: usize, out: &mut Vec<Got>) -> bool {
 fn decode(stream: &[u8], max: usize, kind: u8, mut chunk: impl FnMut() -> usize) -> Vec<Got> {
     let mut d = match kind {
         0 => FrameDecoder::new(max),
-        1 => FrameDecoder::with_compact(max),
-        _ => FrameDecoder::with_compressed(max),
+        1 => FrameDecoder::with_compact(max, wire::compact::Dialect::NEWEST),
+        _ => FrameDecoder::with_compressed(max, wire::compact::Dialect::NEWEST),
     };
     let mut out = Vec::new();
     let mut rest = stream;

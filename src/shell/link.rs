@@ -481,6 +481,12 @@ async fn run(
             compact::Dialect::agreed(ours, hello.capabilities.iter().map(String::as_str))
         });
         let compressed = ctx.compress.contains(&medium) && announced(compress::CAPABILITY);
+        // A compressed stream stays at `compact-v2`: zstd all but erases the fields
+        // `compact-v3` leaves out, and without them it matched less of what follows (40
+        // reports sent one by one: 4,631 B compressed in `compact-v2`, 4,842 in `compact-v3`;
+        // README, "Compression").
+        let dialect =
+            if compressed { dialect.map(|d| d.min(compact::Dialect::V2)) } else { dialect };
         let encoder = move || dialect.map(compact::OfferEncoder::new);
         let pacer = ctx
             .pacing
@@ -684,8 +690,8 @@ impl Reader {
     /// Accepts the peer's offer streams.
     async fn accept_streams(self) {
         while let Ok(recv) = self.conn.accept_uni().await {
-            let decoder = if self.ctx.compact.is_some() {
-                FrameDecoder::with_compressed(self.ctx.max_frame)
+            let decoder = if let Some(dialect) = self.ctx.compact {
+                FrameDecoder::with_compressed(self.ctx.max_frame, dialect)
             } else {
                 FrameDecoder::new(self.ctx.max_frame)
             };

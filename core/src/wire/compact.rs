@@ -209,14 +209,127 @@ fn id_after(prev: &[u8; 16], delta: i64) -> [u8; 16] {
     id
 }
 
-/// `n` as protobuf's `sint64` puts it on the wire: small magnitudes, either sign, are small.
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
+/// What a `compact-v3` envelope says relative to the previous one, and a `compact-v2`
+/// envelope whole (`CompactEnvelopeV3` in `proto/relaymesh.proto`).
+#[derive(Debug, Clone, Copy)]
+struct Relative {
+    departure_us: i64,
+    hop_count: u32,
+    precedence: u32,
+    receipt_changed: bool,
 }
 
-/// The inverse of [`zigzag`].
-fn unzigzag(n: u64) -> i64 {
-    ((n >> 1) as i64) ^ -((n & 1) as i64)
+/// When an envelope created at `created` is expected to leave, the one before it having left
+/// at `previous`: with it, if it waited (a backlog, a batch sent together), else at once. What
+/// `compact-v3` sends is the difference, next to nothing either way.
+fn expected_departure(previous: u64, created: u64) -> u64 {
+    previous.max(created)
+}
+
+/// `c` in `compact-v3`: its own fields as they are (its `id_delta` already the step minus
+/// one), `r` for the four that are relative.
+fn to_v3(c: pb::CompactEnvelope, r: Relative) -> pb::CompactEnvelopeV3 {
+    let pb::CompactEnvelope {
+        id,
+        origin,
+        to,
+        content_type,
+        payload,
+        created_delta_us,
+        age_us: _,
+        hop_count: _,
+        destinations,
+        batch,
+        index_delta,
+        path,
+        offer_gap,
+        receipt: _,
+        lifetime_us,
+        precedence: _,
+        kind,
+        status,
+        seal,
+        report,
+        id_delta,
+        key,
+    } = c;
+    pb::CompactEnvelopeV3 {
+        id,
+        origin,
+        to,
+        content_type,
+        payload,
+        created_delta_us,
+        departure_us: r.departure_us,
+        hop_count: r.hop_count,
+        destinations,
+        batch,
+        index_delta,
+        path,
+        offer_gap,
+        receipt_changed: r.receipt_changed,
+        lifetime_us,
+        precedence: r.precedence,
+        kind,
+        status,
+        seal,
+        report,
+        id_step: id_delta,
+        key,
+    }
+}
+
+/// The inverse of [`to_v3`]: the four relative fields apart, zero in the envelope.
+fn from_v3(e: pb::CompactEnvelopeV3) -> (pb::CompactEnvelope, Relative) {
+    let pb::CompactEnvelopeV3 {
+        id,
+        origin,
+        to,
+        content_type,
+        payload,
+        created_delta_us,
+        departure_us,
+        hop_count,
+        destinations,
+        batch,
+        index_delta,
+        path,
+        offer_gap,
+        receipt_changed,
+        lifetime_us,
+        precedence,
+        kind,
+        status,
+        seal,
+        report,
+        id_step,
+        key,
+    } = e;
+    let envelope = pb::CompactEnvelope {
+        id,
+        origin,
+        to,
+        content_type,
+        payload,
+        created_delta_us,
+        age_us: 0,
+        hop_count: 0,
+        destinations,
+        batch,
+        index_delta,
+        path,
+        offer_gap,
+        receipt: false,
+        lifetime_us,
+        precedence: 0,
+        kind,
+        status,
+        seal,
+        report,
+        id_delta: id_step,
+        key,
+    };
+    (envelope, Relative { departure_us, hop_count, precedence, receipt_changed })
 }
 
 /// Whether the tables take `e`'s strings and destinations.
@@ -505,13 +618,19 @@ impl OfferEncoder {
             }
             self.prev.id = Some(e.id.0);
             let departure = e.created.as_micros().wrapping_add(c.age_us);
-            if self.dialect >= Dialect::V3 {
-                c.age_us = zigzag(departure.wrapping_sub(self.prev.departure) as i64);
-                c.hop_count = if c.hop_count == self.prev.hop_count { 0 } else { c.hop_count + 1 };
-                c.precedence =
-                    if c.precedence == self.prev.precedence { 0 } else { c.precedence + 1 };
-                c.receipt = e.receipt != self.prev.receipt;
-            }
+            let relative = (self.dialect >= Dialect::V3).then(|| Relative {
+                departure_us: departure
+                    .wrapping_sub(expected_departure(self.prev.departure, e.created.as_micros()))
+                    as i64,
+                hop_count: if c.hop_count == self.prev.hop_count { 0 } else { c.hop_count + 1 },
+                // Precedence numbers are 0 to 3.
+                precedence: if c.precedence == self.prev.precedence {
+                    0
+                } else {
+                    c.precedence.unsigned_abs() + 1
+                },
+                receipt_changed: e.receipt != self.prev.receipt,
+            });
             self.prev.departure = departure;
             (self.prev.hop_count, self.prev.precedence, self.prev.receipt) =
                 (e.hop_count, convert::precedence_to_pb(e.precedence) as i32, e.receipt);
@@ -551,10 +670,10 @@ impl OfferEncoder {
                     c.seal = e.signature.clone();
                 }
             }
-            frame.envelopes.push(c);
-        }
-        if self.dialect >= Dialect::V3 {
-            frame.envelopes_v3 = std::mem::take(&mut frame.envelopes);
+            match relative {
+                Some(r) => frame.envelopes_v3.push(to_v3(c, r)),
+                None => frame.envelopes.push(c),
+            }
         }
         encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(frame)) }, out);
     }
@@ -569,6 +688,8 @@ pub struct OfferDecoder {
     /// Batches ever added (the number of the next one).
     next_batch: u64,
     prev: Previous,
+    /// What this node announced: anything newer is refused.
+    dialect: Dialect,
 }
 
 fn bad(why: impl std::fmt::Display) -> WireError {
@@ -576,8 +697,9 @@ fn bad(why: impl std::fmt::Display) -> WireError {
 }
 
 impl OfferDecoder {
-    pub fn new() -> OfferDecoder {
-        OfferDecoder::default()
+    /// A decoder for a node that announced `dialect` (and so every older one).
+    pub fn new(dialect: Dialect) -> OfferDecoder {
+        OfferDecoder { dialect, ..OfferDecoder::default() }
     }
 
     /// String `r`, counting back from the newest (1).
@@ -605,11 +727,16 @@ impl OfferDecoder {
         if c.strings.len() as u64 > FRAME_STRINGS || c.seals.len() > MAX_ENVELOPES {
             return Err(bad("more new table entries in one frame than the table takes"));
         }
-        if c.envelopes.len() > MAX_ENVELOPES {
-            return Err(bad(format!(
-                "{} envelopes in one frame (at most {MAX_ENVELOPES})",
-                c.envelopes.len()
-            )));
+        let count = c.envelopes.len() + c.envelopes_v3.len();
+        if count > MAX_ENVELOPES {
+            return Err(bad(format!("{count} envelopes in one frame (at most {MAX_ENVELOPES})")));
+        }
+        let v3 = !c.envelopes_v3.is_empty();
+        if v3 && !c.envelopes.is_empty() {
+            return Err(bad("envelopes of two dialects in one frame"));
+        }
+        if v3 && self.dialect < Dialect::V3 {
+            return Err(bad("compact-v3 envelopes, which this node did not announce"));
         }
         for s in c.strings {
             if s.len() > MAX_STRING {
@@ -636,15 +763,19 @@ impl OfferDecoder {
                 self.batches.pop_front();
             }
         }
-        let v3 = !c.envelopes_v3.is_empty();
-        if v3 && !c.envelopes.is_empty() {
-            return Err(bad("envelopes of two dialects in one frame"));
-        }
-        let envelopes = if v3 { c.envelopes_v3 } else { c.envelopes };
+        let envelopes: Vec<(pb::CompactEnvelope, Option<Relative>)> = if v3 {
+            c.envelopes_v3.into_iter().map(from_v3).map(|(e, r)| (e, Some(r))).collect()
+        } else {
+            c.envelopes.into_iter().map(|e| (e, None)).collect()
+        };
         // Every envelope as it was sent, its seal still to be rebuilt.
         let mut envs = Vec::with_capacity(envelopes.len());
-        for mut e in envelopes {
+        for (mut e, relative) in envelopes {
             let id = if e.id.is_empty() {
+                if self.dialect < Dialect::V2 {
+                    return Err(bad("an id relative to the previous one (compact-v2), which \
+                                    this node did not announce"));
+                }
                 let prev = self.prev.id.ok_or_else(|| bad("no previous id to count from"))?;
                 let delta = if v3 { e.id_delta.wrapping_add(1) } else { e.id_delta };
                 Bytes::copy_from_slice(&id_after(&prev, delta))
@@ -682,18 +813,19 @@ impl OfferDecoder {
             let content_type =
                 self.or_previous(e.content_type, &self.prev.content_type, "content type")?;
             self.prev.created = self.prev.created.wrapping_add(e.created_delta_us as u64);
-            if v3 {
-                let departure = self.prev.departure.wrapping_add(unzigzag(e.age_us) as u64);
+            if let Some(r) = relative {
+                let departure = expected_departure(self.prev.departure, self.prev.created)
+                    .wrapping_add(r.departure_us as u64);
                 e.age_us = departure.wrapping_sub(self.prev.created);
-                e.hop_count = match e.hop_count {
+                e.hop_count = match r.hop_count {
                     0 => self.prev.hop_count,
                     h => h - 1,
                 };
-                e.precedence = match e.precedence {
+                e.precedence = match r.precedence {
                     0 => self.prev.precedence,
-                    p => p.wrapping_sub(1),
+                    p => i32::try_from(p - 1).map_err(|_| bad(format!("precedence {}", p - 1)))?,
                 };
-                e.receipt ^= self.prev.receipt;
+                e.receipt = self.prev.receipt ^ r.receipt_changed;
             }
             self.prev.departure = self.prev.created.wrapping_add(e.age_us);
             (self.prev.hop_count, self.prev.precedence, self.prev.receipt) =
@@ -876,7 +1008,7 @@ mod tests {
             enc.encode(g, &mut bytes);
         }
         let len = bytes.len();
-        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME);
+        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::NEWEST);
         dec.extend(&bytes);
         let mut out = Vec::new();
         while let Some(Incoming::Frame(f)) = dec.next_frame().unwrap() {
@@ -917,7 +1049,7 @@ mod tests {
         enc.encode(&sent[..2], &mut bytes);
         let mut second = BytesMut::new();
         enc.encode(&sent[2..3], &mut second);
-        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME);
+        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::NEWEST);
         dec.extend(&second);
         let e = dec.next_frame().unwrap_err();
         assert!(e.to_string().contains("no previous id"), "{e}");
@@ -1077,16 +1209,6 @@ mod tests {
     }
 
     #[test]
-    fn zigzag_keeps_small_numbers_of_either_sign_small_and_round_trips() {
-        for (n, z) in
-            [(0, 0), (-1, 1), (1, 2), (-2, 3), (i64::MAX, u64::MAX - 1), (i64::MIN, u64::MAX)]
-        {
-            assert_eq!(zigzag(n), z);
-            assert_eq!(unzigzag(z), n);
-        }
-    }
-
-    #[test]
     fn every_dialect_decodes_the_same_envelopes_with_any_mix_of_fields() {
         // Hop counts, receipts, precedences and ages that change from one envelope to the
         // next, and a departure that runs backwards.
@@ -1186,7 +1308,11 @@ mod tests {
     }
 
     fn encoded(frames: &[Frame]) -> pb::CompactOffers {
-        let mut enc = OfferEncoder::new(Dialect::V1);
+        encoded_in(Dialect::V1, frames)
+    }
+
+    fn encoded_in(dialect: Dialect, frames: &[Frame]) -> pb::CompactOffers {
+        let mut enc = OfferEncoder::new(dialect);
         let mut out = BytesMut::new();
         enc.encode(frames, &mut out);
         let mut d = FrameDecoder::new(crate::wire::DEFAULT_MAX_FRAME);
@@ -1200,7 +1326,11 @@ mod tests {
     }
 
     fn fails(c: pb::CompactOffers, what: &str) {
-        match OfferDecoder::new().decode(c) {
+        fails_in(Dialect::NEWEST, c, what)
+    }
+
+    fn fails_in(dialect: Dialect, c: pb::CompactOffers, what: &str) {
+        match OfferDecoder::new(dialect).decode(c) {
             Err(e) => assert!(e.to_string().contains(what), "{e} does not say {what:?}"),
             Ok(f) => panic!("decoded {} offers, expected an error saying {what:?}", f.len()),
         }
@@ -1211,7 +1341,7 @@ mod tests {
         let key = Key::new(1);
         let sent = offers(&sealed(&key, "team-01", 5, 8), 1);
         let good = encoded(&sent);
-        assert_eq!(OfferDecoder::new().decode(good.clone()).unwrap(), sent);
+        assert_eq!(OfferDecoder::new(Dialect::NEWEST).decode(good.clone()).unwrap(), sent);
 
         let mut c = good.clone();
         c.strings.clear();
@@ -1258,19 +1388,41 @@ mod tests {
         assert!(!path.is_empty());
         path[0] ^= 1;
         c.envelopes[0].path = path.into();
-        let got = OfferDecoder::new().decode(c).unwrap();
+        let got = OfferDecoder::new(Dialect::NEWEST).decode(c).unwrap();
         assert!(!authentic(&key, &got[0]));
-        assert!(OfferDecoder::new().decode(partial).unwrap().iter().all(|f| authentic(&key, f)));
+        assert!(
+            OfferDecoder::new(Dialect::NEWEST)
+                .decode(partial)
+                .unwrap()
+                .iter()
+                .all(|f| authentic(&key, f))
+        );
 
-        // Envelopes of both dialects in one frame.
-        let mut c = good.clone();
-        c.envelopes_v3 = c.envelopes.clone();
+        // compact-v3: the same limits, and its own faults.
+        let v3 = encoded_in(Dialect::V3, &sent);
+        assert_eq!(v3.envelopes_v3.len(), 5);
+        assert_eq!(OfferDecoder::new(Dialect::V3).decode(v3.clone()).unwrap(), sent);
+        let mut c = v3.clone();
+        c.envelopes = good.envelopes.clone();
         fails(c, "envelopes of two dialects in one frame");
-        // A run of ids on a fresh stream, in compact-v3.
-        let mut c = good.clone();
-        c.envelopes_v3 = std::mem::take(&mut c.envelopes);
+        let mut c = v3.clone();
         c.envelopes_v3[0].id = Bytes::new();
         fails(c, "no previous id");
+        // Four bytes an envelope stand for a whole one: the limit counts them too, before
+        // anything is built.
+        let mut c = v3.clone();
+        let copy = pb::CompactEnvelopeV3 { batch: 1, ..Default::default() };
+        c.envelopes_v3.extend(std::iter::repeat_n(copy, MAX_ENVELOPES));
+        fails(c, "133 envelopes in one frame (at most 128)");
+        let mut c = v3.clone();
+        c.envelopes_v3[1].precedence = u32::MAX;
+        fails(c, "precedence 4294967294");
+        // A node takes no dialect newer than it announced.
+        fails_in(Dialect::V2, v3.clone(), "compact-v3 envelopes, which this node did not announce");
+        let v2 = encoded_in(Dialect::V2, &sent);
+        assert!(v2.envelopes[1].id.is_empty());
+        fails_in(Dialect::V1, v2.clone(), "an id relative to the previous one (compact-v2)");
+        assert_eq!(OfferDecoder::new(Dialect::V2).decode(v2).unwrap(), sent);
 
         // A decoder that did not announce the capability refuses the frame.
         let mut out = BytesMut::new();

@@ -202,7 +202,7 @@ mod tests {
         // The same content again: the stream has it in its window, so it costs little.
         c.compress(&first, &mut out);
         assert!(out.len() - one < one / 4, "{} then {}", one, out.len() - one);
-        let mut dec = FrameDecoder::with_compressed(1 << 20);
+        let mut dec = FrameDecoder::with_compressed(1 << 20, crate::wire::compact::Dialect::NEWEST);
         dec.extend(&out);
         let mut got = 0;
         while let Some(f) = dec.next_frame().unwrap() {
@@ -253,7 +253,7 @@ mod tests {
         let mut bomb = BytesMut::new();
         Compressor::new().compress(&zeros, &mut bomb);
         assert!(bomb.len() < 2000, "{}", bomb.len());
-        let mut dec = FrameDecoder::with_compressed(1 << 20);
+        let mut dec = FrameDecoder::with_compressed(1 << 20, crate::wire::compact::Dialect::NEWEST);
         dec.extend(&bomb);
         let err = dec.next_frame().unwrap_err();
         assert!(err.to_string().contains("expands past"), "{err}");
@@ -276,14 +276,14 @@ mod tests {
     fn a_compressed_frame_on_a_stream_that_did_not_announce_it_is_refused() {
         let mut out = BytesMut::new();
         Compressor::new().compress(&frames(2, 50, 6), &mut out);
-        let mut dec = FrameDecoder::with_compact(1 << 20);
+        let mut dec = FrameDecoder::with_compact(1 << 20, crate::wire::compact::Dialect::NEWEST);
         dec.extend(&out);
         let err = dec.next_frame().unwrap_err();
         assert!(err.to_string().contains("zstd-v1"), "{err}");
         // Nor may a piece hold another compressed piece.
         let mut inner = BytesMut::new();
         Compressor::new().compress(&out, &mut inner);
-        let mut dec = FrameDecoder::with_compressed(1 << 20);
+        let mut dec = FrameDecoder::with_compressed(1 << 20, crate::wire::compact::Dialect::NEWEST);
         dec.extend(&inner);
         let err = dec.next_frame().unwrap_err();
         assert!(err.to_string().contains("inside"), "{err}");

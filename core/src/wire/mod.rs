@@ -163,17 +163,21 @@ impl FrameDecoder {
         }
     }
 
-    /// A decoder for an offer stream that also takes compact offers ([`compact`]).
-    pub fn with_compact(max_frame: usize) -> FrameDecoder {
-        FrameDecoder { compact: Some(compact::OfferDecoder::new()), ..FrameDecoder::new(max_frame) }
+    /// A decoder for an offer stream that also takes compact offers ([`compact`]) of
+    /// `dialect` or older (what this node announced).
+    pub fn with_compact(max_frame: usize, dialect: compact::Dialect) -> FrameDecoder {
+        FrameDecoder {
+            compact: Some(compact::OfferDecoder::new(dialect)),
+            ..FrameDecoder::new(max_frame)
+        }
     }
 
     /// A decoder for an offer stream that takes compact offers and compressed pieces
     /// ([`compress`]).
-    pub fn with_compressed(max_frame: usize) -> FrameDecoder {
+    pub fn with_compressed(max_frame: usize, dialect: compact::Dialect) -> FrameDecoder {
         FrameDecoder {
             decompressor: Some(compress::Decompressor::new(max_frame)),
-            ..FrameDecoder::with_compact(max_frame)
+            ..FrameDecoder::with_compact(max_frame, dialect)
         }
     }
 

@@ -322,7 +322,7 @@ fn keyed_envelopes_cross_compact_offer_streams_and_targets_go_whole() {
     let mut plain = BytesMut::new();
     encode_frame(&frames[1], &mut plain);
     assert_eq!(buf.len() - compact_len, plain.len(), "a replacement goes as a plain frame");
-    let mut dec = FrameDecoder::with_compact(DEFAULT_MAX_FRAME);
+    let mut dec = FrameDecoder::with_compact(DEFAULT_MAX_FRAME, compact::Dialect::NEWEST);
     dec.extend(&buf);
     let mut got = Vec::new();
     while let Some(Incoming::Frame(f)) = dec.next_frame().unwrap() {
