@@ -1,8 +1,8 @@
 //! Compact offers (`relaymesh::wire::compact`), both ways.
 //!
 //! Input: `[mode] rest...`.
-//! - mode even: `rest` is an offer stream in two chunks, fed to a decoder that announced
-//!   `compact-v1`: it must never panic, whatever table references, batch seals, paths and
+//! - mode even: `rest` is an offer stream in two chunks (its first byte says where it splits
+//!   and which dialect the decoder announced), fed to a decoder: it must never panic, whatever table references, batch seals, paths and
 //!   deltas it holds; it stops at the first error, as the shell does.
 //! - mode odd: `rest` describes envelopes (origin, destinations, address, batch sizes, which
 //!   envelopes of each batch cross, in which order, and how they are grouped into writes);
@@ -66,7 +66,10 @@ fn node(i: u8) -> NodeId {
 fn decode_stream(data: &[u8]) {
     let Some((&split, stream)) = data.split_first() else { return };
     let at = usize::from(split).min(stream.len());
-    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME, compact::Dialect::NEWEST);
+    // A decoder of each dialect: older ones refuse what they did not announce.
+    let dialect = [compact::Dialect::V1, compact::Dialect::V2, compact::Dialect::V3]
+        [usize::from(split / 64) % 3];
+    let mut d = FrameDecoder::with_compact(wire::DEFAULT_MAX_FRAME, dialect);
     for chunk in [&stream[..at], &stream[at..]] {
         d.extend(chunk);
         loop {

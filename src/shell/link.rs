@@ -480,7 +480,9 @@ async fn run(
         let dialect = ctx.compact.and_then(|ours| {
             compact::Dialect::agreed(ours, hello.capabilities.iter().map(String::as_str))
         });
-        let compressed = ctx.compress.contains(&medium) && announced(compress::CAPABILITY);
+        // Only compact streams are compressed (a node announces `zstd-v1` with them).
+        let compressed =
+            ctx.compress.contains(&medium) && announced(compress::CAPABILITY) && dialect.is_some();
         // A compressed stream stays at `compact-v2`: zstd all but erases the fields
         // `compact-v3` leaves out, and without them it matched less of what follows (40
         // reports sent one by one: 4,631 B compressed in `compact-v2`, 4,842 in `compact-v3`;

@@ -679,6 +679,61 @@ impl OfferEncoder {
     }
 }
 
+/// Field `compact_offers` of `Frame`.
+const FRAME_COMPACT_OFFERS: u64 = 9;
+
+/// Refuses a frame whose `CompactOffers` holds more entries than [`OfferDecoder`] takes,
+/// before protobuf decodes it: an empty entry is two bytes on the wire and a few hundred in
+/// memory, so a frame at the size limit could otherwise cost hundreds of megabytes before its
+/// counts were looked at. Anything that does not parse is left to the decoder to refuse.
+pub(super) fn check_entry_counts(frame: &[u8]) -> Result<(), WireError> {
+    let Some(body) = fields(frame)
+        .find_map(|(field, value)| (field == FRAME_COMPACT_OFFERS).then_some(value).flatten())
+    else {
+        return Ok(());
+    };
+    let (mut strings, mut seals, mut envelopes) = (0u64, 0usize, 0usize);
+    for (field, _) in fields(body) {
+        match field {
+            1 => strings += 1,
+            2 => seals += 1,
+            3 | 4 => envelopes += 1,
+            _ => {}
+        }
+        if strings > FRAME_STRINGS || seals > MAX_ENVELOPES {
+            return Err(bad("more new table entries in one frame than the table takes"));
+        }
+        if envelopes > MAX_ENVELOPES {
+            return Err(bad(format!("more than {MAX_ENVELOPES} envelopes in one frame")));
+        }
+    }
+    Ok(())
+}
+
+/// The fields of a protobuf message, as (number, the bytes of a length-delimited value),
+/// until the end or the first thing that does not parse.
+fn fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, Option<&[u8]>)> {
+    std::iter::from_fn(move || {
+        let (key, used) = super::peek_varint(buf).ok().flatten()?;
+        buf = &buf[used..];
+        let skip = match key & 7 {
+            0 => super::peek_varint(buf).ok().flatten()?.1,
+            1 => 8,
+            2 => {
+                let (len, used) = super::peek_varint(buf).ok().flatten()?;
+                let end = used.checked_add(usize::try_from(len).ok()?)?;
+                let value = buf.get(used..end)?;
+                buf = &buf[end..];
+                return Some((key >> 3, Some(value)));
+            }
+            5 => 4,
+            _ => return None,
+        };
+        buf = buf.get(skip..)?;
+        Some((key >> 3, None))
+    })
+}
+
 /// The receiver's side of one offer stream.
 #[derive(Debug, Default)]
 pub struct OfferDecoder {
@@ -1417,6 +1472,30 @@ mod tests {
         let mut c = v3.clone();
         c.envelopes_v3[1].precedence = u32::MAX;
         fails(c, "precedence 4294967294");
+        // Counted before protobuf builds them: empty entries, two bytes each.
+        for (v3, n) in [(true, 200), (false, 129)] {
+            let mut c = pb::CompactOffers::default();
+            if v3 {
+                c.envelopes_v3 = vec![Default::default(); n];
+            } else {
+                c.envelopes = vec![Default::default(); n];
+            }
+            let mut out = BytesMut::new();
+            encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(c)) }, &mut out);
+            let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::V3);
+            dec.extend(&out);
+            let e = dec.next_frame().unwrap_err().to_string();
+            assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
+        }
+        let c = pb::CompactOffers {
+            strings: vec![String::new(); FRAME_STRINGS as usize + 1],
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(c)) }, &mut out);
+        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::V3);
+        dec.extend(&out);
+        assert!(dec.next_frame().unwrap_err().to_string().contains("more new table entries"));
         // A node takes no dialect newer than it announced.
         fails_in(Dialect::V2, v3.clone(), "compact-v3 envelopes, which this node did not announce");
         let v2 = encoded_in(Dialect::V2, &sent);
