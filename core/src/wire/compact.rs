@@ -1473,29 +1473,28 @@ mod tests {
         c.envelopes_v3[1].precedence = u32::MAX;
         fails(c, "precedence 4294967294");
         // Counted before protobuf builds them: empty entries, two bytes each.
-        for (v3, n) in [(true, 200), (false, 129)] {
-            let mut c = pb::CompactOffers::default();
-            if v3 {
-                c.envelopes_v3 = vec![Default::default(); n];
-            } else {
-                c.envelopes = vec![Default::default(); n];
-            }
+        let refused_on_the_wire = |c: pb::CompactOffers| {
             let mut out = BytesMut::new();
             encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(c)) }, &mut out);
             let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::V3);
             dec.extend(&out);
-            let e = dec.next_frame().unwrap_err().to_string();
-            assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
-        }
-        let c = pb::CompactOffers {
+            dec.next_frame().unwrap_err().to_string()
+        };
+        let e = refused_on_the_wire(pb::CompactOffers {
+            envelopes_v3: vec![Default::default(); 200],
+            ..Default::default()
+        });
+        assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
+        let e = refused_on_the_wire(pb::CompactOffers {
+            envelopes: vec![Default::default(); 129],
+            ..Default::default()
+        });
+        assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
+        let e = refused_on_the_wire(pb::CompactOffers {
             strings: vec![String::new(); FRAME_STRINGS as usize + 1],
             ..Default::default()
-        };
-        let mut out = BytesMut::new();
-        encode_pb(&pb::Frame { kind: Some(pb::frame::Kind::CompactOffers(c)) }, &mut out);
-        let mut dec = FrameDecoder::with_compact(crate::wire::DEFAULT_MAX_FRAME, Dialect::V3);
-        dec.extend(&out);
-        assert!(dec.next_frame().unwrap_err().to_string().contains("more new table entries"));
+        });
+        assert!(e.contains("more new table entries"), "{e}");
         // A node takes no dialect newer than it announced.
         fails_in(Dialect::V2, v3.clone(), "compact-v3 envelopes, which this node did not announce");
         let v2 = encoded_in(Dialect::V2, &sent);
