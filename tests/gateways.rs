@@ -245,8 +245,11 @@ fn a_township_gateway_may_not_send_what_its_role_may_not() {
     let (code, doc) = post_cap(&t1, &storm("KSTO-T", "Actual"));
     assert_eq!(code, 403, "{doc}");
     assert!(doc["error"].as_str().unwrap().contains("FLASH"), "{doc}");
-    // Once refused, nothing of it is recorded: posted again, it is refused again.
+    // Once refused, nothing of it is recorded: posted again, it is refused again, and so is
+    // another document under its identifier (not a conflict with the one refused). `storm`
+    // puts the clock's second in the document, so the two differ in any case.
     assert_eq!(post_cap(&t1, &storm("KSTO-T", "Actual")).0, 403);
+    assert_eq!(post_cap(&t1, &storm_for("KSTO-T", "Actual", 7200)).0, 403);
     hq.stop();
     t1.stop();
 }

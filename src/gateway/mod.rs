@@ -270,6 +270,14 @@ impl CapGateway {
         serde_json::from_str(v.value()).map(Some).map_err(|e| format!("cap_alerts {key:?}: {e}"))
     }
 
+    fn delete(&self, key: &str) -> Result<(), String> {
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        tx.open_table(ALERTS)
+            .and_then(|mut t| t.remove(key).map(|_| ()).map_err(Into::into))
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())
+    }
+
     fn put(&self, key: &str, taken: &Taken) -> Result<(), String> {
         let json = serde_json::to_string(taken).map_err(|e| e.to_string())?;
         let tx = self.db.begin_write().map_err(|e| e.to_string())?;
@@ -357,7 +365,9 @@ impl CapGateway {
         let unavailable = IngestError::Unavailable;
         let _one = self.lock.lock().await;
         let key = alert_key(&alert.sender, &alert.identifier);
-        let mut taken = self.get(&key).map_err(unavailable)?.unwrap_or_default();
+        let recorded = self.get(&key).map_err(unavailable)?;
+        let new = recorded.is_none();
+        let mut taken = recorded.unwrap_or_default();
         if !taken.digest.is_empty() && taken.digest != digest {
             return Err(IngestError::Conflict(format!(
                 "{} already sent a different alert with the identifier {}",
@@ -433,7 +443,13 @@ impl CapGateway {
                 Ok(Ok(id)) => taken.messages[last].id = Some(id.to_string()),
                 Ok(Err(error)) => {
                     taken.messages.pop();
-                    self.put(&key, &taken).map_err(unavailable)?;
+                    // An alert refused before any of it went is not recorded: the sender
+                    // may post it again, or a corrected document under its identifier.
+                    if new && taken.messages.is_empty() {
+                        self.delete(&key).map_err(unavailable)?;
+                    } else {
+                        self.put(&key, &taken).map_err(unavailable)?;
+                    }
                     return Err(IngestError::Refused { error, sent: taken.messages });
                 }
                 Err(_) => return Err(unavailable("the node is stopping".into())),
