@@ -59,8 +59,8 @@ fn links_report_the_payload_framing_and_udp_bytes_they_carried() {
         (t1.inbox_ids().len() == 20).then_some(())
     });
 
-    let sent = hq.links().into_iter().find(|l| l.peer == "township-01").unwrap().bytes.sent;
-    let got = t1.links().into_iter().find(|l| l.peer == "county-hq").unwrap().bytes.received;
+    let sent = hq.link_bytes("township-01").sent;
+    let got = t1.link_bytes("county-hq").received;
     // Every offer carried one 40-byte payload (an offer timed out would be sent again, and
     // counted again: loopback makes that unlikely, not impossible).
     assert!(sent.offers >= 20, "{sent:?}");
@@ -72,7 +72,7 @@ fn links_report_the_payload_framing_and_udp_bytes_they_carried() {
     // QUIC carries all of it, plus its own headers and the handshake.
     assert!(sent.udp_bytes > sent.offer_bytes + sent.control_bytes, "{sent:?}");
     // The custody answers flowed back on the control stream.
-    let back = t1.links().into_iter().find(|l| l.peer == "county-hq").unwrap().bytes.sent;
+    let back = t1.link_bytes("county-hq").sent;
     assert!(back.control_bytes > 0, "{back:?}");
 
     let metrics = http().get(format!("{}/metrics", hq.spec.api_url())).send().unwrap();
@@ -103,14 +103,7 @@ fn compact_offers_go_to_relays_that_announce_them_and_plain_envelopes_to_one_tha
         .peer(&hq)
         .extra("[wire]\ncompact_offers = false\n");
     let (mut hq, mut new, mut old) = (hq.start(), new.start(), old.start());
-    // Print what each side measured if an assertion fails.
-    let show = |r: &Relay| {
-        format!("{:?}", r.links().iter().map(|l| (&l.peer, l.bytes)).collect::<Vec<_>>())
-    };
-    hq.wait_link("township-01");
-    hq.wait_link("township-02");
-    new.wait_link("county-hq");
-    old.wait_link("county-hq");
+    Relay::wait_star(&mut hq, &mut [&mut new, &mut old]);
     let body = "x".repeat(40);
     for _ in 0..30 {
         hq.submit("node:township-01", "routine", &body).unwrap();
@@ -125,19 +118,18 @@ fn compact_offers_go_to_relays_that_announce_them_and_plain_envelopes_to_one_tha
             (r.inbox_ids().len() == n).then_some(())
         });
     }
-    let sent =
-        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
+    let sent = |r: &Relay, peer: &str| r.link_bytes(peer).sent;
     let (to_new, to_old) = (sent(&hq, "township-01"), sent(&hq, "township-02"));
     let (compact, plain) =
         (to_new.framing_per_offer().unwrap(), to_old.framing_per_offer().unwrap());
     // Messages submitted one by one are sealed one by one: each carries its own signature,
     // compact or not; compact offers leave out the strings, times and numbers repeated.
     eprintln!("framing per offer: compact {compact} B, plain {plain} B");
-    assert!(compact + 40.0 < plain, "compact {compact} B, plain {plain} B: {}", show(&hq));
+    assert!(compact + 40.0 < plain, "compact {compact} B, plain {plain} B: {}", hq.show_bytes());
     // The old relay's offers to hq are plain (it does not encode compact ones), and hq,
     // which takes both, read them.
     let from_old = sent(&old, "county-hq").framing_per_offer().unwrap();
-    assert!(from_old > compact + 40.0, "old relay's framing {from_old} B: {}", show(&old));
+    assert!(from_old > compact + 40.0, "old relay's framing {from_old} B: {}", old.show_bytes());
 }
 
 #[test]
@@ -155,13 +147,8 @@ fn relays_of_each_compact_dialect_exchange_offers_in_the_newest_both_take() {
         .peer(&hq)
         .extra("[wire]\ncompact_dialect = 1\n");
     let (mut hq, mut v3, mut v2, mut v1) = (hq.start(), v3.start(), v2.start(), v1.start());
+    Relay::wait_star(&mut hq, &mut [&mut v3, &mut v2, &mut v1]);
     let towns = ["township-01", "township-02", "township-03"];
-    for t in towns {
-        hq.wait_link(t);
-    }
-    for r in [&mut v3, &mut v2, &mut v1] {
-        r.wait_link("county-hq");
-    }
     // A run of orders to each township (receipts asked for, the default), and reports from
     // each back to hq.
     let body = "x".repeat(40);
@@ -185,9 +172,7 @@ fn relays_of_each_compact_dialect_exchange_offers_in_the_newest_both_take() {
     for id in &ids {
         assert_eq!(hq.message(id, "20s").state, "delivered", "{id}");
     }
-    let sent =
-        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
-    let framing = |r: &Relay, peer: &str| sent(r, peer).framing_per_offer().unwrap();
+    let framing = |r: &Relay, peer: &str| r.link_bytes(peer).sent.framing_per_offer().unwrap();
     let [to_v3, to_v2, to_v1] = towns.map(|t| framing(&hq, t));
     eprintln!("framing per offer from hq: v3 {to_v3} B, v2 {to_v2} B, v1 {to_v1} B");
     // compact-v2 left out 15 bytes of each id; compact-v3 the rest of an id in a run, the
@@ -216,12 +201,7 @@ fn satellite_offer_streams_are_compressed_to_relays_that_take_it_and_plain_to_ot
         .peer(&hq)
         .extra("[wire]\ncompact_offers = false\n");
     let (mut hq, mut new, mut off, mut old) = (hq.start(), new.start(), off.start(), old.start());
-    for t in ["township-01", "township-02", "township-03"] {
-        hq.wait_link(t);
-    }
-    for r in [&mut new, &mut off, &mut old] {
-        r.wait_link("county-hq");
-    }
+    Relay::wait_star(&mut hq, &mut [&mut new, &mut off, &mut old]);
     // Situation reports: the wording repeats from one to the next, the figures do not.
     let report = |i: usize| {
         format!(
@@ -246,11 +226,7 @@ fn satellite_offer_streams_are_compressed_to_relays_that_take_it_and_plain_to_ot
             (r.inbox_ids().len() == n).then_some(())
         });
     }
-    let sent =
-        |r: &Relay, peer: &str| r.links().into_iter().find(|l| l.peer == peer).unwrap().bytes.sent;
-    let show = |r: &Relay| {
-        format!("{:?}", r.links().iter().map(|l| (&l.peer, l.bytes)).collect::<Vec<_>>())
-    };
+    let sent = |r: &Relay, peer: &str| r.link_bytes(peer).sent;
     let (to_new, to_off, to_old) =
         (sent(&hq, "township-01"), sent(&hq, "township-02"), sent(&hq, "township-03"));
     let from_off = sent(&off, "county-hq");
@@ -265,12 +241,17 @@ fn satellite_offer_streams_are_compressed_to_relays_that_take_it_and_plain_to_ot
     );
     // To a relay that takes it: the whole offer stream, each report's own signature
     // included, is smaller than the reports alone, and a third of the plain one.
-    assert!(to_new.offer_bytes < to_new.payload, "{}", show(&hq));
-    assert!(to_new.offer_bytes * 3 < to_old.offer_bytes, "{}", show(&hq));
+    assert!(to_new.offer_bytes < to_new.payload, "{}", hq.show_bytes());
+    assert!(to_new.offer_bytes * 3 < to_old.offer_bytes, "{}", hq.show_bytes());
     // Between hq and the relay with compression off the same traffic flows both ways (40
     // reports, 40 receipts): compressed one way, not the other.
-    assert!(to_off.offer_bytes * 3 < from_off.offer_bytes * 2, "{} {}", show(&hq), show(&off));
-    assert!(from_off.offer_bytes > from_off.payload, "{}", show(&off));
+    assert!(
+        to_off.offer_bytes * 3 < from_off.offer_bytes * 2,
+        "{} {}",
+        hq.show_bytes(),
+        off.show_bytes()
+    );
+    assert!(from_off.offer_bytes > from_off.payload, "{}", off.show_bytes());
 }
 
 #[test]

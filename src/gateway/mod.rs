@@ -270,19 +270,26 @@ impl CapGateway {
         serde_json::from_str(v.value()).map(Some).map_err(|e| format!("cap_alerts {key:?}: {e}"))
     }
 
-    fn delete(&self, key: &str) -> Result<(), String> {
-        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
-        tx.open_table(ALERTS)
-            .and_then(|mut t| t.remove(key).map(|_| ()).map_err(Into::into))
-            .map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())
-    }
-
     fn put(&self, key: &str, taken: &Taken) -> Result<(), String> {
         let json = serde_json::to_string(taken).map_err(|e| e.to_string())?;
+        self.write(key, Some(&json))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.write(key, None)
+    }
+
+    /// Sets `key`'s record to `value`, or removes it (`None`), in a transaction of its own.
+    fn write(&self, key: &str, value: Option<&str>) -> Result<(), String> {
         let tx = self.db.begin_write().map_err(|e| e.to_string())?;
         tx.open_table(ALERTS)
-            .and_then(|mut t| t.insert(key, json.as_str()).map(|_| ()).map_err(Into::into))
+            .and_then(|mut t| {
+                match value {
+                    Some(v) => t.insert(key, v).map(|_| ()),
+                    None => t.remove(key).map(|_| ()),
+                }
+                .map_err(Into::into)
+            })
             .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())
     }

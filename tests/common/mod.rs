@@ -313,6 +313,27 @@ impl Relay {
         doc.links
     }
 
+    /// What this node's link to `peer` carried (`GET /v1/links`, `bytes`); fails the test if
+    /// there is no such link.
+    pub fn link_bytes(&self, peer: &str) -> relaymesh::shell::traffic::WireBytes {
+        let links = self.links();
+        let link = links.iter().find(|l| l.peer == peer);
+        link.unwrap_or_else(|| panic!("{} has no link to {peer}", self.spec.id)).bytes
+    }
+
+    /// Every link's bytes, to print when an assertion on them fails.
+    pub fn show_bytes(&self) -> String {
+        format!("{:?}", self.links().iter().map(|l| (&l.peer, l.bytes)).collect::<Vec<_>>())
+    }
+
+    /// Waits until `hub` and each of `spokes` see their link to each other up.
+    pub fn wait_star(hub: &mut Relay, spokes: &mut [&mut Relay]) {
+        for s in spokes.iter_mut() {
+            hub.wait_link(&s.spec.id);
+            s.wait_link(&hub.spec.id);
+        }
+    }
+
     /// Waits until a link to `peer` is up.
     pub fn wait_link(&mut self, peer: &str) {
         let id = self.spec.id.clone();

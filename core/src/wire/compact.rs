@@ -209,8 +209,9 @@ fn id_after(prev: &[u8; 16], delta: i64) -> [u8; 16] {
     id
 }
 
-/// What a `compact-v3` envelope says relative to the previous one, and a `compact-v2`
-/// envelope whole (`CompactEnvelopeV3` in `proto/relaymesh.proto`).
+/// The four fields a `compact-v3` envelope sends relative to the previous envelope on the
+/// stream, where `CompactEnvelope` sends them whole (`CompactEnvelopeV3` in
+/// `proto/relaymesh.proto`).
 #[derive(Debug, Clone, Copy)]
 struct Relative {
     departure_us: i64,
@@ -633,7 +634,7 @@ impl OfferEncoder {
             });
             self.prev.departure = departure;
             (self.prev.hop_count, self.prev.precedence, self.prev.receipt) =
-                (e.hop_count, convert::precedence_to_pb(e.precedence) as i32, e.receipt);
+                (c.hop_count, c.precedence, c.receipt);
             self.prev.created = e.created.as_micros();
             self.prev.offer = *offer;
             let lifetime = convert::us(e.lifetime);
@@ -692,20 +693,28 @@ pub(super) fn check_entry_counts(frame: &[u8]) -> Result<(), WireError> {
     else {
         return Ok(());
     };
-    let (mut strings, mut seals, mut envelopes) = (0u64, 0usize, 0usize);
+    let (mut strings, mut seals, mut envelopes) = (0, 0, 0);
     for (field, _) in fields(body) {
         match field {
             1 => strings += 1,
             2 => seals += 1,
             3 | 4 => envelopes += 1,
-            _ => {}
+            _ => continue,
         }
-        if strings > FRAME_STRINGS || seals > MAX_ENVELOPES {
-            return Err(bad("more new table entries in one frame than the table takes"));
-        }
-        if envelopes > MAX_ENVELOPES {
-            return Err(bad(format!("more than {MAX_ENVELOPES} envelopes in one frame")));
-        }
+        within_frame_limits(strings, seals, envelopes)?;
+    }
+    Ok(())
+}
+
+/// What one frame may hold: new strings, new batch seals and envelopes (of both dialects).
+/// An envelope repeats its predecessor's destinations for two bytes, so without these limits
+/// a small frame could stand for gigabytes of envelopes.
+fn within_frame_limits(strings: usize, seals: usize, envelopes: usize) -> Result<(), WireError> {
+    if strings as u64 > FRAME_STRINGS || seals > MAX_ENVELOPES {
+        return Err(bad("more new table entries in one frame than the table takes"));
+    }
+    if envelopes > MAX_ENVELOPES {
+        return Err(bad(format!("{envelopes} envelopes in one frame (at most {MAX_ENVELOPES})")));
     }
     Ok(())
 }
@@ -776,16 +785,10 @@ impl OfferDecoder {
 
     /// The offers a `CompactOffers` frame stands for, in order.
     pub(super) fn decode(&mut self, c: pb::CompactOffers) -> Result<Vec<Frame>, WireError> {
-        // What one frame may hold, checked before anything is built from it: an envelope
-        // repeats its predecessor's destinations for two bytes, so without these limits a
-        // small frame could stand for gigabytes of envelopes.
-        if c.strings.len() as u64 > FRAME_STRINGS || c.seals.len() > MAX_ENVELOPES {
-            return Err(bad("more new table entries in one frame than the table takes"));
-        }
-        let count = c.envelopes.len() + c.envelopes_v3.len();
-        if count > MAX_ENVELOPES {
-            return Err(bad(format!("{count} envelopes in one frame (at most {MAX_ENVELOPES})")));
-        }
+        // Checked before anything is built from the frame (a frame off a stream was counted
+        // before protobuf decoded it, in `check_entry_counts`).
+        let envelopes = c.envelopes.len() + c.envelopes_v3.len();
+        within_frame_limits(c.strings.len(), c.seals.len(), envelopes)?;
         let v3 = !c.envelopes_v3.is_empty();
         if v3 && !c.envelopes.is_empty() {
             return Err(bad("envelopes of two dialects in one frame"));
@@ -1480,16 +1483,17 @@ mod tests {
             dec.extend(&out);
             dec.next_frame().unwrap_err().to_string()
         };
+        // The count stops at the first entry past the limit: 129 of 200.
         let e = refused_on_the_wire(pb::CompactOffers {
             envelopes_v3: vec![Default::default(); 200],
             ..Default::default()
         });
-        assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
+        assert!(e.contains("129 envelopes in one frame (at most 128)"), "{e}");
         let e = refused_on_the_wire(pb::CompactOffers {
             envelopes: vec![Default::default(); 129],
             ..Default::default()
         });
-        assert!(e.contains("more than 128 envelopes in one frame"), "{e}");
+        assert!(e.contains("129 envelopes in one frame (at most 128)"), "{e}");
         let e = refused_on_the_wire(pb::CompactOffers {
             strings: vec![String::new(); FRAME_STRINGS as usize + 1],
             ..Default::default()
