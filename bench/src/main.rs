@@ -796,6 +796,7 @@ pub fn core_relay_cost(
         prober,
         certificate: Default::default(),
         compact: false,
+        lean_adverts: false,
     };
     node.handle_link_up(t, up, info("load", false));
     node.handle_link_up(t, down, info("sink", true));

@@ -4,8 +4,19 @@
 //! subscriptions change (at most every `ADVERT_MIN_INTERVAL`), and refreshes its advert at a
 //! third of the advert lifetime. A received advert newer than the held one is stored and sent
 //! on over every other link; an older or equal one stops there, which ends the flood.
+//!
+//! Certificates cross a link once per connection (with peers that announce
+//! [`wire::LEAN_ADVERTS`]): an advert goes without its certificate to a peer known to hold it
+//! (`Link::peer_certs`: the peer's own, and any certificate an advert carried either way on
+//! this connection), and the receiver puts back the one it holds before checking the
+//! signature. A receiver that holds none, or whose copy does not verify the signature, drops
+//! the advert without blaming the sender and sends its link-state summary again (at most every
+//! [`ASK_AGAIN_INTERVAL`]); a summary makes the sender forget what the peer holds and answer
+//! with the newer adverts, certificates and all. About 60% of an advert is its certificate.
 
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::frame::{Advert, AdvertLink, Frame};
 use super::link::LinkId;
@@ -77,15 +88,41 @@ impl Node {
         }
     }
 
-    /// Queues one advert for one link, counting it.
-    pub(super) fn send_advert_to(&mut self, link: LinkId, advert: Advert) {
+    /// Queues one advert for one link, counting it; without its certificate if the peer
+    /// holds that already.
+    pub(super) fn send_advert_to(&mut self, link: LinkId, mut advert: Advert) {
+        if let Some(l) = self.links.get_mut(&link)
+            && l.info.lean_adverts
+            && !advert.certificate.is_empty()
+        {
+            if l.peer_certs.get(&advert.node) == Some(&advert.certificate) {
+                advert.certificate = Bytes::new();
+            } else {
+                l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
+            }
+        }
         self.counters.adverts_sent += 1;
         self.counters.advert_bytes += wire::encode_advert(&advert).len() as u64;
         self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
     }
 
     /// An advert from the neighbour on `link`.
-    pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, advert: Advert) {
+    pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, mut advert: Advert) {
+        let carried = !advert.certificate.is_empty();
+        if carried {
+            if let Some(l) = self.links.get_mut(&link) {
+                l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
+            }
+        } else if self.cfg.trust.is_some() {
+            // Left out by a peer that believes this node holds it: put it back.
+            match self.keys.get(&advert.node) {
+                Some(c) => advert.certificate = c.certificate.clone(),
+                None => {
+                    self.ask_adverts_again(now, link, &advert.node, "no certificate held");
+                    return;
+                }
+            }
+        }
         if advert.node == self.cfg.node {
             // Our own advert comes back around every cycle in the mesh; only one newer than
             // ours, or as new but saying something else (from before a restart that lost its
@@ -110,7 +147,7 @@ impl Node {
         // (a member cut off for long is still a member); routing takes only live ones.
         let for_routing = self.routing.wants(&advert);
         if !(for_routing || self.membership.wants(&advert))
-            || !self.check_advert(now, link, &advert)
+            || !self.check_advert(now, link, &advert, carried)
         {
             return;
         }
@@ -125,4 +162,29 @@ impl Node {
         let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
         self.send_advert(&advert, &others);
     }
+
+    /// An advert came without a certificate this node can check it with: nothing is wrong
+    /// with the sender (it believed this node held the certificate: a restart here, or a
+    /// certificate this node refused, say), so the advert is dropped and the peer is sent this
+    /// node's summary again, which makes it resend what is newer with the certificates.
+    pub(super) fn ask_adverts_again(
+        &mut self,
+        now: Time,
+        link: LinkId,
+        node: &super::NodeId,
+        why: &str,
+    ) {
+        self.counters.adverts_unchecked += 1;
+        let Some(l) = self.links.get_mut(&link) else { return };
+        if l.adverts_asked.is_some_and(|t| now.saturating_since(t) < ASK_AGAIN_INTERVAL) {
+            return;
+        }
+        l.adverts_asked = Some(now);
+        tracing::info!(%link, %node, "advert without its certificate ({why}): asking for adverts again");
+        let summary = self.membership.summary();
+        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+    }
 }
+
+/// How often a node asks one neighbour again for adverts it could not check.
+pub const ASK_AGAIN_INTERVAL: Duration = Duration::from_secs(10);

@@ -39,6 +39,9 @@ pub struct LinkInfo {
     ///
     /// [`Frame::Accepted`]: crate::frame::Frame::Accepted
     pub compact: bool,
+    /// Both ends announced [`LEAN_ADVERTS`](crate::wire::LEAN_ADVERTS): an advert goes
+    /// without its certificate to a peer known to hold that certificate already.
+    pub lean_adverts: bool,
 }
 
 /// A custody offer awaiting the neighbour's answer.
@@ -116,6 +119,14 @@ pub(crate) struct Link {
     /// numbers; `None` until it has said: a message whose origin the peer knows a newer
     /// advert of may be signed with a key this node has not learned yet.
     pub(crate) peer_adverts: Option<(Time, rustc_hash::FxHashMap<NodeId, u64>)>,
+    /// The certificate of each origin the peer is known to hold, on this connection: it
+    /// presented its own in the handshake, and holds any this node sent it or it sent this
+    /// node in an advert. With `lean_adverts`, an advert of one of these origins goes without
+    /// its certificate (`core::adverts`).
+    pub(crate) peer_certs: rustc_hash::FxHashMap<NodeId, bytes::Bytes>,
+    /// When this node last asked the peer for its adverts again because one came without a
+    /// certificate this node holds (see `Node::ask_adverts_again`).
+    pub(crate) adverts_asked: Option<Time>,
 }
 
 /// What to do with a frame from the peer, by its rate.
@@ -153,6 +164,10 @@ const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(30);
 impl Link {
     pub fn new(id: LinkId, info: LinkInfo, cfg: MediumConfig, now: Time) -> Link {
         let burst = cfg.rate_bytes_per_s.map_or(0.0, burst_bytes);
+        let mut peer_certs = rustc_hash::FxHashMap::default();
+        if !info.certificate.is_empty() {
+            peer_certs.insert(info.peer.clone(), info.certificate.clone());
+        }
         Link {
             id,
             info,
@@ -180,7 +195,16 @@ impl Link {
             frame_tokens_at: now,
             counters: LinkCounters::default(),
             peer_adverts: None,
+            peer_certs,
+            adverts_asked: None,
         }
+    }
+
+    /// Forgets which certificates the peer holds but its own (it asked for adverts again:
+    /// whatever it lacks goes with its certificate).
+    pub(crate) fn forget_peer_certs(&mut self) {
+        let peer = &self.info.peer;
+        self.peer_certs.retain(|node, _| node == peer);
     }
 
     /// Estimated one-way delay: half the smoothed probe RTT, or a medium default before the
@@ -560,6 +584,7 @@ mod tests {
             prober: true,
             certificate: Default::default(),
             compact: false,
+            lean_adverts: false,
         };
         Link::new(LinkId(1), info, cfg, Time(0))
     }

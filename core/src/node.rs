@@ -184,6 +184,9 @@ pub struct Counters {
     pub unknown_origin: u64,
     /// Frames shed because a neighbour sent faster than `peer_frame_rate`.
     pub shed_frames: u64,
+    /// Adverts dropped because they came without a certificate this node could check them
+    /// with (the neighbour believed it held one; it is asked for them again).
+    pub adverts_unchecked: u64,
 }
 
 /// One relay's protocol state machine: routing, queues, custody, dedup, expiry, policy.
@@ -501,7 +504,13 @@ impl Node {
         let cfg = self.cfg.medium(info.medium);
         let peer = info.peer.clone();
         self.learn_neighbour(now, link, &info);
-        self.links.insert(link, Link::new(link, info, cfg, now));
+        let mut l = Link::new(link, info, cfg, now);
+        // The peer learned this node's certificate from the handshake, as this node learned
+        // its (`learn_neighbour`).
+        if let Some(trust) = &self.cfg.trust {
+            l.peer_certs.insert(self.cfg.node.clone(), trust.certificate());
+        }
+        self.links.insert(link, l);
         self.pending_events.push(Event::LinkChanged { link, peer: peer.clone(), up: true });
         self.links_changed();
         // Tell the new neighbour what this node knows (membership covers every advert held
@@ -615,6 +624,8 @@ impl Node {
             Frame::LsdbSummary(summary) => {
                 if let Some(l) = self.links.get_mut(&link) {
                     l.peer_adverts = Some((now, summary.iter().cloned().collect()));
+                    // It (re)starts from what it holds: what it lacks goes with certificates.
+                    l.forget_peer_certs();
                 }
                 let live = self.routing.newer_than(&summary, now);
                 let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();

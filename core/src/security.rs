@@ -386,7 +386,15 @@ impl Node {
     }
 
     /// Checks an advert's certificate and signature; learns the key. `false`: drop it.
-    pub(super) fn check_advert(&mut self, now: Time, link: LinkId, a: &Advert) -> bool {
+    /// `carried`: the certificate came with the advert (otherwise this node put back the one
+    /// it holds, and a signature that does not verify with it is no proof of forgery).
+    pub(super) fn check_advert(
+        &mut self,
+        now: Time,
+        link: LinkId,
+        a: &Advert,
+        carried: bool,
+    ) -> bool {
         let Some(trust) = self.cfg.trust.clone() else { return true };
         let known = self.keys.get(&a.node).filter(|c| c.certificate == a.certificate).cloned();
         let cred = match known {
@@ -423,6 +431,15 @@ impl Node {
             .get(&a.node)
             .is_some_and(|m| m.signature == a.signature && trust::advert_signed_bytes(m) == signed);
         if !held && !trust::verify(&cred.public_key, &signed, &a.signature) {
+            if !carried {
+                self.ask_adverts_again(
+                    now,
+                    link,
+                    &a.node,
+                    "the certificate held does not verify it",
+                );
+                return false;
+            }
             self.counters.forged += 1;
             self.misbehaved(link, format!("forged advert of {}", a.node));
             return false;

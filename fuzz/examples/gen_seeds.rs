@@ -61,6 +61,7 @@ fn conversation() -> (Recorded, Vec<Frame>, Vec<MemStore>) {
         prober,
         certificate: Bytes::new(),
         compact: medium == Medium::Satellite,
+        lean_adverts: true,
     };
     let now = now0;
     nodes[ME].node.handle_link_up(

@@ -126,6 +126,7 @@ impl Sim {
             prober: true,
             certificate: Bytes::new(),
             compact: false,
+            lean_adverts: false,
         };
         let c = LinkInfo {
             peer: id("peer-c"),
@@ -134,6 +135,7 @@ impl Sim {
             prober: false,
             certificate: Bytes::new(),
             compact: true,
+            lean_adverts: true,
         };
         let mut sim = Sim {
             node,

@@ -535,7 +535,7 @@ impl<'s> World<'s> {
             Step::Sample => {
                 for n in 0..self.nodes.len() {
                     let depth = match &self.nodes[n].handle {
-                        Some(h) => h.status().await.map(|s| s.node.held.iter().sum()).unwrap_or(0),
+                        Some(h) => h.held().await.unwrap_or(0),
                         None => 0,
                     };
                     self.obs

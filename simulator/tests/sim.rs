@@ -393,6 +393,10 @@ fn json_output_has_the_documented_fields_and_list_shows_the_built_ins() {
     // here, 65,000 in county-flood, when RTTs were compared finer than the wire keeps them).
     let adverts = j["control"]["adverts_per_min"].as_f64().unwrap();
     assert!(adverts < 30.0, "an advert storm: {adverts} a minute");
+    // Certificates cross each link once (`lean-adverts-v1`): 250 B an advert here, 521 B when
+    // every advert carried its certificate.
+    let mean = j["control"]["advert_bytes_per_min"].as_f64().unwrap() / adverts;
+    assert!(mean < 350.0, "adverts carry their certificates again: {mean:.0} B each");
     for key in [
         "scenario",
         "seed",

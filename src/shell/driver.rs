@@ -110,6 +110,10 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Snapshot>,
     },
+    /// Messages held, all precedences (what `Status` says of them, without its cost).
+    Held {
+        reply: oneshot::Sender<u64>,
+    },
     Message {
         id: MessageId,
         reply: oneshot::Sender<Result<Option<MessageView>, String>>,
@@ -257,6 +261,12 @@ impl NodeHandle {
 
     pub async fn status(&self) -> Result<Snapshot, Stopped> {
         self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Messages held here, all precedences: one number, where `status` builds the whole
+    /// route table (the simulator samples every node's queue depth with this).
+    pub async fn held(&self) -> Result<u64, Stopped> {
+        self.ask(|reply| Command::Held { reply }).await
     }
 
     /// Hands the node a revocation list (from a file or the API); whether it was newer.
@@ -778,6 +788,7 @@ impl Driver {
             Command::CredentialsRefused(why) => self.credentials_error = Some(why),
             Command::Stop { reply } => after.stop = Some(reply),
             q @ (Command::Status { .. }
+            | Command::Held { .. }
             | Command::Message { .. }
             | Command::Inbox { .. }
             | Command::ObjectProgress { .. }
@@ -878,6 +889,9 @@ impl Driver {
 
     fn answer(&mut self, q: Command, now: Time) {
         match q {
+            Command::Held { reply } => {
+                let _ = reply.send(self.node.held_messages());
+            }
             Command::Status { reply } => {
                 let own = self
                     .node

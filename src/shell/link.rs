@@ -195,7 +195,7 @@ impl LinkContext {
             version: PROTOCOL_VERSION,
             node: self.node.clone(),
             role: self.role,
-            capabilities: ["custody", "lsdb"]
+            capabilities: ["custody", "lsdb", crate::wire::LEAN_ADVERTS]
                 .into_iter()
                 .chain(self.compact.map_or(&[][..], compact::Dialect::capabilities).iter().copied())
                 .chain(self.compact.is_some().then_some(compress::CAPABILITY))
@@ -541,6 +541,7 @@ async fn run(
             prober: dialled,
             certificate,
             compact: dialect.is_some(),
+            lean_adverts: announced(crate::wire::LEAN_ADVERTS),
         };
         info!(addr = %conn.remote_address(), "link up");
         if ctx.driver.send(Command::LinkUp { link, info, handle }).is_err() {

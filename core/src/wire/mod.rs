@@ -33,6 +33,12 @@ pub const PROTOCOL_VERSION: u32 = 4;
 /// TLS ALPN identifier of this protocol.
 pub const ALPN: &[u8] = b"relaymesh/1";
 /// Default limit on one frame's encoded size.
+/// Announced in `Hello` by a node that takes a link-state advert without its certificate
+/// when it holds that certificate already (and asks for the adverts again, with their
+/// certificates, when it does not): each certificate then crosses a link once per connection,
+/// not with every advert (`core::adverts`).
+pub const LEAN_ADVERTS: &str = "lean-adverts-v1";
+
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024 + 16 * 1024;
 
 /// QUIC application error codes used when a stream or connection is closed.
