@@ -151,6 +151,13 @@ impl Node {
         {
             return;
         }
+        // One copy of each certificate: the one the key was learned with (a carried one is a
+        // slice of the frame it came in, which would keep that whole frame alive).
+        if let Some(c) = self.keys.get(&advert.node)
+            && c.certificate == advert.certificate
+        {
+            advert.certificate = c.certificate.clone();
+        }
         self.learn_member(now, &advert);
         if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;

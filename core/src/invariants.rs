@@ -69,7 +69,11 @@ impl Node {
         if self.poisoned.is_some() {
             return Ok(()); // a doomed batch: the next commit rolls back and reloads
         }
-        let found = match self.check_custody_buffers().and_then(|()| self.check_inflight()) {
+        let found = match self
+            .check_custody_buffers()
+            .and_then(|()| self.check_inflight())
+            .and_then(|()| self.routing.check())
+        {
             Err(what) => Err(what),
             Ok(()) => {
                 match self.check_store().and_then(|r| Ok(r.and(self.check_objectives_state()?))) {

@@ -18,7 +18,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use ring::signature::Ed25519KeyPair;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -329,7 +329,80 @@ impl PkiTrust {
     }
 
     fn signed_by_ca(&self, tbs: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.ca_key).verify(tbs, signature).is_ok()
+        crate::trust::verify(&self.ca_key, tbs, signature)
+    }
+
+    /// What `der` certifies if the CA issued it, and its validity period (not judged here).
+    fn check_issued(&self, der: &[u8]) -> Result<(Credential, SystemTime, SystemTime), String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("malformed: {e}"))?;
+        if !self.signed_by_ca(cert.tbs_certificate.as_ref(), &cert.signature_value.data) {
+            return Err("not issued by the deployment CA".into());
+        }
+        let id = identity_of(&CertificateDer::from(der)).map_err(|e| e.to_string())?;
+        let public_key = Bytes::copy_from_slice(&cert.public_key().subject_public_key.data);
+        if public_key.len() != 32 {
+            return Err("the key is not Ed25519".into());
+        }
+        let time = |t: ASN1Time| {
+            let secs = t.timestamp();
+            match u64::try_from(secs) {
+                Ok(s) => std::time::UNIX_EPOCH + Duration::from_secs(s),
+                Err(_) => std::time::UNIX_EPOCH,
+            }
+        };
+        let validity = cert.validity();
+        let credential = Credential {
+            node: id.node,
+            role: id.role,
+            public_key,
+            serial: Bytes::copy_from_slice(cert.raw_serial()),
+            certificate: Bytes::copy_from_slice(der),
+        };
+        Ok((credential, time(validity.not_before), time(validity.not_after)))
+    }
+}
+
+/// Certificates found issued by a CA in this process, by the SHA-256 of the CA's key and the
+/// certificate: what each certifies and its validity period, judged afresh at every use by the
+/// asking node's clock. One node meets each certificate once a connection; the simulator's
+/// thousand nodes would otherwise each parse and check every other node's, and keep a copy
+/// of it (the credential's `certificate` is shared). Bounded like [`crate::trust::Verified`].
+#[derive(Default)]
+struct Checked {
+    generations: std::sync::Mutex<[std::collections::HashMap<[u8; 32], Issued>; 2]>,
+}
+
+type Issued = (Credential, SystemTime, SystemTime);
+
+impl Checked {
+    const GENERATION: usize = 16_384;
+
+    fn global() -> &'static Checked {
+        static CHECKED: std::sync::OnceLock<Checked> = std::sync::OnceLock::new();
+        CHECKED.get_or_init(Checked::default)
+    }
+
+    fn key(ca_key: &[u8], der: &[u8]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&(ca_key.len() as u64).to_be_bytes());
+        ctx.update(ca_key);
+        ctx.update(der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Issued> {
+        let g = self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g[0].get(key).or_else(|| g[1].get(key)).cloned()
+    }
+
+    fn put(&self, key: [u8; 32], issued: Issued) {
+        let mut g = self.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g[0].len() >= Self::GENERATION {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(key, issued);
     }
 }
 
@@ -343,28 +416,22 @@ impl Trust for PkiTrust {
     }
 
     fn check_certificate(&self, der: &[u8]) -> Result<Credential, String> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("malformed: {e}"))?;
-        if !self.signed_by_ca(cert.tbs_certificate.as_ref(), &cert.signature_value.data) {
-            return Err("not issued by the deployment CA".into());
-        }
-        let now = (self.clock)();
-        let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let at = ASN1Time::from_timestamp(secs as i64).map_err(|e| e.to_string())?;
-        if !cert.validity().is_valid_at(at) {
+        let key = Checked::key(&self.ca_key, der);
+        let (credential, not_before, not_after) = match Checked::global().get(&key) {
+            Some(found) => found,
+            None => {
+                let found = self.check_issued(der)?;
+                Checked::global().put(key, found.clone());
+                found
+            }
+        };
+        // Whole seconds, as certificates state their validity.
+        let secs = (self.clock)().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        if now < not_before || now > not_after {
             return Err("expired or not yet valid".into());
         }
-        let id = identity_of(&CertificateDer::from(der)).map_err(|e| e.to_string())?;
-        let public_key = Bytes::copy_from_slice(&cert.public_key().subject_public_key.data);
-        if public_key.len() != 32 {
-            return Err("the key is not Ed25519".into());
-        }
-        Ok(Credential {
-            node: id.node,
-            role: id.role,
-            public_key,
-            serial: Bytes::copy_from_slice(cert.raw_serial()),
-            certificate: Bytes::copy_from_slice(der),
-        })
+        Ok(credential)
     }
 
     fn check_revocations(&self, der: &[u8]) -> Result<Revocations, String> {
@@ -432,6 +499,32 @@ mod tests {
             sizes.insert(c.cert_der.len());
         }
         assert_eq!(sizes.len(), 1, "certificate sizes vary: {sizes:?}");
+    }
+
+    #[test]
+    fn a_remembered_certificate_is_still_judged_by_each_nodes_clock_and_ca() {
+        let (ca, other) = (
+            Ca::generate([11; 32], validity()).unwrap(),
+            Ca::generate([12; 32], validity()).unwrap(),
+        );
+        let node =
+            ca.issue(&NodeId::new("t-1").unwrap(), Role::Field, [13; 32], validity()).unwrap();
+        let trust = |ca: &Ca, days: u64| {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400);
+            let clock: WallClock = Arc::new(move || at);
+            PkiTrust::new(&ca.cert_der, &node.cert_der, node.key_der.secret_pkcs8_der(), clock)
+                .unwrap()
+        };
+        let (inside, later, foreign) = (trust(&ca, 1), trust(&ca, 40), trust(&other, 1));
+        for _ in 0..2 {
+            let c = inside.check_certificate(&node.cert_der).unwrap();
+            assert_eq!(c.node.as_str(), "t-1");
+            assert_eq!(c.certificate.as_ref(), node.cert_der.as_ref());
+            let expired = later.check_certificate(&node.cert_der).unwrap_err();
+            assert_eq!(expired, "expired or not yet valid");
+            let elsewhere = foreign.check_certificate(&node.cert_der).unwrap_err();
+            assert_eq!(elsewhere, "not issued by the deployment CA");
+        }
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub fn edge_cost(
     }
 }
 
+/// What of an advert the route computation reads: each link's far end, medium, whether it
+/// is up, and its cost inputs at the resolution `edge_cost` uses (whole milliseconds of RTT).
+fn edges(a: &Advert) -> Vec<(&NodeId, Medium, bool, u128, u32)> {
+    a.links
+        .iter()
+        .map(|l| (&l.neighbour, l.medium, l.up, l.rtt.as_micros() / 1000, l.loss_ppm))
+        .collect()
+}
+
 /// One of this node's own links, as routing sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalLink {
@@ -79,6 +88,9 @@ pub struct Routing {
     media: BTreeMap<Medium, MediumConfig>,
     local: Vec<LocalLink>,
     adverts: BTreeMap<NodeId, Held>,
+    /// When each held advert runs out: the same entries as `adverts`, by time (a node in a
+    /// large mesh asks for the next expiry at every turn).
+    expiries: BTreeSet<(Time, NodeId)>,
     /// Per precedence index: destination -> (next-hop neighbour, path cost).
     table: [BTreeMap<NodeId, (NodeId, u64)>; 4],
     /// The same for late messages below FLASH (`None`: not computed since the last change).
@@ -93,6 +105,7 @@ impl Routing {
             media,
             local: Vec::new(),
             adverts: BTreeMap::new(),
+            expiries: BTreeSet::new(),
             table: Default::default(),
             late: None,
             dirty: true,
@@ -150,36 +163,69 @@ impl Routing {
         if self.adverts.get(&advert.node).is_some_and(|h| h.advert.seq >= advert.seq) {
             return false;
         }
-        self.adverts.insert(advert.node.clone(), Held { advert, received_at: now });
-        self.dirty = true;
+        let node = advert.node.clone();
+        let held = Held { advert, received_at: now };
+        let expires = held.expires_at();
+        let old = self.adverts.insert(node.clone(), held);
+        // The old entry out before the new one in: both may run out at the same moment.
+        if let Some(old) = &old {
+            self.expiries.remove(&(old.expires_at(), node.clone()));
+        }
+        self.expiries.insert((expires, node.clone()));
+        match old {
+            Some(old) => {
+                // A refresh that moves no edge (most of them, at rest) leaves every route as
+                // it was: in a mesh of N nodes each refresh would otherwise cost every node
+                // its four shortest-path trees.
+                if edges(&old.advert) != edges(&self.adverts[&node].advert) {
+                    self.dirty = true;
+                }
+            }
+            None => self.dirty = true,
+        }
         true
     }
 
     /// Forgets `node`'s advert (its certificate was revoked); returns whether one was held.
     pub fn forget(&mut self, node: &NodeId) -> bool {
-        let had = self.adverts.remove(node).is_some();
-        self.dirty |= had;
-        had
+        let Some(old) = self.adverts.remove(node) else { return false };
+        self.expiries.remove(&(old.expires_at(), node.clone()));
+        self.dirty = true;
+        true
     }
 
     /// Forgets adverts whose lifetime ran out; returns the nodes forgotten.
     pub fn expire(&mut self, now: Time) -> Vec<NodeId> {
-        let gone: Vec<NodeId> = self
-            .adverts
-            .iter()
-            .filter(|(_, h)| h.expires_at() <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in &gone {
-            self.adverts.remove(n);
+        let mut gone = Vec::new();
+        while let Some((at, node)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.adverts.remove(&node);
             self.dirty = true;
+            gone.push(node);
         }
         gone
     }
 
+    /// The expiry index holds exactly the held adverts, each at the time it runs out.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let indexed: BTreeSet<(Time, NodeId)> =
+            self.adverts.iter().map(|(n, h)| (h.expires_at(), n.clone())).collect();
+        if indexed != self.expiries {
+            return Err(format!(
+                "routing: {} adverts held, {} expiries indexed, differing",
+                self.adverts.len(),
+                self.expiries.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// When the next advert expires.
     pub fn next_expiry(&self) -> Option<Time> {
-        self.adverts.values().map(Held::expires_at).min()
+        self.expiries.first().map(|(at, _)| *at)
     }
 
     /// The held advert of `node`, aged to `now`.

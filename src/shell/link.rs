@@ -577,7 +577,7 @@ struct Out {
 async fn control_writer(out: Out, mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Frame>) {
     let Out { conn, bytes, pacer } = out;
     let _ = send.set_priority(CONTROL_PRIORITY);
-    let mut batch = Vec::with_capacity(64);
+    let mut batch = Vec::new();
     let mut buf = BytesMut::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         for f in batch.drain(..) {
@@ -610,7 +610,9 @@ async fn class_writer(
     let class = Precedence::from_index(priority as usize).unwrap_or(Precedence::Routine);
     let urgent = class >= Precedence::Immediate;
     let mut stream: Option<SendStream> = None;
-    let mut batch = Vec::with_capacity(256);
+    // Grown as bursts need: a frame is about 400 bytes, and four writers a link each
+    // reserving 256 of them cost a node 1 MB or more before it sent anything.
+    let mut batch = Vec::new();
     let mut buf = BytesMut::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         for f in &batch {

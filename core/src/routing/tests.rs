@@ -239,3 +239,40 @@ fn groups_and_topics_resolve_from_adverts() {
     assert_eq!(r.resolve(&Address::parse("topic:other").unwrap()), Vec::<NodeId>::new());
     assert_eq!(r.resolve(&Address::parse("node:a").unwrap()), Vec::<NodeId>::new(), "self");
 }
+
+#[test]
+fn a_refresh_that_moves_no_edge_keeps_the_routes_and_one_that_does_recomputes_them() {
+    let mut r = triangle();
+    let t = Time(1_000_000);
+    assert_eq!(r.next_hop(&n("c"), Precedence::Routine), Some(&n("b")));
+    assert!(!r.dirty);
+    // Same links, RTT within the same millisecond, a new subscription: routes stand.
+    let mut same = advert(
+        "b",
+        2,
+        vec![link("a", Medium::Wireless, 40, true), link("c", Medium::Wireless, 40, true)],
+    );
+    same.links[0].rtt += Duration::from_micros(300);
+    same.subscriptions.push(TopicPattern::new("alerts/#").unwrap());
+    assert!(r.accept(same, t));
+    assert!(!r.dirty, "a refresh moving no edge recomputes nothing");
+    assert!(r.subscribes(&n("b"), "alerts/x"), "but what it says is taken");
+    // b's link to c goes down: recomputed, and ROUTINE takes the satellite hop.
+    let down = advert(
+        "b",
+        3,
+        vec![link("a", Medium::Wireless, 40, true), link("c", Medium::Wireless, 40, false)],
+    );
+    assert!(r.accept(down, t));
+    assert!(r.dirty);
+    assert_eq!(r.next_hop(&n("c"), Precedence::Routine), Some(&n("c")));
+    // An RTT that moves by a millisecond or more moves a cost: recomputed.
+    let slower = advert(
+        "b",
+        4,
+        vec![link("a", Medium::Wireless, 41, true), link("c", Medium::Wireless, 40, false)],
+    );
+    assert!(r.accept(slower, t));
+    assert!(r.dirty);
+    r.check().unwrap();
+}
