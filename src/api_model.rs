@@ -612,6 +612,9 @@ pub struct LinkDoc {
     /// Bytes of those offers.
     #[serde(default)]
     pub inflight_bytes: u64,
+    /// Link-state adverts waiting for room under the medium's `control_share`.
+    #[serde(default)]
+    pub adverts_waiting: u64,
     pub offered: u64,
     pub accepted: u64,
     pub refused: u64,
@@ -750,6 +753,7 @@ impl From<&Snapshot> for StatusDoc {
                     loss: l.loss,
                     inflight: l.inflight as u64,
                     inflight_bytes: l.inflight_bytes,
+                    adverts_waiting: l.adverts_waiting as u64,
                     offered: l.counters.offered,
                     accepted: l.counters.accepted,
                     refused: l.counters.refused,

@@ -63,7 +63,7 @@ impl Node {
         let advert = self.own_advert(now);
         self.last_own_advert = Some(advert.clone());
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
-        self.send_advert(&advert, &ids);
+        self.send_advert(now, &advert, &ids);
         self.advert_wanted = false;
         self.last_advert = Some(now);
         self.next_advert = now + self.cfg.advert_lifetime / 3;
@@ -79,31 +79,42 @@ impl Node {
     }
 
     /// Sends `advert` on `links`, each copy aged by that link's one-way delay.
-    fn send_advert(&mut self, advert: &Advert, links: &[LinkId]) {
+    fn send_advert(&mut self, now: Time, advert: &Advert, links: &[LinkId]) {
         for id in links {
             let Some(l) = self.links.get(id) else { continue };
             let mut a = advert.clone();
             a.age += l.one_way_delay();
-            self.send_advert_to(*id, a);
+            self.send_advert_to(now, *id, a);
         }
     }
 
-    /// Queues one advert for one link, counting it; without its certificate if the peer
-    /// holds that already.
-    pub(super) fn send_advert_to(&mut self, link: LinkId, mut advert: Advert) {
-        if let Some(l) = self.links.get_mut(&link)
-            && l.info.lean_adverts
-            && !advert.certificate.is_empty()
-        {
-            if l.peer_certs.get(&advert.node) == Some(&advert.certificate) {
-                advert.certificate = Bytes::new();
-            } else {
-                l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
+    /// Queues one advert for one link under its control cap, and sends what the cap allows.
+    pub(super) fn send_advert_to(&mut self, now: Time, link: LinkId, advert: Advert) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        l.adverts_out.push(advert, now);
+        self.emit_adverts(now, link);
+    }
+
+    /// Sends the adverts waiting for `link` that its control cap has room for now.
+    pub(super) fn emit_adverts(&mut self, now: Time, link: LinkId) {
+        while let Some(l) = self.links.get_mut(&link) {
+            let Some((mut advert, queued)) = l.adverts_out.pop(now) else { return };
+            advert.age += now.saturating_since(queued);
+            if l.info.lean_adverts && !advert.certificate.is_empty() {
+                if l.peer_certs.get(&advert.node) == Some(&advert.certificate) {
+                    advert.certificate = Bytes::new();
+                } else {
+                    l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
+                }
             }
+            let size = wire::encode_advert(&advert).len() as u64;
+            l.adverts_out.spend(size);
+            l.counters.adverts_sent += 1;
+            l.counters.advert_bytes += size;
+            self.counters.adverts_sent += 1;
+            self.counters.advert_bytes += size;
+            self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
         }
-        self.counters.adverts_sent += 1;
-        self.counters.advert_bytes += wire::encode_advert(&advert).len() as u64;
-        self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
     }
 
     /// An advert from the neighbour on `link`.
@@ -162,12 +173,12 @@ impl Node {
         if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;
         }
+        // The advert itself is stored once, as membership (`learn_member` above took it).
         let node = advert.node.clone();
-        self.guarded(|n| {
-            n.store.put(Table::Lsdb, node.as_str().as_bytes(), &wire::encode_advert(&advert))
-        });
+        let seq = advert.seq.to_be_bytes();
+        self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &seq));
         let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
-        self.send_advert(&advert, &others);
+        self.send_advert(now, &advert, &others);
     }
 
     /// An advert came without a certificate this node can check it with: nothing is wrong
@@ -195,3 +206,155 @@ impl Node {
 
 /// How often a node asks one neighbour again for adverts it could not check.
 pub const ASK_AGAIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Adverts waiting for room under one link's cap on link-state traffic
+/// (`MediumConfig::control_share` of its bandwidth), oldest first. A newer advert of an origin
+/// already waiting takes that one's place in the line: under a tight cap the link carries
+/// each origin's newest state, not every step of it.
+#[derive(Debug)]
+pub(crate) struct AdvertQueue {
+    order: std::collections::VecDeque<super::NodeId>,
+    waiting: rustc_hash::FxHashMap<super::NodeId, (Advert, Time)>,
+    /// Bytes a second (`None`: no cap), and the most that may go at once after a quiet spell.
+    rate: Option<f64>,
+    burst: f64,
+    tokens: f64,
+    at: Time,
+}
+
+impl AdvertQueue {
+    /// A cap of `bytes_per_s` (`None`: none), starting with a full burst allowance.
+    pub(crate) fn new(bytes_per_s: Option<f64>, now: Time) -> AdvertQueue {
+        let burst = bytes_per_s.map_or(0.0, |r| (r * CONTROL_BURST.as_secs_f64()).max(4096.0));
+        AdvertQueue {
+            order: Default::default(),
+            waiting: Default::default(),
+            rate: bytes_per_s,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Adds `advert`, or puts it in place of an older one of its origin.
+    pub(crate) fn push(&mut self, advert: Advert, now: Time) {
+        match self.waiting.get_mut(&advert.node) {
+            Some(held) if held.0.seq > advert.seq => {}
+            Some(held) => *held = (advert, now),
+            None => {
+                self.order.push_back(advert.node.clone());
+                self.waiting.insert(advert.node.clone(), (advert, now));
+            }
+        }
+    }
+
+    fn refill(&mut self, now: Time) {
+        if let Some(rate) = self.rate {
+            let secs = now.saturating_since(self.at).as_secs_f64();
+            self.tokens = (self.tokens + secs * rate).min(self.burst);
+        }
+        self.at = self.at.max(now);
+    }
+
+    /// The next advert, if the cap has room (it may then overdraw by one advert), with when
+    /// it was queued.
+    pub(crate) fn pop(&mut self, now: Time) -> Option<(Advert, Time)> {
+        self.refill(now);
+        if self.rate.is_some() && self.tokens < 0.0 {
+            return None;
+        }
+        let node = self.order.pop_front()?;
+        self.waiting.remove(&node)
+    }
+
+    /// Counts `bytes` sent against the cap.
+    pub(crate) fn spend(&mut self, bytes: u64) {
+        if self.rate.is_some() {
+            self.tokens -= bytes as f64;
+        }
+    }
+
+    /// When the cap has room for the next waiting advert (`None`: nothing waits, or it may
+    /// go now).
+    pub(crate) fn ready_at(&self) -> Option<Time> {
+        let rate = self.rate?;
+        if self.order.is_empty() || self.tokens >= 0.0 {
+            return None;
+        }
+        let wait = Duration::from_secs_f64(-self.tokens / rate);
+        Some(self.at + wait + Duration::from_micros(1))
+    }
+
+    /// Adverts waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+/// How long a quiet link's cap lets link state flow at its full rate at once (at least 4 KiB).
+pub const CONTROL_BURST: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{NodeId, Role};
+
+    fn advert(node: &str, seq: u64) -> Advert {
+        Advert {
+            node: NodeId::new(node).unwrap(),
+            role: Role::Relay,
+            seq,
+            lifetime: Duration::from_secs(1800),
+            age: Duration::ZERO,
+            links: vec![],
+            groups: vec![],
+            subscriptions: vec![],
+            certificate: Bytes::new(),
+            signature: Bytes::new(),
+            previous_certificates: vec![],
+        }
+    }
+
+    #[test]
+    fn a_newer_advert_takes_the_waiting_ones_place_and_an_older_one_is_dropped() {
+        let t = Time(1_000_000);
+        let mut q = AdvertQueue::new(Some(1000.0), t);
+        q.spend(10_000); // the burst spent: everything waits
+        q.push(advert("a", 1), t);
+        q.push(advert("b", 1), t);
+        q.push(advert("a", 3), t + Duration::from_secs(1));
+        q.push(advert("a", 2), t + Duration::from_secs(2));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(t), None, "the cap has no room yet");
+        let later = t + Duration::from_secs(20);
+        let (first, queued) = q.pop(later).unwrap();
+        assert_eq!((first.node.as_str(), first.seq), ("a", 3), "in a's place in line, newest");
+        assert_eq!(queued, t + Duration::from_secs(1));
+        assert_eq!(q.pop(later).map(|(a, _)| a.seq), Some(1));
+        assert_eq!(q.pop(later), None);
+    }
+
+    #[test]
+    fn the_cap_lets_a_burst_go_then_one_advert_per_its_size_at_the_rate() {
+        let t = Time(0);
+        let mut q = AdvertQueue::new(Some(500.0), t); // burst: 4 KiB (2 s of 500 B/s is less)
+        for i in 0..20 {
+            q.push(advert(&format!("n{i:02}"), 1), t);
+        }
+        let mut sent = 0;
+        while q.pop(t).is_some() {
+            q.spend(1000);
+            sent += 1;
+        }
+        assert_eq!(sent, 5, "4,096 B allow four of 1,000 B and a fifth that overdraws");
+        assert_eq!(q.ready_at(), Some(t + Duration::from_micros(1_808_001)), "904 B at 500 B/s");
+        assert_eq!(q.pop(t + Duration::from_millis(1800)), None);
+        assert!(q.pop(q.ready_at().unwrap()).is_some());
+        // With no cap everything goes at once.
+        let mut free = AdvertQueue::new(None, t);
+        free.push(advert("x", 1), t);
+        free.spend(1 << 30);
+        assert!(free.pop(t).is_some());
+        assert_eq!(free.ready_at(), None);
+    }
+}

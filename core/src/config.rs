@@ -32,6 +32,17 @@ pub struct MediumConfig {
     pub ack_timeout: Duration,
     /// Nominal bandwidth, advertised in link state (bits per second).
     pub bandwidth_bps: u64,
+    /// Share of `bandwidth_bps` that link-state adverts may take on a link (0: no cap). Over
+    /// it they wait, a newer advert of an origin taking the older one's place
+    /// (`core::adverts::AdvertQueue`); custody answers and probes are not held.
+    pub control_share: f64,
+}
+
+impl MediumConfig {
+    /// The cap on link-state traffic, bytes a second (`None`: none).
+    pub fn control_rate(&self) -> Option<f64> {
+        (self.control_share > 0.0).then(|| self.bandwidth_bps as f64 / 8.0 * self.control_share)
+    }
 }
 
 impl MediumConfig {
@@ -48,6 +59,7 @@ impl MediumConfig {
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(60),
                 bandwidth_bps: 1_000_000,
+                control_share: 0.05,
             },
             Medium::Wireless => MediumConfig {
                 cost: 10,
@@ -59,6 +71,7 @@ impl MediumConfig {
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(30),
                 bandwidth_bps: 10_000_000,
+                control_share: 0.1,
             },
             Medium::Public => MediumConfig {
                 cost: 5,
@@ -70,6 +83,7 @@ impl MediumConfig {
                 rate_bytes_per_s: None,
                 ack_timeout: Duration::from_secs(30),
                 bandwidth_bps: 50_000_000,
+                control_share: 0.1,
             },
         }
     }

@@ -75,6 +75,10 @@ pub struct LinkCounters {
     pub probes_sent: u64,
     pub probes_answered: u64,
     pub went_down: u64,
+    /// Link-state adverts sent on the link, and their encoded size (what its control cap
+    /// counts).
+    pub adverts_sent: u64,
+    pub advert_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -127,6 +131,8 @@ pub(crate) struct Link {
     /// When this node last asked the peer for its adverts again because one came without a
     /// certificate this node holds (see `Node::ask_adverts_again`).
     pub(crate) adverts_asked: Option<Time>,
+    /// Adverts waiting for room under the link's control cap.
+    pub(crate) adverts_out: crate::adverts::AdvertQueue,
 }
 
 /// What to do with a frame from the peer, by its rate.
@@ -168,6 +174,7 @@ impl Link {
         if !info.certificate.is_empty() {
             peer_certs.insert(info.peer.clone(), info.certificate.clone());
         }
+        let adverts_out = crate::adverts::AdvertQueue::new(cfg.control_rate(), now);
         Link {
             id,
             info,
@@ -197,6 +204,7 @@ impl Link {
             peer_adverts: None,
             peer_certs,
             adverts_asked: None,
+            adverts_out,
         }
     }
 

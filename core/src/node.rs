@@ -453,10 +453,19 @@ impl Node {
         self.subscriptions = subs;
         self.load_membership()?;
         let mut adverts = Vec::new();
-        self.store.scan(Table::Lsdb, b"", None, &mut |_, v| {
-            if let Ok(a) = crate::wire::decode_advert(v) {
-                adverts.push(a);
-            }
+        let members = &self.membership;
+        self.store.scan(Table::Lsdb, b"", None, &mut |k, v| {
+            let held = match <[u8; 8]>::try_from(v) {
+                // The advert of that sequence number, as membership holds it.
+                Ok(seq) => NodeId::new(String::from_utf8_lossy(k).as_ref())
+                    .ok()
+                    .and_then(|node| members.get(&node))
+                    .filter(|a| a.seq == u64::from_be_bytes(seq))
+                    .cloned(),
+                // A store written before kept the whole advert here.
+                Err(_) => crate::wire::decode_advert(v).ok(),
+            };
+            adverts.extend(held);
             true
         })?;
         for a in adverts {
@@ -630,7 +639,7 @@ impl Node {
                 let live = self.routing.newer_than(&summary, now);
                 let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();
                 for a in live {
-                    self.send_advert_to(link, a);
+                    self.send_advert_to(now, link, a);
                 }
                 // Members whose adverts ran out here travel as membership only: marked with
                 // their whole lifetime as age, so no routing table takes them.
@@ -646,13 +655,13 @@ impl Node {
                     })
                     .collect();
                 for a in lapsed {
-                    self.send_advert_to(link, a);
+                    self.send_advert_to(now, link, a);
                 }
                 // Our own advert is never in our database; send it if theirs is older.
                 let ours = summary.iter().find(|(n, _)| n == &self.cfg.node).map(|(_, s)| *s);
                 if ours.is_none_or(|s| s < self.advert_seq) && self.advert_seq > 0 {
                     let a = self.current_advert(now);
-                    self.send_advert_to(link, a);
+                    self.send_advert_to(now, link, a);
                 }
             }
         }
@@ -749,6 +758,7 @@ impl Node {
                 changed = true;
             }
             self.requeue(late);
+            self.emit_adverts(now, id);
         }
         if changed {
             self.links_changed();
@@ -1032,6 +1042,7 @@ impl Node {
         earliest(self.routing.next_expiry());
         for l in self.links.values() {
             earliest(Some(l.next_timeout()));
+            earliest(l.adverts_out.ready_at());
         }
         if self.advert_wanted {
             earliest(self.last_advert.map(|t| t + ADVERT_MIN_INTERVAL));

@@ -25,6 +25,8 @@ pub struct LinkView {
     pub inflight: usize,
     /// Bytes of the offers in flight (what the window counts).
     pub inflight_bytes: u64,
+    /// Link-state adverts waiting for room under the link's control cap.
+    pub adverts_waiting: usize,
     pub counters: LinkCounters,
 }
 
@@ -146,6 +148,7 @@ impl Node {
                 loss: l.loss,
                 inflight: l.inflight.len(),
                 inflight_bytes: l.inflight_bytes.iter().sum(),
+                adverts_waiting: l.adverts_out.len(),
                 counters: l.counters.clone(),
             })
             .collect();

@@ -42,7 +42,9 @@ pub enum Table {
     StatusAge,
     /// pattern -> (): this node's durable topic subscriptions.
     Subscriptions,
-    /// node -> LinkState: the link-state database.
+    /// node -> sequence number (u64 BE): which of the adverts in `Members` routing holds (the
+    /// link-state database; each advert is stored once, there). Stores written before kept the
+    /// whole advert here, and are still read.
     Lsdb,
     /// name -> value: counters and cursors.
     Meta,

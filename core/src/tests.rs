@@ -1294,6 +1294,55 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
     assert!(adverts <= 3 * 3 * 2, "{adverts} adverts in ten quiet minutes");
 }
 
+#[test]
+fn link_state_keeps_within_a_narrow_satellite_links_cap_and_all_of_it_arrives() {
+    // a reaches a relay b with 24 field teams behind it over a 64 kbit/s satellite link:
+    // 5% of it is 400 B/s for link state. b's first sync to a (25 signed adverts with their
+    // certificates, about 15 KB) would fill the link for two seconds; under the cap it takes
+    // half a minute and leaves the rest of the link to traffic.
+    let mut h = Harness::new();
+    let mut pki = security::Pki::new();
+    let mut narrow = MediumConfig::default_for(Medium::Satellite);
+    narrow.bandwidth_bps = 64_000;
+    let mut cfg = pki.config("a", Role::Command);
+    cfg.media.insert(Medium::Satellite, narrow.clone());
+    h.add_with(cfg);
+    let mut cfg = pki.config("b", Role::Relay);
+    cfg.media.insert(Medium::Satellite, narrow.clone());
+    h.add_with(cfg);
+    let teams: Vec<String> = (0..24).map(|i| format!("team-{i:02}")).collect();
+    for t in &teams {
+        pki.add(&mut h, t, Role::Field);
+        h.connect("b", t, Medium::Wireless, 5 * MS);
+    }
+    h.run_for(Duration::from_secs(2));
+    h.connect("a", "b", Medium::Satellite, 300 * MS);
+    let rate = narrow.control_rate().unwrap();
+    assert_eq!(rate, 400.0);
+    let start = h.now;
+    let to_a = |h: &mut Harness| {
+        let l = h.node("b").links.values().find(|l| l.info.peer == n("a")).unwrap();
+        (l.counters.advert_bytes, l.adverts_out.len())
+    };
+    let mut waited = false;
+    for _ in 0..90 {
+        h.run_for(Duration::from_secs(1));
+        let (bytes, waiting) = to_a(&mut h);
+        waited |= waiting > 0;
+        // The burst, the rate since, and one advert's overdraft (b's own, with its 25 links
+        // and certificate, is the largest: about 1.4 KB).
+        let allowed = 4096.0 + rate * h.now.saturating_since(start).as_secs_f64() + 1500.0;
+        assert!(bytes as f64 <= allowed, "{bytes} B of adverts to a, cap allows {allowed:.0}");
+    }
+    assert!(waited, "the cap held adverts back");
+    assert_eq!(to_a(&mut h).1, 0, "none still waiting");
+    let known = h.node("a").routing.summary().len();
+    assert_eq!(known, 25, "a knows b and every team");
+    let id = h.submit("a", "node:team-07", Precedence::Flash, Duration::from_secs(600));
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(h.delivered_ids("team-07"), vec![id]);
+}
+
 /// Origin signatures, certificates and revocation, with a real deployment CA.
 mod escalation;
 mod membership;
@@ -1596,6 +1645,27 @@ mod security {
         assert_eq!(h.node("a").counters.adverts_unchecked, 1);
         assert!(misbehaved(&h, "a").is_empty());
         assert!(!h.node("a").routing.subscribes(&n("b"), "alerts/x"));
+    }
+
+    #[test]
+    fn a_restarted_node_routes_from_the_adverts_it_stored_once_and_reads_older_stores() {
+        let (mut h, _pki) =
+            secure_chain(&[("a", Role::Command), ("b", Role::Relay), ("c", Role::Field)]);
+        let held = h.node("a").routing.summary();
+        assert!(held.iter().any(|(n, _)| n.as_str() == "c"), "{held:?}");
+        // Each advert once, as membership; the link-state table names its sequence number.
+        let lsdb = h.node("a").store.get(Table::Lsdb, b"c").unwrap().unwrap();
+        assert_eq!(lsdb.len(), 8);
+        h.crash("a");
+        h.open("a");
+        assert_eq!(h.node("a").routing.summary(), held, "routing resumes from the store");
+        // A store written before this change kept the whole advert in the table.
+        let advert = h.node("a").membership.get(&n("c")).cloned().unwrap();
+        h.node("a").store.put(Table::Lsdb, b"c", &crate::wire::encode_advert(&advert)).unwrap();
+        h.node("a").store.commit().unwrap();
+        h.crash("a");
+        h.open("a");
+        assert_eq!(h.node("a").routing.summary(), held, "and from one written before");
     }
 
     #[test]

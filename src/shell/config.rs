@@ -270,6 +270,7 @@ pub struct MediumSection {
     congestion: Option<String>,
     initial_window: Option<String>,
     pace: Option<f64>,
+    control_share: Option<f64>,
     compress: Option<bool>,
 }
 
@@ -651,6 +652,15 @@ pub fn medium_config(
     }
     if let Some(w) = &m.initial_window {
         t.initial_window = Some(field(&k("initial_window"), parse_size(w))?);
+    }
+    if let Some(share) = m.control_share {
+        if !(0.0..=1.0).contains(&share) {
+            return Err((
+                k("control_share"),
+                format!("{share}: expected a share of the bandwidth, 0 (no cap) to 1"),
+            ));
+        }
+        c.control_share = share;
     }
     if let Some(p) = m.pace {
         if !(0.0..=1.0).contains(&p) {
