@@ -26,7 +26,8 @@ pub fn built_in(name: &str) -> Option<Result<Scenario, ScenarioError>> {
 
 /// A generated regional mesh of `n` nodes (`relaymesh-sim run mesh:<n>`): a command node, a
 /// tree of wireless relays (one per ten nodes), and townships and field teams hanging off the
-/// relays; every fourth member reports to the command node, which sends FLASH to the townships.
+/// relays, every tenth township with a satellite link to the command node besides; every fourth
+/// member reports to the command node, which sends FLASH to the townships.
 /// With `traffic` false the mesh is at rest (for measuring routing and probe traffic).
 pub fn mesh(n: usize, traffic: bool, duration: &str) -> String {
     use std::fmt::Write as _;
@@ -58,6 +59,14 @@ pub fn mesh(n: usize, traffic: bool, duration: &str) -> String {
     }
     for (i, m) in members.iter().enumerate() {
         link(&mut out, &relays[i % relays.len()], m, "10ms", 0.01);
+    }
+    // Every tenth township also has a satellite terminal to the county (the path that is left
+    // when the radio backbone fails, and the costly one whose link-state share is capped).
+    for m in members.iter().step_by(40) {
+        let _ = writeln!(
+            out,
+            "[[link]]\na = \"county-hq\"\nb = \"{m}\"\nmedium = \"satellite\"\ndelay = \"300ms\"\nbandwidth = \"1Mbps\"\n"
+        );
     }
     if traffic {
         for m in members.iter().step_by(4) {
