@@ -12,7 +12,7 @@
 //! signature. A receiver that holds none, or whose copy does not verify the signature, drops
 //! the advert without blaming the sender and sends its link-state summary again (at most every
 //! [`ASK_AGAIN_INTERVAL`]); a summary makes the sender forget what the peer holds and answer
-//! with the newer adverts, certificates and all. About 60% of an advert is its certificate.
+//! with the newer adverts, certificates and all. More than half of an advert is its certificate.
 
 use std::time::Duration;
 
