@@ -779,6 +779,19 @@ reason = "no"
     }
 
     #[test]
+    fn link_state_takes_its_share_of_each_medium_unless_told_otherwise() {
+        let c = parse(GOOD, Path::new("node.toml")).unwrap();
+        let sat = c.core.medium(Medium::Satellite);
+        assert_eq!(sat.control_rate(), Some(sat.bandwidth_bps as f64 / 8.0 * 0.05));
+        let text = GOOD.replacen("cost = 10", "control_share = 0", 1);
+        let c = parse(&text, Path::new("node.toml")).unwrap();
+        assert_eq!(c.core.medium(Medium::Satellite).control_rate(), None, "0: no cap");
+        let text = GOOD.replacen("cost = 10", "control_share = 0.2", 1);
+        let c = parse(&text, Path::new("node.toml")).unwrap();
+        assert_eq!(c.core.medium(Medium::Satellite).control_share, 0.2);
+    }
+
+    #[test]
     fn compact_offers_announce_the_newest_dialect_unless_told_an_older_one_or_none() {
         let with = |wire: &str| parse(&format!("{GOOD}\n[wire]\n{wire}\n"), Path::new("n"));
         assert_eq!(parse(GOOD, Path::new("n")).unwrap().compact, Some(Dialect::V3));
@@ -897,6 +910,11 @@ reason = "no"
             &replace("cost = 10", "pace = 1.5"),
             "media.satellite.pace",
             "share of the bandwidth",
+        );
+        check(
+            &replace("cost = 10", "control_share = -0.1"),
+            "media.satellite.control_share",
+            "0 (no cap) to 1",
         );
         check("node = ", "-", "line 1");
         let e = parse(&replace("ca = ", "# ca = "), Path::new("node.toml")).unwrap_err();
