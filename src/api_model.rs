@@ -671,6 +671,10 @@ pub struct SecurityDoc {
     pub revoked: u64,
     pub unknown_origin: u64,
     pub shed_frames: u64,
+    /// Adverts that came without a certificate this node could check them with (dropped,
+    /// the neighbour asked again; see "Link state at scale").
+    #[serde(default)]
+    pub adverts_unchecked: u64,
 }
 
 /// The store's work.
@@ -802,6 +806,7 @@ impl From<&Snapshot> for StatusDoc {
                 revoked: c.revoked,
                 unknown_origin: c.unknown_origin,
                 shed_frames: c.shed_frames,
+                adverts_unchecked: c.adverts_unchecked,
             },
             store: StoreDoc {
                 commits: n.store.commits,

@@ -95,36 +95,60 @@ impl Node {
         self.emit_adverts(now, link);
     }
 
-    /// Sends the adverts waiting for `link` that its control cap has room for now.
+    /// Sends the adverts waiting for `link` that its control cap has room for now, and asks
+    /// the peer again for adverts if an ask was put off.
     pub(super) fn emit_adverts(&mut self, now: Time, link: LinkId) {
         while let Some(l) = self.links.get_mut(&link) {
-            let Some((mut advert, queued)) = l.adverts_out.pop(now) else { return };
-            advert.age += now.saturating_since(queued);
-            if l.info.lean_adverts && !advert.certificate.is_empty() {
-                if l.peer_certs.get(&advert.node) == Some(&advert.certificate) {
-                    advert.certificate = Bytes::new();
-                } else {
-                    l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
-                }
-            }
-            let size = wire::encode_advert(&advert).len() as u64;
-            l.adverts_out.spend(size);
-            l.counters.adverts_sent += 1;
-            l.counters.advert_bytes += size;
-            self.counters.adverts_sent += 1;
-            self.counters.advert_bytes += size;
-            self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
+            let Some((advert, queued)) = l.adverts_out.pop(now) else { break };
+            self.emit_advert(now, link, advert, queued);
         }
+        if self.links.get(&link).is_some_and(|l| l.ask_due(now)) {
+            self.ask_adverts_now(now, link);
+        }
+    }
+
+    /// Sends `origin`'s advert now if one waits for `link`, whatever the cap says (it counts
+    /// against it): a message of `origin` is about to be offered there, and the peer may need
+    /// the key the advert carries.
+    pub(super) fn expedite_advert(&mut self, now: Time, link: LinkId, origin: &super::NodeId) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        if let Some((advert, queued)) = l.adverts_out.take(origin) {
+            self.emit_advert(now, link, advert, queued);
+        }
+    }
+
+    /// Puts one advert on `link`: aged by its wait, without its certificate if the peer holds
+    /// that already, counted against the cap and in the counters.
+    fn emit_advert(&mut self, now: Time, link: LinkId, mut advert: Advert, queued: Time) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        advert.age += now.saturating_since(queued);
+        if l.info.lean_adverts && !advert.certificate.is_empty() {
+            if l.peer_certs.get(&advert.node) == Some(&advert.certificate) {
+                advert.certificate = Bytes::new();
+            } else {
+                l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
+            }
+        }
+        let size = wire::encode_advert(&advert).len() as u64;
+        l.adverts_out.spend(size);
+        l.counters.adverts_sent += 1;
+        l.counters.advert_bytes += size;
+        self.counters.adverts_sent += 1;
+        self.counters.advert_bytes += size;
+        self.transmits.push_back(Transmit { link, frame: Frame::LinkState(advert) });
     }
 
     /// An advert from the neighbour on `link`.
     pub(super) fn receive_advert(&mut self, now: Time, link: LinkId, mut advert: Advert) {
         let carried = !advert.certificate.is_empty();
+        // Only a peer that announced lean adverts may leave certificates out; from any other
+        // an advert without one is checked as it stands (and dropped: no certificate).
+        let lean = self.links.get(&link).is_some_and(|l| l.info.lean_adverts);
         if carried {
             if let Some(l) = self.links.get_mut(&link) {
                 l.peer_certs.insert(advert.node.clone(), advert.certificate.clone());
             }
-        } else if self.cfg.trust.is_some() {
+        } else if self.cfg.trust.is_some() && lean {
             // Left out by a peer that believes this node holds it: put it back.
             match self.keys.get(&advert.node) {
                 Some(c) => advert.certificate = c.certificate.clone(),
@@ -173,10 +197,14 @@ impl Node {
         if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;
         }
-        // The advert itself is stored once, as membership (`learn_member` above took it).
+        // The advert itself is stored once, as membership, if `learn_member` above took it;
+        // whole here if membership holds another (a newer one that had run out on its way).
         let node = advert.node.clone();
-        let seq = advert.seq.to_be_bytes();
-        self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &seq));
+        let stored = match self.membership.get(&node) {
+            Some(m) if m.seq == advert.seq => advert.seq.to_be_bytes().to_vec(),
+            _ => wire::encode_advert(&advert),
+        };
+        self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &stored));
         let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
         self.send_advert(now, &advert, &others);
     }
@@ -194,11 +222,21 @@ impl Node {
     ) {
         self.counters.adverts_unchecked += 1;
         let Some(l) = self.links.get_mut(&link) else { return };
-        if l.adverts_asked.is_some_and(|t| now.saturating_since(t) < ASK_AGAIN_INTERVAL) {
-            return;
-        }
-        l.adverts_asked = Some(now);
         tracing::info!(%link, %node, "advert without its certificate ({why}): asking for adverts again");
+        // At most one ask an interval; one wanted sooner waits for the interval to end
+        // (`Link::ask_due`), so the advert that set it off is not missed until the next one.
+        l.ask_pending = true;
+        if l.ask_due(now) {
+            self.ask_adverts_now(now, link);
+        }
+    }
+
+    /// Sends `link`'s peer this node's summary, which makes it resend what is newer with the
+    /// certificates.
+    fn ask_adverts_now(&mut self, now: Time, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        l.ask_pending = false;
+        l.adverts_asked = Some(now);
         let summary = self.membership.summary();
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
     }
@@ -256,6 +294,13 @@ impl AdvertQueue {
         self.at = self.at.max(now);
     }
 
+    /// `origin`'s advert, if one waits, whatever the cap says.
+    pub(crate) fn take(&mut self, origin: &super::NodeId) -> Option<(Advert, Time)> {
+        let held = self.waiting.remove(origin)?;
+        self.order.retain(|n| n != origin);
+        Some(held)
+    }
+
     /// The next advert, if the cap has room (it may then overdraw by one advert), with when
     /// it was queued.
     pub(crate) fn pop(&mut self, now: Time) -> Option<(Advert, Time)> {
@@ -281,7 +326,8 @@ impl AdvertQueue {
         if self.order.is_empty() || self.tokens >= 0.0 {
             return None;
         }
-        let wait = Duration::from_secs_f64(-self.tokens / rate);
+        // A rate of zero never refills: `control_rate` gives none (no cap) rather than that.
+        let wait = Duration::try_from_secs_f64(-self.tokens / rate).unwrap_or(Duration::MAX / 2);
         Some(self.at + wait + Duration::from_micros(1))
     }
 
@@ -350,6 +396,10 @@ mod tests {
         assert_eq!(q.ready_at(), Some(t + Duration::from_micros(1_808_001)), "904 B at 500 B/s");
         assert_eq!(q.pop(t + Duration::from_millis(1800)), None);
         assert!(q.pop(q.ready_at().unwrap()).is_some());
+        // A medium with no bandwidth configured has no cap (not one that never refills).
+        let mut none = crate::config::MediumConfig::default_for(crate::types::Medium::Satellite);
+        none.bandwidth_bps = 0;
+        assert_eq!(none.control_rate(), None);
         // With no cap everything goes at once.
         let mut free = AdvertQueue::new(None, t);
         free.push(advert("x", 1), t);

@@ -41,7 +41,9 @@ pub struct MediumConfig {
 impl MediumConfig {
     /// The cap on link-state traffic, bytes a second (`None`: none).
     pub fn control_rate(&self) -> Option<f64> {
-        (self.control_share > 0.0).then(|| self.bandwidth_bps as f64 / 8.0 * self.control_share)
+        let rate = self.bandwidth_bps as f64 / 8.0 * self.control_share;
+        // A medium configured with no bandwidth has no cap to take a share of.
+        (rate > 0.0 && rate.is_finite()).then_some(rate)
     }
 }
 

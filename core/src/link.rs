@@ -131,6 +131,8 @@ pub(crate) struct Link {
     /// When this node last asked the peer for its adverts again because one came without a
     /// certificate this node holds (see `Node::ask_adverts_again`).
     pub(crate) adverts_asked: Option<Time>,
+    /// An ask wanted while the last was too recent: made once the interval has passed.
+    pub(crate) ask_pending: bool,
     /// Adverts waiting for room under the link's control cap.
     pub(crate) adverts_out: crate::adverts::AdvertQueue,
 }
@@ -204,8 +206,22 @@ impl Link {
             peer_adverts: None,
             peer_certs,
             adverts_asked: None,
+            ask_pending: false,
             adverts_out,
         }
+    }
+
+    /// When a put-off ask for adverts may go (`None`: none is put off).
+    pub(crate) fn ask_at(&self) -> Option<Time> {
+        if !self.ask_pending {
+            return None;
+        }
+        Some(self.adverts_asked.map_or(Time::ZERO, |t| t + crate::adverts::ASK_AGAIN_INTERVAL))
+    }
+
+    /// Whether a put-off ask may go now.
+    pub(crate) fn ask_due(&self, now: Time) -> bool {
+        self.ask_at().is_some_and(|t| now >= t)
     }
 
     /// Forgets which certificates the peer holds but its own (it asked for adverts again:

@@ -1043,6 +1043,7 @@ impl Node {
         for l in self.links.values() {
             earliest(Some(l.next_timeout()));
             earliest(l.adverts_out.ready_at());
+            earliest(l.ask_at());
         }
         if self.advert_wanted {
             earliest(self.last_advert.map(|t| t + ADVERT_MIN_INTERVAL));

@@ -267,6 +267,10 @@ impl Node {
             }
             subset
         };
+        // The origin's advert, if it waits under the link's cap, goes first: the peer may need
+        // its key (a new one, say) to take the message.
+        let origin = env.origin.clone();
+        self.expedite_advert(now, id, &origin);
         let Some(link) = self.links.get_mut(&id) else { return Ok(Offered::Blocked) };
         let mut copy = env.clone();
         copy.age = age + link.one_way_delay();

@@ -398,6 +398,18 @@ impl Node {
         let Some(trust) = self.cfg.trust.clone() else { return true };
         let known = self.keys.get(&a.node).filter(|c| c.certificate == a.certificate).cloned();
         let cred = match known {
+            // The role is the certificate's, whether or not the certificate is new here.
+            Some(c) if c.role != a.role => {
+                self.counters.forged += 1;
+                self.misbehaved(
+                    link,
+                    format!(
+                        "advert of {} claims role {}, its certificate {}",
+                        a.node, a.role, c.role
+                    ),
+                );
+                return false;
+            }
             Some(c) => c,
             None => match trust.check_certificate(&a.certificate) {
                 Ok(c) if c.node == a.node && c.role == a.role => c,

@@ -1294,12 +1294,12 @@ fn link_state_floods_end_instead_of_circulating_in_a_cycle() {
     assert!(adverts <= 3 * 3 * 2, "{adverts} adverts in ten quiet minutes");
 }
 
-#[test]
-fn link_state_keeps_within_a_narrow_satellite_links_cap_and_all_of_it_arrives() {
-    // a reaches a relay b with 24 field teams behind it over a 64 kbit/s satellite link:
-    // 5% of it is 400 B/s for link state. b's first sync to a (25 signed adverts with their
-    // certificates, about 15 KB) would fill the link for two seconds; under the cap it takes
-    // half a minute and leaves the rest of the link to traffic.
+/// a reaches a relay b with 24 field teams behind it over a 64 kbit/s satellite link: 5% of
+/// it is 400 B/s for link state. b's first sync to a (25 signed adverts with their
+/// certificates, about 15 KB) would fill the link for two seconds; under the cap it takes half
+/// a minute and leaves the rest of the link to traffic. Returns the harness just as a and b
+/// connect, and the satellite medium's configuration.
+fn narrow_satellite_star() -> (Harness, MediumConfig) {
     let mut h = Harness::new();
     let mut pki = security::Pki::new();
     let mut narrow = MediumConfig::default_for(Medium::Satellite);
@@ -1317,13 +1317,22 @@ fn link_state_keeps_within_a_narrow_satellite_links_cap_and_all_of_it_arrives() 
     }
     h.run_for(Duration::from_secs(2));
     h.connect("a", "b", Medium::Satellite, 300 * MS);
+    (h, narrow)
+}
+
+/// b's link to a: advert bytes sent on it, and adverts waiting for its cap.
+fn adverts_to_a(h: &mut Harness) -> (u64, usize) {
+    let l = h.node("b").links.values().find(|l| l.info.peer == n("a")).unwrap();
+    (l.counters.advert_bytes, l.adverts_out.len())
+}
+
+#[test]
+fn link_state_keeps_within_a_narrow_satellite_links_cap_and_all_of_it_arrives() {
+    let (mut h, narrow) = narrow_satellite_star();
     let rate = narrow.control_rate().unwrap();
     assert_eq!(rate, 400.0);
     let start = h.now;
-    let to_a = |h: &mut Harness| {
-        let l = h.node("b").links.values().find(|l| l.info.peer == n("a")).unwrap();
-        (l.counters.advert_bytes, l.adverts_out.len())
-    };
+    let to_a = adverts_to_a;
     let mut waited = false;
     for _ in 0..90 {
         h.run_for(Duration::from_secs(1));
@@ -1341,6 +1350,18 @@ fn link_state_keeps_within_a_narrow_satellite_links_cap_and_all_of_it_arrives() 
     let id = h.submit("a", "node:team-07", Precedence::Flash, Duration::from_secs(600));
     h.run_for(Duration::from_secs(5));
     assert_eq!(h.delivered_ids("team-07"), vec![id]);
+}
+
+#[test]
+fn a_message_takes_its_origins_waiting_advert_with_it_past_the_cap() {
+    // team-23's advert is last in b's sync to a; a message of team-23 offered on that link
+    // takes it along at once (a needs its key), not half a minute later.
+    let (mut h, _) = narrow_satellite_star();
+    let id = h.submit("team-23", "node:a", Precedence::Flash, Duration::from_secs(600));
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.delivered_ids("a"), vec![id], "delivered while the sync still waits");
+    assert!(adverts_to_a(&mut h).1 > 0, "the rest of the sync still waits for the cap");
+    assert_eq!(h.node("a").counters.unknown_origin, 0, "never answered busy for the key");
 }
 
 /// Origin signatures, certificates and revocation, with a real deployment CA.
@@ -1668,6 +1689,93 @@ mod security {
         h.crash("a");
         h.open("a");
         assert_eq!(h.node("a").routing.summary(), held, "and from one written before");
+    }
+
+    #[test]
+    fn an_advert_without_its_certificate_from_a_peer_that_never_announced_lean_adverts_is_dropped()
+    {
+        // Public links in this harness are set up without `lean-adverts`.
+        let mut h = Harness::new();
+        let mut pki = Pki::new();
+        pki.add(&mut h, "a", Role::Command);
+        pki.add(&mut h, "b", Role::Relay);
+        h.connect("a", "b", Medium::Public, 5 * MS);
+        h.run_for(Duration::from_secs(3));
+        let now = h.now;
+        let mut advert = h.node("b").own_advert(now);
+        advert.seq += 100;
+        advert.certificate = Bytes::new();
+        let summaries = h.frames_seen.get("lsdb_summary").copied().unwrap_or(0);
+        let link = *h.node("a").links.keys().next().unwrap();
+        h.node("a").handle_frame(now, link, Frame::LinkState(advert));
+        h.run_for(Duration::from_secs(20));
+        assert!(h.node("a").routing.summary().iter().all(|(_, seq)| *seq < 100), "not taken");
+        assert_eq!(h.node("a").counters.adverts_unchecked, 0, "not taken for a lean one");
+        assert_eq!(h.frames_seen.get("lsdb_summary").copied().unwrap_or(0), summaries, "no ask");
+        assert!(misbehaved(&h, "a").is_empty());
+    }
+
+    #[test]
+    fn an_ask_for_adverts_wanted_too_soon_after_the_last_is_made_when_the_interval_ends() {
+        let mut h = altered_advert_from_b(false);
+        let asked = |h: &Harness| h.frames_seen.get("lsdb_summary").copied().unwrap_or(0);
+        h.run_for(Duration::from_secs(1));
+        let first = asked(&h);
+        // A second stripped advert that does not check, within the interval: no ask yet...
+        let now = h.now;
+        let mut advert = h.node("b").own_advert(now);
+        advert.seq += 200;
+        advert.groups.push("medical".into()); // not what b signed
+        advert.certificate = Bytes::new();
+        let link = *h.node("a").links.keys().next().unwrap();
+        h.node("a").handle_frame(now, link, Frame::LinkState(advert));
+        h.run_for(Duration::from_secs(2));
+        assert_eq!(asked(&h), first, "not within the interval");
+        // ...but once it ends, without anything else arriving.
+        h.run_for(crate::adverts::ASK_AGAIN_INTERVAL);
+        assert_eq!(asked(&h), first + 1, "the put-off ask went");
+        assert_eq!(h.node("a").counters.adverts_unchecked, 2);
+        assert!(misbehaved(&h, "a").is_empty());
+    }
+
+    #[test]
+    fn an_advert_signed_by_its_node_but_claiming_another_role_is_a_forgery() {
+        let (mut h, _pki) = secure_chain(&[("a", Role::Command), ("b", Role::Field)]);
+        let now = h.now;
+        let mut advert = h.node("b").own_advert(now);
+        advert.seq += 100;
+        advert.role = Role::Command; // b's certificate says field
+        let trust = h.configs["b"].trust.clone().unwrap();
+        crate::trust::seal_advert(&*trust, &mut advert);
+        let link = *h.node("a").links.keys().next().unwrap();
+        h.node("a").handle_frame(now, link, Frame::LinkState(advert));
+        h.flush();
+        assert_eq!(h.node("a").counters.forged, 1);
+        assert!(misbehaved(&h, "a").iter().any(|(_, why)| why.contains("claims role command")));
+        let commanders = Address::parse("group:role:command").unwrap();
+        assert!(!h.node("a").membership.is_member(&n("b"), &commanders));
+    }
+
+    #[test]
+    fn a_routed_advert_outlived_in_membership_by_a_newer_lapsed_one_survives_a_restart() {
+        let (mut h, _pki) =
+            secure_chain(&[("a", Role::Command), ("b", Role::Relay), ("c", Role::Field)]);
+        let routed = h.node("a").routing.summary();
+        let c_seq = routed.iter().find(|(n, _)| n.as_str() == "c").unwrap().1;
+        // A newer advert of c that ran out on its way: membership takes it, routing does not.
+        let now = h.now;
+        let mut lapsed = h.node("c").own_advert(now);
+        lapsed.seq = c_seq + 1;
+        let trust = h.configs["c"].trust.clone().unwrap();
+        crate::trust::seal_advert(&*trust, &mut lapsed);
+        lapsed.age = lapsed.lifetime;
+        let link = *h.node("a").links.iter().find(|(_, l)| l.info.peer == n("b")).unwrap().0;
+        h.node("a").handle_frame(now, link, Frame::LinkState(lapsed));
+        h.flush();
+        assert_eq!(h.node("a").membership.get(&n("c")).unwrap().seq, c_seq + 1);
+        h.crash("a");
+        h.open("a");
+        assert_eq!(h.node("a").routing.summary(), routed, "routing's own advert of c kept");
     }
 
     #[test]
