@@ -398,32 +398,9 @@ impl Node {
         let Some(trust) = self.cfg.trust.clone() else { return true };
         let known = self.keys.get(&a.node).filter(|c| c.certificate == a.certificate).cloned();
         let cred = match known {
-            // The role is the certificate's, whether or not the certificate is new here.
-            Some(c) if c.role != a.role => {
-                self.counters.forged += 1;
-                self.misbehaved(
-                    link,
-                    format!(
-                        "advert of {} claims role {}, its certificate {}",
-                        a.node, a.role, c.role
-                    ),
-                );
-                return false;
-            }
             Some(c) => c,
             None => match trust.check_certificate(&a.certificate) {
-                Ok(c) if c.node == a.node && c.role == a.role => c,
-                Ok(c) => {
-                    self.counters.forged += 1;
-                    self.misbehaved(
-                        link,
-                        format!(
-                            "advert of {} carries the certificate of {} ({})",
-                            a.node, c.node, c.role
-                        ),
-                    );
-                    return false;
-                }
+                Ok(c) => c,
                 Err(e) => {
                     // Possibly an honest clock disagreement about validity: drop, do not cut.
                     tracing::info!(%link, node = %a.node, "advert dropped: certificate {e}");
@@ -431,6 +408,17 @@ impl Node {
                 }
             },
         };
+        // Node and role are the certificate's, whether or not the certificate is new here.
+        if cred.node != a.node || cred.role != a.role {
+            self.counters.forged += 1;
+            let (node, role) = (&a.node, a.role);
+            let why = format!(
+                "advert of {node} ({role}) carries the certificate of {} ({})",
+                cred.node, cred.role
+            );
+            self.misbehaved(link, why);
+            return false;
+        }
         if self.is_revoked(&cred) {
             return false;
         }
