@@ -13,6 +13,10 @@
 //! the advert without blaming the sender and sends its link-state summary again (at most every
 //! [`ASK_AGAIN_INTERVAL`]); a summary makes the sender forget what the peer holds and answer
 //! with the newer adverts, certificates and all. More than half of an advert is its certificate.
+//!
+//! Adverts leave each link through its [`AdvertQueue`], within the medium's `control_share`
+//! of its bandwidth; a message offered on the link takes its origin's waiting advert along
+//! (`expedite_advert`), since the peer may need the key in it.
 
 use std::time::Duration;
 
@@ -209,10 +213,11 @@ impl Node {
         self.send_advert(now, &advert, &others);
     }
 
-    /// An advert came without a certificate this node can check it with: nothing is wrong
-    /// with the sender (it believed this node held the certificate: a restart here, or a
-    /// certificate this node refused, say), so the advert is dropped and the peer is sent this
-    /// node's summary again, which makes it resend what is newer with the certificates.
+    /// An advert came without a certificate this node can check it with: nothing need be
+    /// wrong with the sender (it believed this node held the certificate: one this node
+    /// refused on a clock disagreement, say, or a renewal it has not seen), so the advert is
+    /// dropped and the peer is sent this node's summary again, which makes it resend what is
+    /// newer with the certificates.
     pub(super) fn ask_adverts_again(
         &mut self,
         now: Time,
