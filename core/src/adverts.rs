@@ -201,16 +201,22 @@ impl Node {
         if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;
         }
-        // The advert itself is stored once, as membership, if `learn_member` above took it;
-        // whole here if membership holds another (a newer one that had run out on its way).
-        let node = advert.node.clone();
-        let stored = match self.membership.get(&node) {
-            Some(m) if m.seq == advert.seq => advert.seq.to_be_bytes().to_vec(),
-            _ => wire::encode_advert(&advert),
-        };
-        self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &stored));
+        self.store_routed(now, &advert.node);
         let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
         self.send_advert(now, &advert, &others);
+    }
+
+    /// Stores which advert of `node` routing holds (`Table::Lsdb`): its sequence number when
+    /// membership holds the same advert (each advert is stored once, there), the whole advert
+    /// when membership holds another (a newer one that ran out on its way, which routing did
+    /// not take). A restart takes routing's adverts from this table.
+    pub(super) fn store_routed(&mut self, now: Time, node: &super::NodeId) {
+        let Some(routed) = self.routing.advert(node, now) else { return };
+        let row = match self.membership.get(node) {
+            Some(m) if m.seq == routed.seq => routed.seq.to_be_bytes().to_vec(),
+            _ => wire::encode_advert(&routed),
+        };
+        self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &row));
     }
 
     /// An advert came without a certificate this node can check it with: nothing need be

@@ -177,20 +177,15 @@ impl Node {
                 || advert.groups.iter().any(|g| !old.groups.contains(g))
                 || advert.subscriptions.iter().any(|p| !old.subscriptions.contains(p))
         });
-        // Routing's advert is stored by its sequence number, as this one: if routing holds
-        // an older one (this one ran out on its way, so routing will not take it), that one
-        // is stored whole in its place (a restart takes routing's adverts from here).
-        let routed = self.routing.advert(&node, now).filter(|r| r.seq != advert.seq);
+        let routed_other = self.routing.advert(&node, now).is_some_and(|r| r.seq != advert.seq);
         self.guarded(|n| {
-            n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))?;
-            match &routed {
-                Some(r) => {
-                    n.store.put(Table::Lsdb, node.as_str().as_bytes(), &wire::encode_advert(r))
-                }
-                None => Ok(()),
-            }
+            n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
         });
         self.membership.learn(advert.clone());
+        // Routing holds another advert of the node, stored until now by this one's place.
+        if routed_other {
+            self.store_routed(now, &node);
+        }
         if grew {
             self.bind_late(now, &node);
         }
