@@ -30,6 +30,7 @@ fn node_trust() -> (PkiTrust, Bytes) {
         chain: vec![cert.cert_der],
         key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
         identity: Identity { node, role: Role::Field },
+        federated: Vec::new(),
     };
     (pki_trust(&creds, Clock::wall()).expect("trust"), der)
 }

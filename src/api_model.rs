@@ -479,6 +479,10 @@ pub struct StatusDoc {
     pub members: Vec<String>,
     /// Every node with a route or a link.
     pub known_nodes: Vec<String>,
+    /// The deployment of each known node that belongs to another one (`[[federation]]`);
+    /// nodes not listed are this deployment's.
+    #[serde(default)]
+    pub deployments: std::collections::BTreeMap<String, String>,
     pub inbox: InboxCountsDoc,
     /// This node's certificate (the one it signs with now).
     #[serde(default)]
@@ -675,6 +679,12 @@ pub struct SecurityDoc {
     /// the neighbour asked again; see "Link state at scale").
     #[serde(default)]
     pub adverts_unchecked: u64,
+    /// Messages from other deployments' nodes their `[[federation]]` policy refused.
+    #[serde(default)]
+    pub federation_refused: u64,
+    /// The revocation list in effect of each federated deployment, by its name.
+    #[serde(default)]
+    pub federated_revocation_lists: std::collections::BTreeMap<String, u64>,
 }
 
 /// The store's work.
@@ -807,6 +817,12 @@ impl From<&Snapshot> for StatusDoc {
                 unknown_origin: c.unknown_origin,
                 shed_frames: c.shed_frames,
                 adverts_unchecked: c.adverts_unchecked,
+                federation_refused: c.federation_refused,
+                federated_revocation_lists: n
+                    .federated_revocation_lists
+                    .iter()
+                    .map(|(d, number)| (d.to_string(), *number))
+                    .collect(),
             },
             store: StoreDoc {
                 commits: n.store.commits,
@@ -838,6 +854,11 @@ impl From<&Snapshot> for StatusDoc {
             invariant_violation: n.violation.clone(),
             members: names(&n.members),
             known_nodes: names(&n.known_nodes),
+            deployments: n
+                .deployments
+                .iter()
+                .map(|(node, d)| (node.to_string(), d.to_string()))
+                .collect(),
             known_groups: s.known_groups.clone(),
             known_topics: s.known_topics.clone(),
             topology: s

@@ -441,11 +441,13 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
     let cfg = config::load(config_path).map_err(Failure::usage)?;
     let at =
         |path: &Path, e: &dyn std::fmt::Display| Failure::usage(format!("{}: {e}", path.display()));
-    let creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
+    let mut creds = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
         .map_err(|e| match e {
             shell::tls::TlsError::WrongIdentity { .. } => at(&cfg.cert, &e),
             e => Failure::usage(e),
         })?;
+    federate(&mut creds, &cfg)
+        .map_err(|(key, why)| Failure::usage(format!("{}: {key}: {why}", config_path.display())))?;
     // The role is the certificate's: every neighbour judges this node by it.
     if creds.identity.role != cfg.core.role {
         return Err(at(
@@ -513,6 +515,18 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
             ));
         }
     }
+    for (i, f) in cfg.federation.iter().enumerate() {
+        let Some(path) = &f.crl else { continue };
+        let key = format!("federation[{i}].crl");
+        let fail = |why: &dyn std::fmt::Display| {
+            Failure::usage(format!("{}: {key}: {}: {why}", config_path.display(), path.display()))
+        };
+        let der = pki::load_crl(path).map_err(|e| fail(&e))?;
+        let ca = &creds.federated[i].ca;
+        check_crl_file(ca, &der).map_err(|_| {
+            fail(&format!("not signed by the CA of {} ({})", f.deployment, f.ca.display()))
+        })?;
+    }
     // The console's settings: a certificate or users file that cannot be read stops the start
     // before any link comes up.
     let api_tls = match &cfg.api_tls {
@@ -538,6 +552,32 @@ fn prepare(config_path: &Path) -> Result<Prepared, Failure> {
         shell::console::parse_users(&text).map_err(|e| at(users, &e))?;
     }
     Ok(Prepared { cfg, creds, crl_path, not_after, warnings, api_tls })
+}
+
+/// Adds the CAs of the deployments `cfg` federates with to `creds`; a CA that does not load,
+/// or is this deployment's own, is bad input naming the `[[federation]]` key.
+fn federate(
+    creds: &mut shell::tls::Credentials,
+    cfg: &config::RelayConfig,
+) -> Result<(), (String, String)> {
+    creds.federated.clear();
+    for (i, f) in cfg.federation.iter().enumerate() {
+        let key = format!("federation[{i}].ca");
+        let ca = pki::load_certs(&f.ca).map_err(|e| (key.clone(), e.to_string()))?.remove(0);
+        if ca == creds.ca {
+            return Err((key, format!("{} is this deployment's own CA (`ca`)", f.ca.display())));
+        }
+        if let Some(j) = creds.federated.iter().position(|g| g.ca == ca) {
+            return Err((key, format!("the same CA as federation[{j}]")));
+        }
+        creds.federated.push(shell::tls::FederatedCa {
+            deployment: f.deployment.as_str().into(),
+            ca,
+            nodes: f.nodes.clone(),
+            border: f.border,
+        });
+    }
+    Ok(())
 }
 
 /// Checks that the node can write its data directory (or make it): as the user, and in the
@@ -639,6 +679,8 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             use rand::TryRngCore;
             rand::rngs::OsRng.try_next_u64().map_err(Failure::runtime)?
         };
+        let creds_ca = creds.ca.clone();
+        let federated_cas: Vec<_> = creds.federated.iter().map(|f| f.ca.clone()).collect();
         let spec = RelaySpec {
             core: cfg.core.clone(),
             creds,
@@ -662,7 +704,12 @@ fn run(config_path: &Path, log_format: LogFormat) -> Outcome {
             compact: cfg.compact,
         };
         let relay = shell::Relay::start(spec).map_err(Failure::runtime)?;
-        tokio::spawn(watch_crl(crl_path, relay.handle().clone()));
+        tokio::spawn(watch_crl(crl_path, creds_ca.clone(), relay.handle().clone()));
+        for (f, ca) in cfg.federation.iter().zip(&federated_cas) {
+            if let Some(path) = &f.crl {
+                tokio::spawn(watch_crl(path.clone(), ca.clone(), relay.handle().clone()));
+            }
+        }
         for (medium, addr) in relay.local_addrs() {
             tracing::info!(%medium, %addr, "listening");
         }
@@ -790,13 +837,23 @@ fn signed_by_ca(
 
 /// Loads the revocation list at `path` now and whenever the file changes (`relaymesh pki
 /// revoke` rewrites it), and hands it to the node, which passes a newer one on to the mesh.
-async fn watch_crl(path: PathBuf, node: shell::driver::NodeHandle) {
+/// Only a list signed by `ca` is taken from this file: one deployment's list signed by another's
+/// CA is refused.
+async fn watch_crl(
+    path: PathBuf,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    node: shell::driver::NodeHandle,
+) {
     let mut seen: Option<std::time::SystemTime> = None;
     loop {
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         if modified.is_some() && modified != seen {
             seen = modified;
-            match pki::load_crl(&path) {
+            match pki::load_crl(&path).map_err(|e| e.to_string()).and_then(|der| {
+                check_crl_file(&ca, &der)
+                    .map(|()| der)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }) {
                 Ok(der) => match node.revocations(der).await {
                     Ok(Ok(true)) => {
                         tracing::warn!(path = %path.display(), "new revocation list loaded")
@@ -870,6 +927,9 @@ async fn watch_credentials(
         let why = if asked { "SIGHUP" } else { "files changed" };
         let loaded = shell::tls::Credentials::load(&cfg.ca, &cfg.cert, &cfg.key, &cfg.core.node)
             .map_err(|e| format!("{}: {e}", cfg.cert.display()))
+            .and_then(|mut c| {
+                federate(&mut c, cfg).map(|()| c).map_err(|(k, why)| format!("{k}: {why}"))
+            })
             .and_then(|c| match relay.reload(&c) {
                 Ok(()) => Ok(c),
                 Err(shell::ShellError::Tls(shell::tls::TlsError::KeyMismatch)) => Err(format!(

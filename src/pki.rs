@@ -12,8 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::core::types::{NodeId, Role};
 pub use relaymesh_core::pki::{
-    Ca, Identity, NodeCert, PkiError, PkiTrust, Validity, WallClock, Withdrawal, ed25519_key,
-    identity_of,
+    Ca, Identity, NodeCert, NodePattern, PkiError, PkiTrust, Validity, WallClock, Withdrawal,
+    ed25519_key, identity_of,
 };
 
 /// Paths of the CA certificate and key in a PKI directory.

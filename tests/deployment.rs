@@ -1,6 +1,6 @@
 //! Field deployment, end to end with real processes: credentials renewed and reloaded while
 //! a node runs, and the command line an operator meets first (check, renew, durations,
-//! `--api host:port`, JSON logs, completions, the man page).
+//! `--api host:port`, JSON logs, completions, the man page), and two deployments federated.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -418,4 +418,148 @@ fn listen_into_a_closed_pipe_ends_quietly() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(out.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `[[federation]]` at `to`'s end: `deployment` under `other`'s CA, whose nodes are `nodes`,
+/// with `borders` and the policy lines given.
+fn federation(other: &Mesh, deployment: &str, nodes: &str, borders: &str, policy: &str) -> String {
+    format!(
+        "[[federation]]\ndeployment = \"{deployment}\"\nca = \"{}/ca.crt\"\nnodes = {nodes}\n\
+         borders = {borders}\n{policy}\n",
+        other.pki().display()
+    )
+}
+
+/// The county (county-hq, its border) and the city (city-hq, its border, which dials
+/// county-hq over satellite), each under its own CA.
+fn two_deployments() -> (Mesh, Mesh, Relay, Relay) {
+    let county = Mesh::new();
+    let city = Mesh::new();
+    let hq = county.node("county-hq", "command", "satellite").extra(&federation(
+        &city,
+        "city",
+        r#"["city-*"]"#,
+        r#"["county-hq"]"#,
+        "to = [\"node:*\"]\nprecedences = [\"immediate\", \"priority\", \"routine\"]\n\
+         roles = { command = \"township\" }",
+    ));
+    let chq = city.node("city-hq", "command", "public").extra(&format!(
+        "[[peer]]\nnode = \"county-hq\"\naddr = \"127.0.0.1:{}\"\nmedium = \"satellite\"\n\
+         deployment = \"county\"\n\n{}",
+        hq.port,
+        federation(
+            &county,
+            "county",
+            r#"["county-*", "township-*"]"#,
+            r#"["city-hq"]"#,
+            "to = [\"node:*\"]\nroles = { command = \"command\", township = \"township\" }",
+        )
+    ));
+    let mut hq = hq.start();
+    let mut chq = chq.start();
+    hq.wait_link("city-hq");
+    chq.wait_link("county-hq");
+    (county, city, hq, chq)
+}
+
+#[test]
+fn two_deployments_under_different_cas_exchange_orders_under_their_federation_policy() {
+    let (_county, _city, hq, chq) = two_deployments();
+    // Both ways, what each policy allows arrives, with its receipt.
+    let id = chq.submit("node:county-hq", "immediate", "city: open the shelter").unwrap();
+    let view = chq.message(&id, "20s");
+    assert_eq!(view.state, "delivered", "{view:?}");
+    delivered(&hq, "city-hq", "county: bridge 4 is down");
+    // FLASH from the city is not in the county's policy: refused with the reason, counted,
+    // and the city's border stays linked (an honest message, simply not allowed).
+    let id = chq.submit("node:county-hq", "flash", "city: evacuate").unwrap();
+    let view = chq.message(&id, "20s");
+    assert_eq!(view.state, "refused", "{view:?}");
+    let reason = &view.destinations[0].reason;
+    assert!(reason.contains("flash may not cross from city"), "{reason}");
+    let status = hq.status();
+    assert_eq!(status.security.federation_refused, 1);
+    assert_eq!(status.security.forged, 0);
+    assert_eq!(status.deployments.get("city-hq").map(String::as_str), Some("city"));
+    assert!(status.links.iter().any(|l| l.peer == "city-hq" && l.up), "{:?}", status.links);
+    assert_eq!(chq.status().deployments.get("county-hq").map(String::as_str), Some("county"));
+    assert!(hq.log().contains("flash may not cross from city"), "the refusal is logged");
+    let inbox: Vec<String> = hq.inbox_all().into_iter().filter_map(|m| m.body).collect();
+    assert_eq!(inbox, ["city: open the shelter"]);
+}
+
+#[test]
+fn a_node_of_a_federated_deployment_is_refused_away_from_its_borders() {
+    let county = Mesh::new();
+    let city = Mesh::new();
+    // township-01 trusts the city's signatures but is not a border: its handshake does not
+    // take the city's certificates.
+    let fed = federation(
+        &city,
+        "city",
+        r#"["city-*"]"#,
+        r#"["county-hq"]"#,
+        "to = [\"*\"]\nroles = { command = \"township\" }",
+    );
+    let t1 = county.node("township-01", "township", "public").extra(&fed);
+    let chq = city.node("city-hq", "command", "public").peer_at("township-01", t1.port, "public");
+    let t1 = t1.start();
+    let _chq = chq.start();
+    let refusal = wait_for("the refusal", Duration::from_secs(20), || {
+        t1.status().refused_links.first().cloned()
+    });
+    assert!(
+        refusal.reason.contains("UnknownIssuer") || refusal.reason.contains("certificate"),
+        "{}",
+        refusal.reason
+    );
+    assert!(t1.status().links.is_empty());
+}
+
+#[test]
+fn federation_configurations_that_cannot_work_exit_2_naming_the_key() {
+    let county = Mesh::new();
+    let city = Mesh::new();
+    let policy = "to = [\"node:*\"]\nroles = { command = \"township\" }";
+    // This deployment's own CA named as another's.
+    let own = county.node("county-hq", "command", "public").extra(&federation(
+        &county,
+        "city",
+        r#"["city-*"]"#,
+        r#"["county-hq"]"#,
+        policy,
+    ));
+    let said = refused("check", &own.write_config());
+    assert!(
+        said.contains("federation[0].ca") && said.contains("this deployment's own CA"),
+        "{said}"
+    );
+    // A peer of the other deployment dialled from a node that is not one of its borders.
+    let t1 = county
+        .node("township-01", "township", "public")
+        .extra(&federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy))
+        .extra("[[peer]]\nnode = \"city-hq\"\naddr = \"127.0.0.1:9\"\nmedium = \"public\"\ndeployment = \"city\"");
+    let said = refused("check", &t1.write_config());
+    assert!(said.contains("peer[0].deployment") && said.contains("not a border of city"), "{said}");
+    // A border that is one of the other deployment's nodes.
+    let odd = county.node("county-2", "command", "public").extra(&federation(
+        &city,
+        "city",
+        r#"["city-*"]"#,
+        r#"["city-hq"]"#,
+        policy,
+    ));
+    let said = refused("check", &odd.write_config());
+    assert!(said.contains("federation[0].borders[0]"), "{said}");
+    // The city's revocation list signed by the county's CA.
+    cli_ok(&["pki", "revoke", "--dir", county.pki().to_str().unwrap(), "--node", "county-2"]);
+    let crl = county.pki().join("crl.pem");
+    let mut fed = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy);
+    fed.push_str(&format!("crl = \"{}\"\n", crl.display()));
+    let wrong = county.node("county-hq", "command", "public").extra(&fed);
+    let said = refused("check", &wrong.write_config());
+    assert!(
+        said.contains("federation[0].crl") && said.contains("not signed by the CA of city"),
+        "{said}"
+    );
 }

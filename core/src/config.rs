@@ -148,13 +148,15 @@ pub struct CoreConfig {
     /// Where an overdue alarm is also sent, as a message (`group:role:command` by default;
     /// `None`: nowhere). The notice asks for no receipt, so it is never overdue itself.
     pub notify_overdue: Option<super::types::Address>,
-    /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
     /// Check every invariant after each successful commit (`Node::check_invariants`; it
     /// reads the whole store): for simulations and soak runs, not production.
     pub check_invariants: bool,
+    /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
     pub advert_lifetime: Duration,
     /// Who may send what to where.
     pub policy: Policy,
+    /// Other deployments whose nodes this one accepts, where, and what they may send.
+    pub federation: Vec<super::federation::Federation>,
     /// The deployment's trust and this node's signing key. `None` only in core unit tests
     /// that are not about signatures: every relay the shell starts has one.
     pub trust: Option<Arc<dyn Trust>>,
@@ -189,6 +191,7 @@ impl CoreConfig {
             advert_lifetime: Duration::from_secs(30 * 60),
             check_invariants: false,
             policy: Policy::default(),
+            federation: Vec::new(),
             trust: None,
             peer_frame_rate: 250_000,
             peer_store_share: 0.5,

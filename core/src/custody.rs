@@ -302,7 +302,15 @@ impl Node {
         self.check_origin(now, link, env)?;
         if !matches!(env.body, Body::Report(_)) {
             let role = if let Some(c) = self.keys.get(&env.origin) {
-                Some(c.role) // certified by the CA
+                match self.federated_role(c, &env.to, p) {
+                    Ok(role) => Some(role), // certified by a CA this deployment trusts
+                    Err(reason) => {
+                        tracing::info!(origin = %env.origin, id = %env.id, "refused: {reason}");
+                        self.counters.federation_refused += 1;
+                        self.counters.refused[p.index()] += 1;
+                        return Err((CustodyCode::Policy, reason));
+                    }
+                }
             } else if self.links.get(&link).is_some_and(|l| l.info.peer == env.origin) {
                 self.links.get(&link).map(|l| l.info.role)
             } else {

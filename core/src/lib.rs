@@ -38,6 +38,7 @@ mod adverts;
 mod answers;
 pub mod config;
 mod custody;
+pub mod federation;
 pub mod frame;
 mod holdings;
 pub mod invariants;

@@ -144,7 +144,7 @@ impl Node {
             }
         }
         out.remove(me);
-        out.into_iter().collect()
+        out.into_iter().filter(|n| self.may_cross(n, to)).collect()
     }
 
     /// Whether a neighbour counts as a member of `all` and its role's group before its first
@@ -236,6 +236,7 @@ impl Node {
             .bindings
             .iter()
             .filter(|(_, b)| b.deadline + BINDING_GRACE > now && !b.bound.contains(member))
+            .filter(|(_, b)| self.may_cross(member, &b.to))
             .filter(|(_, b)| {
                 if member == &me {
                     self.is_local_member(&b.to)

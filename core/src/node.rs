@@ -187,6 +187,9 @@ pub struct Counters {
     /// Adverts dropped because they came without a certificate this node could check them
     /// with (the neighbour believed it held one; it is asked for them again).
     pub adverts_unchecked: u64,
+    /// Messages from other deployments' nodes refused by their `[[federation]]` policy (also
+    /// counted in `refused`).
+    pub federation_refused: u64,
 }
 
 /// One relay's protocol state machine: routing, queues, custody, dedup, expiry, policy.
@@ -289,8 +292,10 @@ pub struct Node {
     /// Certificates of this node's own previous keys, each with the time until which its
     /// adverts carry it.
     pub(super) own_previous: Vec<(bytes::Bytes, Time)>,
-    /// The newest revocation list this node has seen.
-    pub(super) revocations: Option<Revocations>,
+    /// The newest revocation list this node has seen of each deployment's CA (`None`: its
+    /// own): a list names the certificates of the CA that signed it, and no others.
+    pub(super) revocations:
+        std::collections::BTreeMap<Option<super::federation::Deployment>, Revocations>,
     /// This node's last advert as sent (signing it again for every resync costs 25 us).
     pub(super) last_own_advert: Option<super::frame::Advert>,
     /// Envelopes this node originated in the open batch, signed together (one signature for
@@ -404,7 +409,7 @@ impl Node {
             keys: Default::default(),
             previous_keys: Default::default(),
             own_previous: Vec::new(),
-            revocations: None,
+            revocations: std::collections::BTreeMap::new(),
             last_own_advert: None,
             unsealed: Vec::new(),
             seals: SealCache::default(),
@@ -531,7 +536,7 @@ impl Node {
         if trusted && self.membership.get(&peer).is_none() {
             self.bind_late(now, &peer);
         }
-        if let Some(r) = &self.revocations {
+        for r in self.revocations.values() {
             self.transmits.push_back(Transmit { link, frame: Frame::Revocations(r.der.clone()) });
         }
         self.advert_wanted = true;

@@ -24,6 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
 
+use crate::federation::Deployment;
 use crate::trust::{Credential, Revocations, Trust};
 use crate::types::{NodeId, Role};
 
@@ -303,12 +304,65 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, PkiError> {
 /// shell it is tokio's clock anchored to the wall clock; in the simulator, virtual time.
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
-/// Trust in the deployment CA, and this node's signing key.
+/// Trust in the deployment CA (and the CAs of federated deployments), and this node's
+/// signing key.
 pub struct PkiTrust {
-    ca_key: Vec<u8>,
+    /// This deployment's CA first, then each federated one.
+    anchors: Vec<Anchor>,
     own: Bytes,
     key: Ed25519KeyPair,
     clock: WallClock,
+}
+
+/// A CA whose certificates and revocation lists this node takes.
+struct Anchor {
+    /// Its raw Ed25519 public key.
+    key: Vec<u8>,
+    /// `None`: this deployment's own CA.
+    deployment: Option<Deployment>,
+    /// For a federated CA, the node ids it may certify (`[[federation]] nodes`).
+    nodes: Vec<NodePattern>,
+}
+
+/// Node ids a federated deployment's CA may certify: an id, or a prefix ending in `*`
+/// (`city-*`). Each id belongs to one deployment: no other CA may certify it, this one's
+/// included, so a federated CA cannot issue a certificate for one of this deployment's nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePattern(String);
+
+impl NodePattern {
+    pub fn parse(s: &str) -> Result<NodePattern, String> {
+        let id = s.strip_suffix('*').unwrap_or(s);
+        if id.is_empty() {
+            return Err(format!("{s:?} names no node: give an id or a prefix such as \"city-*\""));
+        }
+        if id.contains('*') {
+            return Err(format!("{s:?}: `*` may only end a pattern"));
+        }
+        NodeId::new(id).map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(NodePattern(s.to_owned()))
+    }
+
+    pub fn matches(&self, node: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => node.starts_with(prefix),
+            None => node == self.0,
+        }
+    }
+
+    /// Whether some id matches both patterns.
+    pub fn overlaps(&self, other: &NodePattern) -> bool {
+        let (a, b) = (self.0.strip_suffix('*'), other.0.strip_suffix('*'));
+        match (a, b) {
+            (Some(a), Some(b)) => a.starts_with(b) || b.starts_with(a),
+            (Some(_), None) => self.matches(&other.0),
+            (None, _) => other.matches(&self.0),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for PkiTrust {
@@ -317,27 +371,81 @@ impl std::fmt::Debug for PkiTrust {
     }
 }
 
+/// The raw public key of a CA certificate (DER).
+fn ca_key(ca: &[u8], what: &str) -> Result<Vec<u8>, PkiError> {
+    let (_, ca) = X509Certificate::from_der(ca)
+        .map_err(|e| PkiError::BadCertificate(format!("{what} certificate: {e}")))?;
+    Ok(ca.public_key().subject_public_key.data.to_vec())
+}
+
 impl PkiTrust {
     /// From the CA certificate, this node's certificate and its PKCS#8 key (all DER).
     pub fn new(ca: &[u8], own: &[u8], key: &[u8], clock: WallClock) -> Result<PkiTrust, PkiError> {
-        let (_, ca) = X509Certificate::from_der(ca)
-            .map_err(|e| PkiError::BadCertificate(format!("CA certificate: {e}")))?;
-        let ca_key = ca.public_key().subject_public_key.data.to_vec();
+        let anchor = Anchor { key: ca_key(ca, "CA")?, deployment: None, nodes: Vec::new() };
         let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key)
             .map_err(|e| PkiError::BadCertificate(format!("node key is not Ed25519: {e}")))?;
-        Ok(PkiTrust { ca_key, own: Bytes::copy_from_slice(own), key, clock })
+        Ok(PkiTrust { anchors: vec![anchor], own: Bytes::copy_from_slice(own), key, clock })
     }
 
-    fn signed_by_ca(&self, tbs: &[u8], signature: &[u8]) -> bool {
-        crate::trust::verify(&self.ca_key, tbs, signature)
+    /// Also takes the certificates (of the nodes `nodes` names) and revocation lists of
+    /// `deployment`'s CA (DER).
+    pub fn federate(
+        mut self,
+        deployment: Deployment,
+        ca: &[u8],
+        nodes: Vec<NodePattern>,
+    ) -> Result<PkiTrust, PkiError> {
+        let key = ca_key(ca, &format!("{deployment} CA"))?;
+        if self.anchors.iter().any(|a| a.key == key) {
+            return Err(PkiError::BadCertificate(format!(
+                "the {deployment} CA is already trusted (this deployment's own, or federated twice)"
+            )));
+        }
+        self.anchors.push(Anchor { key, deployment: Some(deployment), nodes });
+        Ok(self)
     }
 
-    /// What `der` certifies if the CA issued it, and its validity period (not judged here).
+    /// Whether the CA of `deployment` may certify `node`: a federated one the ids its
+    /// patterns name, this deployment's own every other id.
+    fn may_certify(&self, deployment: &Option<Deployment>, node: &NodeId) -> Result<(), String> {
+        let claimed = self
+            .anchors
+            .iter()
+            .find(|a| a.deployment.is_some() && a.nodes.iter().any(|p| p.matches(node.as_str())));
+        match (deployment, claimed) {
+            (None, None) => Ok(()),
+            (Some(d), Some(a)) if a.deployment.as_ref() == Some(d) => Ok(()),
+            (_, Some(a)) => Err(format!(
+                "{node} is a node of {}: no other CA may certify it",
+                a.deployment.as_deref().unwrap_or("?")
+            )),
+            (Some(d), None) => {
+                Err(format!("{d}'s CA may not certify {node}: not one of its nodes"))
+            }
+        }
+    }
+
+    /// The CA of these anchors that signed `tbs`, if any.
+    fn signer(&self, tbs: &[u8], signature: &[u8]) -> Option<&Anchor> {
+        self.anchors.iter().find(|a| crate::trust::verify(&a.key, tbs, signature))
+    }
+
+    fn not_ours(&self, what: &str) -> String {
+        if self.anchors.len() == 1 {
+            format!("not {what} by the deployment CA")
+        } else {
+            format!("not {what} by the deployment CA or a federated one")
+        }
+    }
+
+    /// What `der` certifies if one of the CAs issued it, and its validity period (not judged
+    /// here).
     fn check_issued(&self, der: &[u8]) -> Result<(Credential, SystemTime, SystemTime), String> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("malformed: {e}"))?;
-        if !self.signed_by_ca(cert.tbs_certificate.as_ref(), &cert.signature_value.data) {
-            return Err("not issued by the deployment CA".into());
-        }
+        let Some(anchor) = self.signer(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
+        else {
+            return Err(self.not_ours("issued"));
+        };
         let id = identity_of(&CertificateDer::from(der)).map_err(|e| e.to_string())?;
         let public_key = Bytes::copy_from_slice(&cert.public_key().subject_public_key.data);
         if public_key.len() != 32 {
@@ -357,6 +465,7 @@ impl PkiTrust {
             public_key,
             serial: Bytes::copy_from_slice(cert.raw_serial()),
             certificate: Bytes::copy_from_slice(der),
+            deployment: anchor.deployment.clone(),
         };
         Ok((credential, time(validity.not_before), time(validity.not_after)))
     }
@@ -416,15 +525,26 @@ impl Trust for PkiTrust {
     }
 
     fn check_certificate(&self, der: &[u8]) -> Result<Credential, String> {
-        let key = Checked::key(&self.ca_key, der);
-        let (credential, not_before, not_after) = match Checked::global().get(&key) {
+        // What a CA certified is the same for every node; whose deployment it is depends on
+        // the asking node (one deployment's own CA is federated in another).
+        let remembered = self.anchors.iter().find_map(|a| {
+            let (mut credential, from, until) =
+                Checked::global().get(&Checked::key(&a.key, der))?;
+            credential.deployment = a.deployment.clone();
+            Some((credential, from, until))
+        });
+        let (credential, not_before, not_after) = match remembered {
             Some(found) => found,
             None => {
                 let found = self.check_issued(der)?;
-                Checked::global().put(key, found.clone());
+                let anchor = self.anchors.iter().find(|a| a.deployment == found.0.deployment);
+                if let Some(a) = anchor {
+                    Checked::global().put(Checked::key(&a.key, der), found.clone());
+                }
                 found
             }
         };
+        self.may_certify(&credential.deployment, &credential.node)?;
         // Whole seconds, as certificates state their validity.
         let secs = (self.clock)().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let now = std::time::UNIX_EPOCH + Duration::from_secs(secs);
@@ -437,9 +557,10 @@ impl Trust for PkiTrust {
     fn check_revocations(&self, der: &[u8]) -> Result<Revocations, String> {
         let (_, crl) =
             CertificateRevocationList::from_der(der).map_err(|e| format!("malformed: {e}"))?;
-        if !self.signed_by_ca(crl.tbs_cert_list.as_ref(), &crl.signature_value.data) {
-            return Err("not signed by the deployment CA".into());
-        }
+        let Some(anchor) = self.signer(crl.tbs_cert_list.as_ref(), &crl.signature_value.data)
+        else {
+            return Err(self.not_ours("signed"));
+        };
         let number = crl
             .crl_number()
             .and_then(|n| u64::try_from(n).ok())
@@ -448,7 +569,12 @@ impl Trust for PkiTrust {
             .iter_revoked_certificates()
             .map(|r| Bytes::copy_from_slice(r.raw_serial()))
             .collect();
-        Ok(Revocations { number, serials, der: Bytes::copy_from_slice(der) })
+        Ok(Revocations {
+            number,
+            serials,
+            der: Bytes::copy_from_slice(der),
+            deployment: anchor.deployment.clone(),
+        })
     }
 }
 

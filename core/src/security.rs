@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::federation;
 use super::frame::{Advert, CustodyCode, Frame};
 use super::link::{LinkId, LinkInfo};
 use super::node::{Event, Node, Transmit};
@@ -44,9 +45,16 @@ impl Node {
         }
         let stored = self.store.get(Table::Meta, META_OWN_CERTIFICATE)?;
         self.own_certificate_in_use(now, stored.map(Bytes::from));
-        if let Some(der) = self.store.get(Table::Meta, META_REVOCATIONS)? {
+        let deployments = std::iter::once(None)
+            .chain(self.cfg.federation.iter().map(|f| Some(f.deployment.clone())))
+            .collect::<Vec<_>>();
+        for deployment in deployments {
+            let Some(der) = self.store.get(Table::Meta, &revocations_key(&deployment))? else {
+                continue;
+            };
             match trust.check_revocations(&der) {
-                Ok(r) => self.adopt(None, r),
+                Ok(r) if r.deployment == deployment => self.adopt(None, r),
+                Ok(_) => tracing::warn!("stored revocation list ignored: another CA signed it"),
                 Err(e) => tracing::warn!("stored revocation list ignored: {e}"),
             }
         }
@@ -227,7 +235,7 @@ impl Node {
 
     /// Whether `c` is on the revocation list.
     pub(super) fn is_revoked(&self, c: &Credential) -> bool {
-        self.revocations.as_ref().is_some_and(|r| r.serials.contains(&c.serial))
+        self.revocations.get(&c.deployment).is_some_and(|r| r.serials.contains(&c.serial))
     }
 
     /// Learns a new neighbour's key from the certificate it presented in the handshake.
@@ -235,6 +243,10 @@ impl Node {
         let Some(trust) = self.cfg.trust.clone() else { return };
         match trust.check_certificate(&info.certificate) {
             Ok(c) if c.node == info.peer && !self.is_revoked(&c) => {
+                if let Err(why) = self.may_link(&c) {
+                    self.pending_misbehaved(link, &info.peer, why);
+                    return;
+                }
                 self.learn_key(now, c, true);
             }
             Ok(c) if c.node == info.peer => {
@@ -247,6 +259,47 @@ impl Node {
             ),
             Err(e) => self.pending_misbehaved(link, &info.peer, format!("certificate: {e}")),
         }
+    }
+
+    /// Whether a neighbour with this credential may link here: one of another deployment
+    /// only at that federation's borders.
+    fn may_link(&self, c: &Credential) -> Result<(), String> {
+        let Some(d) = &c.deployment else { return Ok(()) };
+        match federation::find(&self.cfg.federation, d) {
+            Some(f) if f.is_border(&self.cfg.node) => Ok(()),
+            Some(f) => Err(format!(
+                "a node of {d} may link only at its borders ({}), not at {}",
+                f.borders.iter().map(NodeId::as_str).collect::<Vec<_>>().join(", "),
+                self.cfg.node
+            )),
+            None => Err(format!("{d} is not a federated deployment here")),
+        }
+    }
+
+    /// The role a message's origin acts as here: its certified role in this deployment; for
+    /// a node of another, the local role its federation maps it to, if the federation lets
+    /// it send `p` to `to`.
+    pub(super) fn federated_role(
+        &self,
+        origin: &Credential,
+        to: &super::types::Address,
+        p: super::types::Precedence,
+    ) -> Result<super::types::Role, String> {
+        let Some(d) = &origin.deployment else { return Ok(origin.role) };
+        match federation::find(&self.cfg.federation, d) {
+            Some(f) => f.admit(origin.role, to, p),
+            None => Err(format!("{d} is not a federated deployment here")),
+        }
+    }
+
+    /// Whether `node` may receive messages to `to`: a node of another deployment only those
+    /// its federation lets cross. Nodes whose certificate is not known here count as this
+    /// deployment's.
+    pub(super) fn may_cross(&self, node: &NodeId, to: &super::types::Address) -> bool {
+        let Some(d) = self.keys.get(node).and_then(|c| c.deployment.as_ref()) else {
+            return true;
+        };
+        federation::find(&self.cfg.federation, d).is_some_and(|f| f.carries(to))
     }
 
     fn pending_misbehaved(&mut self, link: LinkId, peer: &NodeId, reason: String) {
@@ -460,11 +513,12 @@ impl Node {
             return Err("this node has no trust configured".into());
         };
         let r = trust.check_revocations(der)?;
-        if self.revocations.as_ref().is_some_and(|held| held.number >= r.number) {
+        if self.revocations.get(&r.deployment).is_some_and(|held| held.number >= r.number) {
             return Ok(false);
         }
         let der = r.der.clone();
-        self.guarded(|n| n.store.put(Table::Meta, META_REVOCATIONS, &der));
+        let key = revocations_key(&r.deployment);
+        self.guarded(|n| n.store.put(Table::Meta, &key, &der));
         self.adopt(link, r);
         Ok(true)
     }
@@ -473,10 +527,11 @@ impl Node {
         let revoked: Vec<NodeId> = self
             .keys
             .values()
-            .filter(|c| r.serials.contains(&c.serial))
+            .filter(|c| c.deployment == r.deployment && r.serials.contains(&c.serial))
             .map(|c| c.node.clone())
             .collect();
-        tracing::warn!(number = r.number, revoked = ?revoked, "revocation list {} in effect", r.number);
+        let of = r.deployment.as_deref().unwrap_or("this deployment");
+        tracing::warn!(number = r.number, revoked = ?revoked, "revocation list {} of {of} in effect", r.number);
         // Their keys stay known, so that what they sign is refused as revoked, not retried.
         for node in &revoked {
             self.seals.forget(node);
@@ -499,18 +554,31 @@ impl Node {
             nodes: revoked,
             crl: r.der.clone(),
         });
-        self.revocations = Some(r);
+        self.revocations.insert(r.deployment.clone(), r);
         self.advert_wanted = true;
     }
 
-    /// Serial numbers on the revocation list in effect.
+    /// Serial numbers on this deployment's revocation list in effect.
     pub fn revoked_serials(&self) -> Vec<Bytes> {
-        self.revocations.as_ref().map(|r| r.serials.iter().cloned().collect()).unwrap_or_default()
+        self.revocations.get(&None).map(|r| r.serials.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// The number of the revocation list in effect, if any.
+    /// The number of this deployment's revocation list in effect, if any.
     pub fn revocation_number(&self) -> Option<u64> {
-        self.revocations.as_ref().map(|r| r.number)
+        self.revocations.get(&None).map(|r| r.number)
+    }
+
+    /// The number of each federated deployment's revocation list in effect.
+    pub fn federated_revocation_numbers(&self) -> Vec<(super::federation::Deployment, u64)> {
+        self.revocations.iter().filter_map(|(d, r)| Some((d.clone()?, r.number))).collect()
+    }
+}
+
+/// Meta key of the newest revocation list of `deployment`'s CA (`None`: this one's).
+fn revocations_key(deployment: &Option<super::federation::Deployment>) -> Vec<u8> {
+    match deployment {
+        None => META_REVOCATIONS.to_vec(),
+        Some(d) => [META_REVOCATIONS, b"/", d.as_bytes()].concat(),
     }
 }
 

@@ -82,6 +82,10 @@ pub struct NodeStatus {
     pub revocation_list: Option<u64>,
     /// Origin signatures are made and checked (always, but in core unit tests).
     pub signatures: bool,
+    /// The nodes known here that belong to another deployment (`[[federation]]`), with it.
+    pub deployments: Vec<(NodeId, super::federation::Deployment)>,
+    /// The number of each federated deployment's revocation list in effect.
+    pub federated_revocation_lists: Vec<(super::federation::Deployment, u64)>,
 }
 
 /// What became of a message at one destination.
@@ -161,6 +165,12 @@ impl Node {
                 routes.push(RouteView { destination, precedence: p, next_hop, link, cost });
             }
         }
+        let mut deployments: Vec<(NodeId, super::federation::Deployment)> = self
+            .keys
+            .values()
+            .filter_map(|c| Some((c.node.clone(), c.deployment.clone()?)))
+            .collect();
+        deployments.sort();
         NodeStatus {
             node: self.cfg.node.clone(),
             role: self.cfg.role,
@@ -181,6 +191,8 @@ impl Node {
             store: self.store.stats(),
             revocation_list: self.revocation_number(),
             signatures: self.cfg.trust.is_some(),
+            deployments,
+            federated_revocation_lists: self.federated_revocation_numbers(),
         }
     }
 

@@ -1366,6 +1366,7 @@ fn a_message_takes_its_origins_waiting_advert_with_it_past_the_cap() {
 
 /// Origin signatures, certificates and revocation, with a real deployment CA.
 mod escalation;
+mod federation;
 mod membership;
 mod objects;
 mod steering;
@@ -1389,8 +1390,22 @@ mod security {
 
     impl Pki {
         pub(super) fn new() -> Pki {
+            Pki::with_seed(7)
+        }
+
+        /// Another deployment's CA (a `seed` other than 7).
+        pub(super) fn with_seed(seed: u8) -> Pki {
             let validity = Validity::days_from(issued(), 20 * 365);
-            Pki { ca: Ca::generate([7; 32], validity).unwrap(), validity, certs: BTreeMap::new() }
+            Pki {
+                ca: Ca::generate([seed; 32], validity).unwrap(),
+                validity,
+                certs: BTreeMap::new(),
+            }
+        }
+
+        /// This CA's certificate (DER).
+        pub(super) fn ca_der(&self) -> Vec<u8> {
+            self.ca.cert_der.to_vec()
         }
 
         /// A node with a certificate from this CA (and its trust) in the harness.
@@ -1409,6 +1424,11 @@ mod security {
         /// `name`'s credentials with key number `generation` (a new key per generation); the
         /// certificate is remembered as `name` and as `name#generation`.
         pub(super) fn trust(&mut self, name: &str, role: Role, generation: u8) -> Arc<PkiTrust> {
+            Arc::new(self.pki_trust(name, role, generation))
+        }
+
+        /// As [`Pki::trust`], before it is shared (to federate it).
+        pub(super) fn pki_trust(&mut self, name: &str, role: Role, generation: u8) -> PkiTrust {
             // Distinct halves: the serial number is derived from them.
             let mut seed = [0u8; 32];
             for (i, b) in seed.iter_mut().enumerate() {
@@ -1429,7 +1449,7 @@ mod security {
                 cert.key_der.secret_pkcs8_der(),
                 clock,
             );
-            Arc::new(trust.unwrap())
+            trust.unwrap()
         }
 
         pub(super) fn revoke(&self, names: &[&str], number: u64) -> Vec<u8> {

@@ -31,6 +31,8 @@ pub struct Credential {
     pub serial: Bytes,
     /// The certificate itself (DER).
     pub certificate: Bytes,
+    /// The deployment whose CA issued it, if not this node's own (a `[[federation]]`).
+    pub deployment: Option<super::federation::Deployment>,
 }
 
 /// How many previous keys of one node are kept (and carried in its adverts).
@@ -45,6 +47,9 @@ pub struct Revocations {
     pub serials: BTreeSet<Bytes>,
     /// The list as the CA signed it (DER), to store and pass on.
     pub der: Bytes,
+    /// The deployment whose CA signed it, if not this node's own: it names that CA's
+    /// certificates only.
+    pub deployment: Option<super::federation::Deployment>,
 }
 
 /// The deployment's trust and this node's signing key, provided by the shell.
@@ -53,9 +58,11 @@ pub trait Trust: Send + Sync + fmt::Debug {
     fn certificate(&self) -> Bytes;
     /// Signs `data` with this node's key (Ed25519, 64 bytes).
     fn sign(&self, data: &[u8]) -> Bytes;
-    /// Checks that a certificate was issued by the deployment CA and is valid now.
+    /// Checks that a certificate was issued by the deployment CA, or by the CA of a deployment
+    /// this one federates with, and is valid now.
     fn check_certificate(&self, der: &[u8]) -> Result<Credential, String>;
-    /// Checks that a revocation list was signed by the deployment CA.
+    /// Checks that a revocation list was signed by the deployment CA or a federated one (the
+    /// list then names that deployment's certificates only).
     fn check_revocations(&self, der: &[u8]) -> Result<Revocations, String>;
 }
 

@@ -332,6 +332,7 @@ impl<'s> World<'s> {
                 chain: vec![cert.cert_der],
                 key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
                 identity: relaymesh::pki::Identity { node: def.id.clone(), role: def.role },
+                federated: Vec::new(),
             };
             let mut core = CoreConfig::new(def.id.clone(), def.role);
             core.groups = def.groups.clone();

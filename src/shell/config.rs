@@ -37,6 +37,21 @@ pub struct Peer {
     pub node: NodeId,
     pub addr: SocketAddr,
     pub medium: Medium,
+    /// The federated deployment the peer belongs to (`deployment = "city"`), if not this one.
+    pub deployment: Option<String>,
+}
+
+/// One `[[federation]]` entry's files and node ids (its policy is in `CoreConfig::federation`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FederationFiles {
+    pub deployment: String,
+    /// Its CA certificate.
+    pub ca: PathBuf,
+    /// Its revocation list, loaded at start and whenever the file changes.
+    pub crl: Option<PathBuf>,
+    pub nodes: Vec<crate::pki::NodePattern>,
+    /// This node is one of its borders.
+    pub border: bool,
 }
 
 /// Everything `relaymesh run` needs.
@@ -78,6 +93,8 @@ pub struct RelayConfig {
     pub compact: Option<Dialect>,
     /// `[gateway.cap]`, `[gateway.mqtt]`.
     pub gateways: crate::gateway::config::Gateways,
+    /// `[[federation]]`: the other deployments' CAs and revocation lists.
+    pub federation: Vec<FederationFiles>,
 }
 
 impl RelayConfig {
@@ -124,6 +141,21 @@ struct Raw {
     objectives: ObjectivesSection,
     #[serde(default)]
     gateway: crate::gateway::config::RawGateways,
+    #[serde(default)]
+    federation: Vec<RawFederation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    deployment: String,
+    ca: PathBuf,
+    crl: Option<PathBuf>,
+    nodes: Vec<String>,
+    borders: Vec<String>,
+    to: Vec<String>,
+    precedences: Option<Vec<String>>,
+    roles: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -161,6 +193,7 @@ struct RawPeer {
     node: String,
     addr: String,
     medium: String,
+    deployment: Option<String>,
 }
 
 /// The `[objectives]` table, shared with the simulator's scenario files.
@@ -534,6 +567,7 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
             medium: field(&format!("{key}.medium"), l.medium.parse())?,
         });
     }
+    let federation = federation(raw.federation, &mut core, base)?;
     let mut peers = Vec::new();
     for (i, p) in raw.peer.into_iter().enumerate() {
         let key = format!("peer[{i}]");
@@ -541,7 +575,9 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
             node: field(&format!("{key}.node"), NodeId::new(&p.node))?,
             addr: field(&format!("{key}.addr"), p.addr.parse::<SocketAddr>())?,
             medium: field(&format!("{key}.medium"), p.medium.parse())?,
+            deployment: p.deployment,
         };
+        check_peer_deployment(&key, &peer, &federation, &core)?;
         if peer.node == core.node {
             return Err((format!("{key}.node"), "a node cannot peer with itself".into()));
         }
@@ -589,7 +625,165 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         max_batch,
         commit,
         store_cache,
+        federation,
     })
+}
+
+/// Reads the `[[federation]]` entries into the core's policies (`core.federation`) and the
+/// files and node ids the shell needs.
+fn federation(
+    raw: Vec<RawFederation>,
+    core: &mut CoreConfig,
+    base: &Path,
+) -> Result<Vec<FederationFiles>, Fail> {
+    use crate::core::federation::Federation;
+    use crate::pki::NodePattern;
+    let mut files: Vec<FederationFiles> = Vec::new();
+    for (i, f) in raw.into_iter().enumerate() {
+        let key = format!("federation[{i}]");
+        let name = f.deployment.trim();
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err((
+                format!("{key}.deployment"),
+                format!("{:?}: a name of letters, digits, `-` and `_`", f.deployment),
+            ));
+        }
+        if files.iter().any(|x| x.deployment == name) {
+            return Err((format!("{key}.deployment"), format!("{name} is federated twice")));
+        }
+        if f.nodes.is_empty() {
+            return Err((format!("{key}.nodes"), "name its nodes (e.g. [\"city-*\"])".into()));
+        }
+        let mut nodes = Vec::new();
+        for (j, n) in f.nodes.iter().enumerate() {
+            let pattern = field(&format!("{key}.nodes[{j}]"), NodePattern::parse(n))?;
+            if pattern.matches(core.node.as_str()) {
+                return Err((
+                    format!("{key}.nodes[{j}]"),
+                    format!(
+                        "{n} takes in this node, {}: a node belongs to one deployment",
+                        core.node
+                    ),
+                ));
+            }
+            if let Some(other) = files.iter().find(|x| x.nodes.iter().any(|p| p.overlaps(&pattern)))
+            {
+                return Err((
+                    format!("{key}.nodes[{j}]"),
+                    format!(
+                        "{n} overlaps the nodes of {}: a node belongs to one deployment",
+                        other.deployment
+                    ),
+                ));
+            }
+            nodes.push(pattern);
+        }
+        if f.borders.is_empty() {
+            return Err((
+                format!("{key}.borders"),
+                "name this deployment's nodes where its nodes may link".into(),
+            ));
+        }
+        let mut borders = Vec::new();
+        for (j, b) in f.borders.iter().enumerate() {
+            let node = field(&format!("{key}.borders[{j}]"), NodeId::new(b))?;
+            if let Some(p) = nodes.iter().find(|p| p.matches(node.as_str())) {
+                return Err((
+                    format!("{key}.borders[{j}]"),
+                    format!(
+                        "{node} is one of {name}'s nodes ({}): borders are this deployment's",
+                        p.as_str()
+                    ),
+                ));
+            }
+            borders.push(node);
+        }
+        if f.to.is_empty() {
+            return Err((format!("{key}.to"), "name the addresses its nodes may send to".into()));
+        }
+        let to =
+            f.to.iter()
+                .enumerate()
+                .map(|(j, t)| field(&format!("{key}.to[{j}]"), AddressPattern::parse(t)))
+                .collect::<Result<Vec<_>, _>>()?;
+        let mut precedences = [f.precedences.is_none(); 4];
+        for (j, p) in f.precedences.iter().flatten().enumerate() {
+            let p: Precedence = field(&format!("{key}.precedences[{j}]"), p.parse())?;
+            precedences[p.index()] = true;
+        }
+        if f.roles.is_empty() {
+            return Err((
+                format!("{key}.roles"),
+                "map its roles to this deployment's (e.g. { command = \"township\" })".into(),
+            ));
+        }
+        let mut roles = BTreeMap::new();
+        for (theirs, ours) in &f.roles {
+            let k = format!("{key}.roles.{theirs}");
+            roles.insert(field(&k, theirs.parse::<Role>())?, field(&k, ours.parse::<Role>())?);
+        }
+        let border = borders.contains(&core.node);
+        core.federation.push(Federation {
+            deployment: name.into(),
+            borders,
+            to,
+            precedences,
+            roles,
+        });
+        files.push(FederationFiles {
+            deployment: name.to_owned(),
+            ca: base.join(f.ca),
+            crl: f.crl.map(|c| base.join(c)),
+            nodes,
+            border,
+        });
+    }
+    Ok(files)
+}
+
+/// A peer of another deployment is dialled only from one of that federation's borders, and
+/// only if its id is one of that deployment's; a peer whose id is one of a federated
+/// deployment's must say so.
+fn check_peer_deployment(
+    key: &str,
+    peer: &Peer,
+    federation: &[FederationFiles],
+    core: &CoreConfig,
+) -> Result<(), Fail> {
+    let owner = federation.iter().find(|f| f.nodes.iter().any(|p| p.matches(peer.node.as_str())));
+    let Some(d) = &peer.deployment else {
+        return match owner {
+            Some(f) => Err((
+                format!("{key}.deployment"),
+                format!(
+                    "{} is a node of {}: say deployment = \"{}\"",
+                    peer.node, f.deployment, f.deployment
+                ),
+            )),
+            None => Ok(()),
+        };
+    };
+    let Some(f) = federation.iter().find(|f| &f.deployment == d) else {
+        return Err((format!("{key}.deployment"), format!("no [[federation]] names {d:?}")));
+    };
+    if !f.border {
+        return Err((
+            format!("{key}.deployment"),
+            format!(
+                "{} is not a border of {d} (its `borders`): its nodes may not link here",
+                core.node
+            ),
+        ));
+    }
+    if owner.is_none_or(|o| o.deployment != *d) {
+        return Err((
+            format!("{key}.node"),
+            format!("{} is not one of {d}'s nodes (its `nodes`)", peer.node),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies a `[media.<medium>]` table (named `key` in errors) to the medium's defaults.

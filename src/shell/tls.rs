@@ -1,5 +1,5 @@
 //! Mutual TLS for every link: TLS 1.3 only, the `ring` provider, the deployment CA as the only
-//! root, and the node clock as the time source (so certificate validity follows virtual time in
+//! root (at a federation's border, that deployment's CA too), and the node clock as the time source (so certificate validity follows virtual time in
 //! the simulator).
 
 use std::sync::Arc;
@@ -42,6 +42,21 @@ pub struct Credentials {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: Arc<PrivateKeyDer<'static>>,
     pub identity: Identity,
+    /// The CAs of the deployments this one federates with (`[[federation]]`).
+    pub federated: Vec<FederatedCa>,
+}
+
+/// Another deployment's CA, as this node trusts it.
+#[derive(Clone, Debug)]
+pub struct FederatedCa {
+    pub deployment: crate::core::federation::Deployment,
+    pub ca: CertificateDer<'static>,
+    /// The node ids it may certify.
+    pub nodes: Vec<pki::NodePattern>,
+    /// This node is one of the federation's borders: its nodes may link here, so the TLS
+    /// handshake takes certificates of this CA. Elsewhere only their signatures are checked
+    /// (end to end), and a link from one of its nodes fails the handshake.
+    pub border: bool,
 }
 
 impl Credentials {
@@ -62,7 +77,7 @@ impl Credentials {
                 found: identity.node.to_string(),
             });
         }
-        Ok(Credentials { ca, chain, key: Arc::new(key), identity })
+        Ok(Credentials { ca, chain, key: Arc::new(key), identity, federated: Vec::new() })
     }
 
     /// The secret behind this node's QUIC stateless-reset tokens, derived from its private key so
@@ -79,6 +94,11 @@ impl Credentials {
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone()).map_err(|e| TlsError::Ca(e.to_string()))?;
+        for f in self.federated.iter().filter(|f| f.border) {
+            roots
+                .add(f.ca.clone())
+                .map_err(|e| TlsError::Ca(format!("{} CA: {e}", f.deployment)))?;
+        }
         Ok(Arc::new(roots))
     }
 }

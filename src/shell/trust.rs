@@ -12,13 +12,19 @@ use crate::core::trust::{Credential, Revocations, Trust};
 use crate::pki::{PkiError, PkiTrust};
 
 /// Trust in the deployment CA of `creds`, with certificate validity judged by `clock`.
+/// Every federated CA is trusted for signatures and certificates, border or not: messages
+/// keep their origin's signature end to end.
 pub fn pki_trust(creds: &Credentials, clock: Clock) -> Result<PkiTrust, PkiError> {
-    PkiTrust::new(
+    let mut trust = PkiTrust::new(
         creds.ca.as_ref(),
         creds.chain[0].as_ref(),
         creds.key.secret_der(),
         Arc::new(move || clock.system_time()),
-    )
+    )?;
+    for f in &creds.federated {
+        trust = trust.federate(f.deployment.clone(), f.ca.as_ref(), f.nodes.clone())?;
+    }
+    Ok(trust)
 }
 
 /// A [`PkiTrust`] that can be replaced while the node runs ([`super::Relay::reload`]): what
