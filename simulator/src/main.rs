@@ -105,7 +105,12 @@ fn list() -> i32 {
         "{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic",
         "mesh:N:idle:D"
     );
-    for (name, text) in BUILT_IN {
+    println!(
+        "{:<16} a generated city: a centre and C counties of M nodes, each its own deployment, 30 min or D",
+        "city:C:M[:D]"
+    );
+    let city = scenario::city_built_in();
+    for (name, text) in BUILT_IN.iter().copied().chain([("city", city.as_str())]) {
         match scenario::parse(text, name) {
             Ok(s) => println!(
                 "{name:<16} {} nodes, {} links, {}: {}",
@@ -239,6 +244,20 @@ pub(crate) fn load(name: &str) -> Result<scenario::Scenario, String> {
             }
             _ => Err(format!(
                 "{name}: expected mesh:<nodes>[:<duration>] or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
+            )),
+        };
+    }
+    if let Some(spec) = name.strip_prefix("city:") {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let count = |s: Option<&&str>| s.and_then(|n| n.parse::<usize>().ok());
+        return match (count(parts.first()), count(parts.get(1)), parts.len()) {
+            (Some(c), Some(m), 2 | 3) if c >= 1 && m >= 3 => {
+                let duration = parts.get(2).copied().unwrap_or("30m");
+                scenario::parse(&scenario::city(c, m, duration, false), name)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err(format!(
+                "{name}: expected city:<counties>:<nodes per county>[:<duration>], at least 1 county of 3 nodes"
             )),
         };
     }

@@ -12,6 +12,10 @@
 //! binding). A membership change takes effect when the simulator applies it to the running
 //! node: at the event's time, or at the node's next start if it is down then (a node that is
 //! not running cannot join anything).
+//!
+//! With several deployments, a node of another deployment than the origin's is an intended
+//! recipient of a group or topic message only if `[federation] to` lets the address cross
+//! (matched here, by the oracle's own reading of the patterns).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -75,6 +79,9 @@ pub struct Applied {
 pub struct Declared {
     ids: Vec<String>,
     roles: Vec<Role>,
+    deployments: Vec<usize>,
+    /// `[federation] to`: what crosses between deployments.
+    crosses: Vec<String>,
     initial: Vec<Membership>,
     changes: Vec<Applied>,
 }
@@ -85,6 +92,8 @@ impl Declared {
         Declared {
             ids: sc.nodes.iter().map(|n| n.id.to_string()).collect(),
             roles: sc.nodes.iter().map(|n| n.role).collect(),
+            deployments: sc.nodes.iter().map(|n| n.deployment).collect(),
+            crosses: sc.federation.as_ref().map(|f| f.to.clone()).unwrap_or_default(),
             initial: sc
                 .nodes
                 .iter()
@@ -116,10 +125,24 @@ impl Declared {
     /// The intended recipients (node indexes, ascending) of a message to `to` sent at `at`
     /// with `lifetime`: the members at `at` (changes at `at` included) and every node that
     /// becomes one at a time in `(at, at + lifetime)`.
-    pub fn intended(&self, to: &Address, at: Duration, lifetime: Duration) -> Vec<usize> {
+    pub fn intended(
+        &self,
+        origin: usize,
+        to: &Address,
+        at: Duration,
+        lifetime: Duration,
+    ) -> Vec<usize> {
         if let Address::Node(n) = to {
             return self.ids.iter().position(|x| x == n.as_str()).into_iter().collect();
         }
+        let mut out = self.members(to, at, lifetime);
+        if !self.crosses.iter().any(|p| crosses(p, to)) {
+            out.retain(|n| self.deployments[*n] == self.deployments[origin]);
+        }
+        out
+    }
+
+    fn members(&self, to: &Address, at: Duration, lifetime: Duration) -> Vec<usize> {
         let mut state = self.initial.clone();
         let split = self.changes.partition_point(|c| c.at <= at);
         for c in &self.changes[..split] {
@@ -139,6 +162,18 @@ impl Declared {
     /// The changes applied during the run, in time order.
     pub fn changes(&self) -> &[Applied] {
         &self.changes
+    }
+}
+
+/// Whether a `[federation] to` pattern (`*`, `node:*`, `group:*`, `topic:<pattern>` or an
+/// address) covers `to`.
+fn crosses(pattern: &str, to: &Address) -> bool {
+    let to_s = to.to_string();
+    match (pattern, to) {
+        ("*", _) => true,
+        ("node:*", Address::Node(_)) | ("group:*", Address::Group(_)) => true,
+        (p, Address::Topic(t)) if p.starts_with("topic:") => topic_matches(&p[6..], t),
+        (p, _) => p == to_s,
     }
 }
 
@@ -204,26 +239,56 @@ groups = ["medical"]
     }
 
     #[test]
+    fn a_group_or_topic_crosses_to_another_deployment_only_where_the_federation_says() {
+        let text = r#"
+name = "t"
+duration = "1h"
+[federation]
+to = ["node:*", "topic:city/#"]
+roles = { command = "command" }
+[[node]]
+id = "hq"
+role = "command"
+subscribe = ["city/#", "county/#"]
+[[node]]
+id = "city-hq"
+role = "command"
+deployment = "city"
+subscribe = ["city/#", "county/#"]
+"#;
+        let d = Declared::new(&crate::scenario::parse(text, "t.toml").unwrap());
+        let m = Duration::from_secs(60);
+        assert_eq!(d.intended(0, &addr("group:all"), m, m), vec![0]);
+        assert_eq!(d.intended(1, &addr("group:all"), m, m), vec![1]);
+        assert_eq!(d.intended(0, &addr("topic:county/roads"), m, m), vec![0]);
+        assert_eq!(d.intended(0, &addr("topic:city/water"), m, m), vec![0, 1]);
+        assert_eq!(d.intended(0, &addr("node:city-hq"), m, m), vec![1]);
+        assert!(crosses("*", &addr("group:all")));
+        assert!(crosses("group:all", &addr("group:all")));
+        assert!(!crosses("group:*", &addr("node:hq")));
+    }
+
+    #[test]
     fn intended_recipients_are_the_members_at_send_time_and_the_late_joiners() {
         let mut d = declared();
         let m = Duration::from_secs(60);
-        assert_eq!(d.intended(&addr("group:all"), m, m), vec![0, 1, 2]);
-        assert_eq!(d.intended(&addr("group:role:township"), m, m), vec![1]);
-        assert_eq!(d.intended(&addr("node:f1"), m, m), vec![2]);
-        assert_eq!(d.intended(&addr("topic:alerts/flood"), m, m), vec![1]);
+        assert_eq!(d.intended(0, &addr("group:all"), m, m), vec![0, 1, 2]);
+        assert_eq!(d.intended(0, &addr("group:role:township"), m, m), vec![1]);
+        assert_eq!(d.intended(0, &addr("node:f1"), m, m), vec![2]);
+        assert_eq!(d.intended(0, &addr("topic:alerts/flood"), m, m), vec![1]);
         d.record(10 * m, 0, Change::Join("medical".into()));
         d.record(20 * m, 2, Change::Leave("medical".into()));
         d.record(30 * m, 2, Change::Subscribe("alerts/flood".into()));
         let medical = addr("group:medical");
         // Sent at 1 min, 5 min lifetime: hq joins too late.
-        assert_eq!(d.intended(&medical, m, 5 * m), vec![2]);
+        assert_eq!(d.intended(0, &medical, m, 5 * m), vec![2]);
         // Sent at 5 min, 10 min lifetime: hq joins within it (at 10 min, before 15 min).
-        assert_eq!(d.intended(&medical, 5 * m, 10 * m), vec![0, 2]);
+        assert_eq!(d.intended(0, &medical, 5 * m, 10 * m), vec![0, 2]);
         // A lifetime that ends exactly at the join does not count.
-        assert_eq!(d.intended(&medical, 5 * m, 5 * m), vec![2]);
+        assert_eq!(d.intended(0, &medical, 5 * m, 5 * m), vec![2]);
         // After f1 left.
-        assert_eq!(d.intended(&medical, 25 * m, 60 * m), vec![0]);
-        assert_eq!(d.intended(&addr("topic:alerts/flood"), 25 * m, 10 * m), vec![1, 2]);
-        assert_eq!(d.intended(&addr("topic:alerts/flood"), 25 * m, 5 * m), vec![1]);
+        assert_eq!(d.intended(0, &medical, 25 * m, 60 * m), vec![0]);
+        assert_eq!(d.intended(0, &addr("topic:alerts/flood"), 25 * m, 10 * m), vec![1, 2]);
+        assert_eq!(d.intended(0, &addr("topic:alerts/flood"), 25 * m, 5 * m), vec![1]);
     }
 }

@@ -219,6 +219,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
     }
 
     let objects_json = objects(sc, obs, &sent, &links_json);
+    let deployments_json = deployments(sc, &sent, fates, &links_json, virtual_s);
     let json = json!({
         "scenario": sc.name,
         "seed": seed,
@@ -248,6 +249,7 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         "unintended": unintended,
         "destinations": pairs::destinations_json(sc, &accounts),
         "objects": objects_json,
+        "deployments": deployments_json,
         "expect": { "passed": failures.is_empty(), "failures": failures },
     });
     let text = table(&json);
@@ -258,6 +260,99 @@ pub fn build(sc: &Scenario, seed: u64, obs: &Observed, wall: Duration) -> Report
         &classes.iter().map(|(p, c)| (*p, c.latencies.clone())).collect(),
     );
     Report { json, failures, text, html }
+}
+
+/// With several deployments: per deployment, the pairs whose destination is one of its nodes
+/// (what became of them, and delivery latency), the pairs that crossed between deployments, and
+/// what the links between deployments carried. `null` with one deployment.
+fn deployments(
+    sc: &Scenario,
+    sent: &[(&MessageId, &Sent)],
+    fates: &std::collections::HashMap<(MessageId, usize), (pairs::Fate, Option<Duration>)>,
+    links: &[Value],
+    virtual_s: f64,
+) -> Value {
+    if sc.deployments.len() < 2 {
+        return Value::Null;
+    }
+    #[derive(Default)]
+    struct Tally {
+        pairs: u64,
+        delivered: u64,
+        refused: u64,
+        held: u64,
+        lost: u64,
+        latencies: Vec<Duration>,
+    }
+    impl Tally {
+        fn add(&mut self, fate: pairs::Fate, at: Duration, first: Option<Duration>) {
+            self.pairs += 1;
+            match fate {
+                pairs::Fate::Delivered => self.delivered += 1,
+                pairs::Fate::Refused => self.refused += 1,
+                pairs::Fate::Held => self.held += 1,
+                pairs::Fate::Lost => self.lost += 1,
+                _ => {}
+            }
+            self.latencies.extend(first.map(|f| f.saturating_sub(at)));
+        }
+        fn json(mut self) -> serde_json::Map<String, Value> {
+            self.latencies.sort();
+            let l = &self.latencies;
+            let mut m = serde_json::Map::new();
+            m.insert("pairs".into(), json!(self.pairs));
+            m.insert("delivered".into(), json!(self.delivered));
+            m.insert("refused".into(), json!(self.refused));
+            m.insert("held".into(), json!(self.held));
+            m.insert("lost".into(), json!(self.lost));
+            m.insert(
+                "latency_ms".into(),
+                json!({ "p50": ms(percentile(l, 0.5)), "p99": ms(percentile(l, 0.99)), "max": ms(l.last().copied()) }),
+            );
+            m
+        }
+    }
+    let mut by: Vec<Tally> = sc.deployments.iter().map(|_| Tally::default()).collect();
+    let mut crossing = Tally::default();
+    for (id, s) in sent {
+        for d in &s.intended {
+            let Some((fate, first)) = fates.get(&(**id, *d)) else { continue };
+            let (from, to) = (sc.nodes[s.origin].deployment, sc.nodes[*d].deployment);
+            by[to].add(*fate, s.at, *first);
+            if from != to {
+                crossing.add(*fate, s.at, *first);
+            }
+        }
+    }
+    let per_min = |b: u64| (b as f64 * 60.0 / virtual_s.max(1e-9)).round();
+    let between: Vec<Value> = sc
+        .links
+        .iter()
+        .filter(|l| sc.nodes[l.a].deployment != sc.nodes[l.b].deployment)
+        .filter_map(|l| links.iter().find(|j| j["id"] == l.id.as_str()))
+        .map(|j| {
+            json!({
+                "id": j["id"],
+                "medium": j["medium"],
+                "bytes_per_min": per_min(j["bytes"].as_u64().unwrap_or(0)),
+                "control_bytes_per_min": per_min(j["control_bytes"].as_u64().unwrap_or(0)),
+                "payload_bytes_per_min": per_min(j["payload_bytes"].as_u64().unwrap_or(0)),
+                "down_s": j["down_s"],
+            })
+        })
+        .collect();
+    let each: serde_json::Map<String, Value> = sc
+        .deployments
+        .iter()
+        .zip(by)
+        .enumerate()
+        .map(|(i, (d, t))| {
+            let mut m = t.json();
+            m.insert("nodes".into(), json!(sc.nodes.iter().filter(|n| n.deployment == i).count()));
+            (d.name.clone(), Value::Object(m))
+        })
+        .collect();
+    json!({ "each": each, "crossing": crossing.json(), "links_between": between })
 }
 
 /// Object flows (`content = "object"`): objects sent, delivered (pairs), completion times, and
@@ -515,6 +610,39 @@ fn table(j: &Value) -> String {
             "messages whose address had no intended recipient: {nobody}; submissions not \
              accepted (origin down or refusing): {refused}"
         );
+    }
+    if let Some(each) = j["deployments"]["each"].as_object() {
+        let _ = writeln!(
+            t,
+            "\n{:<12} {:>6} {:>7} {:>9} {:>7} {:>5} {:>9} {:>9}",
+            "deployment", "nodes", "pairs", "delivered", "refused", "lost", "p50 ms", "p99 ms"
+        );
+        let crossing = &j["deployments"]["crossing"];
+        let rows = each.iter().map(|(k, v)| (k.as_str(), v)).chain([("(crossing)", crossing)]);
+        for (name, d) in rows {
+            let _ = writeln!(
+                t,
+                "{:<12} {:>6} {:>7} {:>9} {:>7} {:>5} {:>9} {:>9}",
+                name,
+                cell(&d["nodes"]),
+                cell(&d["pairs"]),
+                cell(&d["delivered"]),
+                cell(&d["refused"]),
+                cell(&d["lost"]),
+                cell(&d["latency_ms"]["p50"]),
+                cell(&d["latency_ms"]["p99"]),
+            );
+        }
+        for l in j["deployments"]["links_between"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                t,
+                "between deployments {} ({}): {} B/min, {} B/min of it control",
+                l["id"].as_str().unwrap_or("?"),
+                l["medium"].as_str().unwrap_or("?"),
+                cell(&l["bytes_per_min"]),
+                cell(&l["control_bytes_per_min"]),
+            );
+        }
     }
     let mut links: Vec<&Value> =
         j["links"].as_array().map(|a| a.iter().collect()).unwrap_or_default();

@@ -59,7 +59,7 @@ use crate::fabric::LinkParams;
 use crate::oracle::Change;
 
 mod builtin;
-pub use builtin::{BUILT_IN, built_in, mesh};
+pub use builtin::{BUILT_IN, built_in, city, city_built_in, mesh};
 
 /// A scenario problem: file, line (when known) and reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,28 @@ pub struct NodeDef {
     pub role: Role,
     pub groups: Vec<String>,
     pub subscribe: Vec<TopicPattern>,
+    /// Its deployment: an index into [`Scenario::deployments`].
+    pub deployment: usize,
+    /// Other deployments' nodes may link here (`border = true`).
+    pub border: bool,
+}
+
+/// One deployment of a scenario: its own CA, and the node ids it certifies.
+#[derive(Clone, Debug)]
+pub struct DeploymentDef {
+    pub name: String,
+    /// Its nodes' ids as the other deployments' `[[federation]] nodes` name them: `<name>-*`
+    /// when every one of its ids starts so and no other deployment's does, else each id.
+    pub nodes: Vec<relaymesh::pki::NodePattern>,
+}
+
+/// `[federation]`: what each deployment takes from every other (the same both ways).
+#[derive(Clone, Debug)]
+pub struct FederationDef {
+    /// Address patterns, as in `[[federation]] to`.
+    pub to: Vec<String>,
+    pub precedences: [bool; 4],
+    pub roles: BTreeMap<Role, Role>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +277,11 @@ pub struct Scenario {
     pub expect: Expect,
     /// `[objectives]`: every node's delivery objectives, notices and escalation.
     pub objectives: Objectives,
+    /// The deployments, in the order their first node appears; one (`main`) unless nodes
+    /// name theirs.
+    pub deployments: Vec<DeploymentDef>,
+    /// Between every two deployments, when there are several.
+    pub federation: Option<FederationDef>,
 }
 
 /// What `[objectives]` sets in every node's configuration (the relay's defaults where it
@@ -327,6 +354,16 @@ struct Raw {
     /// Delivery objectives of every node, as in `node.toml` (`flash = "10m"`).
     #[serde(default)]
     objectives: Option<Spanned<ObjectivesSection>>,
+    #[serde(default)]
+    federation: Option<Spanned<RawFederation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    to: Vec<Spanned<String>>,
+    precedences: Option<Vec<Spanned<String>>>,
+    roles: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +382,9 @@ struct RawNode {
     groups: Vec<Spanned<String>>,
     #[serde(default)]
     subscribe: Vec<Spanned<String>>,
+    deployment: Option<Spanned<String>>,
+    #[serde(default)]
+    border: bool,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +608,7 @@ impl Checker<'_> {
             return Err(self.err(&raw.duration, "duration must be positive"));
         }
         let mut nodes: Vec<NodeDef> = Vec::new();
+        let mut deployments: Vec<String> = Vec::new();
         for n in &raw.node {
             let id = NodeId::new(n.id.get_ref()).map_err(|e| self.err(&n.id, e))?;
             if nodes.iter().any(|x| x.id == id) {
@@ -587,11 +628,39 @@ impl Checker<'_> {
                 .iter()
                 .map(|s| TopicPattern::new(s.get_ref()).map_err(|e| self.err(s, e)))
                 .collect::<Result<_, _>>()?;
-            nodes.push(NodeDef { id, role, groups, subscribe });
+            let deployment = match &n.deployment {
+                Some(d) => {
+                    let name = d.get_ref();
+                    if name.is_empty()
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err(
+                            self.err(d, "a deployment's name is letters, digits, `-` and `_`")
+                        );
+                    }
+                    match deployments.iter().position(|x: &String| x == name) {
+                        Some(i) => i,
+                        None => {
+                            deployments.push(name.clone());
+                            deployments.len() - 1
+                        }
+                    }
+                }
+                None => match deployments.iter().position(|x| x == "main") {
+                    Some(i) => i,
+                    None => {
+                        deployments.push("main".into());
+                        deployments.len() - 1
+                    }
+                },
+            };
+            nodes.push(NodeDef { id, role, groups, subscribe, deployment, border: n.border });
         }
         if nodes.is_empty() {
             return Err((self.fail)(None, "a scenario needs at least one [[node]]".into()));
         }
+        let federation = self.federation(&raw, deployments.len())?;
+        let deployments = deployment_defs(&deployments, &nodes);
 
         let mut links: Vec<LinkDef> = Vec::new();
         for l in &raw.link {
@@ -602,6 +671,18 @@ impl Checker<'_> {
             }
             let medium =
                 l.medium.get_ref().parse::<Medium>().map_err(|e| self.err(&l.medium, e))?;
+            let (da, db) = (nodes[a].deployment, nodes[b].deployment);
+            if da != db
+                && let Some(x) = [a, b].into_iter().find(|x| !nodes[*x].border)
+            {
+                return Err(self.err(
+                    &l.a,
+                    format!(
+                        "a link between deployments {} and {}: {} is not a border (border = true)",
+                        deployments[da].name, deployments[db].name, nodes[x].id
+                    ),
+                ));
+            }
             let id = format!("{}~{}/{}", nodes[a].id, nodes[b].id, medium);
             let twin = format!("{}~{}/{}", nodes[b].id, nodes[a].id, medium);
             if links.iter().any(|x| x.id == id || x.id == twin) {
@@ -972,8 +1053,80 @@ impl Checker<'_> {
             check_invariants: false,
             expect,
             objectives,
+            deployments,
+            federation,
         })
     }
+
+    /// `[federation]`: required when nodes belong to several deployments.
+    fn federation(
+        &self,
+        raw: &Raw,
+        deployments: usize,
+    ) -> Result<Option<FederationDef>, ScenarioError> {
+        let Some(f) = &raw.federation else {
+            if deployments > 1 {
+                return Err((self.fail)(
+                    None,
+                    "nodes of several deployments: say in [federation] what crosses between them"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let inner = f.get_ref();
+        if inner.to.is_empty() {
+            return Err(self.err(f, "[federation] to: name the addresses that may cross"));
+        }
+        for t in &inner.to {
+            relaymesh::core::policy::AddressPattern::parse(t.get_ref())
+                .map_err(|e| self.err(t, e))?;
+        }
+        let mut precedences = [inner.precedences.is_none(); 4];
+        for p in inner.precedences.iter().flatten() {
+            let prec: Precedence = p.get_ref().parse().map_err(|e| self.err(p, e))?;
+            precedences[prec.index()] = true;
+        }
+        let mut roles = BTreeMap::new();
+        for (theirs, ours) in &inner.roles {
+            let t: Role = theirs.parse().map_err(|e| self.err(ours, format!("{theirs}: {e}")))?;
+            roles.insert(t, ours.get_ref().parse::<Role>().map_err(|e| self.err(ours, e))?);
+        }
+        if roles.is_empty() {
+            return Err(self.err(f, "[federation] roles: map the roles that may send across"));
+        }
+        Ok(Some(FederationDef {
+            to: inner.to.iter().map(|t| t.get_ref().clone()).collect(),
+            precedences,
+            roles,
+        }))
+    }
+}
+
+/// Each deployment with the ids of its nodes, as patterns.
+fn deployment_defs(names: &[String], nodes: &[NodeDef]) -> Vec<DeploymentDef> {
+    use relaymesh::pki::NodePattern;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let prefix = format!("{name}-");
+            let own = nodes.iter().filter(|n| n.deployment == i);
+            let others = nodes.iter().filter(|n| n.deployment != i);
+            let nodes = if own.clone().all(|n| n.id.as_str().starts_with(&prefix))
+                && !others.clone().any(|n| n.id.as_str().starts_with(&prefix))
+            {
+                vec![NodePattern::parse(&format!("{prefix}*"))]
+            } else {
+                own.map(|n| NodePattern::parse(n.id.as_str())).collect()
+            };
+            let nodes = nodes
+                .into_iter()
+                .map(|p| p.unwrap_or_else(|e| unreachable!("a node id is a pattern: {e}")))
+                .collect();
+            DeploymentDef { name: name.clone(), nodes }
+        })
+        .collect()
 }
 
 fn reversed(id: &str) -> Option<String> {
@@ -1030,6 +1183,30 @@ link = "a~b/wireless"
         assert_eq!(e.file, "s.toml");
         assert_eq!(e.line, Some(line), "{e}");
         assert!(e.reason.contains(reason), "{e}");
+    }
+
+    #[test]
+    fn deployments_need_a_federation_and_links_between_them_need_borders() {
+        let two =
+            SMALL.replace("role = \"township\"", "role = \"township\"\ndeployment = \"city\"");
+        let e = parse(&two, "s.toml").unwrap_err();
+        assert!(e.reason.contains("say in [federation] what crosses"), "{e}");
+        let fed = format!(
+            "{two}\n[federation]\nto = [\"node:*\"]\nroles = {{ command = \"township\" }}\n"
+        );
+        check(&fed, 15, "a link between deployments main and city: a is not a border");
+        let borders = fed
+            .replace("role = \"command\"", "role = \"command\"\nborder = true")
+            .replace("deployment = \"city\"", "deployment = \"city\"\nborder = true");
+        let s = parse(&borders, "s.toml").unwrap();
+        let names: Vec<&str> = s.deployments.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["main", "city"]);
+        // Ids that do not start with the deployment's name are named one by one.
+        assert_eq!(s.deployments[1].nodes, vec![relaymesh::pki::NodePattern::parse("b").unwrap()]);
+        let f = s.federation.unwrap();
+        assert_eq!(f.precedences, [true; 4]);
+        assert_eq!(f.roles.get(&Role::Command), Some(&Role::Township));
+        check(&borders.replace("to = [\"node:*\"]", "to = [\"nowhere\"]"), 27, "invalid address");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use relaymesh::core::federation::Federation;
 use relaymesh::core::objects::{self, ObjectSubmission};
+use relaymesh::core::policy::AddressPattern;
 use relaymesh::core::status::held_entries;
 use relaymesh::core::store::MemStore;
 use relaymesh::core::{
@@ -20,7 +22,7 @@ use relaymesh::core::{
 use relaymesh::pki::{Ca, Validity};
 use relaymesh::shell::clock::Clock;
 use relaymesh::shell::driver::NodeHandle;
-use relaymesh::shell::tls::Credentials;
+use relaymesh::shell::tls::{Credentials, FederatedCa};
 use relaymesh::shell::traffic::{DirectionBytes, Traffic};
 use relaymesh::shell::{Dial, Listener, Relay, RelaySpec};
 use rustls::pki_types::PrivateKeyDer;
@@ -319,11 +321,17 @@ impl<'s> World<'s> {
             not_before: epoch - Duration::from_secs(86_400),
             not_after: epoch + Duration::from_secs(10 * 365 * 86_400),
         };
-        let ca = Ca::generate(seed_bytes(sub_seed(seed, "ca", 0)), validity)
-            .unwrap_or_else(|e| unreachable!("a seeded CA always generates: {e}"));
+        // A CA per deployment (the first one's seed as before there were several).
+        let cas: Vec<Ca> = (0..sc.deployments.len())
+            .map(|d| {
+                Ca::generate(seed_bytes(sub_seed(seed, "ca", d as u64)), validity)
+                    .unwrap_or_else(|e| unreachable!("a seeded CA always generates: {e}"))
+            })
+            .collect();
         let mut nodes = Vec::new();
         for (index, def) in sc.nodes.iter().enumerate() {
             let key_seed = seed_bytes(sub_seed(seed, "key", index as u64));
+            let ca = &cas[def.deployment];
             let cert = ca
                 .issue(&def.id, def.role, key_seed, validity)
                 .unwrap_or_else(|e| unreachable!("a seeded certificate always generates: {e}"));
@@ -332,9 +340,10 @@ impl<'s> World<'s> {
                 chain: vec![cert.cert_der],
                 key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
                 identity: relaymesh::pki::Identity { node: def.id.clone(), role: def.role },
-                federated: Vec::new(),
+                federated: federated_cas(sc, &cas, def),
             };
             let mut core = CoreConfig::new(def.id.clone(), def.role);
+            core.federation = federations(sc, def);
             core.groups = def.groups.clone();
             core.check_invariants = sc.check_invariants;
             if let Some(l) = sc.advert_lifetime {
@@ -909,7 +918,7 @@ impl<'s> World<'s> {
         self.obs.deliveries.retain(|(id, _), _| sent.contains_key(id));
         let declared = &self.obs.declared;
         for s in self.obs.sent.values_mut() {
-            s.intended = declared.intended(&s.to, s.at, s.lifetime);
+            s.intended = declared.intended(s.origin, &s.to, s.at, s.lifetime);
         }
         self.obs.links = self.fabric.link_report();
         for l in &self.sc.links {
@@ -922,6 +931,49 @@ impl<'s> World<'s> {
         self.obs.virtual_time = Instant::now() - self.start;
         self.obs
     }
+}
+
+/// The CAs of the deployments other than `def`'s, as `def` trusts them.
+fn federated_cas(sc: &Scenario, cas: &[Ca], def: &crate::scenario::NodeDef) -> Vec<FederatedCa> {
+    sc.deployments
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| *d != def.deployment)
+        .map(|(d, dep)| FederatedCa {
+            deployment: dep.name.as_str().into(),
+            ca: cas[d].cert_der.clone(),
+            nodes: dep.nodes.clone(),
+            border: def.border,
+        })
+        .collect()
+}
+
+/// What `def` takes from each other deployment: the scenario's `[federation]`, with its own
+/// deployment's borders.
+fn federations(sc: &Scenario, def: &crate::scenario::NodeDef) -> Vec<Federation> {
+    let Some(f) = &sc.federation else { return Vec::new() };
+    let borders: Vec<NodeId> = sc
+        .nodes
+        .iter()
+        .filter(|n| n.deployment == def.deployment && n.border)
+        .map(|n| n.id.clone())
+        .collect();
+    let to: Vec<AddressPattern> =
+        f.to.iter()
+            .map(|t| AddressPattern::parse(t).unwrap_or_else(|e| unreachable!("checked: {e}")))
+            .collect();
+    sc.deployments
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| *d != def.deployment)
+        .map(|(_, dep)| Federation {
+            deployment: dep.name.as_str().into(),
+            borders: borders.clone(),
+            to: to.clone(),
+            precedences: f.precedences,
+            roles: f.roles.clone(),
+        })
+        .collect()
 }
 
 fn exponential(rng: &mut ChaCha8Rng, mean: Duration) -> Duration {

@@ -1178,3 +1178,84 @@ fn cap_warnings_reach_every_township_within_their_objectives_as_valid_cap() {
         assert!(xml.len() >= t.size, "{} bytes, wanted {}", xml.len(), t.size);
     }
 }
+
+#[test]
+fn a_small_city_of_three_deployments_loses_nothing_and_keeps_each_countys_groups_at_home() {
+    let text = scenario::city(2, 6, "12m", false);
+    let sc = scenario::parse(&text, "city:2:6:12m").unwrap();
+    assert_eq!(sc.deployments.len(), 3);
+    let r = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+    assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+    let d = &r.json["deployments"];
+    let crossing = &d["crossing"];
+    let n = |v: &Value| v.as_u64().unwrap();
+    assert!(n(&crossing["delivered"]) > 0, "{}", r.text);
+    // Delivered, or still on its way when the run ended (sent in its last seconds).
+    assert_eq!(
+        n(&crossing["delivered"]) + n(&crossing["held"]),
+        n(&crossing["pairs"]),
+        "{}",
+        r.text
+    );
+    assert_eq!(crossing["lost"], 0);
+    // Each county's FLASH to its townships stays in the county; the city's alerts reach
+    // every county's subscribers.
+    for c in ["c01", "c02"] {
+        assert_eq!(d["each"][c]["lost"], 0);
+        assert!(d["each"][c]["pairs"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(d["links_between"].as_array().unwrap().len(), 3, "two satellite links and the ring");
+    assert!(r.text.contains("(crossing)"), "{}", r.text);
+}
+
+#[test]
+fn what_a_federation_refuses_is_counted_refused_not_lost() {
+    let text = r#"
+name = "refusals"
+duration = "5m"
+[federation]
+to = ["node:*"]
+precedences = ["immediate", "priority", "routine"]
+roles = { command = "command" }
+
+[[node]]
+id = "hq"
+role = "command"
+border = true
+
+[[node]]
+id = "city-hq"
+role = "command"
+deployment = "city"
+border = true
+
+[[link]]
+a = "hq"
+b = "city-hq"
+medium = "satellite"
+
+[[traffic]]
+from = "city-hq"
+to = "node:hq"
+precedence = "flash"
+every = "1m"
+size = 200
+stop = "4m"
+
+[[traffic]]
+from = "city-hq"
+to = "node:hq"
+precedence = "immediate"
+every = "1m"
+size = 200
+stop = "4m"
+"#;
+    let sc = scenario::parse(text, "refusals.toml").unwrap();
+    let r = relaymesh_sim::run(&sc, 1, &mut |_| {});
+    let p = &r.json["precedence"];
+    assert!(p["flash"]["refused"].as_u64().unwrap() >= 4, "{}", r.text);
+    assert_eq!(p["flash"]["delivered"], 0);
+    assert_eq!(p["flash"]["lost"], 0, "{}", r.text);
+    assert_eq!(p["immediate"]["delivered"], p["immediate"]["pairs"], "{}", r.text);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+}

@@ -219,3 +219,21 @@ fn a_federated_ca_certifies_only_its_own_nodes() {
     let why = t1.check_certificate(&crate::trust::Trust::certificate(&county_city)).unwrap_err();
     assert!(why.contains("city-x is a node of city"), "{why}");
 }
+
+#[test]
+fn a_federated_border_that_alters_a_message_is_cut_off_as_any_forger() {
+    let mut d = deployments();
+    // city-hq alters what it forwards: city-team's order, signed by city-team, is no longer
+    // what city-team signed when it reaches hq.
+    d.h.tamper = Some("city-hq".into());
+    let id = d.h.submit("city-team", "node:hq", Precedence::Routine, HOUR);
+    d.h.run_for(5 * SECOND);
+    assert!(!d.h.delivered_ids("hq").contains(&id));
+    assert!(d.h.node("hq").counters.forged >= 1);
+    assert_eq!(d.h.node("hq").counters.federation_refused, 0, "judged a forgery, not policy");
+    let cut = misbehaved(&d.h, "hq");
+    assert!(
+        cut.iter().any(|(peer, why)| peer == &n("city-hq") && why.contains("bad signature")),
+        "{cut:?}"
+    );
+}
