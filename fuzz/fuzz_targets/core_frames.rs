@@ -248,6 +248,7 @@ fuzz_target!(|data: &[u8]| {
     let mut sim = Sim::new(seed);
     sim.flush();
     let mut steps = 0;
+    let mut objects_made = 0u32;
     while let Some(b) = input.byte() {
         steps += 1;
         if steps > 512 {
@@ -342,13 +343,21 @@ fuzz_target!(|data: &[u8]| {
                 }
                 6 => {
                     // An object: to one of the addresses (this node among them, so that it
-                    // gathers its own chunks), of up to 178 KB in 4 KiB chunks.
+                    // gathers its own chunks), of up to 44 chunks of 256 bytes. At most 8 an
+                    // input: the cost is in chunks and objects, not bytes, and a corpus left
+                    // alone drifts towards inputs of dozens of objects, each run 1.6x slower
+                    // with no new coverage (measured over a grown corpus: 8,805 edges with
+                    // the cap, 8,791 without).
                     let (a, n) = (input.byte().unwrap_or(0), input.byte().unwrap_or(0));
+                    if objects_made >= 8 {
+                        continue;
+                    }
+                    objects_made += 1;
                     let Ok(to) = Address::parse(ADDRESSES[usize::from(a) % ADDRESSES.len()])
                     else {
                         continue;
                     };
-                    let data = Bytes::from(vec![a; usize::from(n) * 700]);
+                    let data = Bytes::from(vec![a; usize::from(n) * 44]);
                     let sub = ObjectSubmission {
                         to,
                         precedence: Precedence::DESCENDING[usize::from(a) % 4],
@@ -360,8 +369,8 @@ fuzz_target!(|data: &[u8]| {
                         size: data.len() as u64,
                         zstd: false,
                         sha256: objects::sha256(&data),
-                        chunk_size: 4096,
-                        chunks: objects::cut(&data, 4096),
+                        chunk_size: 256,
+                        chunks: objects::cut(&data, 256),
                     };
                     if let Ok(id) = sim.node.handle_submit_object(sim.now, sub)
                         && sim.submitted.len() < 64
