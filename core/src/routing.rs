@@ -50,11 +50,8 @@ pub fn edge_cost(
 
 /// What of an advert the route computation reads: each link's far end, medium, whether it
 /// is up, and its cost inputs at the resolution `edge_cost` uses (whole milliseconds of RTT).
-fn edges(a: &Advert) -> Vec<(&NodeId, Medium, bool, u128, u32)> {
-    a.links
-        .iter()
-        .map(|l| (&l.neighbour, l.medium, l.up, l.rtt.as_micros() / 1000, l.loss_ppm))
-        .collect()
+fn edges(a: &Advert) -> impl Iterator<Item = (&NodeId, Medium, bool, u128, u32)> {
+    a.links.iter().map(|l| (&l.neighbour, l.medium, l.up, l.rtt.as_micros() / 1000, l.loss_ppm))
 }
 
 /// One of this node's own links, as routing sees it.
@@ -177,7 +174,7 @@ impl Routing {
                 // A refresh that moves no edge (most of them, at rest) leaves every route as
                 // it was: in a mesh of N nodes each refresh would otherwise cost every node
                 // its four shortest-path trees.
-                if edges(&old.advert) != edges(&self.adverts[&node].advert) {
+                if !edges(&old.advert).eq(edges(&self.adverts[&node].advert)) {
                     self.dirty = true;
                 }
             }
