@@ -567,6 +567,15 @@ fn federate(
         if ca == creds.ca {
             return Err((key, format!("{} is this deployment's own CA (`ca`)", f.ca.display())));
         }
+        if !is_ca(&ca) {
+            return Err((
+                key,
+                format!(
+                    "{} is not a CA certificate (a node's, say): give the other deployment's ca.crt",
+                    f.ca.display()
+                ),
+            ));
+        }
         if let Some(j) = creds.federated.iter().position(|g| g.ca == ca) {
             return Err((key, format!("the same CA as federation[{j}]")));
         }
@@ -578,6 +587,16 @@ fn federate(
         });
     }
     Ok(())
+}
+
+/// Whether `cert` is a CA's: basic constraints say so and it signed itself.
+fn is_ca(cert: &rustls::pki_types::CertificateDer<'_>) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, c)) = X509Certificate::from_der(cert.as_ref()) else { return false };
+    let constrained = c.basic_constraints().ok().flatten().is_some_and(|b| b.value.ca);
+    constrained
+        && c.issuer() == c.subject()
+        && signed_by_ca(cert, c.tbs_certificate.as_ref(), &c.signature_value.data).unwrap_or(false)
 }
 
 /// Checks that the node can write its data directory (or make it): as the user, and in the
@@ -1667,6 +1686,24 @@ async fn status(a: StatusArgs) -> Outcome {
             let name = o.object.as_ref().map_or("?", |d| d.name.as_str());
             out!("  {} {name}: {}", &o.id[..8], o.summary);
         }
+    }
+    if !s.deployments.is_empty() {
+        let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (node, d) in &s.deployments {
+            by.entry(d.as_str()).or_default().push(node.as_str());
+        }
+        out!("\nother deployments (federated):");
+        for (d, nodes) in by {
+            let crl = s.security.federated_revocation_lists.get(d);
+            let crl = crl.map_or(String::new(), |n| format!(" (revocation list {n})"));
+            out!("  {d}{crl}: {}", nodes.join(", "));
+        }
+    }
+    if s.security.federation_refused > 0 {
+        out!(
+            "refused by a federation's policy: {} messages from other deployments' nodes",
+            s.security.federation_refused
+        );
     }
     if !s.refused_links.is_empty() {
         out!("\nrefused links:");

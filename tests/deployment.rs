@@ -486,6 +486,10 @@ fn two_deployments_under_different_cas_exchange_orders_under_their_federation_po
     assert!(hq.log().contains("flash may not cross from city"), "the refusal is logged");
     let inbox: Vec<String> = hq.inbox_all().into_iter().filter_map(|m| m.body).collect();
     assert_eq!(inbox, ["city: open the shelter"]);
+    // The operator's view says the same.
+    let shown = cli_ok(&["status", "--api", &hq.spec.api_url()]);
+    assert!(shown.contains("other deployments (federated):\n  city: city-hq"), "{shown}");
+    assert!(shown.contains("refused by a federation's policy: 1 messages"), "{shown}");
 }
 
 #[test]
@@ -551,6 +555,19 @@ fn federation_configurations_that_cannot_work_exit_2_naming_the_key() {
     ));
     let said = refused("check", &odd.write_config());
     assert!(said.contains("federation[0].borders[0]"), "{said}");
+    // A node's certificate where the other deployment's CA belongs, and a policy that would
+    // let nothing across.
+    city.issue("city-hq", "command");
+    let fed = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy)
+        .replace("/ca.crt", "/city-hq.crt");
+    let said =
+        refused("check", &county.node("county-3", "command", "public").extra(&fed).write_config());
+    assert!(said.contains("federation[0].ca") && said.contains("not a CA certificate"), "{said}");
+    let none = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy)
+        + "precedences = []\n";
+    let said =
+        refused("check", &county.node("county-4", "command", "public").extra(&none).write_config());
+    assert!(said.contains("federation[0].precedences"), "{said}");
     // The city's revocation list signed by the county's CA.
     cli_ok(&["pki", "revoke", "--dir", county.pki().to_str().unwrap(), "--node", "county-2"]);
     let crl = county.pki().join("crl.pem");

@@ -300,6 +300,11 @@ impl Node {
             return Err((CustodyCode::Invalid, "offer without destinations".into()));
         }
         self.check_origin(now, link, env)?;
+        if let Err(why) = check_report(env) {
+            self.counters.refused[p.index()] += 1;
+            tracing::warn!(origin = %env.origin, id = %env.id, "report refused: {why}");
+            return Err((CustodyCode::Policy, why));
+        }
         if !matches!(env.body, Body::Report(_)) {
             let role = if let Some(c) = self.keys.get(&env.origin) {
                 match self.federated_role(c, &env.to, p) {
@@ -428,7 +433,15 @@ impl Node {
             return self.deliver_object_part(now, env, age);
         }
         match &env.body {
-            Body::Report(r) => self.apply_report(now, r),
+            // Checked on arrival (`judge_offer`); checked again before it counts, since a
+            // delivery cleared by a forged report is an order that silently never arrived.
+            Body::Report(r) => match check_report(env) {
+                Ok(()) => self.apply_report(now, r),
+                Err(why) => {
+                    tracing::warn!(origin = %env.origin, "report ignored: {why}");
+                    Ok(())
+                }
+            },
             // Its work was done on arrival (`steer`); the origin learns it got here.
             Body::Cancel { .. } => {
                 let me = [self.cfg.node.clone()];
@@ -727,7 +740,8 @@ impl Node {
         Ok(())
     }
 
-    /// Records a report about a message this node originated.
+    /// Records a report about a message this node originated (one that passed
+    /// [`check_report`], or this node's own).
     fn apply_report(&mut self, now: Time, r: &Report) -> Result<(), StoreError> {
         let mut fresh = false;
         self.update_status(&r.of, |s| {
@@ -924,4 +938,23 @@ fn held_ref(o: &Offer) -> HeldRef {
         multi: o.multi,
         from: o.from.clone(),
     }
+}
+
+/// Whether a report is one an honest node makes: it speaks only for the node that signed it
+/// (`at_node` is its origin; a delivery, for that node alone), goes to one node and carries no
+/// payload. Reports are exempt from policy and federation rules (a receipt must always get
+/// back), so nothing else may travel as one; and a report that spoke for another node would
+/// let any node mark an order delivered that never arrived.
+pub(super) fn check_report(env: &Envelope) -> Result<(), String> {
+    let Body::Report(r) = &env.body else { return Ok(()) };
+    if r.at_node != env.origin {
+        return Err(format!("a report signed by {} speaks for {}", env.origin, r.at_node));
+    }
+    if r.outcome == Outcome::Delivered && r.destinations.as_slice() != [r.at_node.clone()] {
+        return Err(format!("a delivery report from {} names other destinations", r.at_node));
+    }
+    if !matches!(env.to, Address::Node(_)) || !env.payload.is_empty() {
+        return Err("a report goes to one node and carries no payload".into());
+    }
+    Ok(())
 }

@@ -708,6 +708,12 @@ fn federation(
                 .enumerate()
                 .map(|(j, t)| field(&format!("{key}.to[{j}]"), AddressPattern::parse(t)))
                 .collect::<Result<Vec<_>, _>>()?;
+        if f.precedences.as_ref().is_some_and(Vec::is_empty) {
+            return Err((
+                format!("{key}.precedences"),
+                "name at least one precedence (leave it out for all four)".into(),
+            ));
+        }
         let mut precedences = [f.precedences.is_none(); 4];
         for (j, p) in f.precedences.iter().flatten().enumerate() {
             let p: Precedence = field(&format!("{key}.precedences[{j}]"), p.parse())?;

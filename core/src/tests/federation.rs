@@ -237,3 +237,78 @@ fn a_federated_border_that_alters_a_message_is_cut_off_as_any_forger() {
         "{cut:?}"
     );
 }
+
+/// An envelope `from` signs (through its own node), with `body` and `payload`, to `to`.
+fn signed_report(
+    d: &mut Deployments,
+    from: &str,
+    to: &str,
+    report: crate::types::Report,
+    payload: Bytes,
+) {
+    let now = d.h.now;
+    let node = d.h.node(from);
+    let env = Envelope {
+        id: node.new_id(),
+        origin: n(from),
+        to: Address::parse(to).unwrap(),
+        precedence: Precedence::Flash,
+        lifetime: HOUR,
+        content_type: crate::custody::REPORT_CONTENT_TYPE.into(),
+        payload,
+        receipt: false,
+        body: crate::types::Body::Report(report),
+        status: TrafficStatus::Actual,
+        created: now,
+        age: Duration::ZERO,
+        hop_count: 0,
+        destinations: vec![n(to.trim_start_matches("node:"))],
+        signature: Bytes::new(),
+        key: None,
+        supersedes: None,
+    };
+    node.originate(now, env);
+    node.commit(now).unwrap();
+}
+
+fn delivered_at(of: MessageId, node: &str) -> crate::types::Report {
+    crate::types::Report {
+        of,
+        outcome: Outcome::Delivered,
+        at_node: n(node),
+        age: SECOND,
+        reason: String::new(),
+        destinations: vec![n(node)],
+    }
+}
+
+#[test]
+fn a_receipt_signed_by_one_node_for_another_is_refused_and_the_order_stays_undelivered() {
+    let mut d = deployments();
+    d.h.disconnect(0); // t1 - hq: t1 can receive nothing
+    let id = d.h.submit("hq", "node:t1", Precedence::Flash, HOUR);
+    d.h.run_for(2 * SECOND);
+    // city-hq signs "delivered at t1": it may speak only for itself.
+    signed_report(&mut d, "city-hq", "node:hq", delivered_at(id, "t1"), Bytes::new());
+    d.h.run_for(5 * SECOND);
+    assert_eq!(d.outcome("hq", &id, "t1").0, None, "a forged receipt was taken");
+    // And "delivered at city-hq" for a message to t1 names a destination that is not its own.
+    let mut own = delivered_at(id, "city-hq");
+    own.destinations = vec![n("t1")];
+    signed_report(&mut d, "city-hq", "node:hq", own, Bytes::new());
+    d.h.run_for(5 * SECOND);
+    assert_eq!(d.outcome("hq", &id, "t1").0, None, "a delivery named for another node was taken");
+    assert!(d.h.node("hq").counters.refused[Precedence::Flash.index()] >= 2);
+}
+
+#[test]
+fn nothing_but_a_receipt_crosses_as_a_report() {
+    let mut d = deployments();
+    // FLASH may not cross from the city; a "report" carrying a payload would.
+    let report = delivered_at(MessageId([9; 16]), "city-hq");
+    signed_report(&mut d, "city-hq", "node:t1", report, Bytes::from(vec![b'x'; 60_000]));
+    d.h.run_for(5 * SECOND);
+    assert_eq!(d.h.node("t1").counters.received[Precedence::Flash.index()], 0);
+    assert_eq!(d.h.node("hq").counters.received[Precedence::Flash.index()], 0);
+    assert!(d.h.node("hq").counters.refused[Precedence::Flash.index()] >= 1);
+}
