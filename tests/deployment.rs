@@ -525,58 +525,34 @@ fn federation_configurations_that_cannot_work_exit_2_naming_the_key() {
     let county = Mesh::new();
     let city = Mesh::new();
     let policy = "to = [\"node:*\"]\nroles = { command = \"township\" }";
+    // `relaymesh check` of county node `node` with `extra`: exit 2, and what it said.
+    let check = |node: &str, extra: &str| {
+        refused("check", &county.node(node, "command", "public").extra(extra).write_config())
+    };
+    let city_fed = |borders: &str| federation(&city, "city", r#"["city-*"]"#, borders, policy);
+    let expect = |said: String, key: &str, why: &str| {
+        assert!(said.contains(key) && said.contains(why), "{key}: {said}");
+    };
     // This deployment's own CA named as another's.
-    let own = county.node("county-hq", "command", "public").extra(&federation(
-        &county,
-        "city",
-        r#"["city-*"]"#,
-        r#"["county-hq"]"#,
-        policy,
-    ));
-    let said = refused("check", &own.write_config());
-    assert!(
-        said.contains("federation[0].ca") && said.contains("this deployment's own CA"),
-        "{said}"
-    );
+    let own = federation(&county, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy);
+    expect(check("county-hq", &own), "federation[0].ca", "this deployment's own CA");
     // A peer of the other deployment dialled from a node that is not one of its borders.
-    let t1 = county
-        .node("township-01", "township", "public")
-        .extra(&federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy))
-        .extra("[[peer]]\nnode = \"city-hq\"\naddr = \"127.0.0.1:9\"\nmedium = \"public\"\ndeployment = \"city\"");
-    let said = refused("check", &t1.write_config());
-    assert!(said.contains("peer[0].deployment") && said.contains("not a border of city"), "{said}");
+    let peer = "[[peer]]\nnode = \"city-hq\"\naddr = \"127.0.0.1:9\"\nmedium = \"public\"\n\
+                deployment = \"city\"";
+    let fed = city_fed(r#"["county-hq"]"#) + peer;
+    expect(check("county-5", &fed), "peer[0].deployment", "not a border of city");
     // A border that is one of the other deployment's nodes.
-    let odd = county.node("county-2", "command", "public").extra(&federation(
-        &city,
-        "city",
-        r#"["city-*"]"#,
-        r#"["city-hq"]"#,
-        policy,
-    ));
-    let said = refused("check", &odd.write_config());
-    assert!(said.contains("federation[0].borders[0]"), "{said}");
+    expect(check("county-2", &city_fed(r#"["city-hq"]"#)), "federation[0].borders[0]", "");
     // A node's certificate where the other deployment's CA belongs, and a policy that would
     // let nothing across.
     city.issue("city-hq", "command");
-    let fed = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy)
-        .replace("/ca.crt", "/city-hq.crt");
-    let said =
-        refused("check", &county.node("county-3", "command", "public").extra(&fed).write_config());
-    assert!(said.contains("federation[0].ca") && said.contains("not a CA certificate"), "{said}");
-    let none = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy)
-        + "precedences = []\n";
-    let said =
-        refused("check", &county.node("county-4", "command", "public").extra(&none).write_config());
-    assert!(said.contains("federation[0].precedences"), "{said}");
+    let fed = city_fed(r#"["county-hq"]"#).replace("/ca.crt", "/city-hq.crt");
+    expect(check("county-3", &fed), "federation[0].ca", "not a CA certificate");
+    let none = city_fed(r#"["county-hq"]"#) + "precedences = []\n";
+    expect(check("county-4", &none), "federation[0].precedences", "");
     // The city's revocation list signed by the county's CA.
     cli_ok(&["pki", "revoke", "--dir", county.pki().to_str().unwrap(), "--node", "county-2"]);
     let crl = county.pki().join("crl.pem");
-    let mut fed = federation(&city, "city", r#"["city-*"]"#, r#"["county-hq"]"#, policy);
-    fed.push_str(&format!("crl = \"{}\"\n", crl.display()));
-    let wrong = county.node("county-hq", "command", "public").extra(&fed);
-    let said = refused("check", &wrong.write_config());
-    assert!(
-        said.contains("federation[0].crl") && said.contains("not signed by the CA of city"),
-        "{said}"
-    );
+    let fed = city_fed(r#"["county-hq"]"#) + &format!("crl = \"{}\"\n", crl.display());
+    expect(check("county-hq", &fed), "federation[0].crl", "not signed by the CA of city");
 }

@@ -335,15 +335,16 @@ impl<'s> World<'s> {
             let cert = ca
                 .issue(&def.id, def.role, key_seed, validity)
                 .unwrap_or_else(|e| unreachable!("a seeded certificate always generates: {e}"));
+            let (trusted, policies) = federated(sc, &cas, def);
             let creds = Credentials {
                 ca: ca.cert_der.clone(),
                 chain: vec![cert.cert_der],
                 key: Arc::new(PrivateKeyDer::Pkcs8(cert.key_der)),
                 identity: relaymesh::pki::Identity { node: def.id.clone(), role: def.role },
-                federated: federated_cas(sc, &cas, def),
+                federated: trusted,
             };
             let mut core = CoreConfig::new(def.id.clone(), def.role);
-            core.federation = federations(sc, def);
+            core.federation = policies;
             core.groups = def.groups.clone();
             core.check_invariants = sc.check_invariants;
             if let Some(l) = sc.advert_lifetime {
@@ -933,47 +934,46 @@ impl<'s> World<'s> {
     }
 }
 
-/// The CAs of the deployments other than `def`'s, as `def` trusts them.
-fn federated_cas(sc: &Scenario, cas: &[Ca], def: &crate::scenario::NodeDef) -> Vec<FederatedCa> {
-    sc.deployments
-        .iter()
-        .enumerate()
-        .filter(|(d, _)| *d != def.deployment)
-        .map(|(d, dep)| FederatedCa {
-            deployment: dep.name.as_str().into(),
-            ca: cas[d].cert_der.clone(),
-            nodes: dep.nodes.clone(),
-            border: def.border,
-        })
-        .collect()
-}
-
-/// What `def` takes from each other deployment: the scenario's `[federation]`, with its own
+/// What `def` takes from each other deployment: its CA (for the node ids it certifies; at the
+/// handshake too if `def` is a border) and the scenario's `[federation]`, with `def`'s own
 /// deployment's borders.
-fn federations(sc: &Scenario, def: &crate::scenario::NodeDef) -> Vec<Federation> {
-    let Some(f) = &sc.federation else { return Vec::new() };
+fn federated(
+    sc: &Scenario,
+    cas: &[Ca],
+    def: &crate::scenario::NodeDef,
+) -> (Vec<FederatedCa>, Vec<Federation>) {
     let borders: Vec<NodeId> = sc
         .nodes
         .iter()
         .filter(|n| n.deployment == def.deployment && n.border)
         .map(|n| n.id.clone())
         .collect();
-    let to: Vec<AddressPattern> =
-        f.to.iter()
-            .map(|t| AddressPattern::parse(t).unwrap_or_else(|e| unreachable!("checked: {e}")))
-            .collect();
-    sc.deployments
-        .iter()
-        .enumerate()
-        .filter(|(d, _)| *d != def.deployment)
-        .map(|(_, dep)| Federation {
+    let others = sc.deployments.iter().enumerate().filter(|(d, _)| *d != def.deployment);
+    let mut trusted = Vec::new();
+    let mut policies = Vec::new();
+    for (d, dep) in others {
+        trusted.push(FederatedCa {
             deployment: dep.name.as_str().into(),
-            borders: borders.clone(),
-            to: to.clone(),
-            precedences: f.precedences,
-            roles: f.roles.clone(),
-        })
-        .collect()
+            ca: cas[d].cert_der.clone(),
+            nodes: dep.nodes.clone(),
+            border: def.border,
+        });
+        if let Some(f) = &sc.federation {
+            policies.push(Federation {
+                deployment: dep.name.as_str().into(),
+                borders: borders.clone(),
+                to: f.to.iter().map(|t| checked_pattern(t)).collect(),
+                precedences: f.precedences,
+                roles: f.roles.clone(),
+            });
+        }
+    }
+    (trusted, policies)
+}
+
+/// A `[federation] to` pattern, checked when the scenario was read.
+fn checked_pattern(t: &str) -> AddressPattern {
+    AddressPattern::parse(t).unwrap_or_else(|e| unreachable!("checked: {e}"))
 }
 
 fn exponential(rng: &mut ChaCha8Rng, mean: Duration) -> Duration {
