@@ -586,6 +586,21 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         }
         peers.push(peer);
     }
+    // A border with no way to link with the other deployment: it dials none of its nodes and
+    // listens nowhere for them to dial.
+    for (i, f) in federation.iter().enumerate() {
+        let dials = peers.iter().any(|p| p.deployment.as_deref() == Some(f.deployment.as_str()));
+        if f.border && !dials && listen.is_empty() {
+            return Err((
+                format!("federation[{i}].borders"),
+                format!(
+                    "{} is a border of {} but neither dials one of its nodes ([[peer]] with \
+                     deployment = \"{}\") nor listens ([[listen]])",
+                    core.node, f.deployment, f.deployment
+                ),
+            ));
+        }
+    }
     let max_batch = raw.store.max_batch.unwrap_or(64).max(1);
     let store_cache = match &raw.store.cache {
         Some(s) => field("store.cache", parse_size(s))? as usize,
@@ -1010,6 +1025,40 @@ reason = "no"
         assert_eq!(e.file, "node.toml");
         assert_eq!(e.key, key, "{e}");
         assert!(e.reason.contains(reason), "{e}");
+    }
+
+    #[test]
+    fn a_federation_parses_into_its_policy_and_bad_ones_name_the_key() {
+        let fed = |body: &str| {
+            format!(
+                "{GOOD}\n[[federation]]\ndeployment = \"city\"\nca = \"pki/city-ca.crt\"\n\
+                 nodes = [\"city-*\"]\nborders = [\"township-03\"]\nto = [\"node:*\"]\n\
+                 roles = {{ command = \"township\" }}\n{body}"
+            )
+        };
+        let c = parse(&fed("precedences = [\"routine\"]"), Path::new("/n/node.toml")).unwrap();
+        let f = &c.core.federation[0];
+        assert_eq!((&*f.deployment, f.precedences), ("city", [true, false, false, false]));
+        assert_eq!(f.roles.get(&Role::Command), Some(&Role::Township));
+        assert_eq!(c.federation[0].ca, PathBuf::from("/n/pki/city-ca.crt"));
+        assert!(c.federation[0].border);
+        check(&fed("precedences = []"), "federation[0].precedences", "at least one");
+        check(&fed("").replace("city-*", "township-*"), "federation[0].nodes[0]", "this node");
+        check(&fed("").replace("\"city-*\"", "\"*\""), "federation[0].nodes[0]", "names no node");
+        check(&fed("").replace("node:*", "nowhere"), "federation[0].to[0]", "");
+        check(&fed("").replace("\"township\" }", "\"mayor\" }"), "federation[0].roles.command", "");
+        let peer = "[[peer]]\nnode = \"city-hq\"\naddr = \"203.0.113.9:7400\"\nmedium = \"public\"";
+        check(&fed(peer), "peer[1].deployment", "say deployment = \"city\"");
+        let not_border = fed(&format!("{peer}\ndeployment = \"city\""))
+            .replace("borders = [\"township-03\"]", "borders = [\"county-hq\"]");
+        check(&not_border, "peer[1].deployment", "township-03 is not a border of city");
+        // A border that neither dials the other deployment nor listens has no way to link.
+        let no_link =
+            fed("").replace("[[listen]]\naddr = \"0.0.0.0:7400\"\nmedium = \"wireless\"\n", "");
+        check(&no_link, "federation[0].borders", "neither dials one of its nodes");
+        let dials = fed(&format!("{peer}\ndeployment = \"city\""))
+            .replace("[[listen]]\naddr = \"0.0.0.0:7400\"\nmedium = \"wireless\"\n", "");
+        assert!(parse(&dials, Path::new("n")).is_ok());
     }
 
     #[test]
