@@ -144,7 +144,9 @@ impl Region {
 /// What crosses: orders to nodes and the city's alert topics, from command nodes and
 /// townships. Each county reports to the city and the city orders each county; the city
 /// publishes alerts (`topic:city/alerts/...`) that every county command node and township
-/// subscribes to; inside each county the traffic of [`mesh`]. With `failures`, one county's
+/// subscribes to; inside each county the traffic of [`mesh`]; and one field team of each
+/// county writes to the city directly, which the federation refuses (field teams are not among
+/// the roles it lets send across). With `failures`, one county's
 /// radio backbone and the satellite links to two counties fail for a while, and the public
 /// ring goes down for the last part of the run.
 pub fn city(counties: usize, per_county: usize, duration: &str, failures: bool) -> String {
@@ -195,6 +197,14 @@ pub fn city(counties: usize, per_county: usize, duration: &str, failures: bool) 
             out,
             "[[traffic]]\nfrom = \"city-ops\"\nto = \"node:{hq}\"\nprecedence = \"immediate\"\nevery = \"10m\"\nsize = 400\nstart = \"4m\"\n"
         );
+        // A field team writing to the city directly: field teams are not among the roles the
+        // federation lets send across, so the city refuses it (and says why).
+        if let Some(team) = region.ids(per_county).1.get(1) {
+            let _ = writeln!(
+                out,
+                "[[traffic]]\nfrom = \"{team}\"\nto = \"node:city-hq\"\nprecedence = \"routine\"\nevery = \"15m\"\nsize = 300\nstart = \"6m\"\n"
+            );
+        }
     }
     for (i, name) in names.iter().enumerate().skip(usize::from(counties < 3)) {
         let next = &names[(i + 1) % counties];
