@@ -653,6 +653,20 @@ fn check(config_path: &Path) -> Outcome {
         p.cfg.peers.len(),
         p.cfg.data_dir.display()
     );
+    for (files, f) in p.cfg.federation.iter().zip(&p.cfg.core.federation) {
+        let list = |v: Vec<String>| v.join(", ");
+        let precedences = Precedence::DESCENDING.iter().filter(|q| f.precedences[q.index()]);
+        out!(
+            "federated with {}: nodes {}; {}a border (borders {}); takes {} at {} from {}",
+            f.deployment,
+            list(files.nodes.iter().map(|n| n.as_str().to_owned()).collect()),
+            if files.border { "this node is " } else { "this node is not " },
+            list(f.borders.iter().map(ToString::to_string).collect()),
+            list(f.to.iter().map(ToString::to_string).collect()),
+            list(precedences.map(|q| q.as_str().to_owned()).collect()),
+            list(f.roles.iter().map(|(t, o)| format!("{t} (as {o})")).collect()),
+        );
+    }
     Ok(())
 }
 

@@ -486,7 +486,15 @@ fn two_deployments_under_different_cas_exchange_orders_under_their_federation_po
     assert!(hq.log().contains("flash may not cross from city"), "the refusal is logged");
     let inbox: Vec<String> = hq.inbox_all().into_iter().filter_map(|m| m.body).collect();
     assert_eq!(inbox, ["city: open the shelter"]);
-    // The operator's view says the same.
+    // The operator's view says the same; `check` says what the configuration federates.
+    let checked = cli_ok(&["check", "--config", hq.spec.config_path().to_str().unwrap()]);
+    assert!(
+        checked.contains(
+            "federated with city: nodes city-*; this node is a border (borders county-hq); \
+             takes node:* at immediate, priority, routine from command (as township)"
+        ),
+        "{checked}"
+    );
     let shown = cli_ok(&["status", "--api", &hq.spec.api_url()]);
     assert!(shown.contains("other deployments (federated):\n  city: city-hq"), "{shown}");
     assert!(shown.contains("refused by a federation's policy: 1 messages"), "{shown}");

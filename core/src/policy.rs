@@ -55,6 +55,20 @@ impl AddressPattern {
     }
 }
 
+/// As written in a configuration (`node:*`, `topic:alerts/#`, ...): parses back to itself.
+impl std::fmt::Display for AddressPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressPattern::Any => f.write_str("*"),
+            AddressPattern::AnyNode => f.write_str("node:*"),
+            AddressPattern::Node(n) => write!(f, "node:{n}"),
+            AddressPattern::AnyGroup => f.write_str("group:*"),
+            AddressPattern::Group(g) => write!(f, "group:{g}"),
+            AddressPattern::Topic(p) => write!(f, "topic:{}", p.as_str()),
+        }
+    }
+}
+
 /// One rule; empty `from_roles` and `from_nodes` match every sender.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
@@ -204,6 +218,9 @@ mod tests {
             ("nonsense", false),
         ] {
             assert_eq!(AddressPattern::parse(s).is_ok(), ok, "{s}");
+            if let Ok(p) = AddressPattern::parse(s) {
+                assert_eq!(p.to_string(), s, "written back as it was read");
+            }
         }
     }
 }
