@@ -202,6 +202,11 @@ fn each_deployments_revocation_list_counts_for_its_own_nodes_only() {
     assert!(!d.h.delivered_ids("t1").contains(&revoked));
     let status = d.h.node("t1").status();
     assert!(!status.members.contains(&n("city-team")));
+    // Both lists are stored, each under its own CA, and read back after a crash.
+    d.h.crash("t1");
+    d.h.open("t1");
+    assert_eq!(d.h.node("t1").revocation_number(), Some(1));
+    assert_eq!(d.h.node("t1").federated_revocation_numbers(), vec![("city".into(), 1)]);
 }
 
 #[test]
