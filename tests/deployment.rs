@@ -564,3 +564,39 @@ fn federation_configurations_that_cannot_work_exit_2_naming_the_key() {
     let fed = city_fed(r#"["county-hq"]"#) + &format!("crl = \"{}\"\n", crl.display());
     expect(check("county-hq", &fed), "federation[0].crl", "not signed by the CA of city");
 }
+
+#[test]
+fn a_federated_revocation_list_replaced_by_one_another_ca_signed_is_refused_while_running() {
+    let county = Mesh::new();
+    let city = Mesh::new();
+    city.issue("city-x", "command");
+    cli_ok(&["pki", "revoke", "--dir", city.pki().to_str().unwrap(), "--node", "city-x"]);
+    // The node watches its own copy of the city's list.
+    let theirs = county.dir.path().join("city-crl.pem");
+    std::fs::copy(city.pki().join("crl.pem"), &theirs).unwrap();
+    let fed = federation(
+        &city,
+        "city",
+        r#"["city-*"]"#,
+        r#"["county-hq"]"#,
+        "to = [\"node:*\"]\nroles = { command = \"township\" }",
+    ) + &format!("crl = \"{}\"\n", theirs.display());
+    let hq = county.node("county-hq", "command", "public").extra(&fed).start();
+    wait_for("the city's list", Duration::from_secs(20), || {
+        (hq.status().security.federated_revocation_lists.get("city") == Some(&1)).then_some(())
+    });
+    // The file is replaced by a list the county's CA signed: refused and logged, the city's
+    // list stays in effect, and nothing of it counts for the county.
+    county.issue("county-9", "command");
+    cli_ok(&["pki", "revoke", "--dir", county.pki().to_str().unwrap(), "--node", "county-9"]);
+    std::fs::remove_file(&theirs).unwrap();
+    std::fs::copy(county.pki().join("crl.pem"), &theirs).unwrap();
+    wait_for("the refusal in the log", Duration::from_secs(20), || {
+        hq.log()
+            .contains(&format!("{}: revocation list not signed", theirs.display()))
+            .then_some(())
+    });
+    let s = hq.status();
+    assert_eq!(s.security.federated_revocation_lists.get("city"), Some(&1));
+    assert!(s.security.federated_revocation_lists.len() == 1, "{:?}", s.security);
+}
