@@ -81,7 +81,7 @@ fn a_peer_that_forges_another_nodes_order_is_cut_off_and_nothing_is_delivered() 
         // It says which adverts it holds, as every relay does on a new link: none newer than
         // hq's, so a bad signature cannot be a key hq has not learned yet.
         let mut buf = BytesMut::new();
-        wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
+        wire::encode_frame(&Frame::LsdbSummary { area: String::new(), held: Vec::new() }, &mut buf);
         control.write_all(&buf).await.unwrap();
         // An order "from township-01", signed with team-8's own (valid, CA-issued) key.
         let trust = pki_trust(&peer.creds, Clock::wall()).unwrap();
@@ -130,7 +130,10 @@ fn a_peer_that_floods_is_cut_off() {
         let flood = tokio::spawn(async move {
             let mut buf = BytesMut::new();
             for _ in 0..200 {
-                wire::encode_frame(&Frame::LsdbSummary(Vec::new()), &mut buf);
+                wire::encode_frame(
+                    &Frame::LsdbSummary { area: String::new(), held: Vec::new() },
+                    &mut buf,
+                );
             }
             let burst = buf.freeze();
             while control.write_all(&burst).await.is_ok() {

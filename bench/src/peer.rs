@@ -155,6 +155,8 @@ fn own_advert(trust: &PkiTrust, creds: &Credentials, relay: &str) -> Result<Fram
         certificate: Bytes::new(),
         signature: Bytes::new(),
         previous_certificates: vec![],
+        area: String::new(),
+        summary: Bytes::new(),
     };
     seal_advert(trust, &mut advert);
     Ok(Frame::LinkState(advert))

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::frame::{Advert, AdvertLink, Frame};
+use super::frame::{Advert, AdvertLink, AreaMember, Frame};
 use super::link::LinkId;
 use super::node::{Node, Transmit};
+use super::routing::Routing;
 use super::store::{StoreError, Table};
 use super::types::Time;
 use crate::wire;
@@ -55,9 +56,65 @@ impl Node {
             certificate: bytes::Bytes::new(),
             signature: bytes::Bytes::new(),
             previous_certificates: Vec::new(),
+            area: self.cfg.area.clone(),
+            summary: Bytes::new(),
         };
+        if self.is_area_border() {
+            advert.summary = wire::encode_area_summary(&self.area_summary());
+        }
         self.seal_advert(now, &mut advert);
         advert
+    }
+
+    /// Whether this node is an area border: a link of its leads into another area.
+    pub(super) fn is_area_border(&self) -> bool {
+        self.links.values().any(|l| l.peer_area.as_ref().is_some_and(|a| *a != self.cfg.area))
+    }
+
+    /// What this node, a border, says of its area: itself first, then every node of the area
+    /// it reaches inside it.
+    fn area_summary(&self) -> Vec<AreaMember> {
+        let me = AreaMember {
+            node: self.cfg.node.clone(),
+            role: self.cfg.role,
+            seq: self.advert_seq,
+            groups: self.groups.iter().cloned().collect(),
+            subscriptions: self.subscriptions.iter().cloned().collect(),
+            costs: [Some(0); 5],
+        };
+        std::iter::once(me).chain(self.routing.area_members()).collect()
+    }
+
+    /// What in this border's summary the rest of the deployment acts on when it changes: who
+    /// is reached for which precedence, and their roles, groups and subscriptions (not the
+    /// costs, which move with every RTT sample, nor sequence numbers: those go at the next
+    /// refresh).
+    pub(super) fn summary_shape(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        for m in self.routing.area_members() {
+            (&m.node, m.role, &m.groups, &m.subscriptions).hash(&mut h);
+            m.costs.map(|c| c.is_some()).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// A border looks again at its area (after `SUMMARY_INTERVAL`, so that a burst of changes
+    /// makes one new advert): if what it summarises changed, it advertises anew.
+    pub(super) fn check_summary(&mut self, now: Time) {
+        if self.summary_check.is_some_and(|t| now >= t) {
+            self.summary_check = None;
+            if self.is_area_border() && self.summary_shape() != self.advertised_shape {
+                self.advert_wanted = true;
+            }
+        }
+    }
+
+    /// Something in this node's area changed: a border will look at its summary again.
+    pub(super) fn area_changed(&mut self, now: Time) {
+        if self.summary_check.is_none() && self.is_area_border() {
+            self.summary_check = Some(now + SUMMARY_INTERVAL);
+        }
     }
 
     /// Issues a new advert (next sequence number) to every neighbour.
@@ -65,8 +122,12 @@ impl Node {
         self.advert_seq += 1;
         self.meta_dirty = true;
         let advert = self.own_advert(now);
+        // A border's advert goes to every neighbour; so does the first after it stopped being
+        // one (every area took the last); any other stays in the area.
+        let was_border = self.last_own_advert.as_ref().is_some_and(Advert::is_border);
+        self.advertised_shape = if advert.is_border() { self.summary_shape() } else { 0 };
         self.last_own_advert = Some(advert.clone());
-        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        let ids = self.flood_links(&advert, None, was_border);
         self.send_advert(now, &advert, &ids);
         self.advert_wanted = false;
         self.last_advert = Some(now);
@@ -114,10 +175,29 @@ impl Node {
     /// Sends `origin`'s advert now if one waits for `link`, whatever the cap says (it counts
     /// against it): a message of `origin` is about to be offered there, and the peer may need
     /// the key the advert carries.
+    ///
+    /// With areas, a peer of another area than `origin`'s never had its advert flooded to it:
+    /// the first message of `origin` on this connection takes the advert along (certificate
+    /// included), which the peer keeps as membership and passes on the same way.
     pub(super) fn expedite_advert(&mut self, now: Time, link: LinkId, origin: &super::NodeId) {
         let Some(l) = self.links.get_mut(&link) else { return };
         if let Some((advert, queued)) = l.adverts_out.take(origin) {
             self.emit_advert(now, link, advert, queued);
+            return;
+        }
+        if self.cfg.trust.is_none() || l.peer_certs.contains_key(origin) {
+            return;
+        }
+        let peer_area = l.peer_area.clone().unwrap_or_else(|| self.cfg.area.clone());
+        let signed = if origin == &self.cfg.node {
+            Some(self.current_advert(now))
+        } else {
+            self.routing.advert(origin, now).or_else(|| {
+                self.membership.get(origin).filter(|a| !super::membership::vouched(a)).cloned()
+            })
+        };
+        if let Some(advert) = signed.filter(|a| a.area != peer_area) {
+            self.emit_advert(now, link, advert, now);
         }
     }
 
@@ -201,16 +281,55 @@ impl Node {
             advert.certificate = Bytes::copy_from_slice(&advert.certificate);
         }
         advert.signature = Bytes::copy_from_slice(&advert.signature);
+        if advert.is_border() {
+            advert.summary = Bytes::copy_from_slice(&advert.summary);
+        }
         for c in &mut advert.previous_certificates {
             *c = Bytes::copy_from_slice(c);
         }
         self.learn_member(now, &advert);
+        let was_border = self.routing.holds_border(&advert.node);
         if !for_routing || !self.routing.accept(advert.clone(), now) {
             return;
         }
+        if advert.area == self.cfg.area {
+            self.area_changed(now);
+        } else if advert.is_border() {
+            self.learn_area(now, &advert);
+        }
         self.store_routed(now, &advert.node);
-        let others: Vec<LinkId> = self.links.keys().copied().filter(|id| *id != link).collect();
+        let others = self.flood_links(&advert, Some(link), was_border);
         self.send_advert(now, &advert, &others);
+    }
+
+    /// The links `advert` is flooded on (but `from`): those whose peer takes it (its area's
+    /// nodes, or everyone's for a border's), or all if the last advert of its node was a
+    /// border's.
+    fn flood_links(&self, advert: &Advert, from: Option<LinkId>, was_border: bool) -> Vec<LinkId> {
+        self.links
+            .iter()
+            .filter(|(id, _)| Some(**id) != from)
+            .filter(|(_, l)| {
+                was_border
+                    || Routing::takes(l.peer_area.as_deref().unwrap_or(&self.cfg.area), advert)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A border of another area: the members its summary names, as membership (vouched for by
+    /// its signature), so that groups and topics resolve to them.
+    fn learn_area(&mut self, now: Time, border: &Advert) {
+        let Ok(members) = wire::decode_area_summary(&border.summary) else { return };
+        for m in members {
+            if m.node == self.cfg.node || m.node == border.node {
+                continue;
+            }
+            let vouched = super::membership::vouched_advert(border, m);
+            if self.membership.wants(&vouched) {
+                self.learn_member(now, &vouched);
+            }
+        }
     }
 
     /// Stores which advert of `node` routing holds (`Table::Lsdb`): its sequence number when
@@ -218,9 +337,21 @@ impl Node {
     /// when membership holds another (a newer one that ran out on its way, which routing did
     /// not take). A restart takes routing's adverts from this table.
     pub(super) fn store_routed(&mut self, now: Time, node: &super::NodeId) {
-        let Some(routed) = self.routing.advert(node, now) else { return };
+        let Some(routed) = self.routing.advert(node, now) else {
+            // Taken in place of a border advert it removed (`Routing::accept`).
+            let key = node.as_str().as_bytes().to_vec();
+            self.guarded(|n| n.store.delete(Table::Lsdb, &key).map(|_| ()));
+            return;
+        };
         let row = match self.membership.get(node) {
-            Some(m) if m.seq == routed.seq => routed.seq.to_be_bytes().to_vec(),
+            Some(m)
+                if m.seq == routed.seq
+                    && m.signature == routed.signature
+                    && m.links == routed.links
+                    && m.summary == routed.summary =>
+            {
+                routed.seq.to_be_bytes().to_vec()
+            }
             _ => wire::encode_advert(&routed),
         };
         self.guarded(|n| n.store.put(Table::Lsdb, node.as_str().as_bytes(), &row));
@@ -255,10 +386,14 @@ impl Node {
         let Some(l) = self.links.get_mut(&link) else { return };
         l.ask_pending = false;
         l.adverts_asked = Some(now);
-        let summary = self.membership.summary();
-        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+        let held = self.membership.summary();
+        let area = self.cfg.area.clone();
+        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary { area, held } });
     }
 }
+
+/// How long a border waits after a change in its area before it looks at its summary again.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often a node asks one neighbour again for adverts it could not check.
 pub const ASK_AGAIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -376,6 +511,8 @@ mod tests {
             certificate: Bytes::new(),
             signature: Bytes::new(),
             previous_certificates: vec![],
+            area: String::new(),
+            summary: Bytes::new(),
         }
     }
 

@@ -122,6 +122,9 @@ pub struct CoreConfig {
     pub role: Role,
     /// Named groups this node belongs to (besides `all` and `role:<role>`).
     pub groups: Vec<String>,
+    /// The area this node belongs to (`""`: the deployment is not split into areas). Full
+    /// link state stays inside an area; borders summarise it for the others (`core::routing`).
+    pub area: String,
     pub media: BTreeMap<Medium, MediumConfig>,
     pub limits: StoreLimits,
     /// Largest payload accepted, in bytes.
@@ -174,6 +177,7 @@ impl CoreConfig {
             node,
             role,
             groups: Vec::new(),
+            area: String::new(),
             media: Medium::ALL.into_iter().map(|m| (m, MediumConfig::default_for(m))).collect(),
             limits: StoreLimits::default(),
             max_payload: 1024 * 1024,

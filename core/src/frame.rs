@@ -20,8 +20,9 @@ pub enum Frame {
     ProbeAck { seq: u64 },
     /// A node's link-state advert, flooded hop by hop.
     LinkState(Advert),
-    /// The (node, seq) pairs of the sender's link-state database.
-    LsdbSummary(Vec<(NodeId, u64)>),
+    /// What the sender holds: the (node, seq) pairs of its adverts and membership, and its
+    /// area (`""`: none), which says what adverts it takes.
+    LsdbSummary { area: String, held: Vec<(NodeId, u64)> },
     /// The deployment CA's revocation list (X.509 CRL, DER), flooded like an advert.
     Revocations(bytes::Bytes),
     /// Custody acceptances in little room (to a neighbour that announced `compact-v1`): the
@@ -45,7 +46,7 @@ impl Frame {
             Frame::Probe { .. } => "probe",
             Frame::ProbeAck { .. } => "probe_ack",
             Frame::LinkState(_) => "link_state",
-            Frame::LsdbSummary(_) => "lsdb_summary",
+            Frame::LsdbSummary { .. } => "lsdb_summary",
             Frame::Revocations(_) => "revocations",
             Frame::Accepted(_) => "accepted",
         }
@@ -97,6 +98,34 @@ pub struct Advert {
     /// signed with them may still be alive (key rotation). Each proves itself: the CA signed
     /// it for this node.
     pub previous_certificates: Vec<bytes::Bytes>,
+    /// The node's area (`""` when the deployment is not split into areas).
+    pub area: String,
+    /// Set by an area border only: its [`AreaMember`]s, encoded as they were signed
+    /// (`wire::decode_area_summary` reads them). Kept as bytes: a border advert crosses every
+    /// area and every node holds one of each border, so it is read when routes are computed
+    /// and otherwise only stored.
+    pub summary: bytes::Bytes,
+}
+
+impl Advert {
+    /// Whether it is an area border's, which every area takes.
+    pub fn is_border(&self) -> bool {
+        !self.summary.is_empty()
+    }
+}
+
+/// A member of an area, as a border of the area summarises it for the rest of the deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AreaMember {
+    pub node: NodeId,
+    pub role: Role,
+    /// The sequence number of the member's advert the border read this from.
+    pub seq: u64,
+    pub groups: Vec<String>,
+    pub subscriptions: Vec<TopicPattern>,
+    /// Path cost from the border inside the area, per precedence index, then for late
+    /// messages below FLASH; `None`: no path.
+    pub costs: [Option<u64>; 5],
 }
 
 /// One of the advertising node's links.

@@ -128,6 +128,9 @@ pub(crate) struct Link {
     /// node in an advert. With `lean_adverts`, an advert of one of these origins goes without
     /// its certificate (`core::adverts`).
     pub(crate) peer_certs: rustc_hash::FxHashMap<NodeId, bytes::Bytes>,
+    /// The peer's area, as its `LsdbSummary` said (`None` until then: taken to be this
+    /// node's own).
+    pub(crate) peer_area: Option<String>,
     /// When this node last asked the peer for its adverts again because one came without a
     /// certificate this node holds (see `Node::ask_adverts_again`).
     pub(crate) adverts_asked: Option<Time>,
@@ -205,6 +208,7 @@ impl Link {
             counters: LinkCounters::default(),
             peer_adverts: None,
             peer_certs,
+            peer_area: None,
             adverts_asked: None,
             ask_pending: false,
             adverts_out,

@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::frame::{Advert, StatusRecord, StatusReport, StoredMessage};
+use super::frame::{Advert, AreaMember, StatusRecord, StatusReport, StoredMessage};
 use super::node::{Event, Node};
 use super::store::{StoreError, Table};
 use super::types::{Address, Body, Group, MessageId, NodeId, Outcome, Role, Time};
@@ -46,7 +46,9 @@ pub struct Membership {
 impl Membership {
     /// Whether `advert` says something newer about its node than what is held.
     pub fn wants(&self, advert: &Advert) -> bool {
-        self.members.get(&advert.node).is_none_or(|a| a.seq < advert.seq)
+        self.members.get(&advert.node).is_none_or(|a| {
+            a.seq < advert.seq || (a.seq == advert.seq && vouched(a) && !vouched(advert))
+        })
     }
 
     /// Keeps `advert` if it is newer; returns whether it was.
@@ -91,6 +93,33 @@ impl Membership {
         self.members
             .get(node)
             .is_some_and(|a| advert_matches(a.role, &a.groups, &a.subscriptions, to))
+    }
+}
+
+/// Whether `a` is not the node's own advert but what a border of its area said of it
+/// ([`vouched_advert`]): no signature, no certificate, no links. Never sent on; replaced by
+/// the node's own advert of the same sequence number if that arrives.
+pub fn vouched(a: &Advert) -> bool {
+    a.signature.is_empty() && a.certificate.is_empty() && a.links.is_empty() && !a.is_border()
+}
+
+/// Membership of a node of another area as `border`'s summary states it: kept like an advert
+/// (by the member's sequence number), vouched for by the border's signature.
+pub fn vouched_advert(border: &Advert, m: AreaMember) -> Advert {
+    Advert {
+        node: m.node,
+        role: m.role,
+        seq: m.seq,
+        lifetime: border.lifetime,
+        age: border.age,
+        links: Vec::new(),
+        groups: m.groups,
+        subscriptions: m.subscriptions,
+        certificate: bytes::Bytes::new(),
+        signature: bytes::Bytes::new(),
+        previous_certificates: Vec::new(),
+        area: border.area.clone(),
+        summary: bytes::Bytes::new(),
     }
 }
 

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::answers::Answers;
 use super::config::CoreConfig;
-use super::frame::{Accepted, CustodyCode, CustodyResult, Frame};
+use super::frame::{Accepted, Advert, CustodyCode, CustodyResult, Frame};
 use super::holdings::Holdings;
 use super::link::{FrameAllowance, Link, LinkId, LinkInfo};
 use super::membership::{Binding, Membership};
@@ -282,6 +282,10 @@ pub struct Node {
     pub(super) next_advert: Time,
     pub(super) advert_wanted: bool,
     pub(super) last_advert: Option<Time>,
+    /// A border looks at its area summary again then (`Node::check_summary`).
+    pub(super) summary_check: Option<Time>,
+    /// The shape of the summary last advertised (`Node::summary_shape`; 0: none).
+    pub(super) advertised_shape: u64,
     /// Recently held messages, so offering them does not read them back from the store.
     pub(super) recent: RecentMessages,
     /// Certified signing keys of the nodes this node has heard of (itself included).
@@ -363,7 +367,8 @@ impl Node {
         seed: u64,
         now: Time,
     ) -> Result<Node, StoreError> {
-        let routing = Routing::new(cfg.node.clone(), cfg.media.clone());
+        let mut routing = Routing::new(cfg.node.clone(), cfg.media.clone());
+        routing.set_area(&cfg.area);
         let mut node = Node {
             cfg,
             store,
@@ -404,6 +409,8 @@ impl Node {
             next_housekeeping: now,
             next_advert: now,
             advert_wanted: true,
+            summary_check: None,
+            advertised_shape: 0,
             last_advert: None,
             recent: RecentMessages::default(),
             keys: Default::default(),
@@ -526,11 +533,12 @@ impl Node {
         }
         self.links.insert(link, l);
         self.pending_events.push(Event::LinkChanged { link, peer: peer.clone(), up: true });
-        self.links_changed();
+        self.links_changed(now);
         // Tell the new neighbour what this node knows (membership covers every advert held
         // for routing too); it answers with what is newer.
-        let summary = self.membership.summary();
-        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary(summary) });
+        let held = self.membership.summary();
+        let area = self.cfg.area.clone();
+        self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary { area, held } });
         // An authenticated neighbour belongs to `all` and its role's group from now on.
         let trusted = self.trusted_neighbour(&peer);
         if trusted && self.membership.get(&peer).is_none() {
@@ -543,11 +551,11 @@ impl Node {
     }
 
     /// A link's connection is gone. Whatever was offered on it and not accepted is owed again.
-    pub fn handle_link_down(&mut self, _now: Time, link: LinkId) {
+    pub fn handle_link_down(&mut self, now: Time, link: LinkId) {
         let Some(mut l) = self.links.remove(&link) else { return };
         self.requeue(l.take_inflight());
         self.pending_events.push(Event::LinkChanged { link, peer: l.info.peer, up: false });
-        self.links_changed();
+        self.links_changed(now);
         self.advert_wanted = true;
     }
 
@@ -562,7 +570,7 @@ impl Node {
     }
 
     /// Tells routing about this node's links after any change.
-    pub(super) fn links_changed(&mut self) {
+    pub(super) fn links_changed(&mut self, now: Time) {
         let local = self
             .links
             .values()
@@ -576,6 +584,9 @@ impl Node {
             })
             .collect();
         self.routing.set_local_links(local);
+        if self.summary_check.is_none() && self.is_area_border() {
+            self.summary_check = Some(now + super::adverts::SUMMARY_INTERVAL);
+        }
     }
 
     /// A frame from the neighbour on `link` (already decoded and authenticated by the shell).
@@ -621,13 +632,13 @@ impl Node {
                 }
                 let had_rtt = l.srtt;
                 let came_up = l.probed(rtt_us, loss_ppm, now);
-                self.link_measured(link, had_rtt, came_up);
+                self.link_measured(now, link, had_rtt, came_up);
             }
             Frame::ProbeAck { seq } => {
                 let Some(l) = self.links.get_mut(&link) else { return };
                 let had_rtt = l.srtt;
                 let came_up = l.probe_ack(seq, now);
-                self.link_measured(link, had_rtt, came_up);
+                self.link_measured(now, link, had_rtt, came_up);
             }
             Frame::LinkState(advert) => self.receive_advert(now, link, advert),
             Frame::Revocations(crl) => {
@@ -635,13 +646,26 @@ impl Node {
                     self.misbehaved(link, format!("revocation list: {why}"));
                 }
             }
-            Frame::LsdbSummary(summary) => {
+            Frame::LsdbSummary { area, held: summary } => {
+                let was_border = self.is_area_border();
                 if let Some(l) = self.links.get_mut(&link) {
                     l.peer_adverts = Some((now, summary.iter().cloned().collect()));
                     // It (re)starts from what it holds: what it lacks goes with certificates.
                     l.forget_peer_certs();
+                    l.peer_area = Some(area.clone());
                 }
-                let live = self.routing.newer_than(&summary, now);
+                if self.is_area_border() != was_border {
+                    // This link crosses into another area: this node's advert now summarises
+                    // its area (or, the last such link gone, no longer does).
+                    self.advert_wanted = true;
+                }
+                // What it takes: its own area's adverts and borders'.
+                let live: Vec<Advert> = self
+                    .routing
+                    .newer_than(&summary, now)
+                    .into_iter()
+                    .filter(|a| Routing::takes(&area, a))
+                    .collect();
                 let live_nodes: BTreeSet<NodeId> = live.iter().map(|a| a.node.clone()).collect();
                 for a in live {
                     self.send_advert_to(now, link, a);
@@ -653,6 +677,7 @@ impl Node {
                     .newer_than(&summary)
                     .into_iter()
                     .filter(|a| !live_nodes.contains(&a.node))
+                    .filter(|a| Routing::takes(&area, a) && !super::membership::vouched(a))
                     .map(|a| {
                         let mut a = a.clone();
                         a.age = a.age.max(a.lifetime);
@@ -674,15 +699,15 @@ impl Node {
 
     /// After a probe measurement: a link that came back up is announced and advertised; a
     /// moved RTT is passed to routing.
-    fn link_measured(&mut self, link: LinkId, had_rtt: Option<Duration>, came_up: bool) {
+    fn link_measured(&mut self, now: Time, link: LinkId, had_rtt: Option<Duration>, came_up: bool) {
         let Some(l) = self.links.get(&link) else { return };
         if came_up {
             let peer = l.info.peer.clone();
             self.pending_events.push(Event::LinkChanged { link, peer, up: true });
             self.advert_wanted = true;
-            self.links_changed();
+            self.links_changed(now);
         } else if had_rtt.is_none() || rtt_moved(had_rtt, l.srtt) {
-            self.links_changed();
+            self.links_changed(now);
         }
     }
 
@@ -766,7 +791,7 @@ impl Node {
             self.emit_adverts(now, id);
         }
         if changed {
-            self.links_changed();
+            self.links_changed(now);
             self.advert_wanted = true;
         }
         if self.next_expiry.is_some_and(|t| t <= now) {
@@ -796,6 +821,7 @@ impl Node {
                 Ok(())
             });
         }
+        self.check_summary(now);
         if now >= self.next_advert {
             self.advert_wanted = true;
         }
@@ -1045,6 +1071,7 @@ impl Node {
         earliest(self.next_objective);
         earliest(self.next_late);
         earliest(self.routing.next_expiry());
+        earliest(self.summary_check);
         for l in self.links.values() {
             earliest(Some(l.next_timeout()));
             earliest(l.adverts_out.ready_at());

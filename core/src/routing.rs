@@ -15,13 +15,25 @@
 //!   anyway). One table serves all of them, computed only when a late message asks.
 //!
 //! Ties break on node id, so every node computes the same routes from the same database.
+//!
+//! **Areas.** A deployment may be split into areas (`CoreConfig::area`). A node holds the
+//! adverts of its own area and those of every *border* (a node with a link into another area);
+//! a border's advert carries a summary of its area: each member it reaches inside the area,
+//! with the path cost per precedence, role, groups and subscriptions. Routes to a node of
+//! another area run over the held adverts to some border, border-to-border links, and a last
+//! edge from a border of the destination's area at the cost its summary states. The summary
+//! costs are the area's own shortest paths, so every node's distance to a destination is the
+//! true one (as far as the summaries are fresh) and next hops stay loop-free, as in OSPF's
+//! inter-area routes. A link that fails inside an area changes adverts held only in that area;
+//! the rest of the deployment sees a summary change only when reachability or membership does,
+//! or at the border's refresh.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use super::config::MediumConfig;
-use super::frame::{Advert, AdvertLink};
+use super::frame::{Advert, AdvertLink, AreaMember};
 use super::types::{Address, Group, Medium, NodeId, Precedence, Role, Time, TopicPattern};
 
 /// Extra cost of a hop over a medium the precedence should avoid.
@@ -66,6 +78,18 @@ pub struct LocalLink {
     pub usable: bool,
 }
 
+/// An edge of the graph routes are computed over.
+#[derive(Clone, Debug)]
+enum Edge {
+    /// A link both ends advertise as up: its cost follows the medium.
+    Link(Medium, Duration, u32),
+    /// From a border to a member of its area, at the cost its summary states (per precedence
+    /// index, then late).
+    Summary([Option<u64>; 5]),
+}
+
+type Graph = BTreeMap<NodeId, Vec<(NodeId, Edge)>>;
+
 #[derive(Clone, Debug)]
 struct Held {
     advert: Advert,
@@ -82,6 +106,8 @@ impl Held {
 #[derive(Debug)]
 pub struct Routing {
     me: NodeId,
+    /// This node's area (`""`: none).
+    area: String,
     media: BTreeMap<Medium, MediumConfig>,
     local: Vec<LocalLink>,
     adverts: BTreeMap<NodeId, Held>,
@@ -99,6 +125,7 @@ impl Routing {
     pub fn new(me: NodeId, media: BTreeMap<Medium, MediumConfig>) -> Routing {
         Routing {
             me,
+            area: String::new(),
             media,
             local: Vec::new(),
             adverts: BTreeMap::new(),
@@ -107,6 +134,33 @@ impl Routing {
             late: None,
             dirty: true,
         }
+    }
+
+    /// Puts this node in `area` (before any advert is taken).
+    pub fn set_area(&mut self, area: &str) {
+        self.area = area.to_owned();
+        self.dirty = true;
+    }
+
+    pub fn area(&self) -> &str {
+        &self.area
+    }
+
+    /// Whether a node in `area` takes `advert` into its database: one of its own area's, or a
+    /// border's. (Everything, when the deployment has no areas.)
+    pub fn takes(area: &str, advert: &Advert) -> bool {
+        advert.area == area || advert.is_border()
+    }
+
+    /// Whether this node holds `node`'s advert as a border's of another area: a newer advert
+    /// that is no longer a border's must still replace it everywhere it went.
+    pub fn holds_border_of_other_area(&self, node: &NodeId) -> bool {
+        self.adverts.get(node).is_some_and(|h| h.advert.area != self.area && h.advert.is_border())
+    }
+
+    /// Whether the advert held of `node` is a border's.
+    pub fn holds_border(&self, node: &NodeId) -> bool {
+        self.adverts.get(node).is_some_and(|h| h.advert.is_border())
     }
 
     fn medium(&self, m: Medium) -> MediumConfig {
@@ -149,16 +203,24 @@ impl Routing {
     pub fn wants(&self, advert: &Advert) -> bool {
         advert.node != self.me
             && advert.age < advert.lifetime
+            && (Routing::takes(&self.area, advert) || self.holds_border_of_other_area(&advert.node))
             && self.adverts.get(&advert.node).is_none_or(|h| h.advert.seq < advert.seq)
     }
 
     /// Stores `advert` if it is newer than what is held; returns whether it was.
+    /// An advert of another area that is not a border's is taken only in place of that node's
+    /// border advert, which it removes (the database holds no advert of the node then).
     pub fn accept(&mut self, advert: Advert, now: Time) -> bool {
         if advert.node == self.me || advert.age >= advert.lifetime {
             return false;
         }
         if self.adverts.get(&advert.node).is_some_and(|h| h.advert.seq >= advert.seq) {
             return false;
+        }
+        if !Routing::takes(&self.area, &advert) {
+            // A border of another area that is a border no more: what it said goes (the
+            // caller passes this advert on, as far as the border's went).
+            return self.forget(&advert.node);
         }
         let node = advert.node.clone();
         let held = Held { advert, received_at: now };
@@ -174,7 +236,8 @@ impl Routing {
                 // A refresh that moves no edge (most of them, at rest) leaves every route as
                 // it was: in a mesh of N nodes each refresh would otherwise cost every node
                 // its four shortest-path trees.
-                if !edges(&old.advert).eq(edges(&self.adverts[&node].advert)) {
+                let new = &self.adverts[&node].advert;
+                if !edges(&old.advert).eq(edges(new)) || old.advert.summary != new.summary {
                     self.dirty = true;
                 }
             }
@@ -252,13 +315,28 @@ impl Routing {
         if let Some(h) = self.adverts.get(node) {
             return Some(h.advert.role);
         }
-        self.local.iter().find(|l| &l.neighbour == node).map(|l| l.role)
+        if let Some(l) = self.local.iter().find(|l| &l.neighbour == node) {
+            return Some(l.role);
+        }
+        self.summaries().flat_map(|(_, members)| members).find(|m| &m.node == node).map(|m| m.role)
     }
 
-    /// Every node this node knows of (itself excluded), from adverts and its own links.
+    /// The summaries of other areas' borders held here, read: (border, its members).
+    fn summaries(&self) -> impl Iterator<Item = (&NodeId, Vec<AreaMember>)> {
+        self.adverts.iter().filter(|(_, h)| h.advert.is_border() && h.advert.area != self.area).map(
+            |(n, h)| (n, crate::wire::decode_area_summary(&h.advert.summary).unwrap_or_default()),
+        )
+    }
+
+    /// Every node this node knows of (itself excluded), from adverts, borders' summaries and
+    /// its own links.
     pub fn known_nodes(&self) -> BTreeSet<NodeId> {
         let mut all: BTreeSet<NodeId> = self.adverts.keys().cloned().collect();
         all.extend(self.local.iter().map(|l| l.neighbour.clone()));
+        for (_, members) in self.summaries() {
+            all.extend(members.into_iter().map(|m| m.node));
+        }
+        all.remove(&self.me);
         all
     }
 
@@ -276,14 +354,24 @@ impl Routing {
                 .iter()
                 .filter(|(_, h)| h.advert.groups.iter().any(|x| x == g))
                 .map(|(n, _)| n.clone())
+                .chain(self.summaries().flat_map(|(_, members)| {
+                    members.into_iter().filter(|m| m.groups.iter().any(|x| x == g)).map(|m| m.node)
+                }))
                 .collect(),
             Address::Topic(t) => self
                 .adverts
                 .iter()
                 .filter(|(_, h)| h.advert.subscriptions.iter().any(|p| p.matches(t)))
                 .map(|(n, _)| n.clone())
+                .chain(self.summaries().flat_map(|(_, members)| {
+                    members
+                        .into_iter()
+                        .filter(|m| m.subscriptions.iter().any(|p| p.matches(t)))
+                        .map(|m| m.node)
+                }))
                 .collect(),
         };
+        out.retain(|n| n != &self.me);
         out.sort();
         out.dedup();
         out
@@ -310,7 +398,7 @@ impl Routing {
             return self.table[p.index()].get(dest).map(|(hop, _)| hop);
         }
         if self.late.is_none() {
-            let graph = self.graph();
+            let graph = self.graph(false);
             self.late = Some(self.dijkstra(&graph, Precedence::Routine, true));
         }
         self.late.as_ref().and_then(|t| t.get(dest)).map(|(hop, _)| hop)
@@ -339,22 +427,28 @@ impl Routing {
         }
         self.dirty = false;
         self.late = None;
-        let graph = self.graph();
+        let graph = self.graph(false);
         for p in Precedence::DESCENDING {
             self.table[p.index()] = self.dijkstra(&graph, p, false);
         }
     }
 
-    /// Adjacency: node -> [(neighbour, medium, rtt, loss)], only links both ends report up.
-    fn graph(&self) -> BTreeMap<NodeId, Vec<(NodeId, Medium, Duration, u32)>> {
-        let mut g: BTreeMap<NodeId, Vec<_>> = BTreeMap::new();
+    /// Adjacency: node -> [(neighbour, edge)]: the links both ends report up, and from each
+    /// border of another area an edge to each member its summary names (but none into this
+    /// node's own area, whose adverts are all here). `area_only`: only the links between
+    /// nodes of this node's area (what a border summarises).
+    fn graph(&self, area_only: bool) -> Graph {
+        let mut g: Graph = BTreeMap::new();
+        let in_area = |n: &NodeId| {
+            n == &self.me || self.adverts.get(n).is_some_and(|h| h.advert.area == self.area)
+        };
         for l in self.local.iter().filter(|l| l.usable) {
-            g.entry(self.me.clone()).or_default().push((
-                l.neighbour.clone(),
-                l.medium,
-                l.rtt,
-                l.loss_ppm,
-            ));
+            if area_only && !in_area(&l.neighbour) {
+                continue;
+            }
+            g.entry(self.me.clone())
+                .or_default()
+                .push((l.neighbour.clone(), Edge::Link(l.medium, l.rtt, l.loss_ppm)));
         }
         let reports_up = |from: &NodeId, to: &NodeId, m: Medium| -> bool {
             if from == &self.me {
@@ -365,23 +459,64 @@ impl Routing {
             })
         };
         for (node, h) in &self.adverts {
+            if area_only && !(in_area(node)) {
+                continue;
+            }
             for AdvertLink { neighbour, medium, rtt, loss_ppm, up, .. } in &h.advert.links {
-                if *up && reports_up(neighbour, node, *medium) {
-                    g.entry(node.clone()).or_default().push((
-                        neighbour.clone(),
-                        *medium,
-                        *rtt,
-                        *loss_ppm,
-                    ));
+                if *up && reports_up(neighbour, node, *medium) && (!area_only || in_area(neighbour))
+                {
+                    g.entry(node.clone())
+                        .or_default()
+                        .push((neighbour.clone(), Edge::Link(*medium, *rtt, *loss_ppm)));
+                }
+            }
+        }
+        if !area_only {
+            for (border, members) in self.summaries() {
+                for m in members {
+                    if m.node == *border || in_area(&m.node) {
+                        continue;
+                    }
+                    g.entry(border.clone()).or_default().push((m.node, Edge::Summary(m.costs)));
                 }
             }
         }
         g
     }
 
+    /// What this node, a border, says of its area: each node of the area it reaches without
+    /// leaving it (itself excluded), with the path costs and what its advert announces.
+    pub fn area_members(&self) -> Vec<AreaMember> {
+        let graph = self.graph(true);
+        let mut tables: Vec<BTreeMap<NodeId, (NodeId, u64)>> = vec![BTreeMap::new(); 4];
+        for p in Precedence::DESCENDING {
+            tables[p.index()] = self.dijkstra(&graph, p, false);
+        }
+        tables.push(self.dijkstra(&graph, Precedence::Routine, true));
+        let reached: BTreeSet<&NodeId> = tables.iter().flat_map(|t| t.keys()).collect();
+        reached
+            .into_iter()
+            .filter_map(|node| {
+                let a = &self.adverts.get(node)?.advert;
+                let mut costs = [None; 5];
+                for (c, t) in costs.iter_mut().zip(&tables) {
+                    *c = t.get(node).map(|(_, cost)| *cost);
+                }
+                Some(AreaMember {
+                    node: node.clone(),
+                    role: a.role,
+                    seq: a.seq,
+                    groups: a.groups.clone(),
+                    subscriptions: a.subscriptions.clone(),
+                    costs,
+                })
+            })
+            .collect()
+    }
+
     fn dijkstra(
         &self,
-        graph: &BTreeMap<NodeId, Vec<(NodeId, Medium, Duration, u32)>>,
+        graph: &Graph,
         p: Precedence,
         late: bool,
     ) -> BTreeMap<NodeId, (NodeId, u64)> {
@@ -400,13 +535,18 @@ impl Routing {
             if let Some(hop) = &first {
                 best.insert(node.clone(), (cost, hop.clone()));
             }
-            for (next, medium, rtt, loss) in graph.get(&node).into_iter().flatten() {
+            for (next, e) in graph.get(&node).into_iter().flatten() {
                 if done.contains(next) {
                     continue;
                 }
-                let Some(edge) = edge_cost(&media[medium], *rtt, *loss, p, late) else {
-                    continue;
+                let edge = match e {
+                    Edge::Link(medium, rtt, loss) => {
+                        edge_cost(&media[medium], *rtt, *loss, p, late)
+                    }
+                    Edge::Summary(costs) if late && p != Precedence::Flash => costs[4],
+                    Edge::Summary(costs) => costs[p.index()],
                 };
+                let Some(edge) = edge else { continue };
                 let c = cost + edge;
                 if dist.get(next).is_some_and(|d| c > *d) {
                     continue;

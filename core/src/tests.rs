@@ -1364,6 +1364,7 @@ fn a_message_takes_its_origins_waiting_advert_with_it_past_the_cap() {
     assert_eq!(h.node("a").counters.unknown_origin, 0, "never answered busy for the key");
 }
 
+mod areas;
 /// Origin signatures, certificates and revocation, with a real deployment CA.
 mod escalation;
 mod federation;
@@ -2060,7 +2061,11 @@ mod security {
         // a says it holds a far newer advert of itself than b does.
         let now = h.now;
         let link = *h.node("b").links.keys().next().unwrap();
-        h.node("b").handle_frame(now, link, Frame::LsdbSummary(vec![(n("a"), u64::MAX)]));
+        h.node("b").handle_frame(
+            now,
+            link,
+            Frame::LsdbSummary { area: String::new(), held: vec![(n("a"), u64::MAX)] },
+        );
         let answer = offer(&mut h, "b", forged.clone());
         assert_eq!(answer.code, frame::CustodyCode::Busy, "{answer:?}");
         assert!(answer.reason.contains("key may have changed"), "{answer:?}");

@@ -452,6 +452,12 @@ pub fn advert_signed_bytes(a: &Advert) -> Vec<u8> {
         put(&mut b, p.as_str().as_bytes());
     }
     put(&mut b, &a.certificate);
+    // Added with areas; an advert without either signs the same bytes as before them.
+    if !a.area.is_empty() || !a.summary.is_empty() {
+        b.extend_from_slice(b"area\0");
+        put(&mut b, a.area.as_bytes());
+        put(&mut b, &a.summary);
+    }
     b
 }
 
@@ -723,6 +729,8 @@ mod tests {
             certificate: Bytes::from_static(b"cert"),
             signature: Bytes::from_static(b"sig"),
             previous_certificates: vec![],
+            area: String::new(),
+            summary: Bytes::new(),
         };
         let signed = advert_signed_bytes(&advert);
         let same = |a: &Advert| advert_signed_bytes(a) == signed;

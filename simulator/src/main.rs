@@ -59,7 +59,7 @@ enum Command {
     /// Run a scenario over a range of seeds, in parallel processes, every node checking its
     /// invariants; print each failing seed with the command that reproduces it (exit 1).
     Sweep {
-        /// A scenario file, a built-in name, or mesh:N[:D].
+        /// A scenario file, a built-in name, mesh:N[:idle][:D][:areas] or city:C:M[:D].
         scenario: String,
         /// The seeds: A..B (B excluded).
         #[arg(long)]
@@ -101,6 +101,10 @@ fn main() {
 
 fn list() -> i32 {
     println!("{:<16} a generated mesh of N nodes (mesh:1000, say), 30 min or D", "mesh:N[:D]");
+    println!(
+        "{:<16} the same mesh split into areas of about 100 nodes or more (mesh:1000:30m:areas)",
+        "mesh:N[:D]:areas"
+    );
     println!(
         "{:<16} the same mesh at rest, for D (mesh:50:idle:40m): routing and probe traffic",
         "mesh:N:idle:D"
@@ -231,19 +235,22 @@ pub(crate) fn load(name: &str) -> Result<scenario::Scenario, String> {
     if let Some(spec) = name.strip_prefix("mesh:") {
         let mut parts = spec.split(':');
         let n = parts.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 3);
-        let (traffic, duration) = match (parts.next(), parts.next()) {
-            (None, _) => (true, "30m"),
-            (Some("idle"), d) => (false, d.unwrap_or("30m")),
-            (Some(d), None) => (true, d),
-            _ => (true, ""),
-        };
+        let (mut traffic, mut duration, mut areas, mut bad) = (true, None, false, false);
+        for p in parts {
+            match p {
+                "idle" if traffic && duration.is_none() => traffic = false,
+                "areas" if !areas => areas = true,
+                d if duration.is_none() && !areas && !d.is_empty() => duration = Some(d),
+                _ => bad = true,
+            }
+        }
         return match n {
-            Some(n) if !duration.is_empty() => {
-                scenario::parse(&scenario::mesh(n, traffic, duration), name)
+            Some(n) if !bad => {
+                scenario::parse(&scenario::mesh(n, traffic, duration.unwrap_or("30m"), areas), name)
                     .map_err(|e| e.to_string())
             }
             _ => Err(format!(
-                "{name}: expected mesh:<nodes>[:<duration>] or mesh:<nodes>:idle[:<duration>], at least 3 nodes"
+                "{name}: expected mesh:<nodes>[:idle][:<duration>][:areas], at least 3 nodes"
             )),
         };
     }

@@ -80,6 +80,8 @@ pub struct NodeDef {
     pub deployment: usize,
     /// Other deployments' nodes may link here (`border = true`).
     pub border: bool,
+    /// Its area within its deployment (`""`: none).
+    pub area: String,
 }
 
 /// One deployment of a scenario: its own CA, and the node ids it certifies.
@@ -385,6 +387,7 @@ struct RawNode {
     deployment: Option<Spanned<String>>,
     #[serde(default)]
     border: bool,
+    area: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -654,7 +657,16 @@ impl Checker<'_> {
                     }
                 },
             };
-            nodes.push(NodeDef { id, role, groups, subscribe, deployment, border: n.border });
+            let area = match &n.area {
+                Some(a) => {
+                    NodeId::new(a.get_ref()).map_err(|_| {
+                        self.err(a, "an area is named like a node: a-z, 0-9 and -, 1 to 63")
+                    })?;
+                    a.get_ref().clone()
+                }
+                None => String::new(),
+            };
+            nodes.push(NodeDef { id, role, groups, subscribe, deployment, border: n.border, area });
         }
         if nodes.is_empty() {
             return Err((self.fail)(None, "a scenario needs at least one [[node]]".into()));

@@ -346,6 +346,7 @@ impl<'s> World<'s> {
             let mut core = CoreConfig::new(def.id.clone(), def.role);
             core.federation = policies;
             core.groups = def.groups.clone();
+            core.area = def.area.clone();
             core.check_invariants = sc.check_invariants;
             if let Some(l) = sc.advert_lifetime {
                 core.advert_lifetime = l;

@@ -1257,3 +1257,24 @@ stop = "4m"
     assert_eq!(p["immediate"]["delivered"], p["immediate"]["pairs"], "{}", r.text);
     assert!(r.failures.is_empty(), "{:?}", r.failures);
 }
+
+#[test]
+fn a_mesh_in_areas_loses_nothing_and_floods_fewer_adverts_than_one_without() {
+    let run = |areas: bool| {
+        let text = scenario::mesh(40, true, "12m", areas);
+        assert_eq!(text.contains("area = \"area-1\""), areas);
+        let sc = scenario::parse(&text, "mesh:40:12m").unwrap();
+        let r = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+        assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
+        let flash = &r.json["precedence"]["flash"];
+        assert_eq!(flash["delivered"], flash["pairs"], "{}", r.text);
+        for p in ["flash", "priority"] {
+            assert_eq!(r.json["precedence"][p]["lost"], 0, "{}", r.text);
+            assert_eq!(r.json["precedence"][p]["duplicates"], 0, "{}", r.text);
+        }
+        r.json["control"]["adverts_per_min"].as_f64().unwrap()
+    };
+    let (whole, split) = (run(false), run(true));
+    // Townships and field teams of one area never hear of another's changes.
+    assert!(split < 0.75 * whole, "{split} adverts a minute in areas, {whole} without");
+}

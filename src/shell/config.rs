@@ -124,6 +124,8 @@ struct Raw {
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
+    area: String,
+    #[serde(default)]
     listen: Vec<RawListen>,
     #[serde(default)]
     peer: Vec<RawPeer>,
@@ -432,6 +434,15 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         }
     }
     core.groups = raw.groups;
+    if !raw.area.is_empty() {
+        field(
+            "area",
+            NodeId::new(&raw.area).map_err(|_| {
+                format!("{:?}: an area is named like a node: a-z, 0-9 and -, 1 to 63", raw.area)
+            }),
+        )?;
+    }
+    core.area = raw.area;
     let mut transport = BTreeMap::new();
     for (name, m) in raw.media {
         let key = format!("media.{name}");
@@ -1025,6 +1036,15 @@ reason = "no"
         assert_eq!(e.file, "node.toml");
         assert_eq!(e.key, key, "{e}");
         assert!(e.reason.contains(reason), "{e}");
+    }
+
+    #[test]
+    fn an_area_is_named_like_a_node() {
+        assert_eq!(parse(GOOD, Path::new("n")).unwrap().core.area, "", "none by default");
+        let text = GOOD.replacen("groups = [", "area = \"north-5\"\ngroups = [", 1);
+        assert_eq!(parse(&text, Path::new("n")).unwrap().core.area, "north-5");
+        let text = GOOD.replacen("groups = [", "area = \"North 5\"\ngroups = [", 1);
+        check(&text, "area", "an area is named like a node");
     }
 
     #[test]

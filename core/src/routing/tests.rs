@@ -34,6 +34,8 @@ fn advert(node: &str, seq: u64, links: Vec<AdvertLink>) -> Advert {
         certificate: Default::default(),
         signature: Default::default(),
         previous_certificates: vec![],
+        area: String::new(),
+        summary: Default::default(),
     }
 }
 

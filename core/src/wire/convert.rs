@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use prost::Message as _;
+
 use super::{Hello, WireError, pb};
 use crate::frame::{
-    Accepted, Advert, AdvertLink, CustodyCode, CustodyResult, Frame, InboxRecord, LatestKey,
-    StatusRecord, StatusReport, StoredMessage, Tombstone, Withdrawal,
+    Accepted, Advert, AdvertLink, AreaMember, CustodyCode, CustodyResult, Frame, InboxRecord,
+    LatestKey, StatusRecord, StatusReport, StoredMessage, Tombstone, Withdrawal,
 };
 use crate::types::{
     Address, Body, Envelope, Medium, MessageId, NodeId, Outcome, Precedence, Report, Role,
@@ -318,8 +320,81 @@ pub(super) fn advert_to_pb(a: &Advert) -> pb::LinkState {
         certificate: a.certificate.clone(),
         signature: a.signature.clone(),
         previous_certificates: a.previous_certificates.clone(),
+        area: a.area.clone(),
+        summary: a.summary.clone(),
     }
 }
+
+/// An area's name: empty (no area) or like a node id.
+fn area(what: &'static str, s: String) -> Result<String, WireError> {
+    if !s.is_empty() {
+        NodeId::new(&s).map_err(|e| WireError::invalid(what, e))?;
+    }
+    Ok(s)
+}
+
+pub(super) fn area_summary_to_pb(members: &[AreaMember]) -> pb::AreaSummary {
+    pb::AreaSummary {
+        members: members
+            .iter()
+            .map(|m| pb::AreaMember {
+                node: m.node.to_string(),
+                role: m.role.to_string(),
+                seq: m.seq,
+                groups: m.groups.clone(),
+                subscriptions: m.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
+                costs: m.costs.iter().map(|c| c.map_or(0, |c| c.saturating_add(1))).collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn area_summary_from_pb(s: pb::AreaSummary) -> Result<Vec<AreaMember>, WireError> {
+    if s.members.len() > MAX_AREA_MEMBERS {
+        return Err(WireError::invalid("area summary", "too many members"));
+    }
+    s.members
+        .into_iter()
+        .map(|m| {
+            if m.groups.len() > 256 || m.subscriptions.len() > 4096 || m.costs.len() != 5 {
+                return Err(WireError::invalid(
+                    "area member",
+                    "too many groups or subscriptions, or not five costs",
+                ));
+            }
+            for g in &m.groups {
+                crate::types::Group::parse(g)
+                    .map_err(|e| WireError::invalid("area member group", e))?;
+            }
+            let subscriptions = m
+                .subscriptions
+                .iter()
+                .map(|s| {
+                    TopicPattern::new(s)
+                        .map_err(|e| WireError::invalid("area member subscription", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut costs = [None; 5];
+            for (c, v) in costs.iter_mut().zip(&m.costs) {
+                *c = v.checked_sub(1);
+            }
+            Ok(AreaMember {
+                node: node("area member", &m.node)?,
+                role: m
+                    .role
+                    .parse::<Role>()
+                    .map_err(|e| WireError::invalid("area member role", e))?,
+                seq: m.seq,
+                groups: m.groups,
+                subscriptions,
+                costs,
+            })
+        })
+        .collect()
+}
+
+/// Most members one area summary may name.
+pub const MAX_AREA_MEMBERS: usize = 100_000;
 
 pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
     if a.links.len() > 1024 || a.groups.len() > 256 || a.subscriptions.len() > 4096 {
@@ -370,6 +445,17 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         certificate: a.certificate,
         signature: a.signature,
         previous_certificates: a.previous_certificates,
+        area: area("advert area", a.area)?,
+        summary: {
+            // Checked here, so that what is held always reads back.
+            if !a.summary.is_empty() {
+                area_summary_from_pb(
+                    pb::AreaSummary::decode(a.summary.as_ref())
+                        .map_err(|e| WireError::Decode(format!("area summary: {e}")))?,
+                )?;
+            }
+            a.summary
+        },
     })
 }
 
@@ -454,11 +540,12 @@ pub(super) fn frame_to_pb(f: &Frame) -> pb::Frame {
         }
         Frame::ProbeAck { seq } => Kind::ProbeAck(pb::ProbeAck { seq: *seq }),
         Frame::LinkState(a) => Kind::LinkState(advert_to_pb(a)),
-        Frame::LsdbSummary(entries) => Kind::LsdbSummary(pb::LsdbSummary {
-            entries: entries
+        Frame::LsdbSummary { area, held } => Kind::LsdbSummary(pb::LsdbSummary {
+            entries: held
                 .iter()
                 .map(|(n, seq)| pb::LsdbEntry { node: n.to_string(), seq: *seq })
                 .collect(),
+            area: area.clone(),
         }),
         Frame::Revocations(crl) => Kind::Revocations(pb::Revocations { crl: crl.clone() }),
     };
@@ -512,7 +599,7 @@ pub(super) fn frame_from_pb(f: pb::Frame) -> Result<Frame, WireError> {
                 .into_iter()
                 .map(|e| Ok((node("lsdb node", &e.node)?, e.seq)))
                 .collect::<Result<Vec<_>, WireError>>()?;
-            Ok(Frame::LsdbSummary(entries))
+            Ok(Frame::LsdbSummary { area: area("lsdb summary area", s.area)?, held: entries })
         }
         Some(Kind::Revocations(r)) => {
             if r.crl.is_empty() || r.crl.len() > MAX_CRL {

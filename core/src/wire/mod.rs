@@ -349,6 +349,18 @@ pub fn encode_advert(a: &crate::frame::Advert) -> Vec<u8> {
     convert::advert_to_pb(a).encode_to_vec()
 }
 
+/// An area border's summary, as its advert carries it (`Advert::summary`).
+pub fn encode_area_summary(members: &[crate::frame::AreaMember]) -> Bytes {
+    Bytes::from(convert::area_summary_to_pb(members).encode_to_vec())
+}
+
+/// Reads an `Advert::summary` (checked when the advert was decoded).
+pub fn decode_area_summary(b: &[u8]) -> Result<Vec<crate::frame::AreaMember>, WireError> {
+    convert::area_summary_from_pb(
+        pb::AreaSummary::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+    )
+}
+
 pub fn decode_advert(b: &[u8]) -> Result<crate::frame::Advert, WireError> {
     convert::advert_from_pb(pb::LinkState::decode(b).map_err(|e| WireError::Decode(e.to_string()))?)
 }

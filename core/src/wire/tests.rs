@@ -66,7 +66,7 @@ fn frames_round_trip_through_the_stream_codec() {
             code: CustodyCode::Busy,
             reason: "store near full".into(),
         }]),
-        Frame::LsdbSummary(vec![(NodeId::new("a").unwrap(), 4)]),
+        Frame::LsdbSummary { area: "north".into(), held: vec![(NodeId::new("a").unwrap(), 4)] },
     ];
     let mut buf = BytesMut::new();
     for f in &frames {
@@ -249,6 +249,8 @@ fn an_advert_carries_its_previous_certificates_and_too_many_are_refused() {
         certificate: Bytes::from_static(b"current"),
         signature: Bytes::from_static(&[2; 64]),
         previous_certificates: vec![Bytes::from_static(b"old"), Bytes::from_static(b"older")],
+        area: String::new(),
+        summary: Bytes::new(),
     };
     assert_eq!(decode_advert(&encode_advert(&advert)).unwrap(), advert);
     advert.previous_certificates =
@@ -329,4 +331,59 @@ fn keyed_envelopes_cross_compact_offer_streams_and_targets_go_whole() {
         got.push(f);
     }
     assert_eq!(got, frames);
+}
+
+#[test]
+fn a_border_advert_carries_its_area_summary_and_a_bad_one_is_refused() {
+    use crate::frame::{Advert, AreaMember};
+    use crate::types::{Role, TopicPattern};
+    let members = vec![
+        AreaMember {
+            node: NodeId::new("north-hq").unwrap(),
+            role: Role::Command,
+            seq: 3,
+            groups: vec!["medical".into()],
+            subscriptions: vec![TopicPattern::new("alerts/#").unwrap()],
+            costs: [Some(0); 5],
+        },
+        AreaMember {
+            node: NodeId::new("north-t1").unwrap(),
+            role: Role::Township,
+            seq: 12,
+            groups: vec![],
+            subscriptions: vec![],
+            // FLASH reaches it; satellite-only ROUTINE does not, until late.
+            costs: [None, Some(40), Some(40), Some(9), Some(1_000_040)],
+        },
+    ];
+    let summary = encode_area_summary(&members);
+    assert_eq!(decode_area_summary(&summary).unwrap(), members);
+    let mut advert = Advert {
+        node: NodeId::new("north-hq").unwrap(),
+        role: Role::Command,
+        seq: 3,
+        lifetime: Duration::from_secs(1800),
+        age: Duration::ZERO,
+        links: vec![],
+        groups: vec![],
+        subscriptions: vec![],
+        certificate: Bytes::new(),
+        signature: Bytes::new(),
+        previous_certificates: vec![],
+        area: "north".into(),
+        summary,
+    };
+    assert!(advert.is_border());
+    assert_eq!(decode_advert(&encode_advert(&advert)).unwrap(), advert);
+    // A summary that is not one, or names a member by an invalid id, or an invalid area:
+    // the advert does not decode.
+    advert.summary = Bytes::from_static(&[0x0a, 0x05, 0x0a, 0x03, b'B', b'A', b'D']);
+    let err = decode_advert(&encode_advert(&advert)).unwrap_err();
+    assert!(err.to_string().contains("area member"), "{err}");
+    advert.summary = Bytes::from_static(&[0xff, 0xff]);
+    assert!(decode_advert(&encode_advert(&advert)).is_err());
+    advert.summary = Bytes::new();
+    advert.area = "North Area".into();
+    let err = decode_advert(&encode_advert(&advert)).unwrap_err();
+    assert!(err.to_string().contains("area"), "{err}");
 }

@@ -39,14 +39,28 @@ pub fn built_in(name: &str) -> Option<Result<Scenario, ScenarioError>> {
 /// relays, every tenth township with a satellite link to the command node besides; every fourth
 /// member reports to the command node, which sends FLASH to the townships.
 /// With `traffic` false the mesh is at rest (for measuring routing and probe traffic).
-pub fn mesh(n: usize, traffic: bool, duration: &str) -> String {
+///
+/// With `areas` the mesh is split into areas of about a hundred nodes or more: the relay tree's
+/// subtrees at depth `log2(n / 100)` (at least 1) are `area-0`, `area-1`, ..., each with the
+/// members hanging off its relays; the command node, the relays above and their members are
+/// `backbone`. Borders: the subtrees' roots and their parents, and the command node and the
+/// townships with satellite links to it.
+pub fn mesh(n: usize, traffic: bool, duration: &str, areas: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    let (name, what) = match areas {
+        true => (format!("mesh-{n}-areas"), ", in areas"),
+        false => (format!("mesh-{n}"), ""),
+    };
     let _ = writeln!(
         out,
-        "name = \"mesh-{n}\"\ndescription = \"{n} nodes: a command node, a relay backbone, townships and field teams\"\nduration = \"{duration}\"\nseed = 7\n"
+        "name = \"{name}\"\ndescription = \"{n} nodes: a command node, a relay backbone, townships and field teams{what}\"\nduration = \"{duration}\"\nseed = 7\n"
     );
-    let region = Region { hq: "county-hq".into(), prefix: String::new(), deployment: None };
+    let depth = match areas {
+        true => ((n as f64 / 100.0).log2().floor() as u32).max(1),
+        false => 0,
+    };
+    let region = Region { hq: "county-hq".into(), prefix: String::new(), deployment: None, depth };
     region.write(&mut out, n, traffic);
     let _ = writeln!(out, "[expect]\nlost = 0\nduplicates = 0");
     out
@@ -54,14 +68,30 @@ pub fn mesh(n: usize, traffic: bool, duration: &str) -> String {
 
 /// One region of a generated scenario: `n` nodes laid out as [`mesh`] describes, its ids
 /// starting with `prefix` (the command node is `hq`), all of `deployment` if given (the
-/// command node its border).
+/// command node its border), split into areas at relay-tree `depth` if it is not 0.
 struct Region {
     hq: String,
     prefix: String,
     deployment: Option<String>,
+    depth: u32,
 }
 
 impl Region {
+    /// The area of relay `i` (of the relay tree, `i`'s parent being `(i - 1) / 2`).
+    fn area(&self, mut i: usize) -> Option<String> {
+        if self.depth == 0 {
+            return None;
+        }
+        let first = (1usize << self.depth) - 1; // the first relay at that depth
+        if i < first {
+            return Some("backbone".into());
+        }
+        while i >= 2 * first + 1 {
+            i = (i - 1) / 2;
+        }
+        Some(format!("area-{}", i - first))
+    }
+
     /// Its relays and members (townships and field teams), by id.
     fn ids(&self, n: usize) -> (Vec<String>, Vec<String>) {
         let p = &self.prefix;
@@ -72,11 +102,14 @@ impl Region {
         (relays, members)
     }
 
-    fn node(&self, out: &mut String, id: &str, role: &str, more: &str) {
+    fn node(&self, out: &mut String, id: &str, role: &str, area: Option<String>, more: &str) {
         use std::fmt::Write as _;
         let _ = write!(out, "[[node]]\nid = \"{id}\"\nrole = \"{role}\"\n");
         if let Some(d) = &self.deployment {
             let _ = writeln!(out, "deployment = \"{d}\"");
+        }
+        if let Some(a) = area {
+            let _ = writeln!(out, "area = \"{a}\"");
         }
         let _ = writeln!(out, "{more}");
     }
@@ -89,15 +122,15 @@ impl Region {
         let city = self.deployment.is_some();
         let alerts = "subscribe = [\"city/alerts/#\"]\n";
         let more = if city { format!("border = true\n{alerts}") } else { String::new() };
-        self.node(out, hq, "command", &more);
+        self.node(out, hq, "command", self.area(0), &more);
         let (relays, members) = self.ids(n);
-        for r in &relays {
-            self.node(out, r, "relay", "");
+        for (i, r) in relays.iter().enumerate() {
+            self.node(out, r, "relay", self.area(i), "");
         }
         for (i, m) in members.iter().enumerate() {
             let role = if i % 4 == 0 { "township" } else { "field" };
             let more = if city && i % 4 == 0 { alerts } else { "" };
-            self.node(out, m, role, more);
+            self.node(out, m, role, self.area(i % relays.len()), more);
         }
         let link = |out: &mut String, a: &str, b: &str, delay: &str, loss: f64| {
             let _ = writeln!(
@@ -179,6 +212,7 @@ pub fn city(counties: usize, per_county: usize, duration: &str, failures: bool) 
     let names: Vec<String> = (1..=counties).map(|c| format!("c{c:02}")).collect();
     for name in &names {
         let region = Region {
+            depth: 0,
             hq: format!("{name}-hq"),
             prefix: format!("{name}-"),
             deployment: Some(name.clone()),

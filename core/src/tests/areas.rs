@@ -1,0 +1,148 @@
+//! Areas: full link state stays inside an area, borders summarise it for the rest, and
+//! routing, membership, keys and receipts still work across areas.
+
+use super::security::Pki;
+use super::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn add(h: &mut Harness, pki: &mut Pki, name: &str, role: Role, area: &str, groups: &[&str]) {
+    let mut cfg = pki.config(name, role);
+    cfg.area = area.into();
+    cfg.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+    h.add_with(cfg);
+}
+
+/// Area north: n-hq - n-relay - n-t1 (subscribes to alerts). Area south: s-relay - s-t1
+/// (group medical), s-relay - s-t2, s-t1 - s-t2, and s-t3 linked to s-relay and s-t1.
+/// Between them: n-relay - s-relay (radio) and n-hq - s-t2 (satellite). Wires returned:
+/// n-relay - s-relay, and s-t1 - s-t3 (neither end a border).
+fn two_areas() -> (Harness, Pki, usize, usize) {
+    let mut h = Harness::new();
+    let mut pki = Pki::new();
+    add(&mut h, &mut pki, "n-hq", Role::Command, "north", &[]);
+    add(&mut h, &mut pki, "n-relay", Role::Relay, "north", &[]);
+    add(&mut h, &mut pki, "n-t1", Role::Township, "north", &[]);
+    add(&mut h, &mut pki, "s-relay", Role::Relay, "south", &[]);
+    add(&mut h, &mut pki, "s-t1", Role::Township, "south", &["medical"]);
+    add(&mut h, &mut pki, "s-t2", Role::Field, "south", &[]);
+    add(&mut h, &mut pki, "s-t3", Role::Field, "south", &[]);
+    h.node("n-t1").handle_subscription(TopicPattern::new("alerts/#").unwrap(), true).unwrap();
+    h.node("s-t2").handle_subscription(TopicPattern::new("alerts/#").unwrap(), true).unwrap();
+    h.connect("n-hq", "n-relay", Medium::Wireless, 5 * MS);
+    h.connect("n-relay", "n-t1", Medium::Wireless, 5 * MS);
+    let across = h.connect("n-relay", "s-relay", Medium::Wireless, 10 * MS);
+    h.connect("s-relay", "s-t1", Medium::Wireless, 5 * MS);
+    h.connect("s-relay", "s-t2", Medium::Wireless, 5 * MS);
+    h.connect("s-t1", "s-t2", Medium::Wireless, 5 * MS);
+    h.connect("s-relay", "s-t3", Medium::Wireless, 5 * MS);
+    let inside = h.connect("s-t1", "s-t3", Medium::Wireless, 5 * MS);
+    h.connect("n-hq", "s-t2", Medium::Satellite, 300 * MS);
+    h.run_for(MINUTE);
+    (h, pki, across, inside)
+}
+
+fn held(h: &mut Harness, at: &str) -> BTreeMap<NodeId, u64> {
+    h.node(at).routing.summary().into_iter().collect()
+}
+
+#[test]
+fn adverts_stay_in_their_area_and_borders_summarise_it() {
+    let (mut h, _pki, _, _) = two_areas();
+    let db = held(&mut h, "n-t1");
+    // Its own area, and the borders of both (n-hq and n-relay of north, s-relay and s-t2 of
+    // south); not s-t1, which has no link out of south.
+    let nodes: Vec<&str> = db.keys().map(NodeId::as_str).collect();
+    assert_eq!(nodes, ["n-hq", "n-relay", "s-relay", "s-t2"]);
+    let now = h.now;
+    let border = h.node("n-t1").routing.advert(&n("s-relay"), now).unwrap();
+    let members: Vec<String> = crate::wire::decode_area_summary(&border.summary)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.node.to_string())
+        .collect();
+    assert_eq!(members, ["s-relay", "s-t1", "s-t2", "s-t3"], "its area, itself first");
+    assert!(h.node("n-t1").routing.advert(&n("n-hq"), now).unwrap().is_border());
+    assert!(!h.node("s-t1").routing.advert(&n("s-relay"), now).unwrap().summary.is_empty());
+    // Routes into the other area through the summaries; membership from them.
+    assert_eq!(
+        h.node("n-t1").routing.next_hop(&n("s-t1"), Precedence::Routine),
+        Some(&n("n-relay"))
+    );
+    let medical = h.node("n-t1").resolve(&Address::parse("group:medical").unwrap());
+    assert_eq!(medical, vec![n("s-t1")]);
+    assert!(crate::membership::vouched(h.node("n-t1").membership.get(&n("s-t1")).unwrap()));
+}
+
+#[test]
+fn orders_alerts_and_receipts_cross_areas_once_each() {
+    let (mut h, _pki, _, _) = two_areas();
+    let order = h.submit("n-t1", "node:s-t1", Precedence::Immediate, 30 * MINUTE);
+    let medical = h.submit("n-t1", "group:medical", Precedence::Priority, 30 * MINUTE);
+    let alert = h.submit("s-t1", "topic:alerts/flood", Precedence::Flash, 30 * MINUTE);
+    let townships = h.submit("s-t2", "group:role:township", Precedence::Routine, 30 * MINUTE);
+    h.run_for(2 * MINUTE);
+    let count = |ids: Vec<MessageId>, id: &MessageId| ids.iter().filter(|x| *x == id).count();
+    assert_eq!(count(h.delivered_ids("s-t1"), &order), 1);
+    assert_eq!(count(h.delivered_ids("s-t1"), &medical), 1);
+    assert_eq!(count(h.delivered_ids("n-t1"), &alert), 1, "north's subscriber");
+    assert_eq!(count(h.delivered_ids("s-t2"), &alert), 1, "south's subscriber");
+    assert_eq!(count(h.delivered_ids("n-t1"), &townships), 1);
+    assert_eq!(count(h.delivered_ids("s-t1"), &townships), 1);
+    // The origins hold every receipt: each destination's key crossed with its first message
+    // (the origin's advert went along with the order; the receipt's signer's with the receipt).
+    for (at, id) in [("n-t1", order), ("n-t1", medical), ("s-t1", alert), ("s-t2", townships)] {
+        let view = h.node(at).message_status(&id).unwrap().unwrap();
+        assert_eq!(view.state, "delivered", "{at}: {:?}", view.destinations);
+    }
+    // s-t1's advert went to north only with its messages: the relays keep it as membership,
+    // not in routing.
+    let now = h.now;
+    assert!(h.node("n-relay").routing.advert(&n("s-t1"), now).is_none());
+    assert!(h.node("n-t1").keys.contains_key(&n("s-t1")));
+}
+
+#[test]
+fn a_link_failing_inside_an_area_is_not_flooded_beyond_it() {
+    let (mut h, _pki, _, inside) = two_areas();
+    h.run_for(MINUTE);
+    let before = held(&mut h, "n-t1");
+    let south_before = held(&mut h, "s-t1");
+    // Inside south, between two nodes that are not borders (a border's own links are in its
+    // advert, which every area holds): s-t3 is still reached through s-relay.
+    h.disconnect(inside);
+    h.run_for(MINUTE);
+    assert_ne!(held(&mut h, "s-t1"), south_before, "south re-advertised");
+    assert_eq!(held(&mut h, "n-t1"), before, "north saw nothing of it");
+    let id = h.submit("n-t1", "node:s-t3", Precedence::Flash, 30 * MINUTE);
+    h.run_for(MINUTE);
+    assert_eq!(h.node("n-t1").message_status(&id).unwrap().unwrap().state, "delivered");
+}
+
+#[test]
+fn when_the_radio_between_areas_fails_traffic_takes_the_satellite_border() {
+    let (mut h, _pki, across, _) = two_areas();
+    assert_eq!(h.node("n-t1").routing.next_hop(&n("s-t1"), Precedence::Flash), Some(&n("n-relay")));
+    h.disconnect(across);
+    h.run_for(MINUTE);
+    // n-relay is no longer a border: its new advert replaced the border advert in south too.
+    assert!(!h.node("s-t1").routing.holds_border(&n("n-relay")));
+    let id = h.submit("n-t1", "node:s-t1", Precedence::Flash, 30 * MINUTE);
+    h.run_for(MINUTE);
+    let view = h.node("n-t1").message_status(&id).unwrap().unwrap();
+    assert_eq!(view.state, "delivered", "over n-hq's satellite to s-t2, then s-t1");
+}
+
+#[test]
+fn a_node_restarted_keeps_what_it_learned_of_other_areas() {
+    let (mut h, _pki, _, _) = two_areas();
+    let before = held(&mut h, "n-t1");
+    let members: Vec<NodeId> = h.node("n-t1").membership.nodes().cloned().collect();
+    h.crash("n-t1");
+    h.open("n-t1");
+    assert_eq!(held(&mut h, "n-t1"), before, "routing resumes with the borders' adverts");
+    let after: Vec<NodeId> = h.node("n-t1").membership.nodes().cloned().collect();
+    assert_eq!(after, members, "and membership with the vouched members");
+    let medical = h.node("n-t1").resolve(&Address::parse("group:medical").unwrap());
+    assert_eq!(medical, vec![n("s-t1")]);
+}
