@@ -192,9 +192,7 @@ impl Node {
         let signed = if origin == &self.cfg.node {
             Some(self.current_advert(now))
         } else {
-            self.routing.advert(origin, now).or_else(|| {
-                self.membership.get(origin).filter(|a| !super::membership::vouched(a)).cloned()
-            })
+            self.routing.advert(origin, now).or_else(|| self.membership.get(origin).cloned())
         };
         if let Some(advert) = signed.filter(|a| a.area != peer_area) {
             self.emit_advert(now, link, advert, now);
@@ -319,7 +317,13 @@ impl Node {
 
     /// A border of another area: the members its summary names, as membership (vouched for by
     /// its signature), so that groups and topics resolve to them.
+    ///
+    /// Not from a border of another deployment: a summary does not say which deployment each
+    /// member is in, which `may_cross` needs (the shell refuses `area` beside federation).
     fn learn_area(&mut self, now: Time, border: &Advert) {
+        if self.keys.get(&border.node).is_some_and(|c| c.deployment.is_some()) {
+            return;
+        }
         let Ok(members) = wire::decode_area_summary(&border.summary) else { return };
         for m in members {
             if m.node == self.cfg.node || m.node == border.node {

@@ -37,18 +37,35 @@ use super::store::{StoreError, Table};
 use super::types::{Address, Body, Group, MessageId, NodeId, Outcome, Role, Time};
 use crate::wire;
 
-/// The newest advert ever seen of every other node: what it is a member of.
+/// The newest advert ever seen of every other node: what it is a member of. A node of another
+/// area whose own advert never came here is held as its area's borders describe it
+/// ([`Vouched`]), in a fraction of the room.
 #[derive(Debug, Default)]
 pub struct Membership {
     members: BTreeMap<NodeId, Advert>,
+    /// Nodes with no entry in `members`.
+    vouched: BTreeMap<NodeId, Vouched>,
+}
+
+/// What a border's summary says of a member of its area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vouched {
+    pub role: Role,
+    pub seq: u64,
+    pub groups: Box<[String]>,
+    pub subscriptions: Box<[super::types::TopicPattern]>,
 }
 
 impl Membership {
-    /// Whether `advert` says something newer about its node than what is held.
+    /// Whether `advert` says something newer about its node than what is held (a node's own
+    /// advert is newer than what a border said of the same sequence number).
     pub fn wants(&self, advert: &Advert) -> bool {
-        self.members.get(&advert.node).is_none_or(|a| {
-            a.seq < advert.seq || (a.seq == advert.seq && vouched(a) && !vouched(advert))
-        })
+        let own = !vouched(advert);
+        match (self.members.get(&advert.node), self.vouched.get(&advert.node)) {
+            (Some(a), _) => a.seq < advert.seq,
+            (None, Some(v)) => v.seq < advert.seq || (v.seq == advert.seq && own),
+            (None, None) => true,
+        }
     }
 
     /// Keeps `advert` if it is newer; returns whether it was.
@@ -56,33 +73,73 @@ impl Membership {
         if !self.wants(&advert) {
             return false;
         }
-        self.members.insert(advert.node.clone(), advert);
+        if vouched(&advert) {
+            let v = Vouched {
+                role: advert.role,
+                seq: advert.seq,
+                groups: advert.groups.into_boxed_slice(),
+                subscriptions: advert.subscriptions.into_boxed_slice(),
+            };
+            self.members.remove(&advert.node);
+            self.vouched.insert(advert.node, v);
+        } else {
+            self.vouched.remove(&advert.node);
+            self.members.insert(advert.node.clone(), advert);
+        }
         true
     }
 
     /// Forgets `node` (revoked or decommissioned); returns whether it was a member.
     pub fn forget(&mut self, node: &NodeId) -> bool {
-        self.members.remove(node).is_some()
+        self.members.remove(node).is_some() | self.vouched.remove(node).is_some()
     }
 
+    /// The node's own advert, if held.
     pub fn get(&self, node: &NodeId) -> Option<&Advert> {
         self.members.get(node)
     }
 
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.members.contains_key(node) || self.vouched.contains_key(node)
+    }
+
+    /// The sequence number of what is held of `node`.
+    pub fn seq(&self, node: &NodeId) -> Option<u64> {
+        self.members.get(node).map(|a| a.seq).or_else(|| self.vouched.get(node).map(|v| v.seq))
+    }
+
+    /// Role, groups and subscriptions of `node`, as last heard.
+    pub fn facts(&self, node: &NodeId) -> Option<(Role, &[String], &[super::types::TopicPattern])> {
+        match (self.members.get(node), self.vouched.get(node)) {
+            (Some(a), _) => Some((a.role, &a.groups, &a.subscriptions)),
+            (None, Some(v)) => Some((v.role, &v.groups, &v.subscriptions)),
+            (None, None) => None,
+        }
+    }
+
+    /// Every member, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.members.keys()
+        self.members.keys().chain(self.vouched.keys())
     }
 
     pub fn count(&self) -> usize {
-        self.members.len()
+        self.members.len() + self.vouched.len()
     }
 
     /// Every member's (node, advert seq): what a neighbour compares against its own.
     pub fn summary(&self) -> Vec<(NodeId, u64)> {
-        self.members.iter().map(|(n, a)| (n.clone(), a.seq)).collect()
+        let mut all: Vec<(NodeId, u64)> = self
+            .members
+            .iter()
+            .map(|(n, a)| (n.clone(), a.seq))
+            .chain(self.vouched.iter().map(|(n, v)| (n.clone(), v.seq)))
+            .collect();
+        all.sort_unstable();
+        all
     }
 
-    /// Members held here whose advert is newer than (or missing from) a neighbour's summary.
+    /// Members whose own advert is held here and newer than (or missing from) a neighbour's
+    /// summary.
     pub fn newer_than<'a>(&'a self, summary: &[(NodeId, u64)]) -> Vec<&'a Advert> {
         let theirs: BTreeMap<&NodeId, u64> = summary.iter().map(|(n, s)| (n, *s)).collect();
         self.members.values().filter(|a| theirs.get(&a.node).is_none_or(|s| *s < a.seq)).collect()
@@ -90,9 +147,7 @@ impl Membership {
 
     /// Whether `node` is a member of `to` by what it last advertised.
     pub fn is_member(&self, node: &NodeId, to: &Address) -> bool {
-        self.members
-            .get(node)
-            .is_some_and(|a| advert_matches(a.role, &a.groups, &a.subscriptions, to))
+        self.facts(node).is_some_and(|(role, groups, subs)| advert_matches(role, groups, subs, to))
     }
 }
 
@@ -164,7 +219,7 @@ impl Node {
             self.membership.nodes().filter(|n| self.membership.is_member(n, to)).cloned().collect();
         if matches!(to, Address::Group(Group::All | Group::Role(_))) {
             for l in self.links.values() {
-                if self.membership.get(&l.info.peer).is_none()
+                if !self.membership.contains(&l.info.peer)
                     && self.trusted_neighbour(&l.info.peer)
                     && advert_matches(l.info.role, &[], &[], to)
                 {
@@ -201,10 +256,10 @@ impl Node {
         }
         let node = advert.node.clone();
         // Most adverts are refreshes that change no membership: binding is skipped for them.
-        let grew = self.membership.get(&node).is_none_or(|old| {
-            old.role != advert.role
-                || advert.groups.iter().any(|g| !old.groups.contains(g))
-                || advert.subscriptions.iter().any(|p| !old.subscriptions.contains(p))
+        let grew = self.membership.facts(&node).is_none_or(|(role, groups, subscriptions)| {
+            role != advert.role
+                || advert.groups.iter().any(|g| !groups.contains(g))
+                || advert.subscriptions.iter().any(|p| !subscriptions.contains(p))
         });
         let routed_other = self.routing.advert(&node, now).is_some_and(|r| r.seq != advert.seq);
         self.guarded(|n| {

@@ -541,7 +541,7 @@ impl Node {
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary { area, held } });
         // An authenticated neighbour belongs to `all` and its role's group from now on.
         let trusted = self.trusted_neighbour(&peer);
-        if trusted && self.membership.get(&peer).is_none() {
+        if trusted && !self.membership.contains(&peer) {
             self.bind_late(now, &peer);
         }
         for r in self.revocations.values() {
@@ -677,7 +677,7 @@ impl Node {
                     .newer_than(&summary)
                     .into_iter()
                     .filter(|a| !live_nodes.contains(&a.node))
-                    .filter(|a| Routing::takes(&area, a) && !super::membership::vouched(a))
+                    .filter(|a| Routing::takes(&area, a))
                     .map(|a| {
                         let mut a = a.clone();
                         a.age = a.age.max(a.lifetime);

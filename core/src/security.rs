@@ -434,7 +434,7 @@ impl Node {
         let Some((said, held)) = &l.peer_adverts else {
             return now < l.since + NEWER_KEY_GRACE;
         };
-        let ours = self.membership.get(origin).map_or(0, |a| a.seq);
+        let ours = self.membership.seq(origin).unwrap_or(0);
         now < *said + NEWER_KEY_GRACE && held.get(origin).is_some_and(|seq| *seq > ours)
     }
 

@@ -182,7 +182,13 @@ impl Node {
             counters: self.counters.clone(),
             subscriptions: self.subscriptions.iter().map(|s| s.as_str().to_owned()).collect(),
             groups: self.groups.iter().cloned().collect(),
-            members: self.membership.nodes().cloned().collect(),
+            members: self
+                .membership
+                .nodes()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             violation: self.violation.as_ref().map(ToString::to_string),
             overdue: self.overdue,
             known_nodes: self.routing.known_nodes().into_iter().collect(),

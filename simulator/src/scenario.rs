@@ -671,6 +671,14 @@ impl Checker<'_> {
         if nodes.is_empty() {
             return Err((self.fail)(None, "a scenario needs at least one [[node]]".into()));
         }
+        if deployments.len() > 1
+            && let Some(a) = raw.node.iter().find_map(|n| n.area.as_ref())
+        {
+            return Err(self.err(
+                a,
+                "areas and several deployments together are not built yet (relaymesh refuses `area` beside [[federation]])",
+            ));
+        }
         let federation = self.federation(&raw, deployments.len())?;
         let deployments = deployment_defs(&deployments, &nodes);
 

@@ -1278,3 +1278,19 @@ fn a_mesh_in_areas_loses_nothing_and_floods_fewer_adverts_than_one_without() {
     // Townships and field teams of one area never hear of another's changes.
     assert!(split < 0.75 * whole, "{split} adverts a minute in areas, {whole} without");
 }
+
+#[test]
+fn a_bad_area_and_areas_beside_another_deployment_are_refused_with_the_line() {
+    let base = "name = \"a\"\nduration = \"1m\"\n[[node]]\nid = \"hq\"\nrole = \"command\"\narea = \"north\"\n[[node]]\nid = \"t1\"\nrole = \"township\"\nAREA\n";
+    let sc = scenario::parse(&base.replace("AREA", "area = \"south\""), "a.toml").unwrap();
+    assert_eq!(sc.nodes[0].area, "north");
+    assert_eq!(sc.nodes[1].area, "south");
+    let err =
+        scenario::parse(&base.replace("AREA", "area = \"South Side\""), "a.toml").unwrap_err();
+    assert!(err.to_string().contains("a.toml:10"), "{err}");
+    assert!(err.to_string().contains("an area is named like a node"), "{err}");
+    let err =
+        scenario::parse(&base.replace("AREA", "deployment = \"city\""), "a.toml").unwrap_err();
+    assert!(err.to_string().contains("a.toml:6"), "{err}");
+    assert!(err.to_string().contains("areas and several deployments together"), "{err}");
+}

@@ -579,6 +579,15 @@ fn build(raw: Raw, base: &Path) -> Result<RelayConfig, Fail> {
         });
     }
     let federation = federation(raw.federation, &mut core, base)?;
+    if !core.area.is_empty() && !federation.is_empty() {
+        // Another deployment's nodes would learn this deployment's members of other areas
+        // only from borders' summaries, which do not say whose deployment a member is in:
+        // groups and topics could then resolve across where [[federation]] `to` forbids.
+        return Err((
+            "area".into(),
+            "areas and [[federation]] together are not built yet: split the deployment into areas or federate it, not both".into(),
+        ));
+    }
     let mut peers = Vec::new();
     for (i, p) in raw.peer.into_iter().enumerate() {
         let key = format!("peer[{i}]");
@@ -1045,6 +1054,9 @@ reason = "no"
         assert_eq!(parse(&text, Path::new("n")).unwrap().core.area, "north-5");
         let text = GOOD.replacen("groups = [", "area = \"North 5\"\ngroups = [", 1);
         check(&text, "area", "an area is named like a node");
+        let text = GOOD.replacen("groups = [", "area = \"north\"\ngroups = [", 1)
+            + "\n[[federation]]\ndeployment = \"city\"\nca = \"pki/ca.crt\"\nnodes = [\"city-*\"]\nborders = [\"county-hq\"]\nto = [\"node:*\"]\nroles = { command = \"command\" }\n";
+        check(&text, "area", "areas and [[federation]] together are not built yet");
     }
 
     #[test]
