@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use prost::Message as _;
-
 use super::{Hello, WireError, pb};
 use crate::frame::{
     Accepted, Advert, AdvertLink, AreaMember, CustodyCode, CustodyResult, Frame, InboxRecord,
@@ -449,10 +447,7 @@ pub(super) fn advert_from_pb(a: pb::LinkState) -> Result<Advert, WireError> {
         summary: {
             // Checked here, so that what is held always reads back.
             if !a.summary.is_empty() {
-                area_summary_from_pb(
-                    pb::AreaSummary::decode(a.summary.as_ref())
-                        .map_err(|e| WireError::Decode(format!("area summary: {e}")))?,
-                )?;
+                super::decode_area_summary(&a.summary)?;
             }
             a.summary
         },

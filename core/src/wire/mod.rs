@@ -349,15 +349,31 @@ pub fn encode_advert(a: &crate::frame::Advert) -> Vec<u8> {
     convert::advert_to_pb(a).encode_to_vec()
 }
 
-/// An area border's summary, as its advert carries it (`Advert::summary`).
+/// An area border's summary, as its advert carries it (`Advert::summary`): the protobuf
+/// `AreaSummary`, zstd-compressed. A summary names a hundred members or so whose ids, roles
+/// and costs are much alike; every node of every area holds one of each border and every
+/// link carries them at each refresh.
 pub fn encode_area_summary(members: &[crate::frame::AreaMember]) -> Bytes {
-    Bytes::from(convert::area_summary_to_pb(members).encode_to_vec())
+    let plain = convert::area_summary_to_pb(members).encode_to_vec();
+    // Compressing bytes in memory fails only for lack of memory, which aborts anyway.
+    Bytes::from(zstd::bulk::compress(&plain, 19).unwrap_or_default())
 }
+
+/// Most bytes a summary may expand to.
+pub const MAX_AREA_SUMMARY: u64 = 4 << 20;
 
 /// Reads an `Advert::summary` (checked when the advert was decoded).
 pub fn decode_area_summary(b: &[u8]) -> Result<Vec<crate::frame::AreaMember>, WireError> {
+    let bad = |why: String| WireError::Decode(format!("area summary: {why}"));
+    let size = match zstd::zstd_safe::get_frame_content_size(b) {
+        Ok(Some(size)) if size <= MAX_AREA_SUMMARY => size as usize,
+        Ok(Some(size)) => return Err(bad(format!("{size} bytes, more than {MAX_AREA_SUMMARY}"))),
+        Ok(None) => return Err(bad("no content size".into())),
+        Err(_) => return Err(bad("not zstd".into())),
+    };
+    let plain = zstd::bulk::decompress(b, size).map_err(|e| bad(e.to_string()))?;
     convert::area_summary_from_pb(
-        pb::AreaSummary::decode(b).map_err(|e| WireError::Decode(e.to_string()))?,
+        pb::AreaSummary::decode(plain.as_slice()).map_err(|e| bad(e.to_string()))?,
     )
 }
 

@@ -377,11 +377,18 @@ fn a_border_advert_carries_its_area_summary_and_a_bad_one_is_refused() {
     assert_eq!(decode_advert(&encode_advert(&advert)).unwrap(), advert);
     // A summary that is not one, or names a member by an invalid id, or an invalid area:
     // the advert does not decode.
-    advert.summary = Bytes::from_static(&[0x0a, 0x05, 0x0a, 0x03, b'B', b'A', b'D']);
+    let zstd = |b: &[u8]| Bytes::from(zstd::bulk::compress(b, 3).unwrap());
+    advert.summary = zstd(&[0x0a, 0x05, 0x0a, 0x03, b'B', b'A', b'D']);
     let err = decode_advert(&encode_advert(&advert)).unwrap_err();
     assert!(err.to_string().contains("area member"), "{err}");
     advert.summary = Bytes::from_static(&[0xff, 0xff]);
-    assert!(decode_advert(&encode_advert(&advert)).is_err());
+    let err = decode_advert(&encode_advert(&advert)).unwrap_err();
+    assert!(err.to_string().contains("not zstd"), "{err}");
+    // A bomb: 5 MiB of zeros compress to a few hundred bytes, and are refused unread.
+    advert.summary = zstd(&vec![0; 5 << 20]);
+    assert!(advert.summary.len() < 1000);
+    let err = decode_advert(&encode_advert(&advert)).unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
     advert.summary = Bytes::new();
     advert.area = "North Area".into();
     let err = decode_advert(&encode_advert(&advert)).unwrap_err();
