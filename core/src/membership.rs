@@ -24,7 +24,9 @@
 //! origin's applications see it in the status), so even a member that surfaces too late is
 //! accounted for rather than silently missed.
 //!
-//! Membership is learned only from signed adverts and authenticated links, is stored
+//! Membership is learned only from signed adverts, authenticated links and (with areas) the
+//! signed summaries of the borders of a member's area (`Vouched`, replaced by the member's own
+//! advert once that arrives), is stored
 //! (`Table::Members`, the newest advert of each node), and is passed on when two nodes meet
 //! (their summaries carry membership sequence numbers; an advert whose lifetime ran out travels
 //! as membership only and never enters routing).

@@ -86,7 +86,7 @@ impl Region {
         if i < first {
             return Some("backbone".into());
         }
-        while i >= 2 * first + 1 {
+        while i > 2 * first {
             i = (i - 1) / 2;
         }
         Some(format!("area-{}", i - first))
