@@ -1263,8 +1263,11 @@ fn a_mesh_in_areas_loses_nothing_and_floods_fewer_adverts_than_one_without() {
     let run = |areas: bool| {
         let text = scenario::mesh(40, true, "12m", areas);
         assert_eq!(text.contains("area = \"area-1\""), areas);
-        let sc = scenario::parse(&text, "mesh:40:12m").unwrap();
+        let mut sc = scenario::parse(&text, "mesh:40:12m").unwrap();
+        sc.check_invariants = true; // every node's, after every batch
         let r = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
+        assert_eq!(r.json["invariants"]["checked"], true);
+        assert_eq!(r.json["invariants"]["broken"], serde_json::json!([]), "{}", r.text);
         assert!(r.failures.is_empty(), "{:?}\n{}", r.failures, r.text);
         let flash = &r.json["precedence"]["flash"];
         assert_eq!(flash["delivered"], flash["pairs"], "{}", r.text);
