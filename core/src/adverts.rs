@@ -185,17 +185,37 @@ impl Node {
             self.emit_advert(now, link, advert, queued);
             return;
         }
-        if self.cfg.trust.is_none() || l.peer_certs.contains_key(origin) {
+        let Some(trust) = &self.cfg.trust else { return };
+        // Of this origin's area, the peer took its adverts as they flooded.
+        let peer_area = l.peer_area.as_deref().unwrap_or(&self.cfg.area);
+        let origin_area = match origin == &self.cfg.node {
+            true => Some(self.cfg.area.as_str()),
+            false => self
+                .routing
+                .area_of(origin)
+                .or_else(|| self.membership.get(origin).map(|a| a.area.as_str())),
+        };
+        if origin_area.is_none_or(|a| a == peer_area) {
             return;
         }
-        let peer_area = l.peer_area.clone().unwrap_or_else(|| self.cfg.area.clone());
+        // The peer holds the certificate already (its newest: keys rotate).
+        let cert = match origin == &self.cfg.node {
+            true => trust.certificate(),
+            false => self.keys.get(origin).map(|c| c.certificate.clone()).unwrap_or_default(),
+        };
+        if l.peer_certs.get(origin) == Some(&cert) {
+            return;
+        }
         let signed = if origin == &self.cfg.node {
             Some(self.current_advert(now))
         } else {
             self.routing.advert(origin, now).or_else(|| self.membership.get(origin).cloned())
         };
-        if let Some(advert) = signed.filter(|a| a.area != peer_area) {
+        if let Some(advert) = signed {
             self.emit_advert(now, link, advert, now);
+            if let Some(l) = self.links.get_mut(&link) {
+                l.peer_certs.insert(origin.clone(), cert);
+            }
         }
     }
 
@@ -263,7 +283,17 @@ impl Node {
         // Membership takes any newer advert, even one whose lifetime ran out on the way
         // (a member cut off for long is still a member); routing takes only live ones.
         let for_routing = self.routing.wants(&advert);
-        if !(for_routing || self.membership.wants(&advert))
+        // With areas an advert may come for its certificate alone (ahead of its node's first
+        // message into another area, `expedite_advert`), older than what a border said.
+        // Its certificate counts if none is held, or if it is another than the one held and
+        // the advert newer than the node's own advert held here (a key rotated), never to
+        // roll a key back.
+        let new_key = self.cfg.trust.is_some()
+            && self.keys.get(&advert.node).is_none_or(|c| {
+                c.certificate != advert.certificate
+                    && self.membership.get(&advert.node).is_none_or(|a| a.seq < advert.seq)
+            });
+        if !(for_routing || new_key || self.membership.wants(&advert))
             || !self.check_advert(now, link, &advert, carried)
         {
             return;
@@ -302,14 +332,21 @@ impl Node {
 
     /// The links `advert` is flooded on (but `from`): those whose peer takes it (its area's
     /// nodes, or everyone's for a border's), or all if the last advert of its node was a
-    /// border's.
+    /// border's. A peer whose area is not known yet takes only borders'.
     fn flood_links(&self, advert: &Advert, from: Option<LinkId>, was_border: bool) -> Vec<LinkId> {
         self.links
             .iter()
             .filter(|(id, _)| Some(**id) != from)
             .filter(|(_, l)| {
                 was_border
-                    || Routing::takes(l.peer_area.as_deref().unwrap_or(&self.cfg.area), advert)
+                    || match l.peer_area.as_deref() {
+                        Some(area) => Routing::takes(area, advert),
+                        // Not said yet (its summary is on the way): only what every area takes,
+                        // unless this node is in no area. The answer to its summary brings it
+                        // whatever else it lacks.
+                        None if self.cfg.area.is_empty() => Routing::takes("", advert),
+                        None => advert.is_border(),
+                    }
             })
             .map(|(id, _)| *id)
             .collect()
@@ -326,7 +363,8 @@ impl Node {
         }
         let Ok(members) = wire::decode_area_summary(&border.summary) else { return };
         for m in members {
-            if m.node == self.cfg.node || m.node == border.node {
+            // Nodes whose adverts routing holds (this area's, borders') speak for themselves.
+            if m.node == self.cfg.node || self.routing.holds(&m.node) {
                 continue;
             }
             let vouched = super::membership::vouched_advert(border, m);

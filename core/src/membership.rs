@@ -40,13 +40,16 @@ use super::types::{Address, Body, Group, MessageId, NodeId, Outcome, Role, Time}
 use crate::wire;
 
 /// The newest advert ever seen of every other node: what it is a member of. A node of another
-/// area whose own advert never came here is held as its area's borders describe it
-/// ([`Vouched`]), in a fraction of the room.
+/// area is known by what its area's borders say of it ([`Vouched`], in a fraction of an
+/// advert's room); a newer summary overlays the node's own advert without dropping it, since
+/// the certificate in it is what this node passes on ahead of the node's messages.
 #[derive(Debug, Default)]
 pub struct Membership {
     members: BTreeMap<NodeId, Advert>,
-    /// Nodes with no entry in `members`.
+    /// What borders said, each newer than the node's own advert in `members` if there is one.
     vouched: BTreeMap<NodeId, Vouched>,
+    /// Nodes in `vouched` without an entry in `members`.
+    vouched_only: usize,
 }
 
 /// What a border's summary says of a member of its area.
@@ -60,13 +63,13 @@ pub struct Vouched {
 
 impl Membership {
     /// Whether `advert` says something newer about its node than what is held (a node's own
-    /// advert is newer than what a border said of the same sequence number).
+    /// advert is as new as what a border said of the same sequence number).
     pub fn wants(&self, advert: &Advert) -> bool {
-        let own = !vouched(advert);
-        match (self.members.get(&advert.node), self.vouched.get(&advert.node)) {
-            (Some(a), _) => a.seq < advert.seq,
-            (None, Some(v)) => v.seq < advert.seq || (v.seq == advert.seq && own),
-            (None, None) => true,
+        let own = self.members.get(&advert.node).map(|a| a.seq);
+        let said = self.vouched.get(&advert.node).map(|v| v.seq);
+        match vouched(advert) {
+            true => own.max(said).is_none_or(|s| s < advert.seq),
+            false => own.is_none_or(|s| s < advert.seq) && said.is_none_or(|s| s <= advert.seq),
         }
     }
 
@@ -82,10 +85,16 @@ impl Membership {
                 groups: advert.groups.into_boxed_slice(),
                 subscriptions: advert.subscriptions.into_boxed_slice(),
             };
-            self.members.remove(&advert.node);
-            self.vouched.insert(advert.node, v);
+            let only = !self.members.contains_key(&advert.node);
+            if self.vouched.insert(advert.node, v).is_none() && only {
+                self.vouched_only += 1;
+            }
         } else {
-            self.vouched.remove(&advert.node);
+            if self.vouched.remove(&advert.node).is_some()
+                && !self.members.contains_key(&advert.node)
+            {
+                self.vouched_only -= 1;
+            }
             self.members.insert(advert.node.clone(), advert);
         }
         true
@@ -93,10 +102,15 @@ impl Membership {
 
     /// Forgets `node` (revoked or decommissioned); returns whether it was a member.
     pub fn forget(&mut self, node: &NodeId) -> bool {
-        self.members.remove(node).is_some() | self.vouched.remove(node).is_some()
+        let own = self.members.remove(node).is_some();
+        let said = self.vouched.remove(node).is_some();
+        if said && !own {
+            self.vouched_only -= 1;
+        }
+        own || said
     }
 
-    /// The node's own advert, if held.
+    /// The node's own advert, if held (perhaps older than what a border said since).
     pub fn get(&self, node: &NodeId) -> Option<&Advert> {
         self.members.get(node)
     }
@@ -105,37 +119,33 @@ impl Membership {
         self.members.contains_key(node) || self.vouched.contains_key(node)
     }
 
-    /// The sequence number of what is held of `node`.
+    /// The sequence number of the newest that is held of `node`.
     pub fn seq(&self, node: &NodeId) -> Option<u64> {
-        self.members.get(node).map(|a| a.seq).or_else(|| self.vouched.get(node).map(|v| v.seq))
+        self.vouched.get(node).map(|v| v.seq).or_else(|| self.members.get(node).map(|a| a.seq))
     }
 
     /// Role, groups and subscriptions of `node`, as last heard.
     pub fn facts(&self, node: &NodeId) -> Option<(Role, &[String], &[super::types::TopicPattern])> {
-        match (self.members.get(node), self.vouched.get(node)) {
-            (Some(a), _) => Some((a.role, &a.groups, &a.subscriptions)),
-            (None, Some(v)) => Some((v.role, &v.groups, &v.subscriptions)),
+        match (self.vouched.get(node), self.members.get(node)) {
+            (Some(v), _) => Some((v.role, &v.groups, &v.subscriptions)),
+            (None, Some(a)) => Some((a.role, &a.groups, &a.subscriptions)),
             (None, None) => None,
         }
     }
 
     /// Every member, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.members.keys().chain(self.vouched.keys())
+        self.members.keys().chain(self.vouched.keys().filter(|n| !self.members.contains_key(*n)))
     }
 
     pub fn count(&self) -> usize {
-        self.members.len() + self.vouched.len()
+        self.members.len() + self.vouched_only
     }
 
-    /// Every member's (node, advert seq): what a neighbour compares against its own.
+    /// Every member's (node, newest seq): what a neighbour compares against its own.
     pub fn summary(&self) -> Vec<(NodeId, u64)> {
-        let mut all: Vec<(NodeId, u64)> = self
-            .members
-            .iter()
-            .map(|(n, a)| (n.clone(), a.seq))
-            .chain(self.vouched.iter().map(|(n, v)| (n.clone(), v.seq)))
-            .collect();
+        let mut all: Vec<(NodeId, u64)> =
+            self.nodes().filter_map(|n| Some((n.clone(), self.seq(n)?))).collect();
         all.sort_unstable();
         all
     }
@@ -264,9 +274,13 @@ impl Node {
                 || advert.subscriptions.iter().any(|p| !subscriptions.contains(p))
         });
         let routed_other = self.routing.advert(&node, now).is_some_and(|r| r.seq != advert.seq);
-        self.guarded(|n| {
-            n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
-        });
+        // One row a node: its own advert while one is held (what a border said since is
+        // learned again from the border's advert), else what its borders said.
+        if !vouched(advert) || self.membership.get(&node).is_none() {
+            self.guarded(|n| {
+                n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
+            });
+        }
         self.membership.learn(advert.clone());
         // Routing holds another advert of the node, stored until now by this one's place.
         if routed_other {

@@ -158,6 +158,16 @@ impl Routing {
         self.adverts.get(node).is_some_and(|h| h.advert.area != self.area && h.advert.is_border())
     }
 
+    /// Whether an advert of `node` is held.
+    pub fn holds(&self, node: &NodeId) -> bool {
+        self.adverts.contains_key(node)
+    }
+
+    /// The area of `node`, if its advert is held.
+    pub fn area_of(&self, node: &NodeId) -> Option<&str> {
+        self.adverts.get(node).map(|h| h.advert.area.as_str())
+    }
+
     /// Whether the advert held of `node` is a border's.
     pub fn holds_border(&self, node: &NodeId) -> bool {
         self.adverts.get(node).is_some_and(|h| h.advert.is_border())
@@ -547,7 +557,8 @@ impl Routing {
                     Edge::Summary(costs) => costs[p.index()],
                 };
                 let Some(edge) = edge else { continue };
-                let c = cost + edge;
+                // A summary's cost is a border's word: it cannot wrap a path's cost around.
+                let c = cost.saturating_add(edge);
                 if dist.get(next).is_some_and(|d| c > *d) {
                     continue;
                 }

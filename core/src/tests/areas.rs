@@ -147,3 +147,33 @@ fn a_node_restarted_keeps_what_it_learned_of_other_areas() {
     let medical = h.node("n-t1").resolve(&Address::parse("group:medical").unwrap());
     assert_eq!(medical, vec![n("s-t1")]);
 }
+
+#[test]
+fn a_summary_newer_than_a_members_own_advert_does_not_stop_its_key_from_travelling() {
+    let (mut h, _pki, _, _) = two_areas();
+    let first = h.submit("s-t1", "node:n-t1", Precedence::Immediate, 30 * MINUTE);
+    h.run_for(MINUTE);
+    assert!(h.node("n-relay").membership.get(&n("s-t1")).is_some(), "its advert came along");
+    assert!(!h.node("n-hq").keys.contains_key(&n("s-t1")));
+    // s-t1 joins a group: south's borders summarise it anew, newer than the advert n-relay
+    // holds, which n-relay must still pass on ahead of s-t1's next message.
+    let now = h.now;
+    h.node("s-t1").handle_group(now, "rescue", true).unwrap();
+    h.run_for(MINUTE);
+    let relay = &h.node("n-relay").membership;
+    let own = relay.get(&n("s-t1")).map(|a| a.seq);
+    assert!(relay.seq(&n("s-t1")) > own, "the border's word is newer");
+    let joined = Address::parse("group:rescue").unwrap();
+    assert!(relay.is_member(&n("s-t1"), &joined), "and counts");
+    let second = h.submit("s-t1", "node:n-hq", Precedence::Immediate, 30 * MINUTE);
+    h.run_for(MINUTE);
+    for (to, id) in [("n-t1", first), ("n-hq", second)] {
+        assert_eq!(h.delivered_ids(to).iter().filter(|x| **x == id).count(), 1, "{to}");
+        let view = h.node("s-t1").message_status(&id).unwrap().unwrap();
+        assert_eq!(view.state, "delivered", "{to}");
+    }
+    // And after a restart n-relay still holds the advert to pass on.
+    h.crash("n-relay");
+    h.open("n-relay");
+    assert!(h.node("n-relay").membership.get(&n("s-t1")).is_some());
+}
