@@ -177,3 +177,46 @@ fn a_summary_newer_than_a_members_own_advert_does_not_stop_its_key_from_travelli
     h.open("n-relay");
     assert!(h.node("n-relay").membership.get(&n("s-t1")).is_some());
 }
+
+#[test]
+fn a_message_crosses_a_transit_area_and_waits_out_a_cut_inside_it() {
+    let mut h = Harness::new();
+    let mut pki = Pki::new();
+    for (name, area) in [
+        ("a1", "west"),
+        ("a2", "west"),
+        ("m1", "middle"),
+        ("m2", "middle"),
+        ("m3", "middle"),
+        ("b1", "east"),
+        ("b2", "east"),
+    ] {
+        add(&mut h, &mut pki, name, Role::Relay, area, &[]);
+    }
+    h.connect("a1", "a2", Medium::Wireless, 5 * MS);
+    h.connect("a2", "m1", Medium::Wireless, 5 * MS);
+    let inside = h.connect("m1", "m2", Medium::Wireless, 5 * MS);
+    h.connect("m2", "m3", Medium::Wireless, 5 * MS);
+    h.connect("m3", "b1", Medium::Wireless, 5 * MS);
+    h.connect("b1", "b2", Medium::Wireless, 5 * MS);
+    h.run_for(MINUTE);
+    // a1 holds no advert of m2 (inside the middle area, not a border) nor of b2.
+    assert!(!h.node("a1").routing.holds(&n("m2")) && !h.node("a1").routing.holds(&n("b2")));
+    assert_eq!(h.node("a1").routing.next_hop(&n("b2"), Precedence::Flash), Some(&n("a2")));
+    let first = h.submit("a1", "node:b2", Precedence::Flash, 30 * MINUTE);
+    h.run_for(MINUTE);
+    assert_eq!(h.node("a1").message_status(&first).unwrap().unwrap().state, "delivered");
+    // Cut inside the middle area: m1's summary no longer reaches m3, and the route is gone
+    // everywhere west (no loop between a2 and m1 while it goes).
+    h.disconnect(inside);
+    h.run_for(MINUTE);
+    assert_eq!(h.node("a1").routing.next_hop(&n("b2"), Precedence::Flash), None);
+    assert_eq!(h.node("a2").routing.next_hop(&n("b2"), Precedence::Flash), None);
+    let second = h.submit("a1", "node:b2", Precedence::Flash, 30 * MINUTE);
+    h.run_for(2 * MINUTE);
+    assert_eq!(h.delivered_ids("b2").iter().filter(|x| **x == second).count(), 0);
+    h.connect("m1", "m2", Medium::Wireless, 5 * MS);
+    h.run_for(MINUTE);
+    assert_eq!(h.delivered_ids("b2").iter().filter(|x| **x == second).count(), 1, "once");
+    assert_eq!(h.node("a1").message_status(&second).unwrap().unwrap().state, "delivered");
+}
