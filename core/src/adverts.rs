@@ -85,26 +85,13 @@ impl Node {
         std::iter::once(me).chain(self.routing.area_members()).collect()
     }
 
-    /// What in this border's summary the rest of the deployment acts on when it changes: who
-    /// is reached for which precedence, and their roles, groups and subscriptions (not the
-    /// costs, which move with every RTT sample, nor sequence numbers: those go at the next
-    /// refresh).
-    pub(super) fn summary_shape(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = rustc_hash::FxHasher::default();
-        for m in self.routing.area_members() {
-            (&m.node, m.role, &m.groups, &m.subscriptions).hash(&mut h);
-            m.costs.map(|c| c.is_some()).hash(&mut h);
-        }
-        h.finish()
-    }
-
     /// A border looks again at its area (after `SUMMARY_INTERVAL`, so that a burst of changes
     /// makes one new advert): if what it summarises changed, it advertises anew.
     pub(super) fn check_summary(&mut self, now: Time) {
         if self.summary_check.is_some_and(|t| now >= t) {
             self.summary_check = None;
-            if self.is_area_border() && self.summary_shape() != self.advertised_shape {
+            if self.is_area_border() && summary_shape(&self.area_summary()) != self.advertised_shape
+            {
                 self.advert_wanted = true;
             }
         }
@@ -125,7 +112,9 @@ impl Node {
         // A border's advert goes to every neighbour; so does the first after it stopped being
         // one (every area took the last); any other stays in the area.
         let was_border = self.last_own_advert.as_ref().is_some_and(Advert::is_border);
-        self.advertised_shape = if advert.is_border() { self.summary_shape() } else { 0 };
+        // Read back from the advert: the area's five shortest-path trees were just grown for it.
+        self.advertised_shape =
+            wire::decode_area_summary(&advert.summary).map_or(0, |m| summary_shape(&m));
         self.last_own_advert = Some(advert.clone());
         let ids = self.flood_links(&advert, None, was_border);
         self.send_advert(now, &advert, &ids);
@@ -432,6 +421,19 @@ impl Node {
         let area = self.cfg.area.clone();
         self.transmits.push_back(Transmit { link, frame: Frame::LsdbSummary { area, held } });
     }
+}
+
+/// What in a border's summary the rest of the deployment acts on when it changes: who is
+/// reached for which precedence, and their roles, groups and subscriptions (not the costs,
+/// which move with every RTT sample, nor sequence numbers: those go at the next refresh).
+fn summary_shape(members: &[AreaMember]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    for m in members {
+        (&m.node, m.role, &m.groups, &m.subscriptions).hash(&mut h);
+        m.costs.map(|c| c.is_some()).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// How long a border waits after a change in its area before it looks at its summary again.

@@ -284,7 +284,7 @@ pub struct Node {
     pub(super) last_advert: Option<Time>,
     /// A border looks at its area summary again then (`Node::check_summary`).
     pub(super) summary_check: Option<Time>,
-    /// The shape of the summary last advertised (`Node::summary_shape`; 0: none).
+    /// The shape of the summary last advertised (`adverts::summary_shape`; 0: none).
     pub(super) advertised_shape: u64,
     /// Recently held messages, so offering them does not read them back from the store.
     pub(super) recent: RecentMessages,
