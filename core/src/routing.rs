@@ -90,6 +90,70 @@ enum Edge {
 
 type Graph = BTreeMap<NodeId, Vec<(NodeId, Edge)>>;
 
+/// Column of [`Table`] for late messages below FLASH (the others are precedence indexes).
+const LATE: usize = 4;
+
+/// No route in this column.
+const NO_HOP: u32 = u32::MAX;
+
+/// The routes of one node: for each destination reachable for some precedence, per column
+/// (precedence index, then [`LATE`]) the next-hop neighbour and the path cost. Sorted arrays
+/// with the next hops numbered, rather than a map per column: in a 1,000-node mesh the five
+/// maps of every node were a ninth of the simulator's peak memory (heaptrack,
+/// `mesh:1000:3m:areas`: 169 MB of 1.51 GB).
+#[derive(Clone, Debug, Default)]
+struct Table {
+    /// Destinations, sorted.
+    dests: Vec<NodeId>,
+    /// The distinct next hops (this node's neighbours), numbered by position.
+    hops: Vec<NodeId>,
+    /// Per destination and column: the next hop's number, or [`NO_HOP`].
+    via: Vec<[u32; 5]>,
+    /// Per destination and column: the path cost (meaningless where there is no hop).
+    costs: Vec<[u64; 5]>,
+}
+
+impl Table {
+    fn get(&self, dest: &NodeId, column: usize) -> Option<(&NodeId, u64)> {
+        self.at(self.dests.binary_search(dest).ok()?, column)
+    }
+
+    fn at(&self, i: usize, column: usize) -> Option<(&NodeId, u64)> {
+        let hop = self.via[i][column];
+        (hop != NO_HOP).then(|| (&self.hops[hop as usize], self.costs[i][column]))
+    }
+
+    /// Replaces column `column` with `routes` (destination -> (next hop, cost)). A
+    /// destination no column reaches any more keeps its place, with no hop (the whole table
+    /// is rebuilt when the database changes).
+    fn set_column(&mut self, column: usize, routes: BTreeMap<NodeId, (NodeId, u64)>) {
+        for v in &mut self.via {
+            v[column] = NO_HOP;
+        }
+        for (dest, (hop, cost)) in routes {
+            let hop = match self.hops.iter().position(|h| *h == hop) {
+                Some(n) => n as u32,
+                None => {
+                    self.hops.push(hop);
+                    (self.hops.len() - 1) as u32
+                }
+            };
+            // Destinations come sorted: after the first column, each is found or appended.
+            let i = match self.dests.binary_search(&dest) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.dests.insert(i, dest);
+                    self.via.insert(i, [NO_HOP; 5]);
+                    self.costs.insert(i, [0; 5]);
+                    i
+                }
+            };
+            self.via[i][column] = hop;
+            self.costs[i][column] = cost;
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Held {
     advert: Advert,
@@ -114,10 +178,11 @@ pub struct Routing {
     /// When each held advert runs out: the same entries as `adverts`, by time (a node in a
     /// large mesh asks for the next expiry at every turn).
     expiries: BTreeSet<(Time, NodeId)>,
-    /// Per precedence index: destination -> (next-hop neighbour, path cost).
-    table: [BTreeMap<NodeId, (NodeId, u64)>; 4],
-    /// The same for late messages below FLASH (`None`: not computed since the last change).
-    late: Option<BTreeMap<NodeId, (NodeId, u64)>>,
+    /// Per precedence index and for late messages below FLASH: destination -> (next-hop
+    /// neighbour, path cost).
+    table: Table,
+    /// Whether the late column is computed since the last change (only a late message asks).
+    late: bool,
     dirty: bool,
 }
 
@@ -130,8 +195,8 @@ impl Routing {
             local: Vec::new(),
             adverts: BTreeMap::new(),
             expiries: BTreeSet::new(),
-            table: Default::default(),
-            late: None,
+            table: Table::default(),
+            late: false,
             dirty: true,
         }
     }
@@ -397,7 +462,7 @@ impl Routing {
     /// The neighbour to hand a message for `dest` of precedence `p` to.
     pub fn next_hop(&mut self, dest: &NodeId, p: Precedence) -> Option<&NodeId> {
         self.recompute_if_dirty();
-        self.table[p.index()].get(dest).map(|(hop, _)| hop)
+        self.table.get(dest, p.index()).map(|(hop, _)| hop)
     }
 
     /// The neighbour to hand a *late* message for `dest` of precedence `p` to: one that is
@@ -405,25 +470,33 @@ impl Routing {
     pub fn next_hop_late(&mut self, dest: &NodeId, p: Precedence) -> Option<&NodeId> {
         self.recompute_if_dirty();
         if p == Precedence::Flash {
-            return self.table[p.index()].get(dest).map(|(hop, _)| hop);
+            return self.table.get(dest, p.index()).map(|(hop, _)| hop);
         }
-        if self.late.is_none() {
+        if !self.late {
             let graph = self.graph(false);
-            self.late = Some(self.dijkstra(&graph, Precedence::Routine, true));
+            let late = self.dijkstra(&graph, Precedence::Routine, true);
+            self.table.set_column(LATE, late);
+            self.late = true;
         }
-        self.late.as_ref().and_then(|t| t.get(dest)).map(|(hop, _)| hop)
+        self.table.get(dest, LATE).map(|(hop, _)| hop)
     }
 
     /// Path cost to `dest` for `p`, if reachable.
     pub fn cost(&mut self, dest: &NodeId, p: Precedence) -> Option<u64> {
         self.recompute_if_dirty();
-        self.table[p.index()].get(dest).map(|(_, c)| *c)
+        self.table.get(dest, p.index()).map(|(_, c)| c)
     }
 
-    /// The whole table for `p`: destination -> (next hop, cost).
-    pub fn routes(&mut self, p: Precedence) -> &BTreeMap<NodeId, (NodeId, u64)> {
+    /// The whole table for `p`: (destination, next hop, cost), by destination.
+    pub fn routes(&mut self, p: Precedence) -> Vec<(NodeId, NodeId, u64)> {
         self.recompute_if_dirty();
-        &self.table[p.index()]
+        let t = &self.table;
+        (0..t.dests.len())
+            .filter_map(|i| {
+                let (hop, cost) = t.at(i, p.index())?;
+                Some((t.dests[i].clone(), hop.clone(), cost))
+            })
+            .collect()
     }
 
     /// Marks the routes stale (e.g. after a link metric changed).
@@ -436,10 +509,12 @@ impl Routing {
             return;
         }
         self.dirty = false;
-        self.late = None;
+        self.late = false;
         let graph = self.graph(false);
+        self.table = Table::default();
         for p in Precedence::DESCENDING {
-            self.table[p.index()] = self.dijkstra(&graph, p, false);
+            let routes = self.dijkstra(&graph, p, false);
+            self.table.set_column(p.index(), routes);
         }
     }
 

@@ -158,9 +158,7 @@ impl Node {
             .collect();
         let mut routes = Vec::new();
         for p in Precedence::DESCENDING {
-            let table: Vec<(NodeId, (NodeId, u64))> =
-                self.routing.routes(p).iter().map(|(d, r)| (d.clone(), r.clone())).collect();
-            for (destination, (next_hop, cost)) in table {
+            for (destination, next_hop, cost) in self.routing.routes(p) {
                 let link = self.link_for(&next_hop, p, false);
                 routes.push(RouteView { destination, precedence: p, next_hop, link, cost });
             }
