@@ -351,6 +351,7 @@ impl Node {
             return;
         }
         let Ok(members) = wire::decode_area_summary(&border.summary) else { return };
+        let mut learned = false;
         for m in members {
             // Nodes whose adverts routing holds (this area's, borders') speak for themselves.
             if m.node == self.cfg.node || self.routing.holds(&m.node) {
@@ -358,8 +359,11 @@ impl Node {
             }
             let vouched = super::membership::vouched_advert(border, m);
             if self.membership.wants(&vouched) {
-                self.learn_member(now, &vouched);
+                learned |= self.learn_member(now, &vouched);
             }
+        }
+        if learned {
+            self.store_vouched(&border.area);
         }
     }
 

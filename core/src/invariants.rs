@@ -28,6 +28,7 @@ struct StoreSummary {
     bytes: u64,
     owed: BTreeSet<(u64, NodeId)>,
     members: usize,
+    vouched: usize,
     bound: BTreeSet<MessageId>,
 }
 
@@ -266,6 +267,11 @@ impl Node {
             members += 1;
             true
         })?;
+        let mut vouched = 0usize;
+        self.store.scan(Table::Vouched, b"", None, &mut |_, v| {
+            vouched += crate::wire::decode_area_summary(v).map_or(0, |m| m.len());
+            true
+        })?;
         let mut bound: BTreeSet<MessageId> = BTreeSet::new();
         self.store.scan(Table::Bindings, b"", None, &mut |k, _| {
             if let Ok(id) = <[u8; 16]>::try_from(k) {
@@ -273,7 +279,7 @@ impl Node {
             }
             true
         })?;
-        Ok(Ok(StoreSummary { counts, bytes, owed, members, bound }))
+        Ok(Ok(StoreSummary { counts, bytes, owed, members, vouched, bound }))
     }
 
     /// The in-memory accounting against what the store holds.
@@ -290,11 +296,18 @@ impl Node {
         if let Some(pair) = self.inflight.iter().find(|pair| !s.owed.contains(*pair)) {
             return Err(format!("{pair:?} is in flight but no longer owed"));
         }
-        if s.members != self.membership.count() {
+        if s.members != self.membership.own_count() {
             return Err(format!(
-                "{} members in memory, {} in the store",
-                self.membership.count(),
+                "{} members' own adverts in memory, {} in the store",
+                self.membership.own_count(),
                 s.members
+            ));
+        }
+        if s.vouched != self.membership.vouched_count() {
+            return Err(format!(
+                "{} members vouched for in memory, {} in the store",
+                self.membership.vouched_count(),
+                s.vouched
             ));
         }
         let in_memory: BTreeSet<MessageId> = self.bindings.keys().copied().collect();

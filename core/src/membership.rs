@@ -32,6 +32,7 @@
 //! as membership only and never enters routing).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::frame::{Advert, AreaMember, StatusRecord, StatusReport, StoredMessage};
 use super::node::{Event, Node};
@@ -50,11 +51,15 @@ pub struct Membership {
     vouched: BTreeMap<NodeId, Vouched>,
     /// Nodes in `vouched` without an entry in `members`.
     vouched_only: usize,
+    /// The areas named in `vouched`, each once.
+    areas: BTreeSet<Arc<str>>,
 }
 
 /// What a border's summary says of a member of its area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vouched {
+    /// The area of the border that said it.
+    pub area: Arc<str>,
     pub role: Role,
     pub seq: u64,
     pub groups: Box<[String]>,
@@ -79,7 +84,16 @@ impl Membership {
             return false;
         }
         if vouched(&advert) {
+            let area = match self.areas.get(advert.area.as_str()) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = advert.area.into();
+                    self.areas.insert(a.clone());
+                    a
+                }
+            };
             let v = Vouched {
+                area,
                 role: advert.role,
                 seq: advert.seq,
                 groups: advert.groups.into_boxed_slice(),
@@ -108,6 +122,38 @@ impl Membership {
             self.vouched_only -= 1;
         }
         own || said
+    }
+
+    /// The area whose borders vouch for `node`, if it is known by what they said.
+    pub fn vouched_area(&self, node: &NodeId) -> Option<&Arc<str>> {
+        self.vouched.get(node).map(|v| &v.area)
+    }
+
+    /// Every node borders of `area` vouched for, as they said it (no costs): what
+    /// `Table::Vouched` keeps of that area.
+    pub fn vouched_in(&self, area: &str) -> Vec<AreaMember> {
+        self.vouched
+            .iter()
+            .filter(|(_, v)| &*v.area == area)
+            .map(|(node, v)| AreaMember {
+                node: node.clone(),
+                role: v.role,
+                seq: v.seq,
+                groups: v.groups.to_vec(),
+                subscriptions: v.subscriptions.to_vec(),
+                costs: [None; 5],
+            })
+            .collect()
+    }
+
+    /// How many own adverts are held (the rows of `Table::Members`).
+    pub fn own_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// How many nodes borders vouched for (the entries of `Table::Vouched`).
+    pub fn vouched_count(&self) -> usize {
+        self.vouched.len()
     }
 
     /// The node's own advert, if held (perhaps older than what a border said since).
@@ -167,25 +213,39 @@ impl Membership {
 /// ([`vouched_advert`]): no signature, no certificate, no links. Never sent on; replaced by
 /// the node's own advert of the same sequence number if that arrives.
 pub fn vouched(a: &Advert) -> bool {
-    a.signature.is_empty() && a.certificate.is_empty() && a.links.is_empty() && !a.is_border()
+    // (Only with areas: in a deployment without trust, as in tests, a node's own advert may
+    // also come unsigned, and with no links before it has any.)
+    !a.area.is_empty()
+        && a.signature.is_empty()
+        && a.certificate.is_empty()
+        && a.links.is_empty()
+        && !a.is_border()
 }
 
 /// Membership of a node of another area as `border`'s summary states it: kept like an advert
 /// (by the member's sequence number), vouched for by the border's signature.
 pub fn vouched_advert(border: &Advert, m: AreaMember) -> Advert {
+    let mut a = vouched_member(&border.area, m);
+    a.lifetime = border.lifetime;
+    a.age = border.age;
+    a
+}
+
+/// What borders of `area` said of a member, as `Table::Vouched` keeps it.
+fn vouched_member(area: &str, m: AreaMember) -> Advert {
     Advert {
         node: m.node,
         role: m.role,
         seq: m.seq,
-        lifetime: border.lifetime,
-        age: border.age,
+        lifetime: std::time::Duration::ZERO,
+        age: std::time::Duration::ZERO,
         links: Vec::new(),
         groups: m.groups,
         subscriptions: m.subscriptions,
         certificate: bytes::Bytes::new(),
         signature: bytes::Bytes::new(),
         previous_certificates: Vec::new(),
-        area: border.area.clone(),
+        area: area.to_owned(),
         summary: bytes::Bytes::new(),
     }
 }
@@ -274,14 +334,27 @@ impl Node {
                 || advert.subscriptions.iter().any(|p| !subscriptions.contains(p))
         });
         let routed_other = self.routing.advert(&node, now).is_some_and(|r| r.seq != advert.seq);
-        // One row a node: its own advert while one is held (what a border said since is
-        // learned again from the border's advert), else what its borders said.
-        if !vouched(advert) || self.membership.get(&node).is_none() {
-            self.guarded(|n| {
-                n.store.put(Table::Members, node.as_str().as_bytes(), &wire::encode_advert(advert))
-            });
-        }
+        // A node's own advert is a row of `Table::Members`; what borders said of it is kept
+        // with the rest of its area in `Table::Vouched`, written by the caller once it has
+        // learned the whole summary (a row a member cost a 1,000-node simulated mesh a sixth of
+        // its memory).
+        let overlaid = match vouched(advert) {
+            true => None,
+            false => {
+                self.guarded(|n| {
+                    let row = wire::encode_advert(advert);
+                    n.store.put(Table::Members, node.as_str().as_bytes(), &row)
+                });
+                self.membership.vouched_area(&node).cloned()
+            }
+        };
         self.membership.learn(advert.clone());
+        // The node's own advert replaced what its borders said.
+        if let Some(area) = overlaid
+            && self.membership.vouched_area(&node).is_none()
+        {
+            self.store_vouched(&area);
+        }
         // Routing holds another advert of the node, stored until now by this one's place.
         if routed_other {
             self.store_routed(now, &node);
@@ -294,10 +367,24 @@ impl Node {
 
     /// Forgets a revoked or decommissioned node's membership.
     pub(super) fn forget_member(&mut self, node: &NodeId) {
+        let area = self.membership.vouched_area(node).cloned();
         if self.membership.forget(node) {
             let key = node.as_str().as_bytes().to_vec();
             self.guarded(|n| n.store.delete(Table::Members, &key).map(|_| ()));
+            if let Some(area) = area {
+                self.store_vouched(&area);
+            }
         }
+    }
+
+    /// Writes what borders of `area` vouched for (`Table::Vouched`: one row an area, as a
+    /// summary without costs).
+    pub(super) fn store_vouched(&mut self, area: &str) {
+        let members = self.membership.vouched_in(area);
+        self.guarded(|n| match members.is_empty() {
+            true => n.store.delete(Table::Vouched, area.as_bytes()).map(|_| ()),
+            false => n.store.put(Table::Vouched, area.as_bytes(), &wire::encode_vouched(&members)),
+        });
     }
 
     /// Joins or leaves a named group at run time (durably; the configured groups are where it
@@ -466,6 +553,13 @@ impl Node {
         self.store.scan(Table::Members, b"", None, &mut |_, v| {
             if let Ok(a) = wire::decode_advert(v) {
                 members.learn(a);
+            }
+            true
+        })?;
+        self.store.scan(Table::Vouched, b"", None, &mut |k, v| {
+            let area = String::from_utf8_lossy(k);
+            for m in wire::decode_area_summary(v).into_iter().flatten() {
+                members.learn(vouched_member(&area, m));
             }
             true
         })?;

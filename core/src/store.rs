@@ -73,10 +73,13 @@ pub enum Table {
     Objects,
     /// (deadline, object id) -> (): incomplete objects by the time they expire.
     ObjectExpiry,
+    /// area -> AreaSummary (zstd, no costs): what the borders of another area said of each of
+    /// its members, where this node holds no newer own advert of the member (areas only).
+    Vouched,
 }
 
 impl Table {
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 24] = [
         Table::Messages,
         Table::Queue,
         Table::Expiry,
@@ -100,6 +103,7 @@ impl Table {
         Table::ObjectChunks,
         Table::Objects,
         Table::ObjectExpiry,
+        Table::Vouched,
     ];
 
     pub fn name(self) -> &'static str {
@@ -127,6 +131,7 @@ impl Table {
             Table::ObjectChunks => "object_chunks",
             Table::Objects => "objects",
             Table::ObjectExpiry => "object_expiry",
+            Table::Vouched => "vouched",
         }
     }
 }

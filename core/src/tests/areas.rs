@@ -149,6 +149,31 @@ fn a_node_restarted_keeps_what_it_learned_of_other_areas() {
 }
 
 #[test]
+fn a_member_cut_off_inside_its_area_stays_a_member_across_a_restart_elsewhere() {
+    let (mut h, _pki, _, _) = two_areas();
+    let all = Address::parse("group:all").unwrap();
+    assert!(h.node("n-t1").resolve(&all).contains(&n("s-t3")));
+    // What borders said is kept an area a row, not a row a member.
+    assert_eq!(h.disks["n-t1"].len(Table::Vouched), 1, "south's row");
+    let own = h.node("n-t1").membership.own_count();
+    assert_eq!(h.disks["n-t1"].len(Table::Members), own);
+    // s-t3 goes down: south's borders reach it no longer and say so.
+    h.crash("s-t3");
+    h.run_for(MINUTE);
+    for border in ["s-relay", "s-t2"] {
+        let now = h.now;
+        let advert = h.node("n-t1").routing.advert(&n(border), now).unwrap();
+        let said = crate::wire::decode_area_summary(&advert.summary).unwrap();
+        assert!(said.iter().all(|m| m.node != n("s-t3")), "{border} no longer names s-t3");
+    }
+    // Still a member at n-t1, and still after n-t1 restarts: an alert for everyone waits for it.
+    h.crash("n-t1");
+    h.open("n-t1");
+    assert!(h.node("n-t1").resolve(&all).contains(&n("s-t3")), "kept across the restart");
+    assert_eq!(h.node("n-t1").resolve(&Address::parse("group:medical").unwrap()), vec![n("s-t1")]);
+}
+
+#[test]
 fn a_summary_newer_than_a_members_own_advert_does_not_stop_its_key_from_travelling() {
     let (mut h, _pki, _, _) = two_areas();
     let first = h.submit("s-t1", "node:n-t1", Precedence::Immediate, 30 * MINUTE);

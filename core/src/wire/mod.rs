@@ -369,9 +369,20 @@ pub fn encode_advert(a: &crate::frame::Advert) -> Vec<u8> {
 /// and costs are much alike; every node of every area holds one of each border and every
 /// link carries them at each refresh.
 pub fn encode_area_summary(members: &[crate::frame::AreaMember]) -> Bytes {
+    Bytes::from(compressed_summary(members, 19))
+}
+
+/// A `Table::Vouched` row: what borders said of their area's members, in the summary's
+/// layout (read with [`decode_area_summary`]), compressed fast: it is rewritten whenever a
+/// summary of the area changes.
+pub fn encode_vouched(members: &[crate::frame::AreaMember]) -> Vec<u8> {
+    compressed_summary(members, 3)
+}
+
+fn compressed_summary(members: &[crate::frame::AreaMember], level: i32) -> Vec<u8> {
     let plain = convert::area_summary_to_pb(members).encode_to_vec();
     // Compressing bytes in memory fails only for lack of memory, which aborts anyway.
-    Bytes::from(zstd::bulk::compress(&plain, 19).unwrap_or_default())
+    zstd::bulk::compress(&plain, level).unwrap_or_default()
 }
 
 /// Most bytes a summary may expand to.
