@@ -11,8 +11,8 @@
 //! follows the precedence, so FLASH overtakes ROUTINE already buffered. Probes ride datagrams.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
