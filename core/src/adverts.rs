@@ -304,6 +304,7 @@ impl Node {
         for c in &mut advert.previous_certificates {
             *c = Bytes::copy_from_slice(c);
         }
+        let advert = std::sync::Arc::new(advert);
         self.learn_member(now, &advert);
         let was_border = self.routing.holds_border(&advert.node);
         if !for_routing || !self.routing.accept(advert.clone(), now) {
@@ -357,7 +358,7 @@ impl Node {
             if m.node == self.cfg.node || self.routing.holds(&m.node) {
                 continue;
             }
-            let vouched = super::membership::vouched_advert(border, m);
+            let vouched = std::sync::Arc::new(super::membership::vouched_advert(border, m));
             if self.membership.wants(&vouched) {
                 learned |= self.learn_member(now, &vouched);
             }

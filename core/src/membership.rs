@@ -46,7 +46,8 @@ use crate::wire;
 /// the certificate in it is what this node passes on ahead of the node's messages.
 #[derive(Debug, Default)]
 pub struct Membership {
-    members: BTreeMap<NodeId, Advert>,
+    /// Shared with routing where it holds the same advert.
+    members: BTreeMap<NodeId, Arc<Advert>>,
     /// What borders said, each newer than the node's own advert in `members` if there is one.
     vouched: BTreeMap<NodeId, Vouched>,
     /// Nodes in `vouched` without an entry in `members`.
@@ -79,11 +80,13 @@ impl Membership {
     }
 
     /// Keeps `advert` if it is newer; returns whether it was.
-    pub fn learn(&mut self, advert: Advert) -> bool {
+    pub fn learn(&mut self, advert: impl Into<Arc<Advert>>) -> bool {
+        let advert = advert.into();
         if !self.wants(&advert) {
             return false;
         }
         if vouched(&advert) {
+            let advert = Arc::unwrap_or_clone(advert);
             let area = match self.areas.get(advert.area.as_str()) {
                 Some(a) => a.clone(),
                 None => {
@@ -158,6 +161,11 @@ impl Membership {
 
     /// The node's own advert, if held (perhaps older than what a border said since).
     pub fn get(&self, node: &NodeId) -> Option<&Advert> {
+        self.members.get(node).map(|a| &**a)
+    }
+
+    /// The same, to share.
+    pub fn shared(&self, node: &NodeId) -> Option<&Arc<Advert>> {
         self.members.get(node)
     }
 
@@ -200,7 +208,11 @@ impl Membership {
     /// summary.
     pub fn newer_than<'a>(&'a self, summary: &[(NodeId, u64)]) -> Vec<&'a Advert> {
         let theirs: BTreeMap<&NodeId, u64> = summary.iter().map(|(n, s)| (n, *s)).collect();
-        self.members.values().filter(|a| theirs.get(&a.node).is_none_or(|s| *s < a.seq)).collect()
+        self.members
+            .values()
+            .filter(|a| theirs.get(&a.node).is_none_or(|s| *s < a.seq))
+            .map(|a| &**a)
+            .collect()
     }
 
     /// Whether `node` is a member of `to` by what it last advertised.
@@ -322,7 +334,7 @@ impl Node {
 
     /// Keeps a (verified) advert as membership; returns whether it was newer. Membership it
     /// adds is bound to the live group and topic messages this node originated.
-    pub(super) fn learn_member(&mut self, now: Time, advert: &Advert) -> bool {
+    pub(super) fn learn_member(&mut self, now: Time, advert: &Arc<Advert>) -> bool {
         if !self.membership.wants(advert) {
             return false;
         }

@@ -471,11 +471,11 @@ impl Node {
                 // The advert of that sequence number, as membership holds it.
                 Ok(seq) => NodeId::new(String::from_utf8_lossy(k).as_ref())
                     .ok()
-                    .and_then(|node| members.get(&node))
+                    .and_then(|node| members.shared(&node))
                     .filter(|a| a.seq == u64::from_be_bytes(seq))
                     .cloned(),
                 // A store written before kept the whole advert here.
-                Err(_) => crate::wire::decode_advert(v).ok(),
+                Err(_) => crate::wire::decode_advert(v).ok().map(std::sync::Arc::new),
             };
             adverts.extend(held);
             true

@@ -30,6 +30,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::MediumConfig;
@@ -156,7 +157,8 @@ impl Table {
 
 #[derive(Clone, Debug)]
 struct Held {
-    advert: Advert,
+    /// Shared with membership, which holds the same advert (most of them, at rest).
+    advert: Arc<Advert>,
     received_at: Time,
 }
 
@@ -285,7 +287,8 @@ impl Routing {
     /// Stores `advert` if it is newer than what is held; returns whether it was.
     /// An advert of another area that is not a border's is taken only in place of that node's
     /// border advert, which it removes (the database holds no advert of the node then).
-    pub fn accept(&mut self, advert: Advert, now: Time) -> bool {
+    pub fn accept(&mut self, advert: impl Into<Arc<Advert>>, now: Time) -> bool {
+        let advert = advert.into();
         if advert.node == self.me || advert.age >= advert.lifetime {
             return false;
         }
@@ -366,7 +369,7 @@ impl Routing {
     /// The held advert of `node`, aged to `now`.
     pub fn advert(&self, node: &NodeId, now: Time) -> Option<Advert> {
         let h = self.adverts.get(node)?;
-        let mut a = h.advert.clone();
+        let mut a = Advert::clone(&h.advert);
         a.age += now.saturating_since(h.received_at);
         Some(a)
     }
