@@ -213,6 +213,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_makes_its_zstd_context_with_its_first_compressed_piece() {
+        let mut dec = FrameDecoder::with_compressed(1 << 20, crate::wire::compact::Dialect::NEWEST);
+        dec.extend(&frames(3, 100, 5));
+        while dec.next_frame().unwrap().is_some() {}
+        assert!(dec.decompressor.is_none(), "plain frames need no context");
+        let mut out = BytesMut::new();
+        Compressor::new().compress(&frames(3, 100, 6), &mut out);
+        dec.extend(&out);
+        let mut got = 0;
+        while dec.next_frame().unwrap().is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 3);
+        assert!(dec.decompressor.is_some());
+        // A stream of a node that did not announce zstd-v1 still refuses compressed pieces.
+        let mut plain = FrameDecoder::with_compact(1 << 20, crate::wire::compact::Dialect::NEWEST);
+        plain.extend(&out);
+        assert!(plain.next_frame().is_err());
+    }
+
+    #[test]
     fn a_large_frame_goes_alone_and_many_small_ones_are_cut_at_frame_boundaries() {
         let big = frames(1, 200_000, 3);
         assert_eq!(piece_len(&big), big.len());
