@@ -249,3 +249,9 @@ fn a_leave_not_signed_by_the_member_is_refused_as_a_forgery() {
     let medical = Address::parse("group:medical").unwrap();
     assert!(h.node("hq").membership.is_member(&n("t1"), &medical), "still a member");
 }
+
+#[test]
+fn what_a_border_vouches_for_a_member_fits_in_24_bytes() {
+    // One for every node of every other area, in every node: a 1,000-node mesh holds ~10^6.
+    assert_eq!(std::mem::size_of::<crate::membership::Vouched>(), 24);
+}
