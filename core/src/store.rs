@@ -223,6 +223,9 @@ pub struct StoreStats {
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// Undo entries whose room a [`MemStore`] keeps between batches.
+const UNDO_KEPT: usize = 256;
+
 #[derive(Default)]
 struct MemDisk {
     tables: Tables,
@@ -235,6 +238,14 @@ struct MemDisk {
 impl MemDisk {
     fn table(&mut self, t: Table) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
         self.tables.entry(t).or_default()
+    }
+
+    /// Lets go of the room one large batch (a first link-state sync) grew the undo log to: kept,
+    /// it stayed with every simulated node for the whole run.
+    fn shrink_undo(&mut self) {
+        if self.undo.capacity() > UNDO_KEPT && self.undo.len() <= UNDO_KEPT / 2 {
+            self.undo.shrink_to(UNDO_KEPT / 2);
+        }
     }
 
     /// Drops every write not yet durable: the open batch and the one in flight.
@@ -361,6 +372,7 @@ impl Store for MemStore {
     fn commit(&mut self) -> Result<(), StoreError> {
         let mut d = self.lock();
         d.undo.clear();
+        d.shrink_undo();
         d.sealed = None;
         Ok(())
     }
@@ -401,6 +413,7 @@ impl Store for MemStore {
         match landed {
             Ok(()) => {
                 d.undo.drain(..n);
+                d.shrink_undo();
                 Ok(())
             }
             Err(e) => {
