@@ -295,14 +295,16 @@ impl Node {
         {
             advert.certificate = c.certificate.clone();
         } else {
-            advert.certificate = Bytes::copy_from_slice(&advert.certificate);
+            advert.certificate = super::types::shared_bytes(&advert.certificate);
         }
-        advert.signature = Bytes::copy_from_slice(&advert.signature);
+        // Every node that holds this advert holds the same signature and summary: in one
+        // process (the simulator) they share the bytes.
+        advert.signature = super::types::shared_bytes(&advert.signature);
         if advert.is_border() {
-            advert.summary = Bytes::copy_from_slice(&advert.summary);
+            advert.summary = super::types::shared_bytes(&advert.summary);
         }
         for c in &mut advert.previous_certificates {
-            *c = Bytes::copy_from_slice(c);
+            *c = super::types::shared_bytes(c);
         }
         let advert = std::sync::Arc::new(advert);
         self.learn_member(now, &advert);

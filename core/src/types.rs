@@ -135,6 +135,54 @@ struct Interned {
 
 static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
 
+/// Bytes that many nodes of one process hold identical copies of: a node's certificate, an
+/// advert's signature, a border's summary. In a 1,000-node simulated mesh every node kept its
+/// own copy of each (a certificate per node it knows, a summary per border); here identical
+/// contents share one allocation for as long as any copy is held. A node alone in its process
+/// (a real deployment) pays a hash and a lookup per advert kept. Weak references, swept as
+/// node ids are.
+pub fn shared_bytes(b: &[u8]) -> Bytes {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hash =
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(b);
+    let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(|| Shared { by_hash: HashMap::new(), sweep_at: 1024 });
+    let found = table
+        .by_hash
+        .get(&hash)
+        .into_iter()
+        .flatten()
+        .filter_map(Weak::upgrade)
+        .find(|a| **a == *b);
+    let arc = match found {
+        Some(a) => a,
+        None => {
+            if table.by_hash.len() >= table.sweep_at {
+                table.by_hash.retain(|_, ws| {
+                    ws.retain(|w| w.strong_count() > 0);
+                    !ws.is_empty()
+                });
+                table.sweep_at = (table.by_hash.len() * 2).max(1024);
+            }
+            let a: Arc<[u8]> = b.into();
+            let bucket = table.by_hash.entry(hash).or_default();
+            bucket.retain(|w| w.strong_count() > 0);
+            bucket.push(Arc::downgrade(&a));
+            a
+        }
+    };
+    drop(guard);
+    Bytes::from_owner(arc)
+}
+
+struct Shared {
+    /// Contents by hash (a bucket holds those whose hashes collide).
+    by_hash: HashMap<u64, Vec<Weak<[u8]>>>,
+    sweep_at: usize,
+}
+
+static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -650,6 +698,22 @@ mod tests {
         let held = INTERNED.lock().unwrap().as_ref().map_or(0, |t| t.ids.len());
         assert!(held < 10_000, "{held} ids still in the table");
         assert!(Arc::ptr_eq(&a.0, &NodeId::new("township-7").unwrap().0), "live ids stay");
+    }
+
+    #[test]
+    fn identical_bytes_kept_by_many_share_one_allocation_until_none_holds_them() {
+        let cert = vec![7u8; 600];
+        let a = shared_bytes(&cert);
+        let b = shared_bytes(&cert);
+        assert_eq!(a, b);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one allocation");
+        assert_ne!(shared_bytes(&[8u8; 600]).as_ptr(), a.as_ptr(), "other contents, other bytes");
+        for i in 0u32..100_000 {
+            shared_bytes(&i.to_be_bytes());
+        }
+        let held = SHARED.lock().unwrap().as_ref().map_or(0, |t| t.by_hash.len());
+        assert!(held < 10_000, "{held} contents still in the table");
+        assert_eq!(shared_bytes(&cert).as_ptr(), a.as_ptr(), "held contents stay");
     }
 
     use super::*;
