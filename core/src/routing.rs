@@ -91,66 +91,63 @@ enum Edge {
 
 type Graph = BTreeMap<NodeId, Vec<(NodeId, Edge)>>;
 
-/// Column of [`Table`] for late messages below FLASH (the others are precedence indexes).
-const LATE: usize = 4;
+/// No route for this precedence.
+const NO_HOP: u16 = u16::MAX;
 
-/// No route in this column.
-const NO_HOP: u32 = u32::MAX;
-
-/// The routes of one node: for each destination reachable for some precedence, per column
-/// (precedence index, then [`LATE`]) the next-hop neighbour and the path cost. Sorted arrays
-/// with the next hops numbered, rather than a map per column: in a 1,000-node mesh the five
-/// maps of every node were a ninth of the simulator's peak memory (heaptrack,
-/// `mesh:1000:3m:areas`: 169 MB of 1.51 GB).
+/// The routes of one node: for each destination reachable for some precedence, per
+/// precedence the next-hop neighbour and the path cost. Sorted arrays with the next hops
+/// numbered, rather than a map per precedence: in a 1,000-node mesh the five maps of every
+/// node were a ninth of the simulator's peak memory (heaptrack, `mesh:1000:3m:areas`: 169 MB
+/// of 1.51 GB); this is 40 bytes a destination.
 #[derive(Clone, Debug, Default)]
 struct Table {
     /// Destinations, sorted.
     dests: Vec<NodeId>,
     /// The distinct next hops (this node's neighbours), numbered by position.
     hops: Vec<NodeId>,
-    /// Per destination and column: the next hop's number, or [`NO_HOP`].
-    via: Vec<[u32; 5]>,
-    /// Per destination and column: the path cost (meaningless where there is no hop).
-    costs: Vec<[u64; 5]>,
+    /// Per destination and precedence index: the next hop's number, or [`NO_HOP`].
+    via: Vec<[u16; 4]>,
+    /// Per destination and precedence index: the path cost, at most `u32::MAX` (only reports
+    /// read it; a link path costs far less, and a summary's word beyond it is as good as
+    /// unreachable).
+    costs: Vec<[u32; 4]>,
 }
 
 impl Table {
-    fn get(&self, dest: &NodeId, column: usize) -> Option<(&NodeId, u64)> {
-        self.at(self.dests.binary_search(dest).ok()?, column)
+    fn get(&self, dest: &NodeId, p: usize) -> Option<(&NodeId, u64)> {
+        self.at(self.dests.binary_search(dest).ok()?, p)
     }
 
-    fn at(&self, i: usize, column: usize) -> Option<(&NodeId, u64)> {
-        let hop = self.via[i][column];
-        (hop != NO_HOP).then(|| (&self.hops[hop as usize], self.costs[i][column]))
+    fn at(&self, i: usize, p: usize) -> Option<(&NodeId, u64)> {
+        let hop = self.via[i][p];
+        (hop != NO_HOP).then(|| (&self.hops[usize::from(hop)], u64::from(self.costs[i][p])))
     }
 
-    /// Replaces column `column` with `routes` (destination -> (next hop, cost)). A
-    /// destination no column reaches any more keeps its place, with no hop (the whole table
-    /// is rebuilt when the database changes).
-    fn set_column(&mut self, column: usize, routes: BTreeMap<NodeId, (NodeId, u64)>) {
-        for v in &mut self.via {
-            v[column] = NO_HOP;
-        }
+    /// Sets precedence index `p`'s routes (destination -> (next hop, cost)), on a table
+    /// rebuilt from empty.
+    fn set(&mut self, p: usize, routes: BTreeMap<NodeId, (NodeId, u64)>) {
         for (dest, (hop, cost)) in routes {
             let hop = match self.hops.iter().position(|h| *h == hop) {
-                Some(n) => n as u32,
+                Some(n) => n,
                 None => {
                     self.hops.push(hop);
-                    (self.hops.len() - 1) as u32
+                    self.hops.len() - 1
                 }
             };
-            // Destinations come sorted: after the first column, each is found or appended.
+            // Next hops are this node's neighbours: far fewer than `NO_HOP`.
+            let Ok(hop) = u16::try_from(hop) else { continue };
+            // Destinations come sorted: after the first precedence, each is found or appended.
             let i = match self.dests.binary_search(&dest) {
                 Ok(i) => i,
                 Err(i) => {
                     self.dests.insert(i, dest);
-                    self.via.insert(i, [NO_HOP; 5]);
-                    self.costs.insert(i, [0; 5]);
+                    self.via.insert(i, [NO_HOP; 4]);
+                    self.costs.insert(i, [0; 4]);
                     i
                 }
             };
-            self.via[i][column] = hop;
-            self.costs[i][column] = cost;
+            self.via[i][p] = hop;
+            self.costs[i][p] = u32::try_from(cost).unwrap_or(u32::MAX);
         }
     }
 }
@@ -180,11 +177,11 @@ pub struct Routing {
     /// When each held advert runs out: the same entries as `adverts`, by time (a node in a
     /// large mesh asks for the next expiry at every turn).
     expiries: BTreeSet<(Time, NodeId)>,
-    /// Per precedence index and for late messages below FLASH: destination -> (next-hop
-    /// neighbour, path cost).
+    /// Per precedence index: destination -> (next-hop neighbour, path cost).
     table: Table,
-    /// Whether the late column is computed since the last change (only a late message asks).
-    late: bool,
+    /// The same for late messages below FLASH (`None`: not computed since the last change;
+    /// only a late message asks).
+    late: Option<BTreeMap<NodeId, (NodeId, u64)>>,
     dirty: bool,
 }
 
@@ -198,7 +195,7 @@ impl Routing {
             adverts: BTreeMap::new(),
             expiries: BTreeSet::new(),
             table: Table::default(),
-            late: false,
+            late: None,
             dirty: true,
         }
     }
@@ -475,13 +472,11 @@ impl Routing {
         if p == Precedence::Flash {
             return self.table.get(dest, p.index()).map(|(hop, _)| hop);
         }
-        if !self.late {
+        if self.late.is_none() {
             let graph = self.graph(false);
-            let late = self.dijkstra(&graph, Precedence::Routine, true);
-            self.table.set_column(LATE, late);
-            self.late = true;
+            self.late = Some(self.dijkstra(&graph, Precedence::Routine, true));
         }
-        self.table.get(dest, LATE).map(|(hop, _)| hop)
+        self.late.as_ref().and_then(|t| t.get(dest)).map(|(hop, _)| hop)
     }
 
     /// Path cost to `dest` for `p`, if reachable.
@@ -512,12 +507,12 @@ impl Routing {
             return;
         }
         self.dirty = false;
-        self.late = false;
+        self.late = None;
         let graph = self.graph(false);
         self.table = Table::default();
         for p in Precedence::DESCENDING {
             let routes = self.dijkstra(&graph, p, false);
-            self.table.set_column(p.index(), routes);
+            self.table.set(p.index(), routes);
         }
     }
 
