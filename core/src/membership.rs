@@ -356,20 +356,18 @@ impl Node {
         // with the rest of its area in `Table::Vouched`, written by the caller once it has
         // learned the whole summary (a row a member cost a 1,000-node simulated mesh a sixth of
         // its memory).
-        let overlaid = match vouched(advert) {
-            true => None,
-            false => {
-                self.guarded(|n| {
-                    let row = wire::encode_advert(advert);
-                    n.store.put(Table::Members, node.as_str().as_bytes(), &row)
-                });
-                self.membership.vouched_area(&node).cloned()
-            }
-        };
+        if !vouched(advert) {
+            self.guarded(|n| {
+                let row = wire::encode_advert(advert);
+                n.store.put(Table::Members, node.as_str().as_bytes(), &row)
+            });
+        }
+        let said_before = self.membership.vouched_area(&node).cloned();
         self.membership.learn(advert.clone());
-        // The node's own advert replaced what its borders said.
-        if let Some(area) = overlaid
-            && self.membership.vouched_area(&node).is_none()
+        // What borders said of it left its area's row: its own advert replaced it, or the
+        // borders of another area vouch for it now (the caller writes the new area's row).
+        if let Some(area) = said_before
+            && self.membership.vouched_area(&node) != Some(&area)
         {
             self.store_vouched(&area);
         }

@@ -174,6 +174,34 @@ fn a_member_cut_off_inside_its_area_stays_a_member_across_a_restart_elsewhere() 
 }
 
 #[test]
+fn a_member_vouched_for_by_another_area_leaves_its_old_areas_row() {
+    let (mut h, _pki, _, _) = two_areas();
+    let now = h.now;
+    let node = h.node("n-t1");
+    let seq = node.membership.seq(&n("s-t3")).unwrap();
+    assert_eq!(node.membership.vouched_area(&n("s-t3")).map(|a| &**a), Some("south"));
+    // s-t3 moved to area west; west's borders now vouch for it.
+    let moved = crate::frame::AreaMember {
+        node: n("s-t3"),
+        role: Role::Field,
+        seq: seq + 1,
+        groups: Vec::new(),
+        subscriptions: Vec::new(),
+        costs: [Some(10); 5],
+    };
+    let mut west = node.routing.advert(&n("s-relay"), now).unwrap();
+    west.area = "west".into();
+    let vouched = std::sync::Arc::new(crate::membership::vouched_advert(&west, moved));
+    assert!(node.learn_member(now, &vouched));
+    node.store_vouched("west");
+    node.commit(now).unwrap();
+    // Held once, in west's row: south's no longer names it (the invariants compare the rows'
+    // entries with what is held).
+    node.check_invariants().unwrap();
+    assert_eq!(h.disks["n-t1"].len(Table::Vouched), 2);
+}
+
+#[test]
 fn a_summary_newer_than_a_members_own_advert_does_not_stop_its_key_from_travelling() {
     let (mut h, _pki, _, _) = two_areas();
     let first = h.submit("s-t1", "node:n-t1", Precedence::Immediate, 30 * MINUTE);
