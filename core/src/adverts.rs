@@ -354,19 +354,15 @@ impl Node {
             return;
         }
         let Ok(members) = wire::decode_area_summary(&border.summary) else { return };
-        let mut learned = false;
         for m in members {
             // Nodes whose adverts routing holds (this area's, borders') speak for themselves.
             if m.node == self.cfg.node || self.routing.holds(&m.node) {
                 continue;
             }
-            let vouched = std::sync::Arc::new(super::membership::vouched_advert(border, m));
+            let vouched = super::membership::vouched_advert(&border.area, m);
             if self.membership.wants(&vouched) {
-                learned |= self.learn_member(now, &vouched);
+                self.learn_member(now, &std::sync::Arc::new(vouched));
             }
-        }
-        if learned {
-            self.store_vouched(&border.area);
         }
     }
 

@@ -54,6 +54,9 @@ pub struct Membership {
     vouched_only: usize,
     /// The areas named in `vouched`, each once (`Vouched::area` is a position here).
     areas: Vec<Arc<str>>,
+    /// Areas whose entries in `vouched` changed since their `Table::Vouched` rows were written
+    /// (`Node::write_vouched`, as a batch is sealed).
+    changed_areas: BTreeSet<u32>,
 }
 
 /// What a border's summary says of a member of its area: 24 bytes, a node of every other
@@ -105,15 +108,22 @@ impl Membership {
                 ))),
             };
             let v = Vouched { seq: advert.seq, role: advert.role, area: area as u32, facts };
+            self.changed_areas.insert(v.area);
             let only = !self.members.contains_key(&advert.node);
-            if self.vouched.insert(advert.node, v).is_none() && only {
-                self.vouched_only += 1;
+            match self.vouched.insert(advert.node, v) {
+                // Vouched for by the borders of another area now (it moved).
+                Some(old) => {
+                    self.changed_areas.insert(old.area);
+                }
+                None if only => self.vouched_only += 1,
+                None => {}
             }
         } else {
-            if self.vouched.remove(&advert.node).is_some()
-                && !self.members.contains_key(&advert.node)
-            {
-                self.vouched_only -= 1;
+            if let Some(old) = self.vouched.remove(&advert.node) {
+                self.changed_areas.insert(old.area);
+                if !self.members.contains_key(&advert.node) {
+                    self.vouched_only -= 1;
+                }
             }
             self.members.insert(advert.node.clone(), advert);
         }
@@ -123,7 +133,8 @@ impl Membership {
     /// Forgets `node` (revoked or decommissioned); returns whether it was a member.
     pub fn forget(&mut self, node: &NodeId) -> bool {
         let own = self.members.remove(node).is_some();
-        let said = self.vouched.remove(node).is_some();
+        let said =
+            self.vouched.remove(node).map(|old| self.changed_areas.insert(old.area)).is_some();
         if said && !own {
             self.vouched_only -= 1;
         }
@@ -133,6 +144,17 @@ impl Membership {
     /// The area whose borders vouch for `node`, if it is known by what they said.
     pub fn vouched_area(&self, node: &NodeId) -> Option<&Arc<str>> {
         self.vouched.get(node).map(|v| &self.areas[v.area as usize])
+    }
+
+    /// The areas whose vouched entries changed since this was last asked.
+    pub fn take_changed_areas(&mut self) -> Vec<Arc<str>> {
+        let changed = std::mem::take(&mut self.changed_areas);
+        changed.into_iter().map(|a| self.areas[a as usize].clone()).collect()
+    }
+
+    /// Whether some area's vouched entries changed since [`Membership::take_changed_areas`].
+    pub fn areas_changed(&self) -> bool {
+        !self.changed_areas.is_empty()
     }
 
     /// Every node borders of `area` vouched for, as they said it (no costs): what
@@ -240,17 +262,10 @@ pub fn vouched(a: &Advert) -> bool {
         && !a.is_border()
 }
 
-/// Membership of a node of another area as `border`'s summary states it: kept like an advert
-/// (by the member's sequence number), vouched for by the border's signature.
-pub fn vouched_advert(border: &Advert, m: AreaMember) -> Advert {
-    let mut a = vouched_member(&border.area, m);
-    a.lifetime = border.lifetime;
-    a.age = border.age;
-    a
-}
-
-/// What borders of `area` said of a member, as `Table::Vouched` keeps it.
-fn vouched_member(area: &str, m: AreaMember) -> Advert {
+/// Membership of a node of `area` as that area's borders state it: kept like an advert (by
+/// the member's sequence number), vouched for by a border's signature, or read back from
+/// `Table::Vouched`.
+pub fn vouched_advert(area: &str, m: AreaMember) -> Advert {
     Advert {
         node: m.node,
         role: m.role,
@@ -353,24 +368,15 @@ impl Node {
         });
         let routed_other = self.routing.advert(&node, now).is_some_and(|r| r.seq != advert.seq);
         // A node's own advert is a row of `Table::Members`; what borders said of it is kept
-        // with the rest of its area in `Table::Vouched`, written by the caller once it has
-        // learned the whole summary (a row a member cost a 1,000-node simulated mesh a sixth of
-        // its memory).
+        // with the rest of its area in `Table::Vouched`, one row an area written as the batch
+        // is sealed (a row a member cost a 1,000-node simulated mesh a sixth of its memory).
         if !vouched(advert) {
             self.guarded(|n| {
                 let row = wire::encode_advert(advert);
                 n.store.put(Table::Members, node.as_str().as_bytes(), &row)
             });
         }
-        let said_before = self.membership.vouched_area(&node).cloned();
         self.membership.learn(advert.clone());
-        // What borders said of it left its area's row: its own advert replaced it, or the
-        // borders of another area vouch for it now (the caller writes the new area's row).
-        if let Some(area) = said_before
-            && self.membership.vouched_area(&node) != Some(&area)
-        {
-            self.store_vouched(&area);
-        }
         // Routing holds another advert of the node, stored until now by this one's place.
         if routed_other {
             self.store_routed(now, &node);
@@ -383,24 +389,26 @@ impl Node {
 
     /// Forgets a revoked or decommissioned node's membership.
     pub(super) fn forget_member(&mut self, node: &NodeId) {
-        let area = self.membership.vouched_area(node).cloned();
         if self.membership.forget(node) {
             let key = node.as_str().as_bytes().to_vec();
             self.guarded(|n| n.store.delete(Table::Members, &key).map(|_| ()));
-            if let Some(area) = area {
-                self.store_vouched(&area);
-            }
         }
     }
 
-    /// Writes what borders of `area` vouched for (`Table::Vouched`: one row an area, as a
-    /// summary without costs).
-    pub(super) fn store_vouched(&mut self, area: &str) {
-        let members = self.membership.vouched_in(area);
-        self.guarded(|n| match members.is_empty() {
-            true => n.store.delete(Table::Vouched, area.as_bytes()).map(|_| ()),
-            false => n.store.put(Table::Vouched, area.as_bytes(), &wire::encode_vouched(&members)),
-        });
+    /// Writes the `Table::Vouched` row of each area whose vouched entries changed in this
+    /// batch (one row an area, as a summary without costs; none for an area with none).
+    pub(super) fn write_vouched(&mut self) -> Result<(), StoreError> {
+        for area in self.membership.take_changed_areas() {
+            let members = self.membership.vouched_in(&area);
+            match members.is_empty() {
+                true => self.store.delete(Table::Vouched, area.as_bytes()).map(|_| ())?,
+                false => {
+                    let row = wire::encode_vouched(&members);
+                    self.store.put(Table::Vouched, area.as_bytes(), &row)?
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Joins or leaves a named group at run time (durably; the configured groups are where it
@@ -575,10 +583,12 @@ impl Node {
         self.store.scan(Table::Vouched, b"", None, &mut |k, v| {
             let area = String::from_utf8_lossy(k);
             for m in wire::decode_area_summary(v).into_iter().flatten() {
-                members.learn(vouched_member(&area, m));
+                members.learn(vouched_advert(&area, m));
             }
             true
         })?;
+        // Read from the rows themselves: nothing to write back.
+        members.take_changed_areas();
         self.membership = members;
         let mut groups: BTreeSet<String> = self.cfg.groups.iter().cloned().collect();
         self.store.scan(Table::Groups, b"", None, &mut |k, v| {

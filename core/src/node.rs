@@ -885,6 +885,9 @@ impl Node {
         if self.poisoned.is_none() && self.meta_dirty {
             self.guarded(Node::write_meta);
         }
+        if self.poisoned.is_none() && self.membership.areas_changed() {
+            self.guarded(Node::write_vouched);
+        }
         let wrote = self.store.dirty();
         let began = match self.poisoned.take() {
             Some(e) => Err(e),
@@ -1043,6 +1046,7 @@ impl Node {
     pub fn needs_commit(&self) -> bool {
         self.store.dirty()
             || self.meta_dirty
+            || self.membership.areas_changed()
             || self.poisoned.is_some()
             || !self.answers.is_empty()
             || !self.pending_events.is_empty()
