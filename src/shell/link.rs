@@ -222,33 +222,14 @@ pub struct LinkHandle {
     /// start (in a 1,000-node simulated mesh, four writers a link were a tenth of the peak).
     /// Shared by the handle's clones, so that a precedence has one writer.
     classes: Arc<[OnceLock<mpsc::UnboundedSender<Frame>>; 4]>,
-    writers: ClassWriters,
-    bytes: Arc<LinkBytes>,
-    pacer: Option<Arc<Pacer>>,
-}
-
-/// What starting a precedence's writer takes.
-#[derive(Clone, Debug)]
-struct ClassWriters {
-    conn: Connection,
-    bytes: Arc<LinkBytes>,
-    pacer: Option<Arc<Pacer>>,
+    /// The compact dialect offers are written in, if the peer takes one.
     dialect: Option<compact::Dialect>,
+    /// Whether offer streams are compressed.
     compressed: bool,
+    /// The link's span, for writers started later.
     span: tracing::Span,
-}
-
-impl ClassWriters {
-    fn start(&self, class: usize) -> mpsc::UnboundedSender<Frame> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let out =
-            Out { conn: self.conn.clone(), bytes: self.bytes.clone(), pacer: self.pacer.clone() };
-        let encoder = self.dialect.map(compact::OfferEncoder::new);
-        let compressor = self.compressed.then(compress::Compressor::new);
-        let writer = class_writer(out, class as i32, rx, encoder, compressor);
-        tokio::spawn(writer.instrument(self.span.clone()));
-        tx
-    }
+    bytes: Arc<LinkBytes>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl LinkHandle {
@@ -257,7 +238,7 @@ impl LinkHandle {
         match &frame {
             Frame::Offer { envelope, .. } => {
                 let class = envelope.precedence.index();
-                let _ = self.classes[class].get_or_init(|| self.writers.start(class)).send(frame);
+                let _ = self.classes[class].get_or_init(|| self.start_writer(class)).send(frame);
             }
             Frame::Probe { .. } | Frame::ProbeAck { .. } => {
                 // Datagrams may be dropped; that is what probes measure.
@@ -272,6 +253,18 @@ impl LinkHandle {
                 let _ = self.control.send(frame);
             }
         }
+    }
+
+    /// Starts the writer of precedence index `class`; returns its queue.
+    fn start_writer(&self, class: usize) -> mpsc::UnboundedSender<Frame> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let out =
+            Out { conn: self.conn.clone(), bytes: self.bytes.clone(), pacer: self.pacer.clone() };
+        let encoder = self.dialect.map(compact::OfferEncoder::new);
+        let compressor = self.compressed.then(compress::Compressor::new);
+        let writer = class_writer(out, class as i32, rx, encoder, compressor);
+        tokio::spawn(writer.instrument(self.span.clone()));
+        tx
     }
 
     pub fn close(&self, code: u32, reason: &str) {
@@ -525,14 +518,6 @@ async fn run(
             .and_then(|&bps| Pacer::new(bps, 1.0, tokio::time::Instant::now()))
             .map(Arc::new);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let writers = ClassWriters {
-            conn: conn.clone(),
-            bytes: bytes.clone(),
-            pacer: pacer.clone(),
-            dialect,
-            compressed,
-            span: tracing::Span::current(),
-        };
         let certificate = tls::peer_certificate(&conn)
             .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
             .unwrap_or_default();
@@ -556,7 +541,9 @@ async fn run(
             conn: conn.clone(),
             control: control_tx,
             classes: Default::default(),
-            writers,
+            dialect,
+            compressed,
+            span: tracing::Span::current(),
             bytes: bytes.clone(),
             pacer: pacer.clone(),
         };
