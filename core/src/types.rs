@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -109,79 +109,76 @@ impl NodeId {
 /// Node ids are few and repeated everywhere: every advert names its node and each neighbour,
 /// every summary its area's members, every envelope its origin and destinations. Decoded
 /// separately, a 1,000-node simulated mesh held some 50 MB of copies of the same ids; here a
-/// distinct id is one allocation shared by all its copies in the process. The table holds
-/// weak references, so an id that nothing holds any more (a hostile frame's, say) is swept out
-/// once the table has doubled since the last sweep.
-fn intern(s: &str) -> std::sync::Arc<str> {
-    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-    let table = guard.get_or_insert_with(|| Interned { ids: HashMap::new(), sweep_at: 1024 });
-    if let Some(id) = table.ids.get(s).and_then(Weak::upgrade) {
-        return id;
-    }
-    if table.ids.len() >= table.sweep_at {
-        table.ids.retain(|_, w| w.strong_count() > 0);
-        table.sweep_at = (table.ids.len() * 2).max(1024);
-    }
-    let id: Arc<str> = s.into();
-    table.ids.insert(s.into(), Arc::downgrade(&id));
-    id
+/// distinct id is one allocation shared by all its copies in the process.
+fn intern(s: &str) -> Arc<str> {
+    IDS.lock().unwrap_or_else(|e| e.into_inner()).get(s)
 }
-
-struct Interned {
-    ids: HashMap<Box<str>, Weak<str>>,
-    /// The table is swept when it has this many entries.
-    sweep_at: usize,
-}
-
-static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
 
 /// Bytes that many nodes of one process hold identical copies of: a node's certificate, an
 /// advert's signature, a border's summary. In a 1,000-node simulated mesh every node kept its
 /// own copy of each (a certificate per node it knows, a summary per border); here identical
 /// contents share one allocation for as long as any copy is held. A node alone in its process
-/// (a real deployment) pays a hash and a lookup per advert kept. Weak references, swept as
-/// node ids are.
+/// (a real deployment) pays a hash and a lookup per advert kept.
 pub fn shared_bytes(b: &[u8]) -> Bytes {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    let hash =
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(b);
-    let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    let table = guard.get_or_insert_with(|| Shared { by_hash: HashMap::new(), sweep_at: 1024 });
-    let found = table
-        .by_hash
-        .get(&hash)
-        .into_iter()
-        .flatten()
-        .filter_map(Weak::upgrade)
-        .find(|a| **a == *b);
-    let arc = match found {
-        Some(a) => a,
-        None => {
-            if table.by_hash.len() >= table.sweep_at {
-                table.by_hash.retain(|_, ws| {
-                    ws.retain(|w| w.strong_count() > 0);
-                    !ws.is_empty()
-                });
-                table.sweep_at = (table.by_hash.len() * 2).max(1024);
-            }
-            let a: Arc<[u8]> = b.into();
-            let bucket = table.by_hash.entry(hash).or_default();
-            bucket.retain(|w| w.strong_count() > 0);
-            bucket.push(Arc::downgrade(&a));
-            a
-        }
-    };
-    drop(guard);
-    Bytes::from_owner(arc)
+    let shared = BYTES.lock().unwrap_or_else(|e| e.into_inner()).get(b);
+    Bytes::from_owner(shared)
 }
 
-struct Shared {
-    /// Contents by hash (a bucket holds those whose hashes collide).
-    by_hash: HashMap<u64, Vec<Weak<[u8]>>>,
+static IDS: LazyLock<Mutex<Interner<str>>> = LazyLock::new(Default::default);
+static BYTES: LazyLock<Mutex<Interner<[u8]>>> = LazyLock::new(Default::default);
+
+/// Identical values shared by everything in the process that holds one. Weak references by
+/// hash, so a value nothing holds any more (a hostile frame's made-up id, say) is swept out
+/// once the table has doubled since the last sweep.
+struct Interner<T: ?Sized> {
+    hasher: std::hash::RandomState,
+    by_hash: HashMap<u64, Vec<Weak<T>>>,
+    /// Entries at which the table is swept next.
     sweep_at: usize,
 }
 
-static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+impl<T: ?Sized> Default for Interner<T> {
+    fn default() -> Self {
+        Interner { hasher: Default::default(), by_hash: HashMap::new(), sweep_at: 1024 }
+    }
+}
+
+impl<T: ?Sized + Eq + std::hash::Hash> Interner<T>
+where
+    for<'a> Arc<T>: From<&'a T>,
+{
+    fn get(&mut self, value: &T) -> Arc<T> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(value);
+        if let Some(held) = self
+            .by_hash
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .find(|a| **a == *value)
+        {
+            return held;
+        }
+        if self.by_hash.len() >= self.sweep_at {
+            self.by_hash.retain(|_, ws| {
+                ws.retain(|w| w.strong_count() > 0);
+                !ws.is_empty()
+            });
+            self.sweep_at = (self.by_hash.len() * 2).max(1024);
+        }
+        let new = Arc::from(value);
+        let bucket = self.by_hash.entry(hash).or_default();
+        bucket.retain(|w| w.strong_count() > 0);
+        bucket.push(Arc::downgrade(&new));
+        new
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+}
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -686,6 +683,8 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_node_id_is_one_allocation_however_often_it_is_decoded_and_dead_ones_are_swept() {
         let a = NodeId::new("township-7").unwrap();
@@ -695,7 +694,7 @@ mod tests {
         for i in 0..100_000 {
             NodeId::new(&format!("forged-{i}")).unwrap();
         }
-        let held = INTERNED.lock().unwrap().as_ref().map_or(0, |t| t.ids.len());
+        let held = IDS.lock().unwrap().len();
         assert!(held < 10_000, "{held} ids still in the table");
         assert!(Arc::ptr_eq(&a.0, &NodeId::new("township-7").unwrap().0), "live ids stay");
     }
@@ -711,12 +710,10 @@ mod tests {
         for i in 0u32..100_000 {
             shared_bytes(&i.to_be_bytes());
         }
-        let held = SHARED.lock().unwrap().as_ref().map_or(0, |t| t.by_hash.len());
+        let held = BYTES.lock().unwrap().len();
         assert!(held < 10_000, "{held} contents still in the table");
         assert_eq!(shared_bytes(&cert).as_ptr(), a.as_ptr(), "held contents stay");
     }
-
-    use super::*;
 
     #[test]
     fn node_ids() {

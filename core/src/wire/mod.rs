@@ -223,10 +223,8 @@ impl FrameDecoder {
                     ));
                 }
                 None => {
-                    // What a burst grew the buffer to would stay allocated for as long as the
-                    // stream lasts (shared with the frames cut from it): an idle stream lets it
-                    // go. In a simulated 1,000-node mesh, the first link-state sync's buffers
-                    // held this way were a sixteenth of the peak.
+                    // What a burst grew the buffer to (a link-state sync, a large frame) would
+                    // stay allocated for as long as the stream lasts: an idle stream lets it go.
                     if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER {
                         self.buf = BytesMut::new();
                     }
