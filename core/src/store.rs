@@ -572,6 +572,33 @@ impl<S: Store> Store for FaultStore<S> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_large_batch_leaves_no_undo_room_behind_and_a_rollback_still_undoes() {
+        let mut s = MemStore::new();
+        for i in 0u32..10_000 {
+            s.put(Table::Messages, &i.to_be_bytes(), b"row").unwrap();
+        }
+        s.commit().unwrap();
+        assert!(s.lock().undo.capacity() <= UNDO_KEPT / 2, "{}", s.lock().undo.capacity());
+        // The next batch still rolls back whole.
+        for i in 0u32..1_000 {
+            s.delete(Table::Messages, &i.to_be_bytes()).unwrap();
+        }
+        s.rollback();
+        assert_eq!(s.len(Table::Messages), 10_000);
+        // And so does a batch that landed in the background, then one on top of it that failed.
+        let mut split = MemStore::new().split_commits();
+        for i in 0u32..1_000 {
+            split.put(Table::Messages, &i.to_be_bytes(), b"row").unwrap();
+        }
+        assert_eq!(split.begin_commit().unwrap(), Began::InFlight);
+        split.end_commit(Ok(())).unwrap();
+        assert!(split.lock().undo.capacity() <= UNDO_KEPT / 2);
+        split.put(Table::Messages, b"later", b"row").unwrap();
+        split.rollback();
+        assert_eq!(split.len(Table::Messages), 1_000);
+    }
+
     fn keys(s: &mut dyn Store, t: Table) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         s.scan(t, b"", None, &mut |k, _| {
