@@ -228,6 +228,11 @@ pub struct LinkHandle {
     compressed: bool,
     /// The link's span, for writers started later.
     span: tracing::Span,
+    /// The runtime the link's tasks run on. Writers are started from the driver, which may
+    /// run on a runtime of its own (a dedicated thread): a writer spawned there would encode,
+    /// compress and write every offer on the driver's thread, and throughput through two
+    /// relays fell by a sixth until writers were spawned here.
+    runtime: tokio::runtime::Handle,
     bytes: Arc<LinkBytes>,
     pacer: Option<Arc<Pacer>>,
 }
@@ -263,7 +268,7 @@ impl LinkHandle {
         let encoder = self.dialect.map(compact::OfferEncoder::new);
         let compressor = self.compressed.then(compress::Compressor::new);
         let writer = class_writer(out, class as i32, rx, encoder, compressor);
-        tokio::spawn(writer.instrument(self.span.clone()));
+        self.runtime.spawn(writer.instrument(self.span.clone()));
         tx
     }
 
@@ -544,6 +549,7 @@ async fn run(
             dialect,
             compressed,
             span: tracing::Span::current(),
+            runtime: tokio::runtime::Handle::current(),
             bytes: bytes.clone(),
             pacer: pacer.clone(),
         };
