@@ -152,7 +152,9 @@ pub struct CoreConfig {
     /// `None`: nowhere). The notice asks for no receipt, so it is never overdue itself.
     pub notify_overdue: Option<super::types::Address>,
     /// Check every invariant after each successful commit (`Node::check_invariants`; it
-    /// reads the whole store): for simulations and soak runs, not production.
+    /// reads the whole store): on in debug builds, so that every test that runs a node checks
+    /// it; in release builds for simulations and soak runs (`--check-invariants`), not
+    /// production.
     pub check_invariants: bool,
     /// How long a link-state advert stays valid without refresh; refreshed at a third of it.
     pub advert_lifetime: Duration,
@@ -193,7 +195,7 @@ impl CoreConfig {
                 Role::Command,
             ))),
             advert_lifetime: Duration::from_secs(30 * 60),
-            check_invariants: false,
+            check_invariants: cfg!(debug_assertions),
             policy: Policy::default(),
             federation: Vec::new(),
             trust: None,

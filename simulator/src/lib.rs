@@ -51,5 +51,13 @@ pub fn run_observed(
     let wall = wall.elapsed();
     // Dropping the runtime drops every node's remaining tasks.
     drop(rt);
+    // Debug builds check every node's invariants after every commit (`Scenario::
+    // check_invariants`), so that no test's simulation can break one unnoticed, whatever the
+    // test asserts of the report.
+    debug_assert!(
+        observed.violations.is_empty(),
+        "invariants broken inside nodes: {:?}",
+        observed.violations
+    );
     (report::build(sc, seed, &observed, wall), observed)
 }

@@ -44,7 +44,7 @@ enum Command {
         #[arg(long)]
         quiet: bool,
         /// Every node checks its internal invariants after every commit (slower); a broken
-        /// one fails the run.
+        /// one fails the run. Always on in debug builds.
         #[arg(long)]
         check_invariants: bool,
         /// Drop every flow's latest-value key (`key = ...`): every message travels, for
@@ -155,7 +155,7 @@ fn run(
             return 2;
         }
     };
-    sc.check_invariants = check_invariants;
+    sc.check_invariants |= check_invariants;
     if no_keys {
         if !sc.without_keys() {
             eprintln!("relaymesh-sim: --no-keys: no flow of {} has a key", sc.name);

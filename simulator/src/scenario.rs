@@ -274,7 +274,8 @@ pub struct Scenario {
     /// `[limits] disk_sync`: how long every node's disk takes to make a batch durable. Nodes
     /// forward meanwhile and acknowledge when it has landed (default 0: at once).
     pub disk_sync: Duration,
-    /// Every node checks its invariants after every commit (`--check-invariants`; slower).
+    /// Every node checks its invariants after every commit (`--check-invariants`; slower):
+    /// always in debug builds, so every simulation a test runs checks them.
     pub check_invariants: bool,
     pub expect: Expect,
     /// `[objectives]`: every node's delivery objectives, notices and escalation.
@@ -1070,7 +1071,7 @@ impl Checker<'_> {
             media,
             advert_lifetime,
             disk_sync,
-            check_invariants: false,
+            check_invariants: cfg!(debug_assertions),
             expect,
             objectives,
             deployments,

@@ -40,6 +40,8 @@ fn the_small_built_in_scenarios_meet_their_expectations() {
         let sc = built_in(name);
         let r = relaymesh_sim::run(&sc, sc.seed, &mut |_| {});
         assert!(r.failures.is_empty(), "{name}: {:?}\n{}", r.failures, r.text);
+        // Tests run debug builds, whose nodes check their invariants unasked.
+        assert_eq!(r.json["invariants"]["checked"], cfg!(debug_assertions), "{name}");
         let flash = &r.json["precedence"]["flash"];
         assert!(flash["delivered"].as_u64().unwrap() > 0, "{name}: no FLASH delivered");
     }

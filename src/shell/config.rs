@@ -995,6 +995,9 @@ reason = "no"
         assert_eq!(c.core.limits.max_bytes, 1 << 30);
         assert_eq!(c.core.limits.admit_ratio[Precedence::Routine.index()], 0.5);
         assert_eq!(c.core.policy.rules.len(), 1 + Policy::safe_defaults().len());
+        // A debug build's relay (every test's) checks its invariants after each commit and
+        // stops at the first broken one; a release build's does not pay for it.
+        assert_eq!(c.core.check_invariants, cfg!(debug_assertions));
     }
 
     #[test]

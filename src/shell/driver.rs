@@ -870,6 +870,17 @@ impl Driver {
                     let to: Vec<&str> = destinations.iter().map(|d| d.as_str()).collect();
                     tracing::info!(id = %of, %precedence, destinations = %to.join(","), "no longer overdue");
                 }
+                Event::InvariantBroken { what } if self.opts.observer.is_none() => {
+                    // Checked in debug builds (every test that runs a relay) and when asked.
+                    // A debug relay stops at the first broken invariant, as a failed
+                    // `debug_assert!` would, so the test that ran it fails where it broke; the
+                    // simulator's observer reports it instead.
+                    tracing::error!("invariant broken: {what}");
+                    if cfg!(debug_assertions) {
+                        eprintln!("relaymesh: invariant broken: {what}");
+                        std::process::abort();
+                    }
+                }
                 Event::Revoked { serials, .. } => {
                     if let Ok(mut r) = self.opts.revoked.write() {
                         r.extend(serials.iter().cloned());
