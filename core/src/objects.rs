@@ -248,6 +248,7 @@ impl Sending {
         if let Some(object) = self.object_of.remove(id)
             && let Some(n) = self.held.get_mut(&object)
         {
+            debug_assert!(*n > 0, "object {object} counted no chunk held");
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.held.remove(&object);
