@@ -279,7 +279,10 @@ impl Node {
             if let Some(v) = self.store.get(Table::Overdue, &k)? {
                 self.store.delete(Table::Overdue, &k)?;
                 if let Some((p, _)) = parse_overdue_value(&v) {
-                    debug_assert!(self.overdue[p.index()] > 0, "an overdue row {p} was not counted");
+                    debug_assert!(
+                        self.overdue[p.index()] > 0,
+                        "an overdue row {p} was not counted"
+                    );
                     self.overdue[p.index()] = self.overdue[p.index()].saturating_sub(1);
                     precedence = Some(p);
                 }
