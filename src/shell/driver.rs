@@ -871,10 +871,10 @@ impl Driver {
                     tracing::info!(id = %of, %precedence, destinations = %to.join(","), "no longer overdue");
                 }
                 Event::InvariantBroken { what } if self.opts.observer.is_none() => {
-                    // Checked in debug builds (every test that runs a relay) and when asked.
-                    // A debug relay stops at the first broken invariant, as a failed
-                    // `debug_assert!` would, so the test that ran it fails where it broke; the
-                    // simulator's observer reports it instead.
+                    // Checked only in debug builds (every test that runs a relay process): such
+                    // a relay stops at the first broken invariant, as a failed `debug_assert!`
+                    // would, so the test that started it fails where it broke. The simulator
+                    // (the one driver with an observer) reports it in its run instead.
                     tracing::error!("invariant broken: {what}");
                     if cfg!(debug_assertions) {
                         eprintln!("relaymesh: invariant broken: {what}");
