@@ -310,7 +310,6 @@ pub struct SubscriptionChangeDoc {
     pub changed: bool,
 }
 
-/// `GET /v1/inbox`: a page of the inbox.
 /// `POST /v1/cap/alerts`: the messages an alert became (`201`), or had become (`200`,
 /// `duplicate`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +326,31 @@ pub struct CapMessageDoc {
     pub id: String,
 }
 
+/// `GET /v1/gateways`: which gateways run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewaysDoc {
+    /// Whether the CAP gateway (`POST /v1/cap/alerts`, `GET /v1/cap/feed`) is configured.
+    pub cap: bool,
+    /// The MQTT bridge's counters, if it is configured.
+    pub mqtt: Option<MqttDoc>,
+}
+
+/// What the MQTT bridge did since the node started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MqttDoc {
+    /// Whether the bridge is connected to its broker now.
+    pub connected: bool,
+    /// Readings the node took.
+    pub taken: u64,
+    /// Readings that could not be taken: no valid address or key, or refused by the node.
+    pub refused: u64,
+    /// Connection failures.
+    pub broker_errors: u64,
+    /// Messages handed to the MQTT client for the broker.
+    pub published: u64,
+}
+
+/// `GET /v1/inbox`: a page of the inbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboxDoc {
     pub messages: Vec<InboxMessageDoc>,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use relaymesh::api_model::{GatewaysDoc, MqttDoc};
 use relaymesh::gateway::cap::format_time;
 
 const STORM: &str = include_str!("data/cap/thunderstorm.xml");
@@ -424,8 +425,11 @@ impl Sensor {
     }
 }
 
-fn gateways(node: &Relay) -> serde_json::Value {
-    http().get(format!("{}/v1/gateways", node.spec.api_url())).send().unwrap().json().unwrap()
+/// The node's MQTT bridge counters (`GET /v1/gateways`); the bridge must be configured.
+fn mqtt(node: &Relay) -> MqttDoc {
+    let doc: GatewaysDoc =
+        http().get(format!("{}/v1/gateways", node.spec.api_url())).send().unwrap().json().unwrap();
+    doc.mqtt.expect("the MQTT bridge is configured")
 }
 
 #[test]
@@ -447,8 +451,7 @@ fn a_sensors_latest_reading_crosses_an_outage_through_mosquitto() {
     let (mut hq, mut t1) = (hq.start(), t1.start());
     hq.wait_link("township-01");
     wait_for("both bridges connected", Duration::from_secs(30), || {
-        (gateways(&hq)["mqtt"]["connected"] == true && gateways(&t1)["mqtt"]["connected"] == true)
-            .then_some(())
+        (mqtt(&hq).connected && mqtt(&t1).connected).then_some(())
     });
     let display = Sensor::connect(broker.port, "county-display", Some("county/#"));
     let gauge = Sensor::connect(broker.port, "gauge-7", None);
@@ -471,7 +474,7 @@ fn a_sensors_latest_reading_crosses_an_outage_through_mosquitto() {
         gauge.publish("gauges/river/g7", &format!("{:.2}", 2.10 + f64::from(i) * 0.1));
     }
     wait_for("the township to take the readings", Duration::from_secs(30), || {
-        (gateways(&t1)["mqtt"]["taken"] == 21).then_some(())
+        (mqtt(&t1).taken == 21).then_some(())
     });
     radio.heal();
     wait_for("the newest reading at the county", Duration::from_secs(90), || {
@@ -488,19 +491,19 @@ fn a_sensors_latest_reading_crosses_an_outage_through_mosquitto() {
             .contains(&("county/sensors/gauges/river/g7".into(), "4.10".into()))
             .then_some(())
     });
-    assert_eq!(gateways(&t1)["mqtt"]["refused"], 0);
+    assert_eq!(mqtt(&t1).refused, 0);
 
     // The broker goes away and comes back: the bridge reconnects by itself.
     let port = broker.port;
     drop(broker);
     wait_for("the township to see the broker gone", Duration::from_secs(30), || {
-        (gateways(&t1)["mqtt"]["connected"] == false).then_some(())
+        (!mqtt(&t1).connected).then_some(())
     });
     let _broker = Broker::start(port);
     wait_for("the township to reconnect", Duration::from_secs(60), || {
-        (gateways(&t1)["mqtt"]["connected"] == true).then_some(())
+        mqtt(&t1).connected.then_some(())
     });
-    assert!(gateways(&t1)["mqtt"]["broker_errors"].as_u64().unwrap() > 0);
+    assert!(mqtt(&t1).broker_errors > 0);
     let gauge = Sensor::connect(port, "gauge-7b", None);
     gauge.publish("gauges/river/g7", "4.50");
     wait_for("a reading after the broker came back", Duration::from_secs(30), || {

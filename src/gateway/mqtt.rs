@@ -65,14 +65,15 @@ pub struct MqttStatus {
 }
 
 impl MqttStatus {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "connected": self.connected.load(Ordering::Relaxed),
-            "taken": self.taken.load(Ordering::Relaxed),
-            "refused": self.refused.load(Ordering::Relaxed),
-            "broker_errors": self.broker_errors.load(Ordering::Relaxed),
-            "published": self.published.load(Ordering::Relaxed),
-        })
+    /// The counters as `GET /v1/gateways` shows them.
+    pub fn doc(&self) -> crate::api_model::MqttDoc {
+        crate::api_model::MqttDoc {
+            connected: self.connected.load(Ordering::Relaxed),
+            taken: self.taken.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            broker_errors: self.broker_errors.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -55,9 +55,9 @@ use bytes::Bytes;
 use super::console::{Credentials, SessionInfo, Sessions, same_secret};
 use super::driver::{NodeHandle, Snapshot};
 use crate::api_model::{
-    CancelDoc, CancelRequest, ErrorDoc, GroupRequest, InboxDoc, InboxMessageDoc, LinksDoc,
-    LoginRequest, OverdueDoc, PatternRequest, ReadRequest, SentDoc, SessionDoc, StatusDoc,
-    SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc, WithdrawnDoc,
+    CancelDoc, CancelRequest, ErrorDoc, GatewaysDoc, GroupRequest, InboxDoc, InboxMessageDoc,
+    LinksDoc, LoginRequest, OverdueDoc, PatternRequest, ReadRequest, SentDoc, SessionDoc,
+    StatusDoc, SubmitRequest, SubscriptionChangeDoc, SubscriptionsDoc, WithdrawnDoc,
 };
 use crate::core::{
     Address, Event, InboxItem, MessageId, Precedence, Submission, SubmitError, TopicPattern,
@@ -395,11 +395,8 @@ async fn cap_ingest(
 
 /// `GET /v1/gateways`.
 async fn gateways(State(api): State<Api>) -> Response {
-    Json(serde_json::json!({
-        "cap": api.cap.is_some(),
-        "mqtt": api.mqtt.as_ref().map(|m| m.json()),
-    }))
-    .into_response()
+    Json(GatewaysDoc { cap: api.cap.is_some(), mqtt: api.mqtt.as_ref().map(|m| m.doc()) })
+        .into_response()
 }
 
 /// `GET /v1/cap/feed[?status=actual]`.
