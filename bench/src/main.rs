@@ -11,6 +11,9 @@
 //!   proxy in this process): a clean cut, a silent drop, and A killed with SIGKILL during the
 //!   cut; lost and duplicated as a real destination node's inbox sees them, and the time from
 //!   the link's return to the last delivery. See `outage.rs`.
+//! * `soak`: relay B killed with SIGKILL and restarted on its store again and again (100 times
+//!   by default) while a paced load flows load -> A -> B -> dest; lost and duplicated as the
+//!   destination's inbox sees them. See `soak.rs`.
 //! * `precedence`: FLASH latency over a throttled link (A in a network namespace behind a veth
 //!   pair with a `tbf` token bucket), idle and under saturating ROUTINE. Needs root. See
 //!   `precedence.rs`.
@@ -35,6 +38,7 @@ use serde_json::json;
 mod outage;
 mod peer;
 mod precedence;
+mod soak;
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
@@ -99,6 +103,20 @@ enum Cmd {
         /// How long the link stays cut (seconds).
         #[arg(long, default_value_t = 10.0)]
         cut_seconds: f64,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+    /// Relay B killed with SIGKILL and restarted, `--cycles` times, under a steady load
+    /// through A -> B -> dest: lost and duplicated.
+    Soak {
+        #[arg(long, default_value_t = 100)]
+        cycles: u32,
+        /// Messages the load source offers on one link before dialling again.
+        #[arg(long, default_value_t = 500)]
+        chunk: u64,
+        /// Messages offered per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
         #[arg(long, default_value_t = 256)]
         size: usize,
     },
@@ -215,6 +233,23 @@ fn main() -> Result<()> {
                     "{}",
                     json!({"bench": "outage", "mode": m.name(), "messages": messages, "during_cut": during, "cut_s": r.cut_s, "lost": r.lost, "duplicates": r.duplicates, "absorbed_duplicates": r.absorbed, "backlog_s": r.backlog_s})
                 );
+            }
+        }
+        Cmd::Soak { cycles, chunk, rate, size } => {
+            let pace = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+            let r = rt.block_on(soak::run(soak::Settings { cycles, chunk, pace, size }))?;
+            let median = r.recoveries.get(r.recoveries.len() / 2).copied().unwrap_or(0.0);
+            let max = r.recoveries.last().copied().unwrap_or(0.0);
+            println!(
+                "soak: {cycles} kill -9 cycles of relay-b in {:.0} s, {} messages accepted at about {rate}/s: {} lost, {} duplicated ({} copies absorbed by the destination's dedup); from kill to custody again median {median:.3} s, max {max:.3} s",
+                r.elapsed_s, r.accepted, r.lost, r.duplicates, r.absorbed
+            );
+            println!(
+                "{}",
+                json!({"bench": "soak", "cycles": cycles, "rate": rate, "accepted": r.accepted, "lost": r.lost, "duplicates": r.duplicates, "absorbed_duplicates": r.absorbed, "recovery_median_s": median, "recovery_max_s": max, "elapsed_s": r.elapsed_s})
+            );
+            if r.lost > 0 || r.duplicates > 0 {
+                bail!("{} lost and {} duplicated", r.lost, r.duplicates);
             }
         }
         Cmd::Precedence {

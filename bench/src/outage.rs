@@ -70,7 +70,7 @@ async fn delivered(http: &reqwest::Client, api: u16) -> Result<u64> {
 
 /// Polls until `n` messages are delivered or `timeout` passes; returns when the count last
 /// grew and the count.
-async fn wait_delivered(
+pub(crate) async fn wait_delivered(
     http: &reqwest::Client,
     api: u16,
     n: u64,
@@ -89,7 +89,7 @@ async fn wait_delivered(
 }
 
 /// The message numbers in the destination's inbox (with repeats, if any).
-async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
+pub(crate) async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     let mut from = 0u64;
     loop {
