@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use relaymesh::api_model::{GatewaysDoc, MqttDoc};
+use relaymesh::api_model::{CapIngestDoc, ErrorDoc, GatewaysDoc, MqttDoc};
 use relaymesh::gateway::cap::format_time;
 
 const STORM: &str = include_str!("data/cap/thunderstorm.xml");
@@ -59,7 +59,30 @@ fn follow_up(identifier: &str, msg_type: &str, earlier: &str, headline: &str) ->
         .replace("SEVERE THUNDERSTORM WARNING", headline)
 }
 
-fn post_cap(node: &Relay, xml: &str) -> (u16, serde_json::Value) {
+/// The body `POST /v1/cap/alerts` answered with.
+struct CapAnswer(String);
+
+impl CapAnswer {
+    /// The messages the alert became (a `200` or `201` answer).
+    fn took(&self) -> CapIngestDoc {
+        serde_json::from_str(&self.0).unwrap_or_else(|e| panic!("{e}: {}", self.0))
+    }
+
+    /// Why it was refused (an error answer).
+    fn error(&self) -> String {
+        let doc: ErrorDoc =
+            serde_json::from_str(&self.0).unwrap_or_else(|e| panic!("{e}: {}", self.0));
+        doc.error
+    }
+}
+
+impl std::fmt::Display for CapAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn post_cap(node: &Relay, xml: &str) -> (u16, CapAnswer) {
     let r = http()
         .post(format!("{}/v1/cap/alerts", node.spec.api_url()))
         .header("content-type", "application/cap+xml")
@@ -67,8 +90,7 @@ fn post_cap(node: &Relay, xml: &str) -> (u16, serde_json::Value) {
         .send()
         .unwrap();
     let code = r.status().as_u16();
-    let text = r.text().unwrap();
-    (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (code, CapAnswer(r.text().unwrap()))
 }
 
 fn get_text(node: &Relay, path: &str) -> (u16, String) {
@@ -124,8 +146,9 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     let first = storm("KSTO-1", "Actual");
     let (code, doc) = post_cap(&hq, &first);
     assert_eq!(code, 201, "{doc}");
-    assert_eq!(doc["messages"][0]["to"], "group:role:township");
-    let id = doc["messages"][0]["id"].as_str().unwrap().to_owned();
+    let took = doc.took();
+    assert_eq!(took.messages[0].to, "group:role:township");
+    let id = took.messages[0].id.clone();
     for t in [&t1, &t2] {
         wait_titles(t, &["SEVERE THUNDERSTORM WARNING"]);
         // As sent, byte for byte.
@@ -138,10 +161,8 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     // Posted again (a retry, a second feed of the same warning): it travels once.
     let (code, again) = post_cap(&hq, &first);
     assert_eq!(code, 200, "{again}");
-    assert_eq!(
-        (again["duplicate"].as_bool(), again["messages"][0]["id"].as_str()),
-        (Some(true), Some(id.as_str()))
-    );
+    let again = again.took();
+    assert_eq!((again.duplicate, again.messages[0].id.as_str()), (true, id.as_str()));
 
     // The Update replaces it everywhere; the Cancel replaces the Update.
     let (code, doc) =
@@ -175,24 +196,18 @@ fn a_cap_alert_reaches_every_township_feed_once_and_its_update_and_cancel_follow
     let (code, doc) =
         post_cap(&hq, &first.replace("<urgency>Immediate</urgency>", "<urgency>Now</urgency>"));
     assert_eq!(code, 400);
-    assert!(doc["error"].as_str().unwrap().starts_with("line 13: <urgency>:"), "{doc}");
+    assert!(doc.error().starts_with("line 13: <urgency>:"), "{doc}");
     let (code, doc) = post_cap(&hq, &first.replace("</sender>", "</sendr>"));
     assert_eq!(code, 400);
-    assert!(doc["error"].as_str().unwrap().contains("line 4"), "{doc}");
+    assert!(doc.error().contains("line 4"), "{doc}");
     let past = STORM.replace("KSTO1055887203", "KSTO-OLD");
     let (code, doc) = post_cap(&hq, &past);
     assert_eq!(code, 400);
-    assert!(
-        doc["error"]
-            .as_str()
-            .unwrap()
-            .contains("<expires>: 2003-06-17T23:00:00+00:00 is in the past"),
-        "{doc}"
-    );
+    assert!(doc.error().contains("<expires>: 2003-06-17T23:00:00+00:00 is in the past"), "{doc}");
     for size in [(1 << 20) + 1, 2 << 20] {
         let (code, doc) = post_cap(&hq, &"x".repeat(size));
         assert_eq!(code, 413);
-        assert!(doc["error"].as_str().unwrap().contains("limit of 1048576 bytes"), "{doc}");
+        assert!(doc.error().contains("limit of 1048576 bytes"), "{doc}");
     }
 
     // A node without [gateway.cap] takes no alerts.
@@ -245,7 +260,7 @@ fn a_township_gateway_may_not_send_what_its_role_may_not() {
     // FLASH (Immediate, Severe) to group:all from a township: the policy refuses it.
     let (code, doc) = post_cap(&t1, &storm("KSTO-T", "Actual"));
     assert_eq!(code, 403, "{doc}");
-    assert!(doc["error"].as_str().unwrap().contains("FLASH"), "{doc}");
+    assert!(doc.error().contains("FLASH"), "{doc}");
     // Once refused, nothing of it is recorded: posted again, it is refused again, and so is
     // another document under its identifier (not a conflict with the one refused). `storm`
     // puts the clock's second in the document, so the two differ in any case.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use relaymesh::api_model::InboxDoc;
+use relaymesh::api_model::{InboxDoc, ObjectProgressDoc, ObjectsDoc};
 
 /// `size` bytes that do not compress (a photo, as far as zstd can tell).
 fn noise(size: usize) -> Vec<u8> {
@@ -33,7 +33,7 @@ fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
-fn progress(node: &Relay, id: &str) -> Option<serde_json::Value> {
+fn progress(node: &Relay, id: &str) -> Option<ObjectProgressDoc> {
     let r = http().get(format!("{}/v1/objects/{id}/progress", node.spec.api_url())).send().unwrap();
     (r.status() == 200).then(|| r.json().unwrap())
 }
@@ -80,7 +80,7 @@ fn a_file_crosses_a_relay_killed_mid_transfer_and_is_saved_byte_for_byte() {
     assert!(said.contains("6000000 bytes, 23 chunks of 256 KiB"), "{said}");
     assert!(!said.contains("zstd"), "a photo does not compress: {said}");
 
-    let received = |hq: &Relay| progress(hq, &id).map_or(0, |p| p["received"].as_u64().unwrap());
+    let received = |hq: &Relay| progress(hq, &id).map_or(0, |p| p.received);
     wait_for("a quarter of the chunks at the county", Duration::from_secs(60), || {
         (received(&hq) >= 6).then_some(())
     });
@@ -88,12 +88,12 @@ fn a_file_crosses_a_relay_killed_mid_transfer_and_is_saved_byte_for_byte() {
     let before = received(&hq);
     assert!(before < 23, "the relay was killed after the transfer: {before}");
     // The county lists it as arriving, with its progress.
-    let list: serde_json::Value =
+    let list: ObjectsDoc =
         http().get(format!("{}/v1/objects", hq.spec.api_url())).send().unwrap().json().unwrap();
-    let arriving = &list["objects"][0];
-    assert_eq!(arriving["id"], id.as_str(), "{list}");
-    assert_eq!(arriving["object"]["name"], "drone-0042.jpg");
-    let summary = arriving["summary"].as_str().unwrap();
+    let arriving = &list.objects[0];
+    assert_eq!(arriving.id, id, "{list:?}");
+    assert_eq!(arriving.object.as_ref().map(|o| o.name.as_str()), Some("drone-0042.jpg"));
+    let summary = &arriving.summary;
     assert!(summary.starts_with("chunks ") && summary.ends_with("/23 received"), "{summary}");
     let status = cli_ok(&["status", "--api", &hq.spec.api_url()]);
     assert!(status.contains(&format!("{} drone-0042.jpg: {summary}", &id[..8])), "{status}");
@@ -115,8 +115,8 @@ fn a_file_crosses_a_relay_killed_mid_transfer_and_is_saved_byte_for_byte() {
     assert_eq!(inbox[0].object.as_ref().unwrap().sha256, sha256(&photo));
     assert_eq!(field.message(&id, "30s").state, "delivered");
     let p = progress(&field, &id).unwrap();
-    assert_eq!((p["sent_chunks"].as_u64(), p["passed_on"].as_u64()), (Some(23), Some(23)));
-    assert!(p["summary"].as_str().unwrap().contains("delivered"), "{p}");
+    assert_eq!((p.sent_chunks, p.passed_on), (Some(23), Some(23)));
+    assert!(p.summary.contains("delivered"), "{p:?}");
     // The bytes are served again, whole.
     let r = http().get(format!("{}/v1/objects/{id}", hq.spec.api_url())).send().unwrap();
     assert_eq!(r.headers()["content-type"], "image/jpeg");
