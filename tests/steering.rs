@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use relaymesh::api_model::{InboxMessageDoc, StatusDoc};
+use relaymesh::api_model::{InboxMessageDoc, StatusDoc, WithdrawnDoc};
 use serde_json::json;
 
 fn stdout(out: &std::process::Output) -> String {
@@ -104,11 +104,10 @@ fn a_commander_replaces_and_recalls_orders_from_the_command_line() {
     let w = find(&inbox, &first).withdrawn.clone().unwrap();
     assert_eq!((w.outcome.as_str(), w.by.as_str()), ("superseded", second.as_str()));
     assert_eq!(find(&inbox, &second).replaces.as_deref(), Some(first.as_str()));
-    let event: serde_json::Value = serde_json::from_str(&stream.join().unwrap().unwrap()).unwrap();
-    assert_eq!(event["id"], first.as_str(), "{event}");
+    let event: WithdrawnDoc = serde_json::from_str(&stream.join().unwrap().unwrap()).unwrap();
     assert_eq!(
-        (event["outcome"].as_str(), event["by"].as_str()),
-        (Some("superseded"), Some(second.as_str()))
+        (event.id.as_str(), event.outcome.as_str(), event.by.as_str()),
+        (first.as_str(), "superseded", second.as_str())
     );
     let listed = cli_ok(&["listen", "--api", &t1.api_url(), "--count", "2"]);
     assert!(listed.contains(&format!("[SUPERSEDED by {second}]")), "{listed}");
