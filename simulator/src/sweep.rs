@@ -35,6 +35,11 @@ fn run_seed(exe: &std::path::Path, scenario: &str, seed: u64) -> Outcome {
             return Outcome { seed, pairs: 0, lost: 0, failure };
         }
     };
+    judge(seed, &out)
+}
+
+/// What a seed's finished run came to, from its exit status and JSON report.
+fn judge(seed: u64, out: &std::process::Output) -> Outcome {
     let report: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     let Some(j) = report else {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -42,17 +47,30 @@ fn run_seed(exe: &std::path::Path, scenario: &str, seed: u64) -> Outcome {
         let failure = Some(format!("exit {:?}, no report: {last}", out.status.code()));
         return Outcome { seed, pairs: 0, lost: 0, failure };
     };
-    let pairs = ["flash", "immediate", "priority", "routine"]
-        .iter()
-        .map(|p| j["precedence"][p]["pairs"].as_u64().unwrap_or(0))
-        .sum();
-    let lost = j["invariants"]["lost"].as_u64().unwrap_or(0);
-    let failures: Vec<&str> = j["expect"]["failures"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    // A report without the figures the sweep sums is a failure, not a zero: a renamed field
+    // would otherwise pass every seed and count nothing.
+    let count = |path: &[&str]| {
+        let v = path.iter().fold(&j, |v, k| &v[*k]);
+        v.as_u64().ok_or_else(|| format!("the report has no {}", path.join(".")))
+    };
+    let figures = (|| {
+        let mut pairs = 0;
+        for p in ["flash", "immediate", "priority", "routine"] {
+            pairs += count(&["precedence", p, "pairs"])?;
+        }
+        let lost = count(&["invariants", "lost"])?;
+        let failures: Vec<String> = j["expect"]["failures"]
+            .as_array()
+            .ok_or("the report has no expect.failures")?
+            .iter()
+            .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
+            .collect();
+        Ok::<_, String>((pairs, lost, failures))
+    })();
+    let (pairs, lost, failures) = match figures {
+        Ok(f) => f,
+        Err(e) => return Outcome { seed, pairs: 0, lost: 0, failure: Some(e) },
+    };
     let failure = (!out.status.success() || !failures.is_empty()).then(|| {
         if failures.is_empty() {
             format!("exit {:?}", out.status.code())
@@ -160,5 +178,37 @@ mod tests {
         for bad in ["10..10", "10..2", "0-10", "..4", "a..b", ""] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }
+    }
+
+    fn finished(code: i32, report: &str) -> std::process::Output {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::ExitStatus::from_raw(code << 8);
+        std::process::Output { status, stdout: report.as_bytes().to_vec(), stderr: Vec::new() }
+    }
+
+    #[test]
+    fn a_report_is_summed_and_one_missing_a_figure_fails_its_seed() {
+        let pairs = |n| format!(r#"{{"pairs": {n}}}"#);
+        let report = |lost: &str| {
+            format!(
+                r#"{{"precedence": {{"flash": {}, "immediate": {}, "priority": {}, "routine": {}}}, "invariants": {{{lost}}}, "expect": {{"failures": []}}}}"#,
+                pairs(1),
+                pairs(2),
+                pairs(3),
+                pairs(4)
+            )
+        };
+        let ok = judge(7, &finished(0, &report(r#""lost": 0"#)));
+        assert_eq!((ok.seed, ok.pairs, ok.lost, ok.failure), (7, 10, 0, None));
+        // A renamed figure is a failed seed, not a zero.
+        let renamed = judge(8, &finished(0, &report(r#""missing": 0"#)));
+        assert_eq!(renamed.failure.as_deref(), Some("the report has no invariants.lost"));
+        let failed = judge(9, &finished(1, &report(r#""lost": 2"#)));
+        assert_eq!((failed.lost, failed.failure.as_deref()), (2, Some("exit Some(1)")));
+        let failures = report(r#""lost": 0"#).replace("[]", r#"["flash p99 above 2s"]"#);
+        let unmet = judge(10, &finished(1, &failures));
+        assert_eq!(unmet.failure.as_deref(), Some("flash p99 above 2s"));
+        let garbled = judge(11, &finished(101, "panicked"));
+        assert!(garbled.failure.unwrap().starts_with("exit Some(101), no report"));
     }
 }
