@@ -89,7 +89,7 @@ pub(crate) async fn wait_delivered(
 }
 
 /// The message numbers in the destination's inbox (with repeats, if any).
-pub(crate) async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
+async fn inbox_numbers(http: &reqwest::Client, api: u16) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     let mut from = 0u64;
     loop {
@@ -157,22 +157,41 @@ pub async fn run(
     p.proxy.as_ref().context("proxy")?.heal();
     let healed = Instant::now();
     let (last, _) = wait_delivered(&http, dest_api, total, Duration::from_secs(90)).await?;
-    // A grace period for late copies.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let numbers = inbox_numbers(&http, dest_api).await?;
-    let unique: HashSet<u64> =
-        numbers.iter().copied().filter(|n| (1..=total).contains(n)).collect();
-    let s: StatusDoc =
-        http.get(format!("http://127.0.0.1:{dest_api}/v1/status")).send().await?.json().await?;
-    let absorbed = s.counters.routine.duplicates;
+    let t = tally(&http, dest_api, total).await?;
     if early > before {
         eprintln!("  note: {} delivered while the link was cut", early - before);
     }
     Ok(Outcome {
-        lost: total.saturating_sub(unique.len() as u64),
-        duplicates: numbers.len() as u64 - unique.len() as u64,
-        absorbed,
+        lost: t.lost,
+        duplicates: t.duplicates,
+        absorbed: t.absorbed,
         backlog_s: last.saturating_duration_since(healed).as_secs_f64(),
         cut_s,
+    })
+}
+
+/// Messages `1..=total` as the destination's inbox holds them.
+pub(crate) struct Tally {
+    /// Not in the inbox.
+    pub lost: u64,
+    /// In the inbox more than once.
+    pub duplicates: u64,
+    /// Copies that reached the destination again and that its dedup absorbed.
+    pub absorbed: u64,
+}
+
+/// Counts, after a grace period for late copies, which of messages `1..=total` the
+/// destination (API port `api`) holds, and how often.
+pub(crate) async fn tally(http: &reqwest::Client, api: u16, total: u64) -> Result<Tally> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let numbers = inbox_numbers(http, api).await?;
+    let unique: HashSet<u64> =
+        numbers.iter().copied().filter(|n| (1..=total).contains(n)).collect();
+    let s: StatusDoc =
+        http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await?.json().await?;
+    Ok(Tally {
+        lost: total - unique.len() as u64,
+        duplicates: numbers.len() as u64 - unique.len() as u64,
+        absorbed: s.total(|c| c.duplicates),
     })
 }

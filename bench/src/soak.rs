@@ -8,7 +8,6 @@
 //! messages handed over is exact. A cycle waits until the restarted B has taken custody of
 //! something new (it is forwarding again), then pulls the plug.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use relaymesh::api_model::StatusDoc;
 use relaymesh::core::{NodeId, Role};
 
-use crate::outage::{inbox_numbers, wait_delivered};
+use crate::outage::{tally, wait_delivered};
 use crate::peer;
 
 /// What the soak asks for.
@@ -133,19 +132,13 @@ pub async fn run(s: Settings) -> Result<Outcome> {
     if n < accepted {
         eprintln!("  {n} of {accepted} delivered after 180 s");
     }
-    // A grace period for late copies.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let numbers = inbox_numbers(&http, dest_api).await?;
-    let unique: HashSet<u64> =
-        numbers.iter().copied().filter(|n| (1..=accepted).contains(n)).collect();
-    let st: StatusDoc =
-        http.get(format!("http://127.0.0.1:{dest_api}/v1/status")).send().await?.json().await?;
+    let t = tally(&http, dest_api, accepted).await?;
     recoveries.sort_by(f64::total_cmp);
     Ok(Outcome {
         accepted,
-        lost: accepted - unique.len() as u64,
-        duplicates: numbers.len() as u64 - unique.len() as u64,
-        absorbed: st.total(|c| c.duplicates),
+        lost: t.lost,
+        duplicates: t.duplicates,
+        absorbed: t.absorbed,
         recoveries,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
