@@ -282,7 +282,11 @@ pub async fn load_signed(
             t.tick().await;
         }
         while next - accepted.load(Ordering::Relaxed) >= window {
-            let _ = done_rx.recv().await;
+            // `None`: the custody reader is gone (the link closed); nothing more will come.
+            if done_rx.recv().await.is_none() && next - accepted.load(Ordering::Relaxed) >= window {
+                let done = accepted.load(Ordering::Relaxed);
+                bail!("the link closed with {done} of {total} accepted");
+            }
         }
         let room = window - (next - accepted.load(Ordering::Relaxed));
         let batch = if tick.is_some() { 1 } else { room.min(total - next).min(512) };
@@ -310,8 +314,12 @@ pub async fn load_signed(
         stream.write_chunk(buf.split().freeze()).await?;
     }
     while accepted.load(Ordering::Relaxed) < total {
-        if tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await.is_err() {
-            bail!("custody answers stalled at {} of {total}", accepted.load(Ordering::Relaxed));
+        let answer = tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await;
+        let done = accepted.load(Ordering::Relaxed);
+        match answer {
+            Err(_) => bail!("custody answers stalled at {done} of {total}"),
+            Ok(None) if done < total => bail!("the link closed with {done} of {total} accepted"),
+            Ok(_) => {}
         }
     }
     conn.close(0u32.into(), b"done");

@@ -42,7 +42,7 @@ pub struct Outcome {
     pub duplicates: u64,
     /// Copies that reached the destination again and that its dedup absorbed.
     pub absorbed: u64,
-    /// Time from B's kill to B taking custody again, per cycle (seconds), sorted.
+    /// Time from each kill of B to B taking custody again (seconds), sorted.
     pub recoveries: Vec<f64>,
     /// Wall time of the whole run (seconds).
     pub elapsed_s: f64,
@@ -53,6 +53,30 @@ async fn taken(http: &reqwest::Client, api: u16) -> Option<u64> {
     let r = http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await.ok()?;
     let s: StatusDoc = r.json().await.ok()?;
     Some(s.total(|c| c.received))
+}
+
+/// Waits until relay B has taken custody of something since it (re)started; fails if the
+/// load stopped or B took nothing for a minute.
+async fn wait_custody(
+    http: &reqwest::Client,
+    api_b: u16,
+    loader: &mut tokio::task::JoinHandle<Result<()>>,
+    cycle: u32,
+) -> Result<()> {
+    let since = Instant::now();
+    loop {
+        if loader.is_finished() {
+            let why = loader.await;
+            bail!("the load stopped before cycle {cycle}'s custody at relay-b: {why:?}");
+        }
+        if taken(http, api_b).await.unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        if since.elapsed() > Duration::from_secs(60) {
+            bail!("relay-b took no custody for 60 s in cycle {cycle}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 pub async fn run(s: Settings) -> Result<Outcome> {
@@ -69,7 +93,7 @@ pub async fn run(s: Settings) -> Result<Outcome> {
     // The load: chunks until told to stop; `next` is the first number not yet handed over.
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(1));
-    let loader = {
+    let mut loader = {
         let (stop, next, clock, at) = (stop.clone(), next.clone(), p.clock, p.a_clients);
         tokio::spawn(async move {
             let (origin, to) = (NodeId::new("soak-load")?, NodeId::new("dest")?);
@@ -91,26 +115,15 @@ pub async fn run(s: Settings) -> Result<Outcome> {
     // B was started last (`two_relays_with`), and is again after each restart.
     let mut b_child = p.dep.children.len() - 1;
     let b_config = p.dep.dir().join("relay-b.toml");
-    let mut recoveries = Vec::new();
+    let (mut recoveries, mut killed_at) = (Vec::new(), None::<Instant>);
     for cycle in 1..=s.cycles {
         // B is forwarding: it has taken custody of something since it started.
-        let since = Instant::now();
-        loop {
-            if loader.is_finished() {
-                bail!("the load stopped during cycle {cycle}: {:?}", loader.await);
-            }
-            if taken(&http, api_b).await.unwrap_or(0) > 0 {
-                break;
-            }
-            if since.elapsed() > Duration::from_secs(60) {
-                bail!("relay-b took no custody for 60 s in cycle {cycle}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if cycle > 1 {
-            recoveries.push(since.elapsed().as_secs_f64());
+        wait_custody(&http, api_b, &mut loader, cycle).await?;
+        if let Some(killed) = killed_at.take() {
+            recoveries.push(killed.elapsed().as_secs_f64());
         }
         let mut b = p.dep.children.remove(b_child);
+        killed_at = Some(Instant::now());
         let killed = b.kill(); // SIGKILL
         let _ = b.wait();
         killed.with_context(|| format!("killing relay-b in cycle {cycle}"))?;
@@ -124,8 +137,19 @@ pub async fn run(s: Settings) -> Result<Outcome> {
             );
         }
     }
+    // The last restart: B forwarding again.
+    wait_custody(&http, api_b, &mut loader, s.cycles + 1).await?;
+    if let Some(killed) = killed_at {
+        recoveries.push(killed.elapsed().as_secs_f64());
+    }
     stop.store(true, Ordering::Relaxed);
-    loader.await.context("the load task")??;
+    // The chunk in flight ends once A has taken it all (or fails, and so does the run).
+    let chunk_s = s.chunk as f64 * s.pace.as_secs_f64();
+    let load_left = Duration::from_secs_f64(chunk_s + 120.0);
+    tokio::time::timeout(load_left, loader)
+        .await
+        .context("the load did not finish its last chunk")?
+        .context("the load task")??;
     let accepted = next.load(Ordering::Relaxed) - 1;
 
     let (_, n) = wait_delivered(&http, dest_api, accepted, Duration::from_secs(180)).await?;
