@@ -69,7 +69,10 @@ fn judge(seed: u64, out: &std::process::Output) -> Outcome {
     })();
     let (pairs, lost, failures) = match figures {
         Ok(f) => f,
-        Err(e) => return Outcome { seed, pairs: 0, lost: 0, failure: Some(e) },
+        Err(e) => {
+            let failure = Some(format!("exit {:?}, {e}", out.status.code()));
+            return Outcome { seed, pairs: 0, lost: 0, failure };
+        }
     };
     let failure = (!out.status.success() || !failures.is_empty()).then(|| {
         if failures.is_empty() {
@@ -202,7 +205,10 @@ mod tests {
         assert_eq!((ok.seed, ok.pairs, ok.lost, ok.failure), (7, 10, 0, None));
         // A renamed figure is a failed seed, not a zero.
         let renamed = judge(8, &finished(0, &report(r#""missing": 0"#)));
-        assert_eq!(renamed.failure.as_deref(), Some("the report has no invariants.lost"));
+        assert_eq!(
+            renamed.failure.as_deref(),
+            Some("exit Some(0), the report has no invariants.lost")
+        );
         let failed = judge(9, &finished(1, &report(r#""lost": 2"#)));
         assert_eq!((failed.lost, failed.failure.as_deref()), (2, Some("exit Some(1)")));
         let failures = report(r#""lost": 0"#).replace("[]", r#"["flash p99 above 2s"]"#);
