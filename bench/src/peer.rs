@@ -418,3 +418,37 @@ pub async fn sink(link: RawLink, clock: Clock, out: mpsc::UnboundedSender<Delive
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relaymesh::core::Role;
+    use relaymesh_testkit::{Pki, Tool};
+
+    /// The relay takes the load's offer stream and then goes away without a custody answer:
+    /// the load fails, rather than waiting on a reader that is gone.
+    #[tokio::test]
+    async fn a_load_whose_link_closes_fails_instead_of_waiting_for_ever() {
+        let pki = Pki::new("relaymesh-bench-test", Tool::Library { days: 1 }).unwrap();
+        let relay = pki.issue_credentials("relay-a", Role::Relay).unwrap();
+        let load_creds = pki.issue_credentials("load", Role::Command).unwrap();
+        let clock = Clock::wall();
+        let (endpoint, addr) =
+            relaymesh_testkit::listen(&relay, clock, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let relay_side = tokio::spawn(async move {
+            let link = accept(endpoint, &relay).await.unwrap();
+            let _offers = link.conn.accept_uni().await.unwrap();
+            link.conn.close(0u32.into(), b"gone");
+            link
+        });
+        let link = dial(&load_creds, clock, "relay-a", addr).await.unwrap();
+        let (origin, to) = (NodeId::new("load").unwrap(), NodeId::new("sink").unwrap());
+        let spec = LoadSpec::routine(1000, 64, 8);
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), load(link, origin, to, spec, clock))
+                .await
+                .expect("the load returned once its link closed");
+        assert!(outcome.is_err(), "a load without custody answers cannot succeed");
+        drop(relay_side.await.unwrap());
+    }
+}
