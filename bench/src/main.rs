@@ -388,6 +388,17 @@ impl Deployment {
         path
     }
 
+    /// Kills the relay `children[index]` with SIGKILL and starts it again on `config` (its
+    /// store kept); returns its new index.
+    fn restart(&mut self, index: usize, config: &Path) -> Result<usize> {
+        let mut child = self.children.remove(index);
+        let killed = child.kill(); // SIGKILL
+        let _ = child.wait();
+        killed.with_context(|| format!("killing the relay of {}", config.display()))?;
+        self.spawn(config)?;
+        Ok(self.children.len() - 1)
+    }
+
     fn spawn(&mut self, config: &Path) -> Result<u32> {
         self.spawn_in(config, None)
     }

@@ -140,13 +140,8 @@ pub async fn run(
     let spec = peer::LoadSpec { first: before + 1, ..peer::LoadSpec::routine(during, size, 2048) };
     peer::load(link, NodeId::new("load-2")?, to, spec, p.clock).await?;
     if mode == Mode::Kill {
-        let mut a = p.dep.children.remove(p.a_child);
-        let killed = a.kill(); // SIGKILL
-        let _ = a.wait();
-        killed.context("killing relay-a")?;
         let config = p.a_config.clone();
-        p.dep.spawn(&config)?;
-        p.a_child = p.dep.children.len() - 1;
+        p.a_child = p.dep.restart(p.a_child, &config)?;
         crate::wait_api(p.apis[0]).await.context("relay-a after its restart")?;
     }
     if let Some(rest) = cut.checked_sub(cut_at.elapsed()) {
@@ -185,13 +180,31 @@ pub(crate) struct Tally {
 pub(crate) async fn tally(http: &reqwest::Client, api: u16, total: u64) -> Result<Tally> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let numbers = inbox_numbers(http, api).await?;
-    let unique: HashSet<u64> =
-        numbers.iter().copied().filter(|n| (1..=total).contains(n)).collect();
     let s: StatusDoc =
         http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await?.json().await?;
-    Ok(Tally {
-        lost: total - unique.len() as u64,
-        duplicates: numbers.len() as u64 - unique.len() as u64,
-        absorbed: s.total(|c| c.duplicates),
-    })
+    let (lost, duplicates) = count(&numbers, total);
+    Ok(Tally { lost, duplicates, absorbed: s.total(|c| c.duplicates) })
+}
+
+/// Of messages `1..=total`, given the numbers in an inbox (repeats included): how many are
+/// missing, and how many entries are extra copies (or numbers never sent).
+fn count(numbers: &[u64], total: u64) -> (u64, u64) {
+    let unique: HashSet<u64> =
+        numbers.iter().copied().filter(|n| (1..=total).contains(n)).collect();
+    (total - unique.len() as u64, numbers.len() as u64 - unique.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn missing_and_repeated_messages_are_counted() {
+        assert_eq!(count(&[1, 2, 3], 3), (0, 0));
+        assert_eq!(count(&[3, 1], 3), (1, 0));
+        assert_eq!(count(&[1, 2, 2, 3, 3, 3], 3), (0, 3));
+        // A number never sent is an entry too many, and sent ones still missing are lost.
+        assert_eq!(count(&[1, 9], 3), (2, 1));
+        assert_eq!(count(&[], 2), (2, 0));
+    }
 }

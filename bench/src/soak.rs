@@ -122,13 +122,8 @@ pub async fn run(s: Settings) -> Result<Outcome> {
         if let Some(killed) = killed_at.take() {
             recoveries.push(killed.elapsed().as_secs_f64());
         }
-        let mut b = p.dep.children.remove(b_child);
         killed_at = Some(Instant::now());
-        let killed = b.kill(); // SIGKILL
-        let _ = b.wait();
-        killed.with_context(|| format!("killing relay-b in cycle {cycle}"))?;
-        p.dep.spawn(&b_config)?;
-        b_child = p.dep.children.len() - 1;
+        b_child = p.dep.restart(b_child, &b_config)?;
         if cycle % 10 == 0 || cycle == s.cycles {
             eprintln!(
                 "  cycle {cycle}: {} messages handed over, {:.0} s",
