@@ -38,6 +38,28 @@ fn run_seed(exe: &std::path::Path, scenario: &str, seed: u64) -> Outcome {
     judge(seed, &out)
 }
 
+/// The figures a sweep sums from a report: pairs, pairs lost, and the unmet expectations. A
+/// report without one is an error, not a zero: a renamed field would otherwise pass every seed
+/// and count nothing.
+fn figures(j: &Value) -> Result<(u64, u64, Vec<String>), String> {
+    let count = |path: &[&str]| {
+        let v = path.iter().fold(j, |v, k| &v[*k]);
+        v.as_u64().ok_or_else(|| format!("the report has no {}", path.join(".")))
+    };
+    let mut pairs = 0;
+    for p in ["flash", "immediate", "priority", "routine"] {
+        pairs += count(&["precedence", p, "pairs"])?;
+    }
+    let lost = count(&["invariants", "lost"])?;
+    let failures = j["expect"]["failures"]
+        .as_array()
+        .ok_or("the report has no expect.failures")?
+        .iter()
+        .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
+        .collect();
+    Ok((pairs, lost, failures))
+}
+
 /// What a seed's finished run came to, from its exit status and JSON report.
 fn judge(seed: u64, out: &std::process::Output) -> Outcome {
     let report: Option<Value> = serde_json::from_slice(&out.stdout).ok();
@@ -47,27 +69,7 @@ fn judge(seed: u64, out: &std::process::Output) -> Outcome {
         let failure = Some(format!("exit {:?}, no report: {last}", out.status.code()));
         return Outcome { seed, pairs: 0, lost: 0, failure };
     };
-    // A report without the figures the sweep sums is a failure, not a zero: a renamed field
-    // would otherwise pass every seed and count nothing.
-    let count = |path: &[&str]| {
-        let v = path.iter().fold(&j, |v, k| &v[*k]);
-        v.as_u64().ok_or_else(|| format!("the report has no {}", path.join(".")))
-    };
-    let figures = (|| {
-        let mut pairs = 0;
-        for p in ["flash", "immediate", "priority", "routine"] {
-            pairs += count(&["precedence", p, "pairs"])?;
-        }
-        let lost = count(&["invariants", "lost"])?;
-        let failures: Vec<String> = j["expect"]["failures"]
-            .as_array()
-            .ok_or("the report has no expect.failures")?
-            .iter()
-            .map(|f| f.as_str().map_or_else(|| f.to_string(), str::to_owned))
-            .collect();
-        Ok::<_, String>((pairs, lost, failures))
-    })();
-    let (pairs, lost, failures) = match figures {
+    let (pairs, lost, failures) = match figures(&j) {
         Ok(f) => f,
         Err(e) => {
             let failure = Some(format!("exit {:?}, {e}", out.status.code()));
