@@ -652,8 +652,7 @@ async fn throughput(
     loader.await??;
     let http = reqwest::Client::new();
     for (name, api) in ["relay-a", "relay-b"].iter().zip(p.apis) {
-        let url = format!("http://127.0.0.1:{api}/v1/status");
-        let s: StatusDoc = http.get(url).send().await?.json().await?;
+        let s = status(&http, api).await?;
         eprintln!(
             "  {name}: store {} commits, {} rows written, {} cancelled",
             s.store.commits, s.store.rows_written, s.store.rows_cancelled
@@ -783,13 +782,15 @@ async fn held(messages: usize, size: usize) -> Result<Held> {
     Ok(Held { fill_s, store_mib, restart_s, rss_mib, peak_mib })
 }
 
+/// `GET /v1/status` of the node whose API is on loopback port `api`.
+async fn status(http: &reqwest::Client, api: u16) -> Result<StatusDoc> {
+    let url = format!("http://127.0.0.1:{api}/v1/status");
+    Ok(http.get(url).send().await?.json().await?)
+}
+
 /// The sink's next inbox cursor, read over its API (0 until something arrives).
 async fn inbox_next(http: &reqwest::Client, api: u16) -> u64 {
-    let url = format!("http://127.0.0.1:{api}/v1/status");
-    match http.get(url).send().await {
-        Ok(r) => r.json::<StatusDoc>().await.map_or(0, |s| s.inbox.next),
-        Err(_) => 0,
-    }
+    status(http, api).await.map_or(0, |s| s.inbox.next)
 }
 
 /// Plays the next hop: accepts every offer the node sent.

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use relaymesh::api_model::{InboxDoc, StatusDoc};
+use relaymesh::api_model::InboxDoc;
 use relaymesh::core::NodeId;
 use relaymesh_testkit::Cut;
 
@@ -63,9 +63,7 @@ pub struct Outcome {
 
 /// The destination's inbox cursor (messages delivered so far).
 async fn delivered(http: &reqwest::Client, api: u16) -> Result<u64> {
-    let s: StatusDoc =
-        http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await?.json().await?;
-    Ok(s.inbox.next)
+    Ok(crate::status(http, api).await?.inbox.next)
 }
 
 /// Polls until `n` messages are delivered or `timeout` passes; returns when the count last
@@ -180,8 +178,7 @@ pub(crate) struct Tally {
 pub(crate) async fn tally(http: &reqwest::Client, api: u16, total: u64) -> Result<Tally> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let numbers = inbox_numbers(http, api).await?;
-    let s: StatusDoc =
-        http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await?.json().await?;
+    let s = crate::status(http, api).await?;
     let (lost, duplicates) = count(&numbers, total);
     Ok(Tally { lost, duplicates, absorbed: s.total(|c| c.duplicates) })
 }

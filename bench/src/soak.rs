@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use relaymesh::api_model::StatusDoc;
 use relaymesh::core::{NodeId, Role};
 
 use crate::outage::{tally, wait_delivered};
@@ -50,9 +49,7 @@ pub struct Outcome {
 
 /// Relay B's custody count since it started, or `None` while its API is not up.
 async fn taken(http: &reqwest::Client, api: u16) -> Option<u64> {
-    let r = http.get(format!("http://127.0.0.1:{api}/v1/status")).send().await.ok()?;
-    let s: StatusDoc = r.json().await.ok()?;
-    Some(s.total(|c| c.received))
+    Some(crate::status(http, api).await.ok()?.total(|c| c.received))
 }
 
 /// Waits until relay B has taken custody of something since it (re)started; fails if the
